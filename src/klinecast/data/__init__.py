@@ -1,0 +1,1 @@
+"""Binance archive download, checksum, parsing, validation and storage."""

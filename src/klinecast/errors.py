@@ -1,0 +1,42 @@
+"""Errors that the CLI reports as one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+
+class KlinecastError(Exception):
+    """Base of every error that means bad input or a failed dependency, not a bug."""
+
+
+class ParamsError(KlinecastError, ValueError):
+    """A params.yaml key is unknown or its value is invalid."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"params: {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class DownloadError(KlinecastError):
+    """An archive could not be fetched after bounded retries."""
+
+
+class ArchiveNotFoundError(DownloadError):
+    """The server answered 404: the archive does not exist (yet)."""
+
+
+class ChecksumError(KlinecastError):
+    """A downloaded archive does not match the sha256 in its .CHECKSUM file."""
+
+
+class CandleDataError(KlinecastError):
+    """An archive's content breaks the candle schema or its rules.
+
+    The message names the file and, where there is one, the 1-based row in the CSV.
+    """
+
+    def __init__(self, source: str, reason: str, *, row: int | None = None):
+        where = f"{source}, row {row}" if row is not None else source
+        super().__init__(f"{where}: {reason}")
+        self.source = source
+        self.row = row
+        self.reason = reason

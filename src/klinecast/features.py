@@ -1,0 +1,200 @@
+"""TA-Lib indicators and the next-hour label: pure functions of a candle frame.
+
+Training (`klinecast features`) and serving (the KServe transformer) both call
+`compute_features`, so the two cannot drift apart.
+
+Row t of the result is indexed by the open_time of the newest candle it uses; that candle
+closes at t + interval, which is when the row can be known. The label says whether the
+*next* candle (open_time t + interval) closes above candle t's close.
+
+Indicators are computed separately on every run of contiguous candles: a gap (an exchange
+outage) restarts them, and rows whose indicator window would reach across a gap or before
+the first candle are dropped and counted, never forward-filled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import talib
+
+LABEL = "label"
+NEXT_RETURN = "next_return"
+
+_Indicator = Callable[[dict[str, np.ndarray], int], np.ndarray]
+
+#: Indicator families: name -> function of (OHLCV arrays, period). A params.yaml entry
+#: `<family>_<period>`, e.g. `rsi_14`, selects one; adding a family here is all it takes.
+FAMILIES: dict[str, _Indicator] = {
+    "ma_ratio": lambda c, n: talib.SMA(c["close"], timeperiod=n) / c["close"],
+    "ema_ratio": lambda c, n: talib.EMA(c["close"], timeperiod=n) / c["close"],
+    "rsi": lambda c, n: talib.RSI(c["close"], timeperiod=n),
+    "mfi": lambda c, n: talib.MFI(c["high"], c["low"], c["close"], c["volume"], timeperiod=n),
+    "roc": lambda c, n: talib.ROC(c["close"], timeperiod=n),
+    "natr": lambda c, n: talib.NATR(c["high"], c["low"], c["close"], timeperiod=n),
+    "willr": lambda c, n: talib.WILLR(c["high"], c["low"], c["close"], timeperiod=n),
+    "cci": lambda c, n: talib.CCI(c["high"], c["low"], c["close"], timeperiod=n),
+    "adx": lambda c, n: talib.ADX(c["high"], c["low"], c["close"], timeperiod=n),
+}
+_NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<period>\d+)$")
+_INPUTS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features + label, and how many candle rows were dropped and why."""
+
+    frame: pd.DataFrame
+    dropped_at_start: int  # the indicator window reaches before the first candle
+    dropped_after_gaps: int  # the indicator window would cross a gap
+    unlabeled: int  # the next candle is missing (last row, or a gap follows)
+
+
+def parse_indicator(name: str) -> tuple[str, int]:
+    """Splits `rsi_14` into ("rsi", 14).
+
+    Raises:
+        ValueError: unknown family or a period below 2, with the accepted names.
+    """
+    match = _NAME.match(name)
+    if not match or match["family"] not in FAMILIES:
+        raise ValueError(
+            f"unknown indicator {name!r}; expected <family>_<period> with family one of "
+            f"{sorted(FAMILIES)}, e.g. rsi_14"
+        )
+    period = int(match["period"])
+    if period < 2:
+        raise ValueError(f"indicator {name!r}: the period must be at least 2")
+    return match["family"], period
+
+
+@functools.cache
+def indicator_lookback(name: str) -> int:
+    """Candles an indicator needs before its first value (its window, the current one included)."""
+    family, period = parse_indicator(name)
+    length = 4 * period + 50
+    rng = np.random.default_rng(0)
+    close = 100 + np.cumsum(rng.normal(size=length))
+    arrays = {
+        "open": close,
+        "high": close + 1,
+        "low": close - 1,
+        "close": close,
+        "volume": rng.uniform(1, 2, size=length),
+    }
+    values = FAMILIES[family](arrays, period)
+    return int(np.argmax(~np.isnan(values))) + 1
+
+
+def compute_features(
+    candles: pd.DataFrame, *, indicators: Sequence[str], interval: dt.timedelta
+) -> FeatureSet:
+    """Computes the indicators and the next-candle label.
+
+    Args:
+        candles: a candle frame with a strictly increasing UTC index (gaps allowed).
+        indicators: names like `rsi_14`, in the column order wanted.
+        interval: the candle length; a larger step between two candles is a gap.
+
+    Returns:
+        A FeatureSet whose frame has one column per indicator, then `label` (1.0 if the next
+        candle closes higher, 0.0 if not, NaN if it is missing) and `next_return`.
+    """
+    step = np.int64(pd.Timedelta(interval).value)
+    stamps = candles.index.asi8
+    breaks = np.flatnonzero(np.diff(stamps) != step) + 1
+    bounds = np.concatenate([[0], breaks, [len(candles)]])
+    arrays = {c: candles[c].to_numpy(dtype=np.float64) for c in _INPUTS}
+    columns = {name: np.full(len(candles), np.nan) for name in indicators}
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        segment = {c: np.ascontiguousarray(a[lo:hi]) for c, a in arrays.items()}
+        for name in indicators:
+            family, period = parse_indicator(name)
+            if hi - lo >= indicator_lookback(name):
+                columns[name][lo:hi] = FAMILIES[family](segment, period)
+
+    close = arrays["close"]
+    next_close = np.full(len(candles), np.nan)
+    has_next = np.zeros(len(candles), dtype=bool)
+    has_next[:-1] = np.diff(stamps) == step
+    next_close[:-1][has_next[:-1]] = close[1:][has_next[:-1]]
+    label = np.where(has_next, (next_close > close).astype(float), np.nan)
+    next_return = next_close / close - 1.0
+
+    frame = pd.DataFrame(columns, index=candles.index)
+    frame[LABEL] = label
+    frame[NEXT_RETURN] = next_return
+    complete = np.isfinite(frame[list(indicators)].to_numpy()).all(axis=1)
+    in_first_segment = np.arange(len(candles)) < bounds[1]
+    return FeatureSet(
+        frame=frame[complete],
+        dropped_at_start=int((~complete & in_first_segment).sum()),
+        dropped_after_gaps=int((~complete & ~in_first_segment).sum()),
+        unlabeled=int((complete & ~has_next).sum()),
+    )
+
+
+def measure_min_history(
+    candles: pd.DataFrame,
+    *,
+    indicators: Sequence[str],
+    interval: dt.timedelta,
+    tolerance: float = 1e-9,
+    samples: int = 200,
+    max_history: int = 1500,
+) -> int:
+    """Measures how many candles of history make a short-window feature equal the full one.
+
+    TA-Lib's RSI (and other recursive indicators) seed their smoothing from the first
+    candles they see, so a feature computed on the last n candles only converges to the
+    full-history value as n grows. This finds the smallest n for which the newest row
+    agrees to `tolerance` at `samples` end points spread over every contiguous run longer
+    than max_history.
+
+    Raises:
+        ValueError: too few candles have max_history contiguous candles before them.
+    """
+    full = compute_features(candles, indicators=indicators, interval=interval).frame
+    stamps = candles.index.asi8
+    step = pd.Timedelta(interval).value
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(stamps) != step) + 1, [len(candles)]])
+    # Every candidate end point has max_history candles of its own run before it, so its
+    # full-history reference has converged too.
+    candidates = np.concatenate(
+        [np.arange(lo + max_history, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    )
+    if len(candidates) < samples:
+        raise ValueError(
+            f"only {len(candidates)} candles have {max_history} contiguous candles before "
+            f"them; measuring needs {samples}"
+        )
+    ends = candidates[np.linspace(0, len(candidates) - 1, samples).astype(int)]
+    reference = full.loc[candles.index[ends], list(indicators)].to_numpy()
+
+    def agrees(n: int) -> bool:
+        for k, end in enumerate(ends):
+            window = candles.iloc[end - n + 1 : end + 1]
+            row = compute_features(window, indicators=indicators, interval=interval).frame
+            if row.empty or row.index[-1] != candles.index[end]:
+                return False
+            if np.max(np.abs(row[list(indicators)].to_numpy()[-1] - reference[k])) > tolerance:
+                return False
+        return True
+
+    low = max(indicator_lookback(name) for name in indicators)
+    high = max_history
+    if not agrees(high):
+        raise ValueError(f"features do not converge to {tolerance} within {max_history} candles")
+    while low < high:
+        mid = (low + high) // 2
+        if agrees(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
