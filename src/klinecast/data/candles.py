@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,7 @@ def read_archive(content: bytes, *, source: str) -> bytes:
                     source, f"holds {len(members)} members {names}; expected exactly one CSV"
                 )
             return archive.read(members[0])
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise CandleDataError(source, f"not a readable zip archive (truncated or corrupt): {exc}") from None
 
 
@@ -98,8 +99,6 @@ def parse_klines(csv: bytes, *, source: str, interval: dt.timedelta) -> pd.DataF
             io.BytesIO(csv),
             header=None,
             skiprows=1 if has_header else 0,
-            names=KLINE_COLUMNS,
-            usecols=range(len(KLINE_COLUMNS)),
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=True,
@@ -107,9 +106,14 @@ def parse_klines(csv: bytes, *, source: str, interval: dt.timedelta) -> pd.DataF
     except pd.errors.ParserError as exc:
         raise CandleDataError(source, f"expected {len(KLINE_COLUMNS)} columns: {exc}") from None
     except pd.errors.EmptyDataError:
-        raise CandleDataError(source, "the CSV is empty") from None
+        raise CandleDataError(source, "the CSV is empty: it holds no candles") from None
+    if raw.shape[1] != len(KLINE_COLUMNS):
+        raise CandleDataError(
+            source, f"expected {len(KLINE_COLUMNS)} columns, found {raw.shape[1]}", row=1
+        )
     if raw.empty:
         raise CandleDataError(source, "the CSV holds no candles")
+    raw.columns = list(KLINE_COLUMNS)
     first_row = 2 if has_header else 1
     rows = np.arange(first_row, first_row + len(raw))
     numbers = {}

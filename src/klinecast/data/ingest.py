@@ -107,8 +107,8 @@ def ingest(
     if failures:
         listed = "\n  ".join(sorted(failures))
         raise KlinecastError(
-            f"{len(failures)} of {len(missing)} archive(s) failed; {len(result.downloaded)} "
-            f"verified archive(s) were kept:\n  {listed}"
+            f"{len(failures)} of {len(missing)} archive(s) failed; the {len(result.downloaded)} "
+            f"downloaded and {len(result.already_verified)} already verified are kept:\n  {listed}"
         )
     return result
 

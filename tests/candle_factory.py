@@ -1,0 +1,73 @@
+"""Small synthetic candles and kline archives for unit tests."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+
+from klinecast.data.candles import KLINE_COLUMNS
+
+HOUR_MS = 3_600_000
+
+
+def synthetic_candles(n: int, *, start: str = "2021-01-01", seed: int = 0) -> pd.DataFrame:
+    """A random-walk candle frame with n hourly rows that obeys every candle rule."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.005, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.005, n))
+    volume = rng.uniform(10, 100, n)
+    index = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="open_time")
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "quote_volume": volume * close,
+            "trades": rng.integers(1, 1000, n),
+            "taker_buy_volume": volume / 2,
+            "taker_buy_quote_volume": volume * close / 2,
+        },
+        index=index,
+    )
+
+
+def kline_rows(candles: pd.DataFrame, *, micros: bool = False) -> list[list[str]]:
+    """The candles as Binance CSV rows (12 columns), in ms or µs timestamps."""
+    unit = 1000 if micros else 1
+    rows = []
+    for ts, c in candles.iterrows():
+        open_ms = ts.value // 1_000_000
+        rows.append(
+            [
+                str(open_ms * unit),
+                *(f"{c[k]:.8f}" for k in ("open", "high", "low", "close", "volume")),
+                str((open_ms + HOUR_MS - 1) * unit),
+                f"{c['quote_volume']:.8f}",
+                str(int(c["trades"])),
+                f"{c['taker_buy_volume']:.8f}",
+                f"{c['taker_buy_quote_volume']:.8f}",
+                "0",
+            ]
+        )
+    return rows
+
+
+def csv_bytes(rows: list[list[str]], *, header: bool = False) -> bytes:
+    lines = [",".join(KLINE_COLUMNS)] if header else []
+    lines += [",".join(r) for r in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
