@@ -1,0 +1,130 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
+
+from klinecast.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+KLINECAST = Path(sys.executable).parent / "klinecast"
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KLINECAST_BASE_URL", raising=False)
+    return tmp_path
+
+
+def ingest_mirror(url: str) -> int:
+    return main(["ingest", "--base-url", url, "--end", "2021-12-31", "--no-progress"])
+
+
+def test_console_script_help_explains_every_stage():
+    out = subprocess.run([KLINECAST, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("ingest", "candles", "features"):
+        assert command in out
+    out = subprocess.run([KLINECAST, "ingest", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "KLINECAST_BASE_URL" in out and ".CHECKSUM" in out
+
+
+def test_stages_end_to_end_on_the_mirror(workdir, mirror_server, capsys):
+    params = workdir / "params.yaml"
+    params.write_text(params.read_text().replace('start: "2017-08-01"', 'start: "2021-06-01"'))
+    assert ingest_mirror(mirror_server.url) == 0
+    assert "7 downloaded" in capsys.readouterr().out
+    assert main(["candles"]) == 0
+    report = json.loads((workdir / "reports/candles.json").read_text())
+    assert report["rows"] == len(pd.read_parquet("data/candles.parquet"))
+    assert report["first"] == "2021-06-01T00:00:00+00:00"
+    assert report["last"] == "2021-12-31T23:00:00+00:00"
+    assert main(["features"]) == 0
+    frame = pd.read_parquet("data/features.parquet")
+    assert list(frame.columns)[:3] == ["ma_ratio_5", "ma_ratio_10", "ma_ratio_15"]
+    feature_report = json.loads((workdir / "reports/features.json").read_text())
+    assert feature_report["rows"] == len(frame)
+
+
+def test_env_base_url_is_used(workdir, mirror_server, monkeypatch, capsys):
+    params = workdir / "params.yaml"
+    params.write_text(params.read_text().replace('start: "2017-08-01"', 'start: "2021-12-01"'))
+    monkeypatch.setenv("KLINECAST_BASE_URL", mirror_server.url)
+    assert main(["ingest", "--end", "2021-12-31", "--no-progress"]) == 0
+    assert f"from {mirror_server.url}" in capsys.readouterr().out
+
+
+def test_bad_archive_fails_clearly_and_keeps_the_previous_candles(workdir, mirror, capsys):
+    raw = workdir / "data/raw"
+    raw.mkdir(parents=True)
+    good = synthetic_candles(48, start="2021-01-01")
+    (raw / "BTCUSDT-1h-2021-01.zip").write_bytes(zip_bytes({"a.csv": csv_bytes(kline_rows(good))}))
+    assert main(["candles"]) == 0
+    before = (workdir / "data/candles.parquet").read_bytes()
+    broken = synthetic_candles(24, start="2021-02-01")
+    rows = kline_rows(broken)
+    rows[6][2] = str(float(rows[6][3]) / 2)  # high below low
+    (raw / "BTCUSDT-1h-2021-02.zip").write_bytes(zip_bytes({"b.csv": csv_bytes(rows)}))
+    capsys.readouterr()
+    assert main(["candles"]) == 1
+    err = capsys.readouterr().err
+    assert "klinecast candles: error: BTCUSDT-1h-2021-02.zip, row 7: high is below open or close" in err
+    assert "Traceback" not in err
+    assert (workdir / "data/candles.parquet").read_bytes() == before
+    assert not list((workdir / "data").glob(".*part"))
+
+
+def test_overlapping_archives_are_named(workdir, capsys):
+    raw = workdir / "data/raw"
+    raw.mkdir(parents=True)
+    month = synthetic_candles(744, start="2021-01-01")
+    (raw / "BTCUSDT-1h-2021-01.zip").write_bytes(zip_bytes({"a.csv": csv_bytes(kline_rows(month))}))
+    (raw / "BTCUSDT-1h-2021-01-31.zip").write_bytes(
+        zip_bytes({"b.csv": csv_bytes(kline_rows(month.iloc[-24:]))})
+    )
+    assert main(["candles"]) == 1
+    assert "BTCUSDT-1h-2021-01-31.zip, row 1: its first candle 2021-01-31 00:00:00+00:00 overlaps BTCUSDT-1h-2021-01.zip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["candles"], "no BTCUSDT 1h archives; run `make data`"),
+        (["features"], "data/candles.parquet does not exist; run `klinecast candles`"),
+        (["ingest", "--base-url", "/no/such/dir"], "is not a directory or an http(s) URL"),
+        (["ingest", "--base-url", "ftp://x"], "unsupported scheme 'ftp'"),
+    ],
+)
+def test_missing_inputs_get_a_clear_message(workdir, capsys, argv, message):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_params_stop_before_any_work(workdir, capsys):
+    (workdir / "params.yaml").write_text("data:\n  intervall: 1h\n")
+    assert main(["candles"]) == 1
+    assert "params: data.intervall: unknown key" in capsys.readouterr().err
+
+
+def test_damaged_parquet_is_reported(workdir, capsys):
+    (workdir / "data").mkdir()
+    (workdir / "data/candles.parquet").write_bytes(b"not parquet")
+    assert main(["features"]) == 1
+    assert "is not a readable Parquet file" in capsys.readouterr().err
+
+
+def test_measure_reports_whether_params_min_history_suffices(workdir, mirror, capsys):
+    shutil.copytree(mirror / "data/spot/monthly/klines/BTCUSDT/1h", workdir / "data/raw")
+    assert main(["candles"]) == 0
+    assert main(["features", "--measure", "--samples", "60"]) == 0
+    assert "params features.min_history = 540 (ok)" in capsys.readouterr().out
+    params = workdir / "params.yaml"
+    params.write_text(params.read_text().replace("min_history: 540", "min_history: 100"))
+    assert main(["features", "--measure", "--samples", "60"]) == 1
+    assert "(TOO SMALL)" in capsys.readouterr().out

@@ -1,0 +1,64 @@
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from klinecast.config import SEED_INDICATORS, Params, load_params, params_from_mapping
+from klinecast.errors import ParamsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_yaml_loads_with_seed_defaults():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.symbol == "BTCUSDT" and params.data.interval == "1h"
+    assert params.data.start == dt.date(2017, 8, 1) and params.data.end is None
+    assert params.features.indicators == SEED_INDICATORS
+    assert params.features.min_history == 540
+    assert params == Params()  # the dataclass defaults and params.yaml agree
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"dta": {}}, r"params: dta: unknown key; expected one of \['data', 'features'\]"),
+        ({"data": {"symbl": "X"}}, "params: data.symbl: unknown key"),
+        ({"data": {"start": "yesterday"}}, "params: data.start: expected a date like 2018-01-01"),
+        ({"data": {"start": "2020-01-01", "end": "2019-01-01"}}, "data.end: 2019-01-01 is before"),
+        ({"data": {"interval": "7h"}}, "params: data.interval: expected one of"),
+        ({"data": {"symbol": "btc-usdt"}}, "params: data.symbol: expected an upper-case pair"),
+        ({"data": {"base_url": 3}}, "params: data.base_url: expected a string, got 3"),
+        ({"data": []}, "params: data: expected a mapping, got list"),
+        ({"features": {"indicators": ["rsi_14", "macd_3"]}}, "features.indicators: unknown indicator 'macd_3'"),
+        ({"features": {"indicators": ["rsi_1"]}}, "the period must be at least 2"),
+        ({"features": {"indicators": []}}, "features.indicators: at least one indicator"),
+        ({"features": {"indicators": "rsi_14"}}, "features.indicators: expected a list"),
+        ({"features": {"indicators": ["rsi_7", "rsi_7"]}}, "lists an indicator twice"),
+        ({"features": {"min_history": 20}}, r"features.min_history: 20 is not more than the longest indicator window \(22"),
+        ({"features": {"min_history": True}}, "features.min_history: expected an integer, got True"),
+    ],
+)
+def test_bad_params_name_the_key_and_the_reason(raw, message):
+    with pytest.raises(ParamsError, match=message):
+        params_from_mapping(raw)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_more_indicators_need_no_code_change(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"features": {"indicators": ["adx_14", "cci_20", "rsi_30"], "min_history": 800}}))
+    assert load_params(path).features.indicators == ("adx_14", "cci_20", "rsi_30")
+
+
+def test_params_are_frozen():
+    with pytest.raises(AttributeError):
+        Params().data.symbol = "ETHUSDT"
