@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 
+from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 from klinecast.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,9 @@ def test_console_script_help_explains_every_stage():
     out = subprocess.run([KLINECAST, "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("ingest", "candles", "features"):
         assert command in out
-    out = subprocess.run([KLINECAST, "ingest", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [KLINECAST, "ingest", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "KLINECAST_BASE_URL" in out and ".CHECKSUM" in out
 
 
@@ -73,7 +75,10 @@ def test_bad_archive_fails_clearly_and_keeps_the_previous_candles(workdir, mirro
     capsys.readouterr()
     assert main(["candles"]) == 1
     err = capsys.readouterr().err
-    assert "klinecast candles: error: BTCUSDT-1h-2021-02.zip, row 7: high is below open or close" in err
+    assert (
+        "klinecast candles: error: BTCUSDT-1h-2021-02.zip, row 7: high is below open or close"
+        in err
+    )
     assert "Traceback" not in err
     assert (workdir / "data/candles.parquet").read_bytes() == before
     assert not list((workdir / "data").glob(".*part"))
@@ -88,7 +93,10 @@ def test_overlapping_archives_are_named(workdir, capsys):
         zip_bytes({"b.csv": csv_bytes(kline_rows(month.iloc[-24:]))})
     )
     assert main(["candles"]) == 1
-    assert "BTCUSDT-1h-2021-01-31.zip, row 1: its first candle 2021-01-31 00:00:00+00:00 overlaps BTCUSDT-1h-2021-01.zip" in capsys.readouterr().err
+    assert (
+        "BTCUSDT-1h-2021-01-31.zip, row 1: its first candle 2021-01-31 00:00:00+00:00 overlaps BTCUSDT-1h-2021-01.zip"
+        in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

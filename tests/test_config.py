@@ -30,13 +30,22 @@ def test_repo_params_yaml_loads_with_seed_defaults():
         ({"data": {"symbol": "btc-usdt"}}, "params: data.symbol: expected an upper-case pair"),
         ({"data": {"base_url": 3}}, "params: data.base_url: expected a string, got 3"),
         ({"data": []}, "params: data: expected a mapping, got list"),
-        ({"features": {"indicators": ["rsi_14", "macd_3"]}}, "features.indicators: unknown indicator 'macd_3'"),
+        (
+            {"features": {"indicators": ["rsi_14", "macd_3"]}},
+            "features.indicators: unknown indicator 'macd_3'",
+        ),
         ({"features": {"indicators": ["rsi_1"]}}, "the period must be at least 2"),
         ({"features": {"indicators": []}}, "features.indicators: at least one indicator"),
         ({"features": {"indicators": "rsi_14"}}, "features.indicators: expected a list"),
         ({"features": {"indicators": ["rsi_7", "rsi_7"]}}, "lists an indicator twice"),
-        ({"features": {"min_history": 20}}, r"features.min_history: 20 is not more than the longest indicator window \(22"),
-        ({"features": {"min_history": True}}, "features.min_history: expected an integer, got True"),
+        (
+            {"features": {"min_history": 20}},
+            r"features.min_history: 20 is not more than the longest indicator window \(22",
+        ),
+        (
+            {"features": {"min_history": True}},
+            "features.min_history: expected an integer, got True",
+        ),
     ],
 )
 def test_bad_params_name_the_key_and_the_reason(raw, message):
@@ -55,7 +64,11 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_more_indicators_need_no_code_change(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"features": {"indicators": ["adx_14", "cci_20", "rsi_30"], "min_history": 800}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"features": {"indicators": ["adx_14", "cci_20", "rsi_30"], "min_history": 800}}
+        )
+    )
     assert load_params(path).features.indicators == ("adx_14", "cci_20", "rsi_30")
 
 

@@ -3,8 +3,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from candle_factory import synthetic_candles
 
+from candle_factory import synthetic_candles
 from klinecast.config import SEED_INDICATORS, Params
 from klinecast.features import (
     FAMILIES,
@@ -41,7 +41,9 @@ def test_label_is_the_next_candles_direction():
     close = candles["close"]
     expected = (close.shift(-1) > close).astype(float).loc[frame.index[:-1]]
     np.testing.assert_array_equal(frame["label"].iloc[:-1], expected)
-    np.testing.assert_allclose(frame["next_return"].iloc[:-1], (close.shift(-1) / close - 1).loc[frame.index[:-1]])
+    np.testing.assert_allclose(
+        frame["next_return"].iloc[:-1], (close.shift(-1) / close - 1).loc[frame.index[:-1]]
+    )
     assert np.isnan(frame["label"].iloc[-1])  # the next candle is not known yet
 
 
@@ -54,7 +56,9 @@ def test_no_look_ahead_future_candles_do_not_change_past_features():
     shocked.iloc[t + 1 :, 4] *= 10.0
     after = features(shocked).frame
     cols = list(SEED_INDICATORS)
-    pd.testing.assert_frame_equal(base.loc[: candles.index[t], cols], after.loc[: candles.index[t], cols])
+    pd.testing.assert_frame_equal(
+        base.loc[: candles.index[t], cols], after.loc[: candles.index[t], cols]
+    )
     # Only the label of t, which is about candle t+1, may change.
     pd.testing.assert_series_equal(
         base["label"].loc[: candles.index[t - 1]], after["label"].loc[: candles.index[t - 1]]
@@ -99,7 +103,11 @@ def test_min_history_window_equals_full_history_on_real_data(mirror_candles):
     """Serving computes on the last min_history candles; training on full history."""
     full = features(mirror_candles).frame
     stamps = mirror_candles.index
-    contiguous = pd.Series(1, index=stamps).groupby((stamps.to_series().diff() != pd.Timedelta(HOUR)).cumsum()).cumcount()
+    contiguous = (
+        pd.Series(1, index=stamps)
+        .groupby((stamps.to_series().diff() != pd.Timedelta(HOUR)).cumsum())
+        .cumcount()
+    )
     eligible = np.flatnonzero(contiguous.to_numpy() >= 2000)  # converged full-history reference
     rng = np.random.default_rng(7)
     ends = np.sort(rng.choice(eligible, size=250, replace=False))
@@ -119,7 +127,14 @@ def test_min_history_window_equals_full_history_on_real_data(mirror_candles):
 
 
 def test_measure_min_history_finds_the_rsi_convergence(mirror_candles):
-    measured = measure_min_history(mirror_candles, indicators=SEED_INDICATORS, interval=HOUR, samples=100)
+    measured = measure_min_history(
+        mirror_candles, indicators=SEED_INDICATORS, interval=HOUR, samples=100
+    )
     assert 480 < measured <= MIN_HISTORY
     # MFI and moving averages are plain window sums: their window is all they need.
-    assert measure_min_history(mirror_candles, indicators=("mfi_21", "ma_ratio_20"), interval=HOUR, samples=50) == 22
+    assert (
+        measure_min_history(
+            mirror_candles, indicators=("mfi_21", "ma_ratio_20"), interval=HOUR, samples=50
+        )
+        == 22
+    )

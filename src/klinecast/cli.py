@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _params_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--params", type=Path, default=Path("params.yaml"), help="parameters file (default: %(default)s)"
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="parameters file (default: %(default)s)",
     )
 
 
@@ -83,11 +86,17 @@ def _add_ingest(commands) -> None:
             f"data.binance.vision (default: ${BASE_URL_ENV}, else params data.base_url)"
         ),
     )
-    parser.add_argument("--raw-dir", type=Path, default=Path("data/raw"), help="default: %(default)s")
     parser.add_argument(
-        "--end", type=dt.date.fromisoformat, help="last day to fetch, YYYY-MM-DD (overrides data.end)"
+        "--raw-dir", type=Path, default=Path("data/raw"), help="default: %(default)s"
     )
-    parser.add_argument("--workers", type=int, default=8, help="parallel downloads (default: %(default)s)")
+    parser.add_argument(
+        "--end",
+        type=dt.date.fromisoformat,
+        help="last day to fetch, YYYY-MM-DD (overrides data.end)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=8, help="parallel downloads (default: %(default)s)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=_run_ingest)
 
@@ -132,7 +141,9 @@ def _add_candles(commands) -> None:
         ),
     )
     _params_arg(parser)
-    parser.add_argument("--raw-dir", type=Path, default=Path("data/raw"), help="default: %(default)s")
+    parser.add_argument(
+        "--raw-dir", type=Path, default=Path("data/raw"), help="default: %(default)s"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("data/candles.parquet"), help="default: %(default)s"
     )
@@ -187,7 +198,10 @@ def _add_features(commands) -> None:
         help="measure the candles of history after which short-window features equal full-history ones",
     )
     parser.add_argument(
-        "--samples", type=int, default=1000, help="end points checked by --measure (default: %(default)s)"
+        "--samples",
+        type=int,
+        default=1000,
+        help="end points checked by --measure (default: %(default)s)",
     )
     parser.set_defaults(run=_run_features)
 

@@ -62,9 +62,13 @@ class DataParams:
 
     def __post_init__(self) -> None:
         if not self.symbol.isalnum() or self.symbol.upper() != self.symbol:
-            raise ParamsError("symbol", f"expected an upper-case pair like BTCUSDT, got {self.symbol!r}")
+            raise ParamsError(
+                "symbol", f"expected an upper-case pair like BTCUSDT, got {self.symbol!r}"
+            )
         if self.interval not in INTERVALS:
-            raise ParamsError("interval", f"expected one of {sorted(INTERVALS)}, got {self.interval!r}")
+            raise ParamsError(
+                "interval", f"expected one of {sorted(INTERVALS)}, got {self.interval!r}"
+            )
         if self.end is not None and self.end < self.start:
             raise ParamsError("end", f"{self.end} is before data.start {self.start}")
         if not self.base_url:

@@ -23,7 +23,12 @@ def test_relpath_follows_data_binance_vision_layout():
 def test_monthly_through_last_complete_month_then_daily_for_current_month():
     refs = plan(D(2026, 8, 20), None, D(2026, 11, 4))
     assert [r.label for r in refs] == [
-        "2026-08", "2026-09", "2026-10", "2026-11-01", "2026-11-02", "2026-11-03",
+        "2026-08",
+        "2026-09",
+        "2026-10",
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
     ]
 
 

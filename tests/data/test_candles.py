@@ -3,8 +3,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 
+from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 from klinecast.data.candles import find_gaps, parse_klines, read_archive, validate_candles
 from klinecast.errors import CandleDataError
 
@@ -49,7 +49,9 @@ def test_a_header_row_is_skipped(candles):
 def test_row_numbers_count_the_header(candles):
     rows = kline_rows(candles)
     rows[4][4] = "abc"
-    with pytest.raises(CandleDataError, match=r"X.csv, row 6: column close: non-numeric value 'abc'"):
+    with pytest.raises(
+        CandleDataError, match=r"X.csv, row 6: column close: non-numeric value 'abc'"
+    ):
         parse(csv_bytes(rows, header=True))
 
 

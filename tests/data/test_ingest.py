@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from archive_server import ArchiveServer
 from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 from conftest import MIRROR_MONTHLY, MIRROR_TODAY
-
 from klinecast.config import DataParams
 from klinecast.data.archives import ArchiveRef
 from klinecast.data.download import RetryPolicy
@@ -18,10 +18,13 @@ D = dt.date
 FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=0.5)
 
 
-def run(base_url, raw_dir, *, start=D(2021, 10, 1), end=D(2021, 12, 31), today=MIRROR_TODAY):
+def run(
+    base_url, raw_dir, *, start=dt.date(2021, 10, 1), end=dt.date(2021, 12, 31), today=MIRROR_TODAY
+):
     params = DataParams(start=start, end=end)
-    return ingest(params, raw_dir=raw_dir, base_url=base_url, today=today, retry=FAST_RETRY,
-                  progress=False)
+    return ingest(
+        params, raw_dir=raw_dir, base_url=base_url, today=today, retry=FAST_RETRY, progress=False
+    )
 
 
 def monthly(label: str) -> str:
@@ -80,7 +83,10 @@ def test_checksum_mismatch_is_rejected_and_good_data_kept(mirror_server, tmp_pat
     run(mirror_server.url, tmp_path, end=D(2021, 11, 30))
     good = (tmp_path / "BTCUSDT-1h-2021-11.zip").read_bytes()
     mirror_server.fail(monthly("2021-12"), b"PK not the real archive")
-    with pytest.raises(KlinecastError, match=r"(?s)1 of 1 archive\(s\) failed.*BTCUSDT-1h-2021-12.zip: sha256 mismatch"):
+    with pytest.raises(
+        KlinecastError,
+        match=r"(?s)1 of 1 archive\(s\) failed.*BTCUSDT-1h-2021-12.zip: sha256 mismatch",
+    ):
         run(mirror_server.url, tmp_path)
     assert not (tmp_path / "BTCUSDT-1h-2021-12.zip").exists()
     assert (tmp_path / "BTCUSDT-1h-2021-11.zip").read_bytes() == good
@@ -106,7 +112,9 @@ def test_zip_with_zero_or_two_members_is_rejected(tmp_path, members):
 
 
 def test_http_404_is_not_retried_and_says_what_to_check(mirror_server, tmp_path):
-    with pytest.raises(KlinecastError, match=r"not found \(HTTP 404\).*2017-01.zip.CHECKSUM.*data.start"):
+    with pytest.raises(
+        KlinecastError, match=r"not found \(HTTP 404\).*2017-01.zip.CHECKSUM.*data.start"
+    ):
         run(mirror_server.url, tmp_path, start=D(2017, 1, 1), end=D(2017, 1, 31))
     assert len(mirror_server.requests) == 1
 
@@ -127,7 +135,9 @@ def test_persistent_http_500_gives_up_with_a_clear_error(mirror_server, tmp_path
 
 def test_timeouts_are_retried_then_reported(mirror_server, tmp_path):
     mirror_server.fail(monthly("2021-12"), "stall", "stall", "stall")
-    with pytest.raises(KlinecastError, match=r"2021-12.zip: timed out after 0.5 s \(gave up after 3"):
+    with pytest.raises(
+        KlinecastError, match=r"2021-12.zip: timed out after 0.5 s \(gave up after 3"
+    ):
         run(mirror_server.url, tmp_path)
 
 
@@ -158,9 +168,19 @@ def test_current_month_comes_as_daily_archives_and_newest_may_be_unpublished(tmp
 
 def test_an_old_missing_daily_archive_is_an_error(tmp_path):
     root = tmp_path / "site"
-    publish(root, ArchiveRef("daily", D(2026, 11, 2), "BTCUSDT", "1h"), synthetic_archive(D(2026, 11, 2), 24))
+    publish(
+        root,
+        ArchiveRef("daily", D(2026, 11, 2), "BTCUSDT", "1h"),
+        synthetic_archive(D(2026, 11, 2), 24),
+    )
     with pytest.raises(KlinecastError, match="2026-11-01.zip.CHECKSUM"):
-        run(str(root), tmp_path / "raw", start=D(2026, 11, 1), end=D(2026, 11, 2), today=D(2026, 11, 20))
+        run(
+            str(root),
+            tmp_path / "raw",
+            start=D(2026, 11, 1),
+            end=D(2026, 11, 2),
+            today=D(2026, 11, 20),
+        )
 
 
 def test_dailies_are_pruned_once_their_month_is_complete(tmp_path):
@@ -171,11 +191,18 @@ def test_dailies_are_pruned_once_their_month_is_complete(tmp_path):
     # On 2026-10-31 October is the current month: its closed days come as daily archives.
     run(str(root), raw, start=D(2026, 10, 29), end=None, today=D(2026, 10, 31))
     assert len(list(raw.glob("*-2026-10-??.zip"))) == 2
-    publish(root, ArchiveRef("monthly", D(2026, 10, 1), "BTCUSDT", "1h"), synthetic_archive(D(2026, 10, 1), 744))
+    publish(
+        root,
+        ArchiveRef("monthly", D(2026, 10, 1), "BTCUSDT", "1h"),
+        synthetic_archive(D(2026, 10, 1), 744),
+    )
     result = run(str(root), raw, start=D(2026, 10, 1), end=D(2026, 10, 31), today=D(2026, 11, 10))
     assert result.downloaded == ["BTCUSDT-1h-2026-10.zip"]
     assert result.pruned == ["BTCUSDT-1h-2026-10-29.zip", "BTCUSDT-1h-2026-10-30.zip"]
-    assert sorted(p.name for p in raw.iterdir()) == ["BTCUSDT-1h-2026-10.zip", "BTCUSDT-1h-2026-10.zip.CHECKSUM"]
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "BTCUSDT-1h-2026-10.zip",
+        "BTCUSDT-1h-2026-10.zip.CHECKSUM",
+    ]
 
 
 def test_mirror_candles_match_a_plain_read(mirror_candles):

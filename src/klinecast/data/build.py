@@ -42,7 +42,9 @@ class CandleReport:
 
 def archive_paths(raw_dir: Path, *, symbol: str, interval: str) -> list[Path]:
     """The symbol's kline zips in raw_dir, in date order (monthly and daily alike)."""
-    pattern = re.compile(rf"^{re.escape(symbol)}-{re.escape(interval)}-(\d{{4}}-\d{{2}}(?:-\d{{2}})?)\.zip$")
+    pattern = re.compile(
+        rf"^{re.escape(symbol)}-{re.escape(interval)}-(\d{{4}}-\d{{2}}(?:-\d{{2}})?)\.zip$"
+    )
     dated = []
     for path in raw_dir.glob("*.zip"):
         match = pattern.match(path.name)

@@ -44,7 +44,13 @@ CANDLE_COLUMNS = (
     "taker_buy_quote_volume",
 )
 PRICE_COLUMNS = ("open", "high", "low", "close")
-NON_NEGATIVE_COLUMNS = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume")
+NON_NEGATIVE_COLUMNS = (
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+)
 
 # Binance spot archives switched from milliseconds to microseconds on 2025-01-01. Any epoch
 # in microseconds since 2001-09 is >= 1e15, and no millisecond epoch before the year 33658 is.
@@ -61,7 +67,11 @@ class Gap:
     missing: int
 
     def as_dict(self) -> dict:
-        return {"first": self.first.isoformat(), "last": self.last.isoformat(), "missing": self.missing}
+        return {
+            "first": self.first.isoformat(),
+            "last": self.last.isoformat(),
+            "missing": self.missing,
+        }
 
 
 def read_archive(content: bytes, *, source: str) -> bytes:
@@ -80,7 +90,9 @@ def read_archive(content: bytes, *, source: str) -> bytes:
                 )
             return archive.read(members[0])
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise CandleDataError(source, f"not a readable zip archive (truncated or corrupt): {exc}") from None
+        raise CandleDataError(
+            source, f"not a readable zip archive (truncated or corrupt): {exc}"
+        ) from None
 
 
 def parse_klines(csv: bytes, *, source: str, interval: dt.timedelta) -> pd.DataFrame:
@@ -181,7 +193,10 @@ def validate_candles(frame: pd.DataFrame, *, source: str, rows: np.ndarray | Non
         ("a price is not positive", (frame[list(PRICE_COLUMNS)] <= 0).any(axis=1)),
         ("high is below open or close", frame["high"] < frame[["open", "close"]].max(axis=1)),
         ("low is above open or close", frame["low"] > frame[["open", "close"]].min(axis=1)),
-        ("a volume or trade count is negative", (frame[list(NON_NEGATIVE_COLUMNS)] < 0).any(axis=1)),
+        (
+            "a volume or trade count is negative",
+            (frame[list(NON_NEGATIVE_COLUMNS)] < 0).any(axis=1),
+        ),
     )
     for reason, broken in checks:
         if broken.any():

@@ -84,8 +84,9 @@ def ingest(
     failures: list[str] = []
     with (
         ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-        tqdm(total=len(missing), unit="archive", desc="ingest", disable=_tqdm_disable(progress))
-        as bar,
+        tqdm(
+            total=len(missing), unit="archive", desc="ingest", disable=_tqdm_disable(progress)
+        ) as bar,
     ):
         futures = {pool.submit(_fetch_one, source, ref, raw_dir): ref for ref in missing}
         for future in as_completed(futures):
@@ -99,8 +100,10 @@ def ingest(
                     log.warning("%s is not published yet; skipped", ref.filename)
                     result.not_yet_published.append(ref.filename)
                 else:
-                    failures.append(f"{exc}. The archive does not exist: check data.symbol, "
-                                    "data.interval and data.start (before the listing date?)")
+                    failures.append(
+                        f"{exc}. The archive does not exist: check data.symbol, "
+                        "data.interval and data.start (before the listing date?)"
+                    )
             except KlinecastError as exc:
                 failures.append(str(exc))
     result.pruned = _prune_covered_dailies(raw_dir, params)

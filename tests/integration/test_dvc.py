@@ -1,0 +1,108 @@
+"""DVC over the real project files: data.dvc versioning, dvc repro, and an S3 round trip."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.integration
+
+
+def sh(*argv, cwd, env=None) -> str:
+    environ = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    done = subprocess.run(argv, cwd=cwd, env=environ, capture_output=True, text=True)
+    assert done.returncode == 0, f"{argv} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture()
+def project(tmp_path):
+    """A git + DVC checkout of the project's pipeline files, with a short data span."""
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("dvc.yaml", "data.dvc", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
+    shutil.copytree(
+        REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    params = (
+        (REPO / "params.yaml").read_text().replace('start: "2017-08-01"', 'start: "2021-01-01"')
+    )
+    (root / "params.yaml").write_text(params)
+    sh("git", "init", "-q", cwd=root)
+    return root
+
+
+def tracked_files(root: Path) -> dict[Path, bytes]:
+    """The DVC-tracked data: raw archives and the stage outputs."""
+    data = root / "data"
+    return {
+        p.relative_to(root): p.read_bytes()
+        for p in data.rglob("*")
+        if p.is_file() and p.name != ".gitignore"
+    }
+
+
+def make_data(root: Path, url: str, end: str) -> None:
+    """What `make data` runs."""
+    sh("klinecast", "ingest", "--base-url", url, "--end", end, "--no-progress", cwd=root)
+    sh("dvc", "add", "--quiet", "data/raw", cwd=root)
+
+
+def test_data_dvc_changes_exactly_when_new_data_arrives(project, mirror_server):
+    make_data(project, mirror_server.url, "2021-03-31")
+    first = (project / "data.dvc").read_text()
+    assert "path: data/raw" in first and "nfiles: 6" in first
+    assert not (project / "data/raw.dvc").exists()
+    make_data(project, mirror_server.url, "2021-03-31")
+    assert (project / "data.dvc").read_text() == first
+    make_data(project, mirror_server.url, "2021-04-30")
+    assert (project / "data.dvc").read_text() != first
+    assert "nfiles: 8" in (project / "data.dvc").read_text()
+
+
+def test_dvc_repro_runs_the_stages_then_is_a_no_op(project, mirror_server):
+    make_data(project, mirror_server.url, "2021-04-30")
+    out = sh("dvc", "repro", cwd=project)
+    assert "Running stage 'candles'" in out and "Running stage 'features'" in out
+    features = (project / "data/features.parquet").read_bytes()
+    lock = (project / "dvc.lock").read_text()
+    out = sh("dvc", "repro", cwd=project)
+    assert "Running stage" not in out and "Data and pipelines are up to date" in out
+    assert (project / "data/features.parquet").read_bytes() == features
+    assert (project / "dvc.lock").read_text() == lock
+    metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=project))
+    candles = metrics[""]["data"]["reports/candles.json"]["data"]
+    assert candles["files"] == 4 and candles["first"] == "2021-01-01T00:00:00+00:00"
+    assert candles["rows"] + candles["missing_candles"] == 2880  # every hour of Jan..Apr 2021
+
+
+def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3):
+    make_data(project, mirror_server.url, "2021-02-28")
+    sh("dvc", "repro", cwd=project)
+    before = tracked_files(project)
+    boto3.client(
+        "s3",
+        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="klinecast-data")
+    out = sh("dvc", "push", cwd=project, env=moto_s3)
+    assert "pushed" in out
+    shutil.rmtree(project / ".dvc/cache")
+    for path in before:
+        (project / path).unlink()
+    sh("dvc", "pull", cwd=project, env=moto_s3)
+    after = tracked_files(project)
+    assert after == before
+    assert len([p for p in after if p.suffix == ".zip"]) == 2
