@@ -111,11 +111,135 @@ class FeatureParams:
 
 
 @dataclass(frozen=True)
+class SplitParams:
+    """The in-sample span (tuning) and the out-of-sample span (evaluation), inclusive days."""
+
+    in_sample_start: dt.date = dt.date(2018, 1, 1)
+    in_sample_end: dt.date = dt.date(2021, 12, 31)
+    out_of_sample_start: dt.date = dt.date(2022, 1, 1)
+    out_of_sample_end: dt.date = dt.date(2022, 5, 31)
+
+    def __post_init__(self) -> None:
+        if self.in_sample_end < self.in_sample_start:
+            raise ParamsError("in_sample_end", f"{self.in_sample_end} is before in_sample_start")
+        if self.out_of_sample_end < self.out_of_sample_start:
+            raise ParamsError(
+                "out_of_sample_end", f"{self.out_of_sample_end} is before out_of_sample_start"
+            )
+        if self.out_of_sample_start <= self.in_sample_end:
+            raise ParamsError(
+                "out_of_sample_start",
+                f"{self.out_of_sample_start} must come after in_sample_end {self.in_sample_end}, "
+                "or tuning would see the evaluation hours",
+            )
+
+
+@dataclass(frozen=True)
+class BacktestParams:
+    """How the strategy trades a probability, and what it pays."""
+
+    step_days: int = 30
+    #: Taker fee per side, charged on every change of position (a flip pays two sides).
+    fee: float = 0.001
+    #: Flat while |prob_up - 0.5| <= neutral_band; 0 is the seed's always-in-the-market rule.
+    neutral_band: float = 0.0
+    coin_flip_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.step_days < 1:
+            raise ParamsError("step_days", f"must be at least 1, got {self.step_days}")
+        if not 0 <= self.fee < 0.05:
+            raise ParamsError("fee", f"expected a fraction per side in [0, 0.05), got {self.fee}")
+        if not 0 <= self.neutral_band < 0.5:
+            raise ParamsError("neutral_band", f"expected [0, 0.5), got {self.neutral_band}")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The seed's XGBoost search space; every entry is [low, high], inclusive."""
+
+    n_estimators: tuple[int, int] = (350, 1000)
+    max_depth: tuple[int, int] = (3, 10)
+    learning_rate: tuple[float, float] = (0.01, 0.10)
+    subsample: tuple[float, float] = (0.5, 0.9)
+    colsample_bytree: tuple[float, float] = (0.5, 0.9)
+    gamma: tuple[int, int] = (0, 20)
+    look_back_days: tuple[int, int] = (30, 180)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            low, high = getattr(self, f.name)
+            if low > high:
+                raise ParamsError(f.name, f"low {low} is above high {high}")
+        if self.look_back_days[0] < 1 or self.n_estimators[0] < 1 or self.max_depth[0] < 1:
+            raise ParamsError(
+                "look_back_days", "look_back_days, n_estimators and max_depth must be >= 1"
+            )
+        for name in ("subsample", "colsample_bytree"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high <= 1:
+                raise ParamsError(name, f"must lie in (0, 1], got [{low}, {high}]")
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    """The Optuna study: TPE over the search space, median pruning over folds."""
+
+    n_trials: int = 40
+    seed: int = 42
+    study_name: str = "klinecast"
+    #: An SQLAlchemy URL; $KLINECAST_OPTUNA_STORAGE or `tune --storage` override it.
+    storage: str = "sqlite:///optuna.db"
+    #: Folds every trial runs before the median pruner may stop it.
+    pruner_warmup_folds: int = 8
+    pruner_startup_trials: int = 5
+    search_space: SearchSpace = field(default_factory=SearchSpace)
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ParamsError("n_trials", f"must be at least 1, got {self.n_trials}")
+        if "://" not in self.storage:
+            raise ParamsError(
+                "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
+            )
+
+
+@dataclass(frozen=True)
+class PublishParams:
+    """Where models go, and the gate a model must pass to become `production`."""
+
+    registry: str = "models/registry"
+    model_name: str = "klinecast-btcusdt-1h"
+    #: The model's out-of-sample return after fees must beat this baseline's by this much.
+    gate_baseline: str = "buy_and_hold"
+    gate_min_excess_return: float = 0.0
+
+    def __post_init__(self) -> None:
+        baselines = ("buy_and_hold", "always_short", "momentum", "coin_flip")
+        if self.gate_baseline not in baselines:
+            raise ParamsError(
+                "gate_baseline", f"expected one of {list(baselines)}, got {self.gate_baseline!r}"
+            )
+        if (
+            not self.model_name.replace("-", "").isalnum()
+            or self.model_name != self.model_name.lower()
+        ):
+            raise ParamsError(
+                "model_name",
+                f"expected lower-case letters, digits and '-', got {self.model_name!r}",
+            )
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
 
     data: DataParams = field(default_factory=DataParams)
     features: FeatureParams = field(default_factory=FeatureParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    backtest: BacktestParams = field(default_factory=BacktestParams)
+    tune: TuneParams = field(default_factory=TuneParams)
+    publish: PublishParams = field(default_factory=PublishParams)
 
 
 def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
@@ -172,6 +296,8 @@ def _convert(hint, value, *, key: str):
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ParamsError(key, f"expected a list, got {value!r}")
+        if Ellipsis not in args and len(value) != len(args):
+            raise ParamsError(key, f"expected {len(args)} values [low, high], got {value!r}")
         return tuple(_convert(args[0], item, key=f"{key}[{i}]") for i, item in enumerate(value))
     if hint is dt.date:
         return _to_date(value, key=key)

@@ -1,0 +1,328 @@
+"""The Optuna study: TPE over the search space, walk-forward on the in-sample span, after fees.
+
+Trials live in an RDB storage (a SQLite file by default, PostgreSQL in a cluster), so a study
+resumes after a crash or a re-run, and any number of processes can work on it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from klinecast import atomic
+from klinecast.backtest import walk_forward
+from klinecast.config import Params, SearchSpace
+from klinecast.errors import KlinecastError
+from klinecast.model import HyperParams
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> HyperParams:
+    """Draws one point of the seed's search space."""
+    return HyperParams(
+        n_estimators=trial.suggest_int("n_estimators", *space.n_estimators),
+        max_depth=trial.suggest_int("max_depth", *space.max_depth),
+        learning_rate=trial.suggest_float("learning_rate", *space.learning_rate),
+        subsample=trial.suggest_float("subsample", *space.subsample),
+        colsample_bytree=trial.suggest_float("colsample_bytree", *space.colsample_bytree),
+        gamma=trial.suggest_int("gamma", *space.gamma),
+        look_back_days=trial.suggest_int("look_back_days", *space.look_back_days),
+    )
+
+
+def in_sample_rows(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """The feature rows of the in-sample span; tuning sees nothing else."""
+    start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
+    return frame[(frame.index >= start) & (frame.index < end)]
+
+
+def span_bounds(first_day, last_day) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[first_day 00:00, the day after last_day 00:00) in UTC."""
+    return pd.Timestamp(first_day, tz="UTC"), pd.Timestamp(last_day, tz="UTC") + pd.Timedelta(
+        days=1
+    )
+
+
+def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
+    """Fails fast when the in-sample data cannot hold the longest look_back plus one step.
+
+    Raises:
+        KlinecastError: with the numbers and what to change.
+    """
+    longest = params.tune.search_space.look_back_days[1]
+    needed = pd.Timedelta(days=longest + params.backtest.step_days)
+    if rows.empty:
+        raise KlinecastError(
+            f"no feature rows in the in-sample span {params.split.in_sample_start} .. "
+            f"{params.split.in_sample_end}; check split.in_sample_* against the data"
+        )
+    have = rows.index[-1] - rows.index[0]
+    if have < needed:
+        raise KlinecastError(
+            f"the in-sample data spans {have.days} days ({rows.index[0]:%Y-%m-%d} .. "
+            f"{rows.index[-1]:%Y-%m-%d}), less than look_back_days high ({longest}) + "
+            f"step_days ({params.backtest.step_days}); lower tune.search_space.look_back_days "
+            "or widen split.in_sample_*"
+        )
+
+
+def objective(
+    frame: pd.DataFrame, params: Params, *, nthread: int
+) -> Callable[[optuna.Trial], float]:
+    """Cumulative return after fees over the in-sample walk-forward folds.
+
+    Each fold reports the return so far as an intermediate value, so the pruner can stop a
+    hopeless trial early.
+    """
+    rows = in_sample_rows(frame, params)
+    start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
+    first_row = max(rows.index[0].floor("D"), start)
+    bt = params.backtest
+
+    def run(trial: optuna.Trial) -> float:
+        hp = suggest_params(trial, params.tune.search_space)
+
+        def report(fold, value: float) -> None:
+            trial.report(value, fold.number)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {fold.number}: {value:.4f}")
+
+        result = walk_forward(
+            rows,
+            hp=hp,
+            feature_names=params.features.indicators,
+            test_start=first_row + pd.Timedelta(days=hp.look_back_days),
+            test_end=end,
+            step_days=bt.step_days,
+            fee=bt.fee,
+            neutral_band=bt.neutral_band,
+            interval=params.data.interval_delta,
+            coin_flip_seed=bt.coin_flip_seed,
+            seed=params.tune.seed,
+            nthread=nthread,
+            after_fold=report,
+        )
+        trial.set_user_attr("folds", result.folds)
+        trial.set_user_attr("accuracy", result.model.accuracy)
+        trial.set_user_attr("sharpe", result.model.sharpe)
+        trial.set_user_attr("trades", result.model.trades)
+        return result.model.cumulative_return
+
+    return run
+
+
+def study_name(params: Params, *, data_version: str) -> str:
+    """params.tune.study_name plus a fingerprint of everything that makes trials comparable.
+
+    A re-run with the same data and settings resumes the same study; changing the data, the
+    features, the spans, the fees or the search space starts a fresh one.
+    """
+    relevant = {
+        "data_version": data_version,
+        "indicators": params.features.indicators,
+        "in_sample": [str(params.split.in_sample_start), str(params.split.in_sample_end)],
+        "backtest": asdict(params.backtest),
+        "space": asdict(params.tune.search_space),
+        "seed": params.tune.seed,
+    }
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{params.tune.study_name}-{digest[:10]}"
+
+
+def open_study(storage_url: str, name: str, params: Params, *, worker: int = 0) -> optuna.Study:
+    """Creates the study or loads it to resume. Stale RUNNING trials of a dead worker are
+    failed after the grace period and retried once."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                storage_url,
+                heartbeat_interval=30,
+                grace_period=120,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=1
+                ),
+            )
+    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server down
+        raise KlinecastError(
+            f"cannot open the Optuna storage {redact(storage_url)}: {type(exc).__name__}: {exc}"
+        ) from None
+    tune = params.tune
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=tune.seed + worker),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_folds
+        ),
+    )
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    storage_url: str
+    study_name: str
+    features_path: str
+    params: Params
+    n_trials: int
+    nthread: int
+    worker: int
+
+
+def run_worker(job: WorkerJob, *, callbacks: tuple = ()) -> None:
+    """Adds trials to the study until it holds job.n_trials finished ones."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(job.storage_url, job.study_name, job.params, worker=job.worker)
+    if finished_trials(study) >= job.n_trials:
+        return
+    frame = pd.read_parquet(job.features_path)
+    study.optimize(
+        objective(frame, job.params, nthread=job.nthread),
+        callbacks=[optuna.study.MaxTrialsCallback(job.n_trials, states=FINISHED), *callbacks],
+    )
+
+
+def tune(
+    *,
+    features_path: Path,
+    params: Params,
+    storage_url: str,
+    name: str,
+    n_trials: int,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> optuna.Study:
+    """Runs (or resumes) the study with `workers` processes sharing its storage.
+
+    Args:
+        progress: called with (finished, n_trials) while workers run.
+
+    Raises:
+        KlinecastError: bad spans, an unreachable storage, or a worker that failed.
+    """
+    frame = pd.read_parquet(features_path)
+    check_in_sample_span(in_sample_rows(frame, params), params)
+    study = open_study(storage_url, name, params)  # creates it once, before workers race
+    nthread = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = [
+        WorkerJob(storage_url, name, str(features_path), params, n_trials, nthread, worker)
+        for worker in range(workers)
+    ]
+    if workers <= 1:
+        callbacks = () if progress is None else (_ProgressCallback(progress, n_trials),)
+        run_worker(jobs[0], callbacks=callbacks)
+        return study
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=run_worker, args=(job,)) for job in jobs]
+    for process in processes:
+        process.start()
+    try:
+        while any(p.is_alive() for p in processes):
+            for process in processes:
+                process.join(timeout=2)
+            if progress is not None:
+                progress(finished_trials(study), n_trials)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+    failed = [p.exitcode for p in processes if p.exitcode != 0]
+    if failed:
+        raise KlinecastError(
+            f"{len(failed)} tuning worker(s) failed (exit codes {failed}); "
+            "finished trials are kept in the study, so a re-run resumes"
+        )
+    return study
+
+
+class _ProgressCallback:
+    def __init__(self, progress: Callable[[int, int], None], n_trials: int):
+        self.progress = progress
+        self.n_trials = n_trials
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        self.progress(finished_trials(study), self.n_trials)
+
+
+def best_hyperparams(study: optuna.Study) -> HyperParams:
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise KlinecastError(
+            f"study {study.study_name} has no complete trial; every trial was pruned or failed"
+        ) from None
+    return HyperParams.from_dict(best.params)
+
+
+def write_outputs(study: optuna.Study, out_dir: Path, *, storage_url: str) -> dict:
+    """best_params.json, trials.csv and Optuna's plots (HTML) for the study."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hp = best_hyperparams(study)
+    trials = study.trials_dataframe(
+        attrs=("number", "value", "state", "params", "user_attrs", "duration")
+    )
+    states = study.trials_dataframe(attrs=("state",))["state"].value_counts().to_dict()
+    summary = {
+        "params": hp.as_dict(),
+        "value": study.best_value,
+        "objective": "cumulative return after fees, in-sample walk-forward",
+        "best_trial": study.best_trial.number,
+        "study_name": study.study_name,
+        "storage": redact(storage_url),
+        "trials": {str(k).lower(): int(v) for k, v in states.items()},
+    }
+    atomic.write_json(out_dir / "best_params.json", summary)
+    atomic.atomic_write(out_dir / "trials.csv", lambda tmp: trials.to_csv(tmp, index=False))
+    _write_plots(study, out_dir)
+    return summary
+
+
+def _write_plots(study: optuna.Study, out_dir: Path) -> None:
+    from optuna import visualization as vis
+
+    plots = {
+        "optimization_history.html": vis.plot_optimization_history,
+        "param_importances.html": vis.plot_param_importances,
+        "parallel_coordinate.html": vis.plot_parallel_coordinate,
+    }
+    for filename, plot in plots.items():
+        try:
+            figure = plot(study)
+        except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ complete trials
+            text = f"<html><body><p>{filename[:-5]}: not available ({exc})</p></body></html>"
+            atomic.atomic_write(out_dir / filename, lambda tmp, t=text: tmp.write_text(t))
+            continue
+        atomic.atomic_write(
+            out_dir / filename,
+            lambda tmp, f=figure: f.write_html(tmp, include_plotlyjs="cdn", full_html=True),
+        )
+
+
+def redact(url: str) -> str:
+    """The storage URL without its password, fit for logs and files."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: show only its scheme
+        return url.split("://", 1)[0] + "://***"
