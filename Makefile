@@ -14,14 +14,24 @@ MIRROR := $(wildcard $(CURDIR)/../shared/binance-mirror)
 ifeq ($(origin KLINECAST_BASE_URL),undefined)
 ifneq ($(MIRROR),)
 INGEST_FLAGS ?= --base-url $(MIRROR) --end 2021-12-31
+# The mirror ends before the seed's 2022 out-of-sample span, so there the main job runs as a
+# DVC experiment whose split lies inside the mirror (dvc exp run -S writes it to params.yaml).
+RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
+	split.out_of_sample_end=2021-12-31
 endif
 endif
 
-.PHONY: setup data run test lint clean
+.PHONY: setup debian-packages data run test lint clean
+
+# Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
+debian-packages:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	$(MAKE) debian-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
@@ -31,8 +41,13 @@ data: setup
 	klinecast ingest $(INGEST_FLAGS)
 	dvc add --quiet data/raw
 
+# `make run RUN_SET="key=value ..."` overrides params for this run (dvc exp run -S).
 run: data
+ifeq ($(strip $(RUN_SET)),)
 	dvc repro
+else
+	dvc exp run $(foreach s,$(RUN_SET),-S $(s))
+endif
 
 lint: setup
 	ruff check src tests

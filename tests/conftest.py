@@ -93,3 +93,12 @@ def moto_s3():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL URL (database `test`): the machine's, or a private server started here."""
+    from pg_server import postgres_url
+
+    with postgres_url(free_port()) as url:
+        yield url

@@ -22,7 +22,10 @@ def test_repo_params_yaml_loads_with_seed_defaults():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"dta": {}}, r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'publish', 'split', 'tune'\]"),
+        (
+            {"dta": {}},
+            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'publish', 'split', 'tune'\]",
+        ),
         ({"data": {"symbl": "X"}}, "params: data.symbl: unknown key"),
         ({"data": {"start": "yesterday"}}, "params: data.start: expected a date like 2018-01-01"),
         ({"data": {"start": "2020-01-01", "end": "2019-01-01"}}, "data.end: 2019-01-01 is before"),

@@ -1,0 +1,254 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from candle_factory import synthetic_candles
+
+from klinecast.backtest import (
+    BASELINES,
+    baseline_positions,
+    positions_from_proba,
+    strategy_metrics,
+    strategy_returns,
+    walk_forward,
+    walk_forward_folds,
+)
+from klinecast.config import SEED_INDICATORS
+from klinecast.errors import KlinecastError
+from klinecast.features import compute_features
+from klinecast.model import HyperParams
+
+HOUR = dt.timedelta(hours=1)
+T0 = pd.Timestamp("2021-01-01", tz="UTC")
+SMALL = HyperParams(20, 2, 0.1, 0.8, 0.8, 0, 10)
+
+
+def hourly(days: int) -> pd.DatetimeIndex:
+    return pd.date_range(T0, periods=days * 24, freq="1h")
+
+
+@pytest.mark.parametrize(
+    ("days", "train_days", "step_days", "expected"),
+    [
+        (100, 30, 10, 7),  # test windows tile days 30..100
+        (100, 30, 30, 3),  # the last window is shorter (days 90..100)
+        (40, 30, 10, 1),
+        (30, 30, 10, 0),  # nothing left to test
+        (100, 90, 7, 2),
+    ],
+)
+def test_fold_count(days, train_days, step_days, expected):
+    index = hourly(days)
+    folds = list(
+        walk_forward_folds(
+            index,
+            test_start=T0 + pd.Timedelta(days=train_days),
+            test_end=index[-1] + pd.Timedelta(hours=1),
+            train_hours=train_days * 24,
+            step_hours=step_days * 24,
+        )
+    )
+    assert len(folds) == expected
+
+
+def test_folds_slide_by_step_with_fixed_train_size_and_never_leak():
+    index = hourly(120)
+    folds = list(
+        walk_forward_folds(
+            index,
+            test_start=T0 + pd.Timedelta(days=30),
+            test_end=T0 + pd.Timedelta(days=120),
+            train_hours=30 * 24,
+            step_hours=7 * 24,
+        )
+    )
+    tested = np.concatenate([np.arange(120 * 24)[f.test_rows] for f in folds])
+    assert (np.diff(tested) == 1).all() and tested[0] == 30 * 24  # test windows tile, no overlap
+    for fold in folds:
+        train, test = index[fold.train_rows], index[fold.test_rows]
+        assert len(train) == 30 * 24
+        assert train[-1] < test[0]
+        # The last training label is the direction of candle train[-1] + 1h, which closes at
+        # train[-1] + 2h: known when the first test row's candle closes and its prediction is made.
+        last_label_known = train[-1] + 2 * HOUR
+        first_prediction = test[0] + HOUR
+        assert last_label_known <= first_prediction
+        # and no training label is about a candle the test period predicts
+        assert train[-1] + HOUR <= test[0]
+    starts = [f.test_start for f in folds]
+    assert all(b - a == pd.Timedelta(days=7) for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_folds_skip_windows_inside_a_data_gap():
+    index = hourly(60)
+    holey = index[(index < T0 + pd.Timedelta(days=40)) | (index >= T0 + pd.Timedelta(days=50))]
+    folds = list(
+        walk_forward_folds(
+            holey,
+            test_start=T0 + pd.Timedelta(days=30),
+            test_end=T0 + pd.Timedelta(days=60),
+            train_hours=30 * 24,
+            step_hours=10 * 24,
+        )
+    )
+    assert [f.test_start for f in folds] == [T0 + pd.Timedelta(days=30), T0 + pd.Timedelta(days=50)]
+    assert [f.number for f in folds] == [0, 1]
+
+
+@pytest.mark.parametrize("bad", [(0, 24), (24, 0), (-1, 5)])
+def test_fold_window_lengths_must_be_positive(bad):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        list(
+            walk_forward_folds(
+                hourly(5),
+                test_start=T0,
+                test_end=T0 + pd.Timedelta(days=5),
+                train_hours=bad[0],
+                step_hours=bad[1],
+            )
+        )
+
+
+def test_positions_follow_the_seed_rule_and_the_neutral_band():
+    proba = np.array([0.9, 0.51, 0.5, 0.49, 0.1])
+    assert positions_from_proba(proba).tolist() == [1, 1, 0, -1, -1]
+    assert positions_from_proba(proba, neutral_band=0.05).tolist() == [1, 0, 0, 0, -1]
+
+
+def test_fee_arithmetic_by_hand():
+    positions = np.array([1, 1, -1, 0, 0, 1])
+    returns = np.array([0.01, -0.02, 0.03, 0.05, -0.01, 0.02])
+    fee = 0.001
+    expected = [
+        0.01 - 0.001,  # enter long: one side
+        -0.02,  # hold
+        -0.03 - 0.002,  # flip long -> short: two sides
+        0.0 - 0.001,  # close the short
+        0.0,  # flat
+        0.02 - 0.001 - 0.001,  # enter long, then closed at the end
+    ]
+    np.testing.assert_allclose(strategy_returns(positions, returns, fee=fee), expected)
+
+
+def test_buy_and_hold_pays_two_fees_in_total():
+    returns = np.array([0.1, -0.05, 0.02])
+    got = strategy_returns(np.ones(3), returns, fee=0.001)
+    assert got.sum() == pytest.approx(returns.sum() - 0.002)
+
+
+def test_metrics_by_hand():
+    positions = np.array([1, 1, 1, 1])
+    returns = np.array([0.1, -0.5, 0.2, 0.0])
+    labels = (returns > 0).astype(float)
+    m = strategy_metrics(positions, returns, labels, fee=0.0)
+    assert m.cumulative_return == pytest.approx(1.1 * 0.5 * 1.2 - 1)
+    assert m.max_drawdown == pytest.approx(-0.5)
+    assert m.accuracy == pytest.approx(0.5)  # long 4 hours, 2 went up (a 0 return is "not up")
+    assert m.trades == 2 and m.exposure == 1.0 and m.hours == 4
+    assert m.roc_auc is None and m.log_loss is None
+
+
+def test_probability_metrics_need_probabilities():
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    proba = np.array([0.9, 0.2, 0.8, 0.3])
+    m = strategy_metrics(
+        positions_from_proba(proba),
+        np.array([0.01, -0.01, 0.01, -0.01]),
+        labels,
+        fee=0.0,
+        proba=proba,
+    )
+    assert m.roc_auc == 1.0 and m.accuracy == 1.0
+    assert m.log_loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.8, 0.7])))
+
+
+def test_baselines():
+    index = hourly(1)[:6].delete(3)  # hour 3 missing
+    next_returns = np.array([0.01, -0.02, 0.03, 0.04, -0.05])
+    pos = baseline_positions(index, next_returns, interval=HOUR, seed=1)
+    assert set(pos) == set(BASELINES)
+    assert pos["buy_and_hold"].tolist() == [1] * 5
+    assert pos["always_short"].tolist() == [-1] * 5
+    # momentum follows the candle that just closed; flat at the start and after the gap
+    assert pos["momentum"].tolist() == [0, 1, -1, 0, 1]
+    again = baseline_positions(index, next_returns, interval=HOUR, seed=1)["coin_flip"]
+    assert pos["coin_flip"].tolist() == again.tolist() and set(again) <= {-1, 1}
+
+
+def test_walk_forward_end_to_end_on_synthetic_candles():
+    frame = compute_features(
+        synthetic_candles(24 * 60), indicators=SEED_INDICATORS, interval=HOUR
+    ).frame
+    seen = []
+    result = walk_forward(
+        frame,
+        hp=SMALL,
+        feature_names=SEED_INDICATORS,
+        test_start=T0 + pd.Timedelta(days=20),
+        test_end=T0 + pd.Timedelta(days=60),
+        step_days=10,
+        fee=0.001,
+        neutral_band=0.0,
+        interval=HOUR,
+        after_fold=lambda fold, value: seen.append(value),
+    )
+    assert result.folds == 4 == len(seen)
+    p = result.predictions
+    assert p.index[0] == T0 + pd.Timedelta(days=20) and p["prob_up"].between(0, 1).all()
+    assert seen[-1] == pytest.approx(result.model.cumulative_return)
+    assert set(result.baselines) == set(BASELINES)
+    again = walk_forward(
+        frame,
+        hp=SMALL,
+        feature_names=SEED_INDICATORS,
+        test_start=T0 + pd.Timedelta(days=20),
+        test_end=T0 + pd.Timedelta(days=60),
+        step_days=10,
+        fee=0.001,
+        neutral_band=0.0,
+        interval=HOUR,
+    )
+    pd.testing.assert_frame_equal(result.predictions, again.predictions)  # deterministic
+
+
+def test_training_never_sees_test_rows():
+    """Poison every test-period label: predictions must not change."""
+    frame = compute_features(
+        synthetic_candles(24 * 50), indicators=SEED_INDICATORS, interval=HOUR
+    ).frame
+    kwargs = dict(
+        hp=SMALL,
+        feature_names=SEED_INDICATORS,
+        test_start=T0 + pd.Timedelta(days=20),
+        test_end=T0 + pd.Timedelta(days=30),
+        step_days=10,
+        fee=0.0,
+        neutral_band=0.0,
+        interval=HOUR,
+    )
+    clean = walk_forward(frame, **kwargs)
+    poisoned = frame.copy()
+    test_rows = poisoned.index >= T0 + pd.Timedelta(days=20)
+    poisoned.loc[test_rows, "label"] = 1.0 - poisoned.loc[test_rows, "label"]
+    np.testing.assert_array_equal(
+        walk_forward(poisoned, **kwargs).predictions["prob_up"], clean.predictions["prob_up"]
+    )
+
+
+def test_look_back_longer_than_the_data_is_a_clear_error():
+    frame = compute_features(
+        synthetic_candles(24 * 20), indicators=SEED_INDICATORS, interval=HOUR
+    ).frame
+    with pytest.raises(KlinecastError, match="look_back_days=10 needs features from 2020-12-28"):
+        walk_forward(
+            frame,
+            hp=SMALL,
+            feature_names=SEED_INDICATORS,
+            test_start=T0 + pd.Timedelta(days=6),
+            test_end=T0 + pd.Timedelta(days=20),
+            step_days=5,
+            fee=0.0,
+            neutral_band=0.0,
+            interval=HOUR,
+        )
