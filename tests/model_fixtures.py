@@ -1,0 +1,51 @@
+"""A small, fast modeling setup on synthetic candles, shared by the modeling tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+from candle_factory import synthetic_candles
+
+from klinecast.config import Params, SearchSpace, SplitParams
+from klinecast.features import compute_features
+
+HOUR = dt.timedelta(hours=1)
+
+
+def small_params(**tune_overrides) -> Params:
+    """Jan..Mar 2021 in sample, April out of sample, tiny models, 5-day steps."""
+    base = Params()
+    space = SearchSpace(
+        n_estimators=(5, 30),
+        max_depth=(2, 4),
+        learning_rate=(0.05, 0.3),
+        subsample=(0.6, 0.9),
+        colsample_bytree=(0.6, 0.9),
+        gamma=(0, 2),
+        look_back_days=(10, 20),
+    )
+    tune = dataclasses.replace(
+        base.tune,
+        n_trials=6,
+        pruner_warmup_folds=2,
+        pruner_startup_trials=2,
+        search_space=space,
+        **tune_overrides,
+    )
+    return dataclasses.replace(
+        base,
+        split=SplitParams(
+            dt.date(2021, 1, 1), dt.date(2021, 3, 31), dt.date(2021, 4, 1), dt.date(2021, 4, 30)
+        ),
+        backtest=dataclasses.replace(base.backtest, step_days=5),
+        tune=tune,
+    )
+
+
+def small_features(path: Path, *, seed: int = 3) -> Path:
+    candles = synthetic_candles(24 * 120, start="2021-01-01", seed=seed)
+    frame = compute_features(candles, indicators=Params().features.indicators, interval=HOUR).frame
+    frame.to_parquet(path)
+    return path

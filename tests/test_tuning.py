@@ -1,0 +1,247 @@
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from model_fixtures import small_features, small_params
+
+from klinecast import tuning
+from klinecast.errors import KlinecastError
+
+KLINECAST = Path(sys.executable).parent / "klinecast"
+
+
+@pytest.fixture()
+def features(tmp_path):
+    return small_features(tmp_path / "features.parquet")
+
+
+def run_tune(features, storage, *, n_trials, workers=1, params=None, name="t"):
+    return tuning.tune(
+        features_path=features,
+        params=params or small_params(),
+        storage_url=storage,
+        name=name,
+        n_trials=n_trials,
+        workers=workers,
+    )
+
+
+def summary(study):
+    return [(t.number, t.state, t.params, t.value) for t in study.trials]
+
+
+def test_suggest_params_stays_in_the_search_space():
+    space = small_params().tune.search_space
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(30):
+        hp = tuning.suggest_params(study.ask(), space)
+        assert space.n_estimators[0] <= hp.n_estimators <= space.n_estimators[1]
+        assert space.look_back_days[0] <= hp.look_back_days <= space.look_back_days[1]
+        assert isinstance(hp.gamma, int) and isinstance(hp.max_depth, int)
+
+
+def test_pruner_compares_the_current_fold_with_the_median():
+    pruner = tuning.FoldMedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for values in ([0.0, -0.1, -0.2], [0.0, -0.3, -0.4], [0.0, 0.1, 0.2]):
+        trial = study.ask()
+        for step, v in enumerate(values):
+            trial.report(v, step)
+        study.tell(trial, values[-1])
+    trial = study.ask()
+    trial.report(0.05, 0)
+    assert not trial.should_prune()  # still warming up
+    trial.report(-0.2, 1)  # the median at fold 1 is -0.1
+    assert trial.should_prune()
+    other = study.ask()
+    other.report(0.0, 1)
+    assert not other.should_prune()
+    # optuna's own MedianPruner compares the best value so far (0.05 at fold 0): it keeps it.
+    assert not optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1).prune(
+        study, study.trials[3]
+    )
+
+
+def test_tuning_prunes_hopeless_trials(features, tmp_path):
+    study = run_tune(features, f"sqlite:///{tmp_path}/s.db", n_trials=14)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) >= 1
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    # a pruned trial stopped early: fewer folds than a complete one with the same look_back
+    assert all(
+        len(p.intermediate_values) < max(len(c.intermediate_values) for c in complete)
+        for p in pruned
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_study_resumes_on_rerun(features, tmp_path, backend, request):
+    storage = (
+        f"sqlite:///{tmp_path}/s.db" if backend == "sqlite" else request.getfixturevalue("postgres")
+    )
+    name = f"resume-{backend}-{time.time_ns()}"
+    try:
+        first = summary(run_tune(features, storage, n_trials=3, name=name))
+        study = run_tune(features, storage, n_trials=5, name=name)
+        assert summary(study)[:3] == first  # the old trials are kept, not redone
+        assert tuning.finished_trials(study) == 5
+        again = run_tune(features, storage, n_trials=5, name=name)
+        assert len(again.trials) == 5  # nothing left to do
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_seeded_runs_are_reproducible(features, tmp_path):
+    a = run_tune(features, f"sqlite:///{tmp_path}/a.db", n_trials=5)
+    b = run_tune(features, f"sqlite:///{tmp_path}/b.db", n_trials=5)
+    assert summary(a) == summary(b)
+    c = run_tune(features, f"sqlite:///{tmp_path}/c.db", n_trials=5, params=small_params(seed=7))
+    assert summary(c) != summary(a)
+
+
+def test_workers_share_one_study(features, tmp_path):
+    study = run_tune(features, f"sqlite:///{tmp_path}/w.db", n_trials=6, workers=2)
+    assert tuning.finished_trials(study) >= 6
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == len(params)  # each worker draws its own points
+
+
+def write_cli_params(tmp_path, storage, n_trials):
+    params = small_params()
+    raw = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    raw["split"] = {k: str(v) for k, v in dataclasses.asdict(params.split).items()}
+    raw["backtest"]["step_days"] = params.backtest.step_days
+    space = {k: list(v) for k, v in dataclasses.asdict(params.tune.search_space).items()}
+    raw["tune"].update(
+        n_trials=n_trials,
+        storage=storage,
+        search_space=space,
+        pruner_warmup_folds=2,
+        pruner_startup_trials=2,
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def cli_tune(tmp_path, features, params_path, out="out"):
+    return [
+        KLINECAST,
+        "tune",
+        "--params",
+        params_path,
+        "--features",
+        features,
+        "--out-dir",
+        tmp_path / out,
+        "--no-progress",
+    ]
+
+
+def test_separate_processes_on_one_storage_url(features, tmp_path):
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    params_path = write_cli_params(tmp_path, storage, n_trials=8)
+    procs = [
+        subprocess.Popen(
+            cli_tune(tmp_path, features, params_path, f"out{i}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    best = [json.loads((tmp_path / f"out{i}/best_params.json").read_text()) for i in range(2)]
+    name = best[0]["study_name"]
+    assert best[1]["study_name"] == name
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert tuning.finished_trials(study) >= 8
+
+
+def test_a_killed_run_resumes(features, tmp_path):
+    storage = f"sqlite:///{tmp_path}/crash.db"
+    params_path = write_cli_params(tmp_path, storage, n_trials=30)
+    proc = subprocess.Popen(
+        cli_tune(tmp_path, features, params_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    finished = 0
+    while finished < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            summaries = optuna.get_all_study_summaries(storage)
+            finished = summaries[0].n_trials if summaries else 0
+        except Exception:
+            finished = 0
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    before = tuning.finished_trials(optuna.load_study(study_name=name, storage=storage))
+    assert 0 < before < 30
+    done = subprocess.run(cli_tune(tmp_path, features, params_path), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert tuning.finished_trials(study) >= 30
+    assert (tmp_path / "out/best_params.json").is_file()
+
+
+def test_outputs(features, tmp_path):
+    study = run_tune(features, f"sqlite:///{tmp_path}/o.db", n_trials=6)
+    out = tmp_path / "tune"
+    result = tuning.write_outputs(study, out, storage_url="postgresql://me:hunter2@db/optuna")
+    best = json.loads((out / "best_params.json").read_text())
+    assert best == json.loads(json.dumps(result))
+    assert set(best["params"]) == {
+        "n_estimators",
+        "max_depth",
+        "learning_rate",
+        "subsample",
+        "colsample_bytree",
+        "gamma",
+        "look_back_days",
+    }
+    assert best["value"] == study.best_value
+    assert "hunter2" not in (out / "best_params.json").read_text()
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == len(study.trials) and "params_look_back_days" in trials
+    for plot in ("optimization_history", "param_importances", "parallel_coordinate"):
+        assert "plotly" in (out / f"{plot}.html").read_text()
+
+
+def test_unreachable_storage_is_a_clear_error_without_the_password(features):
+    with pytest.raises(
+        KlinecastError, match=r"cannot open the Optuna storage postgresql://me:\*\*\*@127.0.0.1:1/x"
+    ) as err:
+        run_tune(features, "postgresql://me:hunter2@127.0.0.1:1/x", n_trials=1)
+    assert "hunter2" not in str(err.value)
+
+
+def test_look_back_longer_than_the_in_sample_span_is_a_clear_error(features):
+    params = small_params()
+    space = dataclasses.replace(params.tune.search_space, look_back_days=(10, 200))
+    params = dataclasses.replace(params, tune=dataclasses.replace(params.tune, search_space=space))
+    with pytest.raises(
+        KlinecastError, match=r"less than look_back_days high \(200\) \+ step_days \(5\)"
+    ):
+        run_tune(features, "sqlite://", n_trials=1, params=params)
+
+
+def test_study_name_changes_with_what_makes_trials_comparable():
+    base = small_params()
+    name = tuning.study_name(base, data_version="a")
+    assert name.startswith("klinecast-") and name == tuning.study_name(base, data_version="a")
+    assert tuning.study_name(base, data_version="b") != name
+    fee = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, fee=0.002))
+    assert tuning.study_name(fee, data_version="a") != name
