@@ -102,3 +102,14 @@ def postgres():
 
     with postgres_url(free_port()) as url:
         yield url
+
+
+def write_params(path: Path, overrides: dict) -> Path:
+    """Writes the repo's params.yaml to path with nested overrides, e.g. {"data": {"start": ...}}."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

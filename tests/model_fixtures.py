@@ -7,7 +7,6 @@ import datetime as dt
 from pathlib import Path
 
 from candle_factory import synthetic_candles
-
 from klinecast.config import Params, SearchSpace, SplitParams
 from klinecast.features import compute_features
 

@@ -3,8 +3,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from candle_factory import synthetic_candles
 
+from candle_factory import synthetic_candles
 from klinecast.backtest import (
     BASELINES,
     baseline_positions,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
+from conftest import write_params
 from klinecast.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,8 +38,7 @@ def test_console_script_help_explains_every_stage():
 
 
 def test_stages_end_to_end_on_the_mirror(workdir, mirror_server, capsys):
-    params = workdir / "params.yaml"
-    params.write_text(params.read_text().replace('start: "2017-08-01"', 'start: "2021-06-01"'))
+    write_params(workdir / "params.yaml", {"data": {"start": "2021-06-01"}})
     assert ingest_mirror(mirror_server.url) == 0
     assert "7 downloaded" in capsys.readouterr().out
     assert main(["candles"]) == 0
@@ -54,8 +54,7 @@ def test_stages_end_to_end_on_the_mirror(workdir, mirror_server, capsys):
 
 
 def test_env_base_url_is_used(workdir, mirror_server, monkeypatch, capsys):
-    params = workdir / "params.yaml"
-    params.write_text(params.read_text().replace('start: "2017-08-01"', 'start: "2021-12-01"'))
+    write_params(workdir / "params.yaml", {"data": {"start": "2021-12-01"}})
     monkeypatch.setenv("KLINECAST_BASE_URL", mirror_server.url)
     assert main(["ingest", "--end", "2021-12-31", "--no-progress"]) == 0
     assert f"from {mirror_server.url}" in capsys.readouterr().out

@@ -10,10 +10,10 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from model_fixtures import small_features, small_params
 
 from klinecast import tuning
 from klinecast.errors import KlinecastError
+from model_fixtures import small_features, small_params
 
 KLINECAST = Path(sys.executable).parent / "klinecast"
 

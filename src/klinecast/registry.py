@@ -207,7 +207,7 @@ def publish(
     metadata = read_artifact_metadata(artifact_dir)
     files = {name: (Path(artifact_dir) / name).read_bytes() for name in (MODEL_FILE, METADATA_FILE)}
     now = now or dt.datetime.now(dt.UTC)
-    digest = hashlib.sha256(files[MODEL_FILE]).hexdigest()[:8]
+    digest = hashlib.sha256(files[MODEL_FILE] + files[METADATA_FILE]).hexdigest()[:8]
     version = f"v{now:%Y%m%dT%H%M%S}-{digest}"
     prefix = f"{model_name}/versions/{version}"
     if store.get(f"{prefix}/{COMPLETE_MARKER}") is None:
