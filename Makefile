@@ -21,7 +21,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data run test lint clean
+.PHONY: setup debian-packages data run test lint bench-tune clean
 
 # Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
 debian-packages:
@@ -54,6 +54,11 @@ lint: setup
 
 test: lint
 	pytest
+
+# Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
+bench-tune: data
+	dvc repro features
+	python benchmarks/bench_tune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build reports

@@ -62,7 +62,7 @@ class ArchiveServer:
 
     def __enter__(self) -> ArchiveServer:
         self._thread.start()
-        _wait_until_ready(self.url)
+        wait_for_http(self.url)
         self.requests.clear()
         return self
 
@@ -72,11 +72,14 @@ class ArchiveServer:
         self._thread.join(timeout=5)
 
 
-def _wait_until_ready(url: str, timeout_s: float = 10.0) -> None:
+def wait_for_http(url: str, *, timeout_s: float = 30.0, process=None) -> None:
+    """Polls url until it answers; fails early if the server process died."""
     import requests
 
     deadline = time.monotonic() + timeout_s
     while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with {process.returncode}")
         try:
             requests.get(url, timeout=1)
             return

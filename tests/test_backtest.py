@@ -176,21 +176,36 @@ def test_baselines():
     assert pos["coin_flip"].tolist() == again.tolist() and set(again) <= {-1, 1}
 
 
-def test_walk_forward_end_to_end_on_synthetic_candles():
-    frame = compute_features(
-        synthetic_candles(24 * 60), indicators=SEED_INDICATORS, interval=HOUR
-    ).frame
-    seen = []
-    result = walk_forward(
+def synthetic_features(days: int) -> pd.DataFrame:
+    candles = synthetic_candles(24 * days)
+    return compute_features(candles, indicators=SEED_INDICATORS, interval=HOUR).frame
+
+
+def run(frame, *, start_day: int, end_day: int, step_days: int, fee: float = 0.0, **kwargs):
+    """walk_forward with SMALL hyperparameters, days counted from T0."""
+    return walk_forward(
         frame,
         hp=SMALL,
         feature_names=SEED_INDICATORS,
-        test_start=T0 + pd.Timedelta(days=20),
-        test_end=T0 + pd.Timedelta(days=60),
-        step_days=10,
-        fee=0.001,
+        test_start=T0 + pd.Timedelta(days=start_day),
+        test_end=T0 + pd.Timedelta(days=end_day),
+        step_days=step_days,
+        fee=fee,
         neutral_band=0.0,
         interval=HOUR,
+        **kwargs,
+    )
+
+
+def test_walk_forward_end_to_end_on_synthetic_candles():
+    frame = synthetic_features(60)
+    seen = []
+    result = run(
+        frame,
+        start_day=20,
+        end_day=60,
+        step_days=10,
+        fee=0.001,
         after_fold=lambda fold, value: seen.append(value),
     )
     assert result.folds == 4 == len(seen)
@@ -198,57 +213,23 @@ def test_walk_forward_end_to_end_on_synthetic_candles():
     assert p.index[0] == T0 + pd.Timedelta(days=20) and p["prob_up"].between(0, 1).all()
     assert seen[-1] == pytest.approx(result.model.cumulative_return)
     assert set(result.baselines) == set(BASELINES)
-    again = walk_forward(
-        frame,
-        hp=SMALL,
-        feature_names=SEED_INDICATORS,
-        test_start=T0 + pd.Timedelta(days=20),
-        test_end=T0 + pd.Timedelta(days=60),
-        step_days=10,
-        fee=0.001,
-        neutral_band=0.0,
-        interval=HOUR,
-    )
+    again = run(frame, start_day=20, end_day=60, step_days=10, fee=0.001)
     pd.testing.assert_frame_equal(result.predictions, again.predictions)  # deterministic
 
 
 def test_training_never_sees_test_rows():
     """Poison every test-period label: predictions must not change."""
-    frame = compute_features(
-        synthetic_candles(24 * 50), indicators=SEED_INDICATORS, interval=HOUR
-    ).frame
-    kwargs = dict(
-        hp=SMALL,
-        feature_names=SEED_INDICATORS,
-        test_start=T0 + pd.Timedelta(days=20),
-        test_end=T0 + pd.Timedelta(days=30),
-        step_days=10,
-        fee=0.0,
-        neutral_band=0.0,
-        interval=HOUR,
-    )
-    clean = walk_forward(frame, **kwargs)
+    frame = synthetic_features(50)
+    clean = run(frame, start_day=20, end_day=30, step_days=10)
     poisoned = frame.copy()
     test_rows = poisoned.index >= T0 + pd.Timedelta(days=20)
     poisoned.loc[test_rows, "label"] = 1.0 - poisoned.loc[test_rows, "label"]
     np.testing.assert_array_equal(
-        walk_forward(poisoned, **kwargs).predictions["prob_up"], clean.predictions["prob_up"]
+        run(poisoned, start_day=20, end_day=30, step_days=10).predictions["prob_up"],
+        clean.predictions["prob_up"],
     )
 
 
 def test_look_back_longer_than_the_data_is_a_clear_error():
-    frame = compute_features(
-        synthetic_candles(24 * 20), indicators=SEED_INDICATORS, interval=HOUR
-    ).frame
     with pytest.raises(KlinecastError, match="look_back_days=10 needs features from 2020-12-28"):
-        walk_forward(
-            frame,
-            hp=SMALL,
-            feature_names=SEED_INDICATORS,
-            test_start=T0 + pd.Timedelta(days=6),
-            test_end=T0 + pd.Timedelta(days=20),
-            step_days=5,
-            fee=0.0,
-            neutral_band=0.0,
-            interval=HOUR,
-        )
+        run(synthetic_features(20), start_day=6, end_day=20, step_days=5)

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
 from klinecast import model
+from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.features import LABEL, NEXT_RETURN
 
@@ -287,4 +288,33 @@ def walk_forward(
         model=strategy_metrics(position, ret, label, fee=fee, proba=proba),
         baselines={name: strategy_metrics(p, ret, label, fee=fee) for name, p in baselines.items()},
         folds=len(folds),
+    )
+
+
+def walk_forward_with_params(
+    frame: pd.DataFrame,
+    params: Params,
+    hp: model.HyperParams,
+    *,
+    test_start: pd.Timestamp,
+    test_end: pd.Timestamp,
+    nthread: int = 0,
+    after_fold: Callable[[Fold, float], None] | None = None,
+) -> BacktestResult:
+    """walk_forward with the features, step, fee, band and seeds that params set."""
+    bt = params.backtest
+    return walk_forward(
+        frame,
+        hp=hp,
+        feature_names=params.features.indicators,
+        test_start=test_start,
+        test_end=test_end,
+        step_days=bt.step_days,
+        fee=bt.fee,
+        neutral_band=bt.neutral_band,
+        interval=params.data.interval_delta,
+        coin_flip_seed=bt.coin_flip_seed,
+        seed=params.tune.seed,
+        nthread=nthread,
+        after_fold=after_fold,
     )

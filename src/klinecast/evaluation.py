@@ -8,7 +8,7 @@ import pandas as pd
 import xgboost as xgb
 
 from klinecast import model
-from klinecast.backtest import BacktestResult, labelled_rows, walk_forward
+from klinecast.backtest import BacktestResult, labelled_rows, walk_forward_with_params
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.tuning import span_bounds
@@ -35,19 +35,8 @@ def out_of_sample(frame: pd.DataFrame, params: Params, hp: model.HyperParams) ->
             if first is not None
             else "there are no labelled feature rows at all; run `make data` and `dvc repro`"
         )
-    bt = params.backtest
-    return walk_forward(
-        rows[rows.index < end],
-        hp=hp,
-        feature_names=params.features.indicators,
-        test_start=start,
-        test_end=end,
-        step_days=bt.step_days,
-        fee=bt.fee,
-        neutral_band=bt.neutral_band,
-        interval=params.data.interval_delta,
-        coin_flip_seed=bt.coin_flip_seed,
-        seed=params.tune.seed,
+    return walk_forward_with_params(
+        rows[rows.index < end], params, hp, test_start=start, test_end=end
     )
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from klinecast import atomic
-from klinecast.backtest import walk_forward
+from klinecast.backtest import walk_forward_with_params
 from klinecast.config import Params, SearchSpace
 from klinecast.errors import KlinecastError
 from klinecast.model import HyperParams
@@ -92,7 +92,6 @@ def objective(
     rows = in_sample_rows(frame, params)
     start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
     first_row = max(rows.index[0].floor("D"), start)
-    bt = params.backtest
 
     def run(trial: optuna.Trial) -> float:
         hp = suggest_params(trial, params.tune.search_space)
@@ -102,18 +101,12 @@ def objective(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after fold {fold.number}: {value:.4f}")
 
-        result = walk_forward(
+        result = walk_forward_with_params(
             rows,
-            hp=hp,
-            feature_names=params.features.indicators,
+            params,
+            hp,
             test_start=first_row + pd.Timedelta(days=hp.look_back_days),
             test_end=end,
-            step_days=bt.step_days,
-            fee=bt.fee,
-            neutral_band=bt.neutral_band,
-            interval=params.data.interval_delta,
-            coin_flip_seed=bt.coin_flip_seed,
-            seed=params.tune.seed,
             nthread=nthread,
             after_fold=report,
         )
