@@ -245,3 +245,44 @@ def versions(store: Store, model_name: str) -> list[str]:
     return sorted(
         key.split("/")[-2] for key in store.keys(f"{model_name}/versions/") if key.endswith(marker)
     )
+
+
+def fetch_artifact(uri: str, dest: Path) -> Path:
+    """Makes the artifact at uri (a directory, or an s3:// version prefix) available locally.
+
+    Returns:
+        A local directory holding model.json and metadata.json (uri itself when it is local).
+
+    Raises:
+        RegistryError: the artifact is missing, incomplete or unreadable.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        local = Path(parsed.path if parsed.scheme == "file" else uri)
+        read_artifact_metadata(local)
+        return local
+    if parsed.scheme != "s3":
+        raise RegistryError(f"storage URI {uri!r}: expected a directory or s3://bucket/prefix")
+    store = S3Store(parsed.netloc, "")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILE, METADATA_FILE):
+        content = store.get(f"{parsed.path.strip('/')}/{name}")
+        if content is None:
+            raise RegistryError(f"{uri} is not a model artifact: {name} is missing")
+        atomic.write_bytes(dest / name, content)
+    read_artifact_metadata(dest)
+    return dest
+
+
+def resolve_serving_uri(registry_uri: str, model_name: str, *, fallback: Path) -> tuple[str, str]:
+    """The production version's URI, else the local candidate artifact.
+
+    Returns:
+        (uri, why) where why says which one was chosen, for the log.
+    """
+    pointer = production(open_store(registry_uri), model_name)
+    if pointer is not None:
+        return pointer["uri"], f"production version {pointer['version']}"
+    return str(
+        fallback
+    ), f"no production version in {registry_uri}; serving the candidate {fallback}"

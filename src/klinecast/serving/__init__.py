@@ -1,0 +1,1 @@
+"""KServe model classes: the XGBoost predictor and the candle -> feature transformer."""

@@ -1,0 +1,165 @@
+"""Recent raw candles from a V1 or V2 request body -> a validated candle frame.
+
+Every problem raises kserve's InvalidInput, which the server answers with HTTP 400 and the
+message; nothing here may escape as a 500.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pandas as pd
+from kserve.errors import InvalidInput
+
+from klinecast.data.candles import CANDLE_COLUMNS, validate_candles
+from klinecast.errors import CandleDataError
+
+REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
+OPTIONAL = tuple(c for c in CANDLE_COLUMNS if c not in REQUIRED)
+MAX_CANDLES = 20_000
+_MICROSECOND_FLOOR = 10**15
+
+
+def candles_from_v1(payload: object) -> pd.DataFrame:
+    """{"instances": [{"open_time": ..., "open": ..., ...}, ...]} -> candle frame."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+        raise InvalidInput(
+            'expected a JSON object {"instances": [{"open_time": ..., "open": ...}, ...]}'
+        )
+    instances = payload["instances"]
+    _check_count(len(instances))
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise InvalidInput(
+                f"instances[{i}] is not an object with named fields (open_time, open, ...)"
+            )
+    columns = {}
+    for name in REQUIRED + OPTIONAL:
+        present = [name in row for row in instances]
+        if not any(present):
+            if name in REQUIRED:
+                raise InvalidInput(f"missing column {name!r}; every candle needs {list(REQUIRED)}")
+            continue
+        if not all(present):
+            raise InvalidInput(f"instances[{present.index(False)}] lacks {name!r}")
+        columns[name] = [row[name] for row in instances]
+    return _frame(columns)
+
+
+def candles_from_v2(inputs: list) -> pd.DataFrame:
+    """V2 inputs, one 1-D tensor per column (named like the candle columns) -> candle frame."""
+    columns = {}
+    for tensor in inputs:
+        name = getattr(tensor, "name", None)
+        if name in columns:
+            raise InvalidInput(f"input {name!r} is given twice")
+        if name in REQUIRED + OPTIONAL:
+            data = tensor.data
+            if not isinstance(data, list):
+                raise InvalidInput(f"input {name!r}: expected its data as a JSON list")
+            columns[name] = _flatten(data, name)
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise InvalidInput(
+            f"missing input tensor(s) {missing}; send one 1-D tensor per column {list(REQUIRED)}"
+        )
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise InvalidInput(f"input tensors differ in length: {lengths}")
+    _check_count(lengths["open_time"])
+    return _frame(columns)
+
+
+def check_window(candles: pd.DataFrame, *, interval: dt.timedelta, min_history: int) -> None:
+    """The window must be strictly increasing, gap-free and at least min_history long."""
+    try:
+        validate_candles(candles, source="request")
+    except CandleDataError as exc:
+        raise InvalidInput(f"candle {exc.row - 1}: {exc.reason}") from None
+    step = pd.Timedelta(interval).value
+    off_grid = np.flatnonzero(candles.index.asi8 % step != 0)
+    if len(off_grid):
+        i = int(off_grid[0])
+        raise InvalidInput(
+            f"candle {i}: open_time {candles.index[i]} is not on a {interval} boundary"
+        )
+    steps = np.diff(candles.index.asi8)
+    gaps = np.flatnonzero(steps != pd.Timedelta(interval).value)
+    if len(gaps):
+        i = int(gaps[0])
+        missing = int(steps[i] // pd.Timedelta(interval).value) - 1
+        raise InvalidInput(
+            f"gap in the window: {missing} candle(s) missing between {candles.index[i]} and "
+            f"{candles.index[i + 1]}; send {min_history} consecutive {interval} candles"
+        )
+    if len(candles) < min_history:
+        raise InvalidInput(
+            f"got {len(candles)} candles; the model needs at least {min_history} consecutive "
+            f"{interval} candles (min_history) so its features equal training's"
+        )
+
+
+def _check_count(n: int) -> None:
+    if n == 0:
+        raise InvalidInput("no candles in the request")
+    if n > MAX_CANDLES:
+        raise InvalidInput(f"{n} candles is more than the {MAX_CANDLES} accepted per request")
+
+
+def _flatten(data: list, name: str) -> list:
+    if data and isinstance(data[0], list):
+        if any(not isinstance(row, list) or len(row) != 1 for row in data):
+            raise InvalidInput(f"input {name!r}: expected a 1-D tensor (shape [n] or [n, 1])")
+        return [row[0] for row in data]
+    return data
+
+
+def _frame(columns: dict[str, list]) -> pd.DataFrame:
+    index = pd.DatetimeIndex(_open_times(columns.pop("open_time")), name="open_time")
+    values = {}
+    for name in CANDLE_COLUMNS:
+        raw = columns.get(name)
+        if raw is None:
+            values[name] = np.zeros(len(index))
+            continue
+        values[name] = _numbers(raw, name)
+    frame = pd.DataFrame(values, index=index)
+    frame["trades"] = frame["trades"].astype("int64")
+    return frame
+
+
+def _numbers(raw: list, name: str) -> np.ndarray:
+    for i, value in enumerate(raw):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInput(f"candle {i}: {name} is {value!r}, not a number")
+        if not math.isfinite(value):
+            raise InvalidInput(
+                f"candle {i}: {name} is {value}, NaN and inf are not prices or volumes"
+            )
+    return np.asarray(raw, dtype=np.float64)
+
+
+def _open_times(raw: list) -> pd.DatetimeIndex:
+    micros = []
+    for i, value in enumerate(raw):
+        if isinstance(value, bool):
+            raise InvalidInput(f"candle {i}: open_time {value!r} is not a timestamp")
+        if isinstance(value, int | float) and math.isfinite(value) and value > 10**11:
+            stamp = int(value)
+            micros.append(stamp if stamp >= _MICROSECOND_FLOOR else stamp * 1000)
+            continue
+        if isinstance(value, str):
+            try:
+                ts = pd.Timestamp(value)
+            except ValueError:
+                ts = None
+            if ts is not None and ts is not pd.NaT:
+                ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+                micros.append(ts.value // 1000)
+                continue
+        raise InvalidInput(
+            f"candle {i}: open_time {value!r} is neither an epoch in ms/µs nor an ISO-8601 time"
+        )
+    return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True))

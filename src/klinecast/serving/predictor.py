@@ -1,0 +1,85 @@
+"""The predictor: a kserve.Model that serves a published XGBoost artifact (V1 and V2 REST)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import kserve
+import numpy as np
+import xgboost as xgb
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from klinecast import registry
+
+log = logging.getLogger(__name__)
+
+
+class XGBoostPredictor(kserve.Model):
+    """Loads model.json from a storage URI; predicts P(next candle closes higher).
+
+    Input: V1 {"instances": [[f1, ..., fn], ...]} or one V2 FP32/FP64 tensor of shape [rows, n].
+    Output: V1 {"predictions": [p, ...]} or a V2 tensor "predict".
+    """
+
+    def __init__(self, name: str, storage_uri: str):
+        super().__init__(name)
+        self.storage_uri = storage_uri
+        self.booster: xgb.Booster | None = None
+        self.metadata: dict = {}
+        self.ready = False
+
+    def load(self) -> bool:
+        """Sets ready; a missing or unreadable model leaves it False with one clear log line."""
+        try:
+            local = registry.fetch_artifact(
+                self.storage_uri, Path(tempfile.mkdtemp(prefix="model-"))
+            )
+            booster = xgb.Booster()
+            booster.load_model(str(local / registry.MODEL_FILE))
+            self.metadata = registry.read_artifact_metadata(local)
+        except (registry.RegistryError, xgb.core.XGBoostError, OSError, ValueError) as exc:
+            log.error("model %s NOT loaded from %s: %s", self.name, self.storage_uri, exc)
+            self.ready = False
+            return False
+        self.booster = booster
+        self.ready = True
+        log.info(
+            "model %s loaded from %s (%d features)",
+            self.name,
+            self.storage_uri,
+            booster.num_features(),
+        )
+        return True
+
+    def predict(self, payload, headers=None):
+        features = _features(payload, expected=self.booster.num_features())
+        proba = self.booster.predict(xgb.DMatrix(features), validate_features=False)
+        if isinstance(payload, InferRequest):
+            output = InferOutput("predict", [len(proba)], "FP64", proba.astype(np.float64).tolist())
+            return InferResponse(payload.id, self.name, [output])
+        return {"predictions": proba.astype(np.float64).tolist()}
+
+
+def _features(payload, *, expected: int) -> np.ndarray:
+    try:
+        if isinstance(payload, InferRequest):
+            if len(payload.inputs) != 1:
+                raise InvalidInput(f"expected one input tensor, got {len(payload.inputs)}")
+            rows = payload.inputs[0].as_numpy()
+        elif isinstance(payload, dict) and isinstance(payload.get("instances"), list):
+            rows = np.asarray(payload["instances"], dtype=np.float64)
+        else:
+            raise InvalidInput('expected {"instances": [[feature, ...], ...]} or one V2 tensor')
+        rows = np.asarray(rows, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"features must be a numeric matrix: {exc}") from None
+    if rows.ndim != 2 or rows.shape[1] != expected or rows.shape[0] == 0:
+        raise InvalidInput(
+            f"expected a [rows, {expected}] feature matrix, got shape {list(rows.shape)}"
+        )
+    if not np.isfinite(rows).all():
+        raise InvalidInput("features hold NaN or inf")
+    return rows
