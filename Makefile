@@ -21,7 +21,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data run test lint bench-tune clean
+.PHONY: setup debian-packages data run serve test lint bench-tune clean
 
 # Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
 debian-packages:
@@ -48,6 +48,10 @@ ifeq ($(strip $(RUN_SET)),)
 else
 	dvc exp run $(foreach s,$(RUN_SET),-S $(s))
 endif
+
+# The model server processes for the production (else candidate) model; Ctrl+C stops them.
+serve: setup
+	klinecast serve
 
 lint: setup
 	ruff check src tests

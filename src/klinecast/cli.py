@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_publish(commands)
     _add_report(commands)
+    _add_serve(commands)
     return parser
 
 
@@ -516,6 +517,75 @@ def _run_report(args) -> int:
     page = report.render(inputs)
     atomic.atomic_write(args.out, lambda tmp: tmp.write_text(page))
     print(f"report: {len(page) / 1e3:.0f} kB -> {args.out}")
+    return 0
+
+
+def _add_serve(commands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the KServe predictor + transformer locally and print curl examples",
+        description=(
+            "Start the XGBoost predictor and the candle transformer (kserve ModelServer "
+            "processes) on 127.0.0.1-reachable ports, wait until both are ready, write example "
+            "request bodies from the newest candles and print ready-to-paste curl commands. "
+            "Serves the registry's production version, else the local candidate artifact. "
+            "Ctrl+C stops both."
+        ),
+    )
+    _params_arg(parser)
+    parser.add_argument(
+        "--storage-uri", help="artifact to serve (default: production, else --candidate)"
+    )
+    _path(parser, "--candidate", "models/candidate", "fallback artifact")
+    parser.add_argument(
+        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+    )
+    parser.add_argument("--predictor-port", type=int, default=8080, help="default: %(default)s")
+    parser.add_argument("--transformer-port", type=int, default=8081, help="default: %(default)s")
+    _path(parser, "--candles", "data/candles.parquet", "source of the example requests")
+    _path(parser, "--examples", "reports/serve", "where the example bodies go")
+    _path(parser, "--log-dir", "reports/serve", "server logs")
+    parser.set_defaults(run=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from klinecast import registry
+    from klinecast.config import load_params
+    from klinecast.serving.local import LocalServing, write_examples
+
+    params = load_params(args.params)
+    name = params.publish.model_name
+    uri, why = args.storage_uri, "--storage-uri"
+    if uri is None:
+        registry_uri = args.registry or os.environ.get(REGISTRY_ENV) or params.publish.registry
+        uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=args.candidate)
+    if "://" not in uri:
+        registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
+    log.info("serving %s (%s)", uri, why)
+    with LocalServing(
+        name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir
+    ) as serving:
+        base = serving.transformer_url
+        lines = [
+            f"klinecast serve: model {name} from {uri}",
+            f"  predictor   {serving.predictor_url}  (logs: {args.log_dir}/predictor.log)",
+            f"  transformer {base}  (logs: {args.log_dir}/transformer.log)",
+        ]
+        if args.candles.is_file():
+            candles = _read_parquet(args.candles, produced_by="klinecast candles")
+            v1, v2 = write_examples(candles.iloc[-params.features.min_history :], args.examples)
+            lines += [
+                "try:",
+                f"  curl -s -H 'Content-Type: application/json' -d @{v1} {base}/v1/models/{name}:predict",
+                f"  curl -s -H 'Content-Type: application/json' -d @{v2} {base}/v2/models/{name}/infer",
+            ]
+        print("\n".join(lines), flush=True)
+        try:
+            while all(p.poll() is None for p in serving.processes.values()):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    print("klinecast serve: stopped")
     return 0
 
 

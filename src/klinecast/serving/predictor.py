@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import uuid
 from pathlib import Path
 
 import kserve
@@ -59,7 +60,7 @@ class XGBoostPredictor(kserve.Model):
         proba = self.booster.predict(xgb.DMatrix(features), validate_features=False)
         if isinstance(payload, InferRequest):
             output = InferOutput("predict", [len(proba)], "FP64", proba.astype(np.float64).tolist())
-            return InferResponse(payload.id, self.name, [output])
+            return InferResponse(payload.id or str(uuid.uuid4()), self.name, [output])
         return {"predictions": proba.astype(np.float64).tolist()}
 
 

@@ -28,8 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictor-host", help="host:port of the predictor (transformer only)")
     parser.add_argument("--predictor-protocol", choices=["v1", "v2"], default="v1")
     parser.add_argument("--predictor-timeout", type=int, default=5, help="seconds")
-    parser.add_argument("--reload-seconds", type=float, default=30.0,
-                        help="retry interval while the model cannot be loaded")
+    parser.add_argument(
+        "--reload-seconds",
+        type=float,
+        default=30.0,
+        help="retry interval while the model cannot be loaded",
+    )
     return parser
 
 
@@ -39,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the transformer needs --predictor-host", file=sys.stderr)
         return 2
     sys.argv = sys.argv[:1]  # kserve parses sys.argv at import time
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     import kserve
     from kserve.model_server import app
@@ -96,8 +102,10 @@ def install_error_handling(app) -> None:
             if content_type not in JSON_TYPES:
                 return JSONResponse(
                     status_code=400,
-                    content={"error": f"Content-Type {content_type or 'missing'!r} is not "
-                                      "supported; send application/json"},
+                    content={
+                        "error": f"Content-Type {content_type or 'missing'!r} is not "
+                        "supported; send application/json"
+                    },
                 )
         return await call_next(request)
 
@@ -105,13 +113,19 @@ def install_error_handling(app) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         reason = first.get("msg", "invalid body")
-        return JSONResponse(status_code=400, content={
-            "error": f"the body is not a valid JSON inference request: {where} {reason}".strip()})
+        return JSONResponse(
+            status_code=400,
+            content={
+                "error": f"the body is not a valid JSON inference request: {where} {reason}".strip()
+            },
+        )
 
     async def predictor_unreachable(_, exc):
         log.warning("predictor unreachable: %s", exc)
-        return JSONResponse(status_code=503, content={
-            "error": f"the predictor is unreachable ({type(exc).__name__}); retry later"})
+        return JSONResponse(
+            status_code=503,
+            content={"error": f"the predictor is unreachable ({type(exc).__name__}); retry later"},
+        )
 
     async def predictor_failed(_, exc):
         status = exc.response.status_code
@@ -120,8 +134,10 @@ def install_error_handling(app) -> None:
             detail = exc.response.json().get("error", "")
         except ValueError:
             detail = ""
-        return JSONResponse(status_code=502, content={
-            "error": f"the predictor answered HTTP {status}: {detail}".rstrip(": ")})
+        return JSONResponse(
+            status_code=502,
+            content={"error": f"the predictor answered HTTP {status}: {detail}".rstrip(": ")},
+        )
 
     app.add_exception_handler(RequestValidationError, not_json)
     app.add_exception_handler(httpx.TransportError, predictor_unreachable)

@@ -6,6 +6,7 @@ import contextvars
 import datetime as dt
 import logging
 import tempfile
+import uuid
 from pathlib import Path
 
 import kserve
@@ -114,7 +115,9 @@ class CandleTransformer(kserve.Model):
                 InferOutput("model_version", [1], "BYTES", [self.model_version]),
                 InferOutput("feature_time", [1], "BYTES", [request["feature_time"]]),
             ]
-            return InferResponse(response_id="", model_name=self.name, infer_outputs=outputs)
+            return InferResponse(
+                response_id=str(uuid.uuid4()), model_name=self.name, infer_outputs=outputs
+            )
         return {"predictions": [answer]}
 
 

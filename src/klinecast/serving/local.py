@@ -1,0 +1,145 @@
+"""Running the predictor and the transformer as local processes (`klinecast serve`, tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from klinecast.errors import KlinecastError
+
+REQUIRED = ("open", "high", "low", "close", "volume")
+
+
+@dataclass
+class LocalServing:
+    """The two model-server processes; a context manager that waits until both are ready."""
+
+    model_name: str
+    storage_uri: str
+    predictor_port: int
+    transformer_port: int
+    predictor_protocol: str = "v1"
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def predictor_url(self) -> str:
+        return f"http://127.0.0.1:{self.predictor_port}"
+
+    @property
+    def transformer_url(self) -> str:
+        return f"http://127.0.0.1:{self.transformer_port}"
+
+    def start(self, role: str) -> None:
+        port = self.predictor_port if role == "predictor" else self.transformer_port
+        argv = [
+            sys.executable,
+            "-m",
+            "klinecast.serving.server",
+            role,
+            "--model-name",
+            self.model_name,
+            "--storage-uri",
+            self.storage_uri,
+            "--http-port",
+            str(port),
+        ]
+        if role == "transformer":
+            argv += [
+                "--predictor-host",
+                f"127.0.0.1:{self.predictor_port}",
+                "--predictor-protocol",
+                self.predictor_protocol,
+            ]
+        out = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{role}.log", "ab")  # noqa: SIM115 - lives with the process
+        self.processes[role] = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+
+    def stop(self, role: str) -> None:
+        process = self.processes.pop(role, None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def wait_until_up(self, url: str, *, timeout_s: float = 60.0, ready: bool = True) -> None:
+        """Waits for the server at url to answer (and, with ready, for the model to be ready)."""
+        deadline = time.monotonic() + timeout_s
+        probe = f"{url}/v1/models/{self.model_name}" if ready else f"{url}/"
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.processes.values()):
+                raise KlinecastError(f"a model server exited early; see its log in {self.log_dir}")
+            try:
+                if requests.get(probe, timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise KlinecastError(f"{probe} did not become ready within {timeout_s:.0f} s")
+
+    def __enter__(self) -> LocalServing:
+        self.start("predictor")
+        self.start("transformer")
+        try:
+            self.wait_until_up(self.predictor_url)
+            self.wait_until_up(self.transformer_url)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for role in list(self.processes):
+            self.stop(role)
+
+
+def v1_request(candles: pd.DataFrame) -> dict:
+    """The V1 body for the transformer: one object per candle with named fields."""
+    stamps = (candles.index.asi8 // 1_000_000).tolist()
+    columns = {c: candles[c].astype(float).tolist() for c in REQUIRED}
+    return {
+        "instances": [
+            {"open_time": t, **{c: columns[c][i] for c in REQUIRED}} for i, t in enumerate(stamps)
+        ]
+    }
+
+
+def v2_request(candles: pd.DataFrame) -> dict:
+    """The V2 body for the transformer: one 1-D tensor per column."""
+    n = len(candles)
+    inputs = [
+        {
+            "name": "open_time",
+            "shape": [n],
+            "datatype": "INT64",
+            "data": (candles.index.asi8 // 1_000_000).tolist(),
+        }
+    ]
+    inputs += [
+        {"name": c, "shape": [n], "datatype": "FP64", "data": candles[c].astype(float).tolist()}
+        for c in REQUIRED
+    ]
+    return {"inputs": inputs}
+
+
+def write_examples(candles: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    v1, v2 = out_dir / "request-v1.json", out_dir / "request-v2.json"
+    v1.write_text(json.dumps(v1_request(candles)))
+    v2.write_text(json.dumps(v2_request(candles)))
+    return v1, v2

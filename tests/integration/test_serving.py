@@ -1,0 +1,268 @@
+"""The real kserve model servers on 127.0.0.1: V1, V2, bad input, missing model, outages, parity."""
+
+import dataclasses
+import datetime as dt
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from conftest import free_port
+from klinecast import evaluation, registry
+from klinecast.config import Params, SplitParams
+from klinecast.features import compute_features
+from klinecast.metadata import artifact_metadata
+from klinecast.model import HyperParams
+from klinecast.serving.local import LocalServing, v1_request, v2_request
+from klinecast.serving.transformer import offline_probabilities
+
+pytestmark = pytest.mark.integration
+NAME = "klinecast-test"
+MIN_HISTORY = Params().features.min_history
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def artifact(mirror_candles, tmp_path_factory):
+    """A model trained on the mirror's last 60 days of 2021, as `klinecast train` writes it."""
+    params = dataclasses.replace(
+        Params(),
+        split=SplitParams(
+            dt.date(2018, 1, 1), dt.date(2020, 12, 31), dt.date(2021, 1, 1), dt.date(2021, 12, 31)
+        ),
+    )
+    frame = compute_features(
+        mirror_candles, indicators=params.features.indicators, interval=params.data.interval_delta
+    ).frame
+    hp = HyperParams(60, 4, 0.1, 0.8, 0.8, 0, 60)
+    trained = evaluation.train_final(frame, params, hp)
+    metadata = artifact_metadata(trained, params=params, hp=hp, metrics={}, data_version={})
+    out = tmp_path_factory.mktemp("artifact") / "candidate"
+    registry.write_artifact(out, trained.booster, metadata)
+    return out
+
+
+@pytest.fixture(scope="module")
+def serving(artifact, tmp_path_factory):
+    with LocalServing(
+        NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path_factory.mktemp("logs")
+    ) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def window(mirror_candles):
+    return mirror_candles.loc[:"2021-12-31 23:00"].iloc[-MIN_HISTORY:]
+
+
+def v1(serving, body, **kwargs):
+    return requests.post(
+        f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30, **kwargs
+    )
+
+
+def v2(serving, body, **kwargs):
+    return requests.post(
+        f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=30, **kwargs
+    )
+
+
+def test_v1_and_v2_give_the_same_answer(serving, window):
+    one = v1(serving, v1_request(window))
+    assert one.status_code == 200, one.text
+    answer = one.json()["predictions"][0]
+    assert 0 <= answer["prob_up"] <= 1
+    assert answer["direction"] == ("up" if answer["prob_up"] > 0.5 else "down")
+    assert answer["feature_time"] == "2022-01-01T00:00:00+00:00"  # the last candle's close
+    assert answer["model_version"]
+    two = v2(serving, v2_request(window))
+    assert two.status_code == 200, two.text
+    outputs = {o["name"]: o["data"][0] for o in two.json()["outputs"]}
+    assert outputs == answer
+
+
+def test_iso_timestamps_are_accepted(serving, window):
+    body = v1_request(window)
+    for row, ts in zip(body["instances"], window.index, strict=True):
+        row["open_time"] = ts.isoformat()
+    assert v1(serving, body).json() == v1(serving, v1_request(window)).json()
+
+
+def test_predictor_speaks_v1_and_v2_itself(serving, artifact, window):
+    features = compute_features(
+        window, indicators=Params().features.indicators, interval=dt.timedelta(hours=1)
+    ).frame
+    row = features[list(Params().features.indicators)].to_numpy()[-1:].tolist()
+    a = requests.post(
+        f"{serving.predictor_url}/v1/models/{NAME}:predict", json={"instances": row}, timeout=10
+    )
+    b = requests.post(
+        f"{serving.predictor_url}/v2/models/{NAME}/infer",
+        timeout=10,
+        json={"inputs": [{"name": "features", "shape": [1, 10], "datatype": "FP64", "data": row}]},
+    )
+    assert a.status_code == b.status_code == 200, (a.text, b.text)
+    assert a.json()["predictions"][0] == pytest.approx(b.json()["outputs"][0]["data"][0])
+
+
+def mutate(window, change):
+    body = v1_request(window)
+    change(body["instances"])
+    return body
+
+
+BAD_V1 = {
+    "too few candles": (
+        lambda rows: rows.__delitem__(slice(0, 100)),
+        f"the model needs at least {MIN_HISTORY}",
+    ),
+    "unsorted": (lambda rows: rows.insert(300, rows.pop(301)), "out-of-order open_time"),
+    "duplicate": (lambda rows: rows.__setitem__(301, dict(rows[300])), "duplicate open_time"),
+    "gap": (lambda rows: rows.__delitem__(300), "gap in the window: 1 candle(s) missing"),
+    "NaN as text": (
+        lambda rows: rows[5].__setitem__("close", "NaN"),
+        "close is 'NaN', not a number",
+    ),
+    "negative price": (lambda rows: rows[5].update(open=-1.0, low=-2.0), "a price is not positive"),
+    "missing column": (lambda rows: [r.pop("volume") for r in rows], "missing column 'volume'"),
+    "one row lacks a column": (lambda rows: rows[7].pop("high"), "instances[7] lacks 'high'"),
+    "bad timestamp": (
+        lambda rows: rows[0].__setitem__("open_time", "yesterday"),
+        "open_time 'yesterday'",
+    ),
+    "off the hour": (
+        lambda rows: rows[0].__setitem__("open_time", rows[0]["open_time"] + 1),
+        "not on a 1:00:00 boundary",
+    ),
+    "not objects": (lambda rows: rows.__setitem__(0, [1, 2, 3]), "instances[0] is not an object"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_V1))
+def test_bad_candles_get_400_with_a_message(serving, window, case):
+    change, message = BAD_V1[case]
+    response = v1(serving, mutate(window, change))
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "message"),
+    [
+        ("v1", b"not json", JSON, "Unrecognized request format"),
+        ("v2", b"not json", JSON, "not a valid JSON inference request"),
+        ("v1", b'{"instances": [{"open": NaN}]}', JSON, "Unrecognized request format"),
+        ("v1", b"{}", {"Content-Type": "text/plain"}, "Content-Type 'text/plain' is not supported"),
+        ("v2", b"{}", {"Content-Type": "application/x-www-form-urlencoded"}, "is not supported"),
+        ("v1", b'{"instances": 3}', JSON, "instances"),
+        ("v1", b'{"rows": []}', JSON, 'expected a JSON object {"instances"'),
+        (
+            "v2",
+            b'{"inputs": [{"name": "close", "shape": [1], "datatype": "FP64", "data": [1.0]}]}',
+            JSON,
+            "missing input tensor(s)",
+        ),
+    ],
+)
+def test_malformed_requests_get_400(serving, path, body, headers, message):
+    url = (
+        f"{serving.transformer_url}/v1/models/{NAME}:predict"
+        if path == "v1"
+        else f"{serving.transformer_url}/v2/models/{NAME}/infer"
+    )
+    response = requests.post(url, data=body, headers=headers, timeout=10)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+    assert "Traceback" not in response.text
+
+
+def test_v2_with_a_missing_column_and_unequal_tensors(serving, window):
+    body = v2_request(window)
+    body["inputs"] = [t for t in body["inputs"] if t["name"] != "low"]
+    assert "missing input tensor(s) ['low']" in v2(serving, body).json()["error"]
+    body = v2_request(window)
+    body["inputs"][1]["data"] = body["inputs"][1]["data"][:-1]
+    body["inputs"][1]["shape"] = [MIN_HISTORY - 1]
+    response = v2(serving, body)
+    assert response.status_code == 400 and "differ in length" in response.json()["error"]
+
+
+def test_parity_rest_equals_offline_prediction_on_200_real_hours(serving, artifact, mirror_candles):
+    offline = offline_probabilities(mirror_candles, artifact)
+    stamps = mirror_candles.index
+    run = (
+        pd.Series(1, index=stamps)
+        .groupby((stamps.to_series().diff() != pd.Timedelta(hours=1)).cumsum())
+        .cumcount()
+    )
+    eligible = np.flatnonzero(run.to_numpy() >= 2 * MIN_HISTORY)  # converged full-history features
+    ends = np.sort(np.random.default_rng(11).choice(eligible, size=210, replace=False))
+    worst = 0.0
+    session = requests.Session()
+    for end in ends:
+        body = v1_request(mirror_candles.iloc[end - MIN_HISTORY + 1 : end + 1])
+        answer = session.post(
+            f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        worst = max(worst, abs(answer.json()["predictions"][0]["prob_up"] - offline[stamps[end]]))
+    assert worst <= 1e-6, worst
+
+
+def test_missing_model_leaves_the_server_up_but_not_ready(tmp_path):
+    port = free_port()
+    log = tmp_path / "predictor.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "klinecast.serving.server",
+                "predictor",
+                "--model-name",
+                NAME,
+                "--storage-uri",
+                str(tmp_path / "nothing-here"),
+                "--http-port",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status = requests.get(f"{url}/v1/models/{NAME}", timeout=1).status_code
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert status == 503
+        response = requests.post(
+            f"{url}/v1/models/{NAME}:predict", json={"instances": [[0] * 10]}, timeout=5
+        )
+        assert response.status_code == 503 and "Traceback" not in response.text
+        time.sleep(1)
+        assert process.poll() is None  # still serving, not crash-looping
+        assert f"model {NAME} NOT loaded from {tmp_path / 'nothing-here'}" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_predictor_down_gives_a_quick_503_from_the_transformer(artifact, window, tmp_path):
+    with LocalServing(NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path) as local:
+        local.stop("predictor")
+        started = time.monotonic()
+        response = v1(local, v1_request(window))
+        assert time.monotonic() - started < 5
+        assert response.status_code in (502, 503)
+        assert "predictor is unreachable" in response.json()["error"]
+        assert "Traceback" not in response.text
