@@ -1,6 +1,5 @@
 """The real kserve model servers on 127.0.0.1: V1, V2, bad input, missing model, outages, parity."""
 
-import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -12,51 +11,15 @@ import pytest
 import requests
 
 from conftest import free_port
-from klinecast import evaluation, registry
-from klinecast.config import Params, SplitParams
+from integration.conftest import NAME
+from klinecast.config import Params
 from klinecast.features import compute_features
-from klinecast.metadata import artifact_metadata
-from klinecast.model import HyperParams
 from klinecast.serving.local import LocalServing, v1_request, v2_request
 from klinecast.serving.transformer import offline_probabilities
 
 pytestmark = pytest.mark.integration
-NAME = "klinecast-test"
 MIN_HISTORY = Params().features.min_history
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def artifact(mirror_candles, tmp_path_factory):
-    """A model trained on the mirror's last 60 days of 2021, as `klinecast train` writes it."""
-    params = dataclasses.replace(
-        Params(),
-        split=SplitParams(
-            dt.date(2018, 1, 1), dt.date(2020, 12, 31), dt.date(2021, 1, 1), dt.date(2021, 12, 31)
-        ),
-    )
-    frame = compute_features(
-        mirror_candles, indicators=params.features.indicators, interval=params.data.interval_delta
-    ).frame
-    hp = HyperParams(60, 4, 0.1, 0.8, 0.8, 0, 60)
-    trained = evaluation.train_final(frame, params, hp)
-    metadata = artifact_metadata(trained, params=params, hp=hp, metrics={}, data_version={})
-    out = tmp_path_factory.mktemp("artifact") / "candidate"
-    registry.write_artifact(out, trained.booster, metadata)
-    return out
-
-
-@pytest.fixture(scope="module")
-def serving(artifact, tmp_path_factory):
-    with LocalServing(
-        NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path_factory.mktemp("logs")
-    ) as local:
-        yield local
-
-
-@pytest.fixture(scope="module")
-def window(mirror_candles):
-    return mirror_candles.loc[:"2021-12-31 23:00"].iloc[-MIN_HISTORY:]
 
 
 def v1(serving, body, **kwargs):
@@ -137,6 +100,10 @@ BAD_V1 = {
     "off the hour": (
         lambda rows: rows[0].__setitem__("open_time", rows[0]["open_time"] + 1),
         "not on a 1:00:00 boundary",
+    ),
+    "epoch out of range": (
+        lambda rows: rows[0].__setitem__("open_time", 9223372036855000),
+        "between 2009 and 2100",
     ),
     "not objects": (lambda rows: rows.__setitem__(0, [1, 2, 3]), "instances[0] is not an object"),
 }

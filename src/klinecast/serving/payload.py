@@ -20,6 +20,9 @@ REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
 OPTIONAL = tuple(c for c in CANDLE_COLUMNS if c not in REQUIRED)
 MAX_CANDLES = 20_000
 _MICROSECOND_FLOOR = 10**15
+# Epochs outside 2009 (Bitcoin's first block) .. 2100 are not candle times.
+_EARLIEST_US = 1_230_768_000 * 10**6
+_LATEST_US = 4_102_444_800 * 10**6
 
 
 def candles_from_v1(payload: object) -> pd.DataFrame:
@@ -148,8 +151,10 @@ def _open_times(raw: list) -> pd.DatetimeIndex:
             raise InvalidInput(f"candle {i}: open_time {value!r} is not a timestamp")
         if isinstance(value, int | float) and math.isfinite(value) and value > 10**11:
             stamp = int(value)
-            micros.append(stamp if stamp >= _MICROSECOND_FLOOR else stamp * 1000)
-            continue
+            stamp = stamp if stamp >= _MICROSECOND_FLOOR else stamp * 1000
+            if _EARLIEST_US <= stamp <= _LATEST_US:
+                micros.append(stamp)
+                continue
         if isinstance(value, str):
             try:
                 ts = pd.Timestamp(value)
@@ -157,9 +162,11 @@ def _open_times(raw: list) -> pd.DatetimeIndex:
                 ts = None
             if ts is not None and ts is not pd.NaT:
                 ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-                micros.append(ts.value // 1000)
-                continue
+                if _EARLIEST_US <= ts.value // 1000 <= _LATEST_US:
+                    micros.append(ts.value // 1000)
+                    continue
         raise InvalidInput(
-            f"candle {i}: open_time {value!r} is neither an epoch in ms/µs nor an ISO-8601 time"
+            f"candle {i}: open_time {value!r} is not an epoch in ms/µs nor an ISO-8601 time "
+            "between 2009 and 2100"
         )
     return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True))
