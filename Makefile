@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	$(MAKE) debian-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	$(BIN)/python -m pip install --quiet --editable '.[all,test]'
 	touch $@
 
 data: setup

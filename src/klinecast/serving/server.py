@@ -22,10 +22,16 @@ JSON_TYPES = ("application/json", "application/cloudevents+json")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m klinecast.serving.server")
     parser.add_argument("role", choices=["predictor", "transformer"])
-    parser.add_argument("--model-name", required=True)
-    parser.add_argument("--storage-uri", required=True, help="artifact directory or s3:// prefix")
-    parser.add_argument("--http-port", type=int, default=8080)
-    parser.add_argument("--predictor-host", help="host:port of the predictor (transformer only)")
+    # KServe injects --model_name, --predictor_host and --http_port into a transformer
+    # container; the underscore spellings are accepted for that.
+    parser.add_argument("--model-name", "--model_name", required=True)
+    parser.add_argument(
+        "--storage-uri", "--storage_uri", required=True, help="artifact directory or s3:// prefix"
+    )
+    parser.add_argument("--http-port", "--http_port", type=int, default=8080)
+    parser.add_argument(
+        "--predictor-host", "--predictor_host", help="host:port of the predictor (transformer only)"
+    )
     parser.add_argument("--predictor-protocol", choices=["v1", "v2"], default="v1")
     parser.add_argument("--predictor-timeout", type=int, default=5, help="seconds")
     parser.add_argument(
@@ -38,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, ignored = build_parser().parse_known_args(argv)
+    if ignored:
+        print(f"ignoring model-server flags this server does not use: {ignored}", file=sys.stderr)
     if args.role == "transformer" and not args.predictor_host:
         print("error: the transformer needs --predictor-host", file=sys.stderr)
         return 2

@@ -1,0 +1,113 @@
+"""The InferenceService manifest (serving.kserve.io/v1beta1), generated from one place."""
+
+from __future__ import annotations
+
+#: storageUri placeholder in the committed base manifest; deploy replaces it with production's.
+PLACEHOLDER_URI = "s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/PRODUCTION"
+SERVICE_ACCOUNT = "klinecast-models"
+
+
+def inference_service(
+    *, model_name: str, storage_uri: str, image: str, namespace: str = "klinecast"
+) -> dict:
+    """Transformer (our image) + XGBoost predictor (KServe's runtime) for one model version."""
+    port = 8080
+    probe_path = f"/v1/models/{model_name}"
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": model_name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "klinecast",
+                "app.kubernetes.io/component": "model",
+            },
+        },
+        "spec": {
+            "predictor": {
+                "serviceAccountName": SERVICE_ACCOUNT,
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "model": {
+                    "modelFormat": {"name": "xgboost"},
+                    "protocolVersion": "v1",
+                    "storageUri": storage_uri,
+                    "resources": _resources("250m", "512Mi", "1", "1Gi"),
+                    "readinessProbe": _probe(probe_path, port, period=10),
+                    "livenessProbe": _probe("/", port, period=20),
+                },
+            },
+            "transformer": {
+                "serviceAccountName": SERVICE_ACCOUNT,
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": image,
+                        "args": ["transformer", "--storage-uri", "/mnt/models"],
+                        # The storage initializer downloads STORAGE_URI to /mnt/models: the
+                        # transformer reads the same version's metadata.json as the predictor.
+                        "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                        "ports": [{"containerPort": port, "protocol": "TCP"}],
+                        "resources": _resources("250m", "512Mi", "1", "1Gi"),
+                        "readinessProbe": _probe(probe_path, port, period=10),
+                        "livenessProbe": _probe("/", port, period=20),
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 10001,
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def service_account(namespace: str = "klinecast") -> dict:
+    """Holds the S3 credentials Secret; KServe's storage initializer reads it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace},
+        "secrets": [{"name": "klinecast-s3"}],
+    }
+
+
+def s3_secret_template(namespace: str = "klinecast") -> dict:
+    """The S3 credentials Secret with empty values: fill them at deploy time, never in git."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "klinecast-s3",
+            "namespace": namespace,
+            "annotations": {
+                "serving.kserve.io/s3-endpoint": "minio.klinecast.svc:9000",
+                "serving.kserve.io/s3-usehttps": "0",
+                "serving.kserve.io/s3-region": "us-east-1",
+            },
+        },
+        "type": "Opaque",
+        "stringData": {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+    }
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict:
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu_limit, "memory": memory_limit},
+    }
+
+
+def _probe(path: str, port: int, *, period: int) -> dict:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }

@@ -1,0 +1,109 @@
+"""The InferenceService manifest, the serving image's Dockerfile, and what serving imports."""
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from klinecast.cli import main
+from klinecast.serving import manifest
+
+REPO = Path(__file__).resolve().parents[1]
+CRDS = REPO.parent / "shared" / "crds"
+BASE = REPO / "manifests" / "base"
+
+
+@pytest.fixture(scope="module")
+def isvc_validator():
+    path = CRDS / "InferenceService.v1beta1.schema.json"
+    if not path.is_file():
+        pytest.fail(f"the shared CRD schemas are missing: {path}")
+    return jsonschema.Draft202012Validator(json.loads(path.read_text()))
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((BASE / name).read_text())
+
+
+def test_committed_base_manifests_are_current(tmp_path):
+    assert main(["manifest", "--params", str(REPO / "params.yaml"), "--base", str(tmp_path)]) == 0
+    for path in tmp_path.iterdir():
+        assert (BASE / path.name).read_text() == path.read_text(), (
+            f"{path.name} is stale: regenerate"
+        )
+
+
+def test_inference_service_validates_against_the_crd(isvc_validator):
+    isvc = load("inferenceservice.yaml")
+    assert list(isvc_validator.iter_errors(isvc)) == []
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "xgboost"
+    assert (
+        isvc["spec"]["transformer"]["containers"][0]["env"][0]["value"] == manifest.PLACEHOLDER_URI
+    )
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda m: m["spec"]["predictor"]["model"]["resources"]["limits"].__setitem__("cpu", 0.5),
+        lambda m: m["spec"]["predictor"].__setitem__("minReplicas", "one"),
+        lambda m: m["spec"]["transformer"]["containers"][0].__setitem__(
+            "ports", [{"containerPort": "http"}]
+        ),
+    ],
+)
+def test_the_schema_check_can_fail(isvc_validator, breakage):
+    broken = copy.deepcopy(load("inferenceservice.yaml"))
+    breakage(broken)
+    assert list(isvc_validator.iter_errors(broken))
+
+
+def test_every_container_is_non_root_limited_and_pinned():
+    spec = load("inferenceservice.yaml")["spec"]
+    container = spec["transformer"]["containers"][0]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["runAsUser"] != 0
+    assert not container["image"].endswith(":latest") and ":" in container["image"]
+    for resources in (container["resources"], spec["predictor"]["model"]["resources"]):
+        assert {"cpu", "memory"} <= set(resources["limits"]) and resources["requests"]
+    for component in ("predictor", "transformer"):
+        assert spec[component]["serviceAccountName"] == "klinecast-models"
+        assert 1 <= spec[component]["minReplicas"] <= spec[component]["maxReplicas"]
+
+
+def test_service_account_holds_the_s3_secret_and_the_secret_is_a_template():
+    assert load("serviceaccount.yaml")["secrets"] == [{"name": "klinecast-s3"}]
+    secret = load("s3-secret.template.yaml")
+    assert set(secret["stringData"].values()) == {""}  # no credential in git
+
+
+def test_serving_dockerfile_structure():
+    text = (REPO / "serving/Dockerfile").read_text()
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M)
+    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0])
+    assert "latest" not in text
+    assert len(re.findall(r"^FROM ", text, re.M)) == 2  # multi-stage
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    for line in re.findall(r"^(?:ARG|ENV)\b.*$", text, re.M):
+        assert not re.search(r"(?i)(secret|password|token|key)\s*=", line), line
+    assert 'pip install --no-cache-dir ".[serving]"' in text
+    assert (REPO / ".dockerignore").is_file()
+
+
+def test_serving_imports_nothing_of_the_pipeline_or_the_trader():
+    code = (
+        "import sys, klinecast.serving.server, klinecast.serving.predictor, "
+        "klinecast.serving.transformer\n"
+        # (not sklearn: xgboost imports it by itself when it happens to be installed)
+        "heavy = {'optuna', 'dvc', 'kfp', 'binance', 'sqlalchemy', 'matplotlib', 'plotly'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
