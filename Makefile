@@ -21,7 +21,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data run serve test lint bench-tune clean
+.PHONY: setup debian-packages data run serve test lint bench-tune bench-serve clean
 
 # Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
 debian-packages:
@@ -63,6 +63,11 @@ test: lint
 bench-tune: data
 	dvc repro features
 	python benchmarks/bench_tune.py
+
+# Needs a model artifact (models/candidate, from make run).
+bench-serve: setup
+	test -f models/candidate/model.json || $(MAKE) run
+	python benchmarks/bench_serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build reports

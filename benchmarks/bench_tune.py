@@ -43,7 +43,9 @@ ANCHOR_SETS = {
     "midpoint": HyperParams(675, 6, 0.055, 0.7, 0.7, 10, 105),
     "cheap": HyperParams(350, 3, 0.1, 0.5, 0.5, 20, 30),
     "expensive": HyperParams(1000, 10, 0.01, 0.9, 0.9, 0, 180),
-    "random_seed0": HyperParams(707, 8, 0.06424870384644796, 0.7179532731987588, 0.6694619197355619, 13, 96),
+    "random_seed0": HyperParams(
+        707, 8, 0.06424870384644796, 0.7179532731987588, 0.6694619197355619, 13, 96
+    ),
 }
 STEP_DAYS = 30
 START = pd.Timestamp("2018-01-01", tz="UTC")
@@ -53,21 +55,33 @@ END = pd.Timestamp("2022-01-01", tz="UTC")
 def klinecast_walk_forward(rows, names, hp, nthread):
     """(a): the library path, fees and metrics included."""
     return walk_forward(
-        rows, hp=hp, feature_names=names, test_start=START + pd.Timedelta(days=hp.look_back_days),
-        test_end=END, step_days=STEP_DAYS, fee=0.001, neutral_band=0.0,
-        interval=pd.Timedelta(hours=1), nthread=nthread,
+        rows,
+        hp=hp,
+        feature_names=names,
+        test_start=START + pd.Timedelta(days=hp.look_back_days),
+        test_end=END,
+        step_days=STEP_DAYS,
+        fee=0.001,
+        neutral_band=0.0,
+        interval=pd.Timedelta(hours=1),
+        nthread=nthread,
     )
 
 
 def bare_train(rows, names, hp, nthread) -> float:
     """(c): only the xgb.train calls of (a), on matrices built beforehand. Returns seconds."""
     folds = walk_forward_folds(
-        rows.index, test_start=START + pd.Timedelta(days=hp.look_back_days), test_end=END,
-        train_hours=hp.look_back_days * 24, step_hours=STEP_DAYS * 24,
+        rows.index,
+        test_start=START + pd.Timedelta(days=hp.look_back_days),
+        test_end=END,
+        train_hours=hp.look_back_days * 24,
+        step_hours=STEP_DAYS * 24,
     )
     x = rows[names].to_numpy(dtype=np.float32)
     y = rows["label"].to_numpy(dtype=np.float32)
-    matrices = [xgb.DMatrix(x[f.train_rows], label=y[f.train_rows], feature_names=names) for f in folds]
+    matrices = [
+        xgb.DMatrix(x[f.train_rows], label=y[f.train_rows], feature_names=names) for f in folds
+    ]
     params = booster_params(hp, seed=0, nthread=nthread)
     started = time.perf_counter()
     for matrix in matrices:
@@ -85,8 +99,12 @@ def seed_loop(rows, names, hp) -> float:
         train = rows.iloc[i : i + look_back]
         test = rows.iloc[i + look_back : i + look_back + step].copy()
         clf = XGBClassifier(
-            n_estimators=hp.n_estimators, max_depth=hp.max_depth, learning_rate=hp.learning_rate,
-            subsample=hp.subsample, colsample_bytree=hp.colsample_bytree, gamma=hp.gamma,
+            n_estimators=hp.n_estimators,
+            max_depth=hp.max_depth,
+            learning_rate=hp.learning_rate,
+            subsample=hp.subsample,
+            colsample_bytree=hp.colsample_bytree,
+            gamma=hp.gamma,
             tree_method="exact",
         )
         clf.fit(train[names], train["label"])
@@ -115,9 +133,21 @@ def tune_throughput(features: Path, trials: int, workers: int) -> dict:
         klinecast = Path(sys.executable).parent / "klinecast"
         started = time.perf_counter()
         subprocess.run(
-            [klinecast, "tune", "--params", work / "params.yaml", "--features", features.resolve(),
-             "--out-dir", work / "out", "--workers", str(workers), "--no-progress"],
-            check=True, capture_output=True,
+            [
+                klinecast,
+                "tune",
+                "--params",
+                work / "params.yaml",
+                "--features",
+                features.resolve(),
+                "--out-dir",
+                work / "out",
+                "--workers",
+                str(workers),
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
         )
         seconds = time.perf_counter() - started
         best = json.loads((work / "out/best_params.json").read_text())
@@ -136,12 +166,16 @@ def tune_throughput(features: Path, trials: int, workers: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--features", type=Path, default=Path("data/features.parquet"))
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_tune.json"))
     parser.add_argument("--skip-seed", action="store_true", help="skip (b), the slow seed loop")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of (a) and (c) per set; the fastest counts")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs of (a) and (c) per set; the fastest counts"
+    )
     args = parser.parse_args()
 
     params = load_params()
@@ -171,14 +205,23 @@ def main() -> int:
         }
         if not args.skip_seed:
             b_s, score = timed(seed_loop, rows, names, hp)
-            entry |= {"b_seed_loop_s": round(b_s, 3), "b_over_a": round(b_s / a_s, 2),
-                      "seed_score_no_fees": score}
+            entry |= {
+                "b_seed_loop_s": round(b_s, 3),
+                "b_over_a": round(b_s / a_s, 2),
+                "seed_score_no_fees": score,
+            }
         sets[name] = entry
-        print(f"{name:13s} " + "  ".join(f"{k}={v}" for k, v in entry.items() if k.endswith(("_s", "_a", "_c"))),
-              flush=True)
+        print(
+            f"{name:13s} "
+            + "  ".join(f"{k}={v}" for k, v in entry.items() if k.endswith(("_s", "_a", "_c"))),
+            flush=True,
+        )
 
     mean = lambda key: float(np.mean([s[key] for s in sets.values()]))  # noqa: E731
-    summary = {"mean_a_s": round(mean("a_klinecast_s"), 3), "mean_c_s": round(mean("c_bare_train_s"), 3)}
+    summary = {
+        "mean_a_s": round(mean("a_klinecast_s"), 3),
+        "mean_c_s": round(mean("c_bare_train_s"), 3),
+    }
     summary["a_over_c_of_means"] = round(summary["mean_a_s"] / summary["mean_c_s"], 3)
     if not args.skip_seed:
         summary["mean_b_s"] = round(mean("b_seed_loop_s"), 3)
@@ -191,21 +234,33 @@ def main() -> int:
         )
     document = {
         "what": "klinecast tuning benchmark (a) walk_forward vs (b) seed loop vs (c) bare xgb.train",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "xgboost": xgb.__version__,
-                    "pandas": pd.__version__},
-        "data": {"rows": len(rows), "first": rows.index[0].isoformat(), "last": rows.index[-1].isoformat()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "xgboost": xgb.__version__,
+            "pandas": pd.__version__,
+        },
+        "data": {
+            "rows": len(rows),
+            "first": rows.index[0].isoformat(),
+            "last": rows.index[-1].isoformat(),
+        },
         "step_days": STEP_DAYS,
         "nthread_a_c": nthread,
         "sets": sets,
         "summary": summary,
         "tuning": tuning,
-        "targets": {"a_within_1.3x_of_c": summary["a_over_c_of_means"] <= 1.3,
-                    "tuning_at_least_5x_seed": tuning.get("speedup_vs_seed_style", 0) >= 5},
+        "targets": {
+            "a_within_1.3x_of_c": summary["a_over_c_of_means"] <= 1.3,
+            "tuning_at_least_5x_seed": tuning.get("speedup_vs_seed_style", 0) >= 5,
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps({"summary": summary, "tuning": tuning, "targets": document["targets"]}, indent=2))
+    print(
+        json.dumps({"summary": summary, "tuning": tuning, "targets": document["targets"]}, indent=2)
+    )
     return 0
 
 

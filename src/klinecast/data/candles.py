@@ -189,19 +189,20 @@ def validate_candles(frame: pd.DataFrame, *, source: str, rows: np.ndarray | Non
             f"{kind} open_time {frame.index[i]} after {frame.index[i - 1]}",
             row=int(rows[i]),
         )
+    o, h, lo, c = (frame[col].to_numpy(dtype=np.float64) for col in PRICE_COLUMNS)
+    volumes = np.column_stack(
+        [frame[col].to_numpy(dtype=np.float64) for col in NON_NEGATIVE_COLUMNS]
+    )
     checks = (
-        ("a price is not positive", (frame[list(PRICE_COLUMNS)] <= 0).any(axis=1)),
-        ("high is below open or close", frame["high"] < frame[["open", "close"]].max(axis=1)),
-        ("low is above open or close", frame["low"] > frame[["open", "close"]].min(axis=1)),
-        (
-            "a volume or trade count is negative",
-            (frame[list(NON_NEGATIVE_COLUMNS)] < 0).any(axis=1),
-        ),
+        ("a price is not positive", (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)),
+        ("high is below open or close", h < np.maximum(o, c)),
+        ("low is above open or close", lo > np.minimum(o, c)),
+        ("a volume or trade count is negative", (volumes < 0).any(axis=1)),
     )
     for reason, broken in checks:
         if broken.any():
-            i = int(np.flatnonzero(broken.to_numpy())[0])
-            values = ", ".join(f"{c}={frame[c].iloc[i]:g}" for c in CANDLE_COLUMNS[:6])
+            i = int(np.flatnonzero(broken)[0])
+            values = ", ".join(f"{col}={frame[col].iloc[i]:g}" for col in CANDLE_COLUMNS[:6])
             raise CandleDataError(
                 source, f"{reason} at {frame.index[i]} ({values})", row=int(rows[i])
             )

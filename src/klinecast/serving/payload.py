@@ -134,7 +134,11 @@ def _frame(columns: dict[str, list]) -> pd.DataFrame:
 
 
 def _numbers(raw: list, name: str) -> np.ndarray:
-    for i, value in enumerate(raw):
+    if set(map(type, raw)) <= {int, float}:  # the usual case, checked at C speed
+        values = np.asarray(raw, dtype=np.float64)
+        if np.isfinite(values).all():
+            return values
+    for i, value in enumerate(raw):  # find and word the first bad value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInput(f"candle {i}: {name} is {value!r}, not a number")
         if not math.isfinite(value):
@@ -145,6 +149,12 @@ def _numbers(raw: list, name: str) -> np.ndarray:
 
 
 def _open_times(raw: list) -> pd.DatetimeIndex:
+    if set(map(type, raw)) == {int}:  # epochs in ms or µs, the usual case
+        stamps = np.asarray(raw, dtype=object).astype(np.int64) if max(raw) < 2**63 else None
+        if stamps is not None:
+            micros = np.where(stamps >= _MICROSECOND_FLOOR, stamps, stamps * 1000)
+            if ((micros >= _EARLIEST_US) & (micros <= _LATEST_US)).all():
+                return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True))
     micros = []
     for i, value in enumerate(raw):
         if isinstance(value, bool):

@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 import threading
+import warnings
 
 log = logging.getLogger("klinecast.serving")
 
@@ -82,8 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     server.register_model(model)
+    _quiet_per_request_output()  # after ModelServer(), which reconfigures logging
     server.start([])  # registered above, so a not-ready model does not stop the server
     return 0
+
+
+def _quiet_per_request_output() -> None:
+    """kserve 0.21 answers with ORJSONResponse, which FastAPI deprecates with a warning on every
+    request, and logs an access line and two timing lines per request: together they cost
+    more than computing the features. Errors and warnings of our own still show."""
+    warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated")
+    for name in ("uvicorn.access", "kserve.trace", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _retry_load_in_background(model, *, every_s: float) -> None:

@@ -1,0 +1,227 @@
+"""Serving benchmark: locust (headless CLI) against the real servers, and the in-process floor.
+
+Three paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latency and failures:
+  predictor    HTTP V1 to the XGBoost predictor, one feature row per request;
+  full         HTTP V1 to the transformer with min_history raw candles -> features -> predictor;
+  in_process   the same work as `full` as a plain function call (features + booster.predict).
+
+Usage: python benchmarks/bench_serve.py [--artifact models/candidate] [--users 16] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from klinecast import registry
+from klinecast.config import INTERVALS
+from klinecast.features import compute_features
+from klinecast.serving.local import LocalServing, v1_request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bodies(candles: pd.DataFrame, metadata: dict, n: int) -> dict:
+    names, history = metadata["feature_names"], metadata["min_history"]
+    interval = INTERVALS[metadata["interval"]]
+    # only windows without an exchange gap: a gap is (rightly) a 400
+    step = pd.Timedelta(interval).value
+    contiguous = pd.Series(np.diff(candles.index.asi8, prepend=0) == step)
+    run = contiguous.groupby((~contiguous).cumsum()).cumsum().to_numpy()
+    eligible = np.flatnonzero(run >= history)
+    ends = eligible[np.linspace(0, len(eligible) - 1, n).astype(int)]
+    transformer, predictor = [], []
+    for end in ends:
+        window = candles.iloc[end - history + 1 : end + 1]
+        transformer.append(v1_request(window))
+        row = compute_features(window, indicators=names, interval=interval).frame[names].iloc[-1:]
+        predictor.append({"instances": row.to_numpy().tolist()})
+    return {"transformer": transformer, "predictor": predictor}
+
+
+def run_locust(user_class: str, host: str, bodies_path: Path, *, users: int, seconds: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "stats"
+        locust = Path(sys.executable).parent / "locust"
+        subprocess.run(
+            [
+                locust,
+                "-f",
+                str(Path(__file__).with_name("locustfile.py")),
+                user_class,
+                "--headless",
+                "-u",
+                str(users),
+                "-r",
+                str(users),
+                "-t",
+                f"{seconds}s",
+                "--host",
+                host,
+                "--csv",
+                str(prefix),
+                "--only-summary",
+                "--loglevel",
+                "WARNING",
+            ],
+            env={**os.environ, "BENCH_BODIES": str(bodies_path)},
+            check=False,
+            capture_output=True,
+            timeout=seconds + 60,
+        )
+        rows = list(csv.DictReader(open(f"{prefix}_stats.csv")))  # noqa: SIM115
+        failures = [
+            {"error": r["Error"][:200], "occurrences": int(r["Occurrences"])}
+            for r in csv.DictReader(open(f"{prefix}_failures.csv"))  # noqa: SIM115
+        ]
+    total = next(r for r in rows if r["Name"] == "Aggregated")
+    return {
+        "requests": int(total["Request Count"]),
+        "failures": int(total["Failure Count"]),
+        "rps": round(float(total["Requests/s"]), 1),
+        "p50_ms": float(total["50%"]),
+        "p95_ms": float(total["95%"]),
+        "p99_ms": float(total["99%"]),
+        "failure_kinds": failures,
+    }
+
+
+def in_process(
+    candles_bodies: list[dict], artifact: Path, metadata: dict, *, seconds: float
+) -> dict:
+    """The floor: parse nothing over HTTP; features + predict as one function call."""
+    booster = xgb.Booster()
+    booster.load_model(str(artifact / registry.MODEL_FILE))
+    names, interval = metadata["feature_names"], INTERVALS[metadata["interval"]]
+    windows = []
+    for body in candles_bodies:
+        rows = body["instances"]
+        index = pd.DatetimeIndex(
+            pd.to_datetime([r["open_time"] for r in rows], unit="ms", utc=True)
+        )
+        windows.append(
+            pd.DataFrame(
+                {c: [r[c] for r in rows] for c in ("open", "high", "low", "close", "volume")},
+                index=index,
+            )
+        )
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline:
+        window = windows[i % len(windows)]
+        started = time.perf_counter()
+        row = (
+            compute_features(window, indicators=names, interval=interval)
+            .frame[names]
+            .to_numpy()[-1:]
+        )
+        booster.predict(xgb.DMatrix(row), validate_features=False)
+        latencies.append((time.perf_counter() - started) * 1000)
+        i += 1
+    ms = np.array(latencies)
+    return {
+        "requests": len(ms),
+        "failures": 0,
+        "rps": round(len(ms) / seconds, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--artifact", type=Path, default=Path("models/candidate"))
+    parser.add_argument("--candles", type=Path, default=Path("data/candles.parquet"))
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_serve.json"))
+    args = parser.parse_args()
+
+    metadata = registry.read_artifact_metadata(args.artifact)
+    candles = pd.read_parquet(args.candles)
+    prepared = bodies(candles, metadata, n=50) | {"model_name": metadata["model_name"]}
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies_path = Path(tmp) / "bodies.json"
+        bodies_path.write_text(json.dumps(prepared))
+        with LocalServing(
+            metadata["model_name"],
+            str(args.artifact),
+            free_port(),
+            free_port(),
+            log_dir=Path(tmp) / "logs",
+        ) as serving:
+            results["predictor"] = run_locust(
+                "PredictorUser",
+                serving.predictor_url,
+                bodies_path,
+                users=args.users,
+                seconds=args.seconds,
+            )
+            print("predictor ", results["predictor"], flush=True)
+            results["full"] = run_locust(
+                "TransformerUser",
+                serving.transformer_url,
+                bodies_path,
+                users=args.users,
+                seconds=args.seconds,
+            )
+            print("full      ", results["full"], flush=True)
+    results["in_process"] = in_process(prepared["transformer"], args.artifact, metadata, seconds=10)
+    print("in_process", results["in_process"], flush=True)
+    floor = results["in_process"]
+    document = {
+        "what": "serving benchmark: locust against the predictor and the transformer, and the in-process floor",
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "users": args.users,
+        "seconds": args.seconds,
+        "candles_per_request": metadata["min_history"],
+        "results": results,
+        "ratios_vs_in_process": {
+            path: {
+                "p50": round(r["p50_ms"] / floor["p50_ms"], 1),
+                "rps": round(floor["rps"] / max(r["rps"], 1e-9), 2),
+            }
+            for path, r in results.items()
+            if path != "in_process"
+        },
+        "targets": {
+            "full_rps_at_least_300": results["full"]["rps"] >= 300,
+            "full_p99_below_50ms": results["full"]["p99_ms"] < 50,
+            "zero_failures": results["full"]["failures"] == 0
+            and results["predictor"]["failures"] == 0,
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps({k: document[k] for k in ("ratios_vs_in_process", "targets")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

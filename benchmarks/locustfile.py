@@ -1,0 +1,46 @@
+"""Locust users for the serving benchmark. Run by bench_serve.py as the locust CLI.
+
+Only json and locust are imported here: importing the scientific stack before locust breaks
+gevent's monkey patching. Bodies are prepared by bench_serve.py in $BENCH_BODIES.
+"""
+
+import json
+import os
+import random
+
+from locust import FastHttpUser, constant, task
+
+BODIES = json.load(open(os.environ["BENCH_BODIES"]))  # noqa: SIM115
+MODEL = BODIES["model_name"]
+# Encoded once: with 2 cores shared by locust and both servers, re-encoding a 540-candle
+# body per request would measure locust more than the servers.
+ENCODED = {
+    kind: [json.dumps(b).encode() for b in BODIES[kind]] for kind in ("transformer", "predictor")
+}
+HEADERS = {"Content-Type": "application/json"}
+
+
+class TransformerUser(FastHttpUser):
+    """The full path: raw candles -> transformer -> predictor -> answer."""
+
+    wait_time = constant(0)
+
+    @task
+    def predict(self):
+        body = random.choice(ENCODED["transformer"])
+        self.client.post(
+            f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="transformer v1"
+        )
+
+
+class PredictorUser(FastHttpUser):
+    """The predictor alone: one feature row per request."""
+
+    wait_time = constant(0)
+
+    @task
+    def predict(self):
+        body = random.choice(ENCODED["predictor"])
+        self.client.post(
+            f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="predictor v1"
+        )
