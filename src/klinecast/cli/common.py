@@ -1,0 +1,42 @@
+"""Helpers shared by the klinecast subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from klinecast.errors import KlinecastError
+
+BASE_URL_ENV = "KLINECAST_BASE_URL"
+STORAGE_ENV = "KLINECAST_OPTUNA_STORAGE"
+REGISTRY_ENV = "KLINECAST_REGISTRY"
+
+
+def params_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="parameters file (default: %(default)s)",
+    )
+
+
+def path(parser: argparse.ArgumentParser, flag: str, default: str, what: str) -> None:
+    parser.add_argument(
+        flag, type=Path, default=Path(default), help=f"{what} (default: %(default)s)"
+    )
+
+
+def require(path: Path, *, produced_by: str) -> None:
+    if not path.exists():
+        raise KlinecastError(f"{path} does not exist; run `{produced_by}` (or `dvc repro`) first")
+
+
+def read_parquet(path: Path, *, produced_by: str):
+    import pandas as pd
+
+    require(path, produced_by=produced_by)
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise KlinecastError(f"{path} is not a readable Parquet file: {exc}") from None

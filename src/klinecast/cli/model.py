@@ -1,0 +1,292 @@
+"""`klinecast tune | evaluate | train | publish | report`: the modeling stages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from klinecast.cli.common import REGISTRY_ENV, STORAGE_ENV, params_arg, path, read_parquet, require
+from klinecast.errors import KlinecastError
+
+log = logging.getLogger("klinecast")
+
+
+def add_tune(commands) -> None:
+    parser = commands.add_parser(
+        "tune",
+        help="Optuna TPE search over the in-sample walk-forward folds (return after fees)",
+        description=(
+            "Tune the XGBoost hyperparameters (tune.search_space) by the strategy's cumulative "
+            "return after fees over walk-forward folds of the in-sample span. Every fold reports "
+            "an intermediate value so the median pruner stops hopeless trials. The study lives "
+            "in an RDB storage: re-running resumes it, and several processes (--workers, or "
+            "separate machines on one PostgreSQL URL) share it. Watch it live with "
+            "`optuna-dashboard <storage URL>`."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--features", "data/features.parquet", "feature rows")
+    path(parser, "--out-dir", "reports/tune", "best_params.json, trials.csv and plots")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument(
+        "--n-trials", type=int, help="finished trials to reach (default: tune.n_trials)"
+    )
+    parser.add_argument(
+        "--storage", help=f"Optuna storage URL (default: ${STORAGE_ENV}, else tune.storage)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run_tune)
+
+
+def run_tune(args) -> int:
+    from tqdm import tqdm
+
+    from klinecast import tuning
+    from klinecast.config import load_params
+
+    params = load_params(args.params)
+    storage = args.storage or os.environ.get(STORAGE_ENV) or params.tune.storage
+    n_trials = args.n_trials or params.tune.n_trials
+    require(args.features, produced_by="dvc repro features")
+    name = tuning.study_name(params, data_version=file_digest(args.features))
+    log.info(
+        "study %s on %s, %d trial(s), %d worker(s)",
+        name,
+        tuning.redact(storage),
+        n_trials,
+        args.workers,
+    )
+    started = time.perf_counter()
+    with tqdm(
+        total=n_trials, unit="trial", desc="tune", disable=True if args.no_progress else None
+    ) as bar:
+
+        def progress(finished: int, total: int) -> None:
+            bar.update(max(0, min(finished, total) - bar.n))
+
+        study = tuning.tune(
+            features_path=args.features,
+            params=params,
+            storage_url=storage,
+            name=name,
+            n_trials=n_trials,
+            workers=args.workers,
+            progress=progress,
+        )
+    summary = tuning.write_outputs(study, args.out_dir, storage_url=storage)
+    print(
+        f"tune: study {name}: {summary['trials']}; best trial {summary['best_trial']} returned "
+        f"{summary['value']:+.4f} in sample; {time.perf_counter() - started:.1f} s -> {args.out_dir}"
+    )
+    return 0
+
+
+def add_evaluate(commands) -> None:
+    parser = commands.add_parser(
+        "evaluate",
+        help="walk-forward the best params over the out-of-sample span, against baselines",
+        description=(
+            "Retrain every backtest.step_days over the out-of-sample span with the tuned "
+            "hyperparameters, as the seed did, and score the model and the naive baselines "
+            "(buy-and-hold, always short, last-hour momentum, coin flip) on the same hours, "
+            "after fees."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--features", "data/features.parquet", "feature rows")
+    path(parser, "--best-params", "reports/tune/best_params.json", "tune's output")
+    path(parser, "--metrics", "reports/metrics.json", "metrics of the model and the baselines")
+    path(parser, "--predictions", "reports/predictions.parquet", "per-hour predictions")
+    path(parser, "--equity", "reports/equity.csv", "daily equity curves (dvc plots)")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from klinecast import atomic, evaluation
+    from klinecast.config import load_params
+    from klinecast.report import equity_curves
+
+    params = load_params(args.params)
+    frame = read_parquet(args.features, produced_by="dvc repro features")
+    hp = best_hyperparams(args.best_params)
+    started = time.perf_counter()
+    result = evaluation.out_of_sample(frame, params, hp)
+    document = evaluation.metrics_document(result, params, hp)
+    atomic.write_parquet(args.predictions, result.predictions)
+    daily = equity_curves(result.predictions).resample("1D").last()
+    daily.index = daily.index.strftime("%Y-%m-%d")
+    atomic.atomic_write(args.equity, lambda tmp: daily.rename_axis("day").to_csv(tmp))
+    atomic.write_json(args.metrics, document)
+    baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in result.baselines.items())
+    print(
+        f"evaluate: {result.folds} folds, {len(result.predictions)} hours: model "
+        f"{result.model.cumulative_return:+.2%} after fees (accuracy {result.model.accuracy:.2%}); "
+        f"{baselines}; {time.perf_counter() - started:.1f} s -> {args.metrics}"
+    )
+    return 0
+
+
+def add_train(commands) -> None:
+    parser = commands.add_parser(
+        "train",
+        help="train the final model on the last look_back days and write the artifact",
+        description=(
+            "Train on the last look_back_days of data before the out-of-sample end and write a "
+            "model artifact: model.json (loadable by KServe's xgboost runtime) + metadata.json "
+            "(feature order, params, training span, data version, metrics, library versions)."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--features", "data/features.parquet", "feature rows")
+    path(parser, "--best-params", "reports/tune/best_params.json", "tune's output")
+    path(parser, "--metrics", "reports/metrics.json", "evaluate's output")
+    path(parser, "--out", "models/candidate", "artifact directory")
+    parser.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    import json
+
+    from klinecast import evaluation, registry
+    from klinecast.config import load_params
+    from klinecast.metadata import artifact_metadata
+
+    params = load_params(args.params)
+    frame = read_parquet(args.features, produced_by="dvc repro features")
+    hp = best_hyperparams(args.best_params)
+    require(args.metrics, produced_by="klinecast evaluate")
+    metrics = json.loads(args.metrics.read_text())
+    started = time.perf_counter()
+    trained = evaluation.train_final(frame, params, hp)
+    metadata = artifact_metadata(
+        trained, params=params, hp=hp, metrics=metrics, data_version=data_version(args.features)
+    )
+    registry.write_artifact(args.out, trained.booster, metadata)
+    print(
+        f"train: {trained.rows} rows {trained.train_start} .. {trained.train_end}; "
+        f"{time.perf_counter() - started:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def add_publish(commands) -> None:
+    parser = commands.add_parser(
+        "publish",
+        help="copy the artifact into the registry; move `production` if the gate passes",
+        description=(
+            "Copy the artifact into the registry (a directory or s3://bucket/prefix) as a new "
+            "immutable version. The production pointer moves only when the evaluation gate "
+            "passes: the model's out-of-sample return after fees beats publish.gate_baseline "
+            "by publish.gate_min_excess_return. A failed upload never moves the pointer."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--artifact", "models/candidate", "train's output")
+    parser.add_argument(
+        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+    )
+    path(parser, "--receipt", "reports/publish.json", "what was published")
+    parser.set_defaults(run=run_publish)
+
+
+def run_publish(args) -> int:
+    from klinecast import atomic, registry
+    from klinecast.config import load_params
+
+    params = load_params(args.params).publish
+    uri = args.registry or os.environ.get(REGISTRY_ENV) or params.registry
+    metadata = registry.read_artifact_metadata(args.artifact)
+    excess = metadata["metrics"]["excess_return"][params.gate_baseline]
+    passed = excess >= params.gate_min_excess_return
+    receipt = registry.publish(
+        args.artifact, store=registry.open_store(uri), model_name=params.model_name, promote=passed
+    )
+    document = receipt.as_dict() | {
+        "gate": {
+            "baseline": params.gate_baseline,
+            "min_excess_return": params.gate_min_excess_return,
+            "excess_return": excess,
+            "passed": passed,
+        }
+    }
+    atomic.write_json(args.receipt, document)
+    verdict = "promoted to production" if passed else "NOT promoted (gate failed)"
+    print(
+        f"publish: {receipt.version} -> {receipt.uri}; excess return over "
+        f"{params.gate_baseline} {excess:+.2%} (needs {params.gate_min_excess_return:+.2%}): {verdict}"
+    )
+    return 0
+
+
+def add_report(commands) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="one self-contained HTML report: equity, drawdown, accuracy, importance, tuning",
+    )
+    path(parser, "--predictions", "reports/predictions.parquet", "evaluate's predictions")
+    path(parser, "--metrics", "reports/metrics.json", "evaluate's metrics")
+    path(parser, "--trials", "reports/tune/trials.csv", "tune's trials table")
+    path(parser, "--artifact", "models/candidate", "train's artifact")
+    path(parser, "--receipt", "reports/publish.json", "publish's receipt (optional)")
+    path(parser, "--out", "reports/report.html", "the HTML report")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args) -> int:
+    import json
+
+    import pandas as pd
+    import xgboost as xgb
+
+    from klinecast import atomic, registry, report
+
+    metadata = registry.read_artifact_metadata(args.artifact)
+    booster = xgb.Booster()
+    booster.load_model(str(args.artifact / registry.MODEL_FILE))
+    gain = booster.get_score(importance_type="total_gain")
+    total = sum(gain.values()) or 1.0
+    require(args.metrics, produced_by="klinecast evaluate")
+    inputs = report.ReportInputs(
+        predictions=read_parquet(args.predictions, produced_by="klinecast evaluate"),
+        metrics=json.loads(args.metrics.read_text()),
+        trials=pd.read_csv(args.trials) if args.trials.is_file() else None,
+        importance={k: gain.get(k, 0.0) / total for k in metadata["feature_names"]},
+        metadata=metadata,
+        publish=json.loads(args.receipt.read_text()) if args.receipt.is_file() else None,
+    )
+    page = report.render(inputs)
+    atomic.atomic_write(args.out, lambda tmp: tmp.write_text(page))
+    print(f"report: {len(page) / 1e3:.0f} kB -> {args.out}")
+    return 0
+
+
+def best_hyperparams(path: Path):
+    import json
+
+    from klinecast.model import HyperParams
+
+    require(path, produced_by="klinecast tune")
+    try:
+        return HyperParams.from_dict(json.loads(path.read_text())["params"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise KlinecastError(f"{path} is not a best_params.json written by tune: {exc}") from None
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def data_version(features: Path) -> dict:
+    """The DVC hash of the raw data (data.dvc) and the hash of the feature file."""
+    import yaml
+
+    version = {"features_sha256": file_digest(features)}
+    dvc_file = Path("data.dvc")
+    if dvc_file.is_file():
+        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+        version["raw_md5"] = outs[0].get("md5")
+    return version

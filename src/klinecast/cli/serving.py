@@ -1,0 +1,148 @@
+"""`klinecast serve | manifest`: the model servers, locally and on the cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from klinecast.cli.common import REGISTRY_ENV, params_arg, path, read_parquet
+from klinecast.errors import KlinecastError
+
+log = logging.getLogger("klinecast")
+
+
+def add_serve(commands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the KServe predictor + transformer locally and print curl examples",
+        description=(
+            "Start the XGBoost predictor and the candle transformer (kserve ModelServer "
+            "processes) on 127.0.0.1-reachable ports, wait until both are ready, write example "
+            "request bodies from the newest candles and print ready-to-paste curl commands. "
+            "Serves the registry's production version, else the local candidate artifact. "
+            "Ctrl+C stops both."
+        ),
+    )
+    params_arg(parser)
+    parser.add_argument(
+        "--storage-uri", help="artifact to serve (default: production, else --candidate)"
+    )
+    path(parser, "--candidate", "models/candidate", "fallback artifact")
+    parser.add_argument(
+        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+    )
+    parser.add_argument("--predictor-port", type=int, default=8080, help="default: %(default)s")
+    parser.add_argument("--transformer-port", type=int, default=8081, help="default: %(default)s")
+    path(parser, "--candles", "data/candles.parquet", "source of the example requests")
+    path(parser, "--examples", "reports/serve", "where the example bodies go")
+    path(parser, "--log-dir", "reports/serve", "server logs")
+    parser.set_defaults(run=run_serve)
+
+
+def run_serve(args) -> int:
+    from klinecast import registry
+    from klinecast.config import load_params
+    from klinecast.serving.local import LocalServing, write_examples
+
+    params = load_params(args.params)
+    name = params.publish.model_name
+    uri, why = args.storage_uri, "--storage-uri"
+    if uri is None:
+        registry_uri = args.registry or os.environ.get(REGISTRY_ENV) or params.publish.registry
+        uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=args.candidate)
+    if "://" not in uri:
+        registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
+    log.info("serving %s (%s)", uri, why)
+    with LocalServing(
+        name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir
+    ) as serving:
+        base = serving.transformer_url
+        lines = [
+            f"klinecast serve: model {name} from {uri}",
+            f"  predictor   {serving.predictor_url}  (logs: {args.log_dir}/predictor.log)",
+            f"  transformer {base}  (logs: {args.log_dir}/transformer.log)",
+        ]
+        if args.candles.is_file():
+            candles = read_parquet(args.candles, produced_by="klinecast candles")
+            v1, v2 = write_examples(candles.iloc[-params.features.min_history :], args.examples)
+            lines += [
+                "try:",
+                f"  curl -s -H 'Content-Type: application/json' -d @{v1} {base}/v1/models/{name}:predict",
+                f"  curl -s -H 'Content-Type: application/json' -d @{v2} {base}/v2/models/{name}/infer",
+            ]
+        print("\n".join(lines), flush=True)
+        try:
+            while all(p.poll() is None for p in serving.processes.values()):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    print("klinecast serve: stopped")
+    return 0
+
+
+def add_manifest(commands) -> None:
+    parser = commands.add_parser(
+        "manifest",
+        help="print the InferenceService (+ ServiceAccount, S3 Secret template) as YAML",
+        description=(
+            "Render the KServe InferenceService for a model version: our transformer image plus "
+            "KServe's xgboost runtime, with the storageUri of the registry's production version "
+            "(or --storage-uri). --base writes the committed manifests/base files instead."
+        ),
+    )
+    params_arg(parser)
+    parser.add_argument("--storage-uri", help="model version to serve (default: production)")
+    parser.add_argument(
+        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+    )
+    parser.add_argument(
+        "--image",
+        default="registry.example.com/klinecast/serving:0.1.0",
+        help="transformer image (default: %(default)s)",
+    )
+    parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
+    parser.add_argument("--base", type=Path, help="write the base manifests into this directory")
+    parser.set_defaults(run=run_manifest)
+
+
+def run_manifest(args) -> int:
+    import yaml
+
+    from klinecast import registry
+    from klinecast.config import load_params
+    from klinecast.serving import manifest
+
+    name = load_params(args.params).publish.model_name
+    uri = args.storage_uri
+    if args.base is not None:
+        uri = manifest.PLACEHOLDER_URI
+    elif uri is None:
+        registry_uri = (
+            args.registry
+            or os.environ.get(REGISTRY_ENV)
+            or load_params(args.params).publish.registry
+        )
+        pointer = registry.production(registry.open_store(registry_uri), name)
+        if pointer is None:
+            raise KlinecastError(
+                f"no production version of {name} in {registry_uri}; pass --storage-uri"
+            )
+        uri = pointer["uri"]
+    documents = {
+        "inferenceservice.yaml": manifest.inference_service(
+            model_name=name, storage_uri=uri, image=args.image, namespace=args.namespace
+        ),
+        "serviceaccount.yaml": manifest.service_account(args.namespace),
+        "s3-secret.template.yaml": manifest.s3_secret_template(args.namespace),
+    }
+    header = "# Generated by `klinecast manifest --base manifests/base`; do not edit by hand.\n"
+    if args.base is not None:
+        args.base.mkdir(parents=True, exist_ok=True)
+        for filename, document in documents.items():
+            (args.base / filename).write_text(header + yaml.safe_dump(document, sort_keys=False))
+        print(f"manifest: wrote {', '.join(documents)} to {args.base}")
+    else:
+        print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents.values()), end="")
+    return 0
