@@ -245,3 +245,23 @@ def test_study_name_changes_with_what_makes_trials_comparable():
     assert tuning.study_name(base, data_version="b") != name
     fee = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, fee=0.002))
     assert tuning.study_name(fee, data_version="a") != name
+
+
+def _open_fresh(url: str, barrier) -> None:
+    barrier.wait()  # every process opens the brand-new database at the same moment
+    tuning.open_study(url, "race", small_params())
+
+
+def test_processes_opening_one_new_storage_at_once_all_succeed(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{tmp_path}/new.db"
+    barrier = context.Barrier(6)
+    processes = [context.Process(target=_open_fresh, args=(url, barrier)) for _ in range(6)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * 6
+    assert optuna.load_study(study_name="race", storage=url).study_name == "race"

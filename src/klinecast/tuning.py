@@ -11,6 +11,7 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,6 +31,8 @@ from klinecast.model import HyperParams
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: How losing a race to create the same new schema shows (SQLite and PostgreSQL wordings).
+RACE_SIGNS = ("already exists", "database is locked", "UNIQUE constraint failed", "duplicate key")
 
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> HyperParams:
@@ -140,21 +143,7 @@ def study_name(params: Params, *, data_version: str) -> str:
 def open_study(storage_url: str, name: str, params: Params, *, worker: int = 0) -> optuna.Study:
     """Creates the study or loads it to resume. Stale RUNNING trials of a dead worker are
     failed after the grace period and retried once."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                storage_url,
-                heartbeat_interval=30,
-                grace_period=120,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1
-                ),
-            )
-    except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server down
-        raise KlinecastError(
-            f"cannot open the Optuna storage {redact(storage_url)}: {type(exc).__name__}: {exc}"
-        ) from None
+    storage = _rdb_storage(storage_url)
     tune = params.tune
     return optuna.create_study(
         storage=storage,
@@ -166,6 +155,35 @@ def open_study(storage_url: str, name: str, params: Params, *, worker: int = 0) 
             n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_folds
         ),
     )
+
+
+def _rdb_storage(storage_url: str, *, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Opens the storage; retries when another process is creating the same new schema.
+
+    Two processes that open one brand-new database at once both try to create Optuna's
+    tables, and the slower ones fail (RACE_SIGNS); by the next attempt the tables are there.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    storage_url,
+                    heartbeat_interval=30,
+                    grace_period=120,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=1
+                    ),
+                )
+        except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server down
+            racing = any(sign in str(exc) for sign in RACE_SIGNS)
+            if racing and attempt < attempts:
+                time.sleep(0.2 * attempt)
+                continue
+            raise KlinecastError(
+                f"cannot open the Optuna storage {redact(storage_url)}: {type(exc).__name__}: {exc}"
+            ) from None
+    raise AssertionError("unreachable")
 
 
 class FoldMedianPruner(optuna.pruners.BasePruner):
