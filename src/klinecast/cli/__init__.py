@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_train(commands)
     model.add_publish(commands)
     model.add_report(commands)
+    model.add_tune_trial(commands)
+    model.add_katib(commands)
     serving.add_serve(commands)
     serving.add_manifest(commands)
     return parser

@@ -1,0 +1,115 @@
+"""A Katib Experiment (kubeflow.org/v1beta1) generated from params.yaml.
+
+The search space has one source of truth, params.yaml's tune.search_space; this module only
+translates it. Built as plain data: the kubeflow-katib SDK pins protobuf<5, which conflicts with
+kfp and kserve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from klinecast.config import Params
+
+METRIC = "return_after_fees"
+#: search-space key -> (Katib trial parameter name, Katib parameter type)
+TRIAL_PARAMETERS = {
+    "n_estimators": ("nEstimators", "int"),
+    "max_depth": ("maxDepth", "int"),
+    "learning_rate": ("learningRate", "double"),
+    "subsample": ("subsample", "double"),
+    "colsample_bytree": ("colsampleBytree", "double"),
+    "gamma": ("gamma", "int"),
+    "look_back_days": ("lookBackDays", "int"),
+}
+
+
+def experiment(
+    params: Params,
+    *,
+    image: str,
+    namespace: str = "klinecast",
+    parallel_trials: int = 2,
+) -> dict:
+    """TPE over tune.search_space, median stopping, maximising return_after_fees.
+
+    Each trial is a Job running `klinecast tune-trial` with the trial's parameters; it prints
+    `return_after_fees=<value>` after every fold for Katib's StdOut metrics collector.
+    """
+    tune = params.tune
+    space = dataclasses.asdict(tune.search_space)
+    flags = " ".join(
+        f"--{key.replace('_', '-')}=${{trialParameters.{name}}}"
+        for key, (name, _) in TRIAL_PARAMETERS.items()
+    )
+    command = f"dvc pull data/features.parquet && klinecast tune-trial {flags}"
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": f"{tune.study_name}-tune", "namespace": namespace},
+        "spec": {
+            "objective": {"type": "maximize", "objectiveMetricName": METRIC},
+            "algorithm": {
+                "algorithmName": "tpe",
+                "algorithmSettings": [{"name": "random_state", "value": str(tune.seed)}],
+            },
+            "earlyStopping": {
+                "algorithmName": "medianstop",
+                "algorithmSettings": [
+                    {"name": "min_trials_required", "value": str(tune.pruner_startup_trials)},
+                    {"name": "start_step", "value": str(tune.pruner_warmup_folds)},
+                ],
+            },
+            "maxTrialCount": tune.n_trials,
+            "parallelTrialCount": parallel_trials,
+            "maxFailedTrialCount": 3,
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            "parameters": [
+                {
+                    "name": name,
+                    "parameterType": kind,
+                    "feasibleSpace": {"min": str(space[key][0]), "max": str(space[key][1])},
+                }
+                for key, (name, kind) in TRIAL_PARAMETERS.items()
+            ],
+            "trialTemplate": {
+                "primaryContainerName": "training-container",
+                "trialParameters": [
+                    {"name": name, "reference": name, "description": f"tune.search_space.{key}"}
+                    for key, (name, _) in TRIAL_PARAMETERS.items()
+                ],
+                "trialSpec": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "serviceAccountName": "klinecast-pipeline",
+                                "containers": [
+                                    {
+                                        "name": "training-container",
+                                        "image": image,
+                                        "workingDir": "/app",
+                                        "command": ["sh", "-c", command],
+                                        "envFrom": [{"secretRef": {"name": "klinecast-s3"}}],
+                                        "resources": {
+                                            "requests": {"cpu": "1", "memory": "1Gi"},
+                                            "limits": {"cpu": "2", "memory": "2Gi"},
+                                        },
+                                        "securityContext": {
+                                            "runAsNonRoot": True,
+                                            "runAsUser": 10001,
+                                            "allowPrivilegeEscalation": False,
+                                        },
+                                    }
+                                ],
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,108 @@
+"""The Katib Experiment generated from params.yaml, and the trial command it runs."""
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+
+from klinecast import katib
+from klinecast.backtest import walk_forward_with_params
+from klinecast.cli import main
+from klinecast.config import Params
+from klinecast.model import HyperParams
+from model_fixtures import small_features, small_params
+from test_tuning import write_cli_params
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO.parent / "shared" / "crds" / "Experiment.v1beta1.openapi-derived.schema.json"
+COMMITTED = REPO / "manifests" / "katib" / "experiment.yaml"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    if not SCHEMA.is_file():
+        pytest.fail(f"the shared Katib schema is missing: {SCHEMA}")
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+
+
+def test_committed_experiment_is_current(tmp_path):
+    out = tmp_path / "experiment.yaml"
+    assert main(["katib", "--params", str(REPO / "params.yaml"), "--out", str(out)]) == 0
+    assert out.read_text() == COMMITTED.read_text(), "stale: run `klinecast katib`"
+
+
+def test_experiment_validates_and_the_check_can_fail(validator):
+    document = yaml.safe_load(COMMITTED.read_text())
+    assert list(validator.iter_errors(document)) == []
+    broken = copy.deepcopy(document)
+    broken["spec"]["parameters"] = {"nEstimators": [350, 1000]}
+    assert list(validator.iter_errors(broken))
+    broken = copy.deepcopy(document)
+    broken["spec"]["maxTrialCount"] = "forty"
+    assert list(validator.iter_errors(broken))
+
+
+def test_search_space_has_one_source_of_truth():
+    params = Params()
+    spec = katib.experiment(params, image="img:1")["spec"]
+    space = dataclasses.asdict(params.tune.search_space)
+    assert {
+        p["name"]: (p["feasibleSpace"]["min"], p["feasibleSpace"]["max"])
+        for p in spec["parameters"]
+    } == {
+        name: (str(space[key][0]), str(space[key][1]))
+        for key, (name, _) in katib.TRIAL_PARAMETERS.items()
+    }
+    assert spec["algorithm"]["algorithmName"] == "tpe"
+    assert spec["earlyStopping"]["algorithmName"] == "medianstop"
+    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "return_after_fees"}
+    command = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0][
+        "command"
+    ][-1]
+    for key, (name, _) in katib.TRIAL_PARAMETERS.items():
+        assert f"--{key.replace('_', '-')}=${{trialParameters.{name}}}" in command
+
+
+def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path, capsys):
+    features = small_features(tmp_path / "features.parquet")
+    params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
+    argv = [
+        "tune-trial",
+        "--params",
+        str(params_path),
+        "--features",
+        str(features),
+        "--n-estimators",
+        "20",
+        "--max-depth",
+        "3",
+        "--learning-rate",
+        "0.1",
+        "--subsample",
+        "0.8",
+        "--colsample-bytree",
+        "0.8",
+        "--gamma",
+        "0",
+        "--look-back-days",
+        "10",
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert all(line.startswith("return_after_fees=") for line in lines)
+    rows = pd.read_parquet(features)
+    params = small_params()
+    result = walk_forward_with_params(
+        rows[rows.index < pd.Timestamp("2021-04-01", tz="UTC")],
+        params,
+        HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10),
+        test_start=pd.Timestamp("2021-01-11", tz="UTC"),
+        test_end=pd.Timestamp("2021-04-01", tz="UTC"),
+    )
+    assert len(lines) == result.folds + 1  # one per fold, then the result
+    assert float(lines[-1].split("=")[1]) == pytest.approx(result.model.cumulative_return, rel=1e-9)
