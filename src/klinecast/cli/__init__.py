@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_report(commands)
     model.add_tune_trial(commands)
     model.add_katib(commands)
+    model.add_validate_params(commands)
     serving.add_serve(commands)
     serving.add_manifest(commands)
     return parser

@@ -386,3 +386,34 @@ def run_katib(args) -> int:
     atomic.atomic_write(args.out, lambda tmp: tmp.write_text(text))
     print(f"katib: {len(document['spec']['parameters'])} parameters -> {args.out}")
     return 0
+
+
+def add_validate_params(commands) -> None:
+    parser = commands.add_parser(
+        "validate-params",
+        help="check params.yaml, and against the feature file, before a long run",
+        description=(
+            "Load params.yaml strictly (unknown keys, wrong types, inverted date ranges, unknown "
+            "indicators) and check it against the features: both spans hold rows and the longest "
+            "look_back plus one step fits the in-sample span. Lists every problem; exit 1 if any."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--features", "data/features.parquet", "feature rows")
+    parser.set_defaults(run=run_validate_params)
+
+
+def run_validate_params(args) -> int:
+    from klinecast.config import load_params
+    from klinecast.validation import problems_with_data
+
+    params = load_params(args.params)
+    problems = problems_with_data(
+        params, read_parquet(args.features, produced_by="dvc repro features")
+    )
+    for problem in problems:
+        print(f"validate-params: {problem}")
+    if problems:
+        raise KlinecastError(f"{len(problems)} problem(s) with {args.params}; nothing was run")
+    print(f"validate-params: {args.params} is consistent with {args.features}")
+    return 0

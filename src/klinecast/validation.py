@@ -1,0 +1,39 @@
+"""Fail-fast checks of params.yaml against the data, before any long stage starts."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from klinecast.backtest import labelled_rows
+from klinecast.config import Params
+from klinecast.errors import KlinecastError
+from klinecast.tuning import check_in_sample_span, in_sample_rows, span_bounds
+
+
+def problems_with_data(params: Params, features: pd.DataFrame) -> list[str]:
+    """Every reason the pipeline would fail late on this data, each with what to change.
+
+    Dates, unknown keys and unknown feature names are caught when params.yaml is loaded; this
+    adds what only the data can tell: spans without rows and a look_back longer than the data.
+    """
+    problems = []
+    rows = labelled_rows(features)
+    if rows.empty:
+        return ["the feature file holds no labelled rows; run `make data` and `dvc repro features`"]
+    covered = f"the data covers {rows.index[0]:%Y-%m-%d} .. {rows.index[-1]:%Y-%m-%d}"
+    missing = [n for n in params.features.indicators if n not in features.columns]
+    if missing:
+        problems.append(
+            f"features.indicators {missing} are not in the feature file; rerun `dvc repro features`"
+        )
+    try:
+        check_in_sample_span(in_sample_rows(rows, params), params)
+    except KlinecastError as exc:
+        problems.append(str(exc))
+    start, end = span_bounds(params.split.out_of_sample_start, params.split.out_of_sample_end)
+    if not ((rows.index >= start) & (rows.index < end)).any():
+        problems.append(
+            f"the out-of-sample span {params.split.out_of_sample_start} .. "
+            f"{params.split.out_of_sample_end} has no rows; {covered}"
+        )
+    return problems

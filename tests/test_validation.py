@@ -1,0 +1,64 @@
+import dataclasses
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from klinecast.cli import main
+from klinecast.validation import problems_with_data
+from model_fixtures import small_features, small_params
+from test_tuning import write_cli_params
+
+
+@pytest.fixture()
+def features(tmp_path):
+    return pd.read_parquet(small_features(tmp_path / "features.parquet"))
+
+
+def test_consistent_params_have_no_problems(features):
+    assert problems_with_data(small_params(), features) == []
+
+
+def test_every_problem_is_listed_with_what_to_change(features):
+    params = small_params()
+    space = dataclasses.replace(params.tune.search_space, look_back_days=(10, 300))
+    split = dataclasses.replace(
+        params.split,
+        out_of_sample_start=dt.date(2022, 1, 1),
+        out_of_sample_end=dt.date(2022, 5, 31),
+    )
+    params = dataclasses.replace(
+        params, split=split, tune=dataclasses.replace(params.tune, search_space=space)
+    )
+    problems = problems_with_data(params, features.drop(columns=["rsi_21"]))
+    assert len(problems) == 3
+    assert "['rsi_21'] are not in the feature file" in problems[0]
+    assert (
+        "look_back_days high (300)" in problems[1]
+        and "lower tune.search_space.look_back_days" in problems[1]
+    )
+    assert (
+        "2022-01-01 .. 2022-05-31 has no rows; the data covers 2021-01-01 .. 2021-04-30"
+        in problems[2]
+    )
+
+
+def test_no_labelled_rows(features):
+    features["label"] = float("nan")
+    assert "no labelled rows" in problems_with_data(small_params(), features)[0]
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    path = small_features(tmp_path / "features.parquet")
+    params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
+    assert main(["validate-params", "--params", str(params_path), "--features", str(path)]) == 0
+    assert "is consistent with" in capsys.readouterr().out
+    text = (
+        params_path.read_text()
+        .replace("2021-04-30", "2021-09-30")
+        .replace("2021-04-01", "2021-09-01")
+    )
+    params_path.write_text(text)
+    assert main(["validate-params", "--params", str(params_path), "--features", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "has no rows" in captured.out and "nothing was run" in captured.err
