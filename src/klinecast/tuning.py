@@ -84,6 +84,29 @@ def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
         )
 
 
+def in_sample_walk_forward(
+    rows: pd.DataFrame,
+    params: Params,
+    hp: HyperParams,
+    *,
+    nthread: int = 0,
+    after_fold: Callable | None = None,
+):
+    """One trial's walk-forward over in-sample rows: the first fold tests look_back_days after
+    the span's first day, so every training window lies inside the span."""
+    start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
+    first_day = max(rows.index[0].floor("D"), start)
+    return walk_forward_with_params(
+        rows,
+        params,
+        hp,
+        test_start=first_day + pd.Timedelta(days=hp.look_back_days),
+        test_end=end,
+        nthread=nthread,
+        after_fold=after_fold,
+    )
+
+
 def objective(
     frame: pd.DataFrame, params: Params, *, nthread: int
 ) -> Callable[[optuna.Trial], float]:
@@ -93,8 +116,6 @@ def objective(
     hopeless trial early.
     """
     rows = in_sample_rows(frame, params)
-    start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
-    first_row = max(rows.index[0].floor("D"), start)
 
     def run(trial: optuna.Trial) -> float:
         hp = suggest_params(trial, params.tune.search_space)
@@ -104,15 +125,7 @@ def objective(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after fold {fold.number}: {value:.4f}")
 
-        result = walk_forward_with_params(
-            rows,
-            params,
-            hp,
-            test_start=first_row + pd.Timedelta(days=hp.look_back_days),
-            test_end=end,
-            nthread=nthread,
-            after_fold=report,
-        )
+        result = in_sample_walk_forward(rows, params, hp, nthread=nthread, after_fold=report)
         trial.set_user_attr("folds", result.folds)
         trial.set_user_attr("accuracy", result.model.accuracy)
         trial.set_user_attr("sharpe", result.model.sharpe)

@@ -318,10 +318,7 @@ def add_tune_trial(commands) -> None:
 
 
 def run_tune_trial(args) -> int:
-    import pandas as pd
-
     from klinecast import tuning
-    from klinecast.backtest import walk_forward_with_params
     from klinecast.config import load_params
     from klinecast.katib import METRIC
     from klinecast.model import HyperParams
@@ -340,15 +337,8 @@ def run_tune_trial(args) -> int:
         read_parquet(args.features, produced_by="dvc repro features"), params
     )
     tuning.check_in_sample_span(rows, params)
-    start, end = tuning.span_bounds(params.split.in_sample_start, params.split.in_sample_end)
-    first = max(rows.index[0].floor("D"), start)
-    result = walk_forward_with_params(
-        rows,
-        params,
-        hp,
-        test_start=first + pd.Timedelta(days=hp.look_back_days),
-        test_end=end,
-        after_fold=lambda fold, value: print(f"{METRIC}={value:.10g}", flush=True),
+    result = tuning.in_sample_walk_forward(
+        rows, params, hp, after_fold=lambda fold, value: print(f"{METRIC}={value:.10g}", flush=True)
     )
     print(f"{METRIC}={result.model.cumulative_return:.10g}", flush=True)
     return 0
