@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from klinecast import config
 from klinecast.config import SEED_INDICATORS, Params, load_params, params_from_mapping
 from klinecast.errors import ParamsError
 
@@ -78,3 +79,25 @@ def test_more_indicators_need_no_code_change(tmp_path):
 def test_params_are_frozen():
     with pytest.raises(AttributeError):
         Params().data.symbol = "ETHUSDT"
+
+
+def test_flat_pipeline_parameters_round_trip_params_yaml():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    flat = config.flatten(raw)
+    assert flat["tune_n_trials"] == raw["tune"]["n_trials"]
+    assert flat["data_end"] == ""  # null travels as "" (a pipeline parameter has one type)
+    assert config.unflatten(flat) == raw
+
+
+def test_unflatten_undoes_kfp_doubles_only_where_integers_are_wanted():
+    flat = config.flatten(yaml.safe_load((REPO / "params.yaml").read_text()))
+    flat["tune_search_space"]["n_estimators"] = [350.0, 1000.0]
+    flat["tune_search_space"]["learning_rate"] = [0.01, 1.0]
+    params = config.params_from_mapping(config.unflatten(flat))
+    assert params.tune.search_space.n_estimators == (350, 1000)
+    assert params.tune.search_space.learning_rate == (0.01, 1.0)
+    flat["tune_n_trials"] = 2.5  # not a whole number: the strict loader still says so
+    with pytest.raises(ParamsError, match="tune.n_trials: expected an integer"):
+        config.params_from_mapping(config.unflatten(flat))
+    with pytest.raises(ParamsError, match="does not start with a section"):
+        config.unflatten({"nosuch_key": 1})

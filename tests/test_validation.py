@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from klinecast.cli import main
-from klinecast.validation import problems_with_data
+from klinecast.validation import problems_with_data, problems_with_params
 from model_fixtures import small_features, small_params
 from test_tuning import write_cli_params
 
@@ -52,7 +52,7 @@ def test_cli_exit_codes(tmp_path, capsys):
     path = small_features(tmp_path / "features.parquet")
     params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
     assert main(["validate-params", "--params", str(params_path), "--features", str(path)]) == 0
-    assert "is consistent with" in capsys.readouterr().out
+    assert "is valid and consistent with" in capsys.readouterr().out
     text = (
         params_path.read_text()
         .replace("2021-04-30", "2021-09-30")
@@ -62,3 +62,24 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["validate-params", "--params", str(params_path), "--features", str(path)]) == 1
     captured = capsys.readouterr()
     assert "has no rows" in captured.out and "nothing was run" in captured.err
+
+
+def test_params_alone_catch_a_look_back_longer_than_the_span_and_dates_outside_the_data():
+    params = small_params()
+    assert problems_with_params(params) == []
+    split = dataclasses.replace(
+        params.split, in_sample_start=dt.date(2021, 1, 1), in_sample_end=dt.date(2021, 1, 20)
+    )
+    data = dataclasses.replace(params.data, start=dt.date(2021, 2, 1), end=dt.date(2021, 3, 31))
+    problems = problems_with_params(dataclasses.replace(params, split=split, data=data))
+    assert len(problems) == 3, problems
+    assert "has 20 days, fewer than look_back_days high" in problems[0]
+    assert "in_sample_start 2021-01-01 is before data.start 2021-02-01" in problems[1]
+    assert "out_of_sample_end 2021-04-30 is after data.end 2021-03-31" in problems[2]
+
+
+def test_params_only_mode_needs_no_feature_file(tmp_path, capsys):
+    params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
+    argv = ["validate-params", "--params", str(params_path), "--params-only"]
+    assert main([*argv, "--features", str(tmp_path / "absent.parquet")]) == 0
+    assert "is valid\n" in capsys.readouterr().out

@@ -335,3 +335,52 @@ def _to_date(value, *, key: str) -> dt.date:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def flatten(raw: dict) -> dict[str, object]:
+    """params.yaml's sections as flat `section_key` names (the KFP pipeline's parameters).
+
+    An empty value (null) becomes "" because a pipeline parameter has one fixed type;
+    `unflatten` turns it back.
+    """
+    return {
+        f"{section}_{key}": "" if value is None else value
+        for section, values in raw.items()
+        for key, value in (values or {}).items()
+    }
+
+
+def unflatten(flat: dict[str, object]) -> dict:
+    """The params.yaml mapping of flat names (a KFP run's parameters).
+
+    Undoes what the trip through KFP does to values: "" is null where the key may be empty, and
+    whole numbers that arrive as floats (KFP carries list and struct numbers as doubles) are
+    integers again where params.yaml wants integers. Anything else is left for the strict loader.
+    """
+    nested: dict[str, dict] = {}
+    hints = typing.get_type_hints(Params)
+    for name, value in flat.items():
+        section = next((s for s in hints if name.startswith(f"{s}_")), None)
+        if section is None:
+            raise ParamsError(name, f"does not start with a section of {sorted(hints)}")
+        key = name[len(section) + 1 :]
+        hint = typing.get_type_hints(hints[section]).get(key)
+        nested.setdefault(section, {})[key] = _from_kfp(hint, value)
+    return nested
+
+
+def _from_kfp(hint, value):
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value == "" and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _from_kfp(inner, value)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        fields = typing.get_type_hints(hint)
+        return {k: _from_kfp(fields.get(k), v) for k, v in value.items()}
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return [_from_kfp(args[0], item) for item in value]
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import xgboost as xgb
 
 from klinecast import model
 from klinecast.backtest import BacktestResult, labelled_rows, walk_forward_with_params
-from klinecast.config import Params
+from klinecast.config import Params, PublishParams
 from klinecast.errors import KlinecastError
 from klinecast.tuning import span_bounds
 
@@ -93,3 +94,54 @@ def train_final(frame: pd.DataFrame, params: Params, hp: model.HyperParams) -> T
         feature_names=names,
     )
     return TrainedModel(booster, window.index[0], window.index[-1], len(window))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether the model may become `production`: its excess return over a baseline."""
+
+    baseline: str
+    min_excess_return: float
+    excess_return: float
+
+    @property
+    def passed(self) -> bool:
+        return self.excess_return >= self.min_excess_return
+
+    def as_dict(self) -> dict:
+        return {
+            "baseline": self.baseline,
+            "min_excess_return": self.min_excess_return,
+            "excess_return": self.excess_return,
+            "passed": self.passed,
+        }
+
+
+def gate(metrics: dict, params: PublishParams) -> Gate:
+    """The evaluation gate over metrics.json (evaluate's document)."""
+    try:
+        excess = float(metrics["excess_return"][params.gate_baseline])
+    except (KeyError, TypeError, ValueError):
+        raise KlinecastError(
+            f"the metrics hold no excess return over {params.gate_baseline}; rerun evaluate"
+        ) from None
+    return Gate(params.gate_baseline, params.gate_min_excess_return, excess)
+
+
+def classification_summary(predictions: pd.DataFrame, *, roc_points: int = 101) -> dict:
+    """Confusion matrix (rows: actual down/up) and a ROC curve thinned to ~roc_points points."""
+    from sklearn.metrics import confusion_matrix, roc_curve
+
+    actual = predictions["label"].to_numpy() > 0.5
+    predicted = predictions["prob_up"].to_numpy() > 0.5
+    matrix = confusion_matrix(actual, predicted, labels=[False, True])
+    fpr, tpr, thresholds = roc_curve(actual, predictions["prob_up"].to_numpy())
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(roc_points, len(fpr))).round().astype(int))
+    return {
+        "categories": ["down", "up"],
+        "confusion_matrix": matrix.tolist(),
+        "fpr": fpr[keep].tolist(),
+        "tpr": tpr[keep].tolist(),
+        # roc_curve's first threshold is +inf, which JSON cannot hold
+        "thresholds": np.minimum(thresholds[keep], 1.0).tolist(),
+    }

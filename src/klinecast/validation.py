@@ -10,6 +10,33 @@ from klinecast.errors import KlinecastError
 from klinecast.tuning import check_in_sample_span, in_sample_rows, span_bounds
 
 
+def problems_with_params(params: Params) -> list[str]:
+    """What the dates alone rule out, before any data exists (a pipeline's first step).
+
+    The loader already rejects inverted ranges, unknown keys and unknown feature names.
+    """
+    problems = []
+    split, data = params.split, params.data
+    longest = params.tune.search_space.look_back_days[1]
+    days = (split.in_sample_end - split.in_sample_start).days + 1
+    if longest + params.backtest.step_days > days:
+        problems.append(
+            f"the in-sample span {split.in_sample_start} .. {split.in_sample_end} has {days} days, "
+            f"fewer than look_back_days high ({longest}) + step_days "
+            f"({params.backtest.step_days}); lower tune.search_space.look_back_days or widen "
+            "split.in_sample_*"
+        )
+    if split.in_sample_start < data.start:
+        problems.append(
+            f"split.in_sample_start {split.in_sample_start} is before data.start {data.start}"
+        )
+    if data.end is not None and split.out_of_sample_end > data.end:
+        problems.append(
+            f"split.out_of_sample_end {split.out_of_sample_end} is after data.end {data.end}"
+        )
+    return problems
+
+
 def problems_with_data(params: Params, features: pd.DataFrame) -> list[str]:
     """Every reason the pipeline would fail late on this data, each with what to change.
 

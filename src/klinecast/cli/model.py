@@ -194,28 +194,23 @@ def add_publish(commands) -> None:
 def run_publish(args) -> int:
     from klinecast import atomic, registry
     from klinecast.config import load_params
+    from klinecast.evaluation import gate
 
     params = load_params(args.params).publish
     uri = args.registry or os.environ.get(REGISTRY_ENV) or params.registry
     metadata = registry.read_artifact_metadata(args.artifact)
-    excess = metadata["metrics"]["excess_return"][params.gate_baseline]
-    passed = excess >= params.gate_min_excess_return
+    verdict = gate(metadata["metrics"], params)
     receipt = registry.publish(
-        args.artifact, store=registry.open_store(uri), model_name=params.model_name, promote=passed
+        args.artifact,
+        store=registry.open_store(uri),
+        model_name=params.model_name,
+        promote=verdict.passed,
     )
-    document = receipt.as_dict() | {
-        "gate": {
-            "baseline": params.gate_baseline,
-            "min_excess_return": params.gate_min_excess_return,
-            "excess_return": excess,
-            "passed": passed,
-        }
-    }
-    atomic.write_json(args.receipt, document)
-    verdict = "promoted to production" if passed else "NOT promoted (gate failed)"
+    atomic.write_json(args.receipt, receipt.as_dict() | {"gate": verdict.as_dict()})
+    outcome = "promoted to production" if verdict.passed else "NOT promoted (gate failed)"
     print(
-        f"publish: {receipt.version} -> {receipt.uri}; excess return over "
-        f"{params.gate_baseline} {excess:+.2%} (needs {params.gate_min_excess_return:+.2%}): {verdict}"
+        f"publish: {receipt.version} -> {receipt.uri}; excess return over {verdict.baseline} "
+        f"{verdict.excess_return:+.2%} (needs {verdict.min_excess_return:+.2%}): {outcome}"
     )
     return 0
 
@@ -390,20 +385,27 @@ def add_validate_params(commands) -> None:
     )
     params_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
+    parser.add_argument(
+        "--params-only",
+        action="store_true",
+        help="check only what params.yaml alone can tell (a pipeline's first step, before data)",
+    )
     parser.set_defaults(run=run_validate_params)
 
 
 def run_validate_params(args) -> int:
     from klinecast.config import load_params
-    from klinecast.validation import problems_with_data
+    from klinecast.validation import problems_with_data, problems_with_params
 
     params = load_params(args.params)
-    problems = problems_with_data(
-        params, read_parquet(args.features, produced_by="dvc repro features")
-    )
+    problems = problems_with_params(params)
+    if not args.params_only:
+        features = read_parquet(args.features, produced_by="dvc repro features")
+        problems += problems_with_data(params, features)
     for problem in problems:
         print(f"validate-params: {problem}")
     if problems:
         raise KlinecastError(f"{len(problems)} problem(s) with {args.params}; nothing was run")
-    print(f"validate-params: {args.params} is consistent with {args.features}")
+    against = "" if args.params_only else f" and consistent with {args.features}"
+    print(f"validate-params: {args.params} is valid{against}")
     return 0
