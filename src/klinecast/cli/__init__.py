@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_validate_params(commands)
     serving.add_serve(commands)
     serving.add_manifest(commands)
+    serving.add_deploy(commands)
     return parser
 
 

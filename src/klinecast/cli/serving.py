@@ -1,4 +1,4 @@
-"""`klinecast serve | manifest`: the model servers, locally and on the cluster."""
+"""`klinecast serve | manifest | deploy`: the model servers, locally and on the cluster."""
 
 from __future__ import annotations
 
@@ -110,26 +110,12 @@ def add_manifest(commands) -> None:
 def run_manifest(args) -> int:
     import yaml
 
-    from klinecast import registry
     from klinecast.config import load_params
     from klinecast.serving import manifest
 
     name = load_params(args.params).publish.model_name
-    uri = args.storage_uri
-    if args.base is not None:
-        uri = manifest.PLACEHOLDER_URI
-    elif uri is None:
-        registry_uri = (
-            args.registry
-            or os.environ.get(REGISTRY_ENV)
-            or load_params(args.params).publish.registry
-        )
-        pointer = registry.production(registry.open_store(registry_uri), name)
-        if pointer is None:
-            raise KlinecastError(
-                f"no production version of {name} in {registry_uri}; pass --storage-uri"
-            )
-        uri = pointer["uri"]
+    uri = manifest.PLACEHOLDER_URI if args.base is not None else args.storage_uri
+    uri = uri or production_uri(args, name)
     documents = {
         "inferenceservice.yaml": manifest.inference_service(
             model_name=name, storage_uri=uri, image=args.image, namespace=args.namespace
@@ -145,4 +131,59 @@ def run_manifest(args) -> int:
         print(f"manifest: wrote {', '.join(documents)} to {args.base}")
     else:
         print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents.values()), end="")
+    return 0
+
+
+def production_uri(args, name: str) -> str:
+    from klinecast import registry
+    from klinecast.config import load_params
+
+    registry_uri = (
+        args.registry or os.environ.get(REGISTRY_ENV) or load_params(args.params).publish.registry
+    )
+    pointer = registry.production(registry.open_store(registry_uri), name)
+    if pointer is None:
+        raise KlinecastError(
+            f"no production version of {name} in {registry_uri}; pass --storage-uri"
+        )
+    return pointer["uri"]
+
+
+def add_deploy(commands) -> None:
+    parser = commands.add_parser(
+        "deploy",
+        help="point the cluster's InferenceService at a model version (Kubernetes API)",
+        description=(
+            "Patch the InferenceService named publish.model_name so that its predictor and "
+            "transformer serve --storage-uri (default: the registry's production version). "
+            "Credentials: the pod's service account in a cluster, else $KUBECONFIG. With "
+            "neither, it says so and skips (exit 0), so a local pipeline run passes."
+        ),
+    )
+    params_arg(parser)
+    parser.add_argument("--storage-uri", help="model version to serve (default: production)")
+    parser.add_argument(
+        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+    )
+    parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
+    parser.set_defaults(run=run_deploy)
+
+
+def run_deploy(args) -> int:
+    from klinecast import deploy
+    from klinecast.config import load_params
+
+    name = load_params(args.params).publish.model_name
+    uri = args.storage_uri or production_uri(args, name)
+    api = deploy.api_client()
+    if api is None:
+        print(
+            f"deploy: skipped: not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST) and no "
+            f"$KUBECONFIG; InferenceService {args.namespace}/{name} would serve {uri}"
+        )
+        return 0
+    with api:
+        result = deploy.deploy(api, name=name, namespace=args.namespace, storage_uri=uri)
+    change = f"{result.previous_uri} -> {uri}" if result.changed else f"already serving {uri}"
+    print(f"deploy: InferenceService {args.namespace}/{name}: {change}")
     return 0
