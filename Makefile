@@ -54,7 +54,7 @@ serve: setup
 	klinecast serve
 
 lint: setup
-	ruff check src tests
+	ruff check src tests components pipelines benchmarks
 
 test: lint
 	pytest

@@ -203,3 +203,22 @@ def _png(fig) -> bytes:
 
 def _img(png: bytes) -> str:
     return f"<img alt='plot' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def markdown_summary(metrics: dict, gate: dict) -> str:
+    """A few lines for the KFP UI: the model against each baseline, and the gate's verdict."""
+    span = metrics["span"]
+    rows = [("**model**", metrics["model"])] + list(metrics["baselines"].items())
+    table = "\n".join(
+        f"| {name} | {m['cumulative_return']:+.2%} | {m['sharpe']:.2f} | {m['max_drawdown']:.2%} |"
+        for name, m in rows
+    )
+    verdict = "passed: publish and deploy run" if gate["passed"] else "failed: nothing is published"
+    return (
+        f"### klinecast out of sample: {span['first_hour'][:10]} .. {span['last_hour'][:10]}\n\n"
+        f"{span['hours']} hours, {span['folds']} folds, fee {metrics['fee_per_side']:.2%} per side.\n\n"
+        "| strategy | return after fees | Sharpe | max drawdown |\n|---|---|---|---|\n"
+        f"{table}\n\n"
+        f"Gate (excess over {gate['baseline']} >= {gate['min_excess_return']:+.2%}): "
+        f"{gate['excess_return']:+.2%}, {verdict}.\n"
+    )

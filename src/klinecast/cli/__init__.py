@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from klinecast.cli import data, model, serving
+from klinecast.cli import data, model, pipeline, serving
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
@@ -28,6 +28,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"klinecast {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def run_stage(*argv) -> None:
+    """Runs `klinecast <argv>` in this process, as the KFP components do; exits when it fails."""
+    code = main([str(arg) for arg in argv])
+    if code != 0:
+        raise SystemExit(f"klinecast {argv[0]} failed with exit code {code} (its error is above)")
+
+
+def run_stage_with_report(*argv) -> dict:
+    """run_stage for a stage with --report: returns the report's scalar values (KFP metadata)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        run_stage(*argv, "--report", report)
+        numbers = json.loads(report.read_text())
+    return {k: v for k, v in numbers.items() if isinstance(v, int | float | str)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_serve(commands)
     serving.add_manifest(commands)
     serving.add_deploy(commands)
+    pipeline.add_pipeline(commands)
     return parser
 
 

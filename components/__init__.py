@@ -1,0 +1,25 @@
+"""KFP v2 components: one thin adapter per klinecast stage.
+
+Each reads its Input[...] paths, runs the same `klinecast <stage>` code that dvc.yaml runs
+(klinecast.cli.run_stage, in-process), writes its Output[...] paths and records metadata.
+The functions' bodies are compiled into the pipeline YAML, so they import what they use.
+"""
+
+from components.data import candles, features, ingest, validate_params
+from components.model import evaluate, report, train
+from components.release import deploy, publish
+from components.tuning import collect_tuning, tune_worker
+
+__all__ = [
+    "candles",
+    "collect_tuning",
+    "deploy",
+    "evaluate",
+    "features",
+    "ingest",
+    "publish",
+    "report",
+    "train",
+    "tune_worker",
+    "validate_params",
+]

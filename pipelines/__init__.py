@@ -1,0 +1,1 @@
+"""The KFP pipelines (training, hourly refresh) and their compiled YAML."""

@@ -1,0 +1,96 @@
+"""The KFP pipelines compile, match their committed YAML and take params.yaml's keys."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp import compiler
+
+from klinecast.cli import main
+from klinecast.config import flatten
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines.refresh_pipeline import refresh_pipeline  # noqa: E402
+from pipelines.training_pipeline import training_pipeline  # noqa: E402
+
+PIPELINES = {"training": training_pipeline, "refresh": refresh_pipeline}
+EXTRA = {"training": {"tune_workers", "namespace"}, "refresh": set()}
+
+
+def documents(path: Path) -> list[dict]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_committed_yaml_is_current(name, tmp_path):
+    fresh = tmp_path / f"{name}.yaml"
+    compiler.Compiler().compile(PIPELINES[name], str(fresh))
+    committed = REPO / "pipelines" / f"{name}_pipeline.yaml"
+    assert documents(committed) == documents(fresh), (
+        f"{committed.name} is stale: run `klinecast pipeline compile --pipeline {name}`"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_parameters_are_params_yaml_keys_with_its_values_as_defaults(name):
+    flat = flatten(yaml.safe_load((REPO / "params.yaml").read_text()))
+    inputs = PIPELINES[name].component_spec.inputs
+    assert set(inputs) == set(flat) | EXTRA[name]
+    for key, value in flat.items():
+        assert inputs[key].default == value, key
+
+
+def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
+    spec, platform = documents(REPO / "pipelines/training_pipeline.yaml")
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = tasks["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("validate-params-Output")
+    gate = tasks["condition-2"]["triggerPolicy"]["condition"]
+    assert "evaluate-Output" in gate and gate.endswith("true")
+    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"publish", "deploy"}
+    assert tasks["report"]["dependentTasks"] == ["collect-tuning", "evaluate", "train"]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for shared in ("exec-tune-worker", "exec-collect-tuning"):
+        (secret,) = executors[shared]["secretAsEnv"]
+        assert secret["secretName"] == "klinecast-optuna"
+        assert secret["keyToEnv"] == [{"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "url"}]
+    assert {s["secretName"] for s in executors["exec-publish"]["secretAsEnv"]} == {"klinecast-s3"}
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {"registry.example.com/klinecast/pipeline:0.1.0"}
+    commands = [e["container"]["command"] for e in spec["deploymentSpec"]["executors"].values()]
+    assert not any("pip install" in " ".join(c) for c in commands)  # kfp is in the image
+
+
+def test_every_stage_has_a_component():
+    spec, _ = documents(REPO / "pipelines/training_pipeline.yaml")
+    names = {n.removeprefix("comp-") for n in spec["components"]}
+    for stage in ("validate-params", "ingest", "candles", "features", "tune-worker"):
+        assert stage in names
+    for stage in ("collect-tuning", "evaluate", "train", "report", "publish", "deploy"):
+        assert stage in names
+
+
+def test_compile_command_writes_the_yaml(tmp_path, capsys):
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    for name in ("__init__.py", "steps.py", "refresh_pipeline.py"):
+        (pipelines / name).write_text((REPO / "pipelines" / name).read_text())
+    argv = ["pipeline", "compile", "--pipeline", "refresh", "--pipelines-dir", str(pipelines)]
+    assert main(argv) == 0
+    assert documents(pipelines / "refresh_pipeline.yaml") == documents(
+        REPO / "pipelines/refresh_pipeline.yaml"
+    )
+    assert main(["pipeline", "compile", "--pipelines-dir", str(tmp_path / "nowhere")]) == 1
+    assert "has no training_pipeline.py" in capsys.readouterr().err
+
+
+def test_unknown_or_invalid_arguments_fail_before_anything_runs(tmp_path, capsys):
+    base = ["pipeline", "run", "--local", "--pipeline-root", str(tmp_path / "root")]
+    assert main([*base, "--set", "tune_n_trails=3"]) == 1
+    assert "unknown pipeline parameter(s) ['tune_n_trails']" in capsys.readouterr().err
+    assert main([*base, "--set", "split_in_sample_end=2017-01-01"]) == 1
+    assert "split.in_sample_end" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists() or not any((tmp_path / "root").iterdir())
