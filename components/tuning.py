@@ -18,11 +18,10 @@ def tune_worker(params: Input[Artifact], features: Input[Dataset], worker: int) 
 
     from klinecast.cli import run_stage
 
-    print(f"tuning worker {worker}")
     with tempfile.TemporaryDirectory() as out:
         run_stage(
             "tune", "--params", params.path, "--features", features.path,
-            "--out-dir", out, "--no-progress",
+            "--out-dir", out, "--no-progress", "--first-worker", worker,
         )  # fmt: skip
         with open(f"{out}/best_params.json") as best:
             return json.load(best)["study_name"]

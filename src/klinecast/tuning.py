@@ -261,11 +261,14 @@ def tune(
     name: str,
     n_trials: int,
     workers: int = 1,
+    first_worker: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> optuna.Study:
     """Runs (or resumes) the study with `workers` processes sharing its storage.
 
     Args:
+        first_worker: the id of the first worker here; ids seed the samplers, so workers on
+            other machines joining the same study pass distinct ids (a KFP ParallelFor item).
         progress: called with (finished, n_trials) while workers run.
 
     Raises:
@@ -277,7 +280,7 @@ def tune(
     nthread = max(1, (os.cpu_count() or 1) // max(1, workers))
     jobs = [
         WorkerJob(storage_url, name, str(features_path), params, n_trials, nthread, worker)
-        for worker in range(workers)
+        for worker in range(first_worker, first_worker + workers)
     ]
     if workers <= 1:
         callbacks = () if progress is None else (_ProgressCallback(progress, n_trials),)

@@ -31,6 +31,13 @@ def add_tune(commands) -> None:
     path(parser, "--out-dir", "reports/tune", "best_params.json, trials.csv and plots")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     parser.add_argument(
+        "--first-worker",
+        type=int,
+        default=0,
+        help="id of this machine's first worker; ids seed the samplers, so machines sharing one "
+        "study pass distinct ids (default: 0)",
+    )
+    parser.add_argument(
         "--n-trials", type=int, help="finished trials to reach (default: tune.n_trials)"
     )
     parser.add_argument(
@@ -73,6 +80,7 @@ def run_tune(args) -> int:
             name=name,
             n_trials=n_trials,
             workers=args.workers,
+            first_worker=args.first_worker,
             progress=progress,
         )
     summary = tuning.write_outputs(study, args.out_dir, storage_url=storage)

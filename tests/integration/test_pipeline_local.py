@@ -1,0 +1,139 @@
+"""The whole training pipeline, run by kfp.local on the mirror (served over HTTP), small config."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from conftest import write_params
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.integration
+
+SMALL = {
+    "data": {"start": "2020-01-01", "end": "2021-06-30"},
+    "split": {
+        "in_sample_start": "2020-03-01",
+        "in_sample_end": "2020-12-31",
+        "out_of_sample_start": "2021-01-01",
+        "out_of_sample_end": "2021-02-28",
+    },
+    "backtest": {"step_days": 15},
+    "tune": {
+        "n_trials": 4,
+        "pruner_warmup_folds": 2,
+        "pruner_startup_trials": 2,
+        "search_space": {
+            "n_estimators": [10, 30],
+            "max_depth": [2, 4],
+            "learning_rate": [0.05, 0.3],
+            "subsample": [0.6, 0.9],
+            "colsample_bytree": [0.6, 0.9],
+            "gamma": [0, 2],
+            "look_back_days": [20, 60],
+        },
+    },
+    "publish": {"gate_min_excess_return": -100.0},  # any model passes: publish + deploy run
+}
+
+
+def run_local(workdir: Path, params: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+    }
+    env |= {
+        "PATH": f"{BIN}:{env['PATH']}",
+        "KLINECAST_OPTUNA_STORAGE": f"sqlite:///{workdir}/optuna.db",
+    }
+    argv = ["klinecast", "pipeline", "run", "--local", "--params", str(params)]
+    argv += ["--pipelines-dir", str(REPO / "pipelines"), "--pipeline-root", str(workdir / "root")]
+    return subprocess.run(
+        [*argv, *extra], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+def task_outputs(workdir: Path) -> Path:
+    (run,) = (workdir / "root").iterdir()
+    return run
+
+
+def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
+    small = dict(SMALL)
+    small["data"] = SMALL["data"] | {"base_url": mirror_server.url}
+    small["publish"] = SMALL["publish"] | {"registry": str(tmp_path / "registry")}
+    params = write_params(tmp_path / "small.yaml", small)
+    done = run_local(tmp_path, params, "--set", "tune_workers=2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "klinecast-training succeeded" in done.stdout
+    run = task_outputs(tmp_path)
+    tasks = {p.name for p in run.iterdir()}
+    assert {
+        "validate-params",
+        "ingest",
+        "candles",
+        "features",
+        "collect-tuning",
+        "evaluate",
+    } <= tasks
+    assert {"train", "report", "publish", "deploy"} <= tasks
+    assert {"for-loop-1-iteration-0", "for-loop-1-iteration-1"} <= tasks  # two tuning workers
+
+    # The two workers shared one study and stopped at n_trials between them (a worker may
+    # finish the trial it was running when the other reached the count: at most one more).
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert 4 <= len(trials) <= 5
+    distinct = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(distinct) == len(trials)  # the workers' samplers are seeded apart
+    best = json.loads((run / "collect-tuning/best_params").read_text())
+    assert best["study_name"] == summary.study_name
+    assert sum(best["trials"].values()) == len(trials)
+
+    # The components ran the library: features equal a direct call on the pipeline's candles.
+    from klinecast.config import Params
+    from klinecast.features import compute_features
+
+    candles = pd.read_parquet(run / "candles/candles")
+    settings = Params().features, Params().data.interval_delta
+    direct = compute_features(candles, indicators=settings[0].indicators, interval=settings[1])
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "features/features"), direct.frame)
+
+    metrics = json.loads((run / "evaluate/metrics_json").read_text())
+    assert set(metrics["baselines"]) == {"buy_and_hold", "always_short", "momentum", "coin_flip"}
+    assert metrics["span"]["first_hour"].startswith("2021-01-01")
+    executor = json.loads((run / "evaluate/executor_output.json").read_text())
+    logged = executor["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert logged["cumulative_return"] == pytest.approx(metrics["model"]["cumulative_return"])
+    assert logged["buy_and_hold_return"] == pytest.approx(
+        metrics["baselines"]["buy_and_hold"]["cumulative_return"]
+    )
+    confusion = executor["artifacts"]["classification"]["artifacts"][0]["metadata"]
+    matrix = confusion["confusionMatrix"]["rows"]
+    assert sum(sum(row["row"]) for row in matrix) == metrics["span"]["hours"]
+    assert "| **model** |" in (run / "evaluate/summary").read_text()
+    assert (run / "report/report").read_text().startswith("<!doctype html>")
+
+    receipt = json.loads((run / "publish/receipt").read_text())
+    assert receipt["promoted"] and receipt["gate"]["passed"]
+    pointer = json.loads((tmp_path / "registry/klinecast-btcusdt-1h/production.json").read_text())
+    assert pointer["version"] == receipt["version"]
+    assert "deploy: skipped: not in a Kubernetes cluster" in done.stdout + done.stderr
+
+
+def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
+    small = dict(SMALL)
+    small["split"] = SMALL["split"] | {"in_sample_start": "2020-12-01"}  # 31 days < 60 + 15
+    params = write_params(tmp_path / "bad.yaml", small)
+    done = run_local(tmp_path, params)
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert "fewer than look_back_days high (60) + step_days (15)" in output
+    assert "the local training pipeline failed" in output
+    assert {p.name for p in task_outputs(tmp_path).iterdir()} == {"validate-params"}
