@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from klinecast.errors import KlinecastError
@@ -206,7 +207,9 @@ def run_submit(args) -> int:
         package = str(Path(tmp) / "pipeline.yaml")
         compiler.Compiler().compile(pipeline, package)
         try:
-            client = kfp.Client(host=args.host, namespace=args.namespace or "kubeflow")
+            with warnings.catch_warnings():  # "only works with KFP 2.0.0-beta.2 and later"
+                warnings.simplefilter("ignore", FutureWarning)
+                client = kfp.Client(host=args.host, namespace=args.namespace or "kubeflow")
             if args.cron:
                 experiment = _experiment(client, args)
                 job = client.create_recurring_run(
