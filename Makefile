@@ -21,7 +21,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data run serve test lint bench-tune bench-serve clean
+.PHONY: setup debian-packages data run serve test lint bench bench-tune bench-serve bench-pipeline clean
 
 # Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
 debian-packages:
@@ -60,6 +60,8 @@ test: lint
 	pytest
 
 # Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
+bench: bench-tune bench-serve bench-pipeline
+
 bench-tune: data
 	dvc repro features
 	python benchmarks/bench_tune.py
@@ -68,6 +70,10 @@ bench-tune: data
 bench-serve: setup
 	test -f models/candidate/model.json || $(MAKE) run
 	python benchmarks/bench_serve.py
+
+# Local KFP pipeline run vs dvc repro on pipelines/small-params.yaml.
+bench-pipeline: setup
+	python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build reports

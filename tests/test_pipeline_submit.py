@@ -2,8 +2,8 @@
 
 import pytest
 
-from klinecast.cli import main
 from kfp_api_server import KfpApiServer
+from klinecast.cli import main
 
 
 @pytest.fixture()

@@ -9,38 +9,22 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-
-from conftest import write_params
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration
 
-SMALL = {
-    "data": {"start": "2020-01-01", "end": "2021-06-30"},
-    "split": {
-        "in_sample_start": "2020-03-01",
-        "in_sample_end": "2020-12-31",
-        "out_of_sample_start": "2021-01-01",
-        "out_of_sample_end": "2021-02-28",
-    },
-    "backtest": {"step_days": 15},
-    "tune": {
-        "n_trials": 4,
-        "pruner_warmup_folds": 2,
-        "pruner_startup_trials": 2,
-        "search_space": {
-            "n_estimators": [10, 30],
-            "max_depth": [2, 4],
-            "learning_rate": [0.05, 0.3],
-            "subsample": [0.6, 0.9],
-            "colsample_bytree": [0.6, 0.9],
-            "gamma": [0, 2],
-            "look_back_days": [20, 60],
-        },
-    },
-    "publish": {"gate_min_excess_return": -100.0},  # any model passes: publish + deploy run
-}
+SMALL = yaml.safe_load((REPO / "pipelines/small-params.yaml").read_text())
+
+
+def small_params(path: Path, **sections) -> Path:
+    """pipelines/small-params.yaml with sections' keys replaced."""
+    raw = {name: dict(values) for name, values in SMALL.items()}
+    for name, values in sections.items():
+        raw[name].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def run_local(workdir: Path, params: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -64,10 +48,12 @@ def task_outputs(workdir: Path) -> Path:
 
 
 def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
-    small = dict(SMALL)
-    small["data"] = SMALL["data"] | {"base_url": mirror_server.url}
-    small["publish"] = SMALL["publish"] | {"registry": str(tmp_path / "registry")}
-    params = write_params(tmp_path / "small.yaml", small)
+    params = small_params(
+        tmp_path / "small.yaml",
+        data={"base_url": mirror_server.url},
+        # any model passes the gate, so publish and deploy run too
+        publish={"registry": str(tmp_path / "registry"), "gate_min_excess_return": -100.0},
+    )
     done = run_local(tmp_path, params, "--set", "tune_workers=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "klinecast-training succeeded" in done.stdout
@@ -128,9 +114,8 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
 
 
 def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
-    small = dict(SMALL)
-    small["split"] = SMALL["split"] | {"in_sample_start": "2020-12-01"}  # 31 days < 60 + 15
-    params = write_params(tmp_path / "bad.yaml", small)
+    # 31 in-sample days < look_back_days high 60 + step_days 15
+    params = small_params(tmp_path / "bad.yaml", split={"in_sample_start": "2020-12-01"})
     done = run_local(tmp_path, params)
     assert done.returncode == 1
     output = done.stdout + done.stderr
