@@ -41,5 +41,15 @@ def refresh_pipeline(
     publish_model_name: str = DEFAULTS["publish_model_name"],
     publish_gate_baseline: str = DEFAULTS["publish_gate_baseline"],
     publish_gate_min_excess_return: float = DEFAULTS["publish_gate_min_excess_return"],
+    trade_broker: str = DEFAULTS["trade_broker"],
+    trade_inference_url: str = DEFAULTS["trade_inference_url"],
+    trade_protocol: str = DEFAULTS["trade_protocol"],
+    trade_ledger: str = DEFAULTS["trade_ledger"],
+    trade_quantity: float = DEFAULTS["trade_quantity"],
+    trade_max_quantity: float = DEFAULTS["trade_max_quantity"],
+    trade_kill_switch_return: float = DEFAULTS["trade_kill_switch_return"],
+    trade_retrain_min_accuracy: float = DEFAULTS["trade_retrain_min_accuracy"],
+    trade_retrain_window: int = DEFAULTS["trade_retrain_window"],
+    trade_retrain_cooldown_hours: int = DEFAULTS["trade_retrain_cooldown_hours"],
 ):
     data_steps(dict(locals()))

@@ -76,7 +76,9 @@ class KfpApiServer:
                 if self.path == "/apis/v2beta1/runs":
                     return self._send(200, body | {"run_id": "run-1", "state": "PENDING"})
                 if self.path == "/apis/v2beta1/recurringruns":
-                    return self._send(200, body | {"recurring_run_id": "job-1", "status": "ENABLED"})
+                    return self._send(
+                        200, body | {"recurring_run_id": "job-1", "status": "ENABLED"}
+                    )
                 self._send(404, {"error": "not found", "code": 5})
 
         return Handler

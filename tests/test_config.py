@@ -25,7 +25,7 @@ def test_repo_params_yaml_loads_with_seed_defaults():
     [
         (
             {"dta": {}},
-            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'publish', 'split', 'tune'\]",
+            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'publish', 'split', 'trade', 'tune'\]",
         ),
         ({"data": {"symbl": "X"}}, "params: data.symbl: unknown key"),
         ({"data": {"start": "yesterday"}}, "params: data.start: expected a date like 2018-01-01"),
@@ -101,3 +101,17 @@ def test_unflatten_undoes_kfp_doubles_only_where_integers_are_wanted():
         config.params_from_mapping(config.unflatten(flat))
     with pytest.raises(ParamsError, match="does not start with a section"):
         config.unflatten({"nosuch_key": 1})
+
+
+@pytest.mark.parametrize(
+    ("trade", "message"),
+    [
+        ({"broker": "live"}, "trade.broker: expected paper or testnet"),
+        ({"quantity": 0.1, "max_quantity": 0.01}, "trade.quantity: expected 0 < quantity"),
+        ({"kill_switch_return": 0.2}, "trade.kill_switch_return: expected"),
+        ({"protocol": "grpc"}, "trade.protocol: expected v1 or v2"),
+    ],
+)
+def test_bad_trade_params(trade, message):
+    with pytest.raises(ParamsError, match=message):
+        params_from_mapping({"trade": trade})

@@ -231,6 +231,40 @@ class PublishParams:
 
 
 @dataclass(frozen=True)
+class TradeParams:
+    """The hourly trader: where it asks, how much it trades, when it stops, when it retrains."""
+
+    broker: str = "paper"  # paper | testnet
+    #: The InferenceService's (transformer's) base URL; $KLINECAST_INFERENCE_URL overrides it.
+    inference_url: str = "http://klinecast-btcusdt-1h-transformer.klinecast.svc"
+    protocol: str = "v1"
+    #: SQLAlchemy URL of the ledger; $KLINECAST_LEDGER_URL overrides it.
+    ledger: str = "sqlite:///ledger.db"
+    quantity: float = 0.001  # base asset per position
+    max_quantity: float = 0.01  # the cap on any position
+    kill_switch_return: float = -0.20  # halt when cumulative return falls below this
+    retrain_min_accuracy: float = 0.60
+    retrain_window: int = 24  # trades
+    retrain_cooldown_hours: int = 24
+
+    def __post_init__(self) -> None:
+        if self.broker not in ("paper", "testnet"):
+            raise ParamsError("broker", f"expected paper or testnet, got {self.broker!r}")
+        if self.protocol not in ("v1", "v2"):
+            raise ParamsError("protocol", f"expected v1 or v2, got {self.protocol!r}")
+        if not 0 < self.quantity <= self.max_quantity:
+            raise ParamsError(
+                "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
+            )
+        if not -1 < self.kill_switch_return < 0:
+            raise ParamsError(
+                "kill_switch_return", f"expected (-1, 0), got {self.kill_switch_return}"
+            )
+        if not 0 < self.retrain_min_accuracy <= 1 or self.retrain_window < 1:
+            raise ParamsError("retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
 
@@ -240,6 +274,7 @@ class Params:
     backtest: BacktestParams = field(default_factory=BacktestParams)
     tune: TuneParams = field(default_factory=TuneParams)
     publish: PublishParams = field(default_factory=PublishParams)
+    trade: TradeParams = field(default_factory=TradeParams)
 
 
 def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
