@@ -1,0 +1,68 @@
+"""The InferenceService over KServe REST (V1 or V2), from the trader's side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import requests
+
+from klinecast.errors import KlinecastError
+from klinecast.serving.local import v1_request, v2_request
+
+
+class InferenceError(KlinecastError):
+    """The InferenceService is down or answered badly: no trade this hour."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prob_up: float
+    model_version: str
+    feature_time: str
+
+
+def predict(
+    url: str, model_name: str, candles: pd.DataFrame, *, protocol: str = "v1", timeout: float = 10
+) -> Prediction:
+    """Sends the candles to the transformer and checks the answer.
+
+    Raises:
+        InferenceError: unreachable, a non-200 status, or an answer that is not a probability
+            for the newest candle.
+    """
+    base = url.rstrip("/")
+    if protocol == "v1":
+        endpoint, body = f"{base}/v1/models/{model_name}:predict", v1_request(candles)
+    else:
+        endpoint, body = f"{base}/v2/models/{model_name}/infer", v2_request(candles)
+    try:
+        answer = requests.post(endpoint, json=body, timeout=timeout)
+    except requests.RequestException as exc:
+        raise InferenceError(f"{endpoint} unreachable: {type(exc).__name__}") from None
+    if answer.status_code != 200:
+        raise InferenceError(f"{endpoint} answered HTTP {answer.status_code}: {answer.text[:200]}")
+    try:
+        prediction = _parse(answer.json(), protocol)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise InferenceError(f"{endpoint} answered malformed JSON ({exc!r})") from None
+    if not 0.0 <= prediction.prob_up <= 1.0:
+        raise InferenceError(f"{endpoint} answered prob_up {prediction.prob_up}, not in [0, 1]")
+    expected = candles.index[-1].isoformat()
+    if prediction.feature_time != expected:
+        raise InferenceError(
+            f"{endpoint} predicted from {prediction.feature_time}, not the newest candle {expected}"
+        )
+    return prediction
+
+
+def _parse(document: dict, protocol: str) -> Prediction:
+    if protocol == "v1":
+        answer = document["predictions"][0]
+        return Prediction(
+            float(answer["prob_up"]), str(answer["model_version"]), str(answer["feature_time"])
+        )
+    outputs = {o["name"]: o["data"][0] for o in document["outputs"]}
+    return Prediction(
+        float(outputs["prob_up"]), str(outputs["model_version"]), str(outputs["feature_time"])
+    )
