@@ -48,10 +48,11 @@ def predict(
         raise InferenceError(f"{endpoint} answered malformed JSON ({exc!r})") from None
     if not 0.0 <= prediction.prob_up <= 1.0:
         raise InferenceError(f"{endpoint} answered prob_up {prediction.prob_up}, not in [0, 1]")
-    expected = candles.index[-1].isoformat()
+    # feature_time is when the newest candle closed: its open time plus one interval
+    expected = (candles.index[-1] + (candles.index[-1] - candles.index[-2])).isoformat()
     if prediction.feature_time != expected:
         raise InferenceError(
-            f"{endpoint} predicted from {prediction.feature_time}, not the newest candle {expected}"
+            f"{endpoint} predicted from data closed at {prediction.feature_time}, not at {expected}"
         )
     return prediction
 

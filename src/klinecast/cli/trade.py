@@ -1,0 +1,185 @@
+"""`klinecast trade once | resume | replay`: the hourly trader."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+
+from klinecast.cli.common import params_arg, path, read_parquet
+from klinecast.errors import KlinecastError
+
+log = logging.getLogger("klinecast")
+LEDGER_ENV, INFERENCE_ENV, BINANCE_ENV = (
+    "KLINECAST_LEDGER_URL",
+    "KLINECAST_INFERENCE_URL",
+    "KLINECAST_BINANCE_URL",
+)
+KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
+
+
+def add_trade(commands) -> None:
+    parser = commands.add_parser(
+        "trade",
+        help="the hourly trader: one cycle, resume after the kill switch, or replay history",
+        description=(
+            "Once an hour (a Kubernetes CronJob at minute 1): fetch the last min_history closed "
+            "candles from Binance, ask the InferenceService, move the position to long, short "
+            "or flat through the broker (trade.broker: paper or testnet), and record everything "
+            f"in the ledger (${LEDGER_ENV}, else trade.ledger)."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
+
+    once = actions.add_parser(
+        "once",
+        help="run one hourly cycle (exit 1 when no trade could be made)",
+        description=(
+            "Trade the newest closed hour. Running twice in one hour sends nothing the second "
+            "time; after a crash between an order and its record, the next run finds the order "
+            "on the exchange by its client order id. Testnet keys come from $BINANCE_API_KEY and "
+            f"$BINANCE_API_SECRET only. ${INFERENCE_ENV} and ${BINANCE_ENV} override the "
+            "InferenceService and the Binance REST base URLs."
+        ),
+    )
+    params_arg(once)
+    once.add_argument("--now", help="the clock, ISO 8601 UTC (default: the real time)")
+    once.set_defaults(run=run_once)
+
+    resume = actions.add_parser("resume", help="clear the kill switch (a manual decision)")
+    params_arg(resume)
+    resume.set_defaults(run=run_resume)
+
+    replay = actions.add_parser(
+        "replay",
+        help="run the cycle over historical hours with the paper broker and a simulated clock",
+        description=(
+            "For every hour from --start to --end (inclusive days, UTC): the candles up to that "
+            "hour from --candles, the running InferenceService, the paper broker, a fresh "
+            "ledger. Its predictions and PnL equal the offline backtest's for the same model, "
+            "hours and fees."
+        ),
+    )
+    params_arg(replay)
+    replay.add_argument("--start", required=True, type=dt.date.fromisoformat)
+    replay.add_argument("--end", required=True, type=dt.date.fromisoformat)
+    path(replay, "--candles", "data/candles.parquet", "candle history")
+    replay.add_argument(
+        "--ledger", default="sqlite:///build/replay-ledger.db", help="default: %(default)s"
+    )
+    replay.set_defaults(run=run_replay)
+
+
+def run_once(args) -> int:
+    import pandas as pd
+
+    from klinecast.config import load_params
+    from klinecast.trader import exchange
+    from klinecast.trader.cycle import run_once as cycle
+
+    params = load_params(args.params)
+    now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
+    now = now.tz_localize("UTC") if now.tzinfo is None else now
+    hour = exchange.newest_closed_hour(now)
+    trader = live_trader(params)
+    result = cycle(trader, hour=hour)
+    report(result)
+    return 0 if result.ok else 1
+
+
+def live_trader(params):
+    from klinecast.trader import exchange
+    from klinecast.trader.brokers import BinanceTestnetBroker, PaperBroker
+    from klinecast.trader.cycle import Trader
+    from klinecast.trader.ledger import Ledger
+
+    ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
+    testnet = params.trade.broker == "testnet"
+    default_url = exchange.TESTNET_URL if testnet else exchange.MAINNET_URL
+    url = os.environ.get(BINANCE_ENV) or default_url
+    if testnet:
+        key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
+        if not key or not secret:
+            raise KlinecastError(
+                f"trade.broker is testnet: set ${KEY_ENV} and ${SECRET_ENV} "
+                "(on the cluster, the klinecast-binance Secret)"
+            )
+        binance = exchange.client(url=url, api_key=key, api_secret=secret)
+        broker = BinanceTestnetBroker(binance)
+    else:
+        binance = exchange.client(url=url)
+        broker = PaperBroker(fee=params.backtest.fee, ledger=ledger)
+
+    def market(until, count):
+        return exchange.closed_candles(
+            binance,
+            symbol=params.data.symbol,
+            interval=params.data.interval,
+            until=until,
+            count=count,
+        )
+
+    return Trader(params, ledger, broker, market, predictor(params))
+
+
+def predictor(params):
+    from klinecast.trader.inference import predict
+
+    url = os.environ.get(INFERENCE_ENV) or params.trade.inference_url
+
+    def ask(candles):
+        return predict(url, params.publish.model_name, candles, protocol=params.trade.protocol)
+
+    return ask
+
+
+def report(result) -> None:
+    where = {1: "long", -1: "short", 0: "flat", None: "-"}[result.target]
+    detail = f"prob_up {result.prob_up:.4f} -> {where}" if result.prob_up is not None else where
+    line = f"trade: hour {result.hour:%Y-%m-%d %H:%M} UTC: {result.status}, {detail}"
+    line += f", {result.orders_sent} order(s) sent"
+    print(line + (f"; {result.reason}" if result.reason else ""))
+
+
+def run_resume(args) -> int:
+    from klinecast.config import load_params
+    from klinecast.trader.cycle import HALTED
+    from klinecast.trader.ledger import Ledger
+
+    params = load_params(args.params)
+    ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
+    ledger.migrate()
+    reason = ledger.get_state(HALTED)
+    if reason is None:
+        print("trade resume: trading was not halted")
+        return 0
+    ledger.set_state(HALTED, None)
+    print(f"trade resume: the kill switch ({reason}) is cleared; the next cycle trades")
+    return 0
+
+
+def run_replay(args) -> int:
+    from klinecast.config import load_params
+    from klinecast.trader.replay import replay
+
+    params = load_params(args.params)
+    if args.end < args.start:
+        raise KlinecastError(f"--end {args.end} is before --start {args.start}")
+    if args.ledger.startswith("sqlite:///"):
+        Path(args.ledger.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    candles = read_parquet(args.candles, produced_by="dvc repro candles")
+    summary = replay(
+        params,
+        candles=candles,
+        start=args.start,
+        end=args.end,
+        ledger_url=args.ledger,
+        predict=predictor(params),
+    )
+    print(
+        f"trade replay: {summary['hours']} hours, {summary['traded']} traded, "
+        f"{summary['orders']} orders; equity {summary['equity']:.4f} "
+        f"(buy and hold {summary['buy_and_hold']:.4f}) -> {args.ledger}"
+    )
+    return 0

@@ -1,0 +1,59 @@
+"""The hourly cycle over historical hours: paper broker, simulated clock, the live model server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from klinecast.config import Params
+from klinecast.trader.brokers import PaperBroker
+from klinecast.trader.cycle import Trader, run_once, settle
+from klinecast.trader.exchange import ExchangeError
+from klinecast.trader.ledger import Ledger
+from klinecast.tuning import span_bounds
+
+
+def frame_market(candles: pd.DataFrame):
+    """Market data from a candle history, as Binance would have answered at each hour."""
+
+    def market(until: pd.Timestamp, count: int) -> pd.DataFrame:
+        window = candles.loc[:until].iloc[-count:]
+        if window.empty or window.index[-1] != until:
+            raise ExchangeError(f"the candle history has no candle at {until}")
+        return window
+
+    return market
+
+
+def replay(
+    params: Params,
+    *,
+    candles: pd.DataFrame,
+    start: dt.date,
+    end: dt.date,
+    ledger_url: str,
+    predict,
+) -> dict:
+    """Runs the cycle for every candle hour in [start, end]; settles the last one if possible."""
+    ledger = Ledger(ledger_url)
+    ledger.migrate()
+    trader = Trader(
+        params,
+        ledger,
+        PaperBroker(fee=params.backtest.fee, ledger=ledger),
+        frame_market(candles),
+        predict,
+    )
+    first, stop = span_bounds(start, end)
+    hours = candles.index[(candles.index >= first) & (candles.index < stop)]
+    results = [run_once(trader, hour=hour) for hour in hours]
+    settle(ledger, candles.loc[:stop].iloc[-params.features.min_history :], params)
+    equity, hold = ledger.last_equity()
+    return {
+        "hours": len(results),
+        "traded": sum(r.status == "traded" for r in results),
+        "orders": len(ledger.orders()),
+        "equity": equity,
+        "buy_and_hold": hold,
+    }
