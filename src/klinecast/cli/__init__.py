@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from klinecast.cli import data, model, pipeline, serving, trade
+from klinecast.cli import data, model, monitor, pipeline, serving, trade
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_deploy(commands)
     pipeline.add_pipeline(commands)
     trade.add_trade(commands)
+    monitor.add_monitor(commands)
     return parser
 
 

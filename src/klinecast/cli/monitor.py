@@ -1,0 +1,111 @@
+"""`klinecast monitor`: live health from the ledger, and the retrain trigger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from klinecast.cli.common import params_arg, path
+from klinecast.cli.trade import LEDGER_ENV
+
+
+def add_monitor(commands) -> None:
+    parser = commands.add_parser(
+        "monitor",
+        help="live accuracy, equity vs buy-and-hold, feature drift; trigger retraining",
+        description=(
+            "Read the ledger and write monitor.json, monitor.html (plots) and metrics.prom "
+            "(Prometheus text format) into --out-dir. When fewer than trade.retrain_min_accuracy "
+            "of the last trade.retrain_window trades were right, and no retrain fired within "
+            "trade.retrain_cooldown_hours, fire --trigger: local:<command>, kfp:<KFP host> "
+            "(a training run) or gitlab:<project API URL>@<ref> (a pipeline trigger; token in "
+            "$GITLAB_TRIGGER_TOKEN)."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--features", "data/features.parquet", "features for drift (skipped if absent)")
+    parser.add_argument(
+        "--reference-days",
+        type=int,
+        default=90,
+        help="training window for PSI (default: %(default)s)",
+    )
+    path(parser, "--out-dir", "reports/monitor", "where the JSON, HTML and metrics go")
+    parser.add_argument("--trigger", help="retrain target (default: report the decision only)")
+    parser.add_argument("--now", help="the clock, ISO 8601 UTC (default: the real time)")
+    parser.set_defaults(run=run_monitor)
+
+
+def run_monitor(args) -> int:
+    import pandas as pd
+
+    from klinecast import atomic, monitoring, report, retrain
+    from klinecast.config import load_params
+    from klinecast.trader.ledger import Ledger
+
+    params = load_params(args.params)
+    ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
+    ledger.migrate()
+    outcomes = pd.DataFrame(
+        ledger.outcomes(), columns=["hour", "target", "correct", "strategy_return", "market_return"]
+    )
+    drift = feature_drift(args, params, ledger)
+    state = monitoring.health(outcomes, drift, params.trade)
+    now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC)).to_pydatetime()
+    last = ledger.get_state(monitoring.RETRAIN_STATE)
+    last_trigger = dt.datetime.fromisoformat(last) if last else None
+    decision = monitoring.retrain_decision(state, params.trade, last_trigger=last_trigger, now=now)
+    fired = None
+    if decision.retrain and args.trigger:
+        fired = retrain.trigger(args.trigger, reason=decision.reason)
+        ledger.set_state(monitoring.RETRAIN_STATE, now.isoformat())
+    document = state.as_dict() | {
+        "retrain": decision.retrain,
+        "reason": decision.reason,
+        "triggered": fired,
+    }
+    atomic.write_json(args.out_dir / "monitor.json", document)
+    page = report.monitor_page(
+        state.as_dict(), outcomes, {"retrain": decision.retrain, "reason": decision.reason}
+    )
+    atomic.atomic_write(args.out_dir / "monitor.html", lambda tmp: tmp.write_text(page))
+    prom = monitoring.prometheus_text(state, symbol=params.data.symbol)
+    atomic.atomic_write(args.out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
+    accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
+    print(
+        f"monitor: {state.trades} trades, accuracy {accuracy}, equity {state.equity:.4f} "
+        f"(buy and hold {state.buy_and_hold:.4f}); retrain: {decision.reason}"
+        + (f"; triggered {fired}" if fired else "")
+    )
+    return 0
+
+
+def feature_drift(args, params, ledger) -> dict[str, float]:
+    import pandas as pd
+
+    from klinecast.monitoring import psi
+
+    if not Path(args.features).is_file():
+        return {}
+    features = pd.read_parquet(args.features)
+    live_hours = pd.DatetimeIndex(
+        [
+            pd.Timestamp(r["hour"])
+            for r in ledger.traded_predictions(before=dt.datetime.max.replace(tzinfo=dt.UTC))
+        ]
+    )
+    if live_hours.empty:
+        return {}
+    live_hours = live_hours.tz_localize("UTC") if live_hours.tz is None else live_hours
+    first = live_hours.min()
+    reference = features[
+        (features.index < first)
+        & (features.index >= first - pd.Timedelta(days=args.reference_days))
+    ]
+    live = features.reindex(live_hours).dropna(how="all")
+    return {
+        name: psi(reference[name].to_numpy(), live[name].to_numpy())
+        for name in params.features.indicators
+        if name in features.columns
+    }
