@@ -33,14 +33,17 @@ def exchange(mirror_candles):
         yield server
 
 
-@pytest.fixture()
-def trader_env(tmp_path, serving, exchange, monkeypatch):
+@pytest.fixture(params=["sqlite"])
+def trader_env(request, tmp_path, serving, exchange, monkeypatch):
     """params.yaml for the testnet broker, and the environment a CronJob pod would have."""
     params = write_params(
         tmp_path / "params.yaml",
         {"publish": {"model_name": NAME}, "trade": {"broker": "testnet"}},
     )
     ledger = f"sqlite:///{tmp_path}/ledger.db"
+    if request.param == "postgresql":
+        ledger = request.getfixturevalue("postgres")
+        drop_ledger(ledger)
     env = {
         "KLINECAST_LEDGER_URL": ledger,
         "KLINECAST_INFERENCE_URL": serving.transformer_url,
@@ -53,6 +56,14 @@ def trader_env(tmp_path, serving, exchange, monkeypatch):
     return {"params": params, "ledger": ledger, "env": env}
 
 
+def drop_ledger(url: str) -> None:
+    with sa.create_engine(url).begin() as c:
+        c.execute(sa.text("DROP VIEW IF EXISTS prediction_outcomes"))
+        for name in ("predictions", "orders", "positions", "outcomes", "equity", "state"):
+            c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        c.execute(sa.text("DROP TABLE IF EXISTS schema_version"))
+
+
 def trade(env, *argv, now=NOW) -> int:
     return main(["trade", *argv, "--params", str(env["params"]), "--now", now])
 
@@ -62,6 +73,7 @@ def table(url: str, name: str) -> list[dict]:
         return [dict(r._mapping) for r in c.execute(sa.text(f"SELECT * FROM {name}"))]
 
 
+@pytest.mark.parametrize("trader_env", ["sqlite", "postgresql"], indirect=True)
 def test_one_cycle_trades_and_a_second_run_in_the_hour_sends_nothing(trader_env, exchange, capsys):
     assert trade(trader_env, "once") == 0
     out = capsys.readouterr().out
@@ -112,15 +124,21 @@ def test_exchange_down_fails_loudly_and_a_later_run_trades_once(trader_env, exch
     assert exchange.order_posts() == len(table(trader_env["ledger"], "orders"))
 
 
+def until_an_order_is_sent(env, exchange) -> int:
+    """trade once hour after hour from NOW until an order is attempted; its exit code."""
+    for hour in pd.date_range(HOUR, periods=24, freq="h"):
+        code = trade(env, "once", now=f"{hour + pd.Timedelta(minutes=61):%Y-%m-%dT%H:%M}Z")
+        if code != 0 or exchange.order_posts():
+            return code
+    pytest.fail("the model stayed flat for 24 hours")
+
+
 def test_insufficient_balance_fails_at_once_with_binances_message(trader_env, exchange, capsys):
     exchange.insufficient_balance = True
-    code = trade(trader_env, "once")
-    (prediction,) = table(trader_env["ledger"], "predictions") or [None]
-    if code == 0:  # the model said flat: no order to refuse
-        assert prediction["target"] == 0
-        return
+    assert until_an_order_is_sent(trader_env, exchange) == 1
+    assert exchange.order_posts() == 1  # a -2010 is not retried
     err = capsys.readouterr().err
-    assert code == 1 and "Binance error -2010: Account has insufficient balance" in err
+    assert "Binance error -2010: Account has insufficient balance" in err
     (order,) = table(trader_env["ledger"], "orders")
     assert order["status"] == "intent"  # the intent stays; no position change was recorded
     assert table(trader_env["ledger"], "positions") == []
@@ -128,12 +146,13 @@ def test_insufficient_balance_fails_at_once_with_binances_message(trader_env, ex
 
 def test_wrong_keys_are_refused_without_logging_them(trader_env, exchange, capsys, monkeypatch):
     monkeypatch.setenv("BINANCE_API_SECRET", "not-the-secret")
-    code = trade(trader_env, "once")
+    assert until_an_order_is_sent(trader_env, exchange) == 1
     captured = capsys.readouterr()
-    if code == 1:
-        assert "Signature for this request is not valid" in captured.err
+    # the signed lookup of the intent's client order id is refused first: nothing is sent
+    assert "Binance error -1022: Signature for this request is not valid" in captured.err
     assert "not-the-secret" not in captured.out + captured.err
     assert API_KEY not in captured.out + captured.err
+    assert exchange.orders == {}
 
 
 def test_a_timeout_is_retried(trader_env, exchange):
@@ -218,20 +237,8 @@ def test_kill_switch_halts_flattens_and_resume_clears_it(trader_env, exchange, c
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_ledger_schema_migrates_once_and_keeps_rows(backend, tmp_path, postgres):
     url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
+    drop_ledger(url)
     ledger = Ledger(url)
-    with ledger.engine.begin() as c:
-        for name in ("prediction_outcomes",):
-            c.execute(sa.text(f"DROP VIEW IF EXISTS {name}"))
-        for name in (
-            "predictions",
-            "orders",
-            "positions",
-            "outcomes",
-            "equity",
-            "state",
-            "schema_version",
-        ):
-            c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
     assert ledger.migrate() == 1
     ledger.record_prediction(
         HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1, status="traded"
