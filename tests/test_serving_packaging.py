@@ -83,17 +83,24 @@ def test_service_account_holds_the_s3_secret_and_the_secret_is_a_template():
     assert set(secret["stringData"].values()) == {""}  # no credential in git
 
 
-def test_serving_dockerfile_structure():
-    text = (REPO / "serving/Dockerfile").read_text()
+@pytest.mark.parametrize(
+    ("dockerfile", "extras"),
+    [("serving/Dockerfile", "serving"), ("Dockerfile", "pipeline,trader")],
+)
+def test_dockerfile_structure(dockerfile, extras):
+    text = (REPO / dockerfile).read_text()
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M)
-    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0])
+    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0])  # pinned
     assert "latest" not in text
     assert len(re.findall(r"^FROM ", text, re.M)) == 2  # multi-stage
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
     for line in re.findall(r"^(?:ARG|ENV)\b.*$", text, re.M):
         assert not re.search(r"(?i)(secret|password|token|key)\s*=", line), line
-    assert 'pip install --no-cache-dir ".[serving]"' in text
+    # the project installs through its own pyproject.toml, no ad-hoc package lines
+    assert f'pip install --no-cache-dir ".[{extras}]"' in text
+    installs = re.findall(r"pip install --no-cache-dir (\S+)", text)
+    assert set(installs) <= {"--upgrade", f'".[{extras}]"'}, installs
     assert (REPO / ".dockerignore").is_file()
 
 

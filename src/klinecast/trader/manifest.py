@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 SECRET = "klinecast-binance"
-IMAGE = "registry.example.com/klinecast/trader:0.1.0"
+IMAGE = "registry.example.com/klinecast/pipeline:0.1.0"  # the repo-root Dockerfile
 
 
 def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str) -> dict:
