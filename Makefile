@@ -4,7 +4,9 @@
 #   make test    lint + the test suite
 PYTHON ?= python3.11
 VENV := .venv
-BIN := $(CURDIR)/$(VENV)/bin
+BIN ?= $(CURDIR)/$(VENV)/bin
+# Targets that need the venv depend on $(SETUP); tests that bring their own venv set SETUP=.
+SETUP ?= setup
 export PATH := $(BIN):$(PATH)
 
 # The dev and CI machines cannot reach data.binance.vision. When the shared mirror
@@ -21,7 +23,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data run serve test lint bench bench-tune bench-serve bench-pipeline clean
+.PHONY: setup debian-packages data data-push data-pull run serve test lint bench bench-tune bench-serve bench-pipeline clean
 
 # Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
 debian-packages:
@@ -40,6 +42,15 @@ $(VENV)/.installed: pyproject.toml
 data: setup
 	klinecast ingest $(INGEST_FLAGS)
 	dvc add --quiet data/raw
+
+# The DVC remote (.dvc/config: s3://klinecast-data/dvc; AWS_ENDPOINT_URL and the AWS_* keys
+# from the environment). push: the raw archives and every stage output in the cache.
+# pull: the raw archives (data.dvc); `dvc repro` rebuilds the rest, or skips what it finds.
+data-push: $(SETUP)
+	dvc push
+
+data-pull: $(SETUP)
+	dvc pull data.dvc
 
 # `make run RUN_SET="key=value ..."` overrides params for this run (dvc exp run -S).
 run: data

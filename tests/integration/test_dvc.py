@@ -9,6 +9,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 
 from conftest import write_params
 
@@ -108,3 +109,35 @@ def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3
     after = tracked_files(project)
     assert after == before
     assert len([p for p in after if p.suffix == ".zip"]) == 2
+
+
+def test_make_data_push_then_pull_into_a_fresh_clone_reproduces_the_features(
+    project, mirror_server, moto_s3, tmp_path
+):
+    """Push from one clone, pull into a fresh one; `dvc repro` gives the same feature file."""
+    make = ["make", "-f", str(REPO / "Makefile"), f"BIN={BIN}", "SETUP="]
+    make_data(project, mirror_server.url, "2021-02-28")
+    sh("dvc", "repro", "features", cwd=project)
+    features = (project / "data/features.parquet").read_bytes()
+    boto3.client(
+        "s3",
+        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="klinecast-data")
+    sh(*make, "data-push", cwd=project, env=moto_s3)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data", cwd=project)
+
+    fresh = tmp_path / "fresh"
+    sh("git", "clone", "-q", str(project), str(fresh), cwd=tmp_path)
+    assert not (fresh / "data/raw").exists()
+    sh(*make, "data-pull", cwd=fresh, env=moto_s3)
+    assert len(list((fresh / "data/raw").glob("*.zip"))) == 2
+    sh("dvc", "repro", "features", cwd=fresh)
+    assert (fresh / "data/features.parquet").read_bytes() == features
+    lock = yaml.safe_load((fresh / "dvc.lock").read_text())
+    original = yaml.safe_load((project / "dvc.lock").read_text())
+    outs = lock["stages"]["features"]["outs"][0]
+    assert outs["md5"] == original["stages"]["features"]["outs"][0]["md5"]
