@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from klinecast.config import Params
+from klinecast.k8s import UID, resources
 
 METRIC = "return_after_fees"
 #: search-space key -> (Katib trial parameter name, Katib parameter type)
@@ -95,13 +96,10 @@ def experiment(
                                         "workingDir": "/app",
                                         "command": ["sh", "-c", command],
                                         "envFrom": [{"secretRef": {"name": "klinecast-s3"}}],
-                                        "resources": {
-                                            "requests": {"cpu": "1", "memory": "1Gi"},
-                                            "limits": {"cpu": "2", "memory": "2Gi"},
-                                        },
+                                        "resources": resources("1", "1Gi", "2", "2Gi"),
                                         "securityContext": {
                                             "runAsNonRoot": True,
-                                            "runAsUser": 10001,
+                                            "runAsUser": UID,
                                             "allowPrivilegeEscalation": False,
                                         },
                                     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from klinecast.k8s import resources, restricted_security_context
+
 #: storageUri placeholder in the committed base manifest; deploy replaces it with production's.
 PLACEHOLDER_URI = "s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/PRODUCTION"
 SERVICE_ACCOUNT = "klinecast-models"
@@ -33,7 +35,7 @@ def inference_service(
                     "modelFormat": {"name": "xgboost"},
                     "protocolVersion": "v1",
                     "storageUri": storage_uri,
-                    "resources": _resources("250m", "512Mi", "1", "1Gi"),
+                    "resources": resources("250m", "512Mi", "1", "1Gi"),
                     "readinessProbe": _probe(probe_path, port, period=10),
                     "livenessProbe": _probe("/", port, period=20),
                 },
@@ -51,16 +53,10 @@ def inference_service(
                         # transformer reads the same version's metadata.json as the predictor.
                         "env": [{"name": "STORAGE_URI", "value": storage_uri}],
                         "ports": [{"containerPort": port, "protocol": "TCP"}],
-                        "resources": _resources("250m", "512Mi", "1", "1Gi"),
+                        "resources": resources("250m", "512Mi", "1", "1Gi"),
                         "readinessProbe": _probe(probe_path, port, period=10),
                         "livenessProbe": _probe("/", port, period=20),
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 10001,
-                            "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
+                        "securityContext": restricted_security_context(),
                     }
                 ],
             },
@@ -94,13 +90,6 @@ def s3_secret_template(namespace: str = "klinecast") -> dict:
         },
         "type": "Opaque",
         "stringData": {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
-    }
-
-
-def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict:
-    return {
-        "requests": {"cpu": cpu, "memory": memory},
-        "limits": {"cpu": cpu_limit, "memory": memory_limit},
     }
 
 

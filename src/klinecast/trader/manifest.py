@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from klinecast.k8s import UID, resources, restricted_security_context
+
 SECRET = "klinecast-binance"
 IMAGE = "registry.example.com/klinecast/pipeline:0.1.0"  # the repo-root Dockerfile
 
@@ -26,17 +28,8 @@ def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str
         "image": image,
         "args": ["trade", "once", "--params", "/app/params.yaml"],
         "env": env,
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "256Mi"},
-            "limits": {"cpu": "500m", "memory": "512Mi"},
-        },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "resources": resources("100m", "256Mi", "500m", "512Mi"),
+        "securityContext": restricted_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return {
@@ -67,7 +60,7 @@ def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str
                             "restartPolicy": "Never",
                             "serviceAccountName": "klinecast-trader",
                             "automountServiceAccountToken": False,
-                            "securityContext": {"runAsNonRoot": True, "fsGroup": 10001},
+                            "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
                             "containers": [container],
                             "volumes": [{"name": "tmp", "emptyDir": {}}],
                         },
