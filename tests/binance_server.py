@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
 
+from local_http import JsonHandler, LocalServer
+
 API_KEY, API_SECRET = "test-key", "test-secret"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a client killed mid-answer (the crash test) is expected here
-
-
-class BinanceServer:
+class BinanceServer(LocalServer):
     def __init__(self, candles: pd.DataFrame):
         self.candles = candles
         self.orders: dict[str, dict] = {}  # clientOrderId -> order
@@ -40,20 +32,11 @@ class BinanceServer:
         self.delay_s = 0.0
         self.insufficient_balance = False
         self.hang_after_order_s = 0.0
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler(), quiet_errors=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{super().url}/api"
 
     def order_posts(self) -> int:
         return sum(1 for method, path in self.calls if (method, path) == ("POST", "/api/v3/order"))
@@ -83,19 +66,8 @@ class BinanceServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def _error(self, status: int, code: int, msg: str) -> None:
                 self._send(status, {"code": code, "msg": msg})

@@ -7,29 +7,16 @@ experiments, and creates runs and recurring runs, recording every request body.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import JsonHandler, LocalServer
 
 
-class KfpApiServer:
+class KfpApiServer(LocalServer):
     def __init__(self, *, fail_runs_with: int | None = None):
         self.requests: list[tuple[str, str, dict]] = []
         self.experiments: dict[str, str] = {}  # display name -> id
         self.fail_runs_with = fail_runs_with
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def bodies(self, method: str, path: str) -> list[dict]:
         return [b for m, p, b in self.requests if m == method and p.startswith(path)]
@@ -37,18 +24,7 @@ class KfpApiServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 server.requests.append(("GET", self.path, {}))
                 if self.path.startswith("/apis/v2beta1/healthz"):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from local_http import JsonHandler, LocalServer
 
 
 def merge_patch(target, patch):
@@ -25,27 +25,14 @@ def merge_patch(target, patch):
     return result
 
 
-class KubeApiServer:
+class KubeApiServer(LocalServer):
     def __init__(self, objects: dict[str, dict], *, token: str = "test-token"):
         """objects: API path -> object, e.g. /apis/serving.kserve.io/v1beta1/namespaces/ns/..."""
         self.objects = copy.deepcopy(objects)
         self.token = token
         self.requests: list[dict] = []
         self.forbid_patch = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def kubeconfig(self) -> dict:
         return {
@@ -60,21 +47,10 @@ class KubeApiServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def _status(self, code: int, reason: str, message: str) -> None:
                 body = {"kind": "Status", "apiVersion": "v1", "status": "Failure"}
                 self._send(code, body | {"reason": reason, "message": message, "code": code})
-
-            def _send(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def _authorized(self) -> bool:
                 if self.headers.get("Authorization") == f"Bearer {server.token}":

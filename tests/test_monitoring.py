@@ -3,8 +3,6 @@
 import datetime as dt
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -19,6 +17,7 @@ from klinecast.cli import main
 from klinecast.config import TradeParams
 from klinecast.errors import KlinecastError
 from klinecast.trader.ledger import Ledger
+from local_http import JsonHandler, LocalServer
 
 START = pd.Timestamp("2021-12-01", tz="UTC")
 
@@ -122,29 +121,23 @@ def test_drift_compares_live_hours_with_the_training_window(tmp_path, monkeypatc
     assert all(np.isfinite(v) and v >= 0 for v in drift.values()) and drift
 
 
-class _GitLab(BaseHTTPRequestHandler):
-    received: list = []
+class _GitLab(JsonHandler):
+    """GitLab's pipeline trigger API: POST .../trigger/pipeline with token and ref."""
 
-    def log_message(self, *args):
-        pass
+    received: list = []
 
     def do_POST(self):
         body = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
         _GitLab.received.append((self.path, body))
-        ok = body.get("token") == ["trigger-token"]
-        data = json.dumps({"id": 77, "ref": body["ref"][0]} if ok else {"message": "404 Not Found"})
-        self.send_response(201 if ok else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data.encode())
+        if body.get("token") == ["trigger-token"]:
+            self._send(201, {"id": 77, "ref": body["ref"][0]})
+        else:
+            self._send(404, {"message": "404 Not Found"})
 
 
 def test_gitlab_trigger_speaks_the_pipeline_trigger_api(monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _GitLab)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    project = f"http://127.0.0.1:{server.server_address[1]}/api/v4/projects/42"
-    try:
+    with LocalServer(_GitLab) as server:
+        project = f"{server.url}/api/v4/projects/42"
         monkeypatch.setenv("GITLAB_TRIGGER_TOKEN", "trigger-token")
         assert (
             retrain.trigger(f"gitlab:{project}@main", reason="58 %") == "GitLab pipeline 77 on main"
@@ -155,8 +148,6 @@ def test_gitlab_trigger_speaks_the_pipeline_trigger_api(monkeypatch):
         monkeypatch.setenv("GITLAB_TRIGGER_TOKEN", "wrong")
         with pytest.raises(KlinecastError, match="GitLab refused the trigger: HTTP 404"):
             retrain.trigger(f"gitlab:{project}@main", reason="x")
-    finally:
-        server.shutdown()
 
 
 def test_kfp_trigger_submits_a_training_run(monkeypatch):
