@@ -89,15 +89,9 @@ def feature_drift(args, params, ledger) -> dict[str, float]:
     if not Path(args.features).is_file():
         return {}
     features = pd.read_parquet(args.features)
-    live_hours = pd.DatetimeIndex(
-        [
-            pd.Timestamp(r["hour"])
-            for r in ledger.traded_predictions(before=dt.datetime.max.replace(tzinfo=dt.UTC))
-        ]
-    )
+    live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions()])
     if live_hours.empty:
         return {}
-    live_hours = live_hours.tz_localize("UTC") if live_hours.tz is None else live_hours
     first = live_hours.min()
     reference = features[
         (features.index < first)

@@ -65,9 +65,10 @@ def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
     candles = trader.market(hour, params.features.min_history)
     settle(ledger, candles, params)
     close = float(candles["close"].iloc[-1])
-    if ledger.get_state(HALTED) is not None:
+    halted = ledger.get_state(HALTED)
+    if halted is not None:
         sent = trade_to(trader, hour, target=0, price=close)
-        reason = f"kill switch: {ledger.get_state(HALTED)}; `klinecast trade resume` re-enables"
+        reason = f"kill switch: {halted}; `klinecast trade resume` re-enables"
         ledger.record_prediction(
             hour.to_pydatetime(), symbol=params.data.symbol, target=0, close=close,
             status=HALTED, reason=reason,
@@ -150,11 +151,7 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
     settled = ledger.outcome_hours()
     previous_target = 0
     for row in ledger.traded_predictions(before=candles.index[-1].to_pydatetime()):
-        hour = (
-            pd.Timestamp(row["hour"]).tz_localize("UTC")
-            if row["hour"].tzinfo is None
-            else pd.Timestamp(row["hour"])
-        )
+        hour = pd.Timestamp(row["hour"])
         target = int(row["target"])
         if hour not in settled:
             following = hour + pd.Timedelta(params.data.interval_delta)

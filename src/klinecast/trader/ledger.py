@@ -145,7 +145,7 @@ class Ledger:
     def prediction(self, hour: dt.datetime) -> dict | None:
         with self._begin() as c:
             row = c.execute(sa.select(predictions).where(predictions.c.hour == hour)).first()
-        return None if row is None else dict(row._mapping)
+        return None if row is None else _row(row)
 
     def record_prediction(self, hour: dt.datetime, **values) -> None:
         row = {"hour": hour, "created_at": _now(), **values}
@@ -153,14 +153,12 @@ class Ledger:
             c.execute(predictions.delete().where(predictions.c.hour == hour))
             c.execute(predictions.insert().values(**row))
 
-    def traded_predictions(self, *, before: dt.datetime) -> list[dict]:
-        query = (
-            sa.select(predictions)
-            .where(predictions.c.status == "traded", predictions.c.hour < before)
-            .order_by(predictions.c.hour)
-        )
+    def traded_predictions(self, *, before: dt.datetime | None = None) -> list[dict]:
+        query = sa.select(predictions).where(predictions.c.status == "traded")
+        if before is not None:
+            query = query.where(predictions.c.hour < before)
         with self._begin() as c:
-            return [dict(r._mapping) for r in c.execute(query)]
+            return [_row(r) for r in c.execute(query.order_by(predictions.c.hour))]
 
     # orders and positions
     def order(self, client_order_id: str) -> Order | None:
@@ -220,17 +218,13 @@ class Ledger:
     def outcomes(self) -> list[dict]:
         with self._begin() as c:
             rows = c.execute(sa.select(outcomes).order_by(outcomes.c.hour))
-            return [dict(r._mapping) for r in rows]
+            return [_row(r) for r in rows]
 
     def last_equity(self) -> tuple[float, float]:
         query = sa.select(equity.c.equity, equity.c.buy_and_hold).order_by(equity.c.hour.desc())
         with self._begin() as c:
             row = c.execute(query.limit(1)).first()
         return (1.0, 1.0) if row is None else (float(row[0]), float(row[1]))
-
-    def equity_curve(self) -> list[dict]:
-        with self._begin() as c:
-            return [dict(r._mapping) for r in c.execute(sa.select(equity).order_by(equity.c.hour))]
 
     # state: the kill switch and the retrain cooldown
     def get_state(self, key: str) -> str | None:
@@ -282,6 +276,12 @@ def _redact(url: str) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _row(row) -> dict:
+    values = dict(row._mapping)
+    values["hour"] = _utc(values["hour"])
+    return values
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
