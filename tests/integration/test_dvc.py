@@ -89,10 +89,8 @@ def test_dvc_repro_runs_the_stages_then_is_a_no_op(project, mirror_server):
     assert candles["rows"] + candles["missing_candles"] == 2880  # every hour of Jan..Apr 2021
 
 
-def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3):
-    make_data(project, mirror_server.url, "2021-02-28")
-    sh("dvc", "repro", "features", cwd=project)
-    before = tracked_files(project)
+def create_remote_bucket(moto_s3: dict) -> None:
+    """The bucket of .dvc/config's remote, on moto_server."""
     boto3.client(
         "s3",
         endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
@@ -100,6 +98,13 @@ def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3
         aws_secret_access_key="testing",
         region_name="us-east-1",
     ).create_bucket(Bucket="klinecast-data")
+
+
+def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3):
+    make_data(project, mirror_server.url, "2021-02-28")
+    sh("dvc", "repro", "features", cwd=project)
+    before = tracked_files(project)
+    create_remote_bucket(moto_s3)
     out = sh("dvc", "push", *DATA_TARGETS, cwd=project, env=moto_s3)
     assert "pushed" in out
     shutil.rmtree(project / ".dvc/cache")
@@ -119,13 +124,7 @@ def test_make_data_push_then_pull_into_a_fresh_clone_reproduces_the_features(
     make_data(project, mirror_server.url, "2021-02-28")
     sh("dvc", "repro", "features", cwd=project)
     features = (project / "data/features.parquet").read_bytes()
-    boto3.client(
-        "s3",
-        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="klinecast-data")
+    create_remote_bucket(moto_s3)
     sh(*make, "data-push", cwd=project, env=moto_s3)
     sh("git", "add", "-A", cwd=project)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data", cwd=project)
