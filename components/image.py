@@ -6,7 +6,7 @@ kfp is in the image, so no task installs it at start-up.
 
 import os
 
-PIPELINE_IMAGE = os.environ.get(
-    "KLINECAST_PIPELINE_IMAGE", "registry.example.com/klinecast/pipeline:0.1.0"
-)
+from klinecast import k8s
+
+PIPELINE_IMAGE = os.environ.get("KLINECAST_PIPELINE_IMAGE", k8s.PIPELINE_IMAGE)
 COMPONENT = {"base_image": PIPELINE_IMAGE, "install_kfp_package": False}

@@ -10,12 +10,13 @@ if str(ROOT) not in sys.path:  # `components` sits beside `pipelines` at the rep
     sys.path.insert(0, str(ROOT))
 
 import components as c  # noqa: E402
+from klinecast.cluster import POSTGRES_KEYS, POSTGRES_SECRET  # noqa: E402
 from klinecast.config import flatten  # noqa: E402
 
 #: params.yaml's keys as flat pipeline parameter names, with its values as the defaults.
 DEFAULTS = flatten(yaml.safe_load((ROOT / "params.yaml").read_text()))
-#: Secret (key `url`) holding the PostgreSQL URL of the shared Optuna study.
-OPTUNA_SECRET = "klinecast-optuna"
+#: Secret and key holding the PostgreSQL URL of the shared Optuna study.
+OPTUNA_SECRET, OPTUNA_KEY = POSTGRES_SECRET, POSTGRES_KEYS["optuna"]
 #: Secret with the S3 credentials of the model registry (AWS_ENDPOINT_URL optional).
 S3_SECRET = "klinecast-s3"
 

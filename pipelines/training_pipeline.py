@@ -9,13 +9,13 @@ submit --host URL` or by uploading the YAML in the KFP UI.
 from kfp import dsl, kubernetes
 
 import components as c
-from pipelines.steps import DEFAULTS, OPTUNA_SECRET, S3_SECRET, data_steps
+from pipelines.steps import DEFAULTS, OPTUNA_KEY, OPTUNA_SECRET, S3_SECRET, data_steps
 
 
 def share_study(task):
     """The study's storage URL from the Secret: every worker pod joins one PostgreSQL study."""
     return kubernetes.use_secret_as_env(
-        task, secret_name=OPTUNA_SECRET, secret_key_to_env={"url": "KLINECAST_OPTUNA_STORAGE"}
+        task, secret_name=OPTUNA_SECRET, secret_key_to_env={OPTUNA_KEY: "KLINECAST_OPTUNA_STORAGE"}
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from archive_server import ArchiveServer, wait_for_http  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MIRROR = REPO.parent / "shared" / "binance-mirror"
+#: The shared fixtures (the Binance mirror, the CRD schemas): ../shared beside the repo, or
+#: $KLINECAST_SHARED where a CI runner mounts them elsewhere.
+SHARED = Path(os.environ.get("KLINECAST_SHARED") or REPO.parent / "shared")
+MIRROR = SHARED / "binance-mirror"
 MIRROR_MONTHLY = MIRROR / "data/spot/monthly/klines/BTCUSDT/1h"
 #: The mirror ends here; "today" in tests sits after it so every month in it is complete.
 MIRROR_TODAY = dt.date(2022, 1, 15)

@@ -1,4 +1,5 @@
-"""PostgreSQL for tests: the machine's server on 127.0.0.1:5432, else a private one.
+"""PostgreSQL for tests: $KLINECAST_TEST_POSTGRES (GitLab CI's service), else the machine's
+server on 127.0.0.1:5432, else a private one.
 
 The private server is started from Debian's postgresql binaries (`make setup` installs them)
 in a temporary directory, as the `postgres` system user because initdb refuses root.
@@ -18,6 +19,8 @@ import sqlalchemy
 
 SHARED_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 FORCE_PRIVATE_ENV = "KLINECAST_TEST_PRIVATE_PG"
+#: A server the environment provides (the `postgres` service of .gitlab-ci.yml's test job).
+GIVEN_ENV = "KLINECAST_TEST_POSTGRES"
 
 
 def reachable(url: str) -> bool:
@@ -35,6 +38,12 @@ def reachable(url: str) -> bool:
 @contextmanager
 def postgres_url(port: int):
     """Yields a URL to a database named `test`."""
+    given = os.environ.get(GIVEN_ENV)
+    if given:
+        if not reachable(given):
+            raise RuntimeError(f"${GIVEN_ENV} names a PostgreSQL that does not answer: {given}")
+        yield given
+        return
     if not os.environ.get(FORCE_PRIVATE_ENV) and reachable(SHARED_URL):
         yield SHARED_URL
         return

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import SHARED
 from klinecast import katib
 from klinecast.backtest import walk_forward_with_params
 from klinecast.cli import main
@@ -19,8 +20,8 @@ from model_fixtures import small_features, small_params
 from test_tuning import write_cli_params
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO.parent / "shared" / "crds" / "Experiment.v1beta1.openapi-derived.schema.json"
-COMMITTED = REPO / "manifests" / "katib" / "experiment.yaml"
+SCHEMA = SHARED / "crds" / "Experiment.v1beta1.openapi-derived.schema.json"
+COMMITTED = REPO / "manifests" / "base" / "katib-experiment.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,8 @@ def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for shared in ("exec-tune-worker", "exec-collect-tuning"):
         (secret,) = executors[shared]["secretAsEnv"]
-        assert secret["secretName"] == "klinecast-optuna"
-        assert secret["keyToEnv"] == [{"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "url"}]
+        assert secret["secretName"] == "klinecast-postgres"
+        assert secret["keyToEnv"] == [{"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "optuna-url"}]
     assert {s["secretName"] for s in executors["exec-publish"]["secretAsEnv"]} == {"klinecast-s3"}
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example.com/klinecast/pipeline:0.1.0"}

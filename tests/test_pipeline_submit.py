@@ -24,7 +24,7 @@ def test_submit_creates_the_experiment_and_a_run_named_with_the_commit(kfp_api, 
     assert run["display_name"].startswith("training-abc1234-")
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "klinecast-training"
     executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]
-    assert "klinecast-optuna" in str(executors["executors"]["exec-tune-worker"])  # the Secret
+    assert "klinecast-postgres" in str(executors["executors"]["exec-tune-worker"])  # the Secret
     assert run["runtime_config"]["parameters"] == {"tune_n_trials": 80, "tune_workers": 4}
 
     assert main([*argv, "--run-name", "second"]) == 0  # the experiment exists now: reused

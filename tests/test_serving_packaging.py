@@ -11,11 +11,12 @@ import jsonschema
 import pytest
 import yaml
 
+from conftest import SHARED
 from klinecast.cli import main
 from klinecast.serving import manifest
 
 REPO = Path(__file__).resolve().parents[1]
-CRDS = REPO.parent / "shared" / "crds"
+CRDS = SHARED / "crds"
 BASE = REPO / "manifests" / "base"
 
 
@@ -80,7 +81,9 @@ def test_every_container_is_non_root_limited_and_pinned():
 def test_service_account_holds_the_s3_secret_and_the_secret_is_a_template():
     assert load("serviceaccount.yaml")["secrets"] == [{"name": "klinecast-s3"}]
     secret = load("s3-secret.template.yaml")
-    assert set(secret["stringData"].values()) == {""}  # no credential in git
+    assert "stringData" not in secret and "data" not in secret  # no credential in git
+    keys = secret["metadata"]["annotations"]["klinecast.io/keys"]
+    assert keys == "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY"
 
 
 @pytest.mark.parametrize(

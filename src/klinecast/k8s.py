@@ -1,9 +1,17 @@
-"""Pieces every generated Kubernetes manifest uses: resources, and the non-root container."""
+"""Pieces every generated Kubernetes manifest uses: resources, non-root containers, Secrets."""
 
 from __future__ import annotations
 
 #: The uid every klinecast image runs as (USER 10001 in both Dockerfiles).
 UID = 10001
+#: The annotation that lists a Secret template's keys (the template itself holds no values).
+KEYS_ANNOTATION = "klinecast.io/keys"
+NAMESPACE = "klinecast"
+#: The default images (overlays and CI replace name and tag): the repo-root Dockerfile serves
+#: the KFP components, Katib trials, the trader and the monitor; serving/Dockerfile the
+#: InferenceService's transformer.
+PIPELINE_IMAGE = "registry.example.com/klinecast/pipeline:0.1.0"
+SERVING_IMAGE = "registry.example.com/klinecast/serving:0.1.0"
 
 
 def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict:
@@ -21,4 +29,33 @@ def restricted_security_context() -> dict:
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def runtime_security_context() -> dict:
+    """For images we do not build (KServe's model server runs as its own non-root uid)."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def secret_template(
+    name: str, keys: list[str], *, namespace: str = NAMESPACE, annotations: dict | None = None
+) -> dict:
+    """A Secret with no data: its keys are listed in an annotation, never given values here.
+
+    Fill it with `kubectl create secret generic` (not `kubectl apply`): `kubectl apply -k` then
+    never touches the values, since no applied configuration ever held them.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {KEYS_ANNOTATION: ",".join(keys), **(annotations or {})},
+        },
+        "type": "Opaque",
     }

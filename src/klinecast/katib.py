@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from klinecast.cluster import PIPELINE_ACCOUNT
 from klinecast.config import Params
 from klinecast.k8s import UID, resources
 
@@ -88,7 +89,7 @@ def experiment(
                             "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
                             "spec": {
                                 "restartPolicy": "Never",
-                                "serviceAccountName": "klinecast-pipeline",
+                                "serviceAccountName": PIPELINE_ACCOUNT,
                                 "containers": [
                                     {
                                         "name": "training-container",

@@ -11,11 +11,13 @@ from klinecast.cli.common import params_arg, path, read_parquet
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
-LEDGER_ENV, INFERENCE_ENV, BINANCE_ENV = (
+LEDGER_ENV, INFERENCE_ENV, BINANCE_ENV, BROKER_ENV = (
     "KLINECAST_LEDGER_URL",
     "KLINECAST_INFERENCE_URL",
     "KLINECAST_BINANCE_URL",
+    "KLINECAST_BROKER",
 )
+BROKERS = ("paper", "testnet")
 KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
 
 
@@ -26,8 +28,8 @@ def add_trade(commands) -> None:
         description=(
             "Once an hour (a Kubernetes CronJob at minute 1): fetch the last min_history closed "
             "candles from Binance, ask the InferenceService, move the position to long, short "
-            "or flat through the broker (trade.broker: paper or testnet), and record everything "
-            f"in the ledger (${LEDGER_ENV}, else trade.ledger)."
+            f"or flat through the broker (${BROKER_ENV}, else trade.broker: paper or testnet), "
+            f"and record everything in the ledger (${LEDGER_ENV}, else trade.ledger)."
         ),
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
@@ -95,14 +97,14 @@ def live_trader(params):
     from klinecast.trader.ledger import Ledger
 
     ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
-    testnet = params.trade.broker == "testnet"
+    testnet = broker_name(params) == "testnet"
     default_url = exchange.TESTNET_URL if testnet else exchange.MAINNET_URL
     url = os.environ.get(BINANCE_ENV) or default_url
     if testnet:
         key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
         if not key or not secret:
             raise KlinecastError(
-                f"trade.broker is testnet: set ${KEY_ENV} and ${SECRET_ENV} "
+                f"the broker is testnet: set ${KEY_ENV} and ${SECRET_ENV} "
                 "(on the cluster, the klinecast-binance Secret)"
             )
         binance = exchange.client(url=url, api_key=key, api_secret=secret)
@@ -121,6 +123,13 @@ def live_trader(params):
         )
 
     return Trader(params, ledger, broker, market, predictor(params))
+
+
+def broker_name(params) -> str:
+    name = os.environ.get(BROKER_ENV) or params.trade.broker
+    if name not in BROKERS:
+        raise KlinecastError(f"${BROKER_ENV}={name!r}: the broker is one of {', '.join(BROKERS)}")
+    return name
 
 
 def predictor(params):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from klinecast.k8s import resources, restricted_security_context
+from klinecast.k8s import (
+    resources,
+    restricted_security_context,
+    runtime_security_context,
+    secret_template,
+)
 
 #: storageUri placeholder in the committed base manifest; deploy replaces it with production's.
 PLACEHOLDER_URI = "s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/PRODUCTION"
@@ -25,12 +30,14 @@ def inference_service(
                 "app.kubernetes.io/name": "klinecast",
                 "app.kubernetes.io/component": "model",
             },
+            # Plain Deployments + HPA: callers reach the pods directly, so the NetworkPolicy
+            # that admits only the trader means what it says (no Knative activator between).
+            "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
         },
         "spec": {
             "predictor": {
                 "serviceAccountName": SERVICE_ACCOUNT,
-                "minReplicas": 1,
-                "maxReplicas": 3,
+                **autoscaling(1, 3),
                 "model": {
                     "modelFormat": {"name": "xgboost"},
                     "protocolVersion": "v1",
@@ -38,12 +45,12 @@ def inference_service(
                     "resources": resources("250m", "512Mi", "1", "1Gi"),
                     "readinessProbe": _probe(probe_path, port, period=10),
                     "livenessProbe": _probe("/", port, period=20),
+                    "securityContext": runtime_security_context(),
                 },
             },
             "transformer": {
                 "serviceAccountName": SERVICE_ACCOUNT,
-                "minReplicas": 1,
-                "maxReplicas": 3,
+                **autoscaling(1, 3),
                 "containers": [
                     {
                         "name": "kserve-container",
@@ -75,22 +82,19 @@ def service_account(namespace: str = "klinecast") -> dict:
 
 
 def s3_secret_template(namespace: str = "klinecast") -> dict:
-    """The S3 credentials Secret with empty values: fill them at deploy time, never in git."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": "klinecast-s3",
-            "namespace": namespace,
-            "annotations": {
-                "serving.kserve.io/s3-endpoint": "minio.klinecast.svc:9000",
-                "serving.kserve.io/s3-usehttps": "0",
-                "serving.kserve.io/s3-region": "us-east-1",
-            },
-        },
-        "type": "Opaque",
-        "stringData": {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+    """The S3 credentials Secret, keys only: fill them at deploy time, never in git."""
+    annotations = {
+        "serving.kserve.io/s3-endpoint": "minio.klinecast.svc:9000",
+        "serving.kserve.io/s3-usehttps": "0",
+        "serving.kserve.io/s3-region": "us-east-1",
     }
+    keys = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    return secret_template("klinecast-s3", keys, namespace=namespace, annotations=annotations)
+
+
+def autoscaling(low: int, high: int, cpu_percent: int = 80) -> dict:
+    """KServe's HPA in RawDeployment mode: between low and high replicas at this CPU use."""
+    return {"minReplicas": low, "maxReplicas": high, "scaleMetric": "cpu", "scaleTarget": cpu_percent}
 
 
 def _probe(path: str, port: int, *, period: int) -> dict:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from klinecast.k8s import UID, resources, restricted_security_context
+from klinecast.cluster import POSTGRES_KEYS, POSTGRES_SECRET, TRADER_ACCOUNT, TRADER_LABEL
+from klinecast.k8s import PIPELINE_IMAGE, UID, resources, restricted_security_context
+from klinecast.k8s import secret_template as secret_template_of
 
 SECRET = "klinecast-binance"
-IMAGE = "registry.example.com/klinecast/pipeline:0.1.0"  # the repo-root Dockerfile
+BINANCE_KEYS = ["BINANCE_API_KEY", "BINANCE_API_SECRET"]
 
 
-def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str) -> dict:
+def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = "klinecast", model_name: str) -> dict:
     """`klinecast trade once` at minute 1 of every hour, never two at a time."""
-    env = [
-        {
-            "name": name,
-            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": name}},
-        }
-        for name in ("BINANCE_API_KEY", "BINANCE_API_SECRET", "KLINECAST_LEDGER_URL")
-    ]
+    # The paper broker needs no keys, so the pod starts without them; testnet refuses to.
+    env = [_secret_env(name, SECRET, name, optional=True) for name in BINANCE_KEYS]
+    env.append(_secret_env("KLINECAST_LEDGER_URL", POSTGRES_SECRET, POSTGRES_KEYS["ledger"]))
     env.append(
         {
             "name": "KLINECAST_INFERENCE_URL",
@@ -40,7 +38,7 @@ def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str
             "namespace": namespace,
             "labels": {
                 "app.kubernetes.io/name": "klinecast",
-                "app.kubernetes.io/component": "trader",
+                **TRADER_LABEL,
             },
         },
         "spec": {
@@ -55,10 +53,10 @@ def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str
                     "backoffLimit": 2,  # reruns are safe: the ledger and client order ids dedupe
                     "activeDeadlineSeconds": 900,
                     "template": {
-                        "metadata": {"labels": {"app.kubernetes.io/component": "trader"}},
+                        "metadata": {"labels": TRADER_LABEL},
                         "spec": {
                             "restartPolicy": "Never",
-                            "serviceAccountName": "klinecast-trader",
+                            "serviceAccountName": TRADER_ACCOUNT,
                             "automountServiceAccountToken": False,
                             "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
                             "containers": [container],
@@ -72,20 +70,19 @@ def cronjob(*, image: str = IMAGE, namespace: str = "klinecast", model_name: str
 
 
 def secret_template(namespace: str = "klinecast") -> dict:
-    """Keys only: fill them with `kubectl create secret` (never commit the values)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": namespace},
-        "type": "Opaque",
-        "stringData": {"BINANCE_API_KEY": "", "BINANCE_API_SECRET": "", "KLINECAST_LEDGER_URL": ""},
-    }
+    """The testnet keys: fill them with `kubectl create secret` (never commit the values)."""
+    return secret_template_of(SECRET, BINANCE_KEYS, namespace=namespace)
 
 
 def service_account(namespace: str = "klinecast") -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {"name": "klinecast-trader", "namespace": namespace},
+        "metadata": {"name": TRADER_ACCOUNT, "namespace": namespace},
         "automountServiceAccountToken": False,
     }
+
+
+def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> dict:
+    ref = {"name": secret, "key": key, **({"optional": True} if optional else {})}
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
