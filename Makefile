@@ -1,7 +1,8 @@
 # klinecast: the targets README, .ci/run and .gitlab-ci.yml call.
 #   make setup   .venv with everything the project needs (Debian packages included)
 #   make run     the main job: make data, then dvc repro over params.yaml
-#   make test    lint + the test suite
+#   make test    lint + the test suite (it also runs .gitlab-ci.yml's lint and test jobs
+#                through gitlab-ci-local, which `make setup` installs from npm)
 PYTHON ?= python3.11
 VENV := .venv
 BIN ?= $(CURDIR)/$(VENV)/bin
@@ -12,7 +13,7 @@ export PATH := $(BIN):$(PATH)
 # The dev and CI machines cannot reach data.binance.vision. When the shared mirror
 # (real BTCUSDT 1h archives, 2017-08..2021-12) sits beside the repo and no
 # KLINECAST_BASE_URL is set, `make data` ingests from it and stops where it ends.
-MIRROR := $(wildcard $(CURDIR)/../shared/binance-mirror)
+MIRROR := $(wildcard $(or $(KLINECAST_SHARED),$(CURDIR)/../shared)/binance-mirror)
 ifeq ($(origin KLINECAST_BASE_URL),undefined)
 ifneq ($(MIRROR),)
 INGEST_FLAGS ?= --base-url $(MIRROR) --end 2021-12-31
@@ -23,14 +24,30 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data data-push data-pull run serve test lint bench bench-tune bench-serve bench-pipeline clean
+.PHONY: setup debian-packages data data-push data-pull run serve test lint validate-manifests \
+	bench bench-tune bench-serve bench-pipeline clean
 
-# Tests start a private PostgreSQL from these binaries when none answers on 127.0.0.1:5432.
+# Debian packages the tests use, installed only when missing:
+#   postgresql         a private server when none answers on 127.0.0.1:5432
+#   kubernetes-client  `kubectl kustomize` renders the overlays (kustomize v2 in Debian's 1.20)
+#   rsync, npm         gitlab-ci-local's shell executor; npm installs it (below)
+DEBIAN_NEEDS := $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+	$(if $(shell command -v kubectl),,kubernetes-client) \
+	$(if $(shell command -v rsync),,rsync) $(if $(shell command -v npm),,npm)
 debian-packages:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+	@test -z "$(strip $(DEBIAN_NEEDS))" || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEBIAN_NEEDS))
 
-setup: $(VENV)/.installed
+# gitlab-ci-local runs .gitlab-ci.yml's jobs on this machine; 4.75 wants Node 22, which the
+# npm registry ships as the `node` package, so the machine's own Node version does not matter.
+CI_TOOLS := $(CURDIR)/build/ci-tools
+GITLAB_CI_LOCAL_VERSION := 4.75.1
+$(CI_TOOLS)/.installed:
+	npm install --silent --no-audit --no-fund --prefix $(CI_TOOLS) \
+		node@22 gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
+	touch $@
+
+setup: $(VENV)/.installed $(CI_TOOLS)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(MAKE) debian-packages
@@ -64,8 +81,13 @@ endif
 serve: setup
 	klinecast serve
 
-lint: setup
+lint: $(SETUP)
 	ruff check src tests components pipelines benchmarks
+
+# Render both kustomize overlays and validate every object; .gitlab-ci.yml's lint job runs it.
+validate-manifests: $(SETUP)
+	pytest -q -p no:cacheprovider tests/test_kustomize.py tests/test_trader_manifest.py \
+		tests/test_serving_packaging.py::test_committed_base_manifests_are_current
 
 test: lint
 	pytest

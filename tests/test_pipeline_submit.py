@@ -1,5 +1,10 @@
 """`klinecast pipeline submit` against a local endpoint speaking the KFP v2beta1 REST API."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kfp_api_server import KfpApiServer
@@ -26,6 +31,7 @@ def test_submit_creates_the_experiment_and_a_run_named_with_the_commit(kfp_api, 
     executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]
     assert "klinecast-postgres" in str(executors["executors"]["exec-tune-worker"])  # the Secret
     assert run["runtime_config"]["parameters"] == {"tune_n_trials": 80, "tune_workers": 4}
+    assert run["service_account"] == "klinecast-pipeline"  # bound to manifests/base's Role
 
     assert main([*argv, "--run-name", "second"]) == 0  # the experiment exists now: reused
     assert len(kfp_api.bodies("POST", "/apis/v2beta1/experiments")) == 1
@@ -40,6 +46,7 @@ def test_cron_creates_a_recurring_run_of_the_refresh_pipeline(kfp_api, capsys):
     assert job["trigger"]["cron_schedule"]["cron"] == "0 5 * * * *"
     assert job["pipeline_spec"]["pipelineInfo"]["name"] == "klinecast-refresh"
     assert job["display_name"].startswith("refresh-abc1234-")
+    assert job["service_account"] == "klinecast-pipeline"
 
 
 def test_a_refused_run_is_a_clear_error(monkeypatch, capsys):
@@ -55,3 +62,16 @@ def test_an_unreachable_host_is_a_clear_error(capsys):
 
     assert main(["pipeline", "submit", "--host", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "refused the run" in capsys.readouterr().err
+
+
+def test_ci_submits_a_run_of_the_commits_image(kfp_api):
+    # What .gitlab-ci.yml's pipeline job does: the image tag is read when the components load.
+    image = "registry.gitlab.example.com/team/klinecast/pipeline:abc1234"
+    env = os.environ | {"KLINECAST_PIPELINE_IMAGE": image}
+    klinecast = str(Path(sys.executable).parent / "klinecast")
+    argv = [klinecast, "pipeline", "submit", "--host", kfp_api.url]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (run,) = kfp_api.bodies("POST", "/apis/v2beta1/runs")
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {image}

@@ -71,6 +71,12 @@ def add_pipeline(commands) -> None:
     submit.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installs)")
     submit.add_argument("--run-name", help="default: <pipeline>-<git sha>-<UTC time>")
     submit.add_argument("--cron", help="create a recurring run on this KFP cron schedule")
+    submit.add_argument(
+        "--service-account",
+        default="klinecast-pipeline",
+        help="Kubernetes service account the run's pods use; manifests/base gives it the RBAC "
+        "the deploy step needs (default: %(default)s)",
+    )
     _common(submit)
     submit.set_defaults(run=run_submit)
 
@@ -218,6 +224,7 @@ def run_submit(args) -> int:
                     cron_expression=args.cron,
                     params=values,
                     pipeline_package_path=package,
+                    service_account=args.service_account,
                 )
                 print(f"pipeline submit: recurring run {job.recurring_run_id} ({args.cron})")
                 return 0
@@ -227,6 +234,7 @@ def run_submit(args) -> int:
                 run_name=name,
                 experiment_name=args.experiment,
                 namespace=args.namespace,
+                service_account=args.service_account,
             )
         except Exception as exc:  # kfp_server_api, urllib3 and requests errors alike
             raise KlinecastError(f"KFP at {args.host} refused the run: {_reason(exc)}") from None

@@ -1,0 +1,200 @@
+""".gitlab-ci.yml through gitlab-ci-local (offline): GitLab's schema, the DAG, `rules: changes`,
+and the lint and test jobs run for real with the shell executor.
+
+The test job runs `make test`, the README's test command. Here it runs with PYTEST_ADDOPTS
+naming a few tests (the mirror over HTTP, a PostgreSQL ledger, the config), because the whole
+suite is what is running this very test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, SHARED
+
+TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
+# Services need containers; the shell executor runs none, so locally the machine's (or the
+# test session's) PostgreSQL stands in for the job's `postgres` service.
+LOCAL_OVERRIDE = """\
+include:
+  - local: .gitlab-ci.yml
+test:
+  services: []
+"""
+TEST_JOB_SUBSET = " ".join(
+    [
+        "tests/test_config.py",
+        "tests/test_cli.py::test_stages_end_to_end_on_the_mirror",
+        "tests/integration/test_trader.py::test_ledger_schema_migrates_once_and_keeps_rows",
+    ]
+)
+
+
+def git(project: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.email=ci@klinecast", "-c", "user.name=ci", *args],
+        cwd=project, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git clone-alike of the working tree whose origin/main is its HEAD, ../shared beside it."""
+    if not (TOOLS / "gitlab-ci-local").exists():
+        pytest.fail("gitlab-ci-local is missing: `make setup` installs it into build/ci-tools")
+    root = tmp_path_factory.mktemp("gitlab")
+    project = root / "klinecast"
+    files = git(REPO, "ls-files", "--cached", "--others", "--exclude-standard").splitlines()
+    for name in files:
+        if (REPO / name).is_file():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, project / name)
+    (root / "shared").symlink_to(SHARED)
+    (project / ".gitlab-ci-local.yml").write_text(LOCAL_OVERRIDE)
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "the working tree")
+    git(project, "remote", "add", "origin", "https://gitlab.example.com/team/klinecast.git")
+    git(project, "update-ref", "refs/remotes/origin/main", "HEAD")
+    git(project, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    return project
+
+
+def gitlab_ci_local(project: Path, *args: str, timeout: int = 120):
+    env = os.environ | {"PATH": f"{TOOLS}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        ["gitlab-ci-local", *args], cwd=project, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def jobs(project: Path, *variables: str) -> dict[str, dict]:
+    """The pipeline gitlab-ci-local would run from the working tree: job -> listing."""
+    args = ["--list-json", "--ignore-predefined-vars", "CI_PIPELINE_SOURCE"]
+    for variable in variables:
+        args += ["--variable", variable]
+    done = gitlab_ci_local(project, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "json schema validated" in done.stderr  # GitLab's own schema, checked offline
+    return {job["name"]: job for job in json.loads(done.stdout)}
+
+
+def when(project: Path, *variables: str) -> dict[str, str]:
+    return {name: job["when"] for name, job in jobs(project, *variables).items()}
+
+
+def test_the_dag(project):
+    listed = jobs(project)
+    stages = [job["stage"] for job in listed.values()]
+    assert stages == ["lint", "test", "build", "build", "pipeline", "deploy"]
+    needs = {name: [n["job"] for n in job["needs"] or []] for name, job in listed.items()}
+    assert needs == {
+        "lint": [],
+        "test": [],
+        "build-pipeline-image": ["lint", "test"],
+        "build-serving-image": ["lint", "test"],
+        "pipeline": ["build-pipeline-image"],
+        "deploy": ["build-pipeline-image", "build-serving-image"],
+    }
+    assert listed["deploy"]["when"] == "manual"
+
+
+@pytest.mark.parametrize(
+    ("changed", "runs"),
+    [
+        ("README.md", False),
+        ("manifests/overlays/prod/kustomization.yaml", False),
+        ("params.yaml", True),
+        ("data.dvc", True),
+        ("src/klinecast/features.py", True),
+        ("components/model.py", True),
+        ("pipelines/steps.py", True),
+    ],
+)
+def test_the_pipeline_job_runs_when_what_the_model_is_made_of_changes(project, changed, runs):
+    assert when(project)["pipeline"] == "never"  # nothing changed since origin/main
+    path = project / changed
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# changed\n")
+        listed = when(project)
+    finally:
+        path.write_bytes(original)
+    assert listed["pipeline"] == ("on_success" if runs else "never")
+    assert listed["lint"] == listed["test"] == "on_success"
+
+
+def test_a_schedule_reruns_the_pipeline_without_building(project):
+    listed = when(project, "CI_PIPELINE_SOURCE=schedule")
+    assert listed["pipeline"] == "on_success"
+    assert listed["build-pipeline-image"] == listed["deploy"] == "never"
+
+
+def test_the_pipeline_job_stays_on_the_default_branch(project):
+    git(project, "checkout", "-q", "-b", "feature")
+    try:
+        (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n#\n")
+        assert when(project)["pipeline"] == "never"
+    finally:
+        git(project, "checkout", "-q", "--", "params.yaml")
+        git(project, "checkout", "-q", "main")
+
+
+def test_a_schema_error_is_caught(project, tmp_path):
+    broken = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+    broken["lint"]["needs"] = "test"  # needs: is a list
+    shutil.copytree(project, tmp_path / "broken", symlinks=True)
+    (tmp_path / "broken" / ".gitlab-ci.yml").write_text(yaml.safe_dump(broken))
+    done = gitlab_ci_local(tmp_path / "broken", "--list")
+    assert done.returncode != 0
+    assert "needs" in done.stdout + done.stderr
+
+
+def test_every_credential_comes_from_ci_variables():
+    config = yaml.safe_load((REPO / ".gitlab-ci.yml").read_text())
+    secretive = ("KEY", "SECRET", "PASSWORD", "TOKEN", "CREDENTIAL")
+    literals = [
+        (where, name, value)
+        for where, block in [("", config)] + list(config.items())
+        if isinstance(block, dict)
+        for name, value in (block.get("variables") or {}).items()
+        if any(word in name for word in secretive) and not str(value).startswith("$")
+    ]
+    assert literals == []
+    text = (REPO / ".gitlab-ci.yml").read_text()
+    build = config[".kaniko"]["script"]
+    assert any('"$CI_REGISTRY_IMAGE/$IMAGE:$CI_COMMIT_SHORT_SHA"' in line for line in build)
+    assert "$CI_REGISTRY_PASSWORD" in text and "kubectl apply -k build/deploy" in text
+    assert config["pipeline"]["variables"] == {
+        "KLINECAST_PIPELINE_IMAGE": "$CI_REGISTRY_IMAGE/pipeline:$CI_COMMIT_SHORT_SHA"
+    }
+
+
+def test_the_lint_and_test_jobs_pass(project, postgres):
+    args = [
+        "--file", ".gitlab-ci-local.yml",
+        "--force-shell-executor",  # both jobs name an image; this machine has no Docker
+        "--variable", f"BIN={REPO / '.venv' / 'bin'}",  # this venv, not a second install
+        "--variable", "SETUP=",
+        "--variable", f"PYTEST_ADDOPTS={TEST_JOB_SUBSET}",
+        "--variable", f"KLINECAST_TEST_POSTGRES={postgres}",
+        "lint", "test",
+    ]  # fmt: skip
+    done = gitlab_ci_local(project, *args, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "PASS  lint" in output and "PASS  test" in output
+    assert "lint $ make lint" in output and "lint $ make validate-manifests" in output
+    assert "test $ make test" in output
+    assert "tests/test_kustomize.py" in output  # the manifest validation ran in lint
+    # the test job ran ruff and the chosen tests, against the given PostgreSQL
+    assert "test > All checks passed!" in output
+    assert "tests/integration/test_trader.py ..  " in output
