@@ -24,7 +24,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup debian-packages data data-push data-pull run serve test lint validate-manifests \
+.PHONY: setup venv debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
 	bench bench-tune bench-serve bench-pipeline clean
 
 # Debian packages the tests use, installed only when missing:
@@ -47,10 +47,12 @@ $(CI_TOOLS)/.installed:
 		node@22 gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
 	touch $@
 
-setup: $(VENV)/.installed $(CI_TOOLS)/.installed
+setup: debian-packages $(VENV)/.installed $(CI_TOOLS)/.installed
+
+# The venv alone, for jobs that run klinecast but no tests (.gitlab-ci.yml's pipeline job).
+venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(MAKE) debian-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet --editable '.[all,test]'
@@ -68,6 +70,15 @@ data-push: $(SETUP)
 
 data-pull: $(SETUP)
 	dvc pull data.dvc
+
+# CI's pipeline job: check params, then compile and submit the training pipeline to $KFP_HOST
+# (components in $KLINECAST_PIPELINE_IMAGE; the run's pods as klinecast-pipeline).
+pipeline-submit: $(SETUP)
+	@test -n "$(KFP_HOST)" || (echo "pipeline-submit: set KFP_HOST to the KFP API URL" >&2; exit 2)
+	klinecast validate-params --params-only
+	klinecast pipeline compile --pipeline training
+	klinecast pipeline submit --pipeline training --host "$(KFP_HOST)" --experiment klinecast \
+		--namespace klinecast --service-account klinecast-pipeline
 
 # `make run RUN_SET="key=value ..."` overrides params for this run (dvc exp run -S).
 run: data

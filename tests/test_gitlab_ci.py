@@ -47,10 +47,13 @@ def git(project: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
+    return copy_project(tmp_path_factory.mktemp("gitlab"))
+
+
+def copy_project(root: Path) -> Path:
     """A git clone-alike of the working tree whose origin/main is its HEAD, ../shared beside it."""
     if not (TOOLS / "gitlab-ci-local").exists():
         pytest.fail("gitlab-ci-local is missing: `make setup` installs it into build/ci-tools")
-    root = tmp_path_factory.mktemp("gitlab")
     project = root / "klinecast"
     files = git(REPO, "ls-files", "--cached", "--others", "--exclude-standard").splitlines()
     for name in files:
@@ -173,9 +176,8 @@ def test_every_credential_comes_from_ci_variables():
     build = config[".kaniko"]["script"]
     assert any('"$CI_REGISTRY_IMAGE/$IMAGE:$CI_COMMIT_SHORT_SHA"' in line for line in build)
     assert "$CI_REGISTRY_PASSWORD" in text and "kubectl apply -k build/deploy" in text
-    assert config["pipeline"]["variables"] == {
-        "KLINECAST_PIPELINE_IMAGE": "$CI_REGISTRY_IMAGE/pipeline:$CI_COMMIT_SHORT_SHA"
-    }
+    image = config["pipeline"]["variables"]["KLINECAST_PIPELINE_IMAGE"]
+    assert image == "$CI_REGISTRY_IMAGE/pipeline:$CI_COMMIT_SHORT_SHA"
 
 
 def test_the_lint_and_test_jobs_pass(project, postgres):
@@ -198,3 +200,48 @@ def test_the_lint_and_test_jobs_pass(project, postgres):
     # the test job ran ruff and the chosen tests, against the given PostgreSQL
     assert "test > All checks passed!" in output
     assert "tests/integration/test_trader.py ..  " in output
+
+
+@pytest.mark.integration
+def test_the_pipeline_job_pulls_the_data_and_submits_the_commits_image(
+    tmp_path, mirror_server, moto_s3
+):
+    """New data on main: the job pulls it from S3 (moto_server) and submits a KFP run (a local
+    endpoint speaking the KFP v2beta1 API) whose every task runs the commit's pipeline image."""
+    from integration.test_dvc import create_remote_bucket
+    from kfp_api_server import KfpApiServer
+
+    project = copy_project(tmp_path)
+    bin_dir = REPO / ".venv" / "bin"
+    env = os.environ | moto_s3 | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    for argv in (
+        ["klinecast", "ingest", "--base-url", mirror_server.url, "--end", "2021-06-30"],
+        ["dvc", "add", "--quiet", "data/raw"],
+    ):
+        subprocess.run(argv, cwd=project, env=env, check=True, capture_output=True)
+    git(project, "add", "-A")
+    assert git(project, "status", "--porcelain", "data.dvc")  # another data version
+    git(project, "commit", "-qm", "new data")  # origin/main stays behind: data.dvc changed
+    create_remote_bucket(moto_s3)
+    subprocess.run(["dvc", "push", "data.dvc"], cwd=project, env=env, check=True)
+    shutil.rmtree(project / "data" / "raw")
+    shutil.rmtree(project / ".dvc" / "cache")
+
+    with KfpApiServer() as kfp:
+        args = ["--file", ".gitlab-ci-local.yml", "--force-shell-executor"]
+        variables = moto_s3 | {"KFP_HOST": kfp.url, "BIN": str(bin_dir), "SETUP": ""}
+        for name, value in variables.items():
+            args += ["--variable", f"{name}={value}"]
+        done = gitlab_ci_local(project, *args, "pipeline", timeout=600)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-4000:]
+        (run,) = kfp.bodies("POST", "/apis/v2beta1/runs")
+    assert "PASS  pipeline" in output
+    assert sorted((project / "data" / "raw").rglob("*.zip"))  # pulled back from S3
+    sha = git(project, "rev-parse", "--short=8", "HEAD").strip()
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
+    images = {e["container"]["image"] for e in executors.values()}
+    (image,) = images
+    assert image.endswith(f"/pipeline:{sha}") and "$" not in image
+    assert run["service_account"] == "klinecast-pipeline"
+    assert run["display_name"].startswith(f"training-{sha}")
