@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from klinecast.k8s import NAMESPACE, secret_template
+from klinecast.k8s import NAMESPACE, secret_template, service_account
 
 PIPELINE_ACCOUNT = "klinecast-pipeline"
 TRADER_ACCOUNT = "klinecast-trader"
@@ -22,11 +22,7 @@ def namespace(name: str = NAMESPACE) -> dict:
 
 def pipeline_service_account(namespace: str = NAMESPACE) -> dict:
     """What `klinecast pipeline submit` runs the pipeline's pods (and Katib's trials) as."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": PIPELINE_ACCOUNT, "namespace": namespace},
-    }
+    return service_account(PIPELINE_ACCOUNT, namespace=namespace)
 
 
 def postgres_secret_template(namespace: str = NAMESPACE) -> dict:

@@ -41,6 +41,16 @@ def runtime_security_context() -> dict:
     }
 
 
+def service_account(name: str, *, namespace: str = NAMESPACE, **fields) -> dict:
+    """A ServiceAccount; fields: what it adds (secrets, automountServiceAccountToken)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace},
+        **fields,
+    }
+
+
 def secret_template(
     name: str, keys: list[str], *, namespace: str = NAMESPACE, annotations: dict | None = None
 ) -> dict:

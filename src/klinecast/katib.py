@@ -11,7 +11,7 @@ import dataclasses
 
 from klinecast.cluster import PIPELINE_ACCOUNT
 from klinecast.config import Params
-from klinecast.k8s import UID, resources
+from klinecast.k8s import NAMESPACE, UID, resources
 
 METRIC = "return_after_fees"
 #: search-space key -> (Katib trial parameter name, Katib parameter type)
@@ -30,7 +30,7 @@ def experiment(
     params: Params,
     *,
     image: str,
-    namespace: str = "klinecast",
+    namespace: str = NAMESPACE,
     parallel_trials: int = 2,
 ) -> dict:
     """TPE over tune.search_space, median stopping, maximising return_after_fees.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from klinecast import k8s
 from klinecast.k8s import (
+    NAMESPACE,
     resources,
     restricted_security_context,
     runtime_security_context,
@@ -15,7 +17,7 @@ SERVICE_ACCOUNT = "klinecast-models"
 
 
 def inference_service(
-    *, model_name: str, storage_uri: str, image: str, namespace: str = "klinecast"
+    *, model_name: str, storage_uri: str, image: str, namespace: str = NAMESPACE
 ) -> dict:
     """Transformer (our image) + XGBoost predictor (KServe's runtime) for one model version."""
     port = 8080
@@ -71,17 +73,14 @@ def inference_service(
     }
 
 
-def service_account(namespace: str = "klinecast") -> dict:
+def service_account(namespace: str = NAMESPACE) -> dict:
     """Holds the S3 credentials Secret; KServe's storage initializer reads it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace},
-        "secrets": [{"name": "klinecast-s3"}],
-    }
+    return k8s.service_account(
+        SERVICE_ACCOUNT, namespace=namespace, secrets=[{"name": "klinecast-s3"}]
+    )
 
 
-def s3_secret_template(namespace: str = "klinecast") -> dict:
+def s3_secret_template(namespace: str = NAMESPACE) -> dict:
     """The S3 credentials Secret, keys only: fill them at deploy time, never in git."""
     annotations = {
         "serving.kserve.io/s3-endpoint": "minio.klinecast.svc:9000",

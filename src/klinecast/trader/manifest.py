@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from klinecast import k8s
 from klinecast.cluster import POSTGRES_KEYS, POSTGRES_SECRET, TRADER_ACCOUNT, TRADER_LABEL
-from klinecast.k8s import PIPELINE_IMAGE, UID, resources, restricted_security_context
-from klinecast.k8s import secret_template as secret_template_of
+from klinecast.k8s import NAMESPACE, PIPELINE_IMAGE, UID, resources, restricted_security_context
 
 SECRET = "klinecast-binance"
 BINANCE_KEYS = ["BINANCE_API_KEY", "BINANCE_API_SECRET"]
 
 
-def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = "klinecast", model_name: str) -> dict:
+def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_name: str) -> dict:
     """`klinecast trade once` at minute 1 of every hour, never two at a time."""
     # The paper broker needs no keys, so the pod starts without them; testnet refuses to.
     env = [_secret_env(name, SECRET, name, optional=True) for name in BINANCE_KEYS]
@@ -69,18 +69,15 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = "klinecast", model_
     }
 
 
-def secret_template(namespace: str = "klinecast") -> dict:
+def secret_template(namespace: str = NAMESPACE) -> dict:
     """The testnet keys: fill them with `kubectl create secret` (never commit the values)."""
-    return secret_template_of(SECRET, BINANCE_KEYS, namespace=namespace)
+    return k8s.secret_template(SECRET, BINANCE_KEYS, namespace=namespace)
 
 
-def service_account(namespace: str = "klinecast") -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": TRADER_ACCOUNT, "namespace": namespace},
-        "automountServiceAccountToken": False,
-    }
+def service_account(namespace: str = NAMESPACE) -> dict:
+    return k8s.service_account(
+        TRADER_ACCOUNT, namespace=namespace, automountServiceAccountToken=False
+    )
 
 
 def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> dict:
