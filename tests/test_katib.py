@@ -2,33 +2,28 @@
 
 import copy
 import dataclasses
-import json
 from pathlib import Path
 
-import jsonschema
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import SHARED
 from klinecast import katib
 from klinecast.backtest import walk_forward_with_params
 from klinecast.cli import main
 from klinecast.config import Params
 from klinecast.model import HyperParams
+from kustomize import crd_validator
 from model_fixtures import small_features, small_params
 from test_tuning import write_cli_params
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = SHARED / "crds" / "Experiment.v1beta1.openapi-derived.schema.json"
 COMMITTED = REPO / "manifests" / "base" / "katib-experiment.yaml"
 
 
 @pytest.fixture(scope="module")
 def validator():
-    if not SCHEMA.is_file():
-        pytest.fail(f"the shared Katib schema is missing: {SCHEMA}")
-    return jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    return crd_validator("Experiment")  # Katib's OpenAPI-derived schema
 
 
 def test_committed_experiment_is_current(tmp_path):

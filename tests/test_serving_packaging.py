@@ -1,31 +1,25 @@
 """The InferenceService manifest, the serving image's Dockerfile, and what serving imports."""
 
 import copy
-import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
-from conftest import SHARED
 from klinecast.cli import main
 from klinecast.serving import manifest
+from kustomize import crd_validator
 
 REPO = Path(__file__).resolve().parents[1]
-CRDS = SHARED / "crds"
 BASE = REPO / "manifests" / "base"
 
 
 @pytest.fixture(scope="module")
 def isvc_validator():
-    path = CRDS / "InferenceService.v1beta1.schema.json"
-    if not path.is_file():
-        pytest.fail(f"the shared CRD schemas are missing: {path}")
-    return jsonschema.Draft202012Validator(json.loads(path.read_text()))
+    return crd_validator("InferenceService")
 
 
 def load(name: str) -> dict:

@@ -7,8 +7,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kustomize import K8S_VERSION
+
 BASE = Path(__file__).resolve().parents[1] / "manifests/base"
-K8S_VERSION = "1.31"
 CORE = tuple(
     path.name
     for path in sorted(BASE.glob("*.yaml"))
