@@ -79,19 +79,35 @@ def gitlab_ci_local(project: Path, *args: str, timeout: int = 120):
     )  # fmt: skip
 
 
-def jobs(project: Path, *variables: str) -> dict[str, dict]:
+def variable_args(variables: dict[str, str]) -> list[str]:
+    return [arg for name, value in variables.items() for arg in ("--variable", f"{name}={value}")]
+
+
+def run_jobs(project: Path, names: list[str], variables: dict[str, str]) -> str:
+    """Runs jobs for real on this machine, in this venv (no second install); their output."""
+    args = [
+        "--file", ".gitlab-ci-local.yml",
+        "--force-shell-executor",  # the jobs name images; this machine has no Docker
+        *variable_args({"BIN": str(REPO / ".venv" / "bin"), "SETUP": "", **variables}),
+        *names,
+    ]  # fmt: skip
+    done = gitlab_ci_local(project, *args, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return output
+
+
+def jobs(project: Path, **variables: str) -> dict[str, dict]:
     """The pipeline gitlab-ci-local would run from the working tree: job -> listing."""
     args = ["--list-json", "--ignore-predefined-vars", "CI_PIPELINE_SOURCE"]
-    for variable in variables:
-        args += ["--variable", variable]
-    done = gitlab_ci_local(project, *args)
+    done = gitlab_ci_local(project, *args, *variable_args(variables))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "json schema validated" in done.stderr  # GitLab's own schema, checked offline
     return {job["name"]: job for job in json.loads(done.stdout)}
 
 
-def when(project: Path, *variables: str) -> dict[str, str]:
-    return {name: job["when"] for name, job in jobs(project, *variables).items()}
+def when(project: Path, **variables: str) -> dict[str, str]:
+    return {name: job["when"] for name, job in jobs(project, **variables).items()}
 
 
 def test_the_dag(project):
@@ -136,7 +152,7 @@ def test_the_pipeline_job_runs_when_what_the_model_is_made_of_changes(project, c
 
 
 def test_a_schedule_reruns_the_pipeline_without_building(project):
-    listed = when(project, "CI_PIPELINE_SOURCE=schedule")
+    listed = when(project, CI_PIPELINE_SOURCE="schedule")
     assert listed["pipeline"] == "on_success"
     assert listed["build-pipeline-image"] == listed["deploy"] == "never"
 
@@ -181,18 +197,8 @@ def test_every_credential_comes_from_ci_variables():
 
 
 def test_the_lint_and_test_jobs_pass(project, postgres):
-    args = [
-        "--file", ".gitlab-ci-local.yml",
-        "--force-shell-executor",  # both jobs name an image; this machine has no Docker
-        "--variable", f"BIN={REPO / '.venv' / 'bin'}",  # this venv, not a second install
-        "--variable", "SETUP=",
-        "--variable", f"PYTEST_ADDOPTS={TEST_JOB_SUBSET}",
-        "--variable", f"KLINECAST_TEST_POSTGRES={postgres}",
-        "lint", "test",
-    ]  # fmt: skip
-    done = gitlab_ci_local(project, *args, timeout=900)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+    variables = {"PYTEST_ADDOPTS": TEST_JOB_SUBSET, "KLINECAST_TEST_POSTGRES": postgres}
+    output = run_jobs(project, ["lint", "test"], variables)
     assert "PASS  lint" in output and "PASS  test" in output
     assert "lint $ make lint" in output and "lint $ make validate-manifests" in output
     assert "test $ make test" in output
@@ -228,13 +234,7 @@ def test_the_pipeline_job_pulls_the_data_and_submits_the_commits_image(
     shutil.rmtree(project / ".dvc" / "cache")
 
     with KfpApiServer() as kfp:
-        args = ["--file", ".gitlab-ci-local.yml", "--force-shell-executor"]
-        variables = moto_s3 | {"KFP_HOST": kfp.url, "BIN": str(bin_dir), "SETUP": ""}
-        for name, value in variables.items():
-            args += ["--variable", f"{name}={value}"]
-        done = gitlab_ci_local(project, *args, "pipeline", timeout=600)
-        output = done.stdout + done.stderr
-        assert done.returncode == 0, output[-4000:]
+        output = run_jobs(project, ["pipeline"], moto_s3 | {"KFP_HOST": kfp.url})
         (run,) = kfp.bodies("POST", "/apis/v2beta1/runs")
     assert "PASS  pipeline" in output
     assert sorted((project / "data" / "raw").rglob("*.zip"))  # pulled back from S3
