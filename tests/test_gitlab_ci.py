@@ -245,3 +245,23 @@ def test_the_pipeline_job_pulls_the_data_and_submits_the_commits_image(
     assert image.endswith(f"/pipeline:{sha}") and "$" not in image
     assert run["service_account"] == "klinecast-pipeline"
     assert run["display_name"].startswith(f"training-{sha}")
+
+
+def test_pipeline_submit_without_a_kfp_host_stops_before_any_work():
+    done = subprocess.run(
+        ["make", "-s", "pipeline-submit", "SETUP=", "KFP_HOST="],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pipeline-submit: set KFP_HOST to the KFP API URL" in done.stderr
+
+
+def test_a_given_postgres_that_does_not_answer_is_an_error(monkeypatch):
+    from conftest import free_port
+    from pg_server import GIVEN_ENV, postgres_url
+
+    dead = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/test"
+    monkeypatch.setenv(GIVEN_ENV, dead)
+    with pytest.raises(RuntimeError, match="names a PostgreSQL that does not answer"):
+        with postgres_url(free_port()):
+            pass

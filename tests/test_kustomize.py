@@ -249,6 +249,8 @@ def test_pin_images_points_every_klinecast_container_at_the_commit(tmp_path):
     assert [p for o in objects for p in problems(o)] == []
     refused = subprocess.run([pin, registry, "0123456", "staging"], capture_output=True, text=True)
     assert refused.returncode == 2 and "no overlay manifests/overlays/staging" in refused.stderr
+    refused = subprocess.run([pin, registry], capture_output=True, text=True)
+    assert refused.returncode == 2 and "usage:" in refused.stderr
 
 
 def test_pod_specs_finds_every_nested_pod():
