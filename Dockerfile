@@ -7,11 +7,12 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
+# Exact versions from the lock, the build backend included (setuptools, then no build isolation).
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/venv/bin/pip install --no-cache-dir ".[pipeline,trader]"
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock setuptools \
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock --no-build-isolation ".[pipeline,trader]"
 
 FROM ${PYTHON_IMAGE}
 # xgboost needs the OpenMP runtime.

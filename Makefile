@@ -24,7 +24,7 @@ RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
 endif
 endif
 
-.PHONY: setup venv debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
+.PHONY: setup venv lock debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
 	bench bench-tune bench-serve bench-pipeline clean
 
 # Debian packages the tests use, installed only when missing:
@@ -52,11 +52,27 @@ setup: debian-packages $(VENV)/.installed $(CI_TOOLS)/.installed
 # The venv alone, for jobs that run klinecast but no tests (.gitlab-ci.yml's pipeline job).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every install takes its versions from the lock (-c: exact pins for whatever an extra needs),
+# the build backend included (--no-build-isolation, so setuptools comes from the lock too).
+LOCK := requirements.lock
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --constraint $(LOCK)
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet --editable '.[all,test]'
+	$(PIP_INSTALL) setuptools
+	$(PIP_INSTALL) --no-build-isolation --editable '.[all,test]'
 	touch $@
+
+# requirements.lock: exact versions of every package of every extra, resolved by uv from
+# pyproject.toml's ranges for Python 3.11 on Linux. uv itself lives in its own small venv so
+# that a lock which no longer fits pyproject.toml can still be refreshed.
+UV_VENV := $(CURDIR)/build/uv
+lock:
+	test -x $(UV_VENV)/bin/uv || ($(PYTHON) -m venv $(UV_VENV) && \
+		$(UV_VENV)/bin/python -m pip install --quiet $(if $(wildcard $(LOCK)),--constraint $(LOCK)) uv)
+	$(UV_VENV)/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' \
+		$(if $(UPGRADE),--upgrade) --quiet --output-file $(LOCK)
 
 data: setup
 	klinecast ingest $(INGEST_FLAGS)

@@ -94,10 +94,15 @@ def test_dockerfile_structure(dockerfile, extras):
     assert users and users[-1] not in ("root", "0")
     for line in re.findall(r"^(?:ARG|ENV)\b.*$", text, re.M):
         assert not re.search(r"(?i)(secret|password|token|key)\s*=", line), line
-    # the project installs through its own pyproject.toml, no ad-hoc package lines
-    assert f'pip install --no-cache-dir ".[{extras}]"' in text
-    installs = re.findall(r"pip install --no-cache-dir (\S+)", text)
-    assert set(installs) <= {"--upgrade", f'".[{extras}]"'}, installs
+    # the project installs through its own pyproject.toml at the lock's versions, no ad-hoc
+    # package lines and nothing unpinned
+    lock = "--constraint requirements.lock"
+    installs = re.findall(r"pip install --no-cache-dir (.+?)\s*(?:\\|$)", text, re.M)
+    assert installs == [
+        f"{lock} setuptools",
+        f'{lock} --no-build-isolation ".[{extras}]"',
+    ], installs
+    assert "COPY pyproject.toml README.md requirements.lock ./" in text
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "build", "data", "models"} <= ignored  # no venv, tools or data
 

@@ -37,7 +37,7 @@ def install_commands(dockerfile: Path) -> list[str]:
 def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(dockerfile, entry_point, tmp_path):
     src = tmp_path / "src"  # what the Dockerfile's COPY lines put in the build context
     src.mkdir()
-    for name in ("pyproject.toml", "README.md", "params.yaml"):
+    for name in ("pyproject.toml", "README.md", "requirements.lock", "params.yaml"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(
         REPO / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")

@@ -152,11 +152,11 @@ def arguments(args, pipeline) -> dict:
 
 
 def run_compile(args) -> int:
-    from kfp import compiler
+    from klinecast.pipeline_yaml import compile_pipeline
 
     pipeline = load_pipeline(args)
     out = args.pipelines_dir / f"{PIPELINES[args.pipeline]}.yaml"
-    compiler.Compiler().compile(pipeline, str(out))
+    compile_pipeline(pipeline, out)
     print(f"pipeline compile: {pipeline.name} -> {out}")
     return 0
 
@@ -204,14 +204,15 @@ def run_submit(args) -> int:
     import tempfile
 
     import kfp
-    from kfp import compiler
+
+    from klinecast.pipeline_yaml import compile_pipeline
 
     pipeline = load_pipeline(args)
     values = arguments(args, pipeline)
     name = args.run_name or run_name(args.pipeline)
     with tempfile.TemporaryDirectory() as tmp:
         package = str(Path(tmp) / "pipeline.yaml")
-        compiler.Compiler().compile(pipeline, package)
+        compile_pipeline(pipeline, package)
         try:
             with warnings.catch_warnings():  # "only works with KFP 2.0.0-beta.2 and later"
                 warnings.simplefilter("ignore", FutureWarning)
