@@ -11,16 +11,14 @@ SETUP ?= setup
 export PATH := $(BIN):$(PATH)
 
 # The dev and CI machines cannot reach data.binance.vision. When the shared mirror
-# (real BTCUSDT 1h archives, 2017-08..2021-12) sits beside the repo and no
-# KLINECAST_BASE_URL is set, `make data` ingests from it and stops where it ends.
+# (real BTCUSDT 1h archives, 2017-08..2022-05) sits beside the repo and no
+# KLINECAST_BASE_URL is set, `make data` ingests from it and stops where it ends. The seed's
+# split (out of sample 2022-01..05) lies inside it, so `make run` runs params.yaml as committed.
 MIRROR := $(wildcard $(or $(KLINECAST_SHARED),$(CURDIR)/../shared)/binance-mirror)
+MIRROR_END := 2022-05-31
 ifeq ($(origin KLINECAST_BASE_URL),undefined)
 ifneq ($(MIRROR),)
-INGEST_FLAGS ?= --base-url $(MIRROR) --end 2021-12-31
-# The mirror ends before the seed's 2022 out-of-sample span, so there the main job runs as a
-# DVC experiment whose split lies inside the mirror (dvc exp run -S writes it to params.yaml).
-RUN_SET ?= split.in_sample_end=2020-12-31 split.out_of_sample_start=2021-01-01 \
-	split.out_of_sample_end=2021-12-31
+INGEST_FLAGS ?= --base-url $(MIRROR) --end $(MIRROR_END)
 endif
 endif
 
@@ -31,7 +29,9 @@ endif
 #   postgresql         a private server when none answers on 127.0.0.1:5432
 #   kubernetes-client  `kubectl kustomize` renders the overlays (kustomize v2 in Debian's 1.20)
 #   rsync, npm         gitlab-ci-local's shell executor; npm installs it (below)
+#   chromium           headless checks of the pages people look at (DVC plots, tuning, report)
 DEBIAN_NEEDS := $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+	$(if $(wildcard /usr/bin/chromium),,chromium) \
 	$(if $(shell command -v kubectl),,kubernetes-client) \
 	$(if $(shell command -v rsync),,rsync) $(if $(shell command -v npm),,npm)
 debian-packages:
@@ -47,7 +47,24 @@ $(CI_TOOLS)/.installed:
 		node@22 gitlab-ci-local@$(GITLAB_CI_LOCAL_VERSION)
 	touch $@
 
-setup: debian-packages $(VENV)/.installed $(CI_TOOLS)/.installed
+# `dvc plots show` fills this template (.dvc/config plots.html_template): Vega, Vega-Lite and
+# vega-embed from npm, inlined, so the page draws without internet (DVC's own loads a CDN).
+VEGA_TOOLS := $(CURDIR)/build/vega
+VEGA_PACKAGES := vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0
+PLOTS_TEMPLATE := build/dvc-plots-template.html
+$(VEGA_TOOLS)/.installed:
+	npm install --silent --no-audit --no-fund --prefix $(VEGA_TOOLS) $(VEGA_PACKAGES)
+	touch $@
+
+$(PLOTS_TEMPLATE): $(VEGA_TOOLS)/.installed
+	{ printf '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n<title>klinecast: DVC plots</title>\n'; \
+	  for name in vega vega-lite vega-embed; do \
+	    printf '<script>\n'; grep -v '^//# sourceMappingURL=' $(VEGA_TOOLS)/node_modules/$$name/build/$$name.min.js; printf '\n</script>\n'; \
+	  done; \
+	  printf '<style>body { font-family: system-ui, sans-serif; }</style>\n</head>\n<body>\n{plot_divs}\n</body>\n</html>\n'; \
+	} > $@.part && mv $@.part $@
+
+setup: debian-packages $(VENV)/.installed $(CI_TOOLS)/.installed $(PLOTS_TEMPLATE)
 
 # The venv alone, for jobs that run klinecast but no tests (.gitlab-ci.yml's pipeline job).
 venv: $(VENV)/.installed
@@ -74,7 +91,7 @@ lock:
 		--python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' \
 		$(if $(UPGRADE),--upgrade) --quiet --output-file $(LOCK)
 
-data: setup
+data: $(SETUP)
 	klinecast ingest $(INGEST_FLAGS)
 	dvc add --quiet data/raw
 
@@ -96,13 +113,11 @@ pipeline-submit: $(SETUP)
 	klinecast pipeline submit --pipeline training --host "$(KFP_HOST)" --experiment klinecast \
 		--namespace klinecast --service-account klinecast-pipeline
 
-# `make run RUN_SET="key=value ..."` overrides params for this run (dvc exp run -S).
+# The main job. It changes no tracked file but dvc.lock (and data.dvc when new data arrived);
+# a second run with nothing new is a no-op. To try other params without editing params.yaml:
+# `dvc exp run -S key=value` (README, "Trying other params").
 run: data
-ifeq ($(strip $(RUN_SET)),)
 	dvc repro
-else
-	dvc exp run $(foreach s,$(RUN_SET),-S $(s))
-endif
 
 # The model server processes for the production (else candidate) model; Ctrl+C stops them.
 serve: setup

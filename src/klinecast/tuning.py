@@ -368,7 +368,8 @@ def _write_plots(study: optuna.Study, out_dir: Path) -> None:
             continue
         atomic.atomic_write(
             out_dir / filename,
-            lambda tmp, f=figure: f.write_html(tmp, include_plotlyjs="cdn", full_html=True),
+            # plotly.js inline (about 4.7 MB): the page must work without internet
+            lambda tmp, f=figure: f.write_html(tmp, include_plotlyjs=True, full_html=True),
         )
 
 
