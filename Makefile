@@ -57,6 +57,7 @@ $(VEGA_TOOLS)/.installed:
 	touch $@
 
 $(PLOTS_TEMPLATE): $(VEGA_TOOLS)/.installed
+	mkdir -p $(dir $@)
 	{ printf '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n<title>klinecast: DVC plots</title>\n'; \
 	  for name in vega vega-lite vega-embed; do \
 	    printf '<script>\n'; grep -v '^//# sourceMappingURL=' $(VEGA_TOOLS)/node_modules/$$name/build/$$name.min.js; printf '\n</script>\n'; \

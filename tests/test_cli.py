@@ -156,3 +156,13 @@ def test_an_unknown_broker_is_refused_before_any_work(monkeypatch, tmp_path, cap
     monkeypatch.setenv("KLINECAST_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.db")
     assert main(["trade", "once", "--params", str(REPO / "params.yaml")]) != 0
     assert "$KLINECAST_BROKER='mainnet': the broker is one of paper, testnet" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys):
+    import tomllib
+
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"klinecast {expected}"

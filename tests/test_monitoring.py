@@ -36,7 +36,7 @@ def health(correct_of_last_24: int, trades: int = 30) -> monitoring.Health:
     outcomes = pd.DataFrame(
         {"target": 1, "correct": correct, "strategy_return": 0.001, "market_return": 0.0}
     )
-    return monitoring.health(outcomes, {}, TradeParams())
+    return monitoring.health(outcomes, monitoring.NO_DRIFT, TradeParams())
 
 
 @pytest.mark.parametrize(
@@ -119,6 +119,44 @@ def test_drift_compares_live_hours_with_the_training_window(tmp_path, monkeypatc
     drift = json.loads((tmp_path / "out/monitor.json").read_text())["drift"]
     assert set(drift) <= set(features.columns) and len(drift) >= 5
     assert all(np.isfinite(v) and v >= 0 for v in drift.values()) and drift
+
+
+@pytest.mark.parametrize("traded", [1, 47])
+def test_below_the_minimum_the_monitor_says_too_few_samples_and_gives_no_psi(
+    tmp_path, monkeypatch, capsys, traded
+):
+    from model_fixtures import small_features
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    monkeypatch.setenv("KLINECAST_LEDGER_URL", url)
+    features_path = small_features(tmp_path / "features.parquet")
+    features = pd.read_parquet(features_path)
+    ledger = Ledger(url)
+    ledger.migrate()
+    for hour in features.index[-traded:]:
+        ledger.record_prediction(hour.to_pydatetime(), symbol="BTCUSDT", target=1, status="traded")
+    params = write_params(tmp_path / "params.yaml", {})  # trade.drift_min_samples: 48
+    argv = ["monitor", "--params", str(params), "--out-dir", str(tmp_path / "out")]
+    assert main([*argv, "--features", str(features_path)]) == 0
+    expected = f"too few samples: {traded} traded hour(s), PSI needs at least 48"
+    assert expected in capsys.readouterr().out
+    document = json.loads((tmp_path / "out/monitor.json").read_text())
+    assert document["drift"] == {} and document["drift_samples"] == traded
+    assert expected in (tmp_path / "out/monitor.html").read_text()
+    prom = (tmp_path / "out/metrics.prom").read_text()
+    assert "klinecast_feature_psi{" not in prom
+
+
+def test_the_minimum_comes_from_params():
+    features = pd.DataFrame(
+        {"rsi_14": np.linspace(0, 100, 500)},
+        index=pd.date_range("2021-01-01", periods=500, freq="h", tz="UTC"),
+    )
+    live = features.index[-5:]
+    few = monitoring.feature_drift(features, live, ["rsi_14"], reference_days=10, min_samples=6)
+    assert few.psi == {} and "too few samples: 5" in few.note
+    enough = monitoring.feature_drift(features, live, ["rsi_14"], reference_days=10, min_samples=5)
+    assert set(enough.psi) == {"rsi_14"} and enough.note == "PSI over 5 traded hours"
 
 
 class _GitLab(JsonHandler):

@@ -3,6 +3,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+import yaml
 
 from klinecast.cli import main
 from klinecast.validation import problems_with_data, problems_with_params
@@ -83,3 +84,27 @@ def test_params_only_mode_needs_no_feature_file(tmp_path, capsys):
     argv = ["validate-params", "--params", str(params_path), "--params-only"]
     assert main([*argv, "--features", str(tmp_path / "absent.parquet")]) == 0
     assert "is valid\n" in capsys.readouterr().out
+
+
+def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, capsys):
+    params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
+    raw = yaml.safe_load(params_path.read_text())
+    raw["data"]["intervall"] = "1h"  # unknown key
+    raw["data"]["symbol"] = "btc-usdt"  # invalid value
+    raw["split"]["in_sample_end"] = "2017-01-01"  # before its start
+    raw["tune"]["n_trials"] = "many"  # wrong type
+    raw["trade"]["broker"] = "live"
+    params_path.write_text(yaml.safe_dump(raw))
+    assert main(["validate-params", "--params", str(params_path), "--params-only"]) == 1
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 5, lines
+    for key in (
+        "data.intervall: unknown key",
+        "data.symbol: expected an upper-case pair",
+        "split.in_sample_end: 2017-01-01 is before in_sample_start",
+        "tune.n_trials: expected an integer",
+        "trade.broker: expected paper or testnet",
+    ):
+        assert any(f"validate-params: params: {key}" in line for line in lines), key
+    assert "5 problem(s)" in out.err and "nothing was run" in out.err

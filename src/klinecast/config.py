@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,21 @@ INTERVALS: dict[str, dt.timedelta] = {
     "1d": dt.timedelta(days=1),
 }
 
+Problems = Iterator[tuple[str, str]]
+
+
+class _Checked:
+    """A params section that checks itself: `problems()` yields every (key, reason)."""
+
+    def problems(self) -> Problems:
+        return iter(())
+
+    def __post_init__(self) -> None:
+        found = list(self.problems())
+        if found:
+            raise ParamsError.of(found)
+
+
 SEED_INDICATORS = (
     "ma_ratio_5",
     "ma_ratio_10",
@@ -50,7 +66,7 @@ SEED_INDICATORS = (
 
 
 @dataclass(frozen=True)
-class DataParams:
+class DataParams(_Checked):
     """Which archives `klinecast ingest` fetches and from where."""
 
     symbol: str = "BTCUSDT"
@@ -60,19 +76,15 @@ class DataParams:
     end: dt.date | None = None
     base_url: str = "https://data.binance.vision"
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if not self.symbol.isalnum() or self.symbol.upper() != self.symbol:
-            raise ParamsError(
-                "symbol", f"expected an upper-case pair like BTCUSDT, got {self.symbol!r}"
-            )
+            yield "symbol", f"expected an upper-case pair like BTCUSDT, got {self.symbol!r}"
         if self.interval not in INTERVALS:
-            raise ParamsError(
-                "interval", f"expected one of {sorted(INTERVALS)}, got {self.interval!r}"
-            )
+            yield "interval", f"expected one of {sorted(INTERVALS)}, got {self.interval!r}"
         if self.end is not None and self.end < self.start:
-            raise ParamsError("end", f"{self.end} is before data.start {self.start}")
+            yield "end", f"{self.end} is before data.start {self.start}"
         if not self.base_url:
-            raise ParamsError("base_url", "must not be empty")
+            yield "base_url", "must not be empty"
 
     @property
     def interval_delta(self) -> dt.timedelta:
@@ -80,7 +92,7 @@ class DataParams:
 
 
 @dataclass(frozen=True)
-class FeatureParams:
+class FeatureParams(_Checked):
     """Which indicators `klinecast features` computes, and the history serving needs."""
 
     indicators: tuple[str, ...] = SEED_INDICATORS
@@ -88,22 +100,26 @@ class FeatureParams:
     #: computed on full history to 1e-9 (measured by `klinecast features --measure`).
     min_history: int = 540
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         # Imported here because features.py imports this module for its types.
         from klinecast.features import indicator_lookback, parse_indicator
 
         if not self.indicators:
-            raise ParamsError("indicators", "at least one indicator is required")
+            yield "indicators", "at least one indicator is required"
+            return
         if len(set(self.indicators)) != len(self.indicators):
-            raise ParamsError("indicators", "lists an indicator twice")
+            yield "indicators", "lists an indicator twice"
+        known = []
         for name in self.indicators:
             try:
                 parse_indicator(name)
             except ValueError as exc:
-                raise ParamsError("indicators", str(exc)) from None
-        longest = max(indicator_lookback(name) for name in self.indicators)
+                yield "indicators", str(exc)
+            else:
+                known.append(name)
+        longest = max((indicator_lookback(name) for name in known), default=0)
         if self.min_history <= longest:
-            raise ParamsError(
+            yield (
                 "min_history",
                 f"{self.min_history} is not more than the longest indicator window ({longest} "
                 "candles); run `klinecast features --measure` to measure it",
@@ -111,7 +127,7 @@ class FeatureParams:
 
 
 @dataclass(frozen=True)
-class SplitParams:
+class SplitParams(_Checked):
     """The in-sample span (tuning) and the out-of-sample span (evaluation), inclusive days."""
 
     in_sample_start: dt.date = dt.date(2018, 1, 1)
@@ -119,15 +135,13 @@ class SplitParams:
     out_of_sample_start: dt.date = dt.date(2022, 1, 1)
     out_of_sample_end: dt.date = dt.date(2022, 5, 31)
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if self.in_sample_end < self.in_sample_start:
-            raise ParamsError("in_sample_end", f"{self.in_sample_end} is before in_sample_start")
+            yield "in_sample_end", f"{self.in_sample_end} is before in_sample_start"
         if self.out_of_sample_end < self.out_of_sample_start:
-            raise ParamsError(
-                "out_of_sample_end", f"{self.out_of_sample_end} is before out_of_sample_start"
-            )
+            yield "out_of_sample_end", f"{self.out_of_sample_end} is before out_of_sample_start"
         if self.out_of_sample_start <= self.in_sample_end:
-            raise ParamsError(
+            yield (
                 "out_of_sample_start",
                 f"{self.out_of_sample_start} must come after in_sample_end {self.in_sample_end}, "
                 "or tuning would see the evaluation hours",
@@ -135,7 +149,7 @@ class SplitParams:
 
 
 @dataclass(frozen=True)
-class BacktestParams:
+class BacktestParams(_Checked):
     """How the strategy trades a probability, and what it pays."""
 
     step_days: int = 30
@@ -145,17 +159,17 @@ class BacktestParams:
     neutral_band: float = 0.0
     coin_flip_seed: int = 0
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if self.step_days < 1:
-            raise ParamsError("step_days", f"must be at least 1, got {self.step_days}")
+            yield "step_days", f"must be at least 1, got {self.step_days}"
         if not 0 <= self.fee < 0.05:
-            raise ParamsError("fee", f"expected a fraction per side in [0, 0.05), got {self.fee}")
+            yield "fee", f"expected a fraction per side in [0, 0.05), got {self.fee}"
         if not 0 <= self.neutral_band < 0.5:
-            raise ParamsError("neutral_band", f"expected [0, 0.5), got {self.neutral_band}")
+            yield "neutral_band", f"expected [0, 0.5), got {self.neutral_band}"
 
 
 @dataclass(frozen=True)
-class SearchSpace:
+class SearchSpace(_Checked):
     """The seed's XGBoost search space; every entry is [low, high], inclusive."""
 
     n_estimators: tuple[int, int] = (350, 1000)
@@ -166,23 +180,22 @@ class SearchSpace:
     gamma: tuple[int, int] = (0, 20)
     look_back_days: tuple[int, int] = (30, 180)
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         for f in dataclasses.fields(self):
             low, high = getattr(self, f.name)
             if low > high:
-                raise ParamsError(f.name, f"low {low} is above high {high}")
-        if self.look_back_days[0] < 1 or self.n_estimators[0] < 1 or self.max_depth[0] < 1:
-            raise ParamsError(
-                "look_back_days", "look_back_days, n_estimators and max_depth must be >= 1"
-            )
+                yield f.name, f"low {low} is above high {high}"
+        for name in ("look_back_days", "n_estimators", "max_depth"):
+            if getattr(self, name)[0] < 1:
+                yield name, f"must be >= 1, got {list(getattr(self, name))}"
         for name in ("subsample", "colsample_bytree"):
             low, high = getattr(self, name)
-            if not 0 < low <= high <= 1:
-                raise ParamsError(name, f"must lie in (0, 1], got [{low}, {high}]")
+            if not (0 < low and high <= 1):
+                yield name, f"must lie in (0, 1], got [{low}, {high}]"
 
 
 @dataclass(frozen=True)
-class TuneParams:
+class TuneParams(_Checked):
     """The Optuna study: TPE over the search space, median pruning over folds."""
 
     n_trials: int = 40
@@ -195,17 +208,15 @@ class TuneParams:
     pruner_startup_trials: int = 5
     search_space: SearchSpace = field(default_factory=SearchSpace)
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if self.n_trials < 1:
-            raise ParamsError("n_trials", f"must be at least 1, got {self.n_trials}")
+            yield "n_trials", f"must be at least 1, got {self.n_trials}"
         if "://" not in self.storage:
-            raise ParamsError(
-                "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
-            )
+            yield "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
 
 
 @dataclass(frozen=True)
-class PublishParams:
+class PublishParams(_Checked):
     """Where models go, and the gate a model must pass to become `production`."""
 
     registry: str = "models/registry"
@@ -214,24 +225,17 @@ class PublishParams:
     gate_baseline: str = "buy_and_hold"
     gate_min_excess_return: float = 0.0
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         baselines = ("buy_and_hold", "always_short", "momentum", "coin_flip")
         if self.gate_baseline not in baselines:
-            raise ParamsError(
-                "gate_baseline", f"expected one of {list(baselines)}, got {self.gate_baseline!r}"
-            )
-        if (
-            not self.model_name.replace("-", "").isalnum()
-            or self.model_name != self.model_name.lower()
-        ):
-            raise ParamsError(
-                "model_name",
-                f"expected lower-case letters, digits and '-', got {self.model_name!r}",
-            )
+            yield "gate_baseline", f"expected one of {list(baselines)}, got {self.gate_baseline!r}"
+        name = self.model_name
+        if not name.replace("-", "").isalnum() or name != name.lower():
+            yield "model_name", f"expected lower-case letters, digits and '-', got {name!r}"
 
 
 @dataclass(frozen=True)
-class TradeParams:
+class TradeParams(_Checked):
     """The hourly trader: where it asks, how much it trades, when it stops, when it retrains."""
 
     broker: str = "paper"  # paper | testnet
@@ -246,22 +250,22 @@ class TradeParams:
     retrain_min_accuracy: float = 0.60
     retrain_window: int = 24  # trades
     retrain_cooldown_hours: int = 24
+    #: Fewer traded hours than this get no PSI ("too few samples"): a handful says nothing.
+    drift_min_samples: int = 48
 
-    def __post_init__(self) -> None:
+    def problems(self) -> Problems:
         if self.broker not in ("paper", "testnet"):
-            raise ParamsError("broker", f"expected paper or testnet, got {self.broker!r}")
+            yield "broker", f"expected paper or testnet, got {self.broker!r}"
         if self.protocol not in ("v1", "v2"):
-            raise ParamsError("protocol", f"expected v1 or v2, got {self.protocol!r}")
+            yield "protocol", f"expected v1 or v2, got {self.protocol!r}"
         if not 0 < self.quantity <= self.max_quantity:
-            raise ParamsError(
-                "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
-            )
+            yield "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
         if not -1 < self.kill_switch_return < 0:
-            raise ParamsError(
-                "kill_switch_return", f"expected (-1, 0), got {self.kill_switch_return}"
-            )
+            yield "kill_switch_return", f"expected (-1, 0), got {self.kill_switch_return}"
         if not 0 < self.retrain_min_accuracy <= 1 or self.retrain_window < 1:
-            raise ParamsError("retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1")
+            yield "retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1"
+        if self.drift_min_samples < 10:
+            yield "drift_min_samples", f"expected at least 10 (PSI has 10 bins), got {self.drift_min_samples}"
 
 
 @dataclass(frozen=True)
@@ -299,23 +303,37 @@ def params_from_mapping(raw: object) -> Params:
 
 
 def _build(cls: type, raw: object, *, prefix: str):
+    """cls from raw, checking every key; raises one ParamsError that lists every problem."""
     if not isinstance(raw, dict):
         raise ParamsError(prefix or "params", f"expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ParamsError(
-            _join(prefix, str(unknown[0])), f"unknown key; expected one of {sorted(fields)}"
-        )
-    values = {}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    problems = [
+        (_join(prefix, str(name)), f"unknown key; expected one of {sorted(fields)}")
+        for name in sorted(set(raw) - fields, key=str)
+    ]
+    values, failed = {}, set()
     for name, value in raw.items():
-        key = _join(prefix, name)
-        values[name] = _convert(hints[name], value, key=key)
+        if name not in fields:
+            continue
+        try:
+            values[name] = _convert(hints[name], value, key=_join(prefix, name))
+        except ParamsError as exc:
+            problems += exc.problems
+            failed.add(name)
+    built = None
     try:
-        return cls(**values)
+        built = cls(**values)
     except ParamsError as exc:
-        raise ParamsError(_join(prefix, exc.key), exc.reason) from None
+        # A key that failed to convert was checked with its default: say nothing about it.
+        problems += [(_join(prefix, k), r) for k, r in exc.problems if _root(k) not in failed]
+    if problems:
+        raise ParamsError.of(problems)
+    return built
+
+
+def _root(key: str) -> str:
+    return key.split(".", 1)[0].split("[", 1)[0]
 
 
 def _convert(hint, value, *, key: str):

@@ -8,12 +8,18 @@ class KlinecastError(Exception):
 
 
 class ParamsError(KlinecastError, ValueError):
-    """A params.yaml key is unknown or its value is invalid."""
+    """params.yaml keys that are unknown or invalid: `problems` lists every (key, reason)."""
 
-    def __init__(self, key: str, reason: str):
-        super().__init__(f"params: {key}: {reason}")
+    def __init__(self, key: str, reason: str, *, more: tuple[tuple[str, str], ...] = ()):
+        self.problems = [(key, reason), *more]
+        super().__init__("\n".join(f"params: {k}: {r}" for k, r in self.problems))
         self.key = key
         self.reason = reason
+
+    @classmethod
+    def of(cls, problems: list[tuple[str, str]]) -> ParamsError:
+        (key, reason), *more = problems
+        return cls(key, reason, more=tuple(more))
 
 
 class DownloadError(KlinecastError):

@@ -258,5 +258,7 @@ def monitor_page(state: dict, outcomes: pd.DataFrame, decision: dict) -> str:
         f"{state['buy_and_hold']:.4f}. Retrain: <b>{'yes' if decision['retrain'] else 'no'}</b>"
         f" ({html.escape(decision['reason'])}).</p>{plots}"
         "<h2>Feature drift (PSI, live vs training window)</h2>"
-        f"<table><tr><th>feature</th><th>PSI</th></tr>{drift}</table></body></html>"
+        f"<p>{html.escape(state['drift_note'])}</p>"
+        + (f"<table><tr><th>feature</th><th>PSI</th></tr>{drift}</table>" if drift else "")
+        + "</body></html>"
     )

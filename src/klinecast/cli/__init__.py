@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib.metadata import version as package_version
 
 from klinecast.cli import data, model, monitor, pipeline, serving, trade
 from klinecast.errors import KlinecastError
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--version", action="version", version=f"klinecast {package_version('klinecast')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     data.add_ingest(commands)
     data.add_candles(commands)

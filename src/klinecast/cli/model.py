@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from klinecast.cli.common import REGISTRY_ENV, STORAGE_ENV, params_arg, path, read_parquet, require
-from klinecast.errors import KlinecastError
+from klinecast.errors import KlinecastError, ParamsError
 from klinecast.k8s import PIPELINE_IMAGE
 
 log = logging.getLogger("klinecast")
@@ -406,7 +406,14 @@ def run_validate_params(args) -> int:
     from klinecast.config import load_params
     from klinecast.validation import problems_with_data, problems_with_params
 
-    params = load_params(args.params)
+    try:
+        params = load_params(args.params)
+    except ParamsError as exc:  # every problem the loader found, then stop: nothing to check
+        for key, reason in exc.problems:
+            print(f"validate-params: params: {key}: {reason}")
+        raise KlinecastError(
+            f"{len(exc.problems)} problem(s) with {args.params}; nothing was run"
+        ) from None
     problems = problems_with_params(params)
     if not args.params_only:
         features = read_parquet(args.features, produced_by="dvc repro features")

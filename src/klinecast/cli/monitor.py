@@ -75,31 +75,24 @@ def run_monitor(args) -> int:
     accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
     print(
         f"monitor: {state.trades} trades, accuracy {accuracy}, equity {state.equity:.4f} "
-        f"(buy and hold {state.buy_and_hold:.4f}); retrain: {decision.reason}"
-        + (f"; triggered {fired}" if fired else "")
+        f"(buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
+        f"retrain: {decision.reason}" + (f"; triggered {fired}" if fired else "")
     )
     return 0
 
 
-def feature_drift(args, params, ledger) -> dict[str, float]:
+def feature_drift(args, params, ledger):
     import pandas as pd
 
-    from klinecast.monitoring import psi
+    from klinecast.monitoring import NO_DRIFT, feature_drift
 
     if not Path(args.features).is_file():
-        return {}
-    features = pd.read_parquet(args.features)
+        return NO_DRIFT
     live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions()])
-    if live_hours.empty:
-        return {}
-    first = live_hours.min()
-    reference = features[
-        (features.index < first)
-        & (features.index >= first - pd.Timedelta(days=args.reference_days))
-    ]
-    live = features.reindex(live_hours).dropna(how="all")
-    return {
-        name: psi(reference[name].to_numpy(), live[name].to_numpy())
-        for name in params.features.indicators
-        if name in features.columns
-    }
+    return feature_drift(
+        pd.read_parquet(args.features),
+        live_hours,
+        list(params.features.indicators),
+        reference_days=args.reference_days,
+        min_samples=params.trade.drift_min_samples,
+    )
