@@ -8,57 +8,27 @@ from components.image import COMPONENT
 
 @dsl.component(**COMPONENT)
 def validate_params(
-    data_symbol: str,
-    data_interval: str,
-    data_start: str,
-    data_end: str,
-    data_base_url: str,
-    features_indicators: list,
-    features_min_history: int,
-    split_in_sample_start: str,
-    split_in_sample_end: str,
-    split_out_of_sample_start: str,
-    split_out_of_sample_end: str,
-    backtest_step_days: int,
-    backtest_fee: float,
-    backtest_neutral_band: float,
-    backtest_coin_flip_seed: int,
-    tune_search_space: dict,
-    tune_n_trials: int,
-    tune_seed: int,
-    tune_study_name: str,
-    tune_storage: str,
-    tune_pruner_warmup_folds: int,
-    tune_pruner_startup_trials: int,
-    publish_registry: str,
-    publish_model_name: str,
-    publish_gate_baseline: str,
-    publish_gate_min_excess_return: float,
-    trade_broker: str,
-    trade_inference_url: str,
-    trade_protocol: str,
-    trade_ledger: str,
-    trade_quantity: float,
-    trade_max_quantity: float,
-    trade_kill_switch_return: float,
-    trade_retrain_min_accuracy: float,
-    trade_retrain_window: int,
-    trade_retrain_cooldown_hours: int,
+    data: dict,
+    features: dict,
+    split: dict,
+    backtest: dict,
+    tune: dict,
+    publish: dict,
+    trade: dict,
     tune_workers: int,
     params: Output[Artifact],
 ) -> list[int]:
-    """Writes the run's params.yaml and fails the run at once if it is invalid.
-
-    Returns the tuning workers' ids, for the ParallelFor.
+    """Writes the run's params.yaml (one argument per section) and fails the run at once if it
+    is invalid. Returns the tuning workers' ids, for the ParallelFor.
     """
-    flat = {k: v for k, v in locals().items() if k not in ("params", "tune_workers")}
+    sections = {k: v for k, v in locals().items() if k not in ("params", "tune_workers")}
     import yaml
 
     from klinecast.cli import run_stage
-    from klinecast.config import unflatten
+    from klinecast.pipeline_params import params_from_sections
 
     with open(params.path, "w") as out:
-        yaml.safe_dump(unflatten(flat), out, sort_keys=False)
+        yaml.safe_dump(params_from_sections(sections), out, sort_keys=False)
     run_stage("validate-params", "--params", params.path, "--params-only")
     return list(range(max(1, tune_workers)))
 

@@ -25,12 +25,8 @@ def evaluate(
     predictions: Output[Dataset],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
-    summary: Output[Markdown],
-) -> bool:
-    """Out-of-sample walk-forward against the baselines; returns whether the gate passed.
-
-    (One unnamed bool output: kfp.local resolves a dsl.If condition only on an `Output`.)
-    """
+):
+    """Out-of-sample walk-forward against the baselines, with the significance statistics."""
     import json
     import os
     import tempfile
@@ -38,9 +34,7 @@ def evaluate(
     import pandas as pd
 
     from klinecast.cli import run_stage
-    from klinecast.config import load_params
-    from klinecast.evaluation import classification_summary, gate
-    from klinecast.report import markdown_summary
+    from klinecast.evaluation import classification_summary
 
     with tempfile.TemporaryDirectory() as tmp:
         run_stage(
@@ -49,19 +43,17 @@ def evaluate(
             "--predictions", predictions.path, "--equity", os.path.join(tmp, "equity.csv"),
         )  # fmt: skip
     document = json.load(open(metrics_json.path))
-    model = document["model"]
-    for key in ("accuracy", "roc_auc", "sharpe", "cumulative_return", "max_drawdown"):
+    model, significance = document["model"], document["significance"]
+    for key in ("cumulative_return", "return_before_fees", "sharpe", "max_drawdown", "accuracy",
+                "classifier_accuracy", "roc_auc", "trades"):  # fmt: skip
         metrics.log_metric(key, model[key] if model[key] is not None else float("nan"))
+    for key in ("p_value", "deflated_sharpe"):
+        metrics.log_metric(key, significance[key])
     for name, baseline in document["baselines"].items():
         metrics.log_metric(f"{name}_return", baseline["cumulative_return"])
     chart = classification_summary(pd.read_parquet(predictions.path))
     classification.log_confusion_matrix(chart["categories"], chart["confusion_matrix"])
     classification.log_roc_curve(chart["fpr"], chart["tpr"], chart["thresholds"])
-    verdict = gate(document, load_params(params.path).publish)
-    with open(summary.path, "w") as out:
-        out.write(markdown_summary(document, verdict.as_dict()))
-    metrics.log_metric("gate_excess_return", verdict.excess_return)
-    return verdict.passed
 
 
 @dsl.component(**COMPONENT)
@@ -71,20 +63,34 @@ def train(
     best_params: Input[Artifact],
     metrics_json: Input[Artifact],
     model: Output[Model],
-):
-    """The final model on the last look_back days, as a registry artifact directory."""
+    summary: Output[Markdown],
+) -> bool:
+    """The final model on the last look_back days, as a registry artifact directory; returns
+    whether it passes the publish gate (excess return, p-value, not degenerate).
+
+    (One unnamed bool output: kfp.local resolves a dsl.If condition only on an `Output`.)
+    """
     import json
 
     from klinecast.cli import run_stage
+    from klinecast.cli.model import artifact_complexity
+    from klinecast.config import load_params
+    from klinecast.evaluation import gate
+    from klinecast.report import markdown_summary
 
     run_stage(
         "train", "--params", params.path, "--features", features.path,
         "--best-params", best_params.path, "--metrics", metrics_json.path, "--out", model.path,
     )  # fmt: skip
     metadata = json.load(open(f"{model.path}/metadata.json"))
+    verdict = gate(metadata["metrics"], artifact_complexity(metadata), load_params(params.path).publish)
     model.metadata.update(
         {k: metadata[k] for k in ("model_name", "train_start", "train_end", "train_rows")}
+        | {"gate_passed": verdict.passed}
     )
+    with open(summary.path, "w") as out:
+        out.write(markdown_summary(metadata["metrics"], verdict.as_dict()))
+    return verdict.passed
 
 
 @dsl.component(**COMPONENT)

@@ -63,6 +63,19 @@ SEED_INDICATORS = (
     "mfi_14",
     "mfi_21",
 )
+#: The seed's ten, then one day of each newer family, and the calendar.
+DEFAULT_INDICATORS = SEED_INDICATORS + (
+    "log_return_1",
+    "log_return_24",
+    "rvol_24",
+    "taker_buy_24",
+    "volume_z_24",
+    "range_pos_24",
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,7 @@ class DataParams(_Checked):
 class FeatureParams(_Checked):
     """Which indicators `klinecast features` computes, and the history serving needs."""
 
-    indicators: tuple[str, ...] = SEED_INDICATORS
+    indicators: tuple[str, ...] = DEFAULT_INDICATORS
     #: Candles of history after which a feature computed on a short window equals the one
     #: computed on full history to 1e-9 (measured by `klinecast features --measure`).
     min_history: int = 540
@@ -150,27 +163,31 @@ class SplitParams(_Checked):
 
 @dataclass(frozen=True)
 class BacktestParams(_Checked):
-    """How the strategy trades a probability, and what it pays."""
+    """The walk-forward, what trading pays, and the statistics of the result."""
 
     step_days: int = 30
     #: Taker fee per side, charged on every change of position (a flip pays two sides).
     fee: float = 0.001
-    #: Flat while |prob_up - 0.5| <= neutral_band; 0 is the seed's always-in-the-market rule.
-    neutral_band: float = 0.0
     coin_flip_seed: int = 0
+    #: Resamples of the stationary bootstrap behind the p-value against the best baseline.
+    bootstrap_reps: int = 1000
 
     def problems(self) -> Problems:
         if self.step_days < 1:
             yield "step_days", f"must be at least 1, got {self.step_days}"
         if not 0 <= self.fee < 0.05:
             yield "fee", f"expected a fraction per side in [0, 0.05), got {self.fee}"
-        if not 0 <= self.neutral_band < 0.5:
-            yield "neutral_band", f"expected [0, 0.5), got {self.neutral_band}"
+        if self.bootstrap_reps < 100:
+            yield "bootstrap_reps", f"expected at least 100, got {self.bootstrap_reps}"
 
 
 @dataclass(frozen=True)
 class SearchSpace(_Checked):
-    """The seed's XGBoost search space; every entry is [low, high], inclusive."""
+    """What tuning searches: the seed's XGBoost ranges, the label's horizon and the rule.
+
+    Every range is [low, high], inclusive; a range of one value ([x, x]) fixes a lever. `side`
+    lists the choices. exit_band is drawn in its range and capped at the trial's entry_band.
+    """
 
     n_estimators: tuple[int, int] = (350, 1000)
     max_depth: tuple[int, int] = (3, 10)
@@ -179,12 +196,40 @@ class SearchSpace(_Checked):
     colsample_bytree: tuple[float, float] = (0.5, 0.9)
     gamma: tuple[int, int] = (0, 20)
     look_back_days: tuple[int, int] = (30, 180)
+    horizon_hours: tuple[int, int] = (1, 24)
+    side: tuple[str, ...] = ("long_only",)
+    entry_band: tuple[float, float] = (0.0, 0.15)
+    exit_band: tuple[float, float] = (0.0, 0.10)
+    min_hold_hours: tuple[int, int] = (1, 24)
 
     def problems(self) -> Problems:
+        from klinecast.strategy import SIDES
+
         for f in dataclasses.fields(self):
+            if f.name == "side":
+                continue
             low, high = getattr(self, f.name)
             if low > high:
                 yield f.name, f"low {low} is above high {high}"
+        if not self.side:
+            yield "side", f"lists no side; expected some of {list(SIDES)}"
+        for side in self.side:
+            if side not in SIDES:
+                yield "side", f"unknown side {side!r}; expected some of {list(SIDES)}"
+        for name in ("entry_band", "exit_band"):
+            low, high = getattr(self, name)
+            if not (0 <= low and high < 0.5):
+                yield name, f"must lie in [0, 0.5), got [{low}, {high}]"
+        if self.exit_band[1] > self.entry_band[1]:
+            yield (
+                "exit_band",
+                f"its high {self.exit_band[1]} is above entry_band's high {self.entry_band[1]}; "
+                "a position is left at the exit band, so it must be the smaller (hysteresis)",
+            )
+        if self.horizon_hours[0] < 1:
+            yield "horizon_hours", f"must be >= 1 (hours ahead), got {list(self.horizon_hours)}"
+        if self.min_hold_hours[0] < 1:
+            yield "min_hold_hours", f"must be >= 1, got {list(self.min_hold_hours)}"
         for name in ("look_back_days", "n_estimators", "max_depth"):
             if getattr(self, name)[0] < 1:
                 yield name, f"must be >= 1, got {list(getattr(self, name))}"
@@ -194,10 +239,15 @@ class SearchSpace(_Checked):
                 yield name, f"must lie in (0, 1], got [{low}, {high}]"
 
 
+#: What tuning maximises over the in-sample walk-forward, all after fees.
+OBJECTIVES = ("return_after_fees", "sharpe_after_fees", "excess_over_buy_and_hold")
+
+
 @dataclass(frozen=True)
 class TuneParams(_Checked):
     """The Optuna study: TPE over the search space, median pruning over folds."""
 
+    objective: str = "return_after_fees"
     n_trials: int = 40
     seed: int = 42
     study_name: str = "klinecast"
@@ -209,6 +259,8 @@ class TuneParams(_Checked):
     search_space: SearchSpace = field(default_factory=SearchSpace)
 
     def problems(self) -> Problems:
+        if self.objective not in OBJECTIVES:
+            yield "objective", f"expected one of {list(OBJECTIVES)}, got {self.objective!r}"
         if self.n_trials < 1:
             yield "n_trials", f"must be at least 1, got {self.n_trials}"
         if "://" not in self.storage:
@@ -217,18 +269,34 @@ class TuneParams(_Checked):
 
 @dataclass(frozen=True)
 class PublishParams(_Checked):
-    """Where models go, and the gate a model must pass to become `production`."""
+    """Where models go, and the gate a model must pass to become `production`.
+
+    All three must hold: the out-of-sample return after fees beats gate_baseline's by
+    gate_min_excess_return; the bootstrap p-value against the best baseline is at most
+    gate_max_p_value; and the model is not degenerate (enough splits over enough features,
+    and a rule that trades).
+    """
 
     registry: str = "models/registry"
     model_name: str = "klinecast-btcusdt-1h"
-    #: The model's out-of-sample return after fees must beat this baseline's by this much.
     gate_baseline: str = "buy_and_hold"
     gate_min_excess_return: float = 0.0
+    gate_max_p_value: float = 0.05
+    #: Below either, the final model is degenerate: it has learned next to nothing.
+    min_splits: int = 50
+    min_features_used: int = 3
+    #: ... and a rule that trades: at least this many position changes out of sample.
+    min_trades: int = 1
 
     def problems(self) -> Problems:
         baselines = ("buy_and_hold", "always_short", "momentum", "coin_flip")
         if self.gate_baseline not in baselines:
             yield "gate_baseline", f"expected one of {list(baselines)}, got {self.gate_baseline!r}"
+        if not 0 < self.gate_max_p_value <= 1:
+            yield "gate_max_p_value", f"expected (0, 1], got {self.gate_max_p_value}"
+        for name in ("min_splits", "min_features_used", "min_trades"):
+            if getattr(self, name) < 0:
+                yield name, f"must be >= 0, got {getattr(self, name)}"
         name = self.model_name
         if not name.replace("-", "").isalnum() or name != name.lower():
             yield "model_name", f"expected lower-case letters, digits and '-', got {name!r}"
@@ -269,8 +337,8 @@ class TradeParams(_Checked):
 
 
 @dataclass(frozen=True)
-class Params:
-    """The whole params.yaml."""
+class Params(_Checked):
+    """The whole params.yaml; `problems` adds what needs two sections to tell."""
 
     data: DataParams = field(default_factory=DataParams)
     features: FeatureParams = field(default_factory=FeatureParams)
@@ -279,6 +347,16 @@ class Params:
     tune: TuneParams = field(default_factory=TuneParams)
     publish: PublishParams = field(default_factory=PublishParams)
     trade: TradeParams = field(default_factory=TradeParams)
+
+    def problems(self) -> Problems:
+        step_hours = self.backtest.step_days * 24
+        longest = self.tune.search_space.horizon_hours[1]
+        if longest > step_hours:
+            yield (
+                "tune.search_space.horizon_hours",
+                f"high {longest} is longer than a walk-forward step (backtest.step_days "
+                f"{self.backtest.step_days} = {step_hours} hours): the purge would eat the fold",
+            )
 
 
 def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
@@ -388,52 +466,3 @@ def _to_date(value, *, key: str) -> dt.date:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
-
-
-def flatten(raw: dict) -> dict[str, object]:
-    """params.yaml's sections as flat `section_key` names (the KFP pipeline's parameters).
-
-    An empty value (null) becomes "" because a pipeline parameter has one fixed type;
-    `unflatten` turns it back.
-    """
-    return {
-        f"{section}_{key}": "" if value is None else value
-        for section, values in raw.items()
-        for key, value in (values or {}).items()
-    }
-
-
-def unflatten(flat: dict[str, object]) -> dict:
-    """The params.yaml mapping of flat names (a KFP run's parameters).
-
-    Undoes what the trip through KFP does to values: "" is null where the key may be empty, and
-    whole numbers that arrive as floats (KFP carries list and struct numbers as doubles) are
-    integers again where params.yaml wants integers. Anything else is left for the strict loader.
-    """
-    nested: dict[str, dict] = {}
-    hints = typing.get_type_hints(Params)
-    for name, value in flat.items():
-        section = next((s for s in hints if name.startswith(f"{s}_")), None)
-        if section is None:
-            raise ParamsError(name, f"does not start with a section of {sorted(hints)}")
-        key = name[len(section) + 1 :]
-        hint = typing.get_type_hints(hints[section]).get(key)
-        nested.setdefault(section, {})[key] = _from_kfp(hint, value)
-    return nested
-
-
-def _from_kfp(hint, value):
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value == "" and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _from_kfp(inner, value)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        fields = typing.get_type_hints(hint)
-        return {k: _from_kfp(fields.get(k), v) for k, v in value.items()}
-    if typing.get_origin(hint) is tuple and isinstance(value, list):
-        return [_from_kfp(args[0], item) for item in value]
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

@@ -13,7 +13,6 @@ from klinecast.cluster import PIPELINE_ACCOUNT
 from klinecast.config import Params
 from klinecast.k8s import NAMESPACE, UID, resources
 
-METRIC = "return_after_fees"
 #: search-space key -> (Katib trial parameter name, Katib parameter type)
 TRIAL_PARAMETERS = {
     "n_estimators": ("nEstimators", "int"),
@@ -23,7 +22,19 @@ TRIAL_PARAMETERS = {
     "colsample_bytree": ("colsampleBytree", "double"),
     "gamma": ("gamma", "int"),
     "look_back_days": ("lookBackDays", "int"),
+    "horizon_hours": ("horizonHours", "int"),
+    "side": ("side", "categorical"),
+    "entry_band": ("entryBand", "double"),
+    "exit_band": ("exitBand", "double"),
+    "min_hold_hours": ("minHoldHours", "int"),
 }
+
+
+def feasible_space(values: tuple, kind: str) -> dict:
+    """Katib's feasibleSpace: a list of choices, or [min, max] as strings."""
+    if kind == "categorical":
+        return {"list": [str(v) for v in values]}
+    return {"min": str(values[0]), "max": str(values[1])}
 
 
 def experiment(
@@ -33,10 +44,10 @@ def experiment(
     namespace: str = NAMESPACE,
     parallel_trials: int = 2,
 ) -> dict:
-    """TPE over tune.search_space, median stopping, maximising return_after_fees.
+    """TPE over tune.search_space, median stopping, maximising tune.objective.
 
     Each trial is a Job running `klinecast tune-trial` with the trial's parameters; it prints
-    `return_after_fees=<value>` after every fold for Katib's StdOut metrics collector.
+    `<objective>=<value>` after every fold for Katib's StdOut metrics collector.
     """
     tune = params.tune
     space = dataclasses.asdict(tune.search_space)
@@ -50,7 +61,7 @@ def experiment(
         "kind": "Experiment",
         "metadata": {"name": f"{tune.study_name}-tune", "namespace": namespace},
         "spec": {
-            "objective": {"type": "maximize", "objectiveMetricName": METRIC},
+            "objective": {"type": "maximize", "objectiveMetricName": tune.objective},
             "algorithm": {
                 "algorithmName": "tpe",
                 "algorithmSettings": [{"name": "random_state", "value": str(tune.seed)}],
@@ -70,7 +81,7 @@ def experiment(
                 {
                     "name": name,
                     "parameterType": kind,
-                    "feasibleSpace": {"min": str(space[key][0]), "max": str(space[key][1])},
+                    "feasibleSpace": feasible_space(space[key], kind),
                 }
                 for key, (name, kind) in TRIAL_PARAMETERS.items()
             ],

@@ -7,7 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from klinecast.config import Params
 from klinecast.evaluation import TrainedModel
-from klinecast.model import HyperParams
+from klinecast.model import Candidate, complexity
 
 LIBRARIES = ("klinecast", "xgboost-cpu", "ta-lib", "numpy", "pandas", "optuna", "scikit-learn")
 
@@ -23,7 +23,12 @@ def library_versions() -> dict[str, str | None]:
 
 
 def artifact_metadata(
-    trained: TrainedModel, *, params: Params, hp: HyperParams, metrics: dict, data_version: dict
+    trained: TrainedModel,
+    *,
+    params: Params,
+    candidate: Candidate,
+    metrics: dict,
+    data_version: dict,
 ) -> dict:
     return {
         "model_name": params.publish.model_name,
@@ -32,16 +37,16 @@ def artifact_metadata(
         "interval": params.data.interval,
         "feature_names": list(params.features.indicators),
         "min_history": params.features.min_history,
-        "hyperparams": hp.as_dict(),
-        "look_back_days": hp.look_back_days,
+        "hyperparams": candidate.hp.as_dict(),
+        "look_back_days": candidate.hp.look_back_days,
+        "horizon_hours": candidate.horizon_hours,
+        # the rule the model was tuned and evaluated with: serving and the trader apply it
+        "strategy": candidate.rule.as_dict(),
+        "complexity": complexity(trained.booster).as_dict(),
         "train_start": trained.train_start.isoformat(),
         "train_end": trained.train_end.isoformat(),
         "train_rows": trained.rows,
-        "backtest": {
-            "fee": params.backtest.fee,
-            "neutral_band": params.backtest.neutral_band,
-            "step_days": params.backtest.step_days,
-        },
+        "backtest": {"fee": params.backtest.fee, "step_days": params.backtest.step_days},
         "data_version": data_version,
         "metrics": metrics,
         "libraries": library_versions(),

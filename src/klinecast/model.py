@@ -1,4 +1,9 @@
-"""The XGBoost next-hour-direction classifier: hyperparameters, fitting, predicting."""
+"""The XGBoost direction classifier: hyperparameters, fitting, predicting, complexity.
+
+A `Candidate` is one point of the whole search space: the classifier's hyperparameters, the
+horizon of its label and the trading rule around it. Tuning picks one, evaluation walks it
+forward, training fits it, and its metadata ships the rule to serving and the trader.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
+
+from klinecast.strategy import StrategyRule
 
 
 @dataclass(frozen=True)
@@ -69,3 +76,50 @@ def predict_proba(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
     """P(next candle closes higher) for every row."""
     names = booster.feature_names
     return booster.predict(xgb.DMatrix(features, feature_names=names), validate_features=False)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The classifier, the horizon of its label, and the trading rule around it."""
+
+    hp: HyperParams
+    rule: StrategyRule
+    horizon_hours: int = 1
+
+    def as_dict(self) -> dict:
+        """Flat, as Optuna's trial params and best_params.json hold it."""
+        return self.hp.as_dict() | self.rule.as_dict() | {"horizon_hours": self.horizon_hours}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Candidate:
+        rule_keys = [f.name for f in dataclasses.fields(StrategyRule)]
+        missing = sorted({*rule_keys, "horizon_hours"} - set(values))
+        if missing:
+            raise ValueError(f"the candidate lacks {missing}")
+        rule = StrategyRule(**{k: values[k] for k in rule_keys})
+        return cls(HyperParams.from_dict(values), rule, int(values["horizon_hours"]))
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """What the trees hold: a model with a handful of splits has learned next to nothing."""
+
+    trees: int
+    trees_that_split: int
+    splits: int
+    features_used: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"features_used": list(self.features_used)}
+
+
+def complexity(booster: xgb.Booster) -> Complexity:
+    """Counts the trees, the trees with at least one split, the splits and the features used."""
+    nodes = booster.trees_to_dataframe()
+    splits = nodes[nodes["Feature"] != "Leaf"]
+    return Complexity(
+        trees=int(nodes["Tree"].nunique()),
+        trees_that_split=int(splits["Tree"].nunique()),
+        splits=len(splits),
+        features_used=tuple(sorted(splits["Feature"].unique())),
+    )

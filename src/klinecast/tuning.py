@@ -1,5 +1,10 @@
 """The Optuna study: TPE over the search space, walk-forward on the in-sample span, after fees.
 
+A trial draws the classifier's hyperparameters, its label's horizon and the trading rule
+(side, entry and exit bands, minimum hold), and scores them by `tune.objective` over purged
+walk-forward folds of the in-sample span. Every trial records its hourly Sharpe ratio and its
+trades, so the deflated Sharpe can later account for how many trials were tried.
+
 Trials live in an RDB storage (a SQLite file by default, PostgreSQL in a cluster), so a study
 resumes after a crash or a re-run, and any number of processes can work on it at once.
 """
@@ -22,11 +27,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from klinecast import atomic
-from klinecast.backtest import walk_forward_with_params
+from klinecast import atomic, stats
+from klinecast.backtest import HOURS_PER_YEAR, strategy_returns, walk_forward_with_params
 from klinecast.config import Params, SearchSpace
 from klinecast.errors import KlinecastError
-from klinecast.model import HyperParams
+from klinecast.model import Candidate, HyperParams
+from klinecast.strategy import StrategyRule
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +41,13 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 RACE_SIGNS = ("already exists", "database is locked", "UNIQUE constraint failed", "duplicate key")
 
 
-def suggest_params(trial: optuna.Trial, space: SearchSpace) -> HyperParams:
-    """Draws one point of the seed's search space."""
-    return HyperParams(
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> Candidate:
+    """Draws one point of the search space: the classifier, its horizon and the rule.
+
+    exit_band is capped at the trial's entry_band (the exit level is the nearer one); the
+    capped value is what the trial trades and what best_params.json reports.
+    """
+    hp = HyperParams(
         n_estimators=trial.suggest_int("n_estimators", *space.n_estimators),
         max_depth=trial.suggest_int("max_depth", *space.max_depth),
         learning_rate=trial.suggest_float("learning_rate", *space.learning_rate),
@@ -46,6 +56,32 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> HyperParams:
         gamma=trial.suggest_int("gamma", *space.gamma),
         look_back_days=trial.suggest_int("look_back_days", *space.look_back_days),
     )
+    entry = trial.suggest_float("entry_band", *space.entry_band)
+    rule = StrategyRule(
+        side=trial.suggest_categorical("side", list(space.side)),
+        entry_band=entry,
+        exit_band=min(entry, trial.suggest_float("exit_band", *space.exit_band)),
+        min_hold_hours=trial.suggest_int("min_hold_hours", *space.min_hold_hours),
+    )
+    return Candidate(hp, rule, trial.suggest_int("horizon_hours", *space.horizon_hours))
+
+
+def objective_value(
+    objective: str, returns: np.ndarray, market: np.ndarray, *, fee: float
+) -> float:
+    """The tuning objective of hourly strategy returns after fees (market: next_returns).
+
+    return_after_fees: the cumulative return; sharpe_after_fees: the annualised Sharpe ratio
+    (0 for a strategy that never trades); excess_over_buy_and_hold: the cumulative return
+    minus buy-and-hold's on the same hours, after its two fees.
+    """
+    total = float(np.prod(1.0 + returns)) - 1.0
+    if objective == "return_after_fees":
+        return total
+    if objective == "sharpe_after_fees":
+        return stats.sharpe(returns) * float(np.sqrt(HOURS_PER_YEAR))
+    hold = float(np.prod(1.0 + strategy_returns(np.ones(len(market)), market, fee=fee))) - 1.0
+    return total - hold
 
 
 def in_sample_rows(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -87,7 +123,7 @@ def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
 def in_sample_walk_forward(
     rows: pd.DataFrame,
     params: Params,
-    hp: HyperParams,
+    candidate: Candidate,
     *,
     nthread: int = 0,
     after_fold: Callable | None = None,
@@ -99,8 +135,8 @@ def in_sample_walk_forward(
     return walk_forward_with_params(
         rows,
         params,
-        hp,
-        test_start=first_day + pd.Timedelta(days=hp.look_back_days),
+        candidate,
+        test_start=first_day + pd.Timedelta(days=candidate.hp.look_back_days),
         test_end=end,
         nthread=nthread,
         after_fold=after_fold,
@@ -110,29 +146,53 @@ def in_sample_walk_forward(
 def objective(
     frame: pd.DataFrame, params: Params, *, nthread: int
 ) -> Callable[[optuna.Trial], float]:
-    """Cumulative return after fees over the in-sample walk-forward folds.
+    """tune.objective over the in-sample walk-forward folds, after fees.
 
-    Each fold reports the return so far as an intermediate value, so the pruner can stop a
+    Each fold reports the objective so far as an intermediate value, so the pruner can stop a
     hopeless trial early.
     """
     rows = in_sample_rows(frame, params)
+    name, fee = params.tune.objective, params.backtest.fee
 
     def run(trial: optuna.Trial) -> float:
-        hp = suggest_params(trial, params.tune.search_space)
+        candidate = suggest_params(trial, params.tune.search_space)
+        trial.set_user_attr("exit_band_traded", candidate.rule.exit_band)
 
-        def report(fold, value: float) -> None:
+        def report(fold, returns: np.ndarray, market: np.ndarray) -> None:
+            value = objective_value(name, returns, market, fee=fee)
             trial.report(value, fold.number)
             if trial.should_prune():
+                trial.set_user_attr("pruned_at_fold", fold.number)
                 raise optuna.TrialPruned(f"pruned after fold {fold.number}: {value:.4f}")
 
-        result = in_sample_walk_forward(rows, params, hp, nthread=nthread, after_fold=report)
-        trial.set_user_attr("folds", result.folds)
-        trial.set_user_attr("accuracy", result.model.accuracy)
-        trial.set_user_attr("sharpe", result.model.sharpe)
-        trial.set_user_attr("trades", result.model.trades)
-        return result.model.cumulative_return
+        result = in_sample_walk_forward(
+            rows, params, candidate, nthread=nthread, after_fold=report
+        )
+        returns = result.predictions["strategy_return"].to_numpy()
+        for key, value in in_sample_summary(result).items():
+            trial.set_user_attr(key, value)
+        return objective_value(name, returns, result.predictions["next_return"].to_numpy(), fee=fee)
 
     return run
+
+
+def in_sample_summary(result) -> dict:
+    """What a trial keeps of its walk-forward (user attrs; the report's in-sample column)."""
+    returns = result.predictions["strategy_return"].to_numpy()
+    m = result.model
+    return {
+        "folds": result.folds,
+        "hours": m.hours,
+        "return_after_fees": m.cumulative_return,
+        "return_before_fees": m.return_before_fees,
+        "accuracy": m.accuracy,
+        "classifier_accuracy": m.classifier_accuracy,
+        "sharpe": m.sharpe,
+        "hourly_sharpe": stats.sharpe(returns),  # the deflated Sharpe's trial spread
+        "trades": m.trades,
+        "exposure": m.exposure,
+        "buy_and_hold_return": result.baselines["buy_and_hold"].cumulative_return,
+    }
 
 
 def study_name(params: Params, *, data_version: str) -> str:
@@ -145,8 +205,9 @@ def study_name(params: Params, *, data_version: str) -> str:
         "data_version": data_version,
         "indicators": params.features.indicators,
         "in_sample": [str(params.split.in_sample_start), str(params.split.in_sample_end)],
-        "backtest": asdict(params.backtest),
+        "backtest": asdict(params.backtest) | {"bootstrap_reps": None},  # not used in tuning
         "space": asdict(params.tune.search_space),
+        "objective": params.tune.objective,
         "seed": params.tune.seed,
     }
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
@@ -318,32 +379,90 @@ class _ProgressCallback:
         self.progress(finished_trials(study), self.n_trials)
 
 
-def best_hyperparams(study: optuna.Study) -> HyperParams:
+def best_candidate(study: optuna.Study) -> Candidate:
+    """The best complete trial's candidate, with the exit band it traded (capped at entry)."""
     try:
         best = study.best_trial
     except ValueError:
         raise KlinecastError(
             f"study {study.study_name} has no complete trial; every trial was pruned or failed"
         ) from None
-    return HyperParams.from_dict(best.params)
+    values = best.params | {"exit_band": best.user_attrs.get("exit_band_traded", 0.0)}
+    return Candidate.from_dict(values)
 
 
-def write_outputs(study: optuna.Study, out_dir: Path, *, storage_url: str) -> dict:
+@dataclass(frozen=True)
+class SearchRecord:
+    """How much searching the study did: what the deflated Sharpe has to discount."""
+
+    trials_run: int  # complete + pruned: every candidate that was looked at
+    complete: int
+    pruned: int
+    trials_that_trade: int  # complete trials whose rule traded at least once in sample
+    sharpe_variance: float  # of the complete trials' hourly Sharpe ratios
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def search_record(study: optuna.Study) -> SearchRecord:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    sharpes = [t.user_attrs["hourly_sharpe"] for t in complete if "hourly_sharpe" in t.user_attrs]
+    return SearchRecord(
+        trials_run=len(complete) + len(pruned),
+        complete=len(complete),
+        pruned=len(pruned),
+        trials_that_trade=sum(t.user_attrs.get("trades", 0) > 0 for t in complete),
+        sharpe_variance=float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class BestParams:
+    """best_params.json as evaluate and train read it."""
+
+    candidate: Candidate
+    search: dict  # SearchRecord's fields
+    in_sample: dict  # the best trial's in-sample summary
+
+    @classmethod
+    def read(cls, path: Path) -> BestParams:
+        """Raises KlinecastError for a file that tune did not write (or an older tune)."""
+        try:
+            document = json.loads(Path(path).read_text())
+            return cls(
+                Candidate.from_dict(document["params"]), document["search"], document["in_sample"]
+            )
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise KlinecastError(
+                f"{path} is not a best_params.json written by tune: {exc}"
+            ) from None
+
+
+def write_outputs(
+    study: optuna.Study, out_dir: Path, *, storage_url: str, objective: str
+) -> dict:
     """best_params.json, trials.csv and Optuna's plots (HTML) for the study."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    hp = best_hyperparams(study)
+    candidate = best_candidate(study)
     trials = study.trials_dataframe(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
     )
-    states = study.trials_dataframe(attrs=("state",))["state"].value_counts().to_dict()
+    record = search_record(study)
+    in_sample = {
+        k: v for k, v in study.best_trial.user_attrs.items() if k != "exit_band_traded"
+    }
     summary = {
-        "params": hp.as_dict(),
+        "params": candidate.as_dict(),
         "value": study.best_value,
-        "objective": "cumulative return after fees, in-sample walk-forward",
+        "objective": f"{objective}, in-sample walk-forward",
         "best_trial": study.best_trial.number,
         "study_name": study.study_name,
         "storage": redact(storage_url),
-        "trials": {str(k).lower(): int(v) for k, v in states.items()},
+        "trials": {"complete": record.complete, "pruned": record.pruned},
+        "search": record.as_dict(),
+        "in_sample": in_sample,
     }
     atomic.write_json(out_dir / "best_params.json", summary)
     atomic.atomic_write(out_dir / "trials.csv", lambda tmp: trials.to_csv(tmp, index=False))

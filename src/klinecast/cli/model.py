@@ -84,9 +84,13 @@ def run_tune(args) -> int:
             first_worker=args.first_worker,
             progress=progress,
         )
-    summary = tuning.write_outputs(study, args.out_dir, storage_url=storage)
+    summary = tuning.write_outputs(
+        study, args.out_dir, storage_url=storage, objective=params.tune.objective
+    )
+    search = summary["search"]
     print(
-        f"tune: study {name}: {summary['trials']}; best trial {summary['best_trial']} returned "
+        f"tune: study {name}: {summary['trials']}, {search['trials_that_trade']} complete "
+        f"trial(s) traded; best trial {summary['best_trial']}: {params.tune.objective} "
         f"{summary['value']:+.4f} in sample; {time.perf_counter() - started:.1f} s -> {args.out_dir}"
     )
     return 0
@@ -119,19 +123,24 @@ def run_evaluate(args) -> int:
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
-    hp = best_hyperparams(args.best_params)
+    tuned = read_best_params(args.best_params)
     started = time.perf_counter()
-    result = evaluation.out_of_sample(frame, params, hp)
-    document = evaluation.metrics_document(result, params, hp)
+    result = evaluation.out_of_sample(frame, params, tuned.candidate)
+    document = evaluation.metrics_document(
+        result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample
+    )
     atomic.write_parquet(args.predictions, result.predictions)
     daily = equity_curves(result.predictions).resample("1D").last()
     daily.index = daily.index.strftime("%Y-%m-%d")
     atomic.atomic_write(args.equity, lambda tmp: daily.rename_axis("day").to_csv(tmp))
     atomic.write_json(args.metrics, document)
     baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in result.baselines.items())
+    m, significance = result.model, document["significance"]
     print(
         f"evaluate: {result.folds} folds, {len(result.predictions)} hours: model "
-        f"{result.model.cumulative_return:+.2%} after fees (accuracy {result.model.accuracy:.2%}); "
+        f"{m.cumulative_return:+.2%} after fees ({m.return_before_fees:+.2%} before), "
+        f"{m.trades} trades; p-value vs {significance['best_baseline']} "
+        f"{significance['p_value']:.3f}, deflated Sharpe {significance['deflated_sharpe']:.2f}; "
         f"{baselines}; {time.perf_counter() - started:.1f} s -> {args.metrics}"
     )
     return 0
@@ -164,13 +173,17 @@ def run_train(args) -> int:
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
-    hp = best_hyperparams(args.best_params)
+    candidate = read_best_params(args.best_params).candidate
     require(args.metrics, produced_by="klinecast evaluate")
     metrics = json.loads(args.metrics.read_text())
     started = time.perf_counter()
-    trained = evaluation.train_final(frame, params, hp)
+    trained = evaluation.train_final(frame, params, candidate)
     metadata = artifact_metadata(
-        trained, params=params, hp=hp, metrics=metrics, data_version=data_version(args.features)
+        trained,
+        params=params,
+        candidate=candidate,
+        metrics=metrics,
+        data_version=data_version(args.features),
     )
     registry.write_artifact(args.out, trained.booster, metadata)
     print(
@@ -208,7 +221,7 @@ def run_publish(args) -> int:
     params = load_params(args.params).publish
     uri = args.registry or os.environ.get(REGISTRY_ENV) or params.registry
     metadata = registry.read_artifact_metadata(args.artifact)
-    verdict = gate(metadata["metrics"], params)
+    verdict = gate(metadata["metrics"], artifact_complexity(metadata), params)
     receipt = registry.publish(
         args.artifact,
         store=registry.open_store(uri),
@@ -217,10 +230,9 @@ def run_publish(args) -> int:
     )
     atomic.write_json(args.receipt, receipt.as_dict() | {"gate": verdict.as_dict()})
     outcome = "promoted to production" if verdict.passed else "NOT promoted (gate failed)"
-    print(
-        f"publish: {receipt.version} -> {receipt.uri}; excess return over {verdict.baseline} "
-        f"{verdict.excess_return:+.2%} (needs {verdict.min_excess_return:+.2%}): {outcome}"
-    )
+    print(f"publish: {receipt.version} -> {receipt.uri}: {outcome}")
+    for reason in verdict.reasons():
+        print(f"publish:   {reason}")
     return 0
 
 
@@ -266,16 +278,28 @@ def run_report(args) -> int:
     return 0
 
 
-def best_hyperparams(path: Path):
-    import json
-
-    from klinecast.model import HyperParams
+def read_best_params(path: Path):
+    """tune's best_params.json, checked."""
+    from klinecast.tuning import BestParams
 
     require(path, produced_by="klinecast tune")
+    return BestParams.read(path)
+
+
+def artifact_complexity(metadata: dict):
+    """The trees' shape from metadata.json (written by train)."""
+    from klinecast.model import Complexity
+
     try:
-        return HyperParams.from_dict(json.loads(path.read_text())["params"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise KlinecastError(f"{path} is not a best_params.json written by tune: {exc}") from None
+        values = metadata["complexity"]
+        return Complexity(
+            values["trees"], values["trees_that_split"], values["splits"],
+            tuple(values["features_used"]),
+        )  # fmt: skip
+    except (KeyError, TypeError) as exc:
+        raise KlinecastError(
+            f"the artifact's metadata.json lacks the model's complexity ({exc}); rerun train"
+        ) from None
 
 
 def file_digest(path: Path) -> str:
@@ -299,52 +323,64 @@ def data_version(features: Path) -> dict:
 def add_tune_trial(commands) -> None:
     parser = commands.add_parser(
         "tune-trial",
-        help="one tuning trial with given hyperparameters (a Katib trial's command)",
+        help="one tuning trial with given parameters (a Katib trial's command)",
         description=(
-            "Run the in-sample walk-forward with the given hyperparameters, printing "
-            "`return_after_fees=<value>` (the cumulative return after fees so far) after every "
-            "fold, for Katib's StdOut metrics collector; the last line is the trial's result."
+            "Run the in-sample walk-forward with the given hyperparameters, horizon and rule, "
+            "printing `<tune.objective>=<value>` (the objective after fees so far) after every "
+            "fold, for Katib's StdOut metrics collector; the last line is the trial's result. "
+            "exit_band is capped at entry_band, as in `klinecast tune`."
         ),
     )
     params_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
-    for name, kind in (
-        ("n-estimators", int),
-        ("max-depth", int),
-        ("learning-rate", float),
-        ("subsample", float),
-        ("colsample-bytree", float),
-        ("gamma", int),
-        ("look-back-days", int),
-    ):
-        parser.add_argument(f"--{name}", type=kind, required=True)
+    for name, kind in candidate_fields().items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, required=True)
     parser.set_defaults(run=run_tune_trial)
+
+
+def candidate_fields() -> dict[str, type]:
+    """Every parameter of a candidate (classifier, horizon, rule) with its type."""
+    import dataclasses
+    import typing
+
+    from klinecast.model import HyperParams
+    from klinecast.strategy import StrategyRule
+
+    hints = typing.get_type_hints(HyperParams) | typing.get_type_hints(StrategyRule)
+    names = [f.name for cls in (HyperParams, StrategyRule) for f in dataclasses.fields(cls)]
+    return {name: hints[name] for name in names} | {"horizon_hours": int}
 
 
 def run_tune_trial(args) -> int:
     from klinecast import tuning
     from klinecast.config import load_params
-    from klinecast.katib import METRIC
-    from klinecast.model import HyperParams
+    from klinecast.model import Candidate
 
     params = load_params(args.params)
-    hp = HyperParams(
-        args.n_estimators,
-        args.max_depth,
-        args.learning_rate,
-        args.subsample,
-        args.colsample_bytree,
-        args.gamma,
-        args.look_back_days,
-    )
+    values = {name: getattr(args, name) for name in candidate_fields()}
+    try:
+        candidate = Candidate.from_dict(
+            values | {"exit_band": min(values["exit_band"], values["entry_band"])}
+        )
+    except ValueError as exc:
+        raise KlinecastError(f"tune-trial: {exc}") from None
     rows = tuning.in_sample_rows(
         read_parquet(args.features, produced_by="dvc repro features"), params
     )
     tuning.check_in_sample_span(rows, params)
-    result = tuning.in_sample_walk_forward(
-        rows, params, hp, after_fold=lambda fold, value: print(f"{METRIC}={value:.10g}", flush=True)
+    name, fee = params.tune.objective, params.backtest.fee
+
+    def report(fold, returns, market) -> None:
+        print(f"{name}={tuning.objective_value(name, returns, market, fee=fee):.10g}", flush=True)
+
+    result = tuning.in_sample_walk_forward(rows, params, candidate, after_fold=report)
+    final = tuning.objective_value(
+        name,
+        result.predictions["strategy_return"].to_numpy(),
+        result.predictions["next_return"].to_numpy(),
+        fee=fee,
     )
-    print(f"{METRIC}={result.model.cumulative_return:.10g}", flush=True)
+    print(f"{name}={final:.10g}", flush=True)
     return 0
 
 

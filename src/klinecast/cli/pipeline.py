@@ -14,8 +14,6 @@ from pathlib import Path
 from klinecast.errors import KlinecastError
 
 PIPELINES = {"training": "training_pipeline", "refresh": "refresh_pipeline"}
-#: Pipeline parameters that are not params.yaml keys.
-PIPELINE_ONLY = ("tune_workers", "namespace")
 
 
 def add_pipeline(commands) -> None:
@@ -25,8 +23,9 @@ def add_pipeline(commands) -> None:
         description=(
             "The KFP v2 pipelines in pipelines/: `training` (data -> tuning over N workers "
             "sharing one PostgreSQL study -> evaluation -> gate -> publish -> deploy) and "
-            "`refresh` (the hourly data refresh). Their parameters are params.yaml's keys, "
-            "flattened (tune.n_trials -> tune_n_trials), with params.yaml's values as defaults."
+            "`refresh` (the hourly data refresh). Their parameters are params.yaml's sections, "
+            "one JSON object each (data, features, ... trade), with params.yaml's values as "
+            "defaults, plus the pipeline's own (tune_workers, namespace)."
         ),
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
@@ -107,7 +106,8 @@ def _common(parser, *, with_values: bool = True) -> None:
             action="append",
             default=[],
             metavar="NAME=VALUE",
-            help="one pipeline parameter (YAML value), e.g. --set tune_n_trials=80; repeatable",
+            help="one params.yaml key by its dotted name (YAML value), e.g. --set "
+            "tune.n_trials=80, or a pipeline parameter, e.g. --set tune_workers=4; repeatable",
         )
 
 
@@ -128,27 +128,48 @@ def load_pipeline(args):
 
 
 def arguments(args, pipeline) -> dict:
-    """--params and --set as pipeline arguments, checked against the pipeline's inputs."""
+    """--params and --set as pipeline arguments, checked against the pipeline's inputs and
+    the strict params loader before anything runs."""
+    import copy
+
     import yaml
 
-    from klinecast.config import flatten, load_params, params_from_mapping, unflatten
+    from klinecast.config import load_params, params_from_mapping
+    from klinecast.pipeline_params import (
+        SECTIONS,
+        apply_override,
+        jsonable,
+        params_from_sections,
+    )
 
-    values: dict = {}
+    inputs = pipeline.component_spec.inputs
+    sections = {name: copy.deepcopy(inputs[name].default) for name in SECTIONS if name in inputs}
+    own: dict = {}
+    changed: set[str] = set()
     if args.params is not None:
         load_params(args.params)  # a clear error for a bad file before anything runs
-        values.update(flatten(yaml.safe_load(args.params.read_text())))
+        from_file = yaml.safe_load(args.params.read_text())
+        sections.update({k: v for k, v in from_file.items() if k in sections})
+        changed |= set(from_file) & set(sections)
     for item in args.overrides:
         name, sep, text = item.partition("=")
         if not sep:
             raise KlinecastError(f"--set {item!r}: expected NAME=VALUE")
-        values[name] = yaml.safe_load(text) if text else ""
-    known = set(pipeline.component_spec.inputs)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise KlinecastError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
-    merged = {k: s.default for k, s in pipeline.component_spec.inputs.items()} | values
-    params_from_mapping(unflatten({k: v for k, v in merged.items() if k not in PIPELINE_ONLY}))
-    return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in values.items()}
+        value = yaml.safe_load(text) if text else None
+        if name in inputs and name not in SECTIONS:
+            own[name] = value
+            continue
+        try:
+            apply_override(sections, name, value)
+        except KeyError:
+            known = sorted(n for n in inputs if n not in SECTIONS)
+            raise KlinecastError(
+                f"unknown pipeline parameter {name!r}: expected a params.yaml key like "
+                f"tune.n_trials (sections {list(sections)}) or one of {known}"
+            ) from None
+        changed.add(name.split(".", 1)[0])
+    params_from_mapping(params_from_sections(sections))
+    return own | {name: jsonable(sections[name]) for name in sorted(changed)}
 
 
 def run_compile(args) -> int:

@@ -15,7 +15,8 @@ import requests
 
 from klinecast.errors import KlinecastError
 
-REQUIRED = ("open", "high", "low", "close", "volume")
+#: What a request carries per candle: every column a model's features may read.
+COLUMNS = ("open", "high", "low", "close", "volume", "taker_buy_volume")
 
 
 @dataclass
@@ -111,10 +112,10 @@ class LocalServing:
 def v1_request(candles: pd.DataFrame) -> dict:
     """The V1 body for the transformer: one object per candle with named fields."""
     stamps = (candles.index.asi8 // 1_000_000).tolist()
-    columns = {c: candles[c].astype(float).tolist() for c in REQUIRED}
+    columns = {c: candles[c].astype(float).tolist() for c in COLUMNS}
     return {
         "instances": [
-            {"open_time": t, **{c: columns[c][i] for c in REQUIRED}} for i, t in enumerate(stamps)
+            {"open_time": t, **{c: columns[c][i] for c in COLUMNS}} for i, t in enumerate(stamps)
         ]
     }
 
@@ -132,7 +133,7 @@ def v2_request(candles: pd.DataFrame) -> dict:
     ]
     inputs += [
         {"name": c, "shape": [n], "datatype": "FP64", "data": candles[c].astype(float).tolist()}
-        for c in REQUIRED
+        for c in COLUMNS
     ]
     return {"inputs": inputs}
 

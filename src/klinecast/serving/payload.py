@@ -25,8 +25,11 @@ _EARLIEST_US = 1_230_768_000 * 10**6
 _LATEST_US = 4_102_444_800 * 10**6
 
 
-def candles_from_v1(payload: object) -> pd.DataFrame:
-    """{"instances": [{"open_time": ..., "open": ..., ...}, ...]} -> candle frame."""
+def candles_from_v1(payload: object, *, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """{"instances": [{"open_time": ..., "open": ..., ...}, ...]} -> candle frame.
+
+    `required` adds columns beyond OHLCV that the model's features read (taker_buy_volume).
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
         raise InvalidInput(
             'expected a JSON object {"instances": [{"open_time": ..., "open": ...}, ...]}'
@@ -39,11 +42,12 @@ def candles_from_v1(payload: object) -> pd.DataFrame:
                 f"instances[{i}] is not an object with named fields (open_time, open, ...)"
             )
     columns = {}
+    needed = _needed(required)
     for name in REQUIRED + OPTIONAL:
         present = [name in row for row in instances]
         if not any(present):
-            if name in REQUIRED:
-                raise InvalidInput(f"missing column {name!r}; every candle needs {list(REQUIRED)}")
+            if name in needed:
+                raise InvalidInput(f"missing column {name!r}; every candle needs {list(needed)}")
             continue
         if not all(present):
             raise InvalidInput(f"instances[{present.index(False)}] lacks {name!r}")
@@ -51,7 +55,7 @@ def candles_from_v1(payload: object) -> pd.DataFrame:
     return _frame(columns)
 
 
-def candles_from_v2(inputs: list) -> pd.DataFrame:
+def candles_from_v2(inputs: list, *, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """V2 inputs, one 1-D tensor per column (named like the candle columns) -> candle frame."""
     columns = {}
     for tensor in inputs:
@@ -63,10 +67,11 @@ def candles_from_v2(inputs: list) -> pd.DataFrame:
             if not isinstance(data, list):
                 raise InvalidInput(f"input {name!r}: expected its data as a JSON list")
             columns[name] = _flatten(data, name)
-    missing = [c for c in REQUIRED if c not in columns]
+    needed = _needed(required)
+    missing = [c for c in needed if c not in columns]
     if missing:
         raise InvalidInput(
-            f"missing input tensor(s) {missing}; send one 1-D tensor per column {list(REQUIRED)}"
+            f"missing input tensor(s) {missing}; send one 1-D tensor per column {list(needed)}"
         )
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) != 1:
@@ -102,6 +107,10 @@ def check_window(candles: pd.DataFrame, *, interval: dt.timedelta, min_history: 
             f"got {len(candles)} candles; the model needs at least {min_history} consecutive "
             f"{interval} candles (min_history) so its features equal training's"
         )
+
+
+def _needed(required: tuple[str, ...]) -> tuple[str, ...]:
+    return REQUIRED + tuple(c for c in required if c not in REQUIRED)
 
 
 def _check_count(n: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import json
 import logging
 import tempfile
 import uuid
@@ -15,9 +16,9 @@ import pandas as pd
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from klinecast import registry
+from klinecast import registry, strategy
 from klinecast.config import INTERVALS
-from klinecast.features import compute_features
+from klinecast.features import compute_features, required_columns
 from klinecast.serving import payload as parse
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ class CandleTransformer(kserve.Model):
         self.feature_names: list[str] = []
         self.min_history = 0
         self.interval = dt.timedelta(hours=1)
-        self.neutral_band = 0.0
+        self.rule = strategy.SEED_RULE
+        self.horizon_hours = 1
+        self.required: tuple[str, ...] = ()
         self.model_version = ""
         self.ready = False
 
@@ -52,8 +55,10 @@ class CandleTransformer(kserve.Model):
             metadata = registry.read_artifact_metadata(local)
             self.feature_names = list(metadata["feature_names"])
             self.min_history = int(metadata["min_history"])
-            self.interval = INTERVALS[metadata.get("interval", "1h")]
-            self.neutral_band = float(metadata.get("backtest", {}).get("neutral_band", 0.0))
+            self.interval = INTERVALS[metadata["interval"]]
+            self.rule = strategy.StrategyRule(**metadata["strategy"])
+            self.horizon_hours = int(metadata["horizon_hours"])
+            self.required = required_columns(self.feature_names)
         except (registry.RegistryError, OSError, KeyError, TypeError, ValueError) as exc:
             log.error(
                 "transformer %s NOT ready: metadata from %s: %s", self.name, self.storage_uri, exc
@@ -73,10 +78,10 @@ class CandleTransformer(kserve.Model):
 
     def preprocess(self, payload, headers=None):
         if isinstance(payload, InferRequest):
-            candles = parse.candles_from_v2(payload.inputs)
+            candles = parse.candles_from_v2(payload.inputs, required=self.required)
         else:
             _check_content_type(payload, headers)
-            candles = parse.candles_from_v1(payload)
+            candles = parse.candles_from_v1(payload, required=self.required)
         parse.check_window(candles, interval=self.interval, min_history=self.min_history)
         features = compute_features(
             candles, indicators=self.feature_names, interval=self.interval
@@ -97,16 +102,16 @@ class CandleTransformer(kserve.Model):
             prob = float(np.asarray(result.outputs[0].data, dtype=np.float64).ravel()[0])
         else:
             prob = float(result["predictions"][0])
-        direction = "flat"
-        if prob > 0.5 + self.neutral_band:
-            direction = "up"
-        elif prob < 0.5 - self.neutral_band:
-            direction = "down"
+        # what the model's rule does from a flat book; a holder applies the same rule,
+        # strategy.next_position, with its own position (the trader, with its ledger's)
+        direction = DIRECTIONS[strategy.next_position(prob, self.rule)]
+        rule = self.rule.as_dict() | {"horizon_hours": self.horizon_hours}
         answer = {
             "prob_up": prob,
             "direction": direction,
             "model_version": self.model_version,
             "feature_time": request["feature_time"],
+            "strategy": rule,
         }
         if request["v2"]:
             outputs = [
@@ -114,11 +119,15 @@ class CandleTransformer(kserve.Model):
                 InferOutput("direction", [1], "BYTES", [direction]),
                 InferOutput("model_version", [1], "BYTES", [self.model_version]),
                 InferOutput("feature_time", [1], "BYTES", [request["feature_time"]]),
+                InferOutput("strategy", [1], "BYTES", [json.dumps(rule)]),
             ]
             return InferResponse(
                 response_id=str(uuid.uuid4()), model_name=self.name, infer_outputs=outputs
             )
         return {"predictions": [answer]}
+
+
+DIRECTIONS = {1: "up", -1: "down", 0: "flat"}
 
 
 def _check_content_type(payload, headers) -> None:

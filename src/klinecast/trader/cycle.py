@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from klinecast.backtest import positions_from_proba
+from klinecast import strategy
 from klinecast.config import Params
 from klinecast.trader.brokers import Broker, client_order_id
 from klinecast.trader.inference import InferenceError, Prediction
@@ -83,10 +83,8 @@ def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
             status="no_trade", reason=str(exc),
         )  # fmt: skip
         return CycleResult(hour, "no_trade", reason=str(exc))
-    target = int(
-        positions_from_proba(
-            np.array([prediction.prob_up]), neutral_band=params.backtest.neutral_band
-        )[0]
+    target = strategy.next_position(
+        prediction.prob_up, prediction.rule, holding(ledger, params.data.symbol, hour)
     )
     sent = trade_to(trader, hour, target=target, price=close)
     ledger.record_prediction(
@@ -95,6 +93,17 @@ def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
         feature_time=prediction.feature_time, close=close, status="traded",
     )  # fmt: skip
     return CycleResult(hour, "traded", target, prediction.prob_up, sent)
+
+
+def holding(ledger: Ledger, symbol: str, hour: pd.Timestamp) -> strategy.Holding:
+    """The book before this hour's decision: the ledger's position, and for how many traded
+    hours in a row it has been held (the rule's minimum hold counts them)."""
+    side = int(np.sign(ledger.position(symbol)))
+    if side == 0:
+        return strategy.FLAT
+    targets = [int(r["target"]) for r in ledger.traded_predictions(before=hour.to_pydatetime())]
+    held = strategy.holding_from_positions(targets)
+    return held if held.position == side else strategy.Holding(side, 1)
 
 
 def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -9,6 +10,7 @@ import requests
 
 from klinecast.errors import KlinecastError
 from klinecast.serving.local import v1_request, v2_request
+from klinecast.strategy import StrategyRule
 
 
 class InferenceError(KlinecastError):
@@ -20,6 +22,7 @@ class Prediction:
     prob_up: float
     model_version: str
     feature_time: str
+    rule: StrategyRule  # the rule the model was tuned with; the trader applies it
 
 
 def predict(
@@ -60,10 +63,14 @@ def predict(
 def _parse(document: dict, protocol: str) -> Prediction:
     if protocol == "v1":
         answer = document["predictions"][0]
-        return Prediction(
-            float(answer["prob_up"]), str(answer["model_version"]), str(answer["feature_time"])
-        )
-    outputs = {o["name"]: o["data"][0] for o in document["outputs"]}
+        rule = answer["strategy"]
+    else:
+        answer = {o["name"]: o["data"][0] for o in document["outputs"]}
+        rule = json.loads(answer["strategy"])
+    fields = ("side", "entry_band", "exit_band", "min_hold_hours")
     return Prediction(
-        float(outputs["prob_up"]), str(outputs["model_version"]), str(outputs["feature_time"])
+        float(answer["prob_up"]),
+        str(answer["model_version"]),
+        str(answer["feature_time"]),
+        StrategyRule(**{k: rule[k] for k in fields}),
     )
