@@ -22,6 +22,8 @@ def synthetic_candles(n: int, *, start: str = "2021-01-01", seed: int = 0) -> pd
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.005, n))
     volume = rng.uniform(10, 100, n)
     index = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="open_time")
+    trades = rng.integers(1, 1000, n)
+    taker_share = rng.uniform(0.3, 0.7, n)  # drawn last: earlier draws stay as they were
     return pd.DataFrame(
         {
             "open": open_,
@@ -30,9 +32,9 @@ def synthetic_candles(n: int, *, start: str = "2021-01-01", seed: int = 0) -> pd
             "close": close,
             "volume": volume,
             "quote_volume": volume * close,
-            "trades": rng.integers(1, 1000, n),
-            "taker_buy_volume": volume / 2,
-            "taker_buy_quote_volume": volume * close / 2,
+            "trades": trades,
+            "taker_buy_volume": volume * taker_share,
+            "taker_buy_quote_volume": volume * close * taker_share,
         },
         index=index,
     )

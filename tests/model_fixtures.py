@@ -24,6 +24,11 @@ def small_params(**tune_overrides) -> Params:
         colsample_bytree=(0.6, 0.9),
         gamma=(0, 2),
         look_back_days=(10, 20),
+        horizon_hours=(1, 4),
+        side=("long_only", "long_short"),
+        entry_band=(0.0, 0.05),
+        exit_band=(0.0, 0.02),
+        min_hold_hours=(1, 6),
     )
     tune = dataclasses.replace(
         base.tune,

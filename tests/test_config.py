@@ -11,13 +11,69 @@ from klinecast.errors import ParamsError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_repo_params_yaml_loads_with_seed_defaults():
+def test_repo_params_yaml_loads_with_the_defaults():
     params = load_params(REPO / "params.yaml")
     assert params.data.symbol == "BTCUSDT" and params.data.interval == "1h"
     assert params.data.start == dt.date(2017, 8, 1) and params.data.end is None
-    assert params.features.indicators == SEED_INDICATORS
+    assert params.features.indicators[: len(SEED_INDICATORS)] == SEED_INDICATORS
     assert params.features.min_history == 540
+    assert params.tune.search_space.side == ("long_only",)  # what a spot account can do
     assert params == Params()  # the dataclass defaults and params.yaml agree
+
+
+def test_the_seed_setup_is_one_documented_params_file():
+    seed = load_params(REPO / "examples/seed-params.yaml")
+    assert seed.features.indicators == SEED_INDICATORS
+    space = seed.tune.search_space
+    assert space.side == ("long_short",) and space.horizon_hours == (1, 1)
+    assert space.entry_band == space.exit_band == (0.0, 0.0) and space.min_hold_hours == (1, 1)
+    assert seed.tune.objective == "return_after_fees"
+    defaults = Params()
+    for name in ("n_estimators", "max_depth", "learning_rate", "gamma", "look_back_days"):
+        assert getattr(space, name) == getattr(defaults.tune.search_space, name)  # the seed's
+    assert (seed.split, seed.backtest) == (defaults.split, defaults.backtest)
+
+
+@pytest.mark.parametrize(
+    ("tune", "backtest", "message"),
+    [
+        (
+            {"search_space": {"exit_band": [0.0, 0.2], "entry_band": [0.0, 0.1]}},
+            {},
+            r"tune.search_space.exit_band: its high 0.2 is above entry_band's high 0.1",
+        ),
+        ({"search_space": {"horizon_hours": [0, 4]}}, {}, "horizon_hours: must be >= 1"),
+        (
+            {"search_space": {"horizon_hours": [1, 200]}},
+            {"step_days": 5},
+            r"horizon_hours: high 200 is longer than a walk-forward step \(backtest.step_days 5 = 120",
+        ),
+        ({"search_space": {"min_hold_hours": [6, 2]}}, {}, "min_hold_hours: low 6 is above high 2"),
+        ({"search_space": {"side": ["short_only"]}}, {}, "side: unknown side 'short_only'"),
+        ({"search_space": {"side": []}}, {}, "side: lists no side"),
+        ({"search_space": {"entry_band": [0.0, 0.6]}}, {}, r"entry_band: must lie in \[0, 0.5\)"),
+        ({"objective": "profit"}, {}, "tune.objective: expected one of"),
+    ],
+)
+def test_bad_strategy_settings_are_refused_up_front(tune, backtest, message):
+    with pytest.raises(ParamsError, match=message):
+        params_from_mapping({"tune": tune, "backtest": backtest})
+
+
+def test_every_problem_of_a_file_is_reported_at_once():
+    with pytest.raises(ParamsError) as error:
+        params_from_mapping(
+            {
+                "data": {"symbl": "X", "interval": "7h"},
+                "tune": {"objective": "profit", "search_space": {"side": ["x"]}},
+                "publish": {"gate_max_p_value": 2},
+            }
+        )
+    keys = [key for key, _ in error.value.problems]
+    assert keys == [
+        "data.symbl", "data.interval", "tune.search_space.side", "tune.objective",
+        "publish.gate_max_p_value",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -44,7 +100,7 @@ def test_repo_params_yaml_loads_with_seed_defaults():
         ({"features": {"indicators": ["rsi_7", "rsi_7"]}}, "lists an indicator twice"),
         (
             {"features": {"min_history": 20}},
-            r"features.min_history: 20 is not more than the longest indicator window \(22",
+            r"features.min_history: 20 is not more than the longest indicator window \(25",
         ),
         (
             {"features": {"min_history": True}},
@@ -79,28 +135,6 @@ def test_more_indicators_need_no_code_change(tmp_path):
 def test_params_are_frozen():
     with pytest.raises(AttributeError):
         Params().data.symbol = "ETHUSDT"
-
-
-def test_flat_pipeline_parameters_round_trip_params_yaml():
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    flat = config.flatten(raw)
-    assert flat["tune_n_trials"] == raw["tune"]["n_trials"]
-    assert flat["data_end"] == ""  # null travels as "" (a pipeline parameter has one type)
-    assert config.unflatten(flat) == raw
-
-
-def test_unflatten_undoes_kfp_doubles_only_where_integers_are_wanted():
-    flat = config.flatten(yaml.safe_load((REPO / "params.yaml").read_text()))
-    flat["tune_search_space"]["n_estimators"] = [350.0, 1000.0]
-    flat["tune_search_space"]["learning_rate"] = [0.01, 1.0]
-    params = config.params_from_mapping(config.unflatten(flat))
-    assert params.tune.search_space.n_estimators == (350, 1000)
-    assert params.tune.search_space.learning_rate == (0.01, 1.0)
-    flat["tune_n_trials"] = 2.5  # not a whole number: the strict loader still says so
-    with pytest.raises(ParamsError, match="tune.n_trials: expected an integer"):
-        config.params_from_mapping(config.unflatten(flat))
-    with pytest.raises(ParamsError, match="does not start with a section"):
-        config.unflatten({"nosuch_key": 1})
 
 
 @pytest.mark.parametrize(

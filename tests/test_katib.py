@@ -12,7 +12,8 @@ from klinecast import katib
 from klinecast.backtest import walk_forward_with_params
 from klinecast.cli import main
 from klinecast.config import Params
-from klinecast.model import HyperParams
+from klinecast.model import Candidate, HyperParams
+from klinecast.strategy import StrategyRule
 from kustomize import crd_validator
 from model_fixtures import small_features, small_params
 from test_tuning import write_cli_params
@@ -47,12 +48,12 @@ def test_search_space_has_one_source_of_truth():
     params = Params()
     spec = katib.experiment(params, image="img:1")["spec"]
     space = dataclasses.asdict(params.tune.search_space)
-    assert {
-        p["name"]: (p["feasibleSpace"]["min"], p["feasibleSpace"]["max"])
-        for p in spec["parameters"]
-    } == {
-        name: (str(space[key][0]), str(space[key][1]))
-        for key, (name, _) in katib.TRIAL_PARAMETERS.items()
+    assert set(katib.TRIAL_PARAMETERS) == set(space)  # every lever of the search
+    assert {p["name"]: p["feasibleSpace"] for p in spec["parameters"]} == {
+        name: {"list": list(space[key])}
+        if kind == "categorical"
+        else {"min": str(space[key][0]), "max": str(space[key][1])}
+        for key, (name, kind) in katib.TRIAL_PARAMETERS.items()
     }
     assert spec["algorithm"]["algorithmName"] == "tpe"
     assert spec["earlyStopping"]["algorithmName"] == "medianstop"
@@ -87,6 +88,16 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
         "0",
         "--look-back-days",
         "10",
+        "--horizon-hours",
+        "3",
+        "--side",
+        "long_short",
+        "--entry-band",
+        "0.01",
+        "--exit-band",
+        "0.02",  # above the entry band: capped at it, as tune does
+        "--min-hold-hours",
+        "2",
     ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -96,8 +107,10 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
     result = walk_forward_with_params(
         rows[rows.index < pd.Timestamp("2021-04-01", tz="UTC")],
         params,
-        HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10),
-        test_start=pd.Timestamp("2021-01-11", tz="UTC"),
+        Candidate(
+            HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10), StrategyRule("long_short", 0.01, 0.01, 2), 3
+        ),
+        test_start=rows.index[0].floor("D") + pd.Timedelta(days=10),  # as tune-trial does
         test_end=pd.Timestamp("2021-04-01", tz="UTC"),
     )
     assert len(lines) == result.folds + 1  # one per fold, then the result

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from klinecast.cli import main
-from klinecast.config import flatten
+from klinecast.config import Params
+from klinecast.pipeline_params import SECTIONS, jsonable, params_from_sections
 from klinecast.pipeline_yaml import compile_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,12 +58,34 @@ def test_compiling_twice_gives_identical_bytes_where_kfp_alone_does_not(tmp_path
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))
-def test_parameters_are_params_yaml_keys_with_its_values_as_defaults(name):
-    flat = flatten(yaml.safe_load((REPO / "params.yaml").read_text()))
+def test_parameters_are_params_yaml_sections_with_its_values_as_defaults(name):
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
     inputs = PIPELINES[name].component_spec.inputs
-    assert set(inputs) == set(flat) | EXTRA[name]
-    for key, value in flat.items():
-        assert inputs[key].default == value, key
+    assert set(inputs) == set(raw) | EXTRA[name]
+    assert set(SECTIONS) == set(raw)  # the sections come from the typed config
+    for section, values in raw.items():
+        assert inputs[section].default == jsonable(values), section
+        assert inputs[section].type == "Dict"  # a JSON field the KFP UI lets a user edit
+
+
+def test_a_new_params_key_needs_no_edit_in_pipelines_or_components(tmp_path):
+    """The validate-params component takes whole sections; its inputs are the config's."""
+    spec, _ = documents(REPO / "pipelines/training_pipeline.yaml")
+    inputs = spec["components"]["comp-validate-params"]["inputDefinitions"]["parameters"]
+    assert set(inputs) == set(SECTIONS) | {"tune_workers"}
+    assert {inputs[name]["parameterType"] for name in SECTIONS} == {"STRUCT"}
+
+
+def test_sections_survive_the_trip_through_kfp():
+    """KFP carries numbers in structs as doubles and has no null: both come back as they were."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    through_kfp = yaml.safe_load(yaml.safe_dump(jsonable(raw)).replace(": 40\n", ": 40.0\n"))
+    through_kfp["tune"]["search_space"]["n_estimators"] = [350.0, 1000.0]
+    assert through_kfp["data"]["end"] == "" and through_kfp["tune"]["n_trials"] == 40.0
+    assert params_from_sections(through_kfp) == raw
+    from klinecast.config import params_from_mapping
+
+    assert params_from_mapping(params_from_sections(through_kfp)) == Params()
 
 
 def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
@@ -71,7 +94,7 @@ def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
     loop = tasks["for-loop-1"]
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("validate-params-Output")
     gate = tasks["condition-2"]["triggerPolicy"]["condition"]
-    assert "evaluate-Output" in gate and gate.endswith("true")
+    assert "train-Output" in gate and gate.endswith("true")  # the gate needs the final model
     assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"publish", "deploy"}
     assert tasks["report"]["dependentTasks"] == ["collect-tuning", "evaluate", "train"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -111,7 +134,9 @@ def test_compile_command_writes_the_yaml(tmp_path, capsys):
 def test_unknown_or_invalid_arguments_fail_before_anything_runs(tmp_path, capsys):
     base = ["pipeline", "run", "--local", "--pipeline-root", str(tmp_path / "root")]
     assert main([*base, "--set", "tune_n_trails=3"]) == 1
-    assert "unknown pipeline parameter(s) ['tune_n_trails']" in capsys.readouterr().err
-    assert main([*base, "--set", "split_in_sample_end=2017-01-01"]) == 1
+    assert "unknown pipeline parameter 'tune_n_trails'" in capsys.readouterr().err
+    assert main([*base, "--set", "tune.n_trails=3"]) == 1
+    assert "tune.n_trails: unknown key" in capsys.readouterr().err
+    assert main([*base, "--set", "split.in_sample_end=2017-01-01"]) == 1
     assert "split.in_sample_end" in capsys.readouterr().err
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").iterdir())

@@ -20,7 +20,7 @@ def kfp_api(monkeypatch):
 
 def test_submit_creates_the_experiment_and_a_run_named_with_the_commit(kfp_api, capsys):
     argv = ["pipeline", "submit", "--host", kfp_api.url, "--experiment", "nightly"]
-    assert main([*argv, "--set", "tune_n_trials=80", "--set", "tune_workers=4"]) == 0
+    assert main([*argv, "--set", "tune.n_trials=80", "--set", "tune_workers=4"]) == 0
     assert "pipeline submit: run training-abc1234-" in capsys.readouterr().out
     (experiment,) = kfp_api.bodies("POST", "/apis/v2beta1/experiments")
     assert experiment["display_name"] == "nightly"
@@ -30,7 +30,10 @@ def test_submit_creates_the_experiment_and_a_run_named_with_the_commit(kfp_api, 
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "klinecast-training"
     executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]
     assert "klinecast-postgres" in str(executors["executors"]["exec-tune-worker"])  # the Secret
-    assert run["runtime_config"]["parameters"] == {"tune_n_trials": 80, "tune_workers": 4}
+    parameters = run["runtime_config"]["parameters"]
+    assert set(parameters) == {"tune", "tune_workers"} and parameters["tune_workers"] == 4
+    assert parameters["tune"]["n_trials"] == 80  # the whole section, with the one key changed
+    assert parameters["tune"]["objective"] == "return_after_fees"
     assert run["service_account"] == "klinecast-pipeline"  # bound to manifests/base's Role
 
     assert main([*argv, "--run-name", "second"]) == 0  # the experiment exists now: reused

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from klinecast import tuning
 from klinecast.errors import KlinecastError
+from klinecast.strategy import StrategyRule
 from model_fixtures import small_features, small_params
 
 KLINECAST = Path(sys.executable).parent / "klinecast"
@@ -41,11 +43,54 @@ def summary(study):
 def test_suggest_params_stays_in_the_search_space():
     space = small_params().tune.search_space
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    for _ in range(30):
-        hp = tuning.suggest_params(study.ask(), space)
+    sides = set()
+    for _ in range(60):
+        candidate = tuning.suggest_params(study.ask(), space)
+        hp, rule = candidate.hp, candidate.rule
         assert space.n_estimators[0] <= hp.n_estimators <= space.n_estimators[1]
         assert space.look_back_days[0] <= hp.look_back_days <= space.look_back_days[1]
         assert isinstance(hp.gamma, int) and isinstance(hp.max_depth, int)
+        assert space.horizon_hours[0] <= candidate.horizon_hours <= space.horizon_hours[1]
+        assert space.entry_band[0] <= rule.entry_band <= space.entry_band[1]
+        assert rule.exit_band <= rule.entry_band and rule.exit_band <= space.exit_band[1]
+        assert space.min_hold_hours[0] <= rule.min_hold_hours <= space.min_hold_hours[1]
+        sides.add(rule.side)
+    assert sides == set(space.side)
+
+
+def test_a_range_of_one_value_fixes_a_lever():
+    space = dataclasses.replace(
+        small_params().tune.search_space,
+        side=("long_short",),
+        entry_band=(0.0, 0.0),
+        exit_band=(0.0, 0.0),
+        min_hold_hours=(1, 1),
+        horizon_hours=(1, 1),
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    rules = {tuning.suggest_params(study.ask(), space).rule for _ in range(10)}
+    assert rules == {StrategyRule()}  # the seed's rule, every time
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"),
+    [
+        ("return_after_fees", 1.1 * 0.9 * 1.05 - 1),
+        ("sharpe_after_fees", None),
+        # buy and hold pays a fee on entry (hour 1) and on the close after the last hour
+        ("excess_over_buy_and_hold", (1.1 * 0.9 * 1.05 - 1) - (1.009 * 0.98 * 1.019 - 1)),
+    ],
+)
+def test_objectives_by_hand(objective, expected):
+    returns = np.array([0.1, -0.1, 0.05])
+    market = np.array([0.01, -0.02, 0.02])
+    value = tuning.objective_value(objective, returns, market, fee=0.001)
+    if expected is None:
+        expected = returns.mean() / returns.std(ddof=1) * np.sqrt(24 * 365)
+    assert value == pytest.approx(expected)
+    assert tuning.objective_value(objective, np.zeros(3), np.zeros(3), fee=0.001) == pytest.approx(
+        1 - 0.999**2 if objective == "excess_over_buy_and_hold" else 0.0
+    )
 
 
 def test_pruner_compares_the_current_fold_with_the_median():
@@ -200,24 +245,30 @@ def test_a_killed_run_resumes(features, tmp_path):
 def test_outputs(features, tmp_path):
     study = run_tune(features, f"sqlite:///{tmp_path}/o.db", n_trials=6)
     out = tmp_path / "tune"
-    result = tuning.write_outputs(study, out, storage_url="postgresql://me:hunter2@db/optuna")
+    result = tuning.write_outputs(
+        study, out, storage_url="postgresql://me:hunter2@db/optuna", objective="return_after_fees"
+    )
     best = json.loads((out / "best_params.json").read_text())
     assert best == json.loads(json.dumps(result))
     assert set(best["params"]) == {
-        "n_estimators",
-        "max_depth",
-        "learning_rate",
-        "subsample",
-        "colsample_bytree",
-        "gamma",
-        "look_back_days",
-    }
+        "n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree", "gamma",
+        "look_back_days", "horizon_hours", "side", "entry_band", "exit_band", "min_hold_hours",
+    }  # fmt: skip
     assert best["value"] == study.best_value
+    assert best["params"]["exit_band"] <= best["params"]["entry_band"]  # the exit it traded
+    search = best["search"]
+    assert search["trials_run"] == len(study.trials) == search["complete"] + search["pruned"]
+    sharpes = [t.user_attrs["hourly_sharpe"] for t in study.trials if t.state.name == "COMPLETE"]
+    assert search["sharpe_variance"] == pytest.approx(np.var(sharpes, ddof=1))
+    assert best["in_sample"]["return_after_fees"] == pytest.approx(study.best_value)
+    assert tuning.BestParams.read(out / "best_params.json").candidate.as_dict() == best["params"]
     assert "hunter2" not in (out / "best_params.json").read_text()
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == len(study.trials) and "params_look_back_days" in trials
     for plot in ("optimization_history", "param_importances", "parallel_coordinate"):
-        assert "plotly" in (out / f"{plot}.html").read_text()
+        page = (out / f"{plot}.html").read_text()
+        assert '<script src="http' not in page and "Plotly.newPlot" in page
+        assert len(page) > 3_000_000  # plotly.js is inside the page
 
 
 def test_unreachable_storage_is_a_clear_error_without_the_password(features):

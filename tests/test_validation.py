@@ -39,13 +39,13 @@ def test_every_problem_is_listed_with_what_to_change(features):
         and "lower tune.search_space.look_back_days" in problems[1]
     )
     assert (
-        "2022-01-01 .. 2022-05-31 has no rows; the data covers 2021-01-01 .. 2021-04-30"
+        "2022-01-01 .. 2022-05-31 has no rows; the data covers 2021-01-02 .. 2021-04-30"
         in problems[2]
     )
 
 
 def test_no_labelled_rows(features):
-    features["label"] = float("nan")
+    features["label"] = features["next_return"] = float("nan")
     assert "no labelled rows" in problems_with_data(small_params(), features)[0]
 
 

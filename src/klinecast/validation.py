@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from klinecast.backtest import labelled_rows
+from klinecast.backtest import scored_rows
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.tuning import check_in_sample_span, in_sample_rows, span_bounds
@@ -44,7 +44,7 @@ def problems_with_data(params: Params, features: pd.DataFrame) -> list[str]:
     adds what only the data can tell: spans without rows and a look_back longer than the data.
     """
     problems = []
-    rows = labelled_rows(features)
+    rows = scored_rows(features)
     if rows.empty:
         return ["the feature file holds no labelled rows; run `make data` and `dvc repro features`"]
     covered = f"the data covers {rows.index[0]:%Y-%m-%d} .. {rows.index[-1]:%Y-%m-%d}"
