@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from klinecast import config
 from klinecast.config import SEED_INDICATORS, Params, load_params, params_from_mapping
 from klinecast.errors import ParamsError
 

@@ -10,11 +10,14 @@ from klinecast import evaluation, registry
 from klinecast.config import Params, SplitParams
 from klinecast.features import compute_features
 from klinecast.metadata import artifact_metadata
-from klinecast.model import HyperParams
+from klinecast.model import Candidate, HyperParams
 from klinecast.serving.local import LocalServing
+from klinecast.strategy import StrategyRule
 
 NAME = "klinecast-test"
 MIN_HISTORY = Params().features.min_history
+#: The served model's rule: hysteresis and a minimum hold, so the trader's book matters.
+RULE = StrategyRule("long_short", entry_band=0.02, exit_band=0.005, min_hold_hours=3)
 
 
 @pytest.fixture(scope="package")
@@ -29,9 +32,11 @@ def artifact(mirror_candles, tmp_path_factory):
     frame = compute_features(
         mirror_candles, indicators=params.features.indicators, interval=params.data.interval_delta
     ).frame
-    hp = HyperParams(60, 4, 0.1, 0.8, 0.8, 0, 60)
-    trained = evaluation.train_final(frame, params, hp)
-    metadata = artifact_metadata(trained, params=params, hp=hp, metrics={}, data_version={})
+    candidate = Candidate(HyperParams(60, 4, 0.1, 0.8, 0.8, 0, 60), RULE, horizon_hours=2)
+    trained = evaluation.train_final(frame, params, candidate)
+    metadata = artifact_metadata(
+        trained, params=params, candidate=candidate, metrics={}, data_version={}
+    )
     out = tmp_path_factory.mktemp("artifact") / "candidate"
     registry.write_artifact(out, trained.booster, metadata)
     return out

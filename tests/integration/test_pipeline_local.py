@@ -52,9 +52,17 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
         tmp_path / "small.yaml",
         data={"base_url": mirror_server.url},
         # any model passes the gate, so publish and deploy run too
-        publish={"registry": str(tmp_path / "registry"), "gate_min_excess_return": -100.0},
+        publish={
+            "registry": str(tmp_path / "registry"),
+            "gate_min_excess_return": -100.0,
+            "gate_max_p_value": 1.0,
+            "min_splits": 0,
+            "min_features_used": 0,
+            "min_trades": 0,
+        },
     )
-    done = run_local(tmp_path, params, "--set", "tune_workers=2")
+    # a params key and a pipeline parameter, as `--set` takes them
+    done = run_local(tmp_path, params, "--set", "tune_workers=2", "--set", "backtest.fee=0.0005")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "klinecast-training succeeded" in done.stdout
     run = task_outputs(tmp_path)
@@ -83,16 +91,19 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     assert sum(best["trials"].values()) == len(trials)
 
     # The components ran the library: features equal a direct call on the pipeline's candles.
-    from klinecast.config import Params
+    from klinecast.config import load_params
     from klinecast.features import compute_features
 
     candles = pd.read_parquet(run / "candles/candles")
-    settings = Params().features, Params().data.interval_delta
-    direct = compute_features(candles, indicators=settings[0].indicators, interval=settings[1])
+    settings = load_params(params)
+    direct = compute_features(
+        candles, indicators=settings.features.indicators, interval=settings.data.interval_delta
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(run / "features/features"), direct.frame)
 
     metrics = json.loads((run / "evaluate/metrics_json").read_text())
     assert set(metrics["baselines"]) == {"buy_and_hold", "always_short", "momentum", "coin_flip"}
+    assert metrics["fee_per_side"] == 0.0005  # the --set reached the run's params.yaml
     assert metrics["span"]["first_hour"].startswith("2021-01-01")
     executor = json.loads((run / "evaluate/executor_output.json").read_text())
     logged = executor["artifacts"]["metrics"]["artifacts"][0]["metadata"]
@@ -102,8 +113,12 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     )
     confusion = executor["artifacts"]["classification"]["artifacts"][0]["metadata"]
     matrix = confusion["confusionMatrix"]["rows"]
-    assert sum(sum(row["row"]) for row in matrix) == metrics["span"]["hours"]
-    assert "| **model** |" in (run / "evaluate/summary").read_text()
+    labelled = pd.read_parquet(run / "evaluate/predictions")["label"].notna().sum()
+    assert sum(sum(row["row"]) for row in matrix) == labelled  # hours whose horizon is known
+    assert metrics["span"]["hours"] - labelled < 24
+    assert logged["p_value"] == pytest.approx(metrics["significance"]["p_value"])
+    summary = (run / "train/summary").read_text()
+    assert "| **model** |" in summary and "Gate passed" in summary
     assert (run / "report/report").read_text().startswith("<!doctype html>")
 
     receipt = json.loads((run / "publish/receipt").read_text())

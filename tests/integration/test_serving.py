@@ -1,6 +1,7 @@
 """The real kserve model servers on 127.0.0.1: V1, V2, bad input, missing model, outages, parity."""
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -11,7 +12,8 @@ import pytest
 import requests
 
 from conftest import free_port
-from integration.conftest import NAME
+from integration.conftest import NAME, RULE
+from klinecast import strategy
 from klinecast.config import Params
 from klinecast.features import compute_features
 from klinecast.serving.local import LocalServing, v1_request, v2_request
@@ -39,12 +41,16 @@ def test_v1_and_v2_give_the_same_answer(serving, window):
     assert one.status_code == 200, one.text
     answer = one.json()["predictions"][0]
     assert 0 <= answer["prob_up"] <= 1
-    assert answer["direction"] == ("up" if answer["prob_up"] > 0.5 else "down")
+    # the model's rule from a flat book: up beyond 0.5 + entry band, down below 0.5 - it
+    expected = {1: "up", -1: "down", 0: "flat"}[strategy.next_position(answer["prob_up"], RULE)]
+    assert answer["direction"] == expected
+    assert answer["strategy"] == RULE.as_dict() | {"horizon_hours": 2}
     assert answer["feature_time"] == "2022-01-01T00:00:00+00:00"  # the last candle's close
     assert answer["model_version"]
     two = v2(serving, v2_request(window))
     assert two.status_code == 200, two.text
     outputs = {o["name"]: o["data"][0] for o in two.json()["outputs"]}
+    assert json.loads(outputs.pop("strategy")) == answer.pop("strategy")
     assert outputs == answer
 
 
@@ -66,7 +72,9 @@ def test_predictor_speaks_v1_and_v2_itself(serving, artifact, window):
     b = requests.post(
         f"{serving.predictor_url}/v2/models/{NAME}/infer",
         timeout=10,
-        json={"inputs": [{"name": "features", "shape": [1, 10], "datatype": "FP64", "data": row}]},
+        json={
+            "inputs": [{"name": "features", "shape": [1, len(row[0])], "datatype": "FP64", "data": row}]
+        },
     )
     assert a.status_code == b.status_code == 200, (a.text, b.text)
     assert a.json()["predictions"][0] == pytest.approx(b.json()["outputs"][0]["data"][0])
@@ -92,6 +100,11 @@ BAD_V1 = {
     ),
     "negative price": (lambda rows: rows[5].update(open=-1.0, low=-2.0), "a price is not positive"),
     "missing column": (lambda rows: [r.pop("volume") for r in rows], "missing column 'volume'"),
+    # the model reads the taker-buy share, so its column is required too
+    "missing taker volume": (
+        lambda rows: [r.pop("taker_buy_volume") for r in rows],
+        "missing column 'taker_buy_volume'",
+    ),
     "one row lacks a column": (lambda rows: rows[7].pop("high"), "instances[7] lacks 'high'"),
     "bad timestamp": (
         lambda rows: rows[0].__setitem__("open_time", "yesterday"),

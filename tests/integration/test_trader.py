@@ -15,8 +15,9 @@ import sqlalchemy as sa
 
 from binance_server import API_KEY, API_SECRET, BinanceServer
 from conftest import free_port, write_params
-from integration.conftest import NAME
-from klinecast.backtest import positions_from_proba, strategy_returns
+from integration.conftest import NAME, RULE
+from klinecast import strategy
+from klinecast.backtest import strategy_returns
 from klinecast.cli import main
 from klinecast.serving.transformer import offline_probabilities
 from klinecast.trader.ledger import Ledger
@@ -272,8 +273,11 @@ def test_replay_equals_the_offline_backtest(
     offline = offline_probabilities(history, artifact).reindex(hours)
     np.testing.assert_allclose(predictions["prob_up"].to_numpy(), offline.to_numpy(), atol=1e-6)
 
-    position = positions_from_proba(offline.to_numpy(), neutral_band=0.0)
+    # the backtest's one pass of the model's rule (hysteresis, minimum hold) over the hours,
+    # against the trader's hour-by-hour decisions with its ledger's book
+    position, _ = strategy.positions(offline.to_numpy(), RULE)
     assert (predictions["target"].to_numpy() == position).all()
+    assert len(set(position)) == 3 and (np.diff(position) != 0).sum() > 3  # the rule is exercised
     closes = history["close"]
     next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
     returns = strategy_returns(position, next_return, fee=0.001)
