@@ -13,10 +13,27 @@ from klinecast.data.candles import KLINE_COLUMNS
 HOUR_MS = 3_600_000
 
 
-def synthetic_candles(n: int, *, start: str = "2021-01-01", seed: int = 0) -> pd.DataFrame:
-    """A random-walk candle frame with n hourly rows that obeys every candle rule."""
+def synthetic_candles(
+    n: int,
+    *,
+    start: str = "2021-01-01",
+    seed: int = 0,
+    volatility: float = 0.01,
+    driftless: tuple[int, ...] = (),
+) -> pd.DataFrame:
+    """A random-walk candle frame with n hourly rows that obeys every candle rule.
+
+    Args:
+        volatility: the standard deviation of the hourly log returns.
+        driftless: row numbers that split the walk into spans; each span's log returns are
+            shifted to a mean of exactly 0, so no span trends (a null without drift).
+    """
     rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    steps = rng.normal(0, volatility, n)
+    for lo, hi in zip((0, *driftless), (*driftless, n), strict=True):
+        if driftless:
+            steps[lo:hi] -= steps[lo:hi].mean()
+    close = 100 * np.exp(np.cumsum(steps))
     open_ = np.concatenate([[100.0], close[:-1]])
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.005, n))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.005, n))

@@ -183,3 +183,21 @@ def test_evaluation_never_trains_on_out_of_sample_rows(workdir):
     pd.testing.assert_series_equal(
         again.predictions["prob_up"][first_fold], clean.predictions["prob_up"][first_fold]
     )
+
+
+def test_a_study_where_no_trial_trades_says_so_and_is_not_an_error(workdir, capsys):
+    path = workdir / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    # nothing is ever that sure: long beyond 0.99 only
+    raw["tune"]["search_space"].update(entry_band=[0.49, 0.49], side=["long_only"])
+    path.write_text(yaml.safe_dump(raw))
+    for stage in ("tune", "evaluate", "train", "publish", "report"):
+        assert main([stage] + (["--no-progress"] if stage == "tune" else [])) == 0, stage
+    out = capsys.readouterr().out
+    assert "0 complete trial(s) traded" in out
+    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    degenerate = next(c for c in receipt["gate"]["conditions"] if c["name"] == "not_degenerate")
+    assert not degenerate["held"] and not receipt["promoted"]
+    assert "no tuning trial traded in sample either" in degenerate["detail"]
+    page = (workdir / "reports/report.html").read_text()
+    assert "No tuning trial traded in sample" in page and "This is a finding, not an error" in page
