@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
-	bench bench-tune bench-serve bench-pipeline clean
+	bench bench-tune bench-serve bench-pipeline bench-compare clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
@@ -136,11 +136,16 @@ test: lint
 	pytest
 
 # Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
-bench: bench-tune bench-serve bench-pipeline
+bench: bench-tune bench-serve bench-pipeline bench-compare
 
 bench-tune: data
 	dvc repro features
 	python benchmarks/bench_tune.py
+
+# The seed's setup (examples/seed-params.yaml) against params.yaml on the same candles and split.
+bench-compare: data
+	dvc repro candles
+	python benchmarks/compare_rules.py
 
 # Needs a model artifact (models/candidate, from make run).
 bench-serve: setup

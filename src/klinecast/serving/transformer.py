@@ -59,7 +59,15 @@ class CandleTransformer(kserve.Model):
             self.rule = strategy.StrategyRule(**metadata["strategy"])
             self.horizon_hours = int(metadata["horizon_hours"])
             self.required = required_columns(self.feature_names)
-        except (registry.RegistryError, OSError, KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            log.error(
+                "transformer %s NOT ready: metadata from %s lacks %s (an artifact from before "
+                "the trading rule shipped with the model: retrain it)",
+                self.name, self.storage_uri, exc,
+            )  # fmt: skip
+            self.ready = False
+            return False
+        except (registry.RegistryError, OSError, TypeError, ValueError) as exc:
             log.error(
                 "transformer %s NOT ready: metadata from %s: %s", self.name, self.storage_uri, exc
             )
