@@ -248,7 +248,7 @@ class TuneParams(_Checked):
     """The Optuna study: TPE over the search space, median pruning over folds."""
 
     objective: str = "return_after_fees"
-    n_trials: int = 40
+    n_trials: int = 80
     seed: int = 42
     study_name: str = "klinecast"
     #: An SQLAlchemy URL; $KLINECAST_OPTUNA_STORAGE or `tune --storage` override it.
