@@ -54,15 +54,7 @@ def test_fold_count(days, train_days, step_days, expected):
 
 def test_folds_slide_by_step_with_fixed_train_size_and_never_leak():
     index = hourly(120)
-    folds = list(
-        walk_forward_folds(
-            index,
-            test_start=T0 + pd.Timedelta(days=30),
-            test_end=T0 + pd.Timedelta(days=120),
-            train_hours=30 * 24,
-            step_hours=7 * 24,
-        )
-    )
+    folds = folds_over(index, start_day=30, end_day=120, train_days=30, step_days=7)
     tested = np.concatenate([np.arange(120 * 24)[f.test_rows] for f in folds])
     assert (np.diff(tested) == 1).all() and tested[0] == 30 * 24  # test windows tile, no overlap
     for fold in folds:
@@ -96,18 +88,25 @@ def test_folds_skip_windows_inside_a_data_gap():
     assert [f.number for f in folds] == [0, 1]
 
 
+def folds_over(index, *, start_day: int, end_day: int, train_days: int, step_days: int, **kw):
+    """walk_forward_folds over index, days counted from T0."""
+    return list(
+        walk_forward_folds(
+            index,
+            test_start=T0 + pd.Timedelta(days=start_day),
+            test_end=T0 + pd.Timedelta(days=end_day),
+            train_hours=train_days * 24,
+            step_hours=step_days * 24,
+            **kw,
+        )
+    )
+
+
 @pytest.mark.parametrize("horizon", [1, 2, 6, 24])
 def test_purged_folds_train_on_no_label_that_reaches_past_the_first_prediction(horizon):
     index = hourly(90)
-    folds = list(
-        walk_forward_folds(
-            index,
-            test_start=T0 + pd.Timedelta(days=30),
-            test_end=T0 + pd.Timedelta(days=90),
-            train_hours=30 * 24,
-            step_hours=10 * 24,
-            horizon_hours=horizon,
-        )
+    folds = folds_over(
+        index, start_day=30, end_day=90, train_days=30, step_days=10, horizon_hours=horizon
     )
     assert len(folds) == 6
     for fold in folds:

@@ -102,29 +102,8 @@ def test_monitor_writes_outputs_and_triggers_once_per_cooldown(tmp_path, monkeyp
     assert "<img" in (tmp_path / "out/monitor.html").read_text()
 
 
-def test_drift_compares_live_hours_with_the_training_window(tmp_path, monkeypatch):
-    from model_fixtures import small_features
-
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    monkeypatch.setenv("KLINECAST_LEDGER_URL", url)
-    features_path = small_features(tmp_path / "features.parquet")
-    features = pd.read_parquet(features_path)
-    ledger = Ledger(url)
-    ledger.migrate()
-    for hour in features.index[-48:]:
-        ledger.record_prediction(hour.to_pydatetime(), symbol="BTCUSDT", target=1, status="traded")
-    params = write_params(tmp_path / "params.yaml", {})
-    argv = ["monitor", "--params", str(params), "--out-dir", str(tmp_path / "out")]
-    assert main([*argv, "--features", str(features_path)]) == 0
-    drift = json.loads((tmp_path / "out/monitor.json").read_text())["drift"]
-    assert set(drift) <= set(features.columns) and len(drift) >= 5
-    assert all(np.isfinite(v) and v >= 0 for v in drift.values()) and drift
-
-
-@pytest.mark.parametrize("traded", [1, 47])
-def test_below_the_minimum_the_monitor_says_too_few_samples_and_gives_no_psi(
-    tmp_path, monkeypatch, capsys, traded
-):
+def monitor_traded_hours(tmp_path, monkeypatch, traded: int) -> pd.DataFrame:
+    """`klinecast monitor` over a ledger whose last `traded` feature hours were traded."""
     from model_fixtures import small_features
 
     url = f"sqlite:///{tmp_path}/ledger.db"
@@ -138,6 +117,23 @@ def test_below_the_minimum_the_monitor_says_too_few_samples_and_gives_no_psi(
     params = write_params(tmp_path / "params.yaml", {})  # trade.drift_min_samples: 48
     argv = ["monitor", "--params", str(params), "--out-dir", str(tmp_path / "out")]
     assert main([*argv, "--features", str(features_path)]) == 0
+    return features
+
+
+def test_drift_compares_live_hours_with_the_training_window(tmp_path, monkeypatch):
+    features = monitor_traded_hours(tmp_path, monkeypatch, 48)
+    document = json.loads((tmp_path / "out/monitor.json").read_text())
+    drift = document["drift"]
+    assert set(drift) <= set(features.columns) and len(drift) >= 5
+    assert all(np.isfinite(v) and v >= 0 for v in drift.values()) and drift
+    assert document["drift_note"] == "PSI over 48 traded hours"
+
+
+@pytest.mark.parametrize("traded", [1, 47])
+def test_below_the_minimum_the_monitor_says_too_few_samples_and_gives_no_psi(
+    tmp_path, monkeypatch, capsys, traded
+):
+    monitor_traded_hours(tmp_path, monkeypatch, traded)
     expected = f"too few samples: {traded} traded hour(s), PSI needs at least 48"
     assert expected in capsys.readouterr().out
     document = json.loads((tmp_path / "out/monitor.json").read_text())
