@@ -121,8 +121,10 @@ run: data
 	dvc repro
 
 # The model server processes for the production (else candidate) model; Ctrl+C stops them.
-serve: setup
-	klinecast serve
+PREDICTOR_PORT ?= 8080
+TRANSFORMER_PORT ?= 8081
+serve: $(SETUP)
+	klinecast serve --predictor-port $(PREDICTOR_PORT) --transformer-port $(TRANSFORMER_PORT)
 
 lint: $(SETUP)
 	ruff check src tests components pipelines benchmarks

@@ -14,6 +14,7 @@ def validate_params(
     backtest: dict,
     tune: dict,
     publish: dict,
+    online: dict,
     trade: dict,
     tune_workers: int,
     params: Output[Artifact],

@@ -98,3 +98,30 @@ def write_params(path: Path, overrides: dict) -> Path:
         raw[section].update(values)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def redis():
+    """"host:port" of a Redis: the machine's, or a private redis-server started here."""
+    from redis_server import redis_address
+
+    with redis_address(free_port()) as address:
+        yield address
+
+
+@pytest.fixture()
+def online_settings(redis, tmp_path):
+    """A Feast project of this test's own (its own key space in Redis), removed afterwards."""
+    import uuid
+
+    import redis as redis_py
+
+    from klinecast.online import StoreSettings
+
+    settings = StoreSettings(redis, str(tmp_path / "feast/registry.db"), f"t{uuid.uuid4().hex[:12]}")
+    yield settings
+    host, port = redis.rsplit(":", 1)
+    client = redis_py.Redis(host=host, port=int(port))
+    for key in client.scan_iter():
+        if key.endswith(settings.project.encode()) or settings.project.encode() in key:
+            client.delete(key)

@@ -303,6 +303,29 @@ class PublishParams(_Checked):
 
 
 @dataclass(frozen=True)
+class OnlineParams(_Checked):
+    """The Feast online feature store (Redis) that serves features by symbol."""
+
+    #: Feast's Redis connection string (host:port[,db=N,password=...]); $KLINECAST_REDIS overrides.
+    redis: str = "localhost:6379"
+    #: The Feast registry: a path or s3://...; $KLINECAST_FEAST_REGISTRY overrides.
+    registry: str = "build/feast/registry.db"
+    #: Feast's project, which prefixes every key in Redis; $KLINECAST_FEAST_PROJECT overrides.
+    project: str = "klinecast"
+    #: A symbol request is refused (503) once the candle after the store's newest one closed
+    #: this many minutes ago and the sync has not written it.
+    stale_after_minutes: int = 15
+
+    def problems(self) -> Problems:
+        if not self.redis:
+            yield "redis", "must not be empty (host:port)"
+        if not self.project.replace("_", "").isalnum():
+            yield "project", f"expected letters, digits and '_', got {self.project!r}"
+        if not 0 <= self.stale_after_minutes <= 24 * 60:
+            yield "stale_after_minutes", f"expected 0 .. 1440, got {self.stale_after_minutes}"
+
+
+@dataclass(frozen=True)
 class TradeParams(_Checked):
     """The hourly trader: where it asks, how much it trades, when it stops, when it retrains."""
 
@@ -310,6 +333,8 @@ class TradeParams(_Checked):
     #: The InferenceService's (transformer's) base URL; $KLINECAST_INFERENCE_URL overrides it.
     inference_url: str = "http://klinecast-btcusdt-1h-transformer.klinecast.svc"
     protocol: str = "v1"
+    #: symbol: ask by symbol (the online store's features); candles: send the recent candles.
+    request: str = "symbol"
     #: SQLAlchemy URL of the ledger; $KLINECAST_LEDGER_URL overrides it.
     ledger: str = "sqlite:///ledger.db"
     quantity: float = 0.001  # base asset per position
@@ -326,6 +351,8 @@ class TradeParams(_Checked):
             yield "broker", f"expected paper or testnet, got {self.broker!r}"
         if self.protocol not in ("v1", "v2"):
             yield "protocol", f"expected v1 or v2, got {self.protocol!r}"
+        if self.request not in ("symbol", "candles"):
+            yield "request", f"expected symbol or candles, got {self.request!r}"
         if not 0 < self.quantity <= self.max_quantity:
             yield "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
         if not -1 < self.kill_switch_return < 0:
@@ -346,6 +373,7 @@ class Params(_Checked):
     backtest: BacktestParams = field(default_factory=BacktestParams)
     tune: TuneParams = field(default_factory=TuneParams)
     publish: PublishParams = field(default_factory=PublishParams)
+    online: OnlineParams = field(default_factory=OnlineParams)
     trade: TradeParams = field(default_factory=TradeParams)
 
     def problems(self) -> Problems:

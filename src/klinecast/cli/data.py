@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import time
@@ -122,8 +123,17 @@ def add_features(commands) -> None:
             "Compute features.indicators (e.g. ma_ratio_5, rsi_14, mfi_21) and the label "
             "(does the next candle close higher?) with the same function the model server "
             "uses. Rows whose indicator window crosses a gap are dropped and counted. "
-            "With --measure, measure instead how many candles of history serving needs."
+            "With --measure, measure instead how many candles of history serving needs.\n\n"
+            "`klinecast features sync` brings the Feast online store (online.* in params.yaml, "
+            "$KLINECAST_REDIS) up to the newest closed candle: it fetches the candles closed "
+            "since the store's newest row from Binance REST ($KLINECAST_BINANCE_URL), or from "
+            "archives with --base-url, computes the new rows with the same function, and writes "
+            "them oldest first. Idempotent; a failed sync keeps what it wrote."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "action", nargs="?", choices=["sync"], help="sync: write new rows to the online store"
     )
     params_arg(parser)
     parser.add_argument(
@@ -146,10 +156,25 @@ def add_features(commands) -> None:
         default=1000,
         help="end points checked by --measure (default: %(default)s)",
     )
+    sync = parser.add_argument_group("sync")
+    sync.add_argument(
+        "--base-url",
+        help="read candles from archives in the data.binance.vision layout at this URL (a "
+        "mirror, offline) instead of Binance REST",
+    )
+    sync.add_argument(
+        "--archive-cache",
+        type=Path,
+        default=Path("build/sync-archives"),
+        help="where --base-url archives are kept verified between syncs (default: %(default)s)",
+    )
+    sync.add_argument("--now", help="the clock, ISO 8601 UTC (default: the real time)")
     parser.set_defaults(run=run_features)
 
 
 def run_features(args) -> int:
+    if args.action == "sync":
+        return run_sync(args)
     import pandas as pd
 
     from klinecast import atomic
@@ -196,4 +221,37 @@ def run_features(args) -> int:
         f"dropped {result.dropped_at_start} at the start and {result.dropped_after_gaps} whose "
         f"window crosses a gap; {time.perf_counter() - started:.1f} s -> {args.out}"
     )
+    return 0
+
+
+def run_sync(args) -> int:
+    import pandas as pd
+
+    from klinecast import online
+    from klinecast.config import load_params
+    from klinecast.trader.exchange import MAINNET_URL
+
+    params = load_params(args.params)
+    now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    settings = online.StoreSettings.resolve(params.online)
+    if args.base_url:
+        source = online.archive_source(args.base_url, args.archive_cache, today=now.date())
+        where = args.base_url
+    else:
+        where = os.environ.get("KLINECAST_BINANCE_URL") or MAINNET_URL
+        source = online.binance_source(where)
+    started = time.perf_counter()
+    result = online.sync(params, settings=settings, source=source, now=now)
+    if result.up_to_date:
+        print(
+            f"features sync: nothing new for {result.symbol} from {where}; the store "
+            f"{settings.redis} (project {settings.project}) holds up to {result.newest_after}"
+        )
+    else:
+        print(
+            f"features sync: {result.symbol}: {result.written} new row(s) from {where}, newest "
+            f"candle {result.newest_after} (was {result.newest_before}) -> {settings.redis} "
+            f"(project {settings.project}); {time.perf_counter() - started:.1f} s"
+        )
     return 0

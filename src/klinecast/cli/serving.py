@@ -36,6 +36,11 @@ def add_serve(commands) -> None:
     )
     parser.add_argument("--predictor-port", type=int, default=8080, help="default: %(default)s")
     parser.add_argument("--transformer-port", type=int, default=8081, help="default: %(default)s")
+    parser.add_argument(
+        "--redis",
+        help="the online store for symbol requests (default: $KLINECAST_REDIS, else online.redis)",
+    )
+    parser.add_argument("--now", help="a fixed clock for the transformer, ISO 8601 UTC (replays)")
     path(parser, "--candles", "data/candles.parquet", "source of the example requests")
     path(parser, "--examples", "reports/serve", "where the example bodies go")
     path(parser, "--log-dir", "reports/serve", "server logs")
@@ -43,8 +48,11 @@ def add_serve(commands) -> None:
 
 
 def run_serve(args) -> int:
+    import signal
+
     from klinecast import registry
     from klinecast.config import load_params
+    from klinecast.online import StoreSettings
     from klinecast.serving.local import LocalServing, write_examples
 
     params = load_params(args.params)
@@ -55,21 +63,36 @@ def run_serve(args) -> int:
         uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=args.candidate)
     if "://" not in uri:
         registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
+    online = StoreSettings.resolve(params.online)
+    if args.redis:
+        online = StoreSettings(args.redis, online.registry, online.project)
     log.info("serving %s (%s)", uri, why)
-    with LocalServing(
-        name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir
-    ) as serving:
+
+    def stop(signum, _frame):
+        raise SystemExit(128 + signum)  # unwinds the with-block: both servers are stopped
+
+    signal.signal(signal.SIGTERM, stop)
+    serving = LocalServing(
+        name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir,
+        online=online, now=args.now,
+    )  # fmt: skip
+    with serving:
         base = serving.transformer_url
         lines = [
             f"klinecast serve: model {name} from {uri}",
             f"  predictor   {serving.predictor_url}  (logs: {args.log_dir}/predictor.log)",
             f"  transformer {base}  (logs: {args.log_dir}/transformer.log)",
+            f"  online store {online.redis} (project {online.project}); fill it with "
+            "`klinecast features sync`",
+            "try:",
+            f"""  curl -s -H 'Content-Type: application/json' """
+            f"""-d '{{"instances": [{{"symbol": "{params.data.symbol}"}}]}}' \\\n    """
+            f"{base}/v1/models/{name}:predict",
         ]
         if args.candles.is_file():
             candles = read_parquet(args.candles, produced_by="klinecast candles")
             v1, v2 = write_examples(candles.iloc[-params.features.min_history :], args.examples)
             lines += [
-                "try:",
                 f"  curl -s -H 'Content-Type: application/json' -d @{v1} {base}/v1/models/{name}:predict",
                 f"  curl -s -H 'Content-Type: application/json' -d @{v2} {base}/v2/models/{name}/infer",
             ]
@@ -79,6 +102,11 @@ def run_serve(args) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+        exited = [role for role, p in serving.processes.items() if p.poll() is not None]
+    if exited:
+        raise KlinecastError(
+            f"the {' and '.join(exited)} exited; see {args.log_dir}/{exited[0]}.log"
+        )
     print("klinecast serve: stopped")
     return 0
 

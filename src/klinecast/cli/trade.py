@@ -122,7 +122,9 @@ def live_trader(params):
             count=count,
         )
 
-    return Trader(params, ledger, broker, market, predictor(params))
+    return Trader(
+        params, ledger, broker, market, predictor(params, by_symbol=params.trade.request == "symbol")
+    )
 
 
 def broker_name(params) -> str:
@@ -132,13 +134,17 @@ def broker_name(params) -> str:
     return name
 
 
-def predictor(params):
+def predictor(params, *, by_symbol: bool):
+    """Asks the InferenceService by symbol (its online store) or with the candles."""
     from klinecast.trader.inference import predict
 
     url = os.environ.get(INFERENCE_ENV) or params.trade.inference_url
+    symbol = params.data.symbol if by_symbol else None
 
     def ask(candles):
-        return predict(url, params.publish.model_name, candles, protocol=params.trade.protocol)
+        return predict(
+            url, params.publish.model_name, candles, protocol=params.trade.protocol, symbol=symbol
+        )
 
     return ask
 
@@ -184,7 +190,7 @@ def run_replay(args) -> int:
         start=args.start,
         end=args.end,
         ledger_url=args.ledger,
-        predict=predictor(params),
+        predict=predictor(params, by_symbol=False),  # past hours: the store holds the newest
     )
     print(
         f"trade replay: {summary['hours']} hours, {summary['traded']} traded, "

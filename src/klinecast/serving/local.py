@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,10 @@ class LocalServing:
     transformer_port: int
     predictor_protocol: str = "v1"
     log_dir: Path | None = None
+    #: the transformer's online store (klinecast.online.StoreSettings), for symbol requests
+    online: object | None = None
+    #: a fixed clock for the transformer (replays of past hours), ISO 8601
+    now: str | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -60,6 +65,11 @@ class LocalServing:
                 "--predictor-protocol",
                 self.predictor_protocol,
             ]
+            if self.online is not None:
+                argv += ["--redis", self.online.redis, "--feast-registry", self.online.registry]
+                argv += ["--feast-project", self.online.project]
+            if self.now is not None:
+                argv += ["--now", self.now]
         out = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +104,8 @@ class LocalServing:
         raise KlinecastError(f"{probe} did not become ready within {timeout_s:.0f} s")
 
     def __enter__(self) -> LocalServing:
+        for port in (self.predictor_port, self.transformer_port):
+            check_port_free(port)
         self.start("predictor")
         self.start("transformer")
         try:
@@ -107,6 +119,18 @@ class LocalServing:
     def __exit__(self, *exc) -> None:
         for role in list(self.processes):
             self.stop(role)
+
+
+def check_port_free(port: int) -> None:
+    """Fails, naming the port, when another process holds it (the servers bind 0.0.0.0)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            raise KlinecastError(
+                f"port {port} is taken ({exc.strerror}); stop what holds it or pick another "
+                "port (--predictor-port / --transformer-port)"
+            ) from None
 
 
 def v1_request(candles: pd.DataFrame) -> dict:
@@ -136,6 +160,16 @@ def v2_request(candles: pd.DataFrame) -> dict:
         for c in COLUMNS
     ]
     return {"inputs": inputs}
+
+
+def v1_symbol_request(symbol: str) -> dict:
+    """The V1 body that asks for a symbol's forecast from the online store."""
+    return {"instances": [{"symbol": symbol}]}
+
+
+def v2_symbol_request(symbol: str) -> dict:
+    """The V2 body that asks for a symbol's forecast: one BYTES input `symbol`."""
+    return {"inputs": [{"name": "symbol", "shape": [1], "datatype": "BYTES", "data": [symbol]}]}
 
 
 def write_examples(candles: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:

@@ -4,12 +4,18 @@ kserve's model_server parses sys.argv when it is imported, so main() parses its 
 first and clears sys.argv before importing kserve. The model is registered even when it could
 not be loaded: the server then answers 503 (not ready) and retries the load in the background,
 instead of exiting and being restarted in a loop.
+
+What klinecast adds to kserve's REST server: a JSON body without a Content-Type is read as JSON
+(tritonclient sends none) and V2's binary tensor extension is accepted; `/v2/health/ready` is
+false while the model is not; the model repository extension (load/unload) is off; every
+refusal is one JSON `{"error": ...}` with its status and one log line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import warnings
@@ -41,6 +47,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="retry interval while the model cannot be loaded",
     )
+    online = parser.add_argument_group("the online feature store (transformer, symbol requests)")
+    online.add_argument(
+        "--redis",
+        default=os.environ.get("KLINECAST_REDIS"),
+        help="Feast's Redis connection string host:port (default: $KLINECAST_REDIS; none: "
+        "symbol requests get 503)",
+    )
+    online.add_argument(
+        "--feast-registry",
+        default=os.environ.get("KLINECAST_FEAST_REGISTRY", "build/feast/registry.db"),
+        help="the Feast registry, a path or s3:// (default: $KLINECAST_FEAST_REGISTRY)",
+    )
+    online.add_argument(
+        "--feast-project",
+        default=os.environ.get("KLINECAST_FEAST_PROJECT", "klinecast"),
+        help="the Feast project: the key space in Redis (default: $KLINECAST_FEAST_PROJECT)",
+    )
+    online.add_argument(
+        "--stale-after-minutes",
+        type=int,
+        default=int(os.environ.get("KLINECAST_STALE_AFTER_MINUTES", "15")),
+        help="refuse a symbol once the candle after its newest row closed this long ago",
+    )
+    online.add_argument(
+        "--now", help="a fixed clock, ISO 8601 UTC (replays and tests; default: the real time)"
+    )
     return parser
 
 
@@ -65,12 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
         model = XGBoostPredictor(args.model_name, args.storage_uri)
     else:
-        from klinecast.serving.transformer import CandleTransformer
-
-        model = CandleTransformer(args.model_name, args.storage_uri)
+        model = transformer(args)
     if not model.load():
         _retry_load_in_background(model, every_s=args.reload_seconds)
-    install_error_handling(app)
+    install_error_handling(app, model)
     server = kserve.ModelServer(
         http_port=args.http_port,
         enable_grpc=False,
@@ -88,6 +118,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def transformer(args):
+    import pandas as pd
+
+    from klinecast.online import StoreSettings
+    from klinecast.serving.transformer import ForecastTransformer
+
+    online = None
+    if args.redis:
+        online = StoreSettings(args.redis, args.feast_registry, args.feast_project)
+    clock = None
+    if args.now:
+        fixed = pd.Timestamp(args.now)
+        fixed = fixed.tz_localize("UTC") if fixed.tzinfo is None else fixed.tz_convert("UTC")
+        clock = lambda: fixed  # noqa: E731
+    model = ForecastTransformer(args.model_name, args.storage_uri, online=online, clock=clock)
+    model.stale_after = pd.Timedelta(minutes=args.stale_after_minutes)
+    return model
+
+
 def _quiet_per_request_output() -> None:
     """kserve 0.21 answers with ORJSONResponse, which FastAPI deprecates with a warning on every
     request, and logs an access line and two timing lines per request: together they cost
@@ -95,6 +144,17 @@ def _quiet_per_request_output() -> None:
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated")
     for name in ("uvicorn.access", "kserve.trace", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("kserve").addFilter(_one_line_for_bad_requests)
+
+
+def _one_line_for_bad_requests(record: logging.LogRecord) -> bool:
+    """kserve logs a rejected request (InvalidInput, 400) with its traceback: one line instead."""
+    from kserve.errors import InvalidInput
+
+    if record.exc_info and isinstance(record.exc_info[1], InvalidInput):
+        record.msg, record.args = "rejected: 400 %s", (record.exc_info[1],)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _retry_load_in_background(model, *, every_s: float) -> None:
@@ -107,24 +167,33 @@ def _retry_load_in_background(model, *, every_s: float) -> None:
     threading.Thread(target=retry, name="model-reload", daemon=True).start()
 
 
-def install_error_handling(app) -> None:
-    """400 for bodies that are not JSON or have the wrong content type; 502/503 when the
-    predictor fails or cannot be reached. No traceback ever reaches the client."""
+def install_error_handling(app, model) -> None:
+    """Statuses and bodies for what kserve leaves to the server; see the module docstring."""
     import httpx
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
+    from klinecast.serving.errors import ServingError
+
+    def refuse(status: int, message: str) -> JSONResponse:
+        log.warning("rejected: %d %s", status, message)
+        return JSONResponse(status_code=status, content={"error": message})
+
     @app.middleware("http")
-    async def require_json(request, call_next):
-        if request.method == "POST" and request.url.path.endswith(PREDICT_SUFFIXES):
+    async def protocol(request, call_next):
+        path = request.url.path
+        if "/v2/repository/" in path:
+            return refuse(404, "the model repository extension is off on this server")
+        if path == "/v2/health/ready" and not model.ready:
+            return JSONResponse(status_code=503, content={"ready": False})
+        if request.method == "POST" and path.endswith(PREDICT_SUFFIXES):
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type not in JSON_TYPES:
-                return JSONResponse(
-                    status_code=400,
-                    content={
-                        "error": f"Content-Type {content_type or 'missing'!r} is not "
-                        "supported; send application/json"
-                    },
+            binary = "inference-header-content-length" in request.headers
+            if content_type and content_type not in JSON_TYPES and not binary:
+                return refuse(
+                    400,
+                    f"Content-Type {content_type!r} is not supported; send application/json "
+                    "(or V2's binary tensor extension with Inference-Header-Content-Length)",
                 )
         return await call_next(request)
 
@@ -132,35 +201,28 @@ def install_error_handling(app) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         reason = first.get("msg", "invalid body")
-        return JSONResponse(
-            status_code=400,
-            content={
-                "error": f"the body is not a valid JSON inference request: {where} {reason}".strip()
-            },
+        return refuse(
+            400, f"the body is not a valid JSON inference request: {where} {reason}".strip()
         )
 
     async def predictor_unreachable(_, exc):
-        log.warning("predictor unreachable: %s", exc)
-        return JSONResponse(
-            status_code=503,
-            content={"error": f"the predictor is unreachable ({type(exc).__name__}); retry later"},
-        )
+        return refuse(503, f"the predictor is unreachable ({type(exc).__name__}); retry later")
 
     async def predictor_failed(_, exc):
         status = exc.response.status_code
-        log.warning("predictor answered HTTP %s", status)
         try:
             detail = exc.response.json().get("error", "")
         except ValueError:
             detail = ""
-        return JSONResponse(
-            status_code=502,
-            content={"error": f"the predictor answered HTTP {status}: {detail}".rstrip(": ")},
-        )
+        return refuse(502, f"the predictor answered HTTP {status}: {detail}".rstrip(": "))
+
+    async def serving_error(_, exc):
+        return refuse(exc.status, exc.message)
 
     app.add_exception_handler(RequestValidationError, not_json)
     app.add_exception_handler(httpx.TransportError, predictor_unreachable)
     app.add_exception_handler(httpx.HTTPStatusError, predictor_failed)
+    app.add_exception_handler(ServingError, serving_error)
 
 
 if __name__ == "__main__":

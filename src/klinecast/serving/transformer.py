@@ -1,4 +1,10 @@
-"""The transformer: recent raw candles -> features (the training function) -> predictor."""
+"""The transformer: a symbol (features from the online store) or recent raw candles (features
+computed with the training function) -> the predictor -> the forecast and the model's rule.
+
+Requests by symbol are answered from a cache per (symbol, candle, model version) when the same
+hour was asked before, without the store or the predictor; the first request of an hour reads
+the store and asks the predictor.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import json
 import logging
 import tempfile
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kserve
@@ -20,24 +28,65 @@ from klinecast import registry, strategy
 from klinecast.config import INTERVALS
 from klinecast.features import compute_features, required_columns
 from klinecast.serving import payload as parse
+from klinecast.serving.errors import (
+    PredictorAnswerError,
+    StaleFeatures,
+    StoreUnavailable,
+    UnknownSymbol,
+)
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "application/cloudevents+json")
+DIRECTIONS = {1: "up", -1: "down", 0: "flat"}
+#: The answer's outputs, in order: name -> V2 datatype.
+OUTPUTS = {
+    "prob_up": "FP64",
+    "direction": "BYTES",
+    "model_version": "BYTES",
+    "feature_time": "BYTES",
+    "strategy": "BYTES",
+}
+CACHE_SIZE = 4096
 
-# What preprocess learned about the request, for postprocess of the same request.
+# What preprocess learned about the request, for predict and postprocess of the same request.
 _request = contextvars.ContextVar("klinecast_request")
 
 
-class CandleTransformer(kserve.Model):
-    """Computes the model's features from candles with klinecast.features.compute_features.
+@dataclass
+class RequestContext:
+    v2: bool
+    feature_time: str = ""
+    request_id: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    cache_key: tuple | None = None
 
-    It reads the artifact's metadata.json (feature names and order, min_history, interval) from
-    the same storage URI as the predictor, so both always describe one model version.
+
+@dataclass(frozen=True)
+class Cached:
+    """A symbol's answer for an hour that was asked before: no store read, no predictor."""
+
+    prob_up: float
+
+
+class ForecastTransformer(kserve.Model):
+    """Features by symbol from the online store, or from candles with compute_features.
+
+    It reads the artifact's metadata.json (feature names and order, min_history, interval,
+    the rule) from the same storage URI as the predictor, so both describe one model version.
     """
 
-    def __init__(self, name: str, storage_uri: str):
+    def __init__(self, name: str, storage_uri: str, *, online=None, clock=None):
+        """
+        Args:
+            online: klinecast.online.StoreSettings, or None when no online store is configured
+                (symbol requests then get 503).
+            clock: returns the current UTC time (a fixed one for replays and tests).
+        """
         super().__init__(name)
         self.storage_uri = storage_uri
+        self.online = online
+        self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
+        self.stale_after = pd.Timedelta(minutes=15)
         self.feature_names: list[str] = []
         self.min_history = 0
         self.interval = dt.timedelta(hours=1)
@@ -45,6 +94,8 @@ class CandleTransformer(kserve.Model):
         self.horizon_hours = 1
         self.required: tuple[str, ...] = ()
         self.model_version = ""
+        self.store = None
+        self.cache: OrderedDict[tuple, float] = OrderedDict()
         self.ready = False
 
     def load(self) -> bool:
@@ -74,6 +125,7 @@ class CandleTransformer(kserve.Model):
             self.ready = False
             return False
         self.model_version = _version_of(self.storage_uri, metadata)
+        self.cache.clear()
         self.ready = True
         log.info(
             "transformer %s ready: %d features, min_history %d, version %s",
@@ -84,32 +136,96 @@ class CandleTransformer(kserve.Model):
         )
         return True
 
+    # -- the Open Inference Protocol's model metadata
+    def get_input_types(self) -> list[dict]:
+        """A symbol; or, for clients that bring their own data, one tensor per candle column."""
+        candles = [{"name": "open_time", "datatype": "INT64", "shape": [-1]}] + [
+            {"name": column, "datatype": "FP64", "shape": [-1]} for column in self.required
+        ]
+        return [{"name": "symbol", "datatype": "BYTES", "shape": [1]}, *candles]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": name, "datatype": kind, "shape": [1]} for name, kind in OUTPUTS.items()]
+
+    # -- preprocess: a symbol or candles -> the predictor's request (or a cached answer)
     def preprocess(self, payload, headers=None):
-        if isinstance(payload, InferRequest):
-            candles = parse.candles_from_v2(payload.inputs, required=self.required)
+        v2 = isinstance(payload, InferRequest)
+        context = RequestContext(v2=v2)
+        if v2:
+            context.request_id = payload.id
+            context.outputs = _requested_outputs(payload)
+            symbol = _v2_symbol(payload.inputs)
         else:
             _check_content_type(payload, headers)
-            candles = parse.candles_from_v1(payload, required=self.required)
-        parse.check_window(candles, interval=self.interval, min_history=self.min_history)
-        features = compute_features(
-            candles, indicators=self.feature_names, interval=self.interval
-        ).frame
-        if features.empty or features.index[-1] != candles.index[-1]:
-            raise InvalidInput("the window yields no feature row for its newest candle")
-        row = features[self.feature_names].to_numpy(dtype=np.float64)[-1:]
-        feature_time = (features.index[-1] + self.interval).isoformat()
-        _request.set({"v2": isinstance(payload, InferRequest), "feature_time": feature_time})
-        if self.predictor_config.predictor_protocol == "v2":
-            tensor = InferInput("features", list(row.shape), "FP64", row.tolist())
-            return InferRequest(self.name, [tensor])
-        return {"instances": row.tolist()}
-
-    def postprocess(self, result, headers=None, response_headers=None):
-        request = _request.get()
-        if isinstance(result, InferResponse):
-            prob = float(np.asarray(result.outputs[0].data, dtype=np.float64).ravel()[0])
+            symbol = _v1_symbol(payload)
+        _request.set(context)
+        if symbol is not None:
+            row = self._online_row(symbol)
+            close = row.candle_time + self.interval
+            context.feature_time = close.isoformat()
+            context.cache_key = (symbol, row.candle_time.value, self.model_version)
+            cached = self.cache.get(context.cache_key)
+            if cached is not None:
+                return Cached(cached)
+            features = row.features[None, :]
         else:
-            prob = float(result["predictions"][0])
+            candles = (
+                parse.candles_from_v2(payload.inputs, required=self.required)
+                if v2
+                else parse.candles_from_v1(payload, required=self.required)
+            )
+            parse.check_window(candles, interval=self.interval, min_history=self.min_history)
+            frame = compute_features(
+                candles, indicators=self.feature_names, interval=self.interval
+            ).frame
+            if frame.empty or frame.index[-1] != candles.index[-1]:
+                raise InvalidInput("the window yields no feature row for its newest candle")
+            features = frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
+            context.feature_time = (frame.index[-1] + self.interval).isoformat()
+        if self.predictor_config.predictor_protocol == "v2":
+            tensor = InferInput("features", list(features.shape), "FP64", features.tolist())
+            return InferRequest(self.name, [tensor])
+        return {"instances": features.tolist()}
+
+    def _online_row(self, symbol: str):
+        """The symbol's newest row, refused when the store is away, lacks it, or is stale."""
+        from klinecast import online
+
+        if self.online is None:
+            raise StoreUnavailable("no online store is configured; send candles instead")
+        try:
+            if self.store is None:
+                self.store = online.open_store(self.online, self.feature_names, apply=False)
+            row = online.newest_row(self.store, symbol, self.feature_names)
+            if row is None:
+                raise UnknownSymbol(symbol, online.known_symbols(self.online))
+        except online.OnlineStoreError as exc:
+            raise StoreUnavailable(str(exc)) from None
+        now = self.clock()
+        close = row.candle_time + self.interval
+        if close > now:
+            raise StoreUnavailable(
+                f"the store's newest {symbol} candle closes at {close.isoformat()}, after this "
+                f"server's clock ({now.isoformat()}): it cannot answer for the past"
+            )
+        expected = close + self.interval  # the candle after it has closed by then
+        if now >= expected + self.stale_after:
+            raise StaleFeatures(symbol, newest=row.candle_time, expected=expected - self.interval)
+        return row
+
+    async def predict(self, payload, headers=None, response_headers=None):
+        if isinstance(payload, Cached):
+            return payload
+        return await super().predict(payload, headers)
+
+    # -- postprocess: the probability -> the forecast, with the model's rule
+    def postprocess(self, result, headers=None, response_headers=None):
+        context: RequestContext = _request.get()
+        prob = result.prob_up if isinstance(result, Cached) else _probability(result)
+        if context.cache_key is not None and not isinstance(result, Cached):
+            self.cache[context.cache_key] = prob
+            while len(self.cache) > CACHE_SIZE:
+                self.cache.popitem(last=False)
         # what the model's rule does from a flat book; a holder applies the same rule,
         # strategy.next_position, with its own position (the trader, with its ledger's)
         direction = DIRECTIONS[strategy.next_position(prob, self.rule)]
@@ -118,29 +234,79 @@ class CandleTransformer(kserve.Model):
             "prob_up": prob,
             "direction": direction,
             "model_version": self.model_version,
-            "feature_time": request["feature_time"],
+            "feature_time": context.feature_time,
             "strategy": rule,
         }
-        if request["v2"]:
-            outputs = [
-                InferOutput("prob_up", [1], "FP64", [prob]),
-                InferOutput("direction", [1], "BYTES", [direction]),
-                InferOutput("model_version", [1], "BYTES", [self.model_version]),
-                InferOutput("feature_time", [1], "BYTES", [request["feature_time"]]),
-                InferOutput("strategy", [1], "BYTES", [json.dumps(rule)]),
-            ]
-            return InferResponse(
-                response_id=str(uuid.uuid4()), model_name=self.name, infer_outputs=outputs
-            )
-        return {"predictions": [answer]}
+        if not context.v2:
+            return {"predictions": [answer]}
+        answer["strategy"] = json.dumps(rule)
+        wanted = context.outputs or list(OUTPUTS)
+        outputs = [InferOutput(name, [1], OUTPUTS[name], [answer[name]]) for name in wanted]
+        return InferResponse(
+            response_id=context.request_id or str(uuid.uuid4()),
+            model_name=self.name,
+            infer_outputs=outputs,
+            model_version=self.model_version,
+        )
 
 
-DIRECTIONS = {1: "up", -1: "down", 0: "flat"}
+def _probability(result) -> float:
+    """The predictor's probability; a malformed answer is the predictor's fault (502)."""
+    try:
+        if isinstance(result, InferResponse):
+            value = np.asarray(result.outputs[0].data, dtype=np.float64).ravel()[0]
+        else:
+            value = float(result["predictions"][0])
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PredictorAnswerError(f"no probability in it ({type(exc).__name__})") from None
+    if not 0.0 <= float(value) <= 1.0:
+        raise PredictorAnswerError(f"prob_up {value} is not in [0, 1]")
+    return float(value)
+
+
+def _v1_symbol(payload) -> str | None:
+    """The symbol of {"instances": [{"symbol": "BTCUSDT"}]}, or None for a candle request."""
+    if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
+        instances = payload["instances"]
+        if instances and isinstance(instances[0], dict) and "symbol" in instances[0]:
+            if len(instances) != 1 or set(instances[0]) != {"symbol"}:
+                raise InvalidInput('a symbol request is {"instances": [{"symbol": "BTCUSDT"}]}')
+            return _symbol(instances[0]["symbol"])
+    return None
+
+
+def _v2_symbol(inputs: list) -> str | None:
+    named = [t for t in inputs if getattr(t, "name", None) == "symbol"]
+    if not named:
+        return None
+    if len(inputs) != 1 or named[0].datatype != "BYTES":
+        raise InvalidInput("a symbol request has one input: symbol, BYTES, shape [1]")
+    data = named[0].data
+    if isinstance(data, np.ndarray):
+        data = data.ravel().tolist()
+    if not isinstance(data, list) or len(data) != 1:
+        raise InvalidInput("input symbol: expected one value, e.g. ['BTCUSDT']")
+    value = data[0]
+    return _symbol(value.decode() if isinstance(value, bytes) else value)
+
+
+def _symbol(value) -> str:
+    if not isinstance(value, str) or not value.isalnum() or value.upper() != value:
+        raise InvalidInput(f"symbol: expected an upper-case pair like BTCUSDT, got {value!r}")
+    return value
+
+
+def _requested_outputs(request: InferRequest) -> list[str]:
+    names = [o.name for o in (request.request_outputs or [])]
+    unknown = [n for n in names if n not in OUTPUTS]
+    if unknown:
+        raise InvalidInput(f"unknown output(s) {unknown}; this model answers {list(OUTPUTS)}")
+    return names
 
 
 def _check_content_type(payload, headers) -> None:
     content_type = (headers or {}).get("content-type", "application/json").split(";")[0].strip()
-    if isinstance(payload, bytes | str) or content_type not in JSON_TYPES:
+    if isinstance(payload, bytes | str) or (content_type and content_type not in JSON_TYPES):
         raise InvalidInput(f"Content-Type {content_type!r} is not supported; send application/json")
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import requests
 
 from klinecast.errors import KlinecastError
-from klinecast.serving.local import v1_request, v2_request
+from klinecast.serving.local import v1_request, v1_symbol_request, v2_request, v2_symbol_request
 from klinecast.strategy import StrategyRule
 
 
@@ -26,9 +26,16 @@ class Prediction:
 
 
 def predict(
-    url: str, model_name: str, candles: pd.DataFrame, *, protocol: str = "v1", timeout: float = 10
+    url: str,
+    model_name: str,
+    candles: pd.DataFrame,
+    *,
+    protocol: str = "v1",
+    symbol: str | None = None,
+    timeout: float = 10,
 ) -> Prediction:
-    """Sends the candles to the transformer and checks the answer.
+    """Asks the transformer by symbol (features from its online store), or sends the candles,
+    and checks the answer against the newest of the candles.
 
     Raises:
         InferenceError: unreachable, a non-200 status, or an answer that is not a probability
@@ -36,9 +43,11 @@ def predict(
     """
     base = url.rstrip("/")
     if protocol == "v1":
-        endpoint, body = f"{base}/v1/models/{model_name}:predict", v1_request(candles)
+        endpoint = f"{base}/v1/models/{model_name}:predict"
+        body = v1_symbol_request(symbol) if symbol else v1_request(candles)
     else:
-        endpoint, body = f"{base}/v2/models/{model_name}/infer", v2_request(candles)
+        endpoint = f"{base}/v2/models/{model_name}/infer"
+        body = v2_symbol_request(symbol) if symbol else v2_request(candles)
     try:
         answer = requests.post(endpoint, json=body, timeout=timeout)
     except requests.RequestException as exc:

@@ -1,0 +1,51 @@
+"""What the transformer refuses beyond a bad request (400), each with its HTTP status.
+
+The server maps each to one JSON answer {"error": ...} and one log line; no traceback.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+class ServingError(Exception):
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownSymbol(ServingError):
+    status = 404
+
+    def __init__(self, symbol: str, known: list[str]):
+        super().__init__(
+            f"unknown symbol {symbol!r}: the online store holds {known or 'no symbol yet'}"
+        )
+
+
+class StaleFeatures(ServingError):
+    """The store's newest row is older than the last closed candle plus the tolerance."""
+
+    status = 503
+
+    def __init__(self, symbol: str, *, newest: pd.Timestamp, expected: pd.Timestamp):
+        super().__init__(
+            f"the features of {symbol} are stale: the store's newest candle opened at "
+            f"{newest.isoformat()}, expected {expected.isoformat()} by now; run "
+            "`klinecast features sync`"
+        )
+
+
+class StoreUnavailable(ServingError):
+    status = 503
+
+
+class PredictorAnswerError(ServingError):
+    """The predictor answered 200 with a body that holds no probability."""
+
+    status = 502
+
+    def __init__(self, reason: str):
+        super().__init__(f"the predictor answered malformed JSON: {reason}")

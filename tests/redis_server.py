@@ -1,0 +1,123 @@
+"""Redis for tests: the machine's on 127.0.0.1:6379, else a private `redis-server`; and a TCP
+cut-off in front of one, to take it away and bring it back with its data intact.
+
+Tests use their own Feast project (the key space), so they never touch another user's keys.
+The private server comes from Debian's redis-server package, which `make setup` installs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+
+SHARED = ("127.0.0.1", 6379)
+FORCE_PRIVATE_ENV = "KLINECAST_TEST_PRIVATE_REDIS"
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextmanager
+def redis_address(port: int):
+    """Yields "host:port" of a Redis: the machine's, or a private one started here."""
+    if not os.environ.get(FORCE_PRIVATE_ENV) and answers(*SHARED):
+        yield f"{SHARED[0]}:{SHARED[1]}"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(
+            "no Redis answers on 127.0.0.1:6379 and there is no redis-server to start one; "
+            "run `make setup` (it installs Debian's redis-server)"
+        )
+    root = tempfile.mkdtemp(prefix="klinecast-redis-")
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", root],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not answers("127.0.0.1", port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the private redis-server on port {port} did not start")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Cutoff:
+    """A TCP relay to a Redis: `cut()` drops every connection and refuses new ones, `restore()`
+    lets them through again. Redis itself, and its data, are untouched."""
+
+    def __init__(self, upstream: str):
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open = True
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            server = socket.create_connection(self.upstream)
+            with self.lock:
+                self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, target):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.open = False
+        with self.lock:
+            for pair in self.pairs:
+                for s in pair:
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            self.pairs.clear()
+
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
