@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import requests
 
+from archive_server import wait_for_http
 from conftest import free_port
 from integration.conftest import NAME, RULE
 from klinecast import strategy
@@ -18,6 +19,7 @@ from klinecast.config import Params
 from klinecast.features import compute_features
 from klinecast.serving.local import LocalServing, v1_request, v2_request
 from klinecast.serving.transformer import offline_probabilities
+from local_http import JsonHandler, LocalServer
 
 pytestmark = pytest.mark.integration
 MIN_HISTORY = Params().features.min_history
@@ -246,3 +248,57 @@ def test_predictor_down_gives_a_quick_503_from_the_transformer(artifact, window,
         assert response.status_code in (502, 503)
         assert "predictor is unreachable" in response.json()["error"]
         assert "Traceback" not in response.text
+
+
+class _MalformedPredictor(JsonHandler):
+    """A predictor that answers 200 with a body that holds no probability."""
+
+    body: dict = {"predictions": []}
+
+    def do_GET(self):
+        self._send(200, {"status": "alive"})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._send(200, type(self).body)
+
+
+@pytest.mark.parametrize("body", [{"predictions": []}, {"predictions": [7.5]}, {"rows": 1}])
+def test_a_malformed_predictor_answer_is_502_not_500(artifact, window, tmp_path, body):
+    handler = type("Handler", (_MalformedPredictor,), {"body": body})
+    with LocalServer(handler) as fake:
+        port = free_port()
+        log = tmp_path / "transformer.log"
+        argv = [sys.executable, "-m", "klinecast.serving.server", "transformer"]
+        argv += ["--model-name", NAME, "--storage-uri", str(artifact), "--http-port", str(port)]
+        argv += ["--predictor-host", fake.url.removeprefix("http://")]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", process=process)
+            response = requests.post(
+                f"http://127.0.0.1:{port}/v1/models/{NAME}:predict",
+                json=v1_request(window),
+                timeout=30,
+            )
+            assert response.status_code == 502, response.text
+            assert response.json()["error"].startswith("the predictor answered malformed JSON")
+            assert "Traceback" not in log.read_text()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_health_ready_is_false_while_the_model_is_not(tmp_path):
+    port = free_port()
+    argv = [sys.executable, "-m", "klinecast.serving.server", "predictor", "--model-name", NAME]
+    argv += ["--storage-uri", str(tmp_path / "nothing-here"), "--http-port", str(port)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v2/health/live", process=process)
+        ready = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5)
+        assert ready.status_code == 503 and ready.json() == {"ready": False}
+        assert requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5).ok
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -37,9 +37,9 @@ def exchange(mirror_candles):
 @pytest.fixture(params=["sqlite"])
 def trader_env(request, tmp_path, serving, exchange, monkeypatch):
     """params.yaml for the testnet broker, and the environment a CronJob pod would have."""
-    params = write_params(
+    params = write_params(  # candles: these servers have no online store
         tmp_path / "params.yaml",
-        {"publish": {"model_name": NAME}, "trade": {"broker": "testnet"}},
+        {"publish": {"model_name": NAME}, "trade": {"broker": "testnet", "request": "candles"}},
     )
     ledger = f"sqlite:///{tmp_path}/ledger.db"
     if request.param == "postgresql":
@@ -288,3 +288,35 @@ def test_replay_equals_the_offline_backtest(
     assert len(table(ledger, "orders")) == np.count_nonzero(np.diff(position, prepend=0)) + sum(
         1 for a, b in zip(np.r_[0, position[:-1]], position, strict=True) if a * b < 0
     )  # one order per change, two per flip
+
+
+def test_the_trader_asks_by_symbol_by_default(
+    artifact, exchange, online_settings, tmp_path, monkeypatch, capsys
+):
+    """The online store synced from the exchange, servers that read it, and a paper hour."""
+    from klinecast import online
+    from klinecast.config import Params
+    from klinecast.serving.local import LocalServing
+
+    now = pd.Timestamp(NOW)
+    source = online.binance_source(exchange.url)
+    assert online.sync(Params(), settings=online_settings, source=source, now=now).written == 1
+    params = write_params(tmp_path / "params.yaml", {"publish": {"model_name": NAME}})
+    ledger = f"sqlite:///{tmp_path}/ledger.db"
+    with LocalServing(
+        NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path / "logs",
+        online=online_settings, now=NOW,
+    ) as local:  # fmt: skip
+        for key, value in {
+            "KLINECAST_LEDGER_URL": ledger,
+            "KLINECAST_INFERENCE_URL": local.transformer_url,
+            "KLINECAST_BINANCE_URL": exchange.url,
+        }.items():
+            monkeypatch.setenv(key, value)
+        assert main(["trade", "once", "--params", str(params), "--now", NOW]) == 0
+    assert "hour 2021-12-01 04:00 UTC: traded" in capsys.readouterr().out
+    (prediction,) = table(ledger, "predictions")
+    assert prediction["feature_time"] == "2021-12-01T05:00:00+00:00"
+    history = exchange.candles.loc[:HOUR]
+    expected = offline_probabilities(history, artifact).loc[HOUR]
+    assert prediction["prob_up"] == pytest.approx(expected, abs=1e-6)  # the store's features

@@ -64,6 +64,8 @@ def candles_from_v2(inputs: list, *, required: tuple[str, ...] = ()) -> pd.DataF
             raise InvalidInput(f"input {name!r} is given twice")
         if name in REQUIRED + OPTIONAL:
             data = tensor.data
+            if data is None and hasattr(tensor, "as_numpy"):  # V2's binary tensor extension
+                data = tensor.as_numpy().ravel().tolist()
             if not isinstance(data, list):
                 raise InvalidInput(f"input {name!r}: expected its data as a JSON list")
             columns[name] = _flatten(data, name)

@@ -195,6 +195,9 @@ def install_error_handling(app, model) -> None:
                     f"Content-Type {content_type!r} is not supported; send application/json "
                     "(or V2's binary tensor extension with Inference-Header-Content-Length)",
                 )
+            if not content_type and not binary:  # tritonclient sends JSON without saying so
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
         return await call_next(request)
 
     async def not_json(_, exc):

@@ -208,9 +208,9 @@ class ForecastTransformer(kserve.Model):
                 f"the store's newest {symbol} candle closes at {close.isoformat()}, after this "
                 f"server's clock ({now.isoformat()}): it cannot answer for the past"
             )
-        expected = close + self.interval  # the candle after it has closed by then
-        if now >= expected + self.stale_after:
-            raise StaleFeatures(symbol, newest=row.candle_time, expected=expected - self.interval)
+        if now >= close + self.interval + self.stale_after:  # the next candle closed long ago
+            newest_closed = now.floor(self.interval) - self.interval
+            raise StaleFeatures(symbol, newest=row.candle_time, expected=newest_closed)
         return row
 
     async def predict(self, payload, headers=None, response_headers=None):
