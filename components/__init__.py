@@ -5,7 +5,7 @@ Each reads its Input[...] paths, runs the same `klinecast <stage>` code that dvc
 The functions' bodies are compiled into the pipeline YAML, so they import what they use.
 """
 
-from components.data import candles, features, ingest, validate_params
+from components.data import candles, features, features_sync, ingest, validate_params
 from components.model import evaluate, report, train
 from components.release import deploy, publish
 from components.tuning import collect_tuning, tune_worker
@@ -16,6 +16,7 @@ __all__ = [
     "deploy",
     "evaluate",
     "features",
+    "features_sync",
     "ingest",
     "publish",
     "report",

@@ -68,3 +68,14 @@ def features(params: Input[Artifact], candles: Input[Dataset], features: Output[
         )
     )
     run_stage("validate-params", "--params", params.path, "--features", features.path)
+
+
+@dsl.component(**COMPONENT)
+def features_sync(params: Input[Artifact], features: Input[Dataset]):
+    """Writes the newly closed hours' feature rows to the online store (the refresh's end).
+
+    Where the store is comes from the environment (the klinecast-online ConfigMap).
+    """
+    from klinecast.cli import run_stage
+
+    run_stage("features", "sync", "--params", params.path)

@@ -1,11 +1,15 @@
-"""The hourly data refresh: validate-params -> ingest -> candles -> features.
+"""The hourly data refresh: validate-params -> ingest -> candles -> features -> features-sync.
 
 Meant for a recurring run (`klinecast pipeline submit --pipeline refresh --cron ...`): new
 closed hours are downloaded, verified and turned into features; a failure (bad archive,
-checksum, gap rules) shows up within the hour instead of at the next training run.
+checksum, gap rules) shows up within the hour instead of at the next training run. It ends by
+writing the new hours' rows to the online store that the transformer reads by symbol.
 """
 
-from kfp import dsl
+from kfp import dsl, kubernetes
+
+import components as c
+from klinecast.online_manifest import CONFIG_MAP
 
 from klinecast.pipeline_params import with_sections
 from pipelines.steps import DEFAULTS, data_steps
@@ -17,4 +21,14 @@ from pipelines.steps import DEFAULTS, data_steps
 )
 @with_sections(DEFAULTS)
 def refresh_pipeline(values: dict):
-    data_steps(values)
+    setup, features = data_steps(values)
+    sync = c.features_sync(params=setup.outputs["params"], features=features.outputs["features"])
+    sync.set_caching_options(False)  # every hour has new rows to write
+    keys = (
+        "KLINECAST_REDIS", "KLINECAST_FEAST_REGISTRY", "KLINECAST_FEAST_PROJECT",
+        "FEAST_S3_ENDPOINT_URL",
+    )  # fmt: skip
+    kubernetes.use_config_map_as_env(sync, CONFIG_MAP, {k: k for k in keys})
+    kubernetes.use_secret_as_env(
+        sync, "klinecast-s3", {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    )

@@ -20,6 +20,8 @@ from kustomize import (
     render,
 )
 
+TRADER = "klinecast-trader"
+REDIS_IMAGE = "redis:7.2.4-alpine"
 MODEL = "klinecast-btcusdt-1h"
 SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", re.IGNORECASE)
 CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]+:[^/@\s]+@")
@@ -60,16 +62,16 @@ def test_every_rendered_object_validates(name):
         else:  # the Python API: the CLI exits 0 even when it finds no schema
             assert kubernetes_validate.validate(obj, K8S_VERSION, strict=True) == K8S_VERSION
     assert kinds == {
-        "Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding",
-        "InferenceService", "NetworkPolicy", "CronJob", "Experiment",
+        "Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding", "InferenceService",
+        "NetworkPolicy", "CronJob", "Experiment", "ConfigMap", "Deployment", "Service",
     }  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "breakage",
     [
-        lambda o: find(o, "CronJob")["spec"].update(concurrencypolicy="Forbid"),  # a typo
-        lambda o: find(o, "NetworkPolicy")["spec"].update(policyTypes="Ingress"),
+        lambda o: find(o, "CronJob", TRADER)["spec"].update(concurrencypolicy="Forbid"),  # a typo
+        lambda o: find(o, "NetworkPolicy", f"{MODEL}-ingress")["spec"].update(policyTypes="Ingress"),
         lambda o: find(o, "InferenceService")["spec"]["predictor"].update(scaleMetric="gpu"),
         lambda o: find(o, "Experiment")["spec"].update(maxTrialCount="many"),
     ],
@@ -92,7 +94,8 @@ def test_the_validation_can_fail(breakage):
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_no_container_breaks_the_policy(name):
     objects = overlay(name)
-    assert sum(1 for o in objects for _ in containers(o)) == 4  # model, transformer, trader, trial
+    # model, transformer, trader, trial, Redis, feature sync
+    assert sum(1 for o in objects for _ in containers(o)) == 6
     assert [p for o in objects for p in problems(o)] == []
 
 
@@ -109,7 +112,7 @@ def test_no_container_breaks_the_policy(name):
     ],
 )
 def test_the_policy_catches_each_breach(breakage, expected):
-    cronjob = copy.deepcopy(find(overlay("prod"), "CronJob"))
+    cronjob = copy.deepcopy(find(overlay("prod"), "CronJob", TRADER))
     ((_, trader, _),) = containers(cronjob)
     breakage(trader)
     (problem,) = problems(cronjob)
@@ -156,7 +159,7 @@ def test_rbac_is_as_small_as_it_can_be():
 
 def test_only_the_trader_reaches_the_model():
     objects = overlay("prod")
-    policy = find(objects, "NetworkPolicy")["spec"]
+    policy = find(objects, "NetworkPolicy", f"{MODEL}-ingress")["spec"]
     model_pods = {"serving.kserve.io/inferenceservice": MODEL}
     assert policy["podSelector"] == {"matchLabels": model_pods}
     assert policy["policyTypes"] == ["Ingress"]
@@ -164,7 +167,7 @@ def test_only_the_trader_reaches_the_model():
     sources = [s["podSelector"]["matchLabels"] for s in rule["from"]]
     assert sources == [{"app.kubernetes.io/component": "trader"}, model_pods]
     assert all(set(s) == {"podSelector"} for s in rule["from"])  # no namespace is admitted
-    trader_pod = find(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]
+    trader_pod = find(objects, "CronJob", TRADER)["spec"]["jobTemplate"]["spec"]["template"]
     assert trader_pod["metadata"]["labels"] == {"app.kubernetes.io/component": "trader"}
     isvc = find(objects, "InferenceService")
     # Pods reached directly, not through Knative's activator, for the selector to hold.
@@ -177,6 +180,33 @@ def test_only_the_trader_reaches_the_model():
     assert trader_url.startswith(f"http://{MODEL}-transformer.klinecast.svc")
 
 
+def test_only_the_transformer_and_the_sync_reach_redis():
+    objects = overlay("prod")
+    policy = find(objects, "NetworkPolicy", "klinecast-redis-ingress")["spec"]
+    redis = find(objects, "Deployment", "klinecast-redis")
+    assert policy["podSelector"]["matchLabels"] == redis["spec"]["template"]["metadata"]["labels"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    sources = [s["podSelector"]["matchLabels"] for s in rule["from"]]
+    transformer = {"serving.kserve.io/inferenceservice": MODEL, "component": "transformer"}
+    sync = find(objects, "CronJob", "klinecast-features-sync")
+    sync_pod = sync["spec"]["jobTemplate"]["spec"]["template"]
+    assert sources == [transformer, sync_pod["metadata"]["labels"]]
+    assert all(set(s) == {"podSelector"} for s in rule["from"])  # no namespace is admitted
+    # both read where the store is from the same ConfigMap; the registry needs S3's keys
+    config = find(objects, "ConfigMap", "klinecast-online")["data"]
+    assert config["KLINECAST_REDIS"] == "klinecast-redis.klinecast.svc.cluster.local:6379"
+    assert config["KLINECAST_FEAST_REGISTRY"].startswith("s3://")
+    isvc = find(objects, "InferenceService")["spec"]["transformer"]["containers"][0]
+    (sync_container,) = sync_pod["spec"]["containers"]
+    for container in (isvc, sync_container):
+        refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
+        assert refs == {"klinecast-online", "klinecast-s3"}
+    assert sync_container["args"] == ["features", "sync", "--params", "/app/params.yaml"]
+    assert sync["spec"]["schedule"] == "0 * * * *"  # before the trader at minute 1
+    assert find(objects, "CronJob", TRADER)["spec"]["schedule"] == "1 * * * *"
+
+
 def test_every_secret_a_pod_uses_has_a_template():
     objects = overlay("prod")
     templates = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
@@ -185,7 +215,7 @@ def test_every_secret_a_pod_uses_has_a_template():
         for _, container, _ in containers(obj):
             used |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
                      if "valueFrom" in e}  # fmt: skip
-            used |= {e["secretRef"]["name"] for e in container.get("envFrom", [])}
+            used |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
         used |= {s["name"] for s in obj.get("secrets", [])}  # a ServiceAccount's
     pipeline = (REPO / "pipelines" / "training_pipeline.yaml").read_text()
     used |= set(re.findall(r"secretName: (\S+)", pipeline))
@@ -200,7 +230,7 @@ def test_every_secret_a_pod_uses_has_a_template():
 
 
 def trader_env(name: str) -> dict:
-    (_, trader, _), = containers(find(overlay(name), "CronJob"))  # fmt: skip
+    (_, trader, _), = containers(find(overlay(name), "CronJob", TRADER))  # fmt: skip
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in trader["env"]}
 
 
@@ -245,7 +275,8 @@ def test_pin_images_points_every_klinecast_container_at_the_commit(tmp_path):
     assert done.returncode == 0, done.stderr
     objects = render(REPO / "build" / "deploy")
     images = {c["image"] for o in objects for _, c, _ in containers(o) if "image" in c}
-    assert images == {f"{registry}/pipeline:0123456", f"{registry}/serving:0123456"}
+    # every klinecast image moves to the commit; Redis is the official image at its pinned tag
+    assert images == {f"{registry}/pipeline:0123456", f"{registry}/serving:0123456", REDIS_IMAGE}
     assert [p for o in objects for p in problems(o)] == []
     refused = subprocess.run([pin, registry, "0123456", "staging"], capture_output=True, text=True)
     assert refused.returncode == 2 and "no overlay manifests/overlays/staging" in refused.stderr

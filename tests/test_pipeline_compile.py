@@ -79,9 +79,10 @@ def test_a_new_params_key_needs_no_edit_in_pipelines_or_components(tmp_path):
 def test_sections_survive_the_trip_through_kfp():
     """KFP carries numbers in structs as doubles and has no null: both come back as they were."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    through_kfp = yaml.safe_load(yaml.safe_dump(jsonable(raw)).replace(": 40\n", ": 40.0\n"))
+    through_kfp = jsonable(raw)
+    through_kfp["tune"]["n_trials"] = float(raw["tune"]["n_trials"])
     through_kfp["tune"]["search_space"]["n_estimators"] = [350.0, 1000.0]
-    assert through_kfp["data"]["end"] == "" and through_kfp["tune"]["n_trials"] == 40.0
+    assert through_kfp["data"]["end"] == "" and isinstance(through_kfp["tune"]["n_trials"], float)
     assert params_from_sections(through_kfp) == raw
     from klinecast.config import params_from_mapping
 
@@ -140,3 +141,15 @@ def test_unknown_or_invalid_arguments_fail_before_anything_runs(tmp_path, capsys
     assert main([*base, "--set", "split.in_sample_end=2017-01-01"]) == 1
     assert "split.in_sample_end" in capsys.readouterr().err
     assert not (tmp_path / "root").exists() or not any((tmp_path / "root").iterdir())
+
+
+def test_the_refresh_ends_by_writing_the_online_store():
+    spec, platform = documents(REPO / "pipelines/refresh_pipeline.yaml")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks["features-sync"]["dependentTasks"]) == {"features", "validate-params"}
+    assert not tasks["features-sync"]["cachingOptions"].get("enableCache", False)
+    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-features-sync"]
+    (config,) = executor["configMapAsEnv"]
+    assert config["configMapName"] == "klinecast-online"
+    assert {k["envVar"] for k in config["keyToEnv"]} >= {"KLINECAST_REDIS", "KLINECAST_FEAST_REGISTRY"}
+    assert {s["secretName"] for s in executor["secretAsEnv"]} == {"klinecast-s3"}

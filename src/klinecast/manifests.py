@@ -4,6 +4,7 @@ kustomization. The overlays (manifests/overlays/*) are hand-written patches on t
 from __future__ import annotations
 
 from klinecast import cluster, katib
+from klinecast import online_manifest as store
 from klinecast.config import Params
 from klinecast.k8s import NAMESPACE, PIPELINE_IMAGE, SERVING_IMAGE
 from klinecast.serving import manifest as serving
@@ -39,6 +40,11 @@ def base(
             model_name=name, storage_uri=storage_uri, image=serving_image, **ns
         ),
         "model-networkpolicy.yaml": cluster.model_network_policy(model_name=name, **ns),
+        "online-configmap.yaml": store.config_map(**ns),
+        "redis-deployment.yaml": store.redis_deployment(**ns),
+        "redis-service.yaml": store.redis_service(**ns),
+        "redis-networkpolicy.yaml": store.redis_network_policy(model_name=name, **ns),
+        "features-sync-cronjob.yaml": store.sync_cronjob(image=PIPELINE_IMAGE, **ns),
         "trader-cronjob.yaml": trader.cronjob(model_name=name, image=PIPELINE_IMAGE, **ns),
         "katib-experiment.yaml": katib.experiment(params, image=PIPELINE_IMAGE),
     }

@@ -126,3 +126,30 @@ def test_the_sync_command(online_settings, mirror_server, tmp_path, monkeypatch,
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "klinecast features: error: online store unreachable" in err and "Traceback" not in err
+
+
+def test_the_feature_repository_applies_with_feast_itself(online_settings, tmp_path):
+    """`feast apply` in feature_repo/ registers what klinecast reads and writes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO
+
+    env = {
+        **os.environ,
+        "KLINECAST_REDIS": online_settings.redis,
+        "KLINECAST_FEAST_REGISTRY": online_settings.registry,
+        "KLINECAST_FEAST_PROJECT": online_settings.project,
+    }
+    Path(online_settings.registry).parent.mkdir(parents=True, exist_ok=True)
+    feast = Path(sys.executable).parent / "feast"
+    done = subprocess.run(
+        [feast, "apply"], cwd=REPO / "feature_repo", env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = online.open_store(online_settings, NAMES, apply=False)
+    view = store.get_feature_view(online.FEATURE_VIEW)
+    assert [f.name for f in view.features] == [online.CANDLE_TIME, *NAMES]
+    assert [e for e in view.entities] == ["symbol"]

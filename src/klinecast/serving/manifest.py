@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from klinecast import k8s
+from klinecast.online_manifest import store_env
 from klinecast.k8s import (
     NAMESPACE,
     resources,
@@ -61,6 +62,8 @@ def inference_service(
                         # The storage initializer downloads STORAGE_URI to /mnt/models: the
                         # transformer reads the same version's metadata.json as the predictor.
                         "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                        # where the online store is, for requests by symbol
+                        "envFrom": store_env(),
                         "ports": [{"containerPort": port, "protocol": "TCP"}],
                         "resources": resources("250m", "512Mi", "1", "1Gi"),
                         "readinessProbe": _probe(probe_path, port, period=10),
