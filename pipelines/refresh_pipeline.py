@@ -10,7 +10,6 @@ from kfp import dsl, kubernetes
 
 import components as c
 from klinecast.online_manifest import CONFIG_MAP
-
 from klinecast.pipeline_params import with_sections
 from pipelines.steps import DEFAULTS, data_steps
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from klinecast import k8s
-from klinecast.online_manifest import store_env
 from klinecast.k8s import (
     NAMESPACE,
     resources,
@@ -11,6 +10,7 @@ from klinecast.k8s import (
     runtime_security_context,
     secret_template,
 )
+from klinecast.online_manifest import store_env
 
 #: storageUri placeholder in the committed base manifest; deploy replaces it with production's.
 PLACEHOLDER_URI = "s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/PRODUCTION"
