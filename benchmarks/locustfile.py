@@ -15,7 +15,8 @@ MODEL = BODIES["model_name"]
 # Encoded once: with 2 cores shared by locust and both servers, re-encoding a 540-candle
 # body per request would measure locust more than the servers.
 ENCODED = {
-    kind: [json.dumps(b).encode() for b in BODIES[kind]] for kind in ("transformer", "predictor")
+    kind: [json.dumps(b).encode() for b in BODIES[kind]]
+    for kind in ("transformer", "predictor", "symbol")
 }
 HEADERS = {"Content-Type": "application/json"}
 
@@ -30,6 +31,21 @@ class TransformerUser(FastHttpUser):
         body = random.choice(ENCODED["transformer"])
         self.client.post(
             f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="transformer v1"
+        )
+
+
+class SymbolUser(FastHttpUser):
+    """By symbol: the online store's features -> predictor (cached for the hour) -> answer."""
+
+    wait_time = constant(0)
+
+    @task
+    def predict(self):
+        self.client.post(
+            f"/v1/models/{MODEL}:predict",
+            data=ENCODED["symbol"][0],
+            headers=HEADERS,
+            name="transformer v1 symbol",
         )
 
 
