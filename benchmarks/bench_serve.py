@@ -35,7 +35,7 @@ import xgboost as xgb
 from klinecast import online, registry
 from klinecast.config import INTERVALS, load_params
 from klinecast.features import compute_features
-from klinecast.serving.local import LocalServing, v1_request, v1_symbol_request
+from klinecast.serving.local import COLUMNS, LocalServing, v1_request, v1_symbol_request
 
 
 def free_port() -> int:
@@ -149,10 +149,7 @@ def in_process(
             pd.to_datetime([r["open_time"] for r in rows], unit="ms", utc=True)
         )
         windows.append(
-            pd.DataFrame(
-                {c: [r[c] for r in rows] for c in ("open", "high", "low", "close", "volume")},
-                index=index,
-            )
+            pd.DataFrame({c: [r[c] for r in rows] for c in COLUMNS}, index=index)
         )
     latencies = []
     deadline = time.perf_counter() + seconds

@@ -7,6 +7,7 @@ The servers' clock is fixed at 2022-02-01 00:10 UTC; the store is synced from th
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from integration.conftest import NAME, RULE
 from klinecast import online, strategy
 from klinecast.config import Params
 from klinecast.serving.local import LocalServing, v1_request, v1_symbol_request, v2_symbol_request
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.transformer import ROW_TTL_S, offline_probabilities
 from redis_server import Cutoff
 
 pytestmark = pytest.mark.integration
@@ -89,6 +90,7 @@ def test_v1_and_v2_by_symbol_answer_the_hour_after_the_newest_closed_candle(
 ):
     settings, _, cache = store
     assert sync(settings, "2022-02-01T00:05:00Z", cache).newest_after == NEWEST
+    time.sleep(ROW_TTL_S)  # the transformer reuses a row it read for this long
     one = v1(server, v1_symbol_request("BTCUSDT"))
     assert one.status_code == 200, one.text
     answer = one.json()["predictions"][0]
@@ -125,6 +127,7 @@ def test_an_unknown_symbol_is_404_naming_what_the_store_holds(server):
 def test_redis_away_is_503_and_the_transformer_recovers_by_itself(server, store):
     _, cutoff, _ = store
     cutoff.cut()
+    time.sleep(ROW_TTL_S)  # past the row the transformer read last
     try:
         response = v1(server, v1_symbol_request("BTCUSDT"))
         assert response.status_code == 503
@@ -207,9 +210,13 @@ def test_the_model_repository_extension_is_off(server):
     assert requests.get(f"{server.transformer_url}/v2/models/{NAME}/ready", timeout=10).ok
 
 
-def test_the_hours_answer_is_cached_and_needs_no_predictor(server, window):
+def test_the_hours_answer_is_cached_and_needs_no_predictor(server, window, mirror_candles):
     assert v1(server, v1_symbol_request("BTCUSDT")).status_code == 200
+    asked = v1(server, v1_request(window))
+    assert asked.status_code == 200
     server.stop("predictor")  # the last test of the module: the predictor stays down
     cached = v1(server, v1_symbol_request("BTCUSDT"))
     assert cached.status_code == 200  # from the cache: no store read, no predictor
-    assert v1(server, v1_request(window)).status_code == 503  # candles still need it
+    assert v1(server, v1_request(window)).json() == asked.json()  # the same window again
+    earlier = mirror_candles.loc[: window.index[-2]].iloc[-len(window) :]
+    assert v1(server, v1_request(earlier)).status_code == 503  # a new window needs it

@@ -47,6 +47,12 @@ def add_trade(commands) -> None:
     )
     params_arg(once)
     once.add_argument("--now", help="the clock, ISO 8601 UTC (default: the real time)")
+    once.add_argument(
+        "--candles",
+        type=Path,
+        help="read the market from this candle file instead of Binance REST (offline, paper "
+        "broker only; e.g. data/candles.parquet with --now at a past hour)",
+    )
     once.set_defaults(run=run_once)
 
     resume = actions.add_parser("resume", help="clear the kill switch (a manual decision)")
@@ -85,6 +91,12 @@ def run_once(args) -> int:
     now = now.tz_localize("UTC") if now.tzinfo is None else now
     hour = exchange.newest_closed_hour(now)
     trader = live_trader(params)
+    if args.candles is not None:
+        from klinecast.trader.replay import frame_market
+
+        if broker_name(params) != "paper":
+            raise KlinecastError("--candles works with the paper broker only")
+        trader.market = frame_market(read_parquet(args.candles, produced_by="dvc repro candles"))
     result = cycle(trader, hour=hour)
     report(result)
     return 0 if result.ok else 1
