@@ -27,10 +27,12 @@ endif
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
+#   redis-server       a private online store when none answers on 127.0.0.1:6379
 #   kubernetes-client  `kubectl kustomize` renders the overlays (kustomize v2 in Debian's 1.20)
 #   rsync, npm         gitlab-ci-local's shell executor; npm installs it (below)
 #   chromium           headless checks of the pages people look at (DVC plots, tuning, report)
 DEBIAN_NEEDS := $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+	$(if $(shell command -v redis-server),,redis-server) \
 	$(if $(wildcard /usr/bin/chromium),,chromium) \
 	$(if $(shell command -v kubectl),,kubernetes-client) \
 	$(if $(shell command -v rsync),,rsync) $(if $(shell command -v npm),,npm)

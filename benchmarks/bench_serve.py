@@ -4,7 +4,9 @@ Four paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latenc
   predictor    HTTP V1 to the XGBoost predictor, one feature row per request;
   symbol       HTTP V1 to the transformer by symbol: the online store (Redis, through Feast),
                the hour's cached answer after its first request;
-  full         HTTP V1 to the transformer with min_history raw candles -> features -> predictor;
+  full         HTTP V1 to the transformer with min_history raw candles -> features -> predictor
+               (50 windows asked in turn, so after the first round the window cache answers);
+  full_uncached the same with the transformer's cache off: every request computes and asks;
   in_process   the same work as `full` as a plain function call (features + booster.predict).
 
 The online store is a Feast project of the benchmark's own in the Redis of params.yaml's
@@ -226,6 +228,19 @@ def main() -> int:
                 seconds=args.seconds,
             )
             print("full      ", results["full"], flush=True)
+        uncached = LocalServing(
+            metadata["model_name"], str(args.artifact), free_port(), free_port(),
+            log_dir=Path(tmp) / "logs-uncached", transformer_args=["--cache-size", "0"],
+        )  # fmt: skip
+        with uncached:
+            results["full_uncached"] = run_locust(
+                "TransformerUser",
+                uncached.transformer_url,
+                bodies_path,
+                users=args.users,
+                seconds=args.seconds,
+            )
+            print("uncached  ", results["full_uncached"], flush=True)
     drop_project(settings)
     results["in_process"] = in_process(prepared["transformer"], args.artifact, metadata, seconds=10)
     print("in_process", results["in_process"], flush=True)

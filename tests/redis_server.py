@@ -1,5 +1,6 @@
-"""Redis for tests: the machine's on 127.0.0.1:6379, else a private `redis-server`; and a TCP
-cut-off in front of one, to take it away and bring it back with its data intact.
+"""Redis for tests: $KLINECAST_TEST_REDIS (GitLab CI's service), else the machine's on
+127.0.0.1:6379, else a private `redis-server`; and a TCP cut-off in front of one, to take it away
+and bring it back with its data intact.
 
 Tests use their own Feast project (the key space), so they never touch another user's keys.
 The private server comes from Debian's redis-server package, which `make setup` installs.
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 
 SHARED = ("127.0.0.1", 6379)
 FORCE_PRIVATE_ENV = "KLINECAST_TEST_PRIVATE_REDIS"
+#: A Redis the environment provides (the `redis` service of .gitlab-ci.yml's test job).
+GIVEN_ENV = "KLINECAST_TEST_REDIS"
 
 
 def answers(host: str, port: int) -> bool:
@@ -31,7 +34,14 @@ def answers(host: str, port: int) -> bool:
 
 @contextmanager
 def redis_address(port: int):
-    """Yields "host:port" of a Redis: the machine's, or a private one started here."""
+    """Yields "host:port" of a Redis: $KLINECAST_TEST_REDIS, the machine's, or a private one."""
+    given = os.environ.get(GIVEN_ENV)
+    if given:
+        host, given_port = given.rsplit(":", 1)
+        if not answers(host, int(given_port)):
+            raise RuntimeError(f"${GIVEN_ENV} names a Redis that does not answer: {given}")
+        yield given
+        return
     if not os.environ.get(FORCE_PRIVATE_ENV) and answers(*SHARED):
         yield f"{SHARED[0]}:{SHARED[1]}"
         return

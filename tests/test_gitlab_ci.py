@@ -21,7 +21,7 @@ from conftest import REPO, SHARED
 
 TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
 # Services need containers; the shell executor runs none, so locally the machine's (or the
-# test session's) PostgreSQL stands in for the job's `postgres` service.
+# test session's) PostgreSQL and Redis stand in for the job's `postgres` and `redis` services.
 LOCAL_OVERRIDE = """\
 include:
   - local: .gitlab-ci.yml
@@ -33,6 +33,7 @@ TEST_JOB_SUBSET = " ".join(
         "tests/test_config.py",
         "tests/test_cli.py::test_stages_end_to_end_on_the_mirror",
         "tests/integration/test_trader.py::test_ledger_schema_migrates_once_and_keeps_rows",
+        "tests/integration/test_online_sync.py::test_the_sync_command",
     ]
 )
 
@@ -196,8 +197,12 @@ def test_every_credential_comes_from_ci_variables():
     assert image == "$CI_REGISTRY_IMAGE/pipeline:$CI_COMMIT_SHORT_SHA"
 
 
-def test_the_lint_and_test_jobs_pass(project, postgres):
-    variables = {"PYTEST_ADDOPTS": TEST_JOB_SUBSET, "KLINECAST_TEST_POSTGRES": postgres}
+def test_the_lint_and_test_jobs_pass(project, postgres, redis):
+    variables = {
+        "PYTEST_ADDOPTS": TEST_JOB_SUBSET,
+        "KLINECAST_TEST_POSTGRES": postgres,
+        "KLINECAST_TEST_REDIS": redis,
+    }
     output = run_jobs(project, ["lint", "test"], variables)
     assert "PASS  lint" in output and "PASS  test" in output
     assert "lint $ make lint" in output and "lint $ make validate-manifests" in output
@@ -206,6 +211,7 @@ def test_the_lint_and_test_jobs_pass(project, postgres):
     # the test job ran ruff and the chosen tests, against the given PostgreSQL
     assert "test > All checks passed!" in output
     assert "tests/integration/test_trader.py ..  " in output
+    assert "tests/integration/test_online_sync.py .  " in output  # against the given Redis
 
 
 @pytest.mark.integration

@@ -34,6 +34,8 @@ class LocalServing:
     online: object | None = None
     #: a fixed clock for the transformer (replays of past hours), ISO 8601
     now: str | None = None
+    #: more flags for the transformer, e.g. ["--cache-size", "0"]
+    transformer_args: list[str] = field(default_factory=list)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -70,6 +72,7 @@ class LocalServing:
                 argv += ["--feast-project", self.online.project]
             if self.now is not None:
                 argv += ["--now", self.now]
+            argv += self.transformer_args
         out = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)

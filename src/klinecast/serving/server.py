@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     online.add_argument(
         "--now", help="a fixed clock, ISO 8601 UTC (replays and tests; default: the real time)"
     )
+    parser.add_argument(
+        "--cache-size",
+        type=int,
+        default=4096,
+        help="answers the transformer keeps per symbol hour or candle window (0: none)",
+    )
     return parser
 
 
@@ -133,7 +139,9 @@ def transformer(args):
         fixed = pd.Timestamp(args.now)
         fixed = fixed.tz_localize("UTC") if fixed.tzinfo is None else fixed.tz_convert("UTC")
         clock = lambda: fixed  # noqa: E731
-    model = ForecastTransformer(args.model_name, args.storage_uri, online=online, clock=clock)
+    model = ForecastTransformer(
+        args.model_name, args.storage_uri, online=online, clock=clock, cache_size=args.cache_size
+    )
     model.stale_after = pd.Timedelta(minutes=args.stale_after_minutes)
     return model
 

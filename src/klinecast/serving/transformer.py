@@ -80,12 +80,15 @@ class ForecastTransformer(kserve.Model):
     the rule) from the same storage URI as the predictor, so both describe one model version.
     """
 
-    def __init__(self, name: str, storage_uri: str, *, online=None, clock=None):
+    def __init__(
+        self, name: str, storage_uri: str, *, online=None, clock=None, cache_size=CACHE_SIZE
+    ):
         """
         Args:
             online: klinecast.online.StoreSettings, or None when no online store is configured
                 (symbol requests then get 503).
             clock: returns the current UTC time (a fixed one for replays and tests).
+            cache_size: answers kept per (symbol or window, candle, model version); 0: none.
         """
         super().__init__(name)
         self.storage_uri = storage_uri
@@ -101,6 +104,7 @@ class ForecastTransformer(kserve.Model):
         self.model_version = ""
         self.store = None
         self.cache: OrderedDict[tuple, float] = OrderedDict()
+        self.cache_size = cache_size
         self.rows: dict[str, tuple[float, object]] = {}  # symbol -> (read at, OnlineRow)
         self.ready = False
 
@@ -241,9 +245,9 @@ class ForecastTransformer(kserve.Model):
     def postprocess(self, result, headers=None, response_headers=None):
         context: RequestContext = _request.get()
         prob = result.prob_up if isinstance(result, Cached) else _probability(result)
-        if context.cache_key is not None and not isinstance(result, Cached):
+        if context.cache_key is not None and not isinstance(result, Cached) and self.cache_size:
             self.cache[context.cache_key] = prob
-            while len(self.cache) > CACHE_SIZE:
+            while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
         # what the model's rule does from a flat book; a holder applies the same rule,
         # strategy.next_position, with its own position (the trader, with its ledger's)
