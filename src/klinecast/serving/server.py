@@ -162,6 +162,8 @@ def _quiet_per_request_output() -> None:
     request, and logs an access line and two timing lines per request: together they cost
     more than computing the features. Errors and warnings of our own still show."""
     warnings.filterwarnings("ignore", message=".*ORJSONResponse is deprecated")
+    # kserve hands httpx its CA bundle as a string, which httpx 0.28 deprecates
+    warnings.filterwarnings("ignore", message=r".*`verify=<str>` is deprecated", category=DeprecationWarning)
     for name in ("uvicorn.access", "kserve.trace", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("kserve").addFilter(_one_line_for_bad_requests)
