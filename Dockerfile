@@ -6,6 +6,9 @@
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+# A CA bundle for pip where the network inspects TLS (`make images` passes the host's); unset,
+# pip uses its own.
+ARG PIP_CERT
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src

@@ -22,7 +22,7 @@ INGEST_FLAGS ?= --base-url $(MIRROR) --end $(MIRROR_END)
 endif
 endif
 
-.PHONY: setup venv lock debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
+.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
 	bench bench-tune bench-serve bench-pipeline bench-compare clean
 
 # Debian packages the tests use, installed only when missing:
@@ -138,6 +138,15 @@ validate-manifests: $(SETUP)
 
 test: lint
 	pytest
+
+# Both images built for real with Debian's podman, as root, on a local Debian base (.ci/images):
+# podman, buildah, debootstrap and runc are installed when missing.
+IMAGE_NEEDS := $(if $(shell command -v podman),,podman) $(if $(shell command -v buildah),,buildah) \
+	$(if $(shell command -v debootstrap),,debootstrap) $(if $(shell command -v runc),,runc)
+images:
+	@test -z "$(strip $(IMAGE_NEEDS))" || (apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(IMAGE_NEEDS))
+	.ci/images
 
 # Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
 bench: bench-tune bench-serve bench-pipeline bench-compare

@@ -80,7 +80,7 @@ def test_every_problem_of_a_file_is_reported_at_once():
     [
         (
             {"dta": {}},
-            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'publish', 'split', 'trade', 'tune'\]",
+            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'online', 'publish', 'split', 'trade', 'tune'\]",
         ),
         ({"data": {"symbl": "X"}}, "params: data.symbl: unknown key"),
         ({"data": {"start": "yesterday"}}, "params: data.start: expected a date like 2018-01-01"),

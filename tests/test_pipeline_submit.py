@@ -47,7 +47,9 @@ def test_cron_creates_a_recurring_run_of_the_refresh_pipeline(kfp_api, capsys):
     assert "recurring run job-1 (0 5 * * * *)" in capsys.readouterr().out
     (job,) = kfp_api.bodies("POST", "/apis/v2beta1/recurringruns")
     assert job["trigger"]["cron_schedule"]["cron"] == "0 5 * * * *"
-    assert job["pipeline_spec"]["pipelineInfo"]["name"] == "klinecast-refresh"
+    # the refresh's sync step reads a ConfigMap, so the run carries a platform spec too
+    assert job["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "klinecast-refresh"
+    assert "klinecast-online" in str(job["pipeline_spec"]["platform_spec"])
     assert job["display_name"].startswith("refresh-abc1234-")
     assert job["service_account"] == "klinecast-pipeline"
 

@@ -1,0 +1,303 @@
+"""Both images built for real (`make images`, podman) and their containers run with what the
+rendered manifests give them.
+
+On a machine that cannot (not root, or no way to install podman) every test here is skipped,
+visibly, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import REPO, free_port
+from kustomize import find, overlay
+
+pytestmark = pytest.mark.integration
+IMAGES = REPO / "build" / "images"
+PIPELINE, SERVING = "localhost/klinecast/pipeline:dev", "localhost/klinecast/serving:dev"
+#: Environment values and history lines that would be a leaked credential.
+SECRET_SHAPES = re.compile(
+    r"(?i)(AWS_SECRET_ACCESS_KEY|BINANCE_API_SECRET|BINANCE_API_KEY|PASSWORD|TOKEN)=\S|"
+    r"postgresql://[^:/@\s]+:[^@\s]+@|AKIA[0-9A-Z]{16}"
+)
+
+
+def why_not() -> str | None:
+    """Why this machine cannot build and run the images, or None."""
+    if os.geteuid() != 0:
+        return "root (podman builds and runs the containers here as root)"
+    if shutil.which("podman") is None and shutil.which("apt-get") is None:
+        return "podman, or apt-get to install it"
+    return None
+
+
+def podman(*argv, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONTAINERS_CONF": str(IMAGES / "containers.conf")}
+    done = subprocess.run(
+        ["podman", *argv], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert done.returncode == 0, f"podman {argv}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def images() -> dict:
+    reason = why_not()
+    if reason:
+        pytest.skip(f"the container tests need {reason}")
+    done = subprocess.run(["make", "images"], cwd=REPO, capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((IMAGES / "images.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--help"], "usage: klinecast"),
+        (["--version"], "klinecast 0.1.0"),
+        (["trade", "--help"], "usage: klinecast trade"),
+        (["pipeline", "--help"], "usage: klinecast pipeline"),
+    ],
+)
+def test_the_pipeline_image_runs_its_commands(images, argv, expected):
+    assert expected in podman("run", "--rm", PIPELINE, *argv).stdout
+
+
+@pytest.mark.parametrize("image", [PIPELINE, SERVING])
+def test_both_images_run_as_10001_with_a_home_and_no_pip_leftovers(images, image):
+    script = 'id -u; test -d "$HOME" && test -w "$HOME" && test ! -e /etc/pip.conf && echo ok'
+    out = podman("run", "--rm", "--entrypoint", "sh", image, "-c", script).stdout.split()
+    assert out == ["10001", "ok"]
+
+
+def leaks(image: str) -> list[str]:
+    inspected = json.loads(podman("image", "inspect", image).stdout)[0]
+    history = podman("history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    lines = inspected["Config"].get("Env", []) + history.splitlines()
+    return [line for line in lines if SECRET_SHAPES.search(line)]
+
+
+@pytest.mark.parametrize("image", [PIPELINE, SERVING])
+def test_no_secret_in_the_images_environment_or_history(images, image):
+    assert leaks(image) == []
+    assert SECRET_SHAPES.search("ENV BINANCE_API_SECRET=abc")  # the check can fail
+    assert SECRET_SHAPES.search("ledger postgresql://trader:hunter2@db/ledger")
+
+
+def test_app_params_is_the_repos(images):
+    shown = podman("run", "--rm", "--entrypoint", "cat", PIPELINE, "/app/params.yaml").stdout
+    assert shown == (REPO / "params.yaml").read_text()
+
+
+def test_the_images_stay_within_the_size_readme_states(images):
+    stated = {
+        name: float(size.replace(",", ""))
+        for name, size in re.findall(
+            r"^\| (pipeline|serving) image \| ([\d,.]+) MB \|", (REPO / "README.md").read_text(), re.M
+        )
+    }
+    assert set(stated) == {"pipeline", "serving"}, "README states both image sizes"
+    for name in stated:
+        megabytes = images[name]["bytes"] / 1e6
+        assert megabytes <= 1.10 * stated[name], f"{name}: {megabytes:.0f} MB > 110 % of README"
+
+
+def container_flags(container: dict, pod: dict) -> list[str]:
+    """podman flags for the rendered securityContext: user, read-only root, capabilities."""
+    security = container.get("securityContext", {})
+    flags = ["--security-opt", "no-new-privileges"] if not security.get("allowPrivilegeEscalation", True) else []
+    if security.get("runAsUser") is not None:
+        flags += ["--user", str(security["runAsUser"])]
+    if security.get("readOnlyRootFilesystem"):
+        flags += ["--read-only", "--tmpfs", "/tmp"]
+    for capability in security.get("capabilities", {}).get("drop", []):
+        flags += ["--cap-drop", capability]
+    return flags
+
+
+def env_flags(env: list[dict], given: dict[str, str]) -> list[str]:
+    """-e for each rendered env entry: its value, or for a reference the value `given` for it."""
+    flags = []
+    for entry in env:
+        value = entry.get("value", given.get(entry["name"]))
+        if value is not None:
+            flags += ["-e", f"{entry['name']}={value}"]
+    return flags
+
+
+class Running:
+    """podman run -d ... as a context manager that always removes the container."""
+
+    def __init__(self, *argv):
+        self.argv = argv
+        self.id = None
+
+    def __enter__(self):
+        self.id = podman("run", "-d", *self.argv).stdout.strip()
+        return self
+
+    def logs(self) -> str:
+        done = podman("logs", self.id, check=False)
+        return done.stdout + done.stderr
+
+    def __exit__(self, *exc):
+        podman("rm", "-f", "-t", "2", self.id, check=False)
+
+
+def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
+    images, artifact, window, mirror_candles
+):
+    """The transformer container exactly as rendered (command, args, env, port), plus what
+    KServe's controller injects (--model_name, --predictor_host, --http_port); the predictor
+    role of the same image with the args KServe's xgboost runtime gets. The model artifact is
+    mounted where the storage initializer puts it, /mnt/models."""
+    from klinecast.serving.local import v1_request, v2_request
+    from klinecast.serving.transformer import offline_probabilities
+
+    isvc = find(overlay("prod"), "InferenceService")
+    name = isvc["metadata"]["name"]
+    (transformer,) = isvc["spec"]["transformer"]["containers"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "xgboost" and transformer["args"][0] == "transformer"
+    predictor_port, transformer_port = free_port(), free_port()
+    mount = ["-v", f"{artifact}:/mnt/models:ro"]
+    predictor_args = ["predictor", f"--model_name={name}", "--model_dir=/mnt/models"]
+    with Running(
+        *mount, *container_flags(model, isvc["spec"]["predictor"]), SERVING,
+        *predictor_args, "--storage-uri", "/mnt/models", f"--http_port={predictor_port}",
+    ) as predictor, Running(  # fmt: skip
+        *mount,
+        *container_flags(transformer, isvc["spec"]["transformer"]),
+        *env_flags(transformer["env"], {}),
+        transformer["image"].replace("registry.example.com/klinecast/serving:0.1.0", SERVING),
+        *transformer["args"],
+        f"--model_name={name}",
+        f"--predictor_host=127.0.0.1:{predictor_port}",
+        f"--http_port={transformer_port}",
+    ) as container:
+        base = f"http://127.0.0.1:{transformer_port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{base}/v1/models/{name}", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, container.logs() + predictor.logs()
+            time.sleep(0.5)
+        one = requests.post(f"{base}/v1/models/{name}:predict", json=v1_request(window), timeout=30)
+        two = requests.post(f"{base}/v2/models/{name}/infer", json=v2_request(window), timeout=30)
+        assert one.status_code == two.status_code == 200, one.text + two.text
+    expected = offline_probabilities(mirror_candles.loc[: window.index[-1]], artifact).iloc[-1]
+    assert one.json()["predictions"][0]["prob_up"] == pytest.approx(expected, abs=1e-6)
+    v2_prob = next(o["data"][0] for o in two.json()["outputs"] if o["name"] == "prob_up")
+    assert v2_prob == pytest.approx(expected, abs=1e-6)
+
+
+class Forward:
+    """Root on the host listens on `port` (80, which uid 10001 may not bind) and relays to
+    `target`: the cluster's Service address, on loopback."""
+
+    def __init__(self, port: int, target: int):
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.target = target
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target):
+        try:
+            while chunk := source.recv(65536):
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, target):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
+    images, artifact, mirror_candles, online_settings, postgres, tmp_path
+):
+    """The dev overlay's CronJob container (paper broker), as rendered: its image, args,
+    securityContext, env values, and its Secret references filled as the Secrets would fill
+    them (the ledger: a PostgreSQL database). Cluster names resolve to loopback (--add-host),
+    where the model servers and a Binance REST endpoint answer; the market is the mirror's
+    candles moved to end at the hour that just closed, so the container trades now."""
+    import pandas as pd
+
+    from binance_server import BinanceServer
+    from integration.test_trader import drop_ledger, table
+    from klinecast import online
+    from klinecast.config import Params
+    from klinecast.serving.local import LocalServing
+
+    cronjob = find(overlay("dev"), "CronJob", "klinecast-trader")
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KLINECAST_BROKER"]["value"] == "paper"
+    url = env["KLINECAST_INFERENCE_URL"]["value"]
+    host = url.removeprefix("http://").split("/")[0]
+    assert ":" not in host  # the Service's port 80
+
+    now = pd.Timestamp.now(tz="UTC")
+    last = now.floor("h") - pd.Timedelta(hours=1)
+    history = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-2000:].copy()
+    history.index = pd.date_range(end=last, periods=len(history), freq="h", tz="UTC", name="open_time")
+    model_name = Params().publish.model_name  # what /app/params.yaml asks the service for
+    drop_ledger(postgres)
+    with BinanceServer(history) as exchange:
+        source = online.binance_source(exchange.url)
+        online.sync(Params(), settings=online_settings, source=source, now=now)
+        with LocalServing(
+            model_name, str(artifact), free_port(), free_port(), log_dir=tmp_path / "logs",
+            online=online_settings,
+        ) as serving:  # fmt: skip
+            forward = Forward(80, serving.transformer_port)
+            try:
+                run = [
+                    "run", "--rm", "--add-host", f"{host}:127.0.0.1",
+                    *container_flags(container, pod),
+                    *env_flags(container["env"], {"KLINECAST_LEDGER_URL": postgres}),
+                    "-e", f"KLINECAST_BINANCE_URL={exchange.url}",  # the test endpoint
+                    container["image"].replace("registry.example.com/klinecast/pipeline:0.1.0", PIPELINE),
+                    *container["args"],
+                ]  # fmt: skip
+                first = podman(*run, check=False)
+                second = podman(*run, check=False)
+            finally:
+                forward.close()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"hour {last:%Y-%m-%d %H:%M} UTC: traded" in first.stdout
+    assert second.returncode == 0 and "already_traded" in second.stdout
+    (prediction,) = table(postgres, "predictions")
+    assert prediction["status"] == "traded"
+    assert len(table(postgres, "orders")) == (1 if prediction["target"] else 0)
+    assert exchange.order_posts() == 0  # paper: nothing reached the exchange's order endpoint
