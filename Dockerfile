@@ -10,12 +10,17 @@ FROM ${PYTHON_IMAGE} AS build
 # pip uses its own.
 ARG PIP_CERT
 WORKDIR /src
-COPY pyproject.toml README.md requirements.lock ./
-COPY src ./src
-# Exact versions from the lock, the build backend included (setuptools, then no build isolation).
-RUN python -m venv /opt/venv \
+# The dependencies first, in a layer that only pyproject.toml and the lock invalidate (a stand-in
+# package of the same name carries them), then the project itself. Exact versions from the
+# lock, the build backend included (setuptools, then no build isolation).
+COPY pyproject.toml requirements.lock ./
+RUN mkdir -p src/klinecast && touch README.md src/klinecast/__init__.py \
+    && python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock setuptools \
     && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock --no-build-isolation ".[pipeline,trader]"
+COPY README.md ./
+COPY src ./src
+RUN /opt/venv/bin/pip install --no-cache-dir --no-build-isolation --no-deps --force-reinstall .
 
 FROM ${PYTHON_IMAGE}
 # xgboost needs the OpenMP runtime.

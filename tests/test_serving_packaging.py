@@ -101,8 +101,11 @@ def test_dockerfile_structure(dockerfile, extras):
     assert installs == [
         f"{lock} setuptools",
         f'{lock} --no-build-isolation ".[{extras}]"',
+        "--no-build-isolation --no-deps --force-reinstall .",  # the project over the stand-in
     ], installs
-    assert "COPY pyproject.toml README.md requirements.lock ./" in text
+    # the dependencies' layer depends on pyproject.toml and the lock alone
+    copies = re.findall(r"^COPY (.+)$", text.split("\nFROM ", 2)[1], re.M)
+    assert copies[:3] == ["pyproject.toml requirements.lock ./", "README.md ./", "src ./src"]
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "build", "data", "models"} <= ignored  # no venv, tools or data
 

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.integration
 
 
 def install_commands(dockerfile: Path) -> list[str]:
-    """The `/opt/venv/bin/pip install ...` commands of the build stage's RUN."""
+    """The `/opt/venv/bin/pip install ...` commands of the build stage's RUNs, in order."""
     text = dockerfile.read_text().replace("\\\n", " ")
     build = text.split("\nFROM ", 2)[1]  # the first stage
-    (run,) = re.findall(r"^RUN (.*)$", build, re.M)
-    return [c.strip() for c in run.split("&&") if "pip install" in c]
+    runs = re.findall(r"^RUN (.*)$", build, re.M)
+    return [c.strip() for run in runs for c in run.split("&&") if "pip install" in c]
 
 
 @pytest.mark.parametrize(
