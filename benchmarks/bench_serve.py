@@ -203,44 +203,26 @@ def main() -> int:
             metadata["model_name"], str(args.artifact), free_port(), free_port(),
             log_dir=Path(tmp) / "logs", online=settings, now=clock,
         )  # fmt: skip
-        with serving:
-            results["predictor"] = run_locust(
-                "PredictorUser",
-                serving.predictor_url,
-                bodies_path,
-                users=args.users,
-                seconds=args.seconds,
-            )
-            print("predictor ", results["predictor"], flush=True)
-            results["symbol"] = run_locust(
-                "SymbolUser",
-                serving.transformer_url,
-                bodies_path,
-                users=args.users,
-                seconds=args.seconds,
-            )
-            print("symbol    ", results["symbol"], flush=True)
-            results["full"] = run_locust(
-                "TransformerUser",
-                serving.transformer_url,
-                bodies_path,
-                users=args.users,
-                seconds=args.seconds,
-            )
-            print("full      ", results["full"], flush=True)
         uncached = LocalServing(
             metadata["model_name"], str(args.artifact), free_port(), free_port(),
             log_dir=Path(tmp) / "logs-uncached", transformer_args=["--cache-size", "0"],
         )  # fmt: skip
-        with uncached:
-            results["full_uncached"] = run_locust(
-                "TransformerUser",
-                uncached.transformer_url,
-                bodies_path,
-                users=args.users,
-                seconds=args.seconds,
-            )
-            print("uncached  ", results["full_uncached"], flush=True)
+        # (path, servers, locust user, which server) in the order they run
+        runs = [
+            ("predictor", serving, "PredictorUser", "predictor_url"),
+            ("symbol", serving, "SymbolUser", "transformer_url"),
+            ("full", serving, "TransformerUser", "transformer_url"),
+            ("full_uncached", uncached, "TransformerUser", "transformer_url"),
+        ]
+        for servers in (serving, uncached):
+            with servers:
+                for path, used, user, url in runs:
+                    if used is servers:
+                        results[path] = run_locust(
+                            user, getattr(servers, url), bodies_path,
+                            users=args.users, seconds=args.seconds,
+                        )  # fmt: skip
+                        print(f"{path:13s}", results[path], flush=True)
     drop_project(settings)
     results["in_process"] = in_process(prepared["transformer"], args.artifact, metadata, seconds=10)
     print("in_process", results["in_process"], flush=True)

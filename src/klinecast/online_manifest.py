@@ -9,7 +9,13 @@ value in a Secret of your own and reference it the same way.
 
 from __future__ import annotations
 
-from klinecast.k8s import NAMESPACE, PIPELINE_IMAGE, resources, restricted_security_context
+from klinecast.k8s import (
+    NAMESPACE,
+    PIPELINE_IMAGE,
+    hourly_cronjob,
+    resources,
+    restricted_security_context,
+)
 
 CONFIG_MAP = "klinecast-online"
 REDIS = "klinecast-redis"
@@ -121,36 +127,14 @@ def sync_cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE) -> 
         "securityContext": restricted_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {
-            "name": "klinecast-features-sync",
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "klinecast", **SYNC_LABEL},
-        },
-        "spec": {
-            "schedule": "0 * * * *",
-            "timeZone": "Etc/UTC",
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 600,
-            "successfulJobsHistoryLimit": 24,
-            "failedJobsHistoryLimit": 24,
-            "jobTemplate": {
-                "spec": {
-                    "backoffLimit": 3,  # a rerun continues from the store's newest row
-                    "activeDeadlineSeconds": 900,
-                    "template": {
-                        "metadata": {"labels": SYNC_LABEL},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "automountServiceAccountToken": False,
-                            "securityContext": {"runAsNonRoot": True},
-                            "containers": [container],
-                            "volumes": [{"name": "tmp", "emptyDir": {}}],
-                        },
-                    },
-                }
-            },
-        },
-    }
+    # a rerun continues from the store's newest row
+    return hourly_cronjob(
+        "klinecast-features-sync",
+        namespace=namespace,
+        minute=0,
+        labels={"app.kubernetes.io/name": "klinecast", **SYNC_LABEL},
+        pod_labels=SYNC_LABEL,
+        container=container,
+        backoff_limit=3,
+        pod={"automountServiceAccountToken": False, "securityContext": {"runAsNonRoot": True}},
+    )

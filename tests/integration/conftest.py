@@ -4,6 +4,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
+import requests
 
 from conftest import free_port
 from klinecast import evaluation, registry
@@ -53,3 +54,17 @@ def serving(artifact, tmp_path_factory):
 @pytest.fixture(scope="package")
 def window(mirror_candles):
     return mirror_candles.loc[:"2021-12-31 23:00"].iloc[-MIN_HISTORY:]
+
+
+def v1(serving, body, **kwargs):
+    """POST a V1 predict to the servers' transformer."""
+    return requests.post(
+        f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30, **kwargs
+    )
+
+
+def v2(serving, body, **kwargs):
+    """POST a V2 infer to the servers' transformer."""
+    return requests.post(
+        f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=30, **kwargs
+    )

@@ -11,9 +11,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -21,6 +19,7 @@ import requests
 
 from conftest import REPO, free_port
 from kustomize import find, overlay
+from tcp_relay import TcpRelay
 
 pytestmark = pytest.mark.integration
 IMAGES = REPO / "build" / "images"
@@ -205,43 +204,6 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     assert v2_prob == pytest.approx(expected, abs=1e-6)
 
 
-class Forward:
-    """Root on the host listens on `port` (80, which uid 10001 may not bind) and relays to
-    `target`: the cluster's Service address, on loopback."""
-
-    def __init__(self, port: int, target: int):
-        self.listener = socket.create_server(("127.0.0.1", port))
-        self.target = target
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, target):
-        try:
-            while chunk := source.recv(65536):
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (source, target):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.listener.close()
-
-
 def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     images, artifact, mirror_candles, online_settings, postgres, tmp_path
 ):
@@ -280,7 +242,8 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
             model_name, str(artifact), free_port(), free_port(), log_dir=tmp_path / "logs",
             online=online_settings,
         ) as serving:  # fmt: skip
-            forward = Forward(80, serving.transformer_port)
+            # the Service's port 80 (uid 10001 may not bind it) in front of the transformer
+            forward = TcpRelay(f"127.0.0.1:{serving.transformer_port}", port=80)
             try:
                 run = [
                     "run", "--rm", "--add-host", f"{host}:127.0.0.1",

@@ -13,7 +13,7 @@ import requests
 
 from archive_server import wait_for_http
 from conftest import free_port
-from integration.conftest import NAME, RULE
+from integration.conftest import NAME, RULE, v1, v2
 from klinecast import strategy
 from klinecast.config import Params
 from klinecast.features import compute_features
@@ -24,18 +24,6 @@ from local_http import JsonHandler, LocalServer
 pytestmark = pytest.mark.integration
 MIN_HISTORY = Params().features.min_history
 JSON = {"Content-Type": "application/json"}
-
-
-def v1(serving, body, **kwargs):
-    return requests.post(
-        f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30, **kwargs
-    )
-
-
-def v2(serving, body, **kwargs):
-    return requests.post(
-        f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=30, **kwargs
-    )
 
 
 def test_v1_and_v2_give_the_same_answer(serving, window):

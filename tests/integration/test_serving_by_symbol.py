@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from conftest import MIRROR, free_port
-from integration.conftest import NAME, RULE
+from integration.conftest import NAME, RULE, v1, v2
 from klinecast import online, strategy
 from klinecast.config import Params
 from klinecast.serving.local import LocalServing, v1_request, v1_symbol_request, v2_symbol_request
@@ -64,16 +64,6 @@ def server(store, artifact, tmp_path_factory):
         yield local
 
 
-def v1(server, body, **kwargs):
-    return requests.post(
-        f"{server.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30, **kwargs
-    )
-
-
-def v2(server, body, **kwargs):
-    return requests.post(
-        f"{server.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=30, **kwargs
-    )
 
 
 def test_stale_features_are_refused_with_the_newest_and_the_expected_time(server):

@@ -30,43 +30,22 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_na
         "securityContext": restricted_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {
-            "name": "klinecast-trader",
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/name": "klinecast",
-                **TRADER_LABEL,
-            },
+    # Missed after minute 11 rather than traded late; reruns are safe (the ledger and the
+    # client order ids dedupe).
+    return k8s.hourly_cronjob(
+        "klinecast-trader",
+        namespace=namespace,
+        minute=1,
+        labels={"app.kubernetes.io/name": "klinecast", **TRADER_LABEL},
+        pod_labels=TRADER_LABEL,
+        container=container,
+        backoff_limit=2,
+        pod={
+            "serviceAccountName": TRADER_ACCOUNT,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
         },
-        "spec": {
-            "schedule": "1 * * * *",
-            "timeZone": "Etc/UTC",
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": 600,  # later than minute 11 the hour is missed, not traded late
-            "successfulJobsHistoryLimit": 24,
-            "failedJobsHistoryLimit": 24,
-            "jobTemplate": {
-                "spec": {
-                    "backoffLimit": 2,  # reruns are safe: the ledger and client order ids dedupe
-                    "activeDeadlineSeconds": 900,
-                    "template": {
-                        "metadata": {"labels": TRADER_LABEL},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "serviceAccountName": TRADER_ACCOUNT,
-                            "automountServiceAccountToken": False,
-                            "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
-                            "containers": [container],
-                            "volumes": [{"name": "tmp", "emptyDir": {}}],
-                        },
-                    },
-                }
-            },
-        },
-    }
+    )
 
 
 def secret_template(namespace: str = NAMESPACE) -> dict:
