@@ -107,4 +107,7 @@ def test_every_install_uses_the_lock():
     assert "--constraint $(LOCK)" in makefile and "LOCK := requirements.lock" in makefile
     for dockerfile in ("Dockerfile", "serving/Dockerfile"):
         installs = re.findall(r"pip install (.*)", (REPO / dockerfile).read_text())
-        assert installs and all("--constraint requirements.lock" in i for i in installs)
+        resolving = [i for i in installs if "--no-deps" not in i]
+        assert any('".[' in i for i in resolving), f"{dockerfile}: no install of the extras"
+        # an install that resolves dependencies takes the lock; --no-deps installs only the project
+        assert all("--constraint requirements.lock" in i for i in resolving), dockerfile
