@@ -37,7 +37,9 @@ import xgboost as xgb
 from klinecast import online, registry
 from klinecast.config import INTERVALS, load_params
 from klinecast.features import compute_features
-from klinecast.serving.local import COLUMNS, LocalServing, v1_request, v1_symbol_request
+from klinecast.inference_client import COLUMNS, v1_request, v1_symbol_request
+from klinecast.metadata import ArtifactMetadata
+from klinecast.serving.local import LocalServing
 
 
 def free_port() -> int:
@@ -46,9 +48,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bodies(candles: pd.DataFrame, metadata: dict, n: int) -> dict:
-    names, history = metadata["feature_names"], metadata["min_history"]
-    interval = INTERVALS[metadata["interval"]]
+def bodies(candles: pd.DataFrame, metadata: ArtifactMetadata, n: int) -> dict:
+    names, history = list(metadata.feature_names), metadata.min_history
+    interval = INTERVALS[metadata.interval]
     # only windows without an exchange gap: a gap is (rightly) a 400
     step = pd.Timedelta(interval).value
     contiguous = pd.Series(np.diff(candles.index.asi8, prepend=0) == step)
@@ -67,7 +69,7 @@ def bodies(candles: pd.DataFrame, metadata: dict, n: int) -> dict:
 def online_store(candles: pd.DataFrame, project: str):
     """A Feast project of the benchmark's own, synced up to the candles' last hour; the clock."""
     params = load_params()
-    settings = online.StoreSettings.resolve(params.online)
+    settings = online.StoreSettings.of(params.online)
     settings = online.StoreSettings(
         settings.redis, str(Path(tempfile.mkdtemp()) / "registry.db"), project
     )
@@ -138,12 +140,12 @@ def run_locust(user_class: str, host: str, bodies_path: Path, *, users: int, sec
 
 
 def in_process(
-    candles_bodies: list[dict], artifact: Path, metadata: dict, *, seconds: float
+    candles_bodies: list[dict], artifact: Path, metadata: ArtifactMetadata, *, seconds: float
 ) -> dict:
     """The floor: parse nothing over HTTP; features + predict as one function call."""
     booster = xgb.Booster()
     booster.load_model(str(artifact / registry.MODEL_FILE))
-    names, interval = metadata["feature_names"], INTERVALS[metadata["interval"]]
+    names, interval = list(metadata.feature_names), INTERVALS[metadata.interval]
     windows = []
     for body in candles_bodies:
         rows = body["instances"]
@@ -191,7 +193,7 @@ def main() -> int:
 
     metadata = registry.read_artifact_metadata(args.artifact)
     candles = pd.read_parquet(args.candles)
-    prepared = bodies(candles, metadata, n=50) | {"model_name": metadata["model_name"]}
+    prepared = bodies(candles, metadata, n=50) | {"model_name": metadata.model_name}
     symbol = load_params().data.symbol
     prepared["symbol"] = [v1_symbol_request(symbol)]
     settings, clock = online_store(candles, f"bench{os.getpid()}")
@@ -200,11 +202,11 @@ def main() -> int:
         bodies_path = Path(tmp) / "bodies.json"
         bodies_path.write_text(json.dumps(prepared))
         serving = LocalServing(
-            metadata["model_name"], str(args.artifact), free_port(), free_port(),
+            metadata.model_name, str(args.artifact), free_port(), free_port(),
             log_dir=Path(tmp) / "logs", online=settings, now=clock,
         )  # fmt: skip
         uncached = LocalServing(
-            metadata["model_name"], str(args.artifact), free_port(), free_port(),
+            metadata.model_name, str(args.artifact), free_port(), free_port(),
             log_dir=Path(tmp) / "logs-uncached", transformer_args=["--cache-size", "0"],
         )  # fmt: skip
         # (path, servers, locust user, which server) in the order they run
@@ -236,7 +238,7 @@ def main() -> int:
         },
         "users": args.users,
         "seconds": args.seconds,
-        "candles_per_request": metadata["min_history"],
+        "candles_per_request": metadata.min_history,
         "results": results,
         "ratios_vs_in_process": {
             path: {

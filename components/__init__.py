@@ -1,8 +1,9 @@
 """KFP v2 components: one thin adapter per klinecast stage.
 
-Each reads its Input[...] paths, runs the same `klinecast <stage>` code that dvc.yaml runs
-(klinecast.cli.run_stage, in-process), writes its Output[...] paths and records metadata.
-The functions' bodies are compiled into the pipeline YAML, so they import what they use.
+Each reads its Input[...] paths, calls the klinecast library functions that the CLI (and so
+dvc.yaml) calls too, with typed values, writes its Output[...] paths and records metadata
+and metrics for the KFP UI. The functions' bodies are compiled into the pipeline YAML, so
+they import what they use (from the pipeline image).
 """
 
 from components.data import candles, features, features_sync, ingest, validate_params

@@ -1,4 +1,4 @@
-"""validate-params -> ingest -> candles -> features."""
+"""validate-params -> ingest -> candles -> features, and the refresh's sync to the online store."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
@@ -23,51 +23,65 @@ def validate_params(
     is invalid. Returns the tuning workers' ids, for the ParallelFor.
     """
     sections = {k: v for k, v in locals().items() if k not in ("params", "tune_workers")}
-    import yaml
+    from klinecast.config import load_params
+    from klinecast.pipeline_params import write_params_file
+    from klinecast.validation import problems
 
-    from klinecast.cli import run_stage
-    from klinecast.pipeline_params import params_from_sections
-
-    with open(params.path, "w") as out:
-        yaml.safe_dump(params_from_sections(sections), out, sort_keys=False)
-    run_stage("validate-params", "--params", params.path, "--params-only")
+    write_params_file(sections, params.path)
+    found = problems(load_params(params.path))
+    if found:
+        raise ValueError("invalid params:\n" + "\n".join(found))
     return list(range(max(1, tune_workers)))
 
 
 @dsl.component(**COMPONENT)
 def ingest(params: Input[Artifact], raw: Output[Dataset]):
     """Downloads and sha256-verifies the archives from data.base_url."""
-    import os
+    import datetime as dt
+    from pathlib import Path
 
-    from klinecast.cli import run_stage
+    from klinecast.config import load_params
+    from klinecast.data.ingest import ingest
 
-    run_stage("ingest", "--params", params.path, "--raw-dir", raw.path, "--no-progress")
-    raw.metadata["archives"] = len([n for n in os.listdir(raw.path) if n.endswith(".zip")])
+    today = dt.datetime.now(dt.UTC).date()
+    result = ingest(load_params(params.path).data, raw_dir=Path(raw.path), today=today)
+    raw.metadata.update(result.summary())
 
 
 @dsl.component(**COMPONENT)
 def candles(params: Input[Artifact], raw: Input[Dataset], candles: Output[Dataset]):
-    """Parses and validates the archives into one candle table."""
-    from klinecast.cli import run_stage_with_report
+    """Parses and validates the archives into one candle table (gaps reported, not filled)."""
+    from pathlib import Path
 
-    candles.metadata.update(
-        run_stage_with_report(
-            "candles", "--params", params.path, "--raw-dir", raw.path, "--out", candles.path
-        )
-    )
+    from klinecast.config import load_params
+    from klinecast.data.build import build_candles
+
+    frame, report = build_candles(Path(raw.path), load_params(params.path).data)
+    frame.to_parquet(candles.path)
+    candles.metadata.update(report.scalars())
 
 
 @dsl.component(**COMPONENT)
 def features(params: Input[Artifact], candles: Input[Dataset], features: Output[Dataset]):
     """TA-Lib features and labels, then params checked against them (before any tuning)."""
-    from klinecast.cli import run_stage, run_stage_with_report
+    import pandas as pd
 
-    features.metadata.update(
-        run_stage_with_report(
-            "features", "--params", params.path, "--candles", candles.path, "--out", features.path
-        )
+    from klinecast.config import load_params
+    from klinecast.features import compute_features
+    from klinecast.validation import problems
+
+    config = load_params(params.path)
+    result = compute_features(
+        pd.read_parquet(candles.path),
+        indicators=config.features.indicators,
+        interval=config.data.interval_delta,
     )
-    run_stage("validate-params", "--params", params.path, "--features", features.path)
+    result.frame.to_parquet(features.path)
+    report = result.report(min_history=config.features.min_history)
+    features.metadata.update({k: v for k, v in report.items() if not isinstance(v, list)})
+    found = problems(config, result.frame)
+    if found:
+        raise ValueError("params do not fit the data:\n" + "\n".join(found))
 
 
 @dsl.component(**COMPONENT)
@@ -76,6 +90,19 @@ def features_sync(params: Input[Artifact], features: Input[Dataset]):
 
     Where the store is comes from the environment (the klinecast-online ConfigMap).
     """
-    from klinecast.cli import run_stage
+    import datetime as dt
 
-    run_stage("features", "sync", "--params", params.path)
+    import pandas as pd
+
+    from klinecast import online
+    from klinecast.config import load_params
+    from klinecast.trader.exchange import rest_url
+
+    config = load_params(params.path)
+    result = online.sync(
+        config,
+        settings=online.StoreSettings.of(config.online),
+        source=online.binance_source(rest_url(testnet=False)),
+        now=pd.Timestamp(dt.datetime.now(dt.UTC)),
+    )
+    print(f"features sync: {result}")

@@ -1,12 +1,10 @@
 """The image every component runs in: the project's pipeline image (`.[pipeline]` installed).
 
-$KLINECAST_PIPELINE_IMAGE at compile time overrides it (CI compiles with the commit's tag).
-kfp is in the image, so no task installs it at start-up.
+kfp is in the image, so no task installs it at start-up. Another image (CI's build of the
+commit) is set when compiling: `klinecast pipeline compile --image` (or
+$KLINECAST_PIPELINE_IMAGE), which rewrites the compiled executors' image.
 """
 
-import os
+from klinecast.k8s import PIPELINE_IMAGE
 
-from klinecast import k8s
-
-PIPELINE_IMAGE = os.environ.get("KLINECAST_PIPELINE_IMAGE", k8s.PIPELINE_IMAGE)
 COMPONENT = {"base_image": PIPELINE_IMAGE, "install_kfp_package": False}

@@ -28,30 +28,22 @@ def evaluate(
 ):
     """Out-of-sample walk-forward against the baselines, with the significance statistics."""
     import json
-    import os
-    import tempfile
 
     import pandas as pd
 
-    from klinecast.cli import run_stage
-    from klinecast.evaluation import classification_summary
+    from klinecast import evaluation
+    from klinecast.config import load_params
+    from klinecast.tuning import BestParams
 
-    with tempfile.TemporaryDirectory() as tmp:
-        run_stage(
-            "evaluate", "--params", params.path, "--features", features.path,
-            "--best-params", best_params.path, "--metrics", metrics_json.path,
-            "--predictions", predictions.path, "--equity", os.path.join(tmp, "equity.csv"),
-        )  # fmt: skip
-    document = json.load(open(metrics_json.path))
-    model, significance = document["model"], document["significance"]
-    for key in ("cumulative_return", "return_before_fees", "sharpe", "max_drawdown", "accuracy",
-                "classifier_accuracy", "roc_auc", "trades"):  # fmt: skip
-        metrics.log_metric(key, model[key] if model[key] is not None else float("nan"))
-    for key in ("p_value", "deflated_sharpe"):
-        metrics.log_metric(key, significance[key])
-    for name, baseline in document["baselines"].items():
-        metrics.log_metric(f"{name}_return", baseline["cumulative_return"])
-    chart = classification_summary(pd.read_parquet(predictions.path))
+    result = evaluation.evaluate(
+        pd.read_parquet(features.path), load_params(params.path), BestParams.read(best_params.path)
+    )
+    result.predictions.to_parquet(predictions.path)
+    with open(metrics_json.path, "w") as out:
+        json.dump(result.document, out, indent=2)
+    for name, value in result.headline().items():
+        metrics.log_metric(name, value)
+    chart = evaluation.classification_summary(result.predictions)
     classification.log_confusion_matrix(chart["categories"], chart["confusion_matrix"])
     classification.log_roc_curve(chart["fpr"], chart["tpr"], chart["thresholds"])
 
@@ -71,25 +63,32 @@ def train(
     (One unnamed bool output: kfp.local resolves a dsl.If condition only on an `Output`.)
     """
     import json
+    from pathlib import Path
 
-    from klinecast.cli import run_stage
-    from klinecast.cli.model import artifact_complexity
+    import pandas as pd
+
+    from klinecast import evaluation, registry
     from klinecast.config import load_params
-    from klinecast.evaluation import gate
+    from klinecast.metadata import data_version
     from klinecast.report import markdown_summary
+    from klinecast.tuning import BestParams
 
-    run_stage(
-        "train", "--params", params.path, "--features", features.path,
-        "--best-params", best_params.path, "--metrics", metrics_json.path, "--out", model.path,
-    )  # fmt: skip
-    metadata = json.load(open(f"{model.path}/metadata.json"))
-    verdict = gate(metadata["metrics"], artifact_complexity(metadata), load_params(params.path).publish)
-    model.metadata.update(
-        {k: metadata[k] for k in ("model_name", "train_start", "train_end", "train_rows")}
-        | {"gate_passed": verdict.passed}
+    config = load_params(params.path)
+    booster, metadata = evaluation.final_model(
+        pd.read_parquet(features.path),
+        config,
+        BestParams.read(best_params.path).candidate,
+        metrics=json.loads(Path(metrics_json.path).read_text()),
+        data_version=data_version(Path(features.path)),
     )
-    with open(summary.path, "w") as out:
-        out.write(markdown_summary(metadata["metrics"], verdict.as_dict()))
+    registry.write_artifact(Path(model.path), booster, metadata)
+    verdict = evaluation.gate(metadata.metrics, metadata.complexity, config.publish)
+    model.metadata.update(
+        {"model_name": metadata.model_name, "train_start": metadata.train_start,
+         "train_end": metadata.train_end, "train_rows": metadata.train_rows,
+         "gate_passed": verdict.passed}
+    )  # fmt: skip
+    Path(summary.path).write_text(markdown_summary(metadata.metrics, verdict.as_dict()))
     return verdict.passed
 
 
@@ -102,9 +101,14 @@ def report(
     report: Output[HTML],
 ):
     """The self-contained HTML report (equity, drawdown, accuracy, importance, tuning)."""
-    from klinecast.cli import run_stage
+    from pathlib import Path
 
-    run_stage(
-        "report", "--predictions", predictions.path, "--metrics", metrics_json.path,
-        "--trials", trials.path, "--artifact", model.path, "--out", report.path,
-    )  # fmt: skip
+    from klinecast.report import ReportInputs, render
+
+    inputs = ReportInputs.read(
+        predictions=Path(predictions.path),
+        metrics=Path(metrics_json.path),
+        trials=Path(trials.path),
+        artifact=Path(model.path),
+    )
+    Path(report.path).write_text(render(inputs))

@@ -13,18 +13,20 @@ from components.image import COMPONENT
 @dsl.component(**COMPONENT)
 def tune_worker(params: Input[Artifact], features: Input[Dataset], worker: int) -> str:
     """Adds trials to the shared study until it holds tune.n_trials; returns the study's name."""
-    import json
-    import tempfile
+    from pathlib import Path
 
-    from klinecast.cli import run_stage
+    from klinecast import tuning
+    from klinecast.config import load_params
 
-    with tempfile.TemporaryDirectory() as out:
-        run_stage(
-            "tune", "--params", params.path, "--features", features.path,
-            "--out-dir", out, "--no-progress", "--first-worker", worker,
-        )  # fmt: skip
-        with open(f"{out}/best_params.json") as best:
-            return json.load(best)["study_name"]
+    config = load_params(params.path)
+    study = tuning.tune(
+        features_path=Path(features.path),
+        params=config,
+        storage_url=config.tune.storage,
+        n_trials=config.tune.n_trials,
+        first_worker=worker,
+    )
+    return study.study_name
 
 
 @dsl.component(**COMPONENT)
@@ -37,23 +39,23 @@ def collect_tuning(
     history: Output[HTML],
 ):
     """Checks that the workers shared one study and writes its best params, trials and plot."""
-    import json
-    import shutil
-    import tempfile
+    from pathlib import Path
 
-    from klinecast.cli import run_stage
+    from klinecast import tuning
+    from klinecast.config import load_params
 
     if len(set(study_names)) != 1:
-        raise SystemExit(f"the tuning workers ran different studies: {sorted(set(study_names))}")
-    with tempfile.TemporaryDirectory() as out:  # tune resumes the finished study: no new trials
-        run_stage(
-            "tune", "--params", params.path, "--features", features.path,
-            "--out-dir", out, "--no-progress",
-        )  # fmt: skip
-        shutil.copy(f"{out}/best_params.json", best_params.path)
-        shutil.copy(f"{out}/trials.csv", trials.path)
-        shutil.copy(f"{out}/optimization_history.html", history.path)
-        with open(best_params.path) as best:
-            summary = json.load(best)
+        raise ValueError(f"the tuning workers ran different studies: {sorted(set(study_names))}")
+    config = load_params(params.path)
+    study = tuning.tune(  # resumes the finished study: no new trials
+        features_path=Path(features.path),
+        params=config,
+        storage_url=config.tune.storage,
+        n_trials=config.tune.n_trials,
+    )
+    files = tuning.TuningFiles(Path(best_params.path), Path(trials.path), Path(history.path))
+    summary = tuning.write_outputs(
+        study, files, storage_url=config.tune.storage, objective=config.tune.objective
+    )
     best_params.metadata.update({"value": summary["value"], **summary["params"]})
     trials.metadata.update(summary["trials"])

@@ -1,18 +1,17 @@
-"""What both pipelines share: their parameters (one per params.yaml section) and the data steps."""
+"""What both pipelines share: their parameters (one per params.yaml section) and the data steps.
 
-import sys
-from pathlib import Path
+Importing this runs nothing: the defaults come from the typed config's (Params()), which a test
+holds equal to params.yaml. `klinecast pipeline` imports pipelines/ with the repository's root
+on sys.path, so `components` (beside `pipelines`) imports as a package.
+"""
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `components` sits beside `pipelines` at the repo root
-    sys.path.insert(0, str(ROOT))
-
-import components as c  # noqa: E402
-from klinecast.cluster import POSTGRES_KEYS, POSTGRES_SECRET  # noqa: E402
-from klinecast.pipeline_params import SECTIONS, section_defaults  # noqa: E402
+import components as c
+from klinecast.cluster import POSTGRES_KEYS, POSTGRES_SECRET
+from klinecast.config import Params
+from klinecast.pipeline_params import SECTIONS, sections_of
 
 #: params.yaml's sections, the defaults of the pipelines' section parameters.
-DEFAULTS = section_defaults(ROOT / "params.yaml")
+DEFAULTS = sections_of(Params())
 #: Secret and key holding the PostgreSQL URL of the shared Optuna study.
 OPTUNA_SECRET, OPTUNA_KEY = POSTGRES_SECRET, POSTGRES_KEYS["optuna"]
 #: Secret with the S3 credentials of the model registry (AWS_ENDPOINT_URL optional).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -12,15 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from archive_server import ArchiveServer, wait_for_http  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-#: The shared fixtures (the Binance mirror, the CRD schemas): ../shared beside the repo, or
-#: $KLINECAST_SHARED where a CI runner mounts them elsewhere.
-SHARED = Path(os.environ.get("KLINECAST_SHARED") or REPO.parent / "shared")
-MIRROR = SHARED / "binance-mirror"
-MIRROR_MONTHLY = MIRROR / "data/spot/monthly/klines/BTCUSDT/1h"
-#: The mirror ends here; "today" in tests sits after it so every month in it is complete.
-MIRROR_TODAY = dt.date(2022, 1, 15)
+from helpers import MIRROR, MIRROR_MONTHLY, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +35,6 @@ def mirror_candles(mirror):
 
     candles, _ = build_candles(MIRROR_MONTHLY, DataParams(end=dt.date(2021, 12, 31)))
     return candles
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -89,20 +72,9 @@ def postgres():
         yield url
 
 
-def write_params(path: Path, overrides: dict) -> Path:
-    """Writes the repo's params.yaml to path with nested overrides, e.g. {"data": {"start": ...}}."""
-    import yaml
-
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in overrides.items():
-        raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="session")
 def redis():
-    """"host:port" of a Redis: the machine's, or a private redis-server started here."""
+    """ "host:port" of a Redis: the machine's, or a private redis-server started here."""
     from redis_server import redis_address
 
     with redis_address(free_port()) as address:
@@ -118,7 +90,9 @@ def online_settings(redis, tmp_path):
 
     from klinecast.online import StoreSettings
 
-    settings = StoreSettings(redis, str(tmp_path / "feast/registry.db"), f"t{uuid.uuid4().hex[:12]}")
+    settings = StoreSettings(
+        redis, str(tmp_path / "feast/registry.db"), f"t{uuid.uuid4().hex[:12]}"
+    )
     yield settings
     host, port = redis.rsplit(":", 1)
     client = redis_py.Redis(host=host, port=int(port))

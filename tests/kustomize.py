@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SHARED
+from helpers import SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"

@@ -9,6 +9,9 @@ from pathlib import Path
 from candle_factory import synthetic_candles
 from klinecast.config import Params, SearchSpace, SplitParams
 from klinecast.features import compute_features
+from klinecast.metadata import ArtifactMetadata
+from klinecast.model import Candidate, Complexity, HyperParams
+from klinecast.strategy import StrategyRule
 
 HOUR = dt.timedelta(hours=1)
 
@@ -53,3 +56,26 @@ def small_features(path: Path, *, seed: int = 3) -> Path:
     frame = compute_features(candles, indicators=Params().features.indicators, interval=HOUR).frame
     frame.to_parquet(path)
     return path
+
+
+def small_metadata(**changes) -> ArtifactMetadata:
+    """The metadata of a one-feature model, as train would write it (changes override)."""
+    values = dict(
+        model_name="m",
+        created_at="2026-11-21T12:00:00+00:00",
+        symbol="BTCUSDT",
+        interval="1h",
+        feature_names=("ma_ratio_5",),
+        min_history=10,
+        candidate=Candidate(HyperParams(2, 2, 0.1, 0.8, 0.8, 0, 10), StrategyRule(), 1),
+        complexity=Complexity(2, 2, 2, ("ma_ratio_5",)),
+        train_start="2021-01-01T00:00:00+00:00",
+        train_end="2021-01-10T23:00:00+00:00",
+        train_rows=240,
+        fee=0.001,
+        step_days=30,
+        data_version={"features_sha256": "0123456789abcdef"},
+        metrics={},
+        libraries={"klinecast": "0"},
+    )
+    return ArtifactMetadata(**values | changes)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
-from conftest import write_params
+from helpers import write_params
 from klinecast.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,25 +137,12 @@ def test_measure_reports_whether_params_min_history_suffices(workdir, mirror, ca
     assert "(TOO SMALL)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    ("env", "expected"), [(None, "paper"), ("testnet", "testnet"), ("paper", "paper")]
-)
-def test_the_broker_comes_from_the_environment_else_params(monkeypatch, env, expected):
-    from klinecast.cli.trade import BROKER_ENV, broker_name
-    from klinecast.config import load_params
-
-    if env is None:
-        monkeypatch.delenv(BROKER_ENV, raising=False)
-    else:
-        monkeypatch.setenv(BROKER_ENV, env)
-    assert broker_name(load_params(REPO / "params.yaml")) == expected
-
-
 def test_an_unknown_broker_is_refused_before_any_work(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("KLINECAST_BROKER", "mainnet")
     monkeypatch.setenv("KLINECAST_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.db")
     assert main(["trade", "once", "--params", str(REPO / "params.yaml")]) != 0
-    assert "$KLINECAST_BROKER='mainnet': the broker is one of paper, testnet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "trade.broker: expected paper or testnet, got 'mainnet' (from $KLINECAST_BROKER)" in err
 
 
 def test_version_prints_the_package_version(capsys):

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_repo_params_yaml_loads_with_the_defaults():
-    params = load_params(REPO / "params.yaml")
+    params = load_params(REPO / "params.yaml", environ={})
     assert params.data.symbol == "BTCUSDT" and params.data.interval == "1h"
     assert params.data.start == dt.date(2017, 8, 1) and params.data.end is None
     assert params.features.indicators[: len(SEED_INDICATORS)] == SEED_INDICATORS
@@ -148,3 +148,27 @@ def test_params_are_frozen():
 def test_bad_trade_params(trade, message):
     with pytest.raises(ParamsError, match=message):
         params_from_mapping({"trade": trade})
+
+
+def test_the_environment_overrides_its_keys_once_at_loading(tmp_path):
+    (tmp_path / "params.yaml").write_text("trade:\n  broker: paper\n")
+    environ = {
+        "KLINECAST_BROKER": "testnet",
+        "KLINECAST_REGISTRY": "s3://models/prod",
+        "KLINECAST_OPTUNA_STORAGE": "",  # empty: not set
+        "KLINECAST_REDIS": "redis.klinecast.svc:6379",
+    }
+    params = load_params(tmp_path / "params.yaml", environ=environ)
+    assert params.trade.broker == "testnet" and params.publish.registry == "s3://models/prod"
+    assert params.online.redis == "redis.klinecast.svc:6379"
+    assert params.tune.storage == Params().tune.storage
+    assert load_params(tmp_path / "params.yaml", environ={}).trade.broker == "paper"
+
+
+def test_a_bad_value_from_the_environment_names_its_variable(tmp_path):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    with pytest.raises(
+        ParamsError,
+        match=r"trade.broker: expected paper or testnet, got 'mainnet' \(from \$KLINECAST_BROKER\)",
+    ):
+        load_params(tmp_path / "params.yaml", environ={"KLINECAST_BROKER": "mainnet"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SHARED
+from helpers import REPO, SHARED
 
 TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
 # Services need containers; the shell executor runs none, so locally the machine's (or the
@@ -192,6 +193,11 @@ def test_every_credential_comes_from_ci_variables():
     text = (REPO / ".gitlab-ci.yml").read_text()
     build = config[".kaniko"]["script"]
     assert any('"$CI_REGISTRY_IMAGE/$IMAGE:$CI_COMMIT_SHORT_SHA"' in line for line in build)
+    # each build job makes the Dockerfile's target of its image's name, and only that
+    assert any('--target "$IMAGE" --skip-unused-stages' in line for line in build)
+    targets = re.findall(r"^FROM \S+ AS (\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    images = {config[job]["variables"]["IMAGE"] for job in config if job.startswith("build-")}
+    assert images == {"pipeline", "serving"} and images <= set(targets)
     assert "$CI_REGISTRY_PASSWORD" in text and "kubectl apply -k build/deploy" in text
     image = config["pipeline"]["variables"]["KLINECAST_PIPELINE_IMAGE"]
     assert image == "$CI_REGISTRY_IMAGE/pipeline:$CI_COMMIT_SHORT_SHA"
@@ -220,7 +226,7 @@ def test_the_pipeline_job_pulls_the_data_and_submits_the_commits_image(
 ):
     """New data on main: the job pulls it from S3 (moto_server) and submits a KFP run (a local
     endpoint speaking the KFP v2beta1 API) whose every task runs the commit's pipeline image."""
-    from integration.test_dvc import create_remote_bucket
+    from helpers import create_remote_bucket
     from kfp_api_server import KfpApiServer
 
     project = copy_project(tmp_path)
@@ -263,7 +269,7 @@ def test_pipeline_submit_without_a_kfp_host_stops_before_any_work():
 
 
 def test_a_given_postgres_that_does_not_answer_is_an_error(monkeypatch):
-    from conftest import free_port
+    from helpers import free_port
     from pg_server import GIVEN_ENV, postgres_url
 
     dead = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/test"

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import write_cli_params
 from klinecast import katib
 from klinecast.backtest import walk_forward_with_params
 from klinecast.cli import main
@@ -16,7 +17,6 @@ from klinecast.model import Candidate, HyperParams
 from klinecast.strategy import StrategyRule
 from kustomize import crd_validator
 from model_fixtures import small_features, small_params
-from test_tuning import write_cli_params
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "manifests" / "base" / "katib-experiment.yaml"

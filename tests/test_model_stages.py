@@ -9,13 +9,13 @@ import pytest
 import xgboost as xgb
 import yaml
 
+from helpers import write_cli_params
 from klinecast import evaluation
 from klinecast.cli import main
 from klinecast.errors import KlinecastError
 from klinecast.model import Candidate, HyperParams
 from klinecast.strategy import SEED_RULE
 from model_fixtures import small_features, small_params
-from test_tuning import write_cli_params
 
 HP = HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10)
 CANDIDATE = Candidate(HP, SEED_RULE, 1)

@@ -1,7 +1,10 @@
 """Live monitoring: PSI, the retrain rule and its cooldown, outputs, and the trigger targets."""
 
+import base64
 import datetime as dt
 import json
+import re
+import struct
 import sys
 from urllib.parse import parse_qs
 
@@ -10,11 +13,11 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import write_params
+from helpers import write_params
 from kfp_api_server import KfpApiServer
 from klinecast import monitoring, retrain
 from klinecast.cli import main
-from klinecast.config import TradeParams
+from klinecast.config import Params, TradeParams
 from klinecast.errors import KlinecastError
 from klinecast.trader.ledger import Ledger
 from local_http import JsonHandler, LocalServer
@@ -99,7 +102,12 @@ def test_monitor_writes_outputs_and_triggers_once_per_cooldown(tmp_path, monkeyp
     }
     assert metrics["klinecast_live_accuracy"] == pytest.approx(10 / 24)
     assert metrics["klinecast_live_trades"] == 34
-    assert "<img" in (tmp_path / "out/monitor.html").read_text()
+    page = (tmp_path / "out/monitor.html").read_text()
+    assert "34 trades; accuracy of the last 24: 42%" in page
+    assert "Retrain: <b>yes</b> (42% of the last 24 trades right (&lt; 60%))" in page
+    (png,) = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    width, height = struct.unpack(">II", base64.b64decode(png)[16:24])  # the IHDR chunk
+    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" and width > 500 and height > 300
 
 
 def monitor_traded_hours(tmp_path, monkeypatch, traded: int) -> pd.DataFrame:
@@ -124,9 +132,23 @@ def test_drift_compares_live_hours_with_the_training_window(tmp_path, monkeypatc
     features = monitor_traded_hours(tmp_path, monkeypatch, 48)
     document = json.loads((tmp_path / "out/monitor.json").read_text())
     drift = document["drift"]
-    assert set(drift) <= set(features.columns) and len(drift) >= 5
-    assert all(np.isfinite(v) and v >= 0 for v in drift.values()) and drift
+    assert set(drift) == set(Params().features.indicators) & set(features.columns)
+    # each PSI is the live hours' against the 90 days (--reference-days) before the first one
+    live = features.index[-48:]
+    reference = features[
+        (features.index < live[0]) & (features.index >= live[0] - pd.Timedelta(days=90))
+    ]
+    for name, value in drift.items():
+        expected = monitoring.psi(reference[name].to_numpy(), features.loc[live, name].to_numpy())
+        assert value == pytest.approx(expected), name
     assert document["drift_note"] == "PSI over 48 traded hours"
+
+
+def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shifted_one():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=5000)
+    assert monitoring.psi(reference, rng.normal(size=2000)) < 0.02
+    assert monitoring.psi(reference, rng.normal(loc=1.0, size=2000)) > 0.25  # "significant shift"
 
 
 @pytest.mark.parametrize("traded", [1, 47])
@@ -186,8 +208,9 @@ def test_gitlab_trigger_speaks_the_pipeline_trigger_api(monkeypatch):
 
 def test_kfp_trigger_submits_a_training_run(monkeypatch):
     with KfpApiServer() as server:
-        assert retrain.trigger(f"kfp:{server.url}", reason="x") == f"KFP run on {server.url}"
+        fired = retrain.trigger(f"kfp:{server.url}", reason="x")
         (run,) = server.bodies("POST", "/apis/v2beta1/runs")
+        assert fired == f"KFP run retrain (run-1) in experiment klinecast on {server.url}"
         assert run["display_name"] == "retrain"
 
 

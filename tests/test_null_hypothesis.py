@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from candle_factory import synthetic_candles
-from conftest import REPO
+from helpers import REPO
 from klinecast.cli import main
 from klinecast.features import compute_features
 

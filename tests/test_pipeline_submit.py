@@ -63,14 +63,14 @@ def test_a_refused_run_is_a_clear_error(monkeypatch, capsys):
 
 
 def test_an_unreachable_host_is_a_clear_error(capsys):
-    from conftest import free_port
+    from helpers import free_port
 
     assert main(["pipeline", "submit", "--host", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "refused the run" in capsys.readouterr().err
 
 
 def test_ci_submits_a_run_of_the_commits_image(kfp_api):
-    # What .gitlab-ci.yml's pipeline job does: the image tag is read when the components load.
+    # What .gitlab-ci.yml's pipeline job does: the image is set when the pipeline compiles.
     image = "registry.gitlab.example.com/team/klinecast/pipeline:abc1234"
     env = os.environ | {"KLINECAST_PIPELINE_IMAGE": image}
     klinecast = str(Path(sys.executable).parent / "klinecast")

@@ -8,6 +8,7 @@ import xgboost as xgb
 
 from klinecast import registry
 from klinecast.registry import RegistryError
+from model_fixtures import small_metadata
 from s3_fault_proxy import S3FaultProxy
 
 NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
@@ -19,9 +20,8 @@ def artifact(tmp_path):
         {"objective": "binary:logistic"}, xgb.DMatrix([[0.0], [1.0]], label=[0, 1]), 2
     )
     out = tmp_path / "candidate"
-    registry.write_artifact(
-        out, booster, {"model_name": "m", "metrics": {"excess_return": {"buy_and_hold": 0.1}}}
-    )
+    metadata = small_metadata(model_name="m", metrics={"excess_return": {"buy_and_hold": 0.1}})
+    registry.write_artifact(out, booster, metadata)
     return out
 
 
@@ -38,7 +38,7 @@ def test_artifact_holds_a_model_kserve_can_load(artifact):
     assert sorted(p.name for p in artifact.iterdir()) == ["metadata.json", "model.json"]
     booster = xgb.Booster()
     booster.load_model(str(artifact / "model.json"))  # what KServe's xgbserver does
-    assert registry.read_artifact_metadata(artifact)["model_name"] == "m"
+    assert registry.read_artifact_metadata(artifact).model_name == "m"
 
 
 def test_incomplete_artifact_is_refused(tmp_path):
@@ -97,19 +97,21 @@ def test_failed_s3_upload_leaves_production_and_versions_unchanged(artifact, s3,
     assert not [k for k in store.keys("m/versions/") if "20261122" in k]  # partial upload removed
 
 
-def test_failed_local_write_leaves_production_unchanged(artifact, tmp_path):
+def test_failed_local_write_leaves_nothing_behind(artifact, tmp_path):
     store = registry.open_store(str(tmp_path / "r"))
     good = registry.publish(artifact, store=store, model_name="m", promote=True, now=NOW)
-    blocker = tmp_path / "r/m/versions"
-    version_dir = blocker / f"v20261122T120000-{good.version.split('-')[1]}"
-    version_dir.mkdir()
-    (version_dir / "metadata.json").mkdir()  # a directory where the file must go: the write fails
-    with pytest.raises(OSError):
+    before = sorted(p for p in (tmp_path / "r").rglob("*"))
+    version_dir = tmp_path / f"r/m/versions/v20261122T120000-{good.version.split('-')[1]}"
+    blocker = version_dir / "metadata.json"
+    blocker.mkdir(parents=True)  # a directory where the file must go: the second write fails
+    with pytest.raises(RegistryError, match="write of .*metadata.json failed"):
         registry.publish(
             artifact, store=store, model_name="m", promote=True, now=NOW + dt.timedelta(days=1)
         )
     assert registry.production(store, "m")["version"] == good.version
     assert registry.versions(store, "m") == [good.version]
+    # model.json was written before the failure and is gone again: only the blocker is left
+    assert sorted(p for p in (tmp_path / "r").rglob("*")) == sorted([*before, version_dir, blocker])
 
 
 def test_bad_registry_uris():

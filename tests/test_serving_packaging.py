@@ -80,32 +80,46 @@ def test_service_account_holds_the_s3_secret_and_the_secret_is_a_template():
     assert keys == "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY"
 
 
+def stages(text: str) -> dict[str, str]:
+    """The Dockerfile's stages by name: {name: the stage's text}."""
+    parts = re.split(r"^FROM (\S+) AS (\S+)$", text, flags=re.M)
+    return {parts[i + 1]: parts[i + 2] for i in range(1, len(parts) - 1, 3)}
+
+
 @pytest.mark.parametrize(
-    ("dockerfile", "extras"),
-    [("serving/Dockerfile", "serving"), ("Dockerfile", "pipeline,trader")],
+    ("target", "extras", "entry_point"),
+    [
+        ("serving", "serving", '["python", "-m", "klinecast.serving.server"]'),
+        ("pipeline", "pipeline,trader", '["klinecast"]'),
+    ],
 )
-def test_dockerfile_structure(dockerfile, extras):
-    text = (REPO / dockerfile).read_text()
+def test_dockerfile_targets(target, extras, entry_point):
+    text = (REPO / "Dockerfile").read_text()
     bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M)
     assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0])  # pinned
     assert "latest" not in text
-    assert len(re.findall(r"^FROM ", text, re.M)) == 2  # multi-stage
-    users = re.findall(r"^USER (\S+)", text, re.M)
-    assert users and users[-1] not in ("root", "0")
     for line in re.findall(r"^(?:ARG|ENV)\b.*$", text, re.M):
         assert not re.search(r"(?i)(secret|password|token|key)\s*=", line), line
-    # the project installs through its own pyproject.toml at the lock's versions, no ad-hoc
-    # package lines and nothing unpinned
+    found = stages(text)
+    assert re.search(rf"^FROM runtime AS {target}$", text, re.M)  # the runtime base, no build tools
+    image = found[target]
+    assert re.findall(r"^USER (\S+)", image, re.M) == ["10001"]
+    assert f"ENTRYPOINT {entry_point}" in image
+    # its dependencies at the lock's versions, then the project's wheel over the stand-in
+    deps = found[f"{target}-deps"]
     lock = "--constraint requirements.lock"
-    installs = re.findall(r"pip install --no-cache-dir (.+?)\s*(?:\\|$)", text, re.M)
-    assert installs == [
-        f"{lock} setuptools",
-        f'{lock} --no-build-isolation ".[{extras}]"',
-        "--no-build-isolation --no-deps --force-reinstall .",  # the project over the stand-in
-    ], installs
-    # the dependencies' layer depends on pyproject.toml and the lock alone
-    copies = re.findall(r"^COPY (.+)$", text.split("\nFROM ", 2)[1], re.M)
-    assert copies[:3] == ["pyproject.toml requirements.lock ./", "README.md ./", "src ./src"]
+    assert re.findall(r"pip install --no-cache-dir (.+)$", deps, re.M) == [
+        f'{lock} --no-build-isolation ".[{extras}]"'
+    ]
+    assert f"COPY --from={target}-deps /opt/venv /opt/venv" in image
+    assert (
+        "COPY --from=wheel /wheels /tmp/wheels" in image and "--no-deps --force-reinstall" in image
+    )
+    # the dependencies' layers depend on pyproject.toml and the lock alone
+    assert re.findall(r"^COPY (.+)$", found["build"], re.M) == [
+        "pyproject.toml requirements.lock ./"
+    ]
+    assert re.findall(r"^COPY (.+)$", found["wheel"], re.M) == ["README.md ./", "src ./src"]
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "build", "data", "models"} <= ignored  # no venv, tools or data
 

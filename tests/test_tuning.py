@@ -10,8 +10,8 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-import yaml
 
+from helpers import write_cli_params
 from klinecast import tuning
 from klinecast.errors import KlinecastError
 from klinecast.strategy import StrategyRule
@@ -160,24 +160,6 @@ def test_workers_share_one_study(features, tmp_path):
     assert len(set(params)) == len(params)  # each worker draws its own points
 
 
-def write_cli_params(tmp_path, storage, n_trials):
-    params = small_params()
-    raw = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    raw["split"] = {k: str(v) for k, v in dataclasses.asdict(params.split).items()}
-    raw["backtest"]["step_days"] = params.backtest.step_days
-    space = {k: list(v) for k, v in dataclasses.asdict(params.tune.search_space).items()}
-    raw["tune"].update(
-        n_trials=n_trials,
-        storage=storage,
-        search_space=space,
-        pruner_warmup_folds=2,
-        pruner_startup_trials=2,
-    )
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 def cli_tune(tmp_path, features, params_path, out="out"):
     return [
         KLINECAST,
@@ -246,7 +228,10 @@ def test_outputs(features, tmp_path):
     study = run_tune(features, f"sqlite:///{tmp_path}/o.db", n_trials=6)
     out = tmp_path / "tune"
     result = tuning.write_outputs(
-        study, out, storage_url="postgresql://me:hunter2@db/optuna", objective="return_after_fees"
+        study,
+        tuning.TuningFiles.in_dir(out),
+        storage_url="postgresql://me:hunter2@db/optuna",
+        objective="return_after_fees",
     )
     best = json.loads((out / "best_params.json").read_text())
     assert best == json.loads(json.dumps(result))
@@ -284,7 +269,7 @@ def test_look_back_longer_than_the_in_sample_span_is_a_clear_error(features):
     space = dataclasses.replace(params.tune.search_space, look_back_days=(10, 200))
     params = dataclasses.replace(params, tune=dataclasses.replace(params.tune, search_space=space))
     with pytest.raises(
-        KlinecastError, match=r"less than look_back_days high \(200\) \+ step_days \(5\)"
+        KlinecastError, match=r"fewer than look_back_days high \(200\) \+ step_days \(5\)"
     ):
         run_tune(features, "sqlite://", n_trials=1, params=params)
 

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import write_cli_params
 from klinecast.cli import main
 from klinecast.validation import problems_with_data, problems_with_params
 from model_fixtures import small_features, small_params
-from test_tuning import write_cli_params
 
 
 @pytest.fixture()

@@ -1,16 +1,20 @@
 """Typed parameters loaded from params.yaml, the one source of truth for every stage.
 
 Each stage reads one frozen dataclass. Loading is strict: an unknown key, a wrong type or an
-invalid value fails with the key's dotted name and the reason, before any work starts.
+invalid value fails with the key's dotted name and the reason, before any work starts. The
+KLINECAST_* environment variables in ENV_OVERRIDES override their keys once, at loading, so
+the CLI, dvc.yaml's stages and the KFP components all see the same values.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
+import os
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +23,20 @@ import yaml
 from klinecast.errors import ParamsError
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
+
+#: Environment variables that override one params.yaml key each (deployments set them from
+#: ConfigMaps and Secrets: a password never sits in params.yaml).
+ENV_OVERRIDES = {
+    "KLINECAST_BASE_URL": "data.base_url",
+    "KLINECAST_OPTUNA_STORAGE": "tune.storage",
+    "KLINECAST_REGISTRY": "publish.registry",
+    "KLINECAST_REDIS": "online.redis",
+    "KLINECAST_FEAST_REGISTRY": "online.registry",
+    "KLINECAST_FEAST_PROJECT": "online.project",
+    "KLINECAST_BROKER": "trade.broker",
+    "KLINECAST_INFERENCE_URL": "trade.inference_url",
+    "KLINECAST_LEDGER_URL": "trade.ledger",
+}
 
 #: Binance kline intervals that the archives publish, with their length.
 INTERVALS: dict[str, dt.timedelta] = {
@@ -140,6 +158,30 @@ class FeatureParams(_Checked):
 
 
 @dataclass(frozen=True)
+class Span:
+    """Whole UTC days, first_day to last_day inclusive: the hours in [start, stop)."""
+
+    first_day: dt.date
+    last_day: dt.date
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime.combine(self.first_day, dt.time(), tzinfo=dt.UTC)
+
+    @property
+    def stop(self) -> dt.datetime:
+        """Midnight after the last day (exclusive)."""
+        return dt.datetime.combine(self.last_day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+    def holds(self, index):
+        """Which timestamps of a UTC index fall inside the span (a boolean array)."""
+        return (index >= self.start) & (index < self.stop)
+
+    def __str__(self) -> str:
+        return f"{self.first_day} .. {self.last_day}"
+
+
+@dataclass(frozen=True)
 class SplitParams(_Checked):
     """The in-sample span (tuning) and the out-of-sample span (evaluation), inclusive days."""
 
@@ -147,6 +189,14 @@ class SplitParams(_Checked):
     in_sample_end: dt.date = dt.date(2021, 12, 31)
     out_of_sample_start: dt.date = dt.date(2022, 1, 1)
     out_of_sample_end: dt.date = dt.date(2022, 5, 31)
+
+    @property
+    def in_sample(self) -> Span:
+        return Span(self.in_sample_start, self.in_sample_end)
+
+    @property
+    def out_of_sample(self) -> Span:
+        return Span(self.out_of_sample_start, self.out_of_sample_end)
 
     def problems(self) -> Problems:
         if self.in_sample_end < self.in_sample_start:
@@ -360,7 +410,10 @@ class TradeParams(_Checked):
         if not 0 < self.retrain_min_accuracy <= 1 or self.retrain_window < 1:
             yield "retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1"
         if self.drift_min_samples < 10:
-            yield "drift_min_samples", f"expected at least 10 (PSI has 10 bins), got {self.drift_min_samples}"
+            yield (
+                "drift_min_samples",
+                f"expected at least 10 (PSI has 10 bins), got {self.drift_min_samples}",
+            )
 
 
 @dataclass(frozen=True)
@@ -387,11 +440,17 @@ class Params(_Checked):
             )
 
 
-def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
-    """Reads and validates params.yaml.
+def load_params(
+    path: Path | str = DEFAULT_PARAMS_PATH, *, environ: Mapping[str, str] | None = None
+) -> Params:
+    """Reads and validates params.yaml, with the environment's overrides (ENV_OVERRIDES).
+
+    Args:
+        environ: the variables to read the overrides from (default: os.environ).
 
     Raises:
-        ParamsError: the file is missing or unreadable, or a key is unknown or invalid.
+        ParamsError: the file is missing or unreadable, or a key is unknown or invalid; a
+            value that came from the environment names its variable.
     """
     path = Path(path)
     try:
@@ -400,7 +459,39 @@ def load_params(path: Path | str = DEFAULT_PARAMS_PATH) -> Params:
         raise ParamsError(str(path), "file not found") from None
     except yaml.YAMLError as exc:
         raise ParamsError(str(path), f"not valid YAML: {exc}") from None
-    return params_from_mapping(raw or {})
+    raw, overridden = with_environment(raw or {}, os.environ if environ is None else environ)
+    try:
+        return params_from_mapping(raw)
+    except ParamsError as exc:
+        raise ParamsError.of(
+            [
+                (key, f"{reason} (from ${overridden[key]})" if key in overridden else reason)
+                for key, reason in exc.problems
+            ]
+        ) from None
+
+
+def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
+    """raw with every set ENV_OVERRIDES variable written over its key.
+
+    Returns:
+        The new mapping (raw is not changed) and {dotted key: variable} of what was overridden.
+    """
+    if not isinstance(raw, dict):
+        return raw, {}
+    raw = copy.deepcopy(raw)
+    overridden = {}
+    for variable, key in ENV_OVERRIDES.items():
+        value = environ.get(variable)
+        if not value:
+            continue
+        section, name = key.split(".")
+        if raw.get(section) is None:
+            raw[section] = {}
+        if isinstance(raw[section], dict):
+            raw[section][name] = value
+            overridden[key] = variable
+    return raw, overridden
 
 
 def params_from_mapping(raw: object) -> Params:

@@ -15,6 +15,8 @@ from klinecast.errors import KlinecastError
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 STORAGE_ENV = "STORAGE_URI"  # the transformer reads the same version (serving/manifest.py)
+#: What deploy says where it has nothing to patch.
+NO_CLUSTER = "skipped: not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST) and no $KUBECONFIG"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,14 @@ class Deployment:
     @property
     def changed(self) -> bool:
         return self.storage_uri != self.previous_uri
+
+    def __str__(self) -> str:
+        change = (
+            f"{self.previous_uri} -> {self.storage_uri}"
+            if self.changed
+            else f"already serving {self.storage_uri}"
+        )
+        return f"InferenceService {self.namespace}/{self.name}: {change}"
 
 
 def api_client():
@@ -92,3 +102,13 @@ def _explain(exc) -> str:
         409: "changed while it was being patched; rerun deploy",
     }
     return reasons.get(exc.status, f"the API server answered {exc.status} {exc.reason}")
+
+
+def deploy_where_possible(*, name: str, namespace: str, storage_uri: str) -> Deployment | None:
+    """deploy() with the credentials at hand; None outside a cluster and without $KUBECONFIG
+    (a laptop or a local pipeline run), where there is nothing to patch."""
+    api = api_client()
+    if api is None:
+        return None
+    with api:
+        return deploy(api, name=name, namespace=namespace, storage_uri=storage_uri)

@@ -21,10 +21,13 @@ from klinecast.backtest import BacktestResult, scored_rows, walk_forward_with_pa
 from klinecast.config import Params, PublishParams
 from klinecast.errors import KlinecastError
 from klinecast.features import horizon_labels
-from klinecast.tuning import span_bounds
+from klinecast.metadata import ArtifactMetadata, artifact_metadata
+from klinecast.tuning import BestParams
 
 
-def out_of_sample(frame: pd.DataFrame, params: Params, candidate: model.Candidate) -> BacktestResult:
+def out_of_sample(
+    frame: pd.DataFrame, params: Params, candidate: model.Candidate
+) -> BacktestResult:
     """Walk-forward over the out-of-sample span with the candidate, retraining every step_days.
 
     Training windows reach back into the data before the span, never into it.
@@ -32,9 +35,10 @@ def out_of_sample(frame: pd.DataFrame, params: Params, candidate: model.Candidat
     Raises:
         KlinecastError: the span holds no feature rows; the message says what to change.
     """
-    start, end = span_bounds(params.split.out_of_sample_start, params.split.out_of_sample_end)
+    span = params.split.out_of_sample
+    start, end = pd.Timestamp(span.start), pd.Timestamp(span.stop)
     rows = scored_rows(frame)
-    inside = rows[(rows.index >= start) & (rows.index < end)]
+    inside = rows[span.holds(rows.index)]
     if inside.empty:
         first, last = (rows.index[0], rows.index[-1]) if len(rows) else (None, None)
         raise KlinecastError(
@@ -48,6 +52,59 @@ def out_of_sample(frame: pd.DataFrame, params: Params, candidate: model.Candidat
     return walk_forward_with_params(
         frame[frame.index < end], params, candidate, test_start=start, test_end=end
     )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The out-of-sample walk-forward and its metrics document (reports/metrics.json)."""
+
+    result: BacktestResult
+    document: dict
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        return self.result.predictions
+
+    def daily_equity(self) -> pd.DataFrame:
+        """Each strategy's equity at the end of every day (dvc plots' equity.csv)."""
+        daily = equity_curves(self.predictions).resample("1D").last()
+        daily.index = daily.index.strftime("%Y-%m-%d")
+        return daily.rename_axis("day")
+
+    def headline(self) -> dict[str, float]:
+        """The scalars a pipeline UI shows: the model's, the significance and every baseline's."""
+        model_metrics, significance = self.document["model"], self.document["significance"]
+        keys = ("cumulative_return", "return_before_fees", "sharpe", "max_drawdown", "accuracy",
+                "classifier_accuracy", "roc_auc", "trades")  # fmt: skip
+        values = {k: model_metrics[k] for k in keys}
+        values |= {k: significance[k] for k in ("p_value", "deflated_sharpe")}
+        values |= {
+            f"{n}_return": b["cumulative_return"] for n, b in self.document["baselines"].items()
+        }
+        return {k: float("nan") if v is None else float(v) for k, v in values.items()}
+
+
+def evaluate(frame: pd.DataFrame, params: Params, tuned: BestParams) -> Evaluation:
+    """The tuned candidate walked forward out of sample, scored against the baselines.
+
+    Raises:
+        KlinecastError: the out-of-sample span holds no feature rows.
+    """
+    result = out_of_sample(frame, params, tuned.candidate)
+    document = metrics_document(
+        result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample
+    )
+    return Evaluation(result, document)
+
+
+def equity_curves(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Equity after fees (starting at 1) of the model and every baseline, hour by hour."""
+    columns = {"model": "strategy_return"} | {
+        c[: -len("_return")]: c
+        for c in predictions.columns
+        if c.endswith("_return") and c not in ("strategy_return", "next_return")
+    }
+    return pd.DataFrame({name: np.cumprod(1 + predictions[c]) for name, c in columns.items()})
 
 
 def metrics_document(
@@ -175,15 +232,13 @@ class TrainedModel:
     rows: int
 
 
-def train_final(
-    frame: pd.DataFrame, params: Params, candidate: model.Candidate
-) -> TrainedModel:
+def train_final(frame: pd.DataFrame, params: Params, candidate: model.Candidate) -> TrainedModel:
     """Trains on the last look_back_days of labelled rows up to the out-of-sample end.
 
     Raises:
         KlinecastError: fewer than look_back_days of data before the cut-off.
     """
-    _, cutoff = span_bounds(params.split.out_of_sample_start, params.split.out_of_sample_end)
+    cutoff = params.split.out_of_sample.stop
     hp = candidate.hp
     known = frame[frame.index < cutoff]
     labels = horizon_labels(
@@ -208,6 +263,22 @@ def train_final(
         feature_names=names,
     )
     return TrainedModel(booster, window.index[0], window.index[-1], len(window))
+
+
+def final_model(
+    frame: pd.DataFrame,
+    params: Params,
+    candidate: model.Candidate,
+    *,
+    metrics: dict,
+    data_version: dict[str, str],
+) -> tuple[xgb.Booster, ArtifactMetadata]:
+    """The model to publish and its metadata: train_final, described for serving and audit."""
+    trained = train_final(frame, params, candidate)
+    metadata = artifact_metadata(
+        trained, params=params, candidate=candidate, metrics=metrics, data_version=data_version
+    )
+    return trained.booster, metadata
 
 
 @dataclass(frozen=True)

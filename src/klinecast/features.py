@@ -110,6 +110,25 @@ class FeatureSet:
     dropped_after_gaps: int  # the indicator window would cross a gap
     unlabeled: int  # the next candle is missing (last row, or a gap follows)
 
+    @property
+    def labeled(self) -> int:
+        return int(self.frame[LABEL].notna().sum())
+
+    def report(self, *, min_history: int) -> dict:
+        """The feature stage's report (reports/features.json; KFP metadata)."""
+        return {
+            "rows": len(self.frame),
+            "labeled_rows": self.labeled,
+            "up_share": float(self.frame[LABEL].mean()),
+            "dropped_at_start": self.dropped_at_start,
+            "dropped_after_gaps": self.dropped_after_gaps,
+            "unlabeled": self.unlabeled,
+            "first": pd.Timestamp(self.frame.index[0]).isoformat(),
+            "last": pd.Timestamp(self.frame.index[-1]).isoformat(),
+            "indicators": [c for c in self.frame.columns if c not in (LABEL, NEXT_RETURN)],
+            "min_history": min_history,
+        }
+
 
 def parse_indicator(name: str) -> tuple[str, int]:
     """Splits `rsi_14` into ("rsi", 14); a calendar feature is (its name, 0).

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-#: The uid every klinecast image runs as (USER 10001 in both Dockerfiles).
+#: The uid every klinecast image runs as (USER 10001 in both of the Dockerfile's targets).
 UID = 10001
 #: The annotation that lists a Secret template's keys (the template itself holds no values).
 KEYS_ANNOTATION = "klinecast.io/keys"
 NAMESPACE = "klinecast"
-#: The default images (overlays and CI replace name and tag): the repo-root Dockerfile serves
-#: the KFP components, Katib trials, the trader and the monitor; serving/Dockerfile the
+#: The default images (overlays and CI replace name and tag): the Dockerfile's `pipeline` target
+#: serves the KFP components, Katib trials, the trader and the monitor; its `serving` target the
 #: InferenceService's transformer.
 PIPELINE_IMAGE = "registry.example.com/klinecast/pipeline:0.1.0"
 SERVING_IMAGE = "registry.example.com/klinecast/serving:0.1.0"

@@ -123,3 +123,10 @@ def complexity(booster: xgb.Booster) -> Complexity:
         splits=len(splits),
         features_used=tuple(sorted(splits["Feature"].unique())),
     )
+
+
+def feature_importance(booster: xgb.Booster, names: list[str]) -> dict[str, float]:
+    """Each feature's share of the trees' total gain (0 for a feature no tree splits on)."""
+    gain = booster.get_score(importance_type="total_gain")
+    total = sum(gain.values()) or 1.0
+    return {name: gain.get(name, 0.0) / total for name in names}

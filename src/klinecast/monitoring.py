@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from klinecast.config import TradeParams
+from klinecast.config import Params, TradeParams
 
 RETRAIN_STATE = "retrain_triggered_at"
 
@@ -137,6 +137,69 @@ def retrain_decision(
             f"{rule}, but a retrain was triggered at {last_trigger:%Y-%m-%d %H:%M} (cooldown {cooldown})",
         )
     return Decision(True, f"{rule} (< {params.retrain_min_accuracy:.0%})")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One run of the monitor: the health, the decision, and the retrain it fired (if any)."""
+
+    health: Health
+    decision: Decision
+    #: the ledger's outcomes (hour, target, correct, strategy_return, market_return)
+    outcomes: pd.DataFrame
+    triggered: str | None
+
+    def as_dict(self) -> dict:
+        """monitor.json."""
+        return self.health.as_dict() | {
+            "retrain": self.decision.retrain,
+            "reason": self.decision.reason,
+            "triggered": self.triggered,
+        }
+
+
+def check(
+    params: Params,
+    ledger,
+    *,
+    features: pd.DataFrame | None,
+    reference_days: int,
+    now: dt.datetime,
+    trigger: str | None = None,
+) -> Check:
+    """Reads the ledger's outcomes, measures drift against the features' training window,
+    decides on a retrain and, with a trigger target, fires it (then waits out the cooldown).
+
+    Args:
+        ledger: the trader's Ledger.
+        features: the feature rows (None: no drift is measured).
+        reference_days: the training window before the first traded hour that PSI compares with.
+        trigger: a retrain.trigger target (local:, kfp:, gitlab:); None only reports.
+    """
+    from klinecast import retrain
+
+    outcomes = pd.DataFrame(
+        ledger.outcomes(), columns=["hour", "target", "correct", "strategy_return", "market_return"]
+    )
+    drift = NO_DRIFT
+    if features is not None:
+        live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions()])
+        drift = feature_drift(
+            features,
+            live_hours,
+            list(params.features.indicators),
+            reference_days=reference_days,
+            min_samples=params.trade.drift_min_samples,
+        )
+    state = health(outcomes, drift, params.trade)
+    last = ledger.get_state(RETRAIN_STATE)
+    last_trigger = dt.datetime.fromisoformat(last) if last else None
+    decision = retrain_decision(state, params.trade, last_trigger=last_trigger, now=now)
+    fired = None
+    if decision.retrain and trigger:
+        fired = retrain.trigger(trigger, reason=decision.reason)
+        ledger.set_state(RETRAIN_STATE, now.isoformat())
+    return Check(state, decision, outcomes, fired)
 
 
 def prometheus_text(state: Health, *, symbol: str) -> str:

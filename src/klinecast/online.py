@@ -32,11 +32,6 @@ log = logging.getLogger("klinecast.online")
 
 FEATURE_VIEW = "klinecast_features"
 CANDLE_TIME = "open_time"  # epoch milliseconds of the row's candle, stored beside the features
-REDIS_ENV, REGISTRY_ENV, PROJECT_ENV = (
-    "KLINECAST_REDIS",
-    "KLINECAST_FEAST_REGISTRY",
-    "KLINECAST_FEAST_PROJECT",
-)
 WRITE_BATCH = 200
 
 
@@ -46,19 +41,16 @@ class OnlineStoreError(KlinecastError):
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """Where the store is: params.yaml's `online` section with the environment's overrides."""
+    """Where the store is (params.yaml's `online` section; the environment overrides it when
+    params are loaded, see klinecast.config.ENV_OVERRIDES)."""
 
     redis: str
     registry: str
     project: str
 
     @classmethod
-    def resolve(cls, online: OnlineParams) -> StoreSettings:
-        return cls(
-            os.environ.get(REDIS_ENV) or online.redis,
-            os.environ.get(REGISTRY_ENV) or online.registry,
-            os.environ.get(PROJECT_ENV) or online.project,
-        )
+    def of(cls, online: OnlineParams) -> StoreSettings:
+        return cls(online.redis, online.registry, online.project)
 
     @property
     def symbols_key(self) -> str:
@@ -214,6 +206,14 @@ class SyncResult:
     @property
     def up_to_date(self) -> bool:
         return self.written == 0
+
+    def __str__(self) -> str:
+        if self.up_to_date:
+            return f"nothing new for {self.symbol}; the store holds up to {self.newest_after}"
+        return (
+            f"{self.symbol}: {self.written} new row(s), newest candle {self.newest_after} "
+            f"(was {self.newest_before})"
+        )
 
 
 def sync(

@@ -17,16 +17,23 @@ from pathlib import Path
 
 import yaml
 
-from klinecast.config import Params, params_from_mapping
+from klinecast.config import Params
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params))
 
 
-def section_defaults(path: Path) -> dict[str, dict]:
-    """params.yaml's sections as JSON-ready dicts (dates as ISO strings), checked first."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    params_from_mapping(raw)
-    return {name: jsonable(raw.get(name) or {}) for name in SECTIONS}
+def sections_of(params: Params) -> dict[str, dict]:
+    """The sections of params as JSON-ready dicts (dates as ISO strings): the pipelines'
+    defaults, from Params() (which a test holds equal to params.yaml)."""
+    return {name: jsonable(dataclasses.asdict(getattr(params, name))) for name in SECTIONS}
+
+
+def write_params_file(sections: dict[str, dict], path: Path | str) -> None:
+    """A run's section parameters as its params.yaml (what every component then loads)."""
+    from klinecast import atomic
+
+    text = yaml.safe_dump(params_from_sections(sections), sort_keys=False)
+    atomic.atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def jsonable(value):

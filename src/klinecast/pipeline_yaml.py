@@ -13,10 +13,15 @@ from pathlib import Path
 import yaml
 
 from klinecast import atomic
+from klinecast.k8s import PIPELINE_IMAGE
 
 
-def compile_pipeline(pipeline, out: Path) -> None:
-    """Compiles `pipeline` (a @dsl.pipeline function) to `out`, deterministically."""
+def compile_pipeline(pipeline, out: Path, *, image: str | None = None) -> None:
+    """Compiles `pipeline` (a @dsl.pipeline function) to `out`, deterministically.
+
+    Args:
+        image: the image every task runs (default: the components' PIPELINE_IMAGE).
+    """
     from kfp import compiler
     from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 
@@ -25,6 +30,25 @@ def compile_pipeline(pipeline, out: Path) -> None:
         compiler.Compiler().compile(pipeline, str(raw))
         lines = raw.read_text().splitlines(keepends=True)
     body = "".join(lines[next(i for i, line in enumerate(lines) if not line.startswith("#")) :])
+    if image is not None and image != PIPELINE_IMAGE:
+        body = with_image(body, image)
     spec = next(yaml.safe_load_all(body))  # keys in the body's (sorted) order
     header = extract_comments_from_pipeline_spec(spec, pipeline.description)
     atomic.atomic_write(Path(out), lambda tmp: tmp.write_text(header + body))
+
+
+def with_image(body: str, image: str) -> str:
+    """The compiled body with every executor's image (the components' PIPELINE_IMAGE) set to
+    image; checked against the parsed spec, so a change in kfp's layout fails loudly."""
+    executors = next(yaml.safe_load_all(body))["deploymentSpec"]["executors"]
+    line = f"image: {PIPELINE_IMAGE}\n"
+    if body.count(line) != len(executors):
+        raise ValueError(f"expected {len(executors)} executor images {PIPELINE_IMAGE} in the body")
+    body = body.replace(line, f"image: {image}\n")
+    images = {
+        e["container"]["image"]
+        for e in next(yaml.safe_load_all(body))["deploymentSpec"]["executors"].values()
+    }
+    if images != {image}:
+        raise ValueError(f"executor images are {sorted(images)}, not {image}")
+    return body

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from klinecast import atomic
 from klinecast.errors import KlinecastError
+from klinecast.metadata import ArtifactMetadata, MetadataError
 
 MODEL_FILE = "model.json"
 METADATA_FILE = "metadata.json"
@@ -37,14 +38,14 @@ class RegistryError(KlinecastError):
     """The registry could not be read or written."""
 
 
-def write_artifact(out_dir: Path, booster, metadata: dict) -> None:
+def write_artifact(out_dir: Path, booster, metadata: ArtifactMetadata) -> None:
     """Writes model.json + metadata.json into out_dir, replacing it only once complete."""
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     booster.save_model(str(staging / MODEL_FILE))
-    atomic.write_json(staging / METADATA_FILE, metadata)
+    metadata.write(staging / METADATA_FILE)
     previous = out_dir.with_name(f".{out_dir.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if out_dir.exists():
@@ -53,20 +54,20 @@ def write_artifact(out_dir: Path, booster, metadata: dict) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def read_artifact_metadata(artifact_dir: Path) -> dict:
+def read_artifact_metadata(artifact_dir: Path) -> ArtifactMetadata:
     """metadata.json of an artifact, after checking the model file is there.
 
     Raises:
-        RegistryError: the directory is not a complete artifact.
+        RegistryError: the directory is not a complete artifact, or its metadata is unreadable.
     """
     artifact_dir = Path(artifact_dir)
     for name in (MODEL_FILE, METADATA_FILE):
         if not (artifact_dir / name).is_file():
             raise RegistryError(f"{artifact_dir} is not a model artifact: {name} is missing")
     try:
-        return json.loads((artifact_dir / METADATA_FILE).read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{artifact_dir / METADATA_FILE} is not valid JSON: {exc}") from None
+        return ArtifactMetadata.read(artifact_dir / METADATA_FILE)
+    except MetadataError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 class Store(Protocol):
@@ -80,6 +81,8 @@ class Store(Protocol):
 
 
 class LocalStore:
+    """A directory; file system errors surface as RegistryError, like S3Store's."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
@@ -87,11 +90,11 @@ class LocalStore:
         return str((self.root / key).resolve())
 
     def put(self, key: str, content: bytes) -> None:
-        atomic.write_bytes(self.root / key, content)
+        self._call("write", key, lambda: atomic.write_bytes(self.root / key, content))
 
     def get(self, key: str) -> bytes | None:
         path = self.root / key
-        return path.read_bytes() if path.is_file() else None
+        return self._call("read", key, lambda: path.read_bytes() if path.is_file() else None)
 
     def keys(self, prefix: str) -> list[str]:
         base = self.root / prefix
@@ -101,7 +104,22 @@ class LocalStore:
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
-            (self.root / key).unlink(missing_ok=True)
+            path = self.root / key
+            self._call("delete", key, lambda p=path: p.unlink(missing_ok=True))
+            # directories the deleted files leave empty go too, up to the registry's root
+            for parent in path.parents:
+                if parent == self.root or not parent.is_relative_to(self.root):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+
+    def _call(self, what: str, key: str, action):
+        try:
+            return action()
+        except OSError as exc:
+            raise RegistryError(f"{what} of {self.uri(key)} failed: {exc}") from None
 
 
 class S3Store:
@@ -227,7 +245,7 @@ def publish(
             "version": version,
             "uri": uri,
             "promoted_at": now.isoformat(),
-            "evaluation": metadata.get("metrics", {}).get("excess_return"),
+            "evaluation": metadata.metrics.get("excess_return"),
         }
         store.put(f"{model_name}/{POINTER_FILE}", json.dumps(pointer, indent=2).encode())
     return PublishReceipt(version, uri, promote, production(store, model_name))

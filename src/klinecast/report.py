@@ -13,10 +13,18 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from klinecast.errors import KlinecastError
+from klinecast.evaluation import equity_curves
+from klinecast.metadata import ArtifactMetadata
+from klinecast.model import feature_importance
+from klinecast.monitoring import Decision, Health
 
 ROLLING_HOURS = 24 * 7
 
@@ -26,9 +34,50 @@ class ReportInputs:
     predictions: pd.DataFrame  # evaluate's per-hour frame
     metrics: dict  # metrics.json
     trials: pd.DataFrame | None  # tune's trials.csv
-    importance: dict[str, float]  # feature -> gain
-    metadata: dict  # the artifact's metadata.json
+    importance: dict[str, float]  # feature -> share of the gain
+    metadata: ArtifactMetadata
     publish: dict | None  # publish's receipt
+
+    @classmethod
+    def read(
+        cls,
+        *,
+        predictions: Path,
+        metrics: Path,
+        trials: Path | None,
+        artifact: Path,
+        receipt: Path | None = None,
+    ) -> ReportInputs:
+        """What the stages wrote: evaluate's predictions and metrics, tune's trials (optional),
+        train's artifact and publish's receipt (optional, absent before publishing).
+
+        Raises:
+            KlinecastError: a required file is missing or unreadable.
+        """
+        import xgboost as xgb
+
+        from klinecast import registry
+
+        metadata = registry.read_artifact_metadata(artifact)
+        booster = xgb.Booster()
+        booster.load_model(str(Path(artifact) / registry.MODEL_FILE))
+        return cls(
+            predictions=_read(predictions, pd.read_parquet),
+            metrics=_read(metrics, lambda p: json.loads(p.read_text())),
+            trials=pd.read_csv(trials) if trials is not None and trials.is_file() else None,
+            importance=feature_importance(booster, list(metadata.feature_names)),
+            metadata=metadata,
+            publish=json.loads(receipt.read_text()) if receipt and receipt.is_file() else None,
+        )
+
+
+def _read(path: Path, reader):
+    try:
+        return reader(Path(path))
+    except FileNotFoundError:
+        raise KlinecastError(f"{path} does not exist; run the stage that writes it first") from None
+    except Exception as exc:  # pyarrow and json raise several unrelated types for a bad file
+        raise KlinecastError(f"{path} is not readable: {exc}") from None
 
 
 def render(inputs: ReportInputs) -> str:
@@ -48,10 +97,12 @@ def render(inputs: ReportInputs) -> str:
     ]
     if inputs.trials is not None and not inputs.trials.empty:
         sections.append("<h2>Tuning history</h2>" + _img(_tuning_plot(inputs.trials)))
-    sections.append("<h2>Feature importance (gain)</h2>" + _img(_importance_plot(inputs.importance)))
+    sections.append(
+        "<h2>Feature importance (gain)</h2>" + _img(_importance_plot(inputs.importance))
+    )
     sections.append("<h2>Model</h2>" + _model_table(inputs.metadata))
     span = metrics["span"]
-    title = f"klinecast report: {html.escape(str(inputs.metadata['model_name']))}"
+    title = f"klinecast report: {html.escape(inputs.metadata.model_name)}"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -141,9 +192,7 @@ def _returns_table(metrics: dict) -> str:
     def cells(m: dict) -> list[str]:
         accuracy = "–"
         if m["accuracy"] is not None:
-            accuracy = (
-                f"{m['accuracy']:.1%} [{m['accuracy_low']:.1%}, {m['accuracy_high']:.1%}]"
-            )
+            accuracy = f"{m['accuracy']:.1%} [{m['accuracy_low']:.1%}, {m['accuracy_high']:.1%}]"
         hold = "–" if m["mean_holding_hours"] is None else f"{m['mean_holding_hours']:.1f} h"
         return [
             _pct(m["return_before_fees"]),
@@ -234,52 +283,41 @@ def _in_vs_out_table(metrics: dict) -> str:
         ("trades", [number(inside.get("trades"), "{:,.0f}"), f"{out['trades']:,}"]),
         ("exposure", [number(inside.get("exposure"), "{:.0%}"), f"{out['exposure']:.0%}"]),
     ]  # fmt: skip
-    return _table(
-        ["", "in sample (best trial)", "out of sample"], [(k, v, "") for k, v in rows]
-    ) + "<p>A large drop from in sample to out of sample is the search fitting noise.</p>"
+    return (
+        _table(["", "in sample (best trial)", "out of sample"], [(k, v, "") for k, v in rows])
+        + "<p>A large drop from in sample to out of sample is the search fitting noise.</p>"
+    )
 
 
-def _model_table(metadata: dict) -> str:
-    hp = metadata["hyperparams"]
-    rule = metadata["strategy"]
-    shape = metadata["complexity"]
-    version = metadata["data_version"]
+def _model_table(metadata: ArtifactMetadata) -> str:
+    hp, rule, shape = metadata.candidate.hp, metadata.rule, metadata.complexity
     rows = [
-        ("model", metadata["model_name"]),
-        ("created", _day(metadata["created_at"]) + " UTC"),
-        ("symbol, interval", f"{metadata['symbol']}, {metadata['interval']}"),
-        ("trained on", f"{_day(metadata['train_start'])} .. {_day(metadata['train_end'])} UTC "
-                       f"({metadata['train_rows']:,} rows)"),
-        ("label", f"close {metadata['horizon_hours']} h ahead against now"),
-        ("rule", f"{rule['side'].replace('_', ' ')}; enter beyond 0.5 ± {rule['entry_band']:.3f}, "
-                 f"leave inside 0.5 ± {rule['exit_band']:.3f}; hold at least "
-                 f"{rule['min_hold_hours']} h"),
-        ("trees", f"{hp['n_estimators']:,} rounds, depth ≤ {hp['max_depth']}, learning rate "
-                  f"{hp['learning_rate']:.3f}, subsample {hp['subsample']:.2f}, columns "
-                  f"{hp['colsample_bytree']:.2f}, gamma {hp['gamma']}"),
-        ("look back", f"{hp['look_back_days']} days"),
-        ("complexity", f"{shape['splits']:,} splits in {shape['trees_that_split']:,} of "
-                       f"{shape['trees']:,} trees, over {len(shape['features_used'])} of "
-                       f"{len(metadata['feature_names'])} features"),
-        ("features used", ", ".join(shape["features_used"]) or "none"),
-        ("data version", ", ".join(f"{k} {str(v)[:12]}" for k, v in version.items()) or "–"),
-        ("libraries", ", ".join(f"{k} {v}" for k, v in metadata["libraries"].items() if v)),
+        ("model", metadata.model_name),
+        ("created", _day(metadata.created_at) + " UTC"),
+        ("symbol, interval", f"{metadata.symbol}, {metadata.interval}"),
+        ("trained on", f"{_day(metadata.train_start)} .. {_day(metadata.train_end)} UTC "
+                       f"({metadata.train_rows:,} rows)"),
+        ("label", f"close {metadata.horizon_hours} h ahead against now"),
+        ("rule", f"{rule.side.replace('_', ' ')}; enter beyond 0.5 ± {rule.entry_band:.3f}, "
+                 f"leave inside 0.5 ± {rule.exit_band:.3f}; hold at least "
+                 f"{rule.min_hold_hours} h"),
+        ("trees", f"{hp.n_estimators:,} rounds, depth ≤ {hp.max_depth}, learning rate "
+                  f"{hp.learning_rate:.3f}, subsample {hp.subsample:.2f}, columns "
+                  f"{hp.colsample_bytree:.2f}, gamma {hp.gamma}"),
+        ("look back", f"{hp.look_back_days} days"),
+        ("complexity", f"{shape.splits:,} splits in {shape.trees_that_split:,} of "
+                       f"{shape.trees:,} trees, over {len(shape.features_used)} of "
+                       f"{len(metadata.feature_names)} features"),
+        ("features used", ", ".join(shape.features_used) or "none"),
+        ("data version", ", ".join(f"{k} {str(v)[:12]}" for k, v in metadata.data_version.items())
+                         or "–"),
+        ("libraries", ", ".join(f"{k} {v}" for k, v in metadata.libraries.items() if v)),
     ]  # fmt: skip
     body = "".join(
         f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
         for k, v in rows
     )
     return f"<table>{body}</table>"
-
-
-def equity_curves(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Equity after fees (starting at 1) of the model and every baseline, hour by hour."""
-    columns = {"model": "strategy_return"} | {
-        c[: -len("_return")]: c
-        for c in predictions.columns
-        if c.endswith("_return") and c not in ("strategy_return", "next_return")
-    }
-    return pd.DataFrame({name: np.cumprod(1 + predictions[c]) for name, c in columns.items()})
 
 
 def _equity_plot(predictions: pd.DataFrame) -> bytes:
@@ -412,7 +450,7 @@ def markdown_summary(metrics: dict, gate: dict) -> str:
     )
 
 
-def monitor_page(state: dict, outcomes: pd.DataFrame, decision: dict) -> str:
+def monitor_page(state: Health, outcomes: pd.DataFrame, decision: Decision) -> str:
     """The live monitoring page: equity against buy-and-hold, rolling accuracy, drift."""
     import matplotlib
 
@@ -428,25 +466,25 @@ def monitor_page(state: dict, outcomes: pd.DataFrame, decision: dict) -> str:
         top.set_ylabel("equity")
         top.legend()
         trades = outcomes[outcomes["target"] != 0]
-        rolling = trades["correct"].astype(float).rolling(state["window"], min_periods=1).mean()
+        rolling = trades["correct"].astype(float).rolling(state.window, min_periods=1).mean()
         bottom.plot(pd.to_datetime(trades["hour"], utc=True), rolling)
         bottom.axhline(0.5, color="grey", lw=0.8)
-        bottom.set_ylabel(f"accuracy, last {state['window']} trades")
+        bottom.set_ylabel(f"accuracy, last {state.window} trades")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
         plots = _img(_png(fig))
     drift = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in state["drift"].items()
+        f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>" for k, v in state.drift.items()
     )
-    accuracy = "–" if state["accuracy"] is None else f"{state['accuracy']:.0%}"
+    accuracy = "–" if state.accuracy is None else f"{state.accuracy:.0%}"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>klinecast live</title></head>"
-        f"<body><h1>klinecast live</h1><p>{state['trades']} trades; accuracy of the last "
-        f"{state['window']}: {accuracy}; equity {state['equity']:.4f} vs buy and hold "
-        f"{state['buy_and_hold']:.4f}. Retrain: <b>{'yes' if decision['retrain'] else 'no'}</b>"
-        f" ({html.escape(decision['reason'])}).</p>{plots}"
+        f"<body><h1>klinecast live</h1><p>{state.trades} trades; accuracy of the last "
+        f"{state.window}: {accuracy}; equity {state.equity:.4f} vs buy and hold "
+        f"{state.buy_and_hold:.4f}. Retrain: <b>{'yes' if decision.retrain else 'no'}</b>"
+        f" ({html.escape(decision.reason)}).</p>{plots}"
         "<h2>Feature drift (PSI, live vs training window)</h2>"
-        f"<p>{html.escape(state['drift_note'])}</p>"
+        f"<p>{html.escape(state.drift_note)}</p>"
         + (f"<table><tr><th>feature</th><th>PSI</th></tr>{drift}</table>" if drift else "")
         + "</body></html>"
     )

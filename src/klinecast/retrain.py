@@ -52,10 +52,7 @@ def trigger(target: str, *, reason: str) -> str:
             )
         return f"GitLab pipeline {answer.json().get('id')} on {ref}"
     if kind == "kfp":
-        from klinecast.cli import main
+        from klinecast.kfp_runs import load_pipeline, submit
 
-        code = main(["pipeline", "submit", "--host", where, "--run-name", "retrain"])
-        if code != 0:
-            raise KlinecastError(f"the KFP run could not be submitted to {where}")
-        return f"KFP run on {where}"
+        return f"KFP {submit(load_pipeline('training'), host=where, run_name='retrain')}"
     raise KlinecastError(f"unknown retrain target {target!r}; expected local:, kfp: or gitlab:")

@@ -16,7 +16,6 @@ import json
 import logging
 import multiprocessing
 import os
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,7 +30,10 @@ from klinecast import atomic, stats
 from klinecast.backtest import HOURS_PER_YEAR, strategy_returns, walk_forward_with_params
 from klinecast.config import Params, SearchSpace
 from klinecast.errors import KlinecastError
+from klinecast.metadata import file_digest
 from klinecast.model import Candidate, HyperParams
+from klinecast.redaction import redact
+from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retries
 from klinecast.strategy import StrategyRule
 
 log = logging.getLogger(__name__)
@@ -86,15 +88,7 @@ def objective_value(
 
 def in_sample_rows(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
     """The feature rows of the in-sample span; tuning sees nothing else."""
-    start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
-    return frame[(frame.index >= start) & (frame.index < end)]
-
-
-def span_bounds(first_day, last_day) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[first_day 00:00, the day after last_day 00:00) in UTC."""
-    return pd.Timestamp(first_day, tz="UTC"), pd.Timestamp(last_day, tz="UTC") + pd.Timedelta(
-        days=1
-    )
+    return frame[params.split.in_sample.holds(frame.index)]
 
 
 def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
@@ -103,21 +97,35 @@ def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
     Raises:
         KlinecastError: with the numbers and what to change.
     """
-    longest = params.tune.search_space.look_back_days[1]
-    needed = pd.Timedelta(days=longest + params.backtest.step_days)
     if rows.empty:
         raise KlinecastError(
-            f"no feature rows in the in-sample span {params.split.in_sample_start} .. "
-            f"{params.split.in_sample_end}; check split.in_sample_* against the data"
+            f"no feature rows in the in-sample span {params.split.in_sample}; check "
+            "split.in_sample_* against the data"
         )
-    have = rows.index[-1] - rows.index[0]
-    if have < needed:
-        raise KlinecastError(
-            f"the in-sample data spans {have.days} days ({rows.index[0]:%Y-%m-%d} .. "
-            f"{rows.index[-1]:%Y-%m-%d}), less than look_back_days high ({longest}) + "
-            f"step_days ({params.backtest.step_days}); lower tune.search_space.look_back_days "
-            "or widen split.in_sample_*"
-        )
+    first, last = rows.index[0], rows.index[-1]
+    problem = look_back_shortfall(
+        params,
+        days=(last - first).days,
+        subject=f"the in-sample data ({first:%Y-%m-%d} .. {last:%Y-%m-%d}) spans",
+    )
+    if problem:
+        raise KlinecastError(problem)
+
+
+def look_back_shortfall(params: Params, *, days: int, subject: str) -> str | None:
+    """Why `days` of in-sample data cannot hold the longest look_back plus one step, or None.
+
+    Args:
+        subject: what has those days, the message's start ("the in-sample span ... has").
+    """
+    longest = params.tune.search_space.look_back_days[1]
+    step = params.backtest.step_days
+    if longest + step <= days:
+        return None
+    return (
+        f"{subject} {days} days, fewer than look_back_days high ({longest}) + step_days "
+        f"({step}); lower tune.search_space.look_back_days or widen split.in_sample_*"
+    )
 
 
 def in_sample_walk_forward(
@@ -130,14 +138,14 @@ def in_sample_walk_forward(
 ):
     """One trial's walk-forward over in-sample rows: the first fold tests look_back_days after
     the span's first day, so every training window lies inside the span."""
-    start, end = span_bounds(params.split.in_sample_start, params.split.in_sample_end)
-    first_day = max(rows.index[0].floor("D"), start)
+    span = params.split.in_sample
+    first_day = max(rows.index[0].floor("D"), pd.Timestamp(span.start))
     return walk_forward_with_params(
         rows,
         params,
         candidate,
         test_start=first_day + pd.Timedelta(days=candidate.hp.look_back_days),
-        test_end=end,
+        test_end=pd.Timestamp(span.stop),
         nthread=nthread,
         after_fold=after_fold,
     )
@@ -165,9 +173,7 @@ def objective(
                 trial.set_user_attr("pruned_at_fold", fold.number)
                 raise optuna.TrialPruned(f"pruned after fold {fold.number}: {value:.4f}")
 
-        result = in_sample_walk_forward(
-            rows, params, candidate, nthread=nthread, after_fold=report
-        )
+        result = in_sample_walk_forward(rows, params, candidate, nthread=nthread, after_fold=report)
         returns = result.predictions["strategy_return"].to_numpy()
         for key, value in in_sample_summary(result).items():
             trial.set_user_attr(key, value)
@@ -231,13 +237,18 @@ def open_study(storage_url: str, name: str, params: Params, *, worker: int = 0) 
     )
 
 
-def _rdb_storage(storage_url: str, *, attempts: int = 5) -> optuna.storages.RDBStorage:
+#: The study storage's policy: 5 attempts, 0.2 s apart and doubling (schema races only).
+STORAGE_RETRY = RetrySettings(attempts=5, backoff_s=0.2)
+
+
+def _rdb_storage(storage_url: str) -> optuna.storages.RDBStorage:
     """Opens the storage; retries when another process is creating the same new schema.
 
     Two processes that open one brand-new database at once both try to create Optuna's
     tables, and the slower ones fail (RACE_SIGNS); by the next attempt the tables are there.
     """
-    for attempt in range(1, attempts + 1):
+
+    def attempt() -> optuna.storages.RDBStorage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -250,14 +261,21 @@ def _rdb_storage(storage_url: str, *, attempts: int = 5) -> optuna.storages.RDBS
                     ),
                 )
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server down
-            racing = any(sign in str(exc) for sign in RACE_SIGNS)
-            if racing and attempt < attempts:
-                time.sleep(0.2 * attempt)
-                continue
+            reason = f"{type(exc).__name__}: {exc}"
+            if any(sign in str(exc) for sign in RACE_SIGNS):
+                raise Retryable(reason) from None
             raise KlinecastError(
-                f"cannot open the Optuna storage {redact(storage_url)}: {type(exc).__name__}: {exc}"
+                f"cannot open the Optuna storage {redact(storage_url)}: {reason}"
             ) from None
-    raise AssertionError("unreachable")
+
+    try:
+        return call_with_retries(
+            attempt, settings=STORAGE_RETRY, what=f"Optuna storage {redact(storage_url)}", log=log
+        )
+    except GaveUp as exc:
+        raise KlinecastError(
+            f"cannot open the Optuna storage {redact(storage_url)}: {exc.reason}"
+        ) from None
 
 
 class FoldMedianPruner(optuna.pruners.BasePruner):
@@ -319,8 +337,8 @@ def tune(
     features_path: Path,
     params: Params,
     storage_url: str,
-    name: str,
     n_trials: int,
+    name: str | None = None,
     workers: int = 1,
     first_worker: int = 0,
     progress: Callable[[int, int], None] | None = None,
@@ -328,6 +346,7 @@ def tune(
     """Runs (or resumes) the study with `workers` processes sharing its storage.
 
     Args:
+        name: the study's name (default: study_name of params and the feature file's hash).
         first_worker: the id of the first worker here; ids seed the samplers, so workers on
             other machines joining the same study pass distinct ids (a KFP ParallelFor item).
         progress: called with (finished, n_trials) while workers run.
@@ -337,6 +356,7 @@ def tune(
     """
     frame = pd.read_parquet(features_path)
     check_in_sample_span(in_sample_rows(frame, params), params)
+    name = name or study_name(params, data_version=file_digest(features_path))
     study = open_study(storage_url, name, params)  # creates it once, before workers race
     nthread = max(1, (os.cpu_count() or 1) // max(1, workers))
     jobs = [
@@ -440,19 +460,39 @@ class BestParams:
             ) from None
 
 
+@dataclass(frozen=True)
+class TuningFiles:
+    """Where the study's outputs go: best_params.json, trials.csv and Optuna's plots (HTML)."""
+
+    best_params: Path
+    trials: Path
+    history: Path
+    importances: Path | None = None
+    parallel_coordinate: Path | None = None
+
+    @classmethod
+    def in_dir(cls, out_dir: Path) -> TuningFiles:
+        """The layout of `klinecast tune --out-dir` (reports/tune)."""
+        out_dir = Path(out_dir)
+        return cls(
+            out_dir / "best_params.json",
+            out_dir / "trials.csv",
+            out_dir / "optimization_history.html",
+            out_dir / "param_importances.html",
+            out_dir / "parallel_coordinate.html",
+        )
+
+
 def write_outputs(
-    study: optuna.Study, out_dir: Path, *, storage_url: str, objective: str
+    study: optuna.Study, files: TuningFiles, *, storage_url: str, objective: str
 ) -> dict:
-    """best_params.json, trials.csv and Optuna's plots (HTML) for the study."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Writes the study's best params (returned too), its trials and its plots."""
     candidate = best_candidate(study)
     trials = study.trials_dataframe(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
     )
     record = search_record(study)
-    in_sample = {
-        k: v for k, v in study.best_trial.user_attrs.items() if k != "exit_band_traded"
-    }
+    in_sample = {k: v for k, v in study.best_trial.user_attrs.items() if k != "exit_band_traded"}
     summary = {
         "params": candidate.as_dict(),
         "value": study.best_value,
@@ -464,39 +504,31 @@ def write_outputs(
         "search": record.as_dict(),
         "in_sample": in_sample,
     }
-    atomic.write_json(out_dir / "best_params.json", summary)
-    atomic.atomic_write(out_dir / "trials.csv", lambda tmp: trials.to_csv(tmp, index=False))
-    _write_plots(study, out_dir)
+    atomic.write_json(files.best_params, summary)
+    atomic.atomic_write(files.trials, lambda tmp: trials.to_csv(tmp, index=False))
+    _write_plots(study, files)
     return summary
 
 
-def _write_plots(study: optuna.Study, out_dir: Path) -> None:
+def _write_plots(study: optuna.Study, files: TuningFiles) -> None:
     from optuna import visualization as vis
 
     plots = {
-        "optimization_history.html": vis.plot_optimization_history,
-        "param_importances.html": vis.plot_param_importances,
-        "parallel_coordinate.html": vis.plot_parallel_coordinate,
+        files.history: vis.plot_optimization_history,
+        files.importances: vis.plot_param_importances,
+        files.parallel_coordinate: vis.plot_parallel_coordinate,
     }
-    for filename, plot in plots.items():
+    for path, plot in plots.items():
+        if path is None:
+            continue
         try:
             figure = plot(study)
         except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ complete trials
-            text = f"<html><body><p>{filename[:-5]}: not available ({exc})</p></body></html>"
-            atomic.atomic_write(out_dir / filename, lambda tmp, t=text: tmp.write_text(t))
+            text = f"<html><body><p>{plot.__name__}: not available ({exc})</p></body></html>"
+            atomic.atomic_write(path, lambda tmp, t=text: tmp.write_text(t))
             continue
         atomic.atomic_write(
-            out_dir / filename,
+            path,
             # plotly.js inline (about 4.7 MB): the page must work without internet
             lambda tmp, f=figure: f.write_html(tmp, include_plotlyjs=True, full_html=True),
         )
-
-
-def redact(url: str) -> str:
-    """The storage URL without its password, fit for logs and files."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy understands: show only its scheme
-        return url.split("://", 1)[0] + "://***"

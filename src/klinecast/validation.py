@@ -7,7 +7,7 @@ import pandas as pd
 from klinecast.backtest import scored_rows
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
-from klinecast.tuning import check_in_sample_span, in_sample_rows, span_bounds
+from klinecast.tuning import check_in_sample_span, in_sample_rows, look_back_shortfall
 
 
 def problems_with_params(params: Params) -> list[str]:
@@ -17,15 +17,12 @@ def problems_with_params(params: Params) -> list[str]:
     """
     problems = []
     split, data = params.split, params.data
-    longest = params.tune.search_space.look_back_days[1]
     days = (split.in_sample_end - split.in_sample_start).days + 1
-    if longest + params.backtest.step_days > days:
-        problems.append(
-            f"the in-sample span {split.in_sample_start} .. {split.in_sample_end} has {days} days, "
-            f"fewer than look_back_days high ({longest}) + step_days "
-            f"({params.backtest.step_days}); lower tune.search_space.look_back_days or widen "
-            "split.in_sample_*"
-        )
+    shortfall = look_back_shortfall(
+        params, days=days, subject=f"the in-sample span {split.in_sample} has"
+    )
+    if shortfall:
+        problems.append(shortfall)
     if split.in_sample_start < data.start:
         problems.append(
             f"split.in_sample_start {split.in_sample_start} is before data.start {data.start}"
@@ -57,10 +54,17 @@ def problems_with_data(params: Params, features: pd.DataFrame) -> list[str]:
         check_in_sample_span(in_sample_rows(rows, params), params)
     except KlinecastError as exc:
         problems.append(str(exc))
-    start, end = span_bounds(params.split.out_of_sample_start, params.split.out_of_sample_end)
-    if not ((rows.index >= start) & (rows.index < end)).any():
+    if not params.split.out_of_sample.holds(rows.index).any():
         problems.append(
             f"the out-of-sample span {params.split.out_of_sample_start} .. "
             f"{params.split.out_of_sample_end} has no rows; {covered}"
         )
     return problems
+
+
+def problems(params: Params, features: pd.DataFrame | None = None) -> list[str]:
+    """Every problem of params alone, then (given the feature rows) of params with the data."""
+    found = problems_with_params(params)
+    if features is not None:
+        found += problems_with_data(params, features)
+    return found

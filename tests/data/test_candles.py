@@ -1,6 +1,5 @@
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -163,6 +162,12 @@ def test_gaps_are_listed_not_filled(candles):
     assert [(g.first.hour, g.last.hour, g.missing) for g in gaps] == [(10, 12, 3), (6, 6, 1)]
 
 
-def test_validate_on_a_clean_frame_passes(candles):
+def test_validate_accepts_a_clean_frame_as_it_is_and_names_the_first_bad_row(candles):
+    before = candles.copy()
     validate_candles(candles, source="X")
-    assert np.isfinite(candles.to_numpy(dtype=float)).all()
+    pd.testing.assert_frame_equal(candles, before)  # checked, not repaired
+    broken = candles.copy()
+    broken.iloc[7, broken.columns.get_loc("high")] = broken["low"].iloc[7] - 1.0
+    broken.iloc[20, broken.columns.get_loc("volume")] = -1.0
+    with pytest.raises(CandleDataError, match=r"X, row 8: high is below open or close at"):
+        validate_candles(broken, source="X")

@@ -7,15 +7,15 @@ import pytest
 
 from archive_server import ArchiveServer
 from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
-from conftest import MIRROR_MONTHLY, MIRROR_TODAY
+from helpers import MIRROR_MONTHLY, MIRROR_TODAY
 from klinecast.config import DataParams
 from klinecast.data.archives import ArchiveRef
-from klinecast.data.download import RetryPolicy
 from klinecast.data.ingest import ingest
 from klinecast.errors import KlinecastError
+from klinecast.retries import RetrySettings
 
 D = dt.date
-FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=0.5)
+FAST_RETRY = RetrySettings(attempts=3, backoff_s=0.01, timeout_s=0.5)
 
 
 def run(

@@ -4,21 +4,14 @@ import dataclasses
 import datetime as dt
 
 import pytest
-import requests
 
-from conftest import free_port
+from helpers import MIN_HISTORY, NAME, RULE, free_port
 from klinecast import evaluation, registry
 from klinecast.config import Params, SplitParams
 from klinecast.features import compute_features
 from klinecast.metadata import artifact_metadata
 from klinecast.model import Candidate, HyperParams
 from klinecast.serving.local import LocalServing
-from klinecast.strategy import StrategyRule
-
-NAME = "klinecast-test"
-MIN_HISTORY = Params().features.min_history
-#: The served model's rule: hysteresis and a minimum hold, so the trader's book matters.
-RULE = StrategyRule("long_short", entry_band=0.02, exit_band=0.005, min_hold_hours=3)
 
 
 @pytest.fixture(scope="package")
@@ -54,17 +47,3 @@ def serving(artifact, tmp_path_factory):
 @pytest.fixture(scope="package")
 def window(mirror_candles):
     return mirror_candles.loc[:"2021-12-31 23:00"].iloc[-MIN_HISTORY:]
-
-
-def v1(serving, body, **kwargs):
-    """POST a V1 predict to the servers' transformer."""
-    return requests.post(
-        f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30, **kwargs
-    )
-
-
-def v2(serving, body, **kwargs):
-    """POST a V2 infer to the servers' transformer."""
-    return requests.post(
-        f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=30, **kwargs
-    )

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import REPO, free_port
+from helpers import REPO, free_port, why_no_containers
 from kustomize import find, overlay
 from tcp_relay import TcpRelay
 
@@ -29,15 +28,6 @@ SECRET_SHAPES = re.compile(
     r"(?i)(AWS_SECRET_ACCESS_KEY|BINANCE_API_SECRET|BINANCE_API_KEY|PASSWORD|TOKEN)=\S|"
     r"postgresql://[^:/@\s]+:[^@\s]+@|AKIA[0-9A-Z]{16}"
 )
-
-
-def why_not() -> str | None:
-    """Why this machine cannot build and run the images, or None."""
-    if os.geteuid() != 0:
-        return "root (podman builds and runs the containers here as root)"
-    if shutil.which("podman") is None and shutil.which("apt-get") is None:
-        return "podman, or apt-get to install it"
-    return None
 
 
 def podman(*argv, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
@@ -52,7 +42,7 @@ def podman(*argv, timeout: float = 300, check: bool = True) -> subprocess.Comple
 
 @pytest.fixture(scope="module")
 def images() -> dict:
-    reason = why_not()
+    reason = why_no_containers()
     if reason:
         pytest.skip(f"the container tests need {reason}")
     done = subprocess.run(["make", "images"], cwd=REPO, capture_output=True, text=True, timeout=3000)
@@ -154,6 +144,19 @@ class Running:
         podman("rm", "-f", "-t", "2", self.id, check=False)
 
 
+def wait_until_ready(url: str, *containers: Running, seconds: float = 120) -> None:
+    """Poll `url` until it answers 200; on time-out fail with the containers' logs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never ready:\n" + "".join(c.logs() for c in containers)
+        time.sleep(0.5)
+
+
 def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     images, artifact, window, mirror_candles
 ):
@@ -161,7 +164,7 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     KServe's controller injects (--model_name, --predictor_host, --http_port); the predictor
     role of the same image with the args KServe's xgboost runtime gets. The model artifact is
     mounted where the storage initializer puts it, /mnt/models."""
-    from klinecast.serving.local import v1_request, v2_request
+    from klinecast.inference_client import v1_request, v2_request
     from klinecast.serving.transformer import offline_probabilities
 
     isvc = find(overlay("prod"), "InferenceService")
@@ -186,15 +189,10 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
         f"--http_port={transformer_port}",
     ) as container:
         base = f"http://127.0.0.1:{transformer_port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{base}/v1/models/{name}", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, container.logs() + predictor.logs()
-            time.sleep(0.5)
+        # The transformer is ready before its predictor may be: wait for both, as KServe's
+        # readiness probes do, or the first request races the predictor's start-up.
+        for port in (predictor_port, transformer_port):
+            wait_until_ready(f"http://127.0.0.1:{port}/v1/models/{name}", predictor, container)
         one = requests.post(f"{base}/v1/models/{name}:predict", json=v1_request(window), timeout=30)
         two = requests.post(f"{base}/v2/models/{name}/infer", json=v2_request(window), timeout=30)
         assert one.status_code == two.status_code == 200, one.text + two.text
@@ -215,7 +213,7 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     import pandas as pd
 
     from binance_server import BinanceServer
-    from integration.test_trader import drop_ledger, table
+    from helpers import drop_ledger, table
     from klinecast import online
     from klinecast.config import Params
     from klinecast.serving.local import LocalServing

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
-from conftest import write_params
+from helpers import create_remote_bucket, write_params
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -87,17 +86,6 @@ def test_dvc_repro_runs_the_stages_then_is_a_no_op(project, mirror_server):
     candles = metrics[""]["data"]["reports/candles.json"]["data"]
     assert candles["files"] == 4 and candles["first"] == "2021-01-01T00:00:00+00:00"
     assert candles["rows"] + candles["missing_candles"] == 2880  # every hour of Jan..Apr 2021
-
-
-def create_remote_bucket(moto_s3: dict) -> None:
-    """The bucket of .dvc/config's remote, on moto_server."""
-    boto3.client(
-        "s3",
-        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="klinecast-data")
 
 
 def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3):

@@ -1,6 +1,6 @@
-"""Each image's install step, reproduced in a fresh venv (no Docker here), and its entry point.
+"""Each image's install steps, reproduced in a fresh venv (no podman here), and its entry point.
 
-The build stage's commands are read from the Dockerfile itself, so the test follows it.
+The commands are read from the Dockerfile's stages for the target, so the test follows it.
 """
 
 import re
@@ -16,28 +16,43 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def install_commands(dockerfile: Path) -> list[str]:
-    """The `/opt/venv/bin/pip install ...` commands of the build stage's RUNs, in order."""
+def install_commands(dockerfile: Path, target: str) -> list[str]:
+    """The pip commands of the RUNs that make the target's venv, in build order: the build
+    stage, the target's dependencies, the project's wheel, then the target's own stage."""
     text = dockerfile.read_text().replace("\\\n", " ")
-    build = text.split("\nFROM ", 2)[1]  # the first stage
-    runs = re.findall(r"^RUN (.*)$", build, re.M)
-    return [c.strip() for run in runs for c in run.split("&&") if "pip install" in c]
+    parts = re.split(r"^FROM (\S+) AS (\S+)$", text, flags=re.M)
+    stages = {parts[i + 1]: parts[i + 2] for i in range(1, len(parts) - 1, 3)}
+    runs = [
+        run
+        for stage in ("build", f"{target}-deps", "wheel", target)
+        for run in re.findall(r"^RUN (.*)$", stages[stage], re.M)
+    ]
+    return [
+        c.strip() for run in runs for c in run.split("&&") if re.search(r"pip (install|wheel)", c)
+    ]
 
 
 @pytest.mark.parametrize(
-    ("dockerfile", "entry_point"),
+    ("target", "entry_point", "answer"),
     [
-        ("serving/Dockerfile", ["python", "-m", "klinecast.serving.server", "--help"]),
         (
-            "Dockerfile",
+            "serving",
+            ["python", "-m", "klinecast.serving.server", "--help"],
+            "usage: python -m klinecast.serving.server",
+        ),
+        (
+            "pipeline",
             ["klinecast", "validate-params", "--params", "params.yaml", "--params-only"],
+            "validate-params: params.yaml is valid",
         ),
     ],
 )
-def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(dockerfile, entry_point, tmp_path):
-    from integration.test_containers import why_not
+def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(
+    target, entry_point, answer, tmp_path
+):
+    from helpers import why_no_containers
 
-    if why_not() is None:
+    if why_no_containers() is None:
         pytest.skip("this machine builds the images for real (test_containers.py covers this)")
     src = tmp_path / "src"  # what the Dockerfile's COPY lines put in the build context
     src.mkdir()
@@ -48,8 +63,15 @@ def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(dockerfile, ent
     )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    for command in install_commands(REPO / dockerfile):
-        argv = shlex.split(command.replace("/opt/venv", str(venv)))
+    wheels = tmp_path / "wheels"
+    for command in install_commands(REPO / "Dockerfile", target):
+        command = command.replace("/opt/venv", str(venv)).replace("/tmp/wheels", str(wheels))
+        argv = shlex.split(command.replace("--wheel-dir /wheels", f"--wheel-dir {wheels}"))
+        argv = [
+            a
+            for arg in argv
+            for a in (sorted(map(str, wheels.glob(Path(arg).name))) if "*" in arg else [arg])
+        ]
         done = subprocess.run(argv, cwd=src, capture_output=True, text=True, timeout=1200)
         assert done.returncode == 0, done.stderr[-3000:]
     binary = venv / "bin" / entry_point[0]
@@ -57,4 +79,4 @@ def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(dockerfile, ent
         [str(binary), *entry_point[1:]], cwd=src, capture_output=True, text=True, timeout=120
     )
     assert started.returncode == 0, started.stderr[-3000:]
-    assert "usage:" in started.stdout or "is valid" in started.stdout
+    assert answer in started.stdout, started.stdout

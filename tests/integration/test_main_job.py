@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from browser import inked_share, visit
-from conftest import REPO, SHARED
+from helpers import REPO, SHARED
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration

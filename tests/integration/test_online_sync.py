@@ -135,7 +135,7 @@ def test_the_feature_repository_applies_with_feast_itself(online_settings, tmp_p
     import sys
     from pathlib import Path
 
-    from conftest import REPO
+    from helpers import REPO
 
     env = {
         **os.environ,

@@ -135,5 +135,5 @@ def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
     assert done.returncode == 1
     output = done.stdout + done.stderr
     assert "fewer than look_back_days high (60) + step_days (15)" in output
-    assert "the local training pipeline failed" in output
+    assert "the local klinecast-training pipeline failed" in output
     assert {p.name for p in task_outputs(tmp_path).iterdir()} == {"validate-params"}

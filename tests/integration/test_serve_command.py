@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port
+from helpers import REPO, free_port
 
 pytestmark = pytest.mark.integration
 KLINECAST = Path(sys.executable).parent / "klinecast"

@@ -12,12 +12,12 @@ import pytest
 import requests
 
 from archive_server import wait_for_http
-from conftest import free_port
-from integration.conftest import NAME, RULE, v1, v2
+from helpers import NAME, RULE, free_port, v1, v2
 from klinecast import strategy
 from klinecast.config import Params
 from klinecast.features import compute_features
-from klinecast.serving.local import LocalServing, v1_request, v2_request
+from klinecast.inference_client import v1_request, v2_request
+from klinecast.serving.local import LocalServing
 from klinecast.serving.transformer import offline_probabilities
 from local_http import JsonHandler, LocalServer
 

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import MIRROR, free_port
-from integration.conftest import NAME, RULE, v1, v2
+from helpers import MIRROR, NAME, RULE, free_port, v1, v2
 from klinecast import online, strategy
 from klinecast.config import Params
-from klinecast.serving.local import LocalServing, v1_request, v1_symbol_request, v2_symbol_request
+from klinecast.inference_client import v1_request, v1_symbol_request, v2_symbol_request
+from klinecast.serving.local import LocalServing
 from klinecast.serving.transformer import ROW_TTL_S, offline_probabilities
 from redis_server import Cutoff
 
@@ -89,7 +89,7 @@ def test_v1_and_v2_by_symbol_answer_the_hour_after_the_newest_closed_candle(
     if history is None:  # the shared fixture stops at 2021: build the January candles too
         import datetime as dt
 
-        from conftest import MIRROR_MONTHLY
+        from helpers import MIRROR_MONTHLY
         from klinecast.config import DataParams
         from klinecast.data.build import build_candles
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from binance_server import API_KEY, API_SECRET, BinanceServer
-from conftest import free_port, write_params
-from integration.conftest import NAME, RULE
+from helpers import NAME, RULE, drop_ledger, free_port, table, write_params
 from klinecast import strategy
 from klinecast.backtest import strategy_returns
 from klinecast.cli import main
+from klinecast.retries import RetrySettings
 from klinecast.serving.transformer import offline_probabilities
 from klinecast.trader.ledger import Ledger
 
@@ -57,21 +56,8 @@ def trader_env(request, tmp_path, serving, exchange, monkeypatch):
     return {"params": params, "ledger": ledger, "env": env}
 
 
-def drop_ledger(url: str) -> None:
-    with sa.create_engine(url).begin() as c:
-        c.execute(sa.text("DROP VIEW IF EXISTS prediction_outcomes"))
-        for name in ("predictions", "orders", "positions", "outcomes", "equity", "state"):
-            c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        c.execute(sa.text("DROP TABLE IF EXISTS schema_version"))
-
-
 def trade(env, *argv, now=NOW) -> int:
     return main(["trade", *argv, "--params", str(env["params"]), "--now", now])
-
-
-def table(url: str, name: str) -> list[dict]:
-    with sa.create_engine(url).connect() as c:
-        return [dict(r._mapping) for r in c.execute(sa.text(f"SELECT * FROM {name}"))]
 
 
 @pytest.mark.parametrize("trader_env", ["sqlite", "postgresql"], indirect=True)
@@ -160,8 +146,8 @@ def test_a_timeout_is_retried(trader_env, exchange):
     from klinecast.trader import exchange as binance
 
     exchange.delay_s = 1.0
-    client = binance.client(url=exchange.url, retry=binance.Retry(timeout_s=0.3))
-    quick = binance.Retry(attempts=2, backoff_s=0.01, timeout_s=0.3)
+    client = binance.client(url=exchange.url, retry=RetrySettings(timeout_s=0.3))
+    quick = RetrySettings(attempts=2, backoff_s=0.01, timeout_s=0.3)
     with pytest.raises(binance.ExchangeError, match="failed 2 times; last: ReadTimeout"):
         binance.closed_candles(
             client, symbol="BTCUSDT", interval="1h", until=HOUR, count=10, retry=quick

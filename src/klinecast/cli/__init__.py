@@ -1,4 +1,4 @@
-"""`klinecast <stage>`: the entry points that dvc.yaml, the KFP components and the images call."""
+"""`klinecast <stage>`: the entry points that dvc.yaml, the images and people call."""
 
 from __future__ import annotations
 
@@ -29,26 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"klinecast {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def run_stage(*argv) -> None:
-    """Runs `klinecast <argv>` in this process, as the KFP components do; exits when it fails."""
-    code = main([str(arg) for arg in argv])
-    if code != 0:
-        raise SystemExit(f"klinecast {argv[0]} failed with exit code {code} (its error is above)")
-
-
-def run_stage_with_report(*argv) -> dict:
-    """run_stage for a stage with --report: returns the report's scalar values (KFP metadata)."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        run_stage(*argv, "--report", report)
-        numbers = json.loads(report.read_text())
-    return {k: v for k, v in numbers.items() if isinstance(v, int | float | str)}
 
 
 def build_parser() -> argparse.ArgumentParser:

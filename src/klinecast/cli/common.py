@@ -7,10 +7,6 @@ from pathlib import Path
 
 from klinecast.errors import KlinecastError
 
-BASE_URL_ENV = "KLINECAST_BASE_URL"
-STORAGE_ENV = "KLINECAST_OPTUNA_STORAGE"
-REGISTRY_ENV = "KLINECAST_REGISTRY"
-
 
 def params_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import time
 from pathlib import Path
 
-from klinecast.cli.common import BASE_URL_ENV, params_arg, read_parquet
+from klinecast.cli.common import params_arg, read_parquet
 
 
 def add_ingest(commands) -> None:
@@ -27,7 +26,7 @@ def add_ingest(commands) -> None:
         "--base-url",
         help=(
             "where the archives live: an http(s) URL, file:// URL or directory laid out like "
-            f"data.binance.vision (default: ${BASE_URL_ENV}, else params data.base_url)"
+            "data.binance.vision (default: data.base_url; $KLINECAST_BASE_URL overrides it)"
         ),
     )
     parser.add_argument(
@@ -54,22 +53,22 @@ def run_ingest(args) -> int:
     params = load_params(args.params).data
     if args.end is not None:
         params = dataclasses.replace(params, end=args.end)
-    base_url = args.base_url or os.environ.get(BASE_URL_ENV) or params.base_url
     started = time.perf_counter()
     result = ingest(
         params,
         raw_dir=args.raw_dir,
-        base_url=base_url,
+        base_url=args.base_url,
         today=dt.datetime.now(dt.UTC).date(),
         workers=args.workers,
         progress=False if args.no_progress else None,
     )
+    counts = result.summary()
     print(
-        f"ingest: {result.planned} archive(s) planned from {base_url}: "
-        f"{len(result.downloaded)} downloaded ({result.downloaded_bytes / 1e6:.1f} MB), "
-        f"{len(result.already_verified)} already verified, "
-        f"{len(result.not_yet_published)} not published yet, "
-        f"{len(result.pruned)} daily archive(s) pruned; {time.perf_counter() - started:.1f} s"
+        f"ingest: {counts['planned']} archive(s) planned from {args.base_url or params.base_url}: "
+        f"{counts['downloaded']} downloaded ({counts['downloaded_bytes'] / 1e6:.1f} MB), "
+        f"{counts['already_verified']} already verified, {counts['not_yet_published']} not "
+        f"published yet, {counts['pruned']} daily archive(s) pruned; "
+        f"{time.perf_counter() - started:.1f} s"
     )
     return 0
 
@@ -175,8 +174,6 @@ def add_features(commands) -> None:
 def run_features(args) -> int:
     if args.action == "sync":
         return run_sync(args)
-    import pandas as pd
-
     from klinecast import atomic
     from klinecast.config import load_params
     from klinecast.features import compute_features, measure_min_history
@@ -200,26 +197,11 @@ def run_features(args) -> int:
     started = time.perf_counter()
     result = compute_features(candles, indicators=indicators, interval=interval)
     atomic.write_parquet(args.out, result.frame)
-    labeled = int(result.frame["label"].notna().sum())
-    atomic.write_json(
-        args.report,
-        {
-            "rows": len(result.frame),
-            "labeled_rows": labeled,
-            "up_share": float(result.frame["label"].mean()),
-            "dropped_at_start": result.dropped_at_start,
-            "dropped_after_gaps": result.dropped_after_gaps,
-            "unlabeled": result.unlabeled,
-            "first": pd.Timestamp(result.frame.index[0]).isoformat(),
-            "last": pd.Timestamp(result.frame.index[-1]).isoformat(),
-            "indicators": list(indicators),
-            "min_history": params.features.min_history,
-        },
-    )
+    atomic.write_json(args.report, result.report(min_history=params.features.min_history))
     print(
-        f"features: {len(result.frame)} rows x {len(indicators)} indicators, {labeled} labeled; "
-        f"dropped {result.dropped_at_start} at the start and {result.dropped_after_gaps} whose "
-        f"window crosses a gap; {time.perf_counter() - started:.1f} s -> {args.out}"
+        f"features: {len(result.frame)} rows x {len(indicators)} indicators, {result.labeled} "
+        f"labeled; dropped {result.dropped_at_start} at the start and {result.dropped_after_gaps} "
+        f"whose window crosses a gap; {time.perf_counter() - started:.1f} s -> {args.out}"
     )
     return 0
 
@@ -229,29 +211,22 @@ def run_sync(args) -> int:
 
     from klinecast import online
     from klinecast.config import load_params
-    from klinecast.trader.exchange import MAINNET_URL
+    from klinecast.trader.exchange import rest_url
 
     params = load_params(args.params)
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    settings = online.StoreSettings.resolve(params.online)
+    settings = online.StoreSettings.of(params.online)
     if args.base_url:
         source = online.archive_source(args.base_url, args.archive_cache, today=now.date())
         where = args.base_url
     else:
-        where = os.environ.get("KLINECAST_BINANCE_URL") or MAINNET_URL
+        where = rest_url(testnet=False)
         source = online.binance_source(where)
     started = time.perf_counter()
     result = online.sync(params, settings=settings, source=source, now=now)
-    if result.up_to_date:
-        print(
-            f"features sync: nothing new for {result.symbol} from {where}; the store "
-            f"{settings.redis} (project {settings.project}) holds up to {result.newest_after}"
-        )
-    else:
-        print(
-            f"features sync: {result.symbol}: {result.written} new row(s) from {where}, newest "
-            f"candle {result.newest_after} (was {result.newest_before}) -> {settings.redis} "
-            f"(project {settings.project}); {time.perf_counter() - started:.1f} s"
-        )
+    print(
+        f"features sync: {result} from {where} -> {settings.redis} (project {settings.project}); "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
-from klinecast.cli.common import REGISTRY_ENV, STORAGE_ENV, params_arg, path, read_parquet, require
+from klinecast.cli.common import params_arg, path, read_parquet, require
 from klinecast.errors import KlinecastError, ParamsError
 from klinecast.k8s import PIPELINE_IMAGE
 
@@ -42,7 +41,8 @@ def add_tune(commands) -> None:
         "--n-trials", type=int, help="finished trials to reach (default: tune.n_trials)"
     )
     parser.add_argument(
-        "--storage", help=f"Optuna storage URL (default: ${STORAGE_ENV}, else tune.storage)"
+        "--storage",
+        help="Optuna storage URL (default: tune.storage; $KLINECAST_OPTUNA_STORAGE overrides it)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run_tune)
@@ -53,19 +53,13 @@ def run_tune(args) -> int:
 
     from klinecast import tuning
     from klinecast.config import load_params
+    from klinecast.redaction import redact
 
     params = load_params(args.params)
-    storage = args.storage or os.environ.get(STORAGE_ENV) or params.tune.storage
+    storage = args.storage or params.tune.storage
     n_trials = args.n_trials or params.tune.n_trials
     require(args.features, produced_by="dvc repro features")
-    name = tuning.study_name(params, data_version=file_digest(args.features))
-    log.info(
-        "study %s on %s, %d trial(s), %d worker(s)",
-        name,
-        tuning.redact(storage),
-        n_trials,
-        args.workers,
-    )
+    log.info("tuning on %s, %d trial(s), %d worker(s)", redact(storage), n_trials, args.workers)
     started = time.perf_counter()
     with tqdm(
         total=n_trials, unit="trial", desc="tune", disable=True if args.no_progress else None
@@ -78,19 +72,21 @@ def run_tune(args) -> int:
             features_path=args.features,
             params=params,
             storage_url=storage,
-            name=name,
             n_trials=n_trials,
             workers=args.workers,
             first_worker=args.first_worker,
             progress=progress,
         )
     summary = tuning.write_outputs(
-        study, args.out_dir, storage_url=storage, objective=params.tune.objective
+        study,
+        tuning.TuningFiles.in_dir(args.out_dir),
+        storage_url=storage,
+        objective=params.tune.objective,
     )
     search = summary["search"]
     print(
-        f"tune: study {name}: {summary['trials']}, {search['trials_that_trade']} complete "
-        f"trial(s) traded; best trial {summary['best_trial']}: {params.tune.objective} "
+        f"tune: study {study.study_name}: {summary['trials']}, {search['trials_that_trade']} "
+        f"complete trial(s) traded; best trial {summary['best_trial']}: {params.tune.objective} "
         f"{summary['value']:+.4f} in sample; {time.perf_counter() - started:.1f} s -> {args.out_dir}"
     )
     return 0
@@ -119,25 +115,21 @@ def add_evaluate(commands) -> None:
 def run_evaluate(args) -> int:
     from klinecast import atomic, evaluation
     from klinecast.config import load_params
-    from klinecast.report import equity_curves
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     tuned = read_best_params(args.best_params)
     started = time.perf_counter()
-    result = evaluation.out_of_sample(frame, params, tuned.candidate)
-    document = evaluation.metrics_document(
-        result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample
-    )
+    result = evaluation.evaluate(frame, params, tuned)
     atomic.write_parquet(args.predictions, result.predictions)
-    daily = equity_curves(result.predictions).resample("1D").last()
-    daily.index = daily.index.strftime("%Y-%m-%d")
-    atomic.atomic_write(args.equity, lambda tmp: daily.rename_axis("day").to_csv(tmp))
-    atomic.write_json(args.metrics, document)
-    baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in result.baselines.items())
-    m, significance = result.model, document["significance"]
+    atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
+    atomic.write_json(args.metrics, result.document)
+    baselines = ", ".join(
+        f"{n} {m.cumulative_return:+.2%}" for n, m in result.result.baselines.items()
+    )
+    m, significance = result.result.model, result.document["significance"]
     print(
-        f"evaluate: {result.folds} folds, {len(result.predictions)} hours: model "
+        f"evaluate: {result.result.folds} folds, {len(result.predictions)} hours: model "
         f"{m.cumulative_return:+.2%} after fees ({m.return_before_fees:+.2%} before), "
         f"{m.trades} trades; p-value vs {significance['best_baseline']} "
         f"{significance['p_value']:.3f}, deflated Sharpe {significance['deflated_sharpe']:.2f}; "
@@ -169,25 +161,24 @@ def run_train(args) -> int:
 
     from klinecast import evaluation, registry
     from klinecast.config import load_params
-    from klinecast.metadata import artifact_metadata
+    from klinecast.metadata import data_version
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     candidate = read_best_params(args.best_params).candidate
     require(args.metrics, produced_by="klinecast evaluate")
-    metrics = json.loads(args.metrics.read_text())
     started = time.perf_counter()
-    trained = evaluation.train_final(frame, params, candidate)
-    metadata = artifact_metadata(
-        trained,
-        params=params,
-        candidate=candidate,
-        metrics=metrics,
-        data_version=data_version(args.features),
+    booster, metadata = evaluation.final_model(
+        frame,
+        params,
+        candidate,
+        metrics=json.loads(args.metrics.read_text()),
+        # the raw data's DVC hash, where dvc.yaml runs this (the repository's root)
+        data_version=data_version(args.features, dvc_file=Path("data.dvc")),
     )
-    registry.write_artifact(args.out, trained.booster, metadata)
+    registry.write_artifact(args.out, booster, metadata)
     print(
-        f"train: {trained.rows} rows {trained.train_start} .. {trained.train_end}; "
+        f"train: {metadata.train_rows} rows {metadata.train_start} .. {metadata.train_end}; "
         f"{time.perf_counter() - started:.1f} s -> {args.out}"
     )
     return 0
@@ -207,31 +198,29 @@ def add_publish(commands) -> None:
     params_arg(parser)
     path(parser, "--artifact", "models/candidate", "train's output")
     parser.add_argument(
-        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+        "--registry",
+        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
     path(parser, "--receipt", "reports/publish.json", "what was published")
     parser.set_defaults(run=run_publish)
 
 
 def run_publish(args) -> int:
-    from klinecast import atomic, registry
+    import dataclasses
+
+    from klinecast import atomic
     from klinecast.config import load_params
-    from klinecast.evaluation import gate
+    from klinecast.promotion import publish_artifact
 
     params = load_params(args.params).publish
-    uri = args.registry or os.environ.get(REGISTRY_ENV) or params.registry
-    metadata = registry.read_artifact_metadata(args.artifact)
-    verdict = gate(metadata["metrics"], artifact_complexity(metadata), params)
-    receipt = registry.publish(
-        args.artifact,
-        store=registry.open_store(uri),
-        model_name=params.model_name,
-        promote=verdict.passed,
-    )
-    atomic.write_json(args.receipt, receipt.as_dict() | {"gate": verdict.as_dict()})
-    outcome = "promoted to production" if verdict.passed else "NOT promoted (gate failed)"
+    if args.registry:
+        params = dataclasses.replace(params, registry=args.registry)
+    promotion = publish_artifact(args.artifact, params)
+    atomic.write_json(args.receipt, promotion.as_dict())
+    receipt = promotion.receipt
+    outcome = "promoted to production" if receipt.promoted else "NOT promoted (gate failed)"
     print(f"publish: {receipt.version} -> {receipt.uri}: {outcome}")
-    for reason in verdict.reasons():
+    for reason in promotion.gate.reasons():
         print(f"publish:   {reason}")
     return 0
 
@@ -251,26 +240,14 @@ def add_report(commands) -> None:
 
 
 def run_report(args) -> int:
-    import json
+    from klinecast import atomic, report
 
-    import pandas as pd
-    import xgboost as xgb
-
-    from klinecast import atomic, registry, report
-
-    metadata = registry.read_artifact_metadata(args.artifact)
-    booster = xgb.Booster()
-    booster.load_model(str(args.artifact / registry.MODEL_FILE))
-    gain = booster.get_score(importance_type="total_gain")
-    total = sum(gain.values()) or 1.0
-    require(args.metrics, produced_by="klinecast evaluate")
-    inputs = report.ReportInputs(
-        predictions=read_parquet(args.predictions, produced_by="klinecast evaluate"),
-        metrics=json.loads(args.metrics.read_text()),
-        trials=pd.read_csv(args.trials) if args.trials.is_file() else None,
-        importance={k: gain.get(k, 0.0) / total for k in metadata["feature_names"]},
-        metadata=metadata,
-        publish=json.loads(args.receipt.read_text()) if args.receipt.is_file() else None,
+    inputs = report.ReportInputs.read(
+        predictions=args.predictions,
+        metrics=args.metrics,
+        trials=args.trials,
+        artifact=args.artifact,
+        receipt=args.receipt,
     )
     page = report.render(inputs)
     atomic.atomic_write(args.out, lambda tmp: tmp.write_text(page))
@@ -284,40 +261,6 @@ def read_best_params(path: Path):
 
     require(path, produced_by="klinecast tune")
     return BestParams.read(path)
-
-
-def artifact_complexity(metadata: dict):
-    """The trees' shape from metadata.json (written by train)."""
-    from klinecast.model import Complexity
-
-    try:
-        values = metadata["complexity"]
-        return Complexity(
-            values["trees"], values["trees_that_split"], values["splits"],
-            tuple(values["features_used"]),
-        )  # fmt: skip
-    except (KeyError, TypeError) as exc:
-        raise KlinecastError(
-            f"the artifact's metadata.json lacks the model's complexity ({exc}); rerun train"
-        ) from None
-
-
-def file_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def data_version(features: Path) -> dict:
-    """The DVC hash of the raw data (data.dvc) and the hash of the feature file."""
-    import yaml
-
-    version = {"features_sha256": file_digest(features)}
-    dvc_file = Path("data.dvc")
-    if dvc_file.is_file():
-        outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-        version["raw_md5"] = outs[0].get("md5")
-    return version
 
 
 def add_tune_trial(commands) -> None:
@@ -440,7 +383,7 @@ def add_validate_params(commands) -> None:
 
 def run_validate_params(args) -> int:
     from klinecast.config import load_params
-    from klinecast.validation import problems_with_data, problems_with_params
+    from klinecast.validation import problems
 
     try:
         params = load_params(args.params)
@@ -450,14 +393,14 @@ def run_validate_params(args) -> int:
         raise KlinecastError(
             f"{len(exc.problems)} problem(s) with {args.params}; nothing was run"
         ) from None
-    problems = problems_with_params(params)
+    features = None
     if not args.params_only:
         features = read_parquet(args.features, produced_by="dvc repro features")
-        problems += problems_with_data(params, features)
-    for problem in problems:
+    found = problems(params, features)
+    for problem in found:
         print(f"validate-params: {problem}")
-    if problems:
-        raise KlinecastError(f"{len(problems)} problem(s) with {args.params}; nothing was run")
+    if found:
+        raise KlinecastError(f"{len(found)} problem(s) with {args.params}; nothing was run")
     against = "" if args.params_only else f" and consistent with {args.features}"
     print(f"validate-params: {args.params} is valid{against}")
     return 0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from klinecast.cli.common import params_arg, path
-from klinecast.cli.trade import LEDGER_ENV
 
 
 def add_monitor(commands) -> None:
@@ -40,59 +38,33 @@ def add_monitor(commands) -> None:
 def run_monitor(args) -> int:
     import pandas as pd
 
-    from klinecast import atomic, monitoring, report, retrain
+    from klinecast import atomic, monitoring, report
     from klinecast.config import load_params
     from klinecast.trader.ledger import Ledger
 
     params = load_params(args.params)
-    ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
+    ledger = Ledger(params.trade.ledger)
     ledger.migrate()
-    outcomes = pd.DataFrame(
-        ledger.outcomes(), columns=["hour", "target", "correct", "strategy_return", "market_return"]
+    features = pd.read_parquet(args.features) if Path(args.features).is_file() else None
+    result = monitoring.check(
+        params,
+        ledger,
+        features=features,
+        reference_days=args.reference_days,
+        now=pd.Timestamp(args.now or dt.datetime.now(dt.UTC)).to_pydatetime(),
+        trigger=args.trigger,
     )
-    drift = feature_drift(args, params, ledger)
-    state = monitoring.health(outcomes, drift, params.trade)
-    now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC)).to_pydatetime()
-    last = ledger.get_state(monitoring.RETRAIN_STATE)
-    last_trigger = dt.datetime.fromisoformat(last) if last else None
-    decision = monitoring.retrain_decision(state, params.trade, last_trigger=last_trigger, now=now)
-    fired = None
-    if decision.retrain and args.trigger:
-        fired = retrain.trigger(args.trigger, reason=decision.reason)
-        ledger.set_state(monitoring.RETRAIN_STATE, now.isoformat())
-    document = state.as_dict() | {
-        "retrain": decision.retrain,
-        "reason": decision.reason,
-        "triggered": fired,
-    }
-    atomic.write_json(args.out_dir / "monitor.json", document)
-    page = report.monitor_page(
-        state.as_dict(), outcomes, {"retrain": decision.retrain, "reason": decision.reason}
-    )
+    state, decision = result.health, result.decision
+    atomic.write_json(args.out_dir / "monitor.json", result.as_dict())
+    page = report.monitor_page(state, result.outcomes, decision)
     atomic.atomic_write(args.out_dir / "monitor.html", lambda tmp: tmp.write_text(page))
     prom = monitoring.prometheus_text(state, symbol=params.data.symbol)
     atomic.atomic_write(args.out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
     accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
+    fired = f"; triggered {result.triggered}" if result.triggered else ""
     print(
         f"monitor: {state.trades} trades, accuracy {accuracy}, equity {state.equity:.4f} "
         f"(buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
-        f"retrain: {decision.reason}" + (f"; triggered {fired}" if fired else "")
+        f"retrain: {decision.reason}{fired}"
     )
     return 0
-
-
-def feature_drift(args, params, ledger):
-    import pandas as pd
-
-    from klinecast.monitoring import NO_DRIFT, feature_drift
-
-    if not Path(args.features).is_file():
-        return NO_DRIFT
-    live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions()])
-    return feature_drift(
-        pd.read_parquet(args.features),
-        live_hours,
-        list(params.features.indicators),
-        reference_days=args.reference_days,
-        min_samples=params.trade.drift_min_samples,
-    )

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import importlib
 import os
-import subprocess
-import sys
-import time
-import warnings
 from pathlib import Path
 
-from klinecast.errors import KlinecastError
+from klinecast.kfp_runs import PIPELINES
 
-PIPELINES = {"training": "training_pipeline", "refresh": "refresh_pipeline"}
+#: CI compiles and submits with the commit's image.
+IMAGE_ENV = "KLINECAST_PIPELINE_IMAGE"
 
 
 def add_pipeline(commands) -> None:
@@ -81,6 +76,13 @@ def add_pipeline(commands) -> None:
 
 
 def _common(parser, *, with_values: bool = True) -> None:
+    from klinecast.k8s import PIPELINE_IMAGE
+
+    parser.add_argument(
+        "--image",
+        default=os.environ.get(IMAGE_ENV) or PIPELINE_IMAGE,
+        help=f"the image every task runs (default: ${IMAGE_ENV}, else %(default)s)",
+    )
     parser.add_argument(
         "--pipeline",
         choices=sorted(PIPELINES),
@@ -112,64 +114,15 @@ def _common(parser, *, with_values: bool = True) -> None:
 
 
 def load_pipeline(args):
-    """The pipeline function, imported from --pipelines-dir (pipelines/ beside components/)."""
-    package = args.pipelines_dir.resolve()
-    if not (package / f"{PIPELINES[args.pipeline]}.py").is_file():
-        raise KlinecastError(
-            f"{package} has no {PIPELINES[args.pipeline]}.py; run from the repository root "
-            "or pass --pipelines-dir"
-        )
-    sys.path.insert(0, str(package.parent))
-    try:
-        module = importlib.import_module(f"{package.name}.{PIPELINES[args.pipeline]}")
-    finally:
-        sys.path.remove(str(package.parent))
-    return getattr(module, PIPELINES[args.pipeline])
+    from klinecast.kfp_runs import load_pipeline
+
+    return load_pipeline(args.pipeline, args.pipelines_dir)
 
 
 def arguments(args, pipeline) -> dict:
-    """--params and --set as pipeline arguments, checked against the pipeline's inputs and
-    the strict params loader before anything runs."""
-    import copy
+    from klinecast.kfp_runs import pipeline_arguments
 
-    import yaml
-
-    from klinecast.config import load_params, params_from_mapping
-    from klinecast.pipeline_params import (
-        SECTIONS,
-        apply_override,
-        jsonable,
-        params_from_sections,
-    )
-
-    inputs = pipeline.component_spec.inputs
-    sections = {name: copy.deepcopy(inputs[name].default) for name in SECTIONS if name in inputs}
-    own: dict = {}
-    changed: set[str] = set()
-    if args.params is not None:
-        load_params(args.params)  # a clear error for a bad file before anything runs
-        from_file = yaml.safe_load(args.params.read_text())
-        sections.update({k: v for k, v in from_file.items() if k in sections})
-        changed |= set(from_file) & set(sections)
-    for item in args.overrides:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise KlinecastError(f"--set {item!r}: expected NAME=VALUE")
-        value = yaml.safe_load(text) if text else None
-        if name in inputs and name not in SECTIONS:
-            own[name] = value
-            continue
-        try:
-            apply_override(sections, name, value)
-        except KeyError:
-            known = sorted(n for n in inputs if n not in SECTIONS)
-            raise KlinecastError(
-                f"unknown pipeline parameter {name!r}: expected a params.yaml key like "
-                f"tune.n_trials (sections {list(sections)}) or one of {known}"
-            ) from None
-        changed.add(name.split(".", 1)[0])
-    params_from_mapping(params_from_sections(sections))
-    return own | {name: jsonable(sections[name]) for name in sorted(changed)}
+    return pipeline_arguments(pipeline, params_file=args.params, overrides=args.overrides)
 
 
 def run_compile(args) -> int:
@@ -177,102 +130,38 @@ def run_compile(args) -> int:
 
     pipeline = load_pipeline(args)
     out = args.pipelines_dir / f"{PIPELINES[args.pipeline]}.yaml"
-    compile_pipeline(pipeline, out)
-    print(f"pipeline compile: {pipeline.name} -> {out}")
+    compile_pipeline(pipeline, out, image=args.image)
+    print(f"pipeline compile: {pipeline.name} ({args.image}) -> {out}")
     return 0
 
 
 def run_local(args) -> int:
-    from kfp import local
+    from klinecast.kfp_runs import run_locally
 
     pipeline = load_pipeline(args)
-    values = arguments(args, pipeline)
-    args.pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(args.pipeline_root.resolve()),
-        raise_on_error=True,
+    outputs, seconds = run_locally(
+        pipeline, arguments(args, pipeline), pipeline_root=args.pipeline_root
     )
-    started = time.perf_counter()
-    try:
-        pipeline(**values)
-    except RuntimeError as exc:
-        raise KlinecastError(f"the local {args.pipeline} pipeline failed: {exc}") from None
-    runs = sorted(args.pipeline_root.glob(f"{pipeline.name}-*"), key=os.path.getmtime)
     print(
-        f"pipeline run --local: {pipeline.name} succeeded in {time.perf_counter() - started:.1f} s;"
-        f" outputs in {runs[-1] if runs else args.pipeline_root}"
+        f"pipeline run --local: {pipeline.name} succeeded in {seconds:.1f} s; outputs in {outputs}"
     )
     return 0
-
-
-def run_name(pipeline: str) -> str:
-    sha = os.environ.get("CI_COMMIT_SHORT_SHA") or _git_sha() or "nogit"
-    return f"{pipeline}-{sha}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
-
-
-def _git_sha() -> str | None:
-    try:
-        found = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return found.stdout.strip() or None if found.returncode == 0 else None
 
 
 def run_submit(args) -> int:
-    import tempfile
-
-    import kfp
-
-    from klinecast.pipeline_yaml import compile_pipeline
+    from klinecast.kfp_runs import default_run_name, submit
 
     pipeline = load_pipeline(args)
-    values = arguments(args, pipeline)
-    name = args.run_name or run_name(args.pipeline)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = str(Path(tmp) / "pipeline.yaml")
-        compile_pipeline(pipeline, package)
-        try:
-            with warnings.catch_warnings():  # "only works with KFP 2.0.0-beta.2 and later"
-                warnings.simplefilter("ignore", FutureWarning)
-                client = kfp.Client(host=args.host, namespace=args.namespace or "kubeflow")
-            if args.cron:
-                experiment = _experiment(client, args)
-                job = client.create_recurring_run(
-                    experiment_id=experiment.experiment_id,
-                    job_name=name,
-                    cron_expression=args.cron,
-                    params=values,
-                    pipeline_package_path=package,
-                    service_account=args.service_account,
-                )
-                print(f"pipeline submit: recurring run {job.recurring_run_id} ({args.cron})")
-                return 0
-            result = client.create_run_from_pipeline_package(
-                package,
-                arguments=values,
-                run_name=name,
-                experiment_name=args.experiment,
-                namespace=args.namespace,
-                service_account=args.service_account,
-            )
-        except Exception as exc:  # kfp_server_api, urllib3 and requests errors alike
-            raise KlinecastError(f"KFP at {args.host} refused the run: {_reason(exc)}") from None
-    print(f"pipeline submit: run {name} ({result.run_id}) in experiment {args.experiment}")
+    submission = submit(
+        pipeline,
+        host=args.host,
+        run_name=args.run_name or default_run_name(args.pipeline),
+        arguments=arguments(args, pipeline),
+        experiment=args.experiment,
+        namespace=args.namespace,
+        service_account=args.service_account,
+        cron=args.cron,
+        image=args.image,
+    )
+    print(f"pipeline submit: {submission}")
     return 0
-
-
-def _experiment(client, args):
-    try:
-        return client.get_experiment(experiment_name=args.experiment, namespace=args.namespace)
-    except ValueError:  # kfp raises ValueError when no experiment has that name
-        return client.create_experiment(args.experiment, namespace=args.namespace)
-
-
-def _reason(exc: Exception) -> str:
-    status, body = getattr(exc, "status", None), getattr(exc, "body", None)
-    if status is not None:
-        return f"HTTP {status}: {body or getattr(exc, 'reason', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"

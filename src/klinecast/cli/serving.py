@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
-from klinecast.cli.common import REGISTRY_ENV, params_arg, path, read_parquet
+from klinecast.cli.common import params_arg, path, read_parquet
 from klinecast.errors import KlinecastError
 from klinecast.k8s import SERVING_IMAGE
 
@@ -32,7 +31,8 @@ def add_serve(commands) -> None:
     )
     path(parser, "--candidate", "models/candidate", "fallback artifact")
     parser.add_argument(
-        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+        "--registry",
+        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
     parser.add_argument("--predictor-port", type=int, default=8080, help="default: %(default)s")
     parser.add_argument("--transformer-port", type=int, default=8081, help="default: %(default)s")
@@ -59,11 +59,11 @@ def run_serve(args) -> int:
     name = params.publish.model_name
     uri, why = args.storage_uri, "--storage-uri"
     if uri is None:
-        registry_uri = args.registry or os.environ.get(REGISTRY_ENV) or params.publish.registry
+        registry_uri = args.registry or params.publish.registry
         uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=args.candidate)
     if "://" not in uri:
         registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
-    online = StoreSettings.resolve(params.online)
+    online = StoreSettings.of(params.online)
     if args.redis:
         online = StoreSettings(args.redis, online.registry, online.project)
     log.info("serving %s (%s)", uri, why)
@@ -127,7 +127,8 @@ def add_manifest(commands) -> None:
     params_arg(parser)
     parser.add_argument("--storage-uri", help="model version to serve (default: production)")
     parser.add_argument(
-        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+        "--registry",
+        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
     parser.add_argument(
         "--image",
@@ -166,9 +167,7 @@ def production_uri(args, name: str) -> str:
     from klinecast import registry
     from klinecast.config import load_params
 
-    registry_uri = (
-        args.registry or os.environ.get(REGISTRY_ENV) or load_params(args.params).publish.registry
-    )
+    registry_uri = args.registry or load_params(args.params).publish.registry
     pointer = registry.production(registry.open_store(registry_uri), name)
     if pointer is None:
         raise KlinecastError(
@@ -191,7 +190,8 @@ def add_deploy(commands) -> None:
     params_arg(parser)
     parser.add_argument("--storage-uri", help="model version to serve (default: production)")
     parser.add_argument(
-        "--registry", help=f"registry URI (default: ${REGISTRY_ENV}, else publish.registry)"
+        "--registry",
+        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
     parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
     parser.set_defaults(run=run_deploy)
@@ -203,15 +203,11 @@ def run_deploy(args) -> int:
 
     name = load_params(args.params).publish.model_name
     uri = args.storage_uri or production_uri(args, name)
-    api = deploy.api_client()
-    if api is None:
+    result = deploy.deploy_where_possible(name=name, namespace=args.namespace, storage_uri=uri)
+    if result is None:
         print(
-            f"deploy: skipped: not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST) and no "
-            f"$KUBECONFIG; InferenceService {args.namespace}/{name} would serve {uri}"
+            f"deploy: {deploy.NO_CLUSTER}; InferenceService {args.namespace}/{name} would serve {uri}"
         )
         return 0
-    with api:
-        result = deploy.deploy(api, name=name, namespace=args.namespace, storage_uri=uri)
-    change = f"{result.previous_uri} -> {uri}" if result.changed else f"already serving {uri}"
-    print(f"deploy: InferenceService {args.namespace}/{name}: {change}")
+    print(f"deploy: {result}")
     return 0

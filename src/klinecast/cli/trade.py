@@ -11,13 +11,6 @@ from klinecast.cli.common import params_arg, path, read_parquet
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
-LEDGER_ENV, INFERENCE_ENV, BINANCE_ENV, BROKER_ENV = (
-    "KLINECAST_LEDGER_URL",
-    "KLINECAST_INFERENCE_URL",
-    "KLINECAST_BINANCE_URL",
-    "KLINECAST_BROKER",
-)
-BROKERS = ("paper", "testnet")
 KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
 
 
@@ -28,8 +21,9 @@ def add_trade(commands) -> None:
         description=(
             "Once an hour (a Kubernetes CronJob at minute 1): fetch the last min_history closed "
             "candles from Binance, ask the InferenceService, move the position to long, short "
-            f"or flat through the broker (${BROKER_ENV}, else trade.broker: paper or testnet), "
-            f"and record everything in the ledger (${LEDGER_ENV}, else trade.ledger)."
+            "or flat through the broker (trade.broker: paper or testnet; $KLINECAST_BROKER "
+            "overrides it), and record everything in the ledger (trade.ledger; "
+            "$KLINECAST_LEDGER_URL overrides it)."
         ),
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
@@ -41,7 +35,7 @@ def add_trade(commands) -> None:
             "Trade the newest closed hour. Running twice in one hour sends nothing the second "
             "time; after a crash between an order and its record, the next run finds the order "
             "on the exchange by its client order id. Testnet keys come from $BINANCE_API_KEY and "
-            f"$BINANCE_API_SECRET only. ${INFERENCE_ENV} and ${BINANCE_ENV} override the "
+            "$BINANCE_API_SECRET only. $KLINECAST_INFERENCE_URL and $KLINECAST_BINANCE_URL override the "
             "InferenceService and the Binance REST base URLs."
         ),
     )
@@ -94,7 +88,7 @@ def run_once(args) -> int:
     if args.candles is not None:
         from klinecast.trader.replay import frame_market
 
-        if broker_name(params) != "paper":
+        if params.trade.broker != "paper":
             raise KlinecastError("--candles works with the paper broker only")
         trader.market = frame_market(read_parquet(args.candles, produced_by="dvc repro candles"))
     result = cycle(trader, hour=hour)
@@ -108,10 +102,9 @@ def live_trader(params):
     from klinecast.trader.cycle import Trader
     from klinecast.trader.ledger import Ledger
 
-    ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
-    testnet = broker_name(params) == "testnet"
-    default_url = exchange.TESTNET_URL if testnet else exchange.MAINNET_URL
-    url = os.environ.get(BINANCE_ENV) or default_url
+    ledger = Ledger(params.trade.ledger)
+    testnet = params.trade.broker == "testnet"
+    url = exchange.rest_url(testnet=testnet)
     if testnet:
         key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
         if not key or not secret:
@@ -139,18 +132,11 @@ def live_trader(params):
     )
 
 
-def broker_name(params) -> str:
-    name = os.environ.get(BROKER_ENV) or params.trade.broker
-    if name not in BROKERS:
-        raise KlinecastError(f"${BROKER_ENV}={name!r}: the broker is one of {', '.join(BROKERS)}")
-    return name
-
-
 def predictor(params, *, by_symbol: bool):
     """Asks the InferenceService by symbol (its online store) or with the candles."""
-    from klinecast.trader.inference import predict
+    from klinecast.inference_client import predict
 
-    url = os.environ.get(INFERENCE_ENV) or params.trade.inference_url
+    url = params.trade.inference_url
     symbol = params.data.symbol if by_symbol else None
 
     def ask(candles):
@@ -175,7 +161,7 @@ def run_resume(args) -> int:
     from klinecast.trader.ledger import Ledger
 
     params = load_params(args.params)
-    ledger = Ledger(os.environ.get(LEDGER_ENV) or params.trade.ledger)
+    ledger = Ledger(params.trade.ledger)
     ledger.migrate()
     reason = ledger.get_state(HALTED)
     if reason is None:

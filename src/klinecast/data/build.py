@@ -39,6 +39,10 @@ class CandleReport:
             "gaps": [g.as_dict() for g in self.gaps],
         }
 
+    def scalars(self) -> dict:
+        """as_dict without the list of gaps (KFP metadata holds flat values)."""
+        return {k: v for k, v in self.as_dict().items() if k != "gaps"}
+
 
 def archive_paths(raw_dir: Path, *, symbol: str, interval: str) -> list[Path]:
     """The symbol's kline zips in raw_dir, in date order (monthly and daily alike)."""

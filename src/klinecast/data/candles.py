@@ -55,7 +55,9 @@ NON_NEGATIVE_COLUMNS = (
 # Binance spot archives switched from milliseconds to microseconds on 2025-01-01. Any epoch
 # in microseconds since 2001-09 is >= 1e15, and no millisecond epoch before the year 33658 is.
 _MICROSECOND_FLOOR = 10**15
-_MILLISECOND_FLOOR = 10**11  # 1973-03: smaller values are seconds or garbage
+#: Candle times lie between 2009 (Bitcoin's first block) and 2100; other epochs are garbage.
+EARLIEST_US = 1_230_768_000 * 10**6
+LATEST_US = 4_102_444_800 * 10**6
 
 
 @dataclass(frozen=True)
@@ -119,14 +121,28 @@ def parse_klines(csv: bytes, *, source: str, interval: dt.timedelta) -> pd.DataF
         raise CandleDataError(source, f"expected {len(KLINE_COLUMNS)} columns: {exc}") from None
     except pd.errors.EmptyDataError:
         raise CandleDataError(source, "the CSV is empty: it holds no candles") from None
+    return klines_frame(raw, source=source, interval=interval, first_row=2 if has_header else 1)
+
+
+def klines_frame(
+    raw: pd.DataFrame, *, source: str, interval: dt.timedelta, first_row: int = 1
+) -> pd.DataFrame:
+    """Binance's 12 kline columns (a CSV's cells, or the REST API's rows) -> a candle frame.
+
+    Args:
+        raw: one row per kline, the 12 columns in Binance's order, numbers or their text.
+        first_row: the row number of raw's first row, for error messages (1-based).
+
+    Raises:
+        CandleDataError: naming the row of the first problem found.
+    """
     if raw.shape[1] != len(KLINE_COLUMNS):
         raise CandleDataError(
-            source, f"expected {len(KLINE_COLUMNS)} columns, found {raw.shape[1]}", row=1
+            source, f"expected {len(KLINE_COLUMNS)} columns, found {raw.shape[1]}", row=first_row
         )
     if raw.empty:
         raise CandleDataError(source, "the CSV holds no candles")
     raw.columns = list(KLINE_COLUMNS)
-    first_row = 2 if has_header else 1
     rows = np.arange(first_row, first_row + len(raw))
     numbers = {}
     for column in KLINE_COLUMNS:
@@ -138,34 +154,54 @@ def parse_klines(csv: bytes, *, source: str, interval: dt.timedelta) -> pd.DataF
             what = "an empty cell" if cell == "" else f"non-numeric value {cell!r}"
             raise CandleDataError(source, f"column {column}: {what}", row=int(rows[i]))
         numbers[column] = values
-    index = _open_times(numbers["open_time"], rows=rows, source=source, interval=interval)
+    try:
+        micros = epoch_micros(numbers["open_time"].to_numpy(dtype="int64"))
+    except TimestampError as exc:
+        raise CandleDataError(source, exc.reason, row=int(rows[exc.position])) from None
+    index = pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True), name="open_time")
+    i = first_off_grid(index, interval=interval)
+    if i is not None:
+        raise CandleDataError(
+            source, f"open_time {index[i]} is not on a {interval} boundary", row=int(rows[i])
+        )
     frame = pd.DataFrame({c: numbers[c].to_numpy(dtype=float) for c in CANDLE_COLUMNS}, index=index)
     frame["trades"] = frame["trades"].astype("int64")
     validate_candles(frame, source=source, rows=rows)
     return frame
 
 
-def _open_times(
-    values: pd.Series, *, rows: np.ndarray, source: str, interval: dt.timedelta
-) -> pd.DatetimeIndex:
-    stamps = values.to_numpy(dtype="int64")
-    too_small = stamps < _MILLISECOND_FLOOR
-    if too_small.any():
-        i = int(np.flatnonzero(too_small)[0])
-        raise CandleDataError(
-            source,
-            f"open_time {stamps[i]} is neither a millisecond nor a microsecond epoch",
-            row=int(rows[i]),
-        )
+class TimestampError(ValueError):
+    """An open time that is not a candle time; `position` is its place in the input."""
+
+    def __init__(self, position: int, reason: str):
+        super().__init__(reason)
+        self.position = position
+        self.reason = reason
+
+
+def epoch_micros(stamps: np.ndarray) -> np.ndarray:
+    """Epochs in milliseconds or microseconds, the unit told apart per value -> microseconds.
+
+    Raises:
+        TimestampError: a value that is neither, or not between 2009 and 2100.
+    """
+    stamps = np.asarray(stamps, dtype=np.int64)
     micros = np.where(stamps >= _MICROSECOND_FLOOR, stamps, stamps * 1000)
-    step = int(interval.total_seconds() * 1_000_000)
-    misaligned = micros % step != 0
-    if misaligned.any():
-        i = int(np.flatnonzero(misaligned)[0])
-        raise CandleDataError(
-            source, f"open_time {stamps[i]} is not on a {interval} boundary", row=int(rows[i])
+    outside = (micros < EARLIEST_US) | (micros > LATEST_US)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise TimestampError(
+            i,
+            f"open_time {stamps[i]} is neither a millisecond nor a microsecond epoch between 2009 "
+            "and 2100",
         )
-    return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True), name="open_time")
+    return micros
+
+
+def first_off_grid(index: pd.DatetimeIndex, *, interval: dt.timedelta) -> int | None:
+    """The position of the first open time that is not on an interval boundary, if any."""
+    off = np.flatnonzero(index.asi8 % pd.Timedelta(interval).value != 0)
+    return int(off[0]) if len(off) else None
 
 
 def validate_candles(frame: pd.DataFrame, *, source: str, rows: np.ndarray | None = None) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
 
 from klinecast.errors import ArchiveNotFoundError, ChecksumError, DownloadError
+from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -19,17 +18,14 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
-    backoff_s: float = 0.5  # doubled after every failed attempt
-    timeout_s: float = 30.0
+#: The archive download's policy: 4 attempts, 0.5 s, 1 s and 2 s apart, 30 s each.
+ARCHIVE_RETRY = RetrySettings(attempts=4, backoff_s=0.5, timeout_s=30.0)
 
 
 class ArchiveSource:
     """Reads files below a base URL: http(s)://..., file://... or a plain directory path."""
 
-    def __init__(self, base_url: str, *, retry: RetryPolicy = RetryPolicy()):
+    def __init__(self, base_url: str, *, retry: RetrySettings = ARCHIVE_RETRY):
         self.base_url = base_url.rstrip("/")
         self.retry = retry
         parsed = urlparse(self.base_url)
@@ -62,27 +58,27 @@ class ArchiveSource:
         return self._fetch_http(self.url(relpath))
 
     def _fetch_http(self, url: str) -> bytes:
-        last_error = ""
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                resp = self._session.get(url, timeout=self.retry.timeout_s)
-            except requests.Timeout:
-                last_error = f"timed out after {self.retry.timeout_s:g} s"
-            except requests.RequestException as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 404:
-                    raise ArchiveNotFoundError(f"not found (HTTP 404): {url}")
-                if resp.status_code == 200:
-                    return resp.content
-                last_error = f"HTTP {resp.status_code}"
-                if resp.status_code not in RETRYABLE_STATUS:
-                    break
-            if attempt < self.retry.attempts:
-                delay = self.retry.backoff_s * 2 ** (attempt - 1)
-                log.warning("%s: %s; retry %d in %.1f s", url, last_error, attempt, delay)
-                time.sleep(delay)
-        raise DownloadError(f"{url}: {last_error} (gave up after {attempt} attempt(s))")
+        try:
+            return call_with_retries(lambda: self._get(url), settings=self.retry, what=url, log=log)
+        except GaveUp as exc:
+            raise DownloadError(
+                f"{url}: {exc.reason} (gave up after {exc.attempts} attempt(s))"
+            ) from None
+
+    def _get(self, url: str) -> bytes:
+        try:
+            resp = self._session.get(url, timeout=self.retry.timeout_s)
+        except requests.Timeout:
+            raise Retryable(f"timed out after {self.retry.timeout_s:g} s") from None
+        except requests.RequestException as exc:
+            raise Retryable(f"{type(exc).__name__}: {exc}") from None
+        if resp.status_code == 200:
+            return resp.content
+        if resp.status_code == 404:
+            raise ArchiveNotFoundError(f"not found (HTTP 404): {url}")
+        if resp.status_code in RETRYABLE_STATUS:
+            raise Retryable(f"HTTP {resp.status_code}")
+        raise DownloadError(f"{url}: HTTP {resp.status_code} (not retried)")
 
 
 def parse_checksum(text: str, *, filename: str) -> str:

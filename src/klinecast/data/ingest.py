@@ -14,13 +14,9 @@ from klinecast import atomic
 from klinecast.config import DataParams
 from klinecast.data.archives import ArchiveRef, plan_archives
 from klinecast.data.candles import read_archive
-from klinecast.data.download import (
-    ArchiveSource,
-    RetryPolicy,
-    parse_checksum,
-    verify_sha256,
-)
+from klinecast.data.download import ARCHIVE_RETRY, ArchiveSource, parse_checksum, verify_sha256
 from klinecast.errors import ArchiveNotFoundError, ChecksumError, KlinecastError
+from klinecast.retries import RetrySettings
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +34,26 @@ class IngestResult:
     pruned: list[str] = field(default_factory=list)
     downloaded_bytes: int = 0
 
+    def summary(self) -> dict[str, int]:
+        """The counts (KFP metadata, the CLI's line)."""
+        return {
+            "planned": self.planned,
+            "downloaded": len(self.downloaded),
+            "downloaded_bytes": self.downloaded_bytes,
+            "already_verified": len(self.already_verified),
+            "not_yet_published": len(self.not_yet_published),
+            "pruned": len(self.pruned),
+        }
+
 
 def ingest(
     params: DataParams,
     *,
     raw_dir: Path,
-    base_url: str,
     today: dt.date,
+    base_url: str | None = None,
     workers: int = 8,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetrySettings = ARCHIVE_RETRY,
     progress: bool | None = None,
 ) -> IngestResult:
     """Downloads every planned archive that data/raw does not already hold verified.
@@ -57,6 +64,7 @@ def ingest(
 
     Args:
         today: the current UTC date (decides which months are complete).
+        base_url: where the archives are (default: params.base_url).
         progress: show a progress bar; None shows it only on a terminal.
 
     Raises:
@@ -79,7 +87,7 @@ def ingest(
             result.already_verified.append(ref.filename)
         else:
             missing.append(ref)
-    source = ArchiveSource(base_url, retry=retry)
+    source = ArchiveSource(base_url or params.base_url, retry=retry)
     newest_day = today - dt.timedelta(days=PUBLICATION_LAG_DAYS)
     failures: list[str] = []
     with (

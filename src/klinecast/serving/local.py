@@ -15,9 +15,7 @@ import pandas as pd
 import requests
 
 from klinecast.errors import KlinecastError
-
-#: What a request carries per candle: every column a model's features may read.
-COLUMNS = ("open", "high", "low", "close", "volume", "taker_buy_volume")
+from klinecast.inference_client import v1_request, v2_request
 
 
 @dataclass
@@ -134,45 +132,6 @@ def check_port_free(port: int) -> None:
                 f"port {port} is taken ({exc.strerror}); stop what holds it or pick another "
                 "port (--predictor-port / --transformer-port)"
             ) from None
-
-
-def v1_request(candles: pd.DataFrame) -> dict:
-    """The V1 body for the transformer: one object per candle with named fields."""
-    stamps = (candles.index.asi8 // 1_000_000).tolist()
-    columns = {c: candles[c].astype(float).tolist() for c in COLUMNS}
-    return {
-        "instances": [
-            {"open_time": t, **{c: columns[c][i] for c in COLUMNS}} for i, t in enumerate(stamps)
-        ]
-    }
-
-
-def v2_request(candles: pd.DataFrame) -> dict:
-    """The V2 body for the transformer: one 1-D tensor per column."""
-    n = len(candles)
-    inputs = [
-        {
-            "name": "open_time",
-            "shape": [n],
-            "datatype": "INT64",
-            "data": (candles.index.asi8 // 1_000_000).tolist(),
-        }
-    ]
-    inputs += [
-        {"name": c, "shape": [n], "datatype": "FP64", "data": candles[c].astype(float).tolist()}
-        for c in COLUMNS
-    ]
-    return {"inputs": inputs}
-
-
-def v1_symbol_request(symbol: str) -> dict:
-    """The V1 body that asks for a symbol's forecast from the online store."""
-    return {"instances": [{"symbol": symbol}]}
-
-
-def v2_symbol_request(symbol: str) -> dict:
-    """The V2 body that asks for a symbol's forecast: one BYTES input `symbol`."""
-    return {"inputs": [{"name": "symbol", "shape": [1], "datatype": "BYTES", "data": [symbol]}]}
 
 
 def write_examples(candles: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:

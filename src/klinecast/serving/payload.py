@@ -13,16 +13,21 @@ import numpy as np
 import pandas as pd
 from kserve.errors import InvalidInput
 
-from klinecast.data.candles import CANDLE_COLUMNS, validate_candles
+from klinecast.data.candles import (
+    CANDLE_COLUMNS,
+    EARLIEST_US,
+    LATEST_US,
+    TimestampError,
+    epoch_micros,
+    find_gaps,
+    first_off_grid,
+    validate_candles,
+)
 from klinecast.errors import CandleDataError
 
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
 OPTIONAL = tuple(c for c in CANDLE_COLUMNS if c not in REQUIRED)
 MAX_CANDLES = 20_000
-_MICROSECOND_FLOOR = 10**15
-# Epochs outside 2009 (Bitcoin's first block) .. 2100 are not candle times.
-_EARLIEST_US = 1_230_768_000 * 10**6
-_LATEST_US = 4_102_444_800 * 10**6
 
 
 def candles_from_v1(payload: object, *, required: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -88,21 +93,18 @@ def check_window(candles: pd.DataFrame, *, interval: dt.timedelta, min_history: 
         validate_candles(candles, source="request")
     except CandleDataError as exc:
         raise InvalidInput(f"candle {exc.row - 1}: {exc.reason}") from None
-    step = pd.Timedelta(interval).value
-    off_grid = np.flatnonzero(candles.index.asi8 % step != 0)
-    if len(off_grid):
-        i = int(off_grid[0])
+    i = first_off_grid(candles.index, interval=interval)
+    if i is not None:
         raise InvalidInput(
             f"candle {i}: open_time {candles.index[i]} is not on a {interval} boundary"
         )
-    steps = np.diff(candles.index.asi8)
-    gaps = np.flatnonzero(steps != pd.Timedelta(interval).value)
-    if len(gaps):
-        i = int(gaps[0])
-        missing = int(steps[i] // pd.Timedelta(interval).value) - 1
+    gaps = find_gaps(candles.index, interval=interval)
+    if gaps:
+        step = pd.Timedelta(interval)
         raise InvalidInput(
-            f"gap in the window: {missing} candle(s) missing between {candles.index[i]} and "
-            f"{candles.index[i + 1]}; send {min_history} consecutive {interval} candles"
+            f"gap in the window: {gaps[0].missing} candle(s) missing between "
+            f"{gaps[0].first - step} and {gaps[0].last + step}; send {min_history} consecutive "
+            f"{interval} candles"
         )
     if len(candles) < min_history:
         raise InvalidInput(
@@ -160,34 +162,34 @@ def _numbers(raw: list, name: str) -> np.ndarray:
 
 
 def _open_times(raw: list) -> pd.DatetimeIndex:
-    if set(map(type, raw)) == {int}:  # epochs in ms or µs, the usual case
-        stamps = np.asarray(raw, dtype=object).astype(np.int64) if max(raw) < 2**63 else None
-        if stamps is not None:
-            micros = np.where(stamps >= _MICROSECOND_FLOOR, stamps, stamps * 1000)
-            if ((micros >= _EARLIEST_US) & (micros <= _LATEST_US)).all():
-                return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True))
-    micros = []
-    for i, value in enumerate(raw):
-        if isinstance(value, bool):
-            raise InvalidInput(f"candle {i}: open_time {value!r} is not a timestamp")
-        if isinstance(value, int | float) and math.isfinite(value) and value > 10**11:
-            stamp = int(value)
-            stamp = stamp if stamp >= _MICROSECOND_FLOOR else stamp * 1000
-            if _EARLIEST_US <= stamp <= _LATEST_US:
-                micros.append(stamp)
-                continue
-        if isinstance(value, str):
-            try:
-                ts = pd.Timestamp(value)
-            except ValueError:
-                ts = None
-            if ts is not None and ts is not pd.NaT:
-                ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-                if _EARLIEST_US <= ts.value // 1000 <= _LATEST_US:
-                    micros.append(ts.value // 1000)
-                    continue
-        raise InvalidInput(
-            f"candle {i}: open_time {value!r} is not an epoch in ms/µs nor an ISO-8601 time "
-            "between 2009 and 2100"
-        )
+    if set(map(type, raw)) == {int} and max(raw) < 2**63:  # epochs in ms or µs, the usual case
+        try:
+            micros = epoch_micros(np.asarray(raw, dtype=object).astype(np.int64))
+        except TimestampError:
+            pass  # the loop below words the first bad value
+        else:
+            return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True))
+    micros = [_micros(value, i) for i, value in enumerate(raw)]
     return pd.DatetimeIndex(pd.to_datetime(micros, unit="us", utc=True))
+
+
+def _micros(value: object, i: int) -> int:
+    """One open time (an epoch in ms or µs, or an ISO-8601 string) in microseconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            return int(epoch_micros(np.array([int(value)]))[0])
+        except (TimestampError, OverflowError):
+            pass
+    elif isinstance(value, str):
+        try:
+            ts = pd.Timestamp(value)
+        except ValueError:
+            ts = None
+        if ts is not None and ts is not pd.NaT:
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            if EARLIEST_US <= ts.value // 1000 <= LATEST_US:
+                return ts.value // 1000
+    raise InvalidInput(
+        f"candle {i}: open_time {value!r} is not an epoch in ms/µs nor an ISO-8601 time "
+        "between 2009 and 2100"
+    )

@@ -14,6 +14,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from klinecast import registry
+from klinecast.metadata import ArtifactMetadata
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class XGBoostPredictor(kserve.Model):
         super().__init__(name)
         self.storage_uri = storage_uri
         self.booster: xgb.Booster | None = None
-        self.metadata: dict = {}
+        self.metadata: ArtifactMetadata | None = None
         self.ready = False
 
     def load(self) -> bool:

@@ -29,6 +29,7 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 from klinecast import registry, strategy
 from klinecast.config import INTERVALS
 from klinecast.features import compute_features, required_columns
+from klinecast.metadata import ArtifactMetadata
 from klinecast.serving import payload as parse
 from klinecast.serving.errors import (
     PredictorAnswerError,
@@ -114,26 +115,18 @@ class ForecastTransformer(kserve.Model):
                 self.storage_uri, Path(tempfile.mkdtemp(prefix="meta-"))
             )
             metadata = registry.read_artifact_metadata(local)
-            self.feature_names = list(metadata["feature_names"])
-            self.min_history = int(metadata["min_history"])
-            self.interval = INTERVALS[metadata["interval"]]
-            self.rule = strategy.StrategyRule(**metadata["strategy"])
-            self.horizon_hours = int(metadata["horizon_hours"])
-            self.required = required_columns(self.feature_names)
-        except KeyError as exc:
-            log.error(
-                "transformer %s NOT ready: metadata from %s lacks %s (an artifact from before "
-                "the trading rule shipped with the model: retrain it)",
-                self.name, self.storage_uri, exc,
-            )  # fmt: skip
-            self.ready = False
-            return False
-        except (registry.RegistryError, OSError, TypeError, ValueError) as exc:
+            self.interval = INTERVALS[metadata.interval]
+        except (registry.RegistryError, OSError, KeyError) as exc:
             log.error(
                 "transformer %s NOT ready: metadata from %s: %s", self.name, self.storage_uri, exc
             )
             self.ready = False
             return False
+        self.feature_names = list(metadata.feature_names)
+        self.min_history = metadata.min_history
+        self.rule = metadata.rule
+        self.horizon_hours = metadata.horizon_hours
+        self.required = required_columns(self.feature_names)
         self.model_version = _version_of(self.storage_uri, metadata)
         self.cache.clear()
         self.rows.clear()
@@ -333,9 +326,10 @@ def _check_content_type(payload, headers) -> None:
         raise InvalidInput(f"Content-Type {content_type!r} is not supported; send application/json")
 
 
-def _version_of(storage_uri: str, metadata: dict) -> str:
+def _version_of(storage_uri: str, metadata: ArtifactMetadata) -> str:
+    """The registry version the URI names, else when the model was made."""
     last = storage_uri.rstrip("/").rsplit("/", 1)[-1]
-    return last if last.startswith("v") and "-" in last else str(metadata.get("created_at", last))
+    return last if last.startswith("v") and "-" in last else metadata.created_at
 
 
 def offline_probabilities(candles: pd.DataFrame, artifact_dir: Path) -> pd.Series:
@@ -343,10 +337,8 @@ def offline_probabilities(candles: pd.DataFrame, artifact_dir: Path) -> pd.Serie
     import xgboost as xgb
 
     metadata = registry.read_artifact_metadata(artifact_dir)
-    names = metadata["feature_names"]
-    frame = compute_features(
-        candles, indicators=names, interval=INTERVALS[metadata["interval"]]
-    ).frame
+    names = list(metadata.feature_names)
+    frame = compute_features(candles, indicators=names, interval=INTERVALS[metadata.interval]).frame
     booster = xgb.Booster()
     booster.load_model(str(Path(artifact_dir) / registry.MODEL_FILE))
     proba = booster.predict(

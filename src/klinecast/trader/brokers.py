@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 from typing import Protocol
 
+from klinecast.retries import RetrySettings
 from klinecast.trader import exchange
 from klinecast.trader.ledger import Order
 
@@ -51,7 +52,7 @@ class PaperBroker:
 class BinanceTestnetBroker:
     """Market orders on the Binance spot testnet; keys come from the environment only."""
 
-    def __init__(self, binance, *, retry: exchange.Retry = exchange.DEFAULT_RETRY):
+    def __init__(self, binance, *, retry: RetrySettings = exchange.EXCHANGE_RETRY):
         self.binance = binance
         self.retry = retry
 

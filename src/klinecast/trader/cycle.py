@@ -17,8 +17,8 @@ import pandas as pd
 
 from klinecast import strategy
 from klinecast.config import Params
+from klinecast.inference_client import InferenceError, Prediction
 from klinecast.trader.brokers import Broker, client_order_id
-from klinecast.trader.inference import InferenceError, Prediction
 from klinecast.trader.ledger import Ledger, Order
 
 log = logging.getLogger("klinecast.trader")

@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pandas as pd
 
 from klinecast.config import INTERVALS
-from klinecast.data.candles import parse_klines
+from klinecast.data.candles import klines_frame
 from klinecast.errors import KlinecastError
+from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retries
 
 log = logging.getLogger("klinecast.trader")
 MAINNET_URL = "https://api.binance.com/api"
 TESTNET_URL = "https://testnet.binance.vision/api"
+#: Overrides the Binance REST base URL (a proxy, or the tests' local endpoint).
+URL_ENV = "KLINECAST_BINANCE_URL"
+
+
+def rest_url(*, testnet: bool) -> str:
+    """Where Binance REST is: $KLINECAST_BINANCE_URL, else the testnet or the mainnet."""
+    return os.environ.get(URL_ENV) or (TESTNET_URL if testnet else MAINNET_URL)
 
 
 class ExchangeError(KlinecastError):
@@ -31,17 +39,17 @@ class ExchangeError(KlinecastError):
         self.code = code
 
 
-@dataclass(frozen=True)
-class Retry:
-    attempts: int = 4
-    backoff_s: float = 0.5  # doubled after every failed attempt
-    timeout_s: float = 10.0
+#: The exchange's policy: 4 attempts, 0.5 s, 1 s and 2 s apart, 10 s each.
+EXCHANGE_RETRY = RetrySettings(attempts=4, backoff_s=0.5, timeout_s=10.0)
 
 
-DEFAULT_RETRY = Retry()
-
-
-def client(*, url: str, api_key: str | None = None, api_secret: str | None = None, retry=Retry()):
+def client(
+    *,
+    url: str,
+    api_key: str | None = None,
+    api_secret: str | None = None,
+    retry: RetrySettings = EXCHANGE_RETRY,
+):
     """A python-binance Client whose every REST call goes to url (…/api)."""
     from binance.client import Client
 
@@ -52,7 +60,7 @@ def client(*, url: str, api_key: str | None = None, api_secret: str | None = Non
     return binance
 
 
-def call(what: str, fn: Callable, *, retry: Retry = Retry(), sleep=time.sleep):
+def call(what: str, fn: Callable, *, retry: RetrySettings = EXCHANGE_RETRY, sleep=time.sleep):
     """fn() with bounded retries on 5xx, timeouts and dropped connections; others fail at once.
 
     Raises:
@@ -61,8 +69,7 @@ def call(what: str, fn: Callable, *, retry: Retry = Retry(), sleep=time.sleep):
     import requests
     from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-    delay = retry.backoff_s
-    for attempt in range(1, retry.attempts + 1):
+    def attempt():
         try:
             return fn()
         except BinanceAPIException as exc:
@@ -70,18 +77,24 @@ def call(what: str, fn: Callable, *, retry: Retry = Retry(), sleep=time.sleep):
                 raise ExchangeError(
                     f"{what}: Binance error {exc.code}: {exc.message}", code=exc.code
                 ) from None
-            reason = f"HTTP {exc.status_code}: {exc.message}"
+            raise Retryable(f"HTTP {exc.status_code}: {exc.message}") from None
         except (BinanceRequestException, requests.RequestException) as exc:
-            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if attempt == retry.attempts:
-            raise ExchangeError(f"{what} failed {attempt} times; last: {reason}") from None
-        log.warning("%s: %s; retry %d/%d in %.1f s", what, reason, attempt, retry.attempts, delay)
-        sleep(delay)
-        delay *= 2
+            raise Retryable(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+    try:
+        return call_with_retries(attempt, settings=retry, what=what, log=log, sleep=sleep)
+    except GaveUp as exc:
+        raise ExchangeError(f"{what} {exc}") from None
 
 
 def closed_candles(
-    binance, *, symbol: str, interval: str, until: pd.Timestamp, count: int, retry=Retry()
+    binance,
+    *,
+    symbol: str,
+    interval: str,
+    until: pd.Timestamp,
+    count: int,
+    retry: RetrySettings = EXCHANGE_RETRY,
 ) -> pd.DataFrame:
     """The count candles ending with the one that opened at until (closed by now).
 
@@ -113,8 +126,11 @@ def closed_candles(
         raise ExchangeError(
             f"Binance has no {symbol} {interval} candle at {until} yet (newest: {newest})"
         )
-    text = "\n".join(",".join(str(v) for v in row[:12]) for row in rows)
-    frame = parse_klines(text.encode(), source="GET /api/v3/klines", interval=step.to_pytimedelta())
+    frame = klines_frame(
+        pd.DataFrame([row[:12] for row in rows]),
+        source="GET /api/v3/klines",
+        interval=step.to_pytimedelta(),
+    )
     return frame.loc[start:until]
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from klinecast.errors import KlinecastError
+from klinecast.redaction import redact
 
 metadata = sa.MetaData()
 UTC = sa.DateTime(timezone=True)
@@ -124,7 +125,7 @@ class Ledger:
         try:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         except Exception as exc:  # a malformed URL or a missing driver
-            raise LedgerError(f"ledger {_redact(url)}: {exc}") from None
+            raise LedgerError(f"ledger {redact(url)}: {exc}") from None
 
     def migrate(self) -> int:
         """Creates or upgrades the schema; returns its version. Also the reachability check."""
@@ -265,13 +266,7 @@ class _Guarded:
 
 def _describe(url: str, exc: Exception) -> str:
     first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-    return f"ledger {_redact(url)} is unavailable: {first}"
-
-
-def _redact(url: str) -> str:
-    from klinecast.tuning import redact
-
-    return redact(url)
+    return f"ledger {redact(url)} is unavailable: {first}"
 
 
 def _now() -> dt.datetime:

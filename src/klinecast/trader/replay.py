@@ -6,12 +6,11 @@ import datetime as dt
 
 import pandas as pd
 
-from klinecast.config import Params
+from klinecast.config import Params, Span
 from klinecast.trader.brokers import PaperBroker
 from klinecast.trader.cycle import Trader, run_once, settle
 from klinecast.trader.exchange import ExchangeError
 from klinecast.trader.ledger import Ledger
-from klinecast.tuning import span_bounds
 
 
 def frame_market(candles: pd.DataFrame):
@@ -45,10 +44,10 @@ def replay(
         frame_market(candles),
         predict,
     )
-    first, stop = span_bounds(start, end)
-    hours = candles.index[(candles.index >= first) & (candles.index < stop)]
+    span = Span(start, end)
+    hours = candles.index[span.holds(candles.index)]
     results = [run_once(trader, hour=hour) for hour in hours]
-    settle(ledger, candles.loc[:stop].iloc[-params.features.min_history :], params)
+    settle(ledger, candles.loc[: span.stop].iloc[-params.features.min_history :], params)
     equity, hold = ledger.last_equity()
     return {
         "hours": len(results),

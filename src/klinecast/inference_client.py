@@ -1,4 +1,5 @@
-"""The InferenceService over KServe REST (V1 or V2), from the trader's side."""
+"""A client of the InferenceService over KServe REST (V1 or V2): the request bodies for raw
+candles or a symbol, and the forecast read back. The trader and the benchmarks use it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pandas as pd
 import requests
 
 from klinecast.errors import KlinecastError
-from klinecast.serving.local import v1_request, v1_symbol_request, v2_request, v2_symbol_request
 from klinecast.strategy import StrategyRule
+
+#: What a request carries per candle: every column a model's features may read.
+COLUMNS = ("open", "high", "low", "close", "volume", "taker_buy_volume")
 
 
 class InferenceError(KlinecastError):
@@ -83,3 +86,42 @@ def _parse(document: dict, protocol: str) -> Prediction:
         str(answer["feature_time"]),
         StrategyRule(**{k: rule[k] for k in fields}),
     )
+
+
+def v1_request(candles: pd.DataFrame) -> dict:
+    """The V1 body for the transformer: one object per candle with named fields."""
+    stamps = (candles.index.asi8 // 1_000_000).tolist()
+    columns = {c: candles[c].astype(float).tolist() for c in COLUMNS}
+    return {
+        "instances": [
+            {"open_time": t, **{c: columns[c][i] for c in COLUMNS}} for i, t in enumerate(stamps)
+        ]
+    }
+
+
+def v2_request(candles: pd.DataFrame) -> dict:
+    """The V2 body for the transformer: one 1-D tensor per column."""
+    n = len(candles)
+    inputs = [
+        {
+            "name": "open_time",
+            "shape": [n],
+            "datatype": "INT64",
+            "data": (candles.index.asi8 // 1_000_000).tolist(),
+        }
+    ]
+    inputs += [
+        {"name": c, "shape": [n], "datatype": "FP64", "data": candles[c].astype(float).tolist()}
+        for c in COLUMNS
+    ]
+    return {"inputs": inputs}
+
+
+def v1_symbol_request(symbol: str) -> dict:
+    """The V1 body that asks for a symbol's forecast from the online store."""
+    return {"instances": [{"symbol": symbol}]}
+
+
+def v2_symbol_request(symbol: str) -> dict:
+    """The V2 body that asks for a symbol's forecast: one BYTES input `symbol`."""
+    return {"inputs": [{"name": "symbol", "shape": [1], "datatype": "BYTES", "data": [symbol]}]}

@@ -1,0 +1,147 @@
+"""What the library imports: every third-party package is declared in pyproject.toml, every
+module imports on its own without the CLI (and without kfp or kserve unless it needs them),
+and the import graph has no cycle."""
+
+import ast
+import json
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from helpers import REPO
+
+SOURCE = REPO / "src/klinecast"
+
+
+def imported_names(path: Path) -> set[str]:
+    """Top-level names of the absolute imports in one file (at any depth of the file)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def declared_distributions() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+def test_every_imported_package_is_declared():
+    declared = declared_distributions()
+    providers = packages_distributions()
+    missing = {}
+    for path in SOURCE.rglob("*.py"):
+        for name in imported_names(path):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top == "klinecast":
+                continue
+            distributions = {canonicalize_name(d) for d in providers.get(top, [top])}
+            if not distributions & declared:
+                missing.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+LIBRARY = sorted(
+    ".".join(p.relative_to(REPO / "src").with_suffix("").parts).removesuffix(".__init__")
+    for p in SOURCE.rglob("*.py")
+    if "cli" not in p.relative_to(SOURCE).parts
+)
+#: The only library modules that may load kfp or kserve when imported.
+MAY_IMPORT = {
+    "kserve": ("klinecast.serving.",),
+    "kfp": ("klinecast.kfp_runs", "klinecast.pipeline_"),
+}
+
+# Imports each module in a fresh child (os.fork of an interpreter that has loaded nothing of
+# klinecast) and reports what it pulled in: the same as `python -c "import klinecast.<module>"`.
+PROBE = """
+import json, os, sys
+for name in sys.argv[1:]:
+    read, write = os.pipe()
+    if os.fork() == 0:
+        try:
+            __import__(name)
+            found = sorted(m for m in sys.modules if m.split(".")[0] in ("kfp", "kserve")
+                           or m.startswith("klinecast.cli"))
+        except BaseException as exc:
+            found = {"error": repr(exc)}
+        os.write(write, json.dumps(found).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        print(json.dumps([name, json.loads(answer.read())]))
+    os.wait()
+"""
+
+
+def test_every_library_module_imports_alone_without_the_cli_or_what_it_does_not_need():
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *LIBRARY], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = dict(json.loads(line) for line in done.stdout.splitlines())
+    assert set(loaded) == set(LIBRARY)
+    failed = {name: found for name, found in loaded.items() if isinstance(found, dict)}
+    assert not failed, f"modules that do not import on their own: {failed}"
+    for name, found in loaded.items():
+        assert not [m for m in found if m.startswith("klinecast.cli")], f"{name} loads the CLI"
+        for package, allowed in MAY_IMPORT.items():
+            if any(m.split(".")[0] == package for m in found):
+                assert name.startswith(allowed), f"{name} loads {package} at import"
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """The imports that run when the module is imported (not those inside functions, nor
+    under `if TYPE_CHECKING:`)."""
+    names = set()
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + [n for h in node.handlers for n in h.body])
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+
+    visit(ast.parse(path.read_text()).body)
+    return names
+
+
+def test_the_library_import_graph_has_no_cycle_and_no_import_of_the_cli():
+    paths = {name: REPO / "src" / (name.replace(".", "/") + ".py") for name in LIBRARY}
+    paths = {n: p if p.is_file() else p.with_suffix("") / "__init__.py" for n, p in paths.items()}
+    for name, path in paths.items():
+        cli = [
+            m
+            for m in imported_names(path)
+            if m == "klinecast.cli" or m.startswith("klinecast.cli.")
+        ]
+        assert not cli, f"{name} imports {cli}"
+    graph = {n: (module_level_imports(p) & set(LIBRARY)) - {n} for n, p in paths.items()}
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for target in sorted(graph[name]):
+            assert state.get(target) != "open", f"import cycle: {' -> '.join([*trail, target])}"
+            if target not in state:
+                visit(target, [*trail, target])
+        state[name] = "done"
+
+    for name in LIBRARY:
+        if name not in state:
+            visit(name, [name])
