@@ -250,10 +250,15 @@ def test_outputs(features, tmp_path):
     assert "hunter2" not in (out / "best_params.json").read_text()
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == len(study.trials) and "params_look_back_days" in trials
+    pages = {}
     for plot in ("optimization_history", "param_importances", "parallel_coordinate"):
         page = (out / f"{plot}.html").read_text()
         assert '<script src="http' not in page and "Plotly.newPlot" in page
         assert len(page) > 3_000_000  # plotly.js is inside the page
+        pages[plot] = page
+    assert "Optimization History Plot" in pages["optimization_history"]
+    for plot in ("param_importances", "parallel_coordinate"):  # every tuned parameter drawn
+        assert all(f'"{name}"' in pages[plot] or f"{name}<" in pages[plot] for name in best["params"])
 
 
 def test_unreachable_storage_is_a_clear_error_without_the_password(features):
