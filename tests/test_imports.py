@@ -10,6 +10,7 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -145,3 +146,16 @@ def test_the_library_import_graph_has_no_cycle_and_no_import_of_the_cli():
     for name in LIBRARY:
         if name not in state:
             visit(name, [name])
+
+
+COMMANDS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py") if "__main__" in p.read_text())
+
+
+@pytest.mark.parametrize("script", COMMANDS)
+def test_every_benchmark_command_loads_against_the_library(script):
+    """The benchmarks run only by hand (make bench-*): at least their imports and arguments
+    must still fit the library they call. (locustfile.py is run by bench_serve.py.)"""
+    argv = [sys.executable, str(REPO / "benchmarks" / script), "--help"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
