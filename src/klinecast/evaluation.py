@@ -42,8 +42,7 @@ def out_of_sample(
     if inside.empty:
         first, last = (rows.index[0], rows.index[-1]) if len(rows) else (None, None)
         raise KlinecastError(
-            f"the out-of-sample span {params.split.out_of_sample_start} .. "
-            f"{params.split.out_of_sample_end} has no feature rows: the data covers "
+            f"the out-of-sample span {span} has no feature rows: the data covers "
             f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}. Set split.out_of_sample_start/end inside the "
             "data (and split.in_sample_* before it), or ingest newer data (make data)"
             if first is not None

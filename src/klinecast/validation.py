@@ -56,8 +56,7 @@ def problems_with_data(params: Params, features: pd.DataFrame) -> list[str]:
         problems.append(str(exc))
     if not params.split.out_of_sample.holds(rows.index).any():
         problems.append(
-            f"the out-of-sample span {params.split.out_of_sample_start} .. "
-            f"{params.split.out_of_sample_end} has no rows; {covered}"
+            f"the out-of-sample span {params.split.out_of_sample} has no rows; {covered}"
         )
     return problems
 

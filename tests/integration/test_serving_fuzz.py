@@ -11,7 +11,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import NAME
+from helpers import NAME, v1, v2
 from klinecast.inference_client import v1_request, v2_request
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def test_one_corrupted_cell_in_a_valid_v1_window(serving, window):
     def send(index, field, value):
         body = json.loads(json.dumps(valid))
         body["instances"][index][field] = value
-        return [post(f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body)]
+        return [v1(serving, body)]
 
     check(fuzz(index=st.integers(0, 539), field=fields, value=json_values)(send))
 
@@ -92,7 +92,7 @@ def test_one_corrupted_field_in_a_valid_v2_request(serving, window):
     def send(tensor, key, value):
         body = json.loads(json.dumps(valid))
         body["inputs"][tensor][key] = value
-        return [post(f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body)]
+        return [v2(serving, body)]
 
     keys = st.sampled_from(["name", "shape", "datatype", "data"])
     check(fuzz(tensor=st.integers(0, 5), key=keys, value=json_values)(send))
