@@ -153,3 +153,19 @@ def test_the_refresh_ends_by_writing_the_online_store():
     assert config["configMapName"] == "klinecast-online"
     assert {k["envVar"] for k in config["keyToEnv"]} >= {"KLINECAST_REDIS", "KLINECAST_FEAST_REGISTRY"}
     assert {s["secretName"] for s in executor["secretAsEnv"]} == {"klinecast-s3"}
+
+
+def test_setting_the_image_rewrites_every_executor_and_refuses_a_layout_it_does_not_know():
+    from klinecast.k8s import PIPELINE_IMAGE
+    from klinecast.pipeline_yaml import with_image
+
+    body = (REPO / "pipelines/training_pipeline.yaml").read_text()
+    body = body[body.index("components:") :]  # the spec, without the header comments
+    image = "registry.gitlab.example.com/team/klinecast/pipeline:abc1234"
+    spec = next(yaml.safe_load_all(with_image(body, image)))
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {image}
+    # one executor already elsewhere: kfp wrote something this rewrite was not made for
+    odd = body.replace(f"image: {PIPELINE_IMAGE}\n", "image: somewhere/else:1\n", 1)
+    with pytest.raises(ValueError, match="executor images"):
+        with_image(odd, image)
