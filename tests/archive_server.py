@@ -83,7 +83,9 @@ def wait_for_http(url: str, *, timeout_s: float = 30.0, process=None) -> None:
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        # not listening yet, or listening but too busy to answer (moto's first request loads
+        # its backends, which takes seconds on a loaded machine)
+        except (requests.ConnectionError, requests.Timeout):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)

@@ -1,6 +1,10 @@
 """PostgreSQL for tests: $KLINECAST_TEST_POSTGRES (GitLab CI's service), else the machine's
 server on 127.0.0.1:5432, else a private one.
 
+Each test session gets a database of its own on that server, dropped when the session ends, so
+two sessions at once (the lint and test jobs that gitlab-ci-local runs side by side, or another
+user's run on the shared server) never create or drop each other's tables.
+
 The private server is started from Debian's postgresql binaries (`make setup` installs them)
 in a temporary directory, as the `postgres` system user because initdb refuses root.
 """
@@ -13,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 
 import sqlalchemy
@@ -37,7 +42,29 @@ def reachable(url: str) -> bool:
 
 @contextmanager
 def postgres_url(port: int):
-    """Yields a URL to a database named `test`."""
+    """Yields a URL to a database of this session's own, on the first server that answers."""
+    with server_url(port) as url, own_database(url) as own:
+        yield own
+
+
+@contextmanager
+def own_database(url: str):
+    """Yields a URL to a new database on the server of `url`; drops it afterwards."""
+    name = f"klinecast_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'create database "{name}"'))
+        yield sqlalchemy.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
+
+
+@contextmanager
+def server_url(port: int):
+    """Yields a URL to a database named `test` on a server that answers."""
     given = os.environ.get(GIVEN_ENV)
     if given:
         if not reachable(given):
