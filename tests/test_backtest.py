@@ -167,6 +167,13 @@ def test_metrics_by_hand():
     assert m.roc_auc is None and m.log_loss is None and labels.sum() == 2
 
 
+def test_the_hit_rate_treats_both_sides_alike():
+    """A short is right when the hour fell; an unchanged close is right for neither side."""
+    returns = np.array([-0.1, 0.0, 0.2, 0.0, 0.1])
+    m = strategy_metrics(np.array([-1, -1, -1, 1, 0]), returns, fee=0.0)
+    assert m.hours_in_market == 4 and m.accuracy == pytest.approx(1 / 4)
+
+
 def test_before_and_after_fees_turnover_and_holding_by_hand():
     pos = np.array([1, 1, 0, -1, -1, -1, 1])
     returns = np.array([0.01, 0.02, 0.03, -0.01, -0.02, 0.01, 0.05])

@@ -4,6 +4,7 @@ import dataclasses
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
@@ -73,6 +74,16 @@ def test_the_whole_modeling_chain(workdir, capsys):
     assert significance["trials_run"] == best["search"]["trials_run"]
     assert len(metrics["per_fold"]) == metrics["span"]["folds"]
     assert metrics["per_month"][0]["month"] == "2021-04"
+    # per fold and per month: the model and every baseline, compounding to the whole span's
+    for name, m in metrics["baselines"].items():
+        assert np.prod([1 + f["baselines"][name] for f in metrics["per_fold"]]) - 1 == (
+            pytest.approx(m["cumulative_return"])
+        )
+        assert np.prod([1 + month[name] for month in metrics["per_month"]]) - 1 == (
+            pytest.approx(m["cumulative_return"])
+        )
+    months = np.prod([1 + month["model"] for month in metrics["per_month"]]) - 1
+    assert months == pytest.approx(metrics["model"]["cumulative_return"])
     assert metrics["in_sample"]["return_after_fees"] == pytest.approx(best["value"])
 
     assert main(["train"]) == 0

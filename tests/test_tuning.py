@@ -279,6 +279,54 @@ def test_look_back_longer_than_the_in_sample_span_is_a_clear_error(features):
         run_tune(features, "sqlite://", n_trials=1, params=params)
 
 
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_the_in_sample_span_uses_no_candle_after_it(features, horizon):
+    """The span's last hour would earn (and be labelled by) the first out-of-sample candle."""
+    params = small_params()
+    frame = pd.read_parquet(features)
+    rows = tuning.in_sample_rows(frame, params)
+    assert rows.index[-1] == pd.Timestamp("2021-03-31 23:00", tz="UTC")
+    assert np.isnan(rows["next_return"].iloc[-1]) and np.isnan(rows["label"].iloc[-1])
+    assert rows["next_return"].iloc[:-1].notna().all()  # ... and only that hour loses them
+    # poison every candle from the out-of-sample start on: the trial does not move
+    poisoned = frame.copy()
+    after = poisoned.index >= pd.Timestamp("2021-03-31 23:00", tz="UTC")
+    poisoned.loc[after, ["next_return", "label"]] = [0.5, 1.0]
+    candidate = tuning.Candidate.from_dict(CANDIDATE | {"horizon_hours": horizon})
+    runs = [
+        tuning.in_sample_walk_forward(tuning.in_sample_rows(f, params), params, candidate)
+        for f in (frame, poisoned)
+    ]
+    pd.testing.assert_frame_equal(runs[0].predictions, runs[1].predictions)
+    assert runs[0].predictions.index[-1] == pd.Timestamp("2021-03-31 22:00", tz="UTC")
+
+
+def test_every_trial_is_scored_on_the_same_hours(features):
+    """Whatever a trial's look-back, its folds test the same hours, so trials (and the
+    pruner's fold-by-fold medians) compare on equal terms."""
+    params = small_params()
+    rows = tuning.in_sample_rows(pd.read_parquet(features), params)
+    low, high = params.tune.search_space.look_back_days
+    runs = {
+        days: tuning.in_sample_walk_forward(
+            rows, params, tuning.Candidate.from_dict(CANDIDATE | {"look_back_days": days})
+        )
+        for days in (low, high)
+    }
+    short, long = (runs[low].predictions, runs[high].predictions)
+    assert short.index.equals(long.index)
+    assert short.index[0] == rows.index[0].floor("D") + pd.Timedelta(days=high)
+    assert (short["fold"].to_numpy() == long["fold"].to_numpy()).all()
+    assert not np.allclose(short["prob_up"], long["prob_up"])  # the look-back did change
+
+
+CANDIDATE = {
+    "n_estimators": 10, "max_depth": 3, "learning_rate": 0.2, "subsample": 0.8,
+    "colsample_bytree": 0.8, "gamma": 0, "look_back_days": 15, "horizon_hours": 1,
+    "side": "long_short", "entry_band": 0.0, "exit_band": 0.0, "min_hold_hours": 1,
+}  # fmt: skip
+
+
 def test_study_name_changes_with_what_makes_trials_comparable():
     base = small_params()
     name = tuning.study_name(base, data_version="a")

@@ -108,3 +108,19 @@ def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, ca
     ):
         assert any(f"validate-params: params: {key}" in line for line in lines), key
     assert "5 problem(s)" in out.err and "nothing was run" in out.err
+
+
+def test_a_loader_problem_does_not_hide_what_the_dates_rule_out(tmp_path, capsys):
+    """An unknown key and an in-sample span too short for the look-back, in one run."""
+    params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
+    raw = yaml.safe_load(params_path.read_text())
+    raw["data"]["symbl"] = "BTCUSDT"
+    raw["split"]["in_sample_end"] = "2021-01-20"
+    params_path.write_text(yaml.safe_dump(raw))
+    assert main(["validate-params", "--params", str(params_path), "--params-only"]) == 1
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("validate-params: params: data.symbl: unknown key")
+    assert "has 20 days, fewer than look_back_days high (20) + step_days (5)" in lines[1]
+    assert "2 problem(s)" in out.err

@@ -163,7 +163,8 @@ def strategy_metrics(
     final = float(equity[-1]) if hours else 1.0
     peaks = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
     in_market = pos != 0
-    right = int(np.sum((pos[in_market] > 0) == (next_returns[in_market] > 0)))
+    # right when the hour went the position's way; an unchanged close is right for neither side
+    right = int(np.sum(pos[in_market] * next_returns[in_market] > 0))
     n_in = int(in_market.sum())
     low, high = stats.wilson_interval(right, n_in) if n_in else (None, None)
     turnover = _turnover(pos)

@@ -471,6 +471,52 @@ def load_params(
         ) from None
 
 
+def check_params(
+    path: Path | str = DEFAULT_PARAMS_PATH, *, environ: Mapping[str, str] | None = None
+) -> tuple[Params | None, list[tuple[str, str]]]:
+    """Every problem the loader finds in params.yaml, and the params with each faulty key left
+    at its default, so that checks which need whole params (spans against look-backs, the
+    data) still run and one run lists every problem.
+
+    Returns:
+        (params, problems): params is None when the file cannot be read or salvaged.
+    """
+    try:
+        return load_params(path, environ=environ), []
+    except ParamsError as exc:
+        found = list(exc.problems)
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None, found
+    raw, _ = with_environment(raw, os.environ if environ is None else environ)
+    return _salvage(raw, found), found
+
+
+def _salvage(raw: object, problems: list[tuple[str, str]]) -> Params | None:
+    raw = copy.deepcopy(raw)
+    for _ in range(3):  # a dropped key's default may clash with a kept one: drop that too
+        if not isinstance(raw, dict):
+            return None
+        for key, _reason in problems:
+            _drop(raw, key)
+        try:
+            return params_from_mapping(raw)
+        except ParamsError as exc:
+            problems = exc.problems
+    return None
+
+
+def _drop(raw: dict, key: str) -> None:
+    """Removes a dotted key ("tune.search_space.gamma[0]" drops gamma) from raw."""
+    *parents, name = key.split("[", 1)[0].split(".")
+    node = raw
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(name, None)
+
+
 def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
     """raw with every set ENV_OVERRIDES variable written over its key.
 

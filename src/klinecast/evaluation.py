@@ -161,15 +161,16 @@ def metrics_document(
             )
             * np.sqrt(24 * 365),
         },
-        "per_fold": per_fold(p),
-        "per_month": per_month(p, best=best),
+        "per_fold": per_fold(p, baselines=list(result.baselines)),
+        "per_month": per_month(p, baselines=list(result.baselines)),
         "calibration": calibration(p),
         "in_sample": in_sample or {},
     }
 
 
-def per_fold(predictions: pd.DataFrame) -> list[dict]:
-    """Each walk-forward fold: its hours, and the model's and buy-and-hold's returns."""
+def per_fold(predictions: pd.DataFrame, *, baselines: list[str]) -> list[dict]:
+    """Each walk-forward fold: its hours, the model's returns before and after fees, and every
+    baseline's after fees."""
     rows = []
     for number, fold in predictions.groupby("fold", sort=True):
         gross = fold["position"] * fold["next_return"]
@@ -183,18 +184,18 @@ def per_fold(predictions: pd.DataFrame) -> list[dict]:
                 "return_before_fees": float(np.prod(1 + gross) - 1),
                 "position_changes": int(np.count_nonzero(np.diff(fold["position"]))),
                 "exposure": float(np.mean(fold["position"] != 0)),
-                "buy_and_hold_return": float(np.prod(1 + fold["buy_and_hold_return"]) - 1),
+                "baselines": {
+                    name: float(np.prod(1 + fold[f"{name}_return"]) - 1) for name in baselines
+                },
             }
         )
     return rows
 
 
-def per_month(predictions: pd.DataFrame, *, best: str) -> list[dict]:
-    """Calendar months (UTC): the model's return after fees, buy-and-hold's and the best
-    baseline's."""
+def per_month(predictions: pd.DataFrame, *, baselines: list[str]) -> list[dict]:
+    """Calendar months (UTC): the model's return after fees and every baseline's."""
     months = predictions.index.tz_convert("UTC").strftime("%Y-%m")
-    columns = {"model": "strategy_return", "buy_and_hold": "buy_and_hold_return"}
-    columns[best] = f"{best}_return"
+    columns = {"model": "strategy_return"} | {name: f"{name}_return" for name in baselines}
     grouped = (1 + predictions[list(columns.values())]).groupby(months).prod() - 1
     return [
         {"month": month, **{name: float(row[column]) for name, column in columns.items()}}

@@ -232,6 +232,7 @@ def _calibration_section(table: list[dict]) -> str:
 
 
 def _fold_table(folds: list[dict]) -> str:
+    baselines = list(folds[0]["baselines"]) if folds else []
     rows = [
         (
             str(f["fold"]),
@@ -243,7 +244,7 @@ def _fold_table(folds: list[dict]) -> str:
                 _pct(f["return_after_fees"]),
                 f"{f['position_changes']:,}",
                 f"{f['exposure']:.0%}",
-                _pct(f["buy_and_hold_return"]),
+                *(_pct(f["baselines"][name]) for name in baselines),
             ],
             "",
         )
@@ -251,7 +252,7 @@ def _fold_table(folds: list[dict]) -> str:
     ]
     header = [
         "fold", "first hour", "last hour", "hours", "model before fees", "model after fees",
-        "position changes", "exposure", "buy and hold",
+        "position changes", "exposure", *(name.replace("_", " ") for name in baselines),
     ]  # fmt: skip
     return _table(header, rows)
 

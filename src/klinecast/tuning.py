@@ -30,6 +30,7 @@ from klinecast import atomic, stats
 from klinecast.backtest import HOURS_PER_YEAR, strategy_returns, walk_forward_with_params
 from klinecast.config import Params, SearchSpace
 from klinecast.errors import KlinecastError
+from klinecast.features import LABEL, NEXT_RETURN
 from klinecast.metadata import file_digest
 from klinecast.model import Candidate, HyperParams
 from klinecast.redaction import redact
@@ -87,8 +88,17 @@ def objective_value(
 
 
 def in_sample_rows(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """The feature rows of the in-sample span; tuning sees nothing else."""
-    return frame[params.split.in_sample.holds(frame.index)]
+    """The feature rows of the in-sample span; tuning sees nothing else.
+
+    The span's last row is kept for its features, but its label and next_return, which come
+    from the candle after the span (the first out-of-sample candle), are blanked: that row is
+    neither scored nor trained on.
+    """
+    span = params.split.in_sample
+    rows = frame[span.holds(frame.index)].copy()
+    after_span = rows.index + params.data.interval_delta >= pd.Timestamp(span.stop)
+    rows.loc[after_span, [LABEL, NEXT_RETURN]] = np.nan
+    return rows
 
 
 def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
@@ -136,15 +146,22 @@ def in_sample_walk_forward(
     nthread: int = 0,
     after_fold: Callable | None = None,
 ):
-    """One trial's walk-forward over in-sample rows: the first fold tests look_back_days after
-    the span's first day, so every training window lies inside the span."""
+    """One trial's walk-forward over in-sample rows.
+
+    Every trial is scored on the same hours: the first fold tests the search space's longest
+    look_back_days after the span's first day, whatever this trial's look-back is. So every
+    training window lies inside the span, trials compare on equal terms (a short look-back
+    would otherwise be scored over months more of the market), and fold k is the same 30 days
+    in every trial, which the fold-median pruner relies on.
+    """
     span = params.split.in_sample
     first_day = max(rows.index[0].floor("D"), pd.Timestamp(span.start))
+    longest = max(params.tune.search_space.look_back_days[1], candidate.hp.look_back_days)
     return walk_forward_with_params(
         rows,
         params,
         candidate,
-        test_start=first_day + pd.Timedelta(days=candidate.hp.look_back_days),
+        test_start=first_day + pd.Timedelta(days=longest),
         test_end=pd.Timestamp(span.stop),
         nthread=nthread,
         after_fold=after_fold,

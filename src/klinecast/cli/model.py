@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from klinecast.cli.common import params_arg, path, read_parquet, require
-from klinecast.errors import KlinecastError, ParamsError
+from klinecast.errors import KlinecastError
 from klinecast.k8s import PIPELINE_IMAGE
 
 log = logging.getLogger("klinecast")
@@ -382,21 +382,19 @@ def add_validate_params(commands) -> None:
 
 
 def run_validate_params(args) -> int:
-    from klinecast.config import load_params
+    from klinecast.config import check_params
     from klinecast.validation import problems
 
-    try:
-        params = load_params(args.params)
-    except ParamsError as exc:  # every problem the loader found, then stop: nothing to check
-        for key, reason in exc.problems:
-            print(f"validate-params: params: {key}: {reason}")
-        raise KlinecastError(
-            f"{len(exc.problems)} problem(s) with {args.params}; nothing was run"
-        ) from None
-    features = None
-    if not args.params_only:
-        features = read_parquet(args.features, produced_by="dvc repro features")
-    found = problems(params, features)
+    # The loader's problems first; then, with each faulty key at its default, what the dates
+    # and the data rule out: every problem in one run.
+    params, loader_problems = check_params(args.params)
+    found = [f"params: {key}: {reason}" for key, reason in loader_problems]
+    if params is not None:
+        features = None
+        if not args.params_only:
+            features = read_parquet(args.features, produced_by="dvc repro features")
+        salvaged = " (checked with the defaults of the keys above)" if found else ""
+        found += [f"{problem}{salvaged}" for problem in problems(params, features)]
     for problem in found:
         print(f"validate-params: {problem}")
     if found:
