@@ -9,7 +9,7 @@ writing the new hours' rows to the online store that the transformer reads by sy
 from kfp import dsl, kubernetes
 
 import components as c
-from klinecast.online_manifest import CONFIG_MAP
+from klinecast.online_manifest import CONFIG_MAP, SYNC_LABEL
 from klinecast.pipeline_params import with_sections
 from pipelines.steps import DEFAULTS, data_steps
 
@@ -31,3 +31,7 @@ def refresh_pipeline(values: dict):
     kubernetes.use_secret_as_env(
         sync, "klinecast-s3", {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     )
+    # the label that Redis's NetworkPolicy admits (with the transformer's); the run must be in
+    # the store's namespace, klinecast, for that policy to see this pod
+    for key, value in SYNC_LABEL.items():
+        kubernetes.add_pod_label(sync, key, value)

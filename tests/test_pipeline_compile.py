@@ -153,6 +153,14 @@ def test_the_refresh_ends_by_writing_the_online_store():
     assert config["configMapName"] == "klinecast-online"
     assert {k["envVar"] for k in config["keyToEnv"]} >= {"KLINECAST_REDIS", "KLINECAST_FEAST_REGISTRY"}
     assert {s["secretName"] for s in executor["secretAsEnv"]} == {"klinecast-s3"}
+    # Redis's NetworkPolicy admits the sync's pods by this label: the KFP step carries it too
+    from klinecast.online_manifest import redis_network_policy
+
+    admitted = [
+        peer["podSelector"]["matchLabels"]
+        for peer in redis_network_policy(model_name="m")["spec"]["ingress"][0]["from"]
+    ]
+    assert executor["podMetadata"]["labels"] in admitted
 
 
 def test_setting_the_image_rewrites_every_executor_and_refuses_a_layout_it_does_not_know():

@@ -14,3 +14,18 @@ from klinecast.redaction import redact
 )
 def test_a_url_loses_its_password_and_nothing_else(url, shown):
     assert redact(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("connection", "shown"),
+    [
+        ("redis:6379", "redis:6379"),
+        ("redis:6379,db=0,password=hunter2,ssl=true", "redis:6379,db=0,password=***,ssl=true"),
+        ("password=hunter2,redis:6379", "password=***,redis:6379"),
+        ("redis://me:hunter2@redis:6379/0", "redis://me:***@redis:6379/0"),
+    ],
+)
+def test_a_redis_connection_string_loses_its_password(connection, shown):
+    from klinecast.redaction import redact_redis
+
+    assert redact_redis(connection) == shown

@@ -34,6 +34,26 @@ def test_committed_base_manifests_are_current(tmp_path):
         )
 
 
+def test_the_transformer_gets_params_staleness_tolerance_and_a_writable_tmp():
+    """online.stale_after_minutes reaches the transformer's args; its read-only root gets an
+    emptyDir at /tmp (loading the model's metadata writes there)."""
+    import dataclasses
+
+    from klinecast.config import Params
+    from klinecast.manifests import base
+
+    params = Params()
+    params = dataclasses.replace(params, online=dataclasses.replace(params.online, stale_after_minutes=42))
+    isvc = base(params)["inferenceservice.yaml"]
+    transformer = isvc["spec"]["transformer"]
+    (container,) = transformer["containers"]
+    args = container["args"]
+    assert args[args.index("--stale-after-minutes") + 1] == "42"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert transformer["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+
+
 def test_inference_service_validates_against_the_crd(isvc_validator):
     isvc = load("inferenceservice.yaml")
     assert list(isvc_validator.iter_errors(isvc)) == []

@@ -517,6 +517,22 @@ def _drop(raw: dict, key: str) -> None:
         node.pop(name, None)
 
 
+def environment_params(environ: Mapping[str, str] | None = None) -> tuple[Params, set[str]]:
+    """The defaults with the environment's overrides, and the keys they set: what a process
+    that has no params.yaml (a model server in its container) runs with.
+
+    Raises:
+        ParamsError: an override is invalid; the message names its variable.
+    """
+    raw, overridden = with_environment({}, os.environ if environ is None else environ)
+    try:
+        return params_from_mapping(raw), set(overridden)
+    except ParamsError as exc:
+        raise ParamsError.of(
+            [(key, f"{reason} (from ${overridden.get(key, '?')})") for key, reason in exc.problems]
+        ) from None
+
+
 def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
     """raw with every set ENV_OVERRIDES variable written over its key.
 

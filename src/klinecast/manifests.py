@@ -37,7 +37,11 @@ def base(
         "trader-role.yaml": cluster.trader_role(secrets=trader_secrets, **ns),
         "trader-rolebinding.yaml": cluster.role_binding(cluster.TRADER_ACCOUNT, **ns),
         "inferenceservice.yaml": serving.inference_service(
-            model_name=name, storage_uri=storage_uri, image=serving_image, **ns
+            model_name=name,
+            storage_uri=storage_uri,
+            image=serving_image,
+            stale_after_minutes=params.online.stale_after_minutes,
+            **ns,
         ),
         "model-networkpolicy.yaml": cluster.model_network_policy(model_name=name, **ns),
         "online-configmap.yaml": store.config_map(**ns),

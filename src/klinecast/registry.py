@@ -54,6 +54,13 @@ def write_artifact(out_dir: Path, booster, metadata: ArtifactMetadata) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def version_of(storage_uri: str, metadata: ArtifactMetadata) -> str:
+    """The model version a server reports: the registry version its URI names, else (a copy
+    such as KServe's /mnt/models) when the model was made."""
+    last = storage_uri.rstrip("/").rsplit("/", 1)[-1]
+    return last if last.startswith("v") and "-" in last else metadata.created_at
+
+
 def read_artifact_metadata(artifact_dir: Path) -> ArtifactMetadata:
     """metadata.json of an artifact, after checking the model file is there.
 

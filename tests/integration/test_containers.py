@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,7 +21,8 @@ from helpers import REPO, free_port, why_no_containers
 from kustomize import find, overlay
 from tcp_relay import TcpRelay
 
-pytestmark = pytest.mark.integration
+# a cold `make images` (debootstrap, two builds) may take longer than the suite's 600 s per test
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 IMAGES = REPO / "build" / "images"
 PIPELINE, SERVING = "localhost/klinecast/pipeline:dev", "localhost/klinecast/serving:dev"
 #: Environment values and history lines that would be a leaked credential.
@@ -103,26 +105,41 @@ def test_the_images_stay_within_the_size_readme_states(images):
 
 
 def container_flags(container: dict, pod: dict) -> list[str]:
-    """podman flags for the rendered securityContext: user, read-only root, capabilities."""
+    """podman flags for the rendered securityContext (user, read-only root, capabilities) and
+    volumes: an emptyDir mount becomes a tmpfs there, and nothing else is writable."""
     security = container.get("securityContext", {})
     flags = ["--security-opt", "no-new-privileges"] if not security.get("allowPrivilegeEscalation", True) else []
     if security.get("runAsUser") is not None:
         flags += ["--user", str(security["runAsUser"])]
     if security.get("readOnlyRootFilesystem"):
-        flags += ["--read-only", "--tmpfs", "/tmp"]
+        # podman's --read-only alone mounts tmpfs on /tmp, /var/tmp and /run; a pod has none
+        flags += ["--read-only", "--read-only-tmpfs=false"]
     for capability in security.get("capabilities", {}).get("drop", []):
         flags += ["--cap-drop", capability]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        assert "emptyDir" in volumes[mount["name"]], f"no stand-in for volume {mount['name']}"
+        flags += ["--tmpfs", mount["mountPath"]]
     return flags
 
 
-def env_flags(env: list[dict], given: dict[str, str]) -> list[str]:
-    """-e for each rendered env entry: its value, or for a reference the value `given` for it."""
-    flags = []
-    for entry in env:
-        value = entry.get("value", given.get(entry["name"]))
-        if value is not None:
-            flags += ["-e", f"{entry['name']}={value}"]
-    return flags
+def env_flags(container: dict, objects, given: dict[str, str]) -> list[str]:
+    """-e for what the rendered container's env and envFrom give it: values as rendered (a
+    ConfigMap's from the rendered overlay), references as `given` fills them; `given` may also
+    replace a rendered value with a loopback stand-in, but only for a key the pod has."""
+    rendered = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            rendered |= find(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
+        else:
+            secret = find(objects, "Secret", source["secretRef"]["name"])
+            rendered |= dict.fromkeys(secret["metadata"]["annotations"]["klinecast.io/keys"].split(","))
+    for entry in container.get("env", []):
+        rendered[entry["name"]] = entry.get("value")
+    unknown = sorted(set(given) - set(rendered))
+    assert not unknown, f"the rendered pod has no {unknown}"
+    values = rendered | given
+    return [arg for name, value in values.items() if value is not None for arg in ("-e", f"{name}={value}")]
 
 
 class Running:
@@ -158,20 +175,48 @@ def wait_until_ready(url: str, *containers: Running, seconds: float = 120) -> No
 
 
 def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
-    images, artifact, window, mirror_candles
+    images, artifact, window, mirror_candles, online_settings
 ):
-    """The transformer container exactly as rendered (command, args, env, port), plus what
-    KServe's controller injects (--model_name, --predictor_host, --http_port); the predictor
-    role of the same image with the args KServe's xgboost runtime gets. The model artifact is
-    mounted where the storage initializer puts it, /mnt/models."""
+    """The transformer container exactly as rendered (command, args, env and envFrom, port,
+    securityContext, volumes), plus what KServe's controller injects (--model_name,
+    --predictor_host, --http_port); the model artifact mounted where the storage initializer
+    puts it, /mnt/models. Its online store's ConfigMap keys point at loopback stand-ins: the
+    test's Redis key space and a Feast registry file. The predictor on the cluster is KServe's
+    stock xgboost runtime, whose image is out of reach here: the serving image's predictor role
+    stands in for it, with the same artifact."""
+    import pandas as pd
+
+    from binance_server import BinanceServer
+    from klinecast import online
+    from klinecast.config import Params
     from klinecast.inference_client import v1_request, v2_request
     from klinecast.serving.transformer import offline_probabilities
 
-    isvc = find(overlay("prod"), "InferenceService")
+    objects = overlay("prod")
+    isvc = find(objects, "InferenceService")
     name = isvc["metadata"]["name"]
     (transformer,) = isvc["spec"]["transformer"]["containers"]
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "xgboost" and transformer["args"][0] == "transformer"
+
+    # the store holds the mirror's candles moved to end at the hour that just closed
+    now = pd.Timestamp.now(tz="UTC")
+    history = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-2000:].copy()
+    history.index = pd.date_range(
+        end=now.floor("h") - pd.Timedelta(hours=1), periods=len(history), freq="h", tz="UTC",
+        name="open_time",
+    )  # fmt: skip
+    with BinanceServer(history) as exchange:
+        online.sync(
+            Params(), settings=online_settings, source=online.binance_source(exchange.url), now=now
+        )
+    registry_dir = Path(online_settings.registry).parent
+    store = {
+        "KLINECAST_REDIS": online_settings.redis,
+        "KLINECAST_FEAST_REGISTRY": "/feast/registry.db",
+        "KLINECAST_FEAST_PROJECT": online_settings.project,
+    }
+
     predictor_port, transformer_port = free_port(), free_port()
     mount = ["-v", f"{artifact}:/mnt/models:ro"]
     predictor_args = ["predictor", f"--model_name={name}", "--model_dir=/mnt/models"]
@@ -180,14 +225,15 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
         *predictor_args, "--storage-uri", "/mnt/models", f"--http_port={predictor_port}",
     ) as predictor, Running(  # fmt: skip
         *mount,
+        "-v", f"{registry_dir}:/feast:ro",
         *container_flags(transformer, isvc["spec"]["transformer"]),
-        *env_flags(transformer["env"], {}),
+        *env_flags(transformer, objects, store),
         transformer["image"].replace("registry.example.com/klinecast/serving:0.1.0", SERVING),
         *transformer["args"],
         f"--model_name={name}",
         f"--predictor_host=127.0.0.1:{predictor_port}",
         f"--http_port={transformer_port}",
-    ) as container:
+    ) as container:  # fmt: skip
         base = f"http://127.0.0.1:{transformer_port}"
         # The transformer is ready before its predictor may be: wait for both, as KServe's
         # readiness probes do, or the first request races the predictor's start-up.
@@ -195,11 +241,23 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
             wait_until_ready(f"http://127.0.0.1:{port}/v1/models/{name}", predictor, container)
         one = requests.post(f"{base}/v1/models/{name}:predict", json=v1_request(window), timeout=30)
         two = requests.post(f"{base}/v2/models/{name}/infer", json=v2_request(window), timeout=30)
-        assert one.status_code == two.status_code == 200, one.text + two.text
+        by_symbol = requests.post(
+            f"{base}/v1/models/{name}:predict",
+            json={"instances": [{"symbol": "BTCUSDT"}]},
+            timeout=30,
+        )
+        logs = container.logs()
+        assert one.status_code == two.status_code == by_symbol.status_code == 200, (
+            one.text + two.text + by_symbol.text + logs[-3000:]
+        )
     expected = offline_probabilities(mirror_candles.loc[: window.index[-1]], artifact).iloc[-1]
     assert one.json()["predictions"][0]["prob_up"] == pytest.approx(expected, abs=1e-6)
     v2_prob = next(o["data"][0] for o in two.json()["outputs"] if o["name"] == "prob_up")
     assert v2_prob == pytest.approx(expected, abs=1e-6)
+    answer = by_symbol.json()["predictions"][0]
+    newest = offline_probabilities(history, artifact)
+    assert answer["feature_time"] == (newest.index[-1] + pd.Timedelta(hours=1)).isoformat()
+    assert answer["prob_up"] == pytest.approx(newest.iloc[-1], abs=1e-6)
 
 
 def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
@@ -246,7 +304,7 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
                 run = [
                     "run", "--rm", "--add-host", f"{host}:127.0.0.1",
                     *container_flags(container, pod),
-                    *env_flags(container["env"], {"KLINECAST_LEDGER_URL": postgres}),
+                    *env_flags(container, overlay("dev"), {"KLINECAST_LEDGER_URL": postgres}),
                     "-e", f"KLINECAST_BINANCE_URL={exchange.url}",  # the test endpoint
                     container["image"].replace("registry.example.com/klinecast/pipeline:0.1.0", PIPELINE),
                     *container["args"],

@@ -239,42 +239,100 @@ def test_predictor_down_gives_a_quick_503_from_the_transformer(artifact, window,
 
 
 class _MalformedPredictor(JsonHandler):
-    """A predictor that answers 200 with a body that holds no probability."""
+    """A predictor that answers 200 with whatever `answer` holds (the test sets it)."""
 
-    body: dict = {"predictions": []}
+    answer: bytes = b"{}"
 
     def do_GET(self):
         self._send(200, {"status": "alive"})
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._send(200, type(self).body)
+        body = type(self).answer
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
-@pytest.mark.parametrize("body", [{"predictions": []}, {"predictions": [7.5]}, {"rows": 1}])
-def test_a_malformed_predictor_answer_is_502_not_500(artifact, window, tmp_path, body):
-    handler = type("Handler", (_MalformedPredictor,), {"body": body})
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def malformed_predictor(request, artifact, tmp_path_factory):
+    """A transformer in front of _MalformedPredictor, speaking V1 or V2 to it."""
+    handler = type("Handler", (_MalformedPredictor,), {})
     with LocalServer(handler) as fake:
         port = free_port()
-        log = tmp_path / "transformer.log"
+        log = tmp_path_factory.mktemp("malformed") / "transformer.log"
         argv = [sys.executable, "-m", "klinecast.serving.server", "transformer"]
         argv += ["--model-name", NAME, "--storage-uri", str(artifact), "--http-port", str(port)]
         argv += ["--predictor-host", fake.url.removeprefix("http://")]
+        argv += ["--predictor-protocol", request.param]
         with open(log, "wb") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", process=process)
-            response = requests.post(
-                f"http://127.0.0.1:{port}/v1/models/{NAME}:predict",
-                json=v1_request(window),
-                timeout=30,
-            )
-            assert response.status_code == 502, response.text
-            assert response.json()["error"].startswith("the predictor answered malformed JSON")
-            assert "Traceback" not in log.read_text()
+            yield handler, f"http://127.0.0.1:{port}/v1/models/{NAME}:predict", log
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"not json",
+        b'"a string"',
+        b"[]",
+        b'{"predictions": []}',
+        b'{"predictions": [7.5]}',
+        b'{"predictions": ["x"]}',
+        b'{"rows": 1}',
+        b'{"outputs": "x"}',
+        b'{"outputs": [{"name": "predict", "shape": [1], "datatype": "FP64", "data": []}]}',
+        b'{"outputs": [{"name": "predict", "shape": [1], "datatype": "FP64", "data": [7.5]}]}',
+    ],
+)
+def test_a_malformed_predictor_answer_is_502_not_500(malformed_predictor, window, answer):
+    handler, url, log = malformed_predictor
+    handler.answer = answer
+    before = log.read_text().count("rejected: 502")
+    response = requests.post(url, json=v1_request(window), timeout=30)
+    assert response.status_code == 502, response.text
+    assert response.json()["error"].startswith("the predictor answered malformed JSON")
+    text = log.read_text()
+    assert text.count("rejected: 502") == before + 1  # one line per refusal
+    assert "Traceback" not in text
+
+
+def test_refusals_of_kserve_itself_are_one_line_each(tmp_path):
+    """An unready model (503) and an unknown model (404), on V1 and V2: one log line each."""
+    port = free_port()
+    log = tmp_path / "predictor.log"
+    argv = [sys.executable, "-m", "klinecast.serving.server", "predictor", "--model-name", NAME]
+    argv += ["--storage-uri", str(tmp_path / "nothing-here"), "--http-port", str(port)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    body = {"instances": [[0.0]]}
+    v2_body = {"inputs": [{"name": "f", "shape": [1, 1], "datatype": "FP64", "data": [0.0]}]}
+    try:
+        wait_for_http(f"{base}/v2/health/live", process=process)
+        for url, payload, status in [
+            (f"{base}/v1/models/{NAME}:predict", body, 503),
+            (f"{base}/v2/models/{NAME}/infer", v2_body, 503),
+            (f"{base}/v1/models/other:predict", body, 404),
+            (f"{base}/v2/models/other/infer", v2_body, 404),
+        ]:
+            before = log.read_text().count(f"rejected: {status}")
+            response = requests.post(url, json=payload, timeout=10)
+            assert response.status_code == status, (url, response.text)
+            assert "Traceback" not in response.text
+            text = log.read_text()
+            assert text.count(f"rejected: {status}") == before + 1, text[-2000:]
+        assert "Traceback" not in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def test_health_ready_is_false_while_the_model_is_not(tmp_path):
@@ -290,3 +348,31 @@ def test_health_ready_is_false_while_the_model_is_not(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_predictor_speaks_the_open_inference_protocol_to_tritonclient(serving, artifact):
+    """Metadata with the real tensor, the request id echoed, the model version set, the
+    requested outputs honoured (an unknown one refused), JSON and binary."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    from klinecast import registry
+
+    metadata = registry.read_artifact_metadata(artifact)
+    width = len(metadata.feature_names)
+    client = triton.InferenceServerClient(serving.predictor_url.removeprefix("http://"))
+    assert client.is_model_ready(NAME)
+    described = client.get_model_metadata(NAME)
+    assert described["inputs"] == [{"name": "features", "datatype": "FP64", "shape": [-1, width]}]
+    assert described["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+    rows = np.zeros((2, width), dtype=np.float64)
+    for binary in (False, True):
+        tensor = triton.InferInput("features", [2, width], "FP64")
+        tensor.set_data_from_numpy(rows, binary_data=binary)
+        wanted = [triton.InferRequestedOutput("predict", binary_data=binary)]
+        result = client.infer(NAME, [tensor], request_id="p-7", outputs=wanted)
+        response = result.get_response()
+        assert response["id"] == "p-7" and response["model_version"]
+        assert result.as_numpy("predict").shape == (2,)
+    with pytest.raises(InferenceServerException, match="unknown output"):
+        client.infer(NAME, [tensor], outputs=[triton.InferRequestedOutput("other")])

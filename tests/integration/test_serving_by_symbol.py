@@ -2,7 +2,8 @@
 Inference Protocol conformance checked with clients no one here wrote (tritonclient, kserve's
 InferenceRESTClient).
 
-The servers' clock is fixed at 2022-02-01 00:10 UTC; the store is synced from the mirror.
+The servers' clock is fixed at 2022-02-01 00:10 UTC; the store is synced from the mirror up to
+the candle that closed then. No test here depends on another having run.
 """
 
 import asyncio
@@ -37,10 +38,10 @@ def sync(settings, now: str, cache: Path) -> online.SyncResult:
 
 @pytest.fixture(scope="module")
 def store(redis, tmp_path_factory):
-    """This module's own Feast project, synced up to December 2021 (stale at CLOCK)."""
+    """This module's own Feast project, synced up to the candle closed at CLOCK."""
     root = tmp_path_factory.mktemp("store")
     settings = online.StoreSettings(redis, str(root / "registry.db"), f"t{uuid.uuid4().hex[:12]}")
-    sync(settings, "2022-01-01T00:05:00Z", root / "archives")
+    assert sync(settings, "2022-02-01T00:05:00Z", root / "archives").newest_after == NEWEST
     cutoff = Cutoff(redis)  # the transformer reaches Redis through it
     yield settings, cutoff, root / "archives"
     cutoff.close()
@@ -66,21 +67,36 @@ def server(store, artifact, tmp_path_factory):
 
 
 
-def test_stale_features_are_refused_with_the_newest_and_the_expected_time(server):
-    response = v1(server, v1_symbol_request("BTCUSDT"))
-    assert response.status_code == 503, response.text
-    error = response.json()["error"]
-    assert "the features of BTCUSDT are stale" in error
-    assert "newest candle opened at 2021-12-31T23:00:00+00:00" in error
-    assert "expected 2022-01-31T23:00:00+00:00" in error and "klinecast features sync" in error
+@pytest.mark.parametrize(
+    ("clock", "stale_after_minutes", "status"),
+    [
+        # the candle after NEWEST closed at 01:00 and is not in the store
+        ("2022-02-01T01:10:00Z", 15, 200),  # within the tolerance
+        ("2022-02-01T01:20:00Z", 15, 503),
+        ("2022-02-01T01:50:00Z", 60, 200),  # the tolerance is the server's setting
+    ],
+)
+def test_stale_features_are_refused_with_the_newest_and_the_expected_time(
+    store, artifact, tmp_path, clock, stale_after_minutes, status
+):
+    settings, _, _ = store
+    with LocalServing(
+        NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path, online=settings,
+        now=clock, stale_after_minutes=stale_after_minutes,
+    ) as local:  # fmt: skip
+        response = v1(local, v1_symbol_request("BTCUSDT"))
+    assert response.status_code == status, response.text
+    if status == 503:
+        error = response.json()["error"]
+        assert "the features of BTCUSDT are stale" in error
+        assert f"newest candle opened at {NEWEST.isoformat()}" in error
+        expected = pd.Timestamp(clock).floor("h") - pd.Timedelta(hours=1)
+        assert f"expected {expected.isoformat()}" in error and "klinecast features sync" in error
 
 
 def test_v1_and_v2_by_symbol_answer_the_hour_after_the_newest_closed_candle(
     server, store, artifact, mirror_candles
 ):
-    settings, _, cache = store
-    assert sync(settings, "2022-02-01T00:05:00Z", cache).newest_after == NEWEST
-    time.sleep(ROW_TTL_S)  # the transformer reuses a row it read for this long
     one = v1(server, v1_symbol_request("BTCUSDT"))
     assert one.status_code == 200, one.text
     answer = one.json()["predictions"][0]
@@ -204,9 +220,13 @@ def test_the_hours_answer_is_cached_and_needs_no_predictor(server, window, mirro
     assert v1(server, v1_symbol_request("BTCUSDT")).status_code == 200
     asked = v1(server, v1_request(window))
     assert asked.status_code == 200
-    server.stop("predictor")  # the last test of the module: the predictor stays down
-    cached = v1(server, v1_symbol_request("BTCUSDT"))
-    assert cached.status_code == 200  # from the cache: no store read, no predictor
-    assert v1(server, v1_request(window)).json() == asked.json()  # the same window again
-    earlier = mirror_candles.loc[: window.index[-2]].iloc[-len(window) :]
-    assert v1(server, v1_request(earlier)).status_code == 503  # a new window needs it
+    server.stop("predictor")
+    try:
+        cached = v1(server, v1_symbol_request("BTCUSDT"))
+        assert cached.status_code == 200  # from the cache: no store read, no predictor
+        assert v1(server, v1_request(window)).json() == asked.json()  # the same window again
+        earlier = mirror_candles.loc[: window.index[-2]].iloc[-len(window) :]
+        assert v1(server, v1_request(earlier)).status_code == 503  # a new window needs it
+    finally:  # for whichever test runs next
+        server.start("predictor")
+        server.wait_until_up(server.predictor_url)

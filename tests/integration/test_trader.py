@@ -306,3 +306,48 @@ def test_the_trader_asks_by_symbol_by_default(
     history = exchange.candles.loc[:HOUR]
     expected = offline_probabilities(history, artifact).loc[HOUR]
     assert prediction["prob_up"] == pytest.approx(expected, abs=1e-6)  # the store's features
+
+
+def test_readmes_offline_paper_hour(
+    artifact, mirror_server, online_settings, tmp_path, monkeypatch, capsys
+):
+    """README's "Run it locally (paper)": sync the store from the mirror's archives, serve with
+    the clock at a past hour, and trade that hour by symbol with the market from a candle file."""
+    import datetime as dt
+
+    from helpers import MIRROR_MONTHLY
+    from klinecast.config import DataParams
+    from klinecast.data.build import build_candles
+    from klinecast.serving.local import LocalServing
+
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "publish": {"model_name": NAME},
+            "online": {
+                "redis": online_settings.redis,
+                "registry": online_settings.registry,
+                "project": online_settings.project,
+            },
+        },
+    )
+    candles, _ = build_candles(MIRROR_MONTHLY, DataParams(end=dt.date(2022, 5, 31)))
+    candles.to_parquet(tmp_path / "candles.parquet")
+    sync = ["features", "sync", "--params", str(params), "--base-url", mirror_server.url]
+    sync += ["--archive-cache", str(tmp_path / "archives"), "--now", "2022-06-01T00:05:00Z"]
+    assert main(sync) == 0
+    ledger = f"sqlite:///{tmp_path}/ledger.db"
+    with LocalServing(
+        NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path / "logs",
+        online=online_settings, now="2022-06-01T00:10:00Z",
+    ) as local:  # fmt: skip
+        monkeypatch.setenv("KLINECAST_INFERENCE_URL", local.transformer_url)
+        monkeypatch.setenv("KLINECAST_LEDGER_URL", ledger)
+        argv = ["trade", "once", "--params", str(params), "--now", "2022-06-01T00:10:00Z"]
+        assert main([*argv, "--candles", str(tmp_path / "candles.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "hour 2022-05-31 23:00 UTC: traded" in out
+    (prediction,) = table(ledger, "predictions")
+    assert prediction["feature_time"] == "2022-06-01T00:00:00+00:00"  # the store's newest row
+    expected = offline_probabilities(candles, artifact).iloc[-1]
+    assert prediction["prob_up"] == pytest.approx(expected, abs=1e-6)

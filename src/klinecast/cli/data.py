@@ -211,6 +211,7 @@ def run_sync(args) -> int:
 
     from klinecast import online
     from klinecast.config import load_params
+    from klinecast.redaction import redact_redis
     from klinecast.trader.exchange import rest_url
 
     params = load_params(args.params)
@@ -226,7 +227,8 @@ def run_sync(args) -> int:
     started = time.perf_counter()
     result = online.sync(params, settings=settings, source=source, now=now)
     print(
-        f"features sync: {result} from {where} -> {settings.redis} (project {settings.project}); "
+        f"features sync: {result} from {where} -> {redact_redis(settings.redis)} "
+        f"(project {settings.project}); "
         f"{time.perf_counter() - started:.1f} s"
     )
     return 0

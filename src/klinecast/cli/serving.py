@@ -53,6 +53,7 @@ def run_serve(args) -> int:
     from klinecast import registry
     from klinecast.config import load_params
     from klinecast.online import StoreSettings
+    from klinecast.redaction import redact_redis
     from klinecast.serving.local import LocalServing, write_examples
 
     params = load_params(args.params)
@@ -74,7 +75,7 @@ def run_serve(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     serving = LocalServing(
         name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir,
-        online=online, now=args.now,
+        online=online, now=args.now, stale_after_minutes=params.online.stale_after_minutes,
     )  # fmt: skip
     with serving:
         base = serving.transformer_url
@@ -82,7 +83,7 @@ def run_serve(args) -> int:
             f"klinecast serve: model {name} from {uri}",
             f"  predictor   {serving.predictor_url}  (logs: {args.log_dir}/predictor.log)",
             f"  transformer {base}  (logs: {args.log_dir}/transformer.log)",
-            f"  online store {online.redis} (project {online.project}); fill it with "
+            f"  online store {redact_redis(online.redis)} (project {online.project}); fill it with "
             "`klinecast features sync`",
             "try:",
             f"""  curl -s -H 'Content-Type: application/json' """

@@ -32,6 +32,8 @@ class LocalServing:
     online: object | None = None
     #: a fixed clock for the transformer (replays of past hours), ISO 8601
     now: str | None = None
+    #: the transformer's staleness tolerance (online.stale_after_minutes), None: its default
+    stale_after_minutes: int | None = None
     #: more flags for the transformer, e.g. ["--cache-size", "0"]
     transformer_args: list[str] = field(default_factory=list)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -46,6 +48,9 @@ class LocalServing:
 
     def start(self, role: str) -> None:
         port = self.predictor_port if role == "predictor" else self.transformer_port
+        # not the caller's online store: only what this object says
+        env = {k: v for k, v in os.environ.items() if k != "KLINECAST_REDIS"}
+        env["PYTHONUNBUFFERED"] = "1"
         argv = [
             sys.executable,
             "-m",
@@ -65,9 +70,12 @@ class LocalServing:
                 "--predictor-protocol",
                 self.predictor_protocol,
             ]
-            if self.online is not None:
-                argv += ["--redis", self.online.redis, "--feast-registry", self.online.registry]
+            if self.online is not None:  # the connection string (maybe a password): not in argv
+                env["KLINECAST_REDIS"] = self.online.redis
+                argv += ["--feast-registry", self.online.registry]
                 argv += ["--feast-project", self.online.project]
+            if self.stale_after_minutes is not None:
+                argv += ["--stale-after-minutes", str(self.stale_after_minutes)]
             if self.now is not None:
                 argv += ["--now", self.now]
             argv += self.transformer_args
@@ -76,7 +84,7 @@ class LocalServing:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{role}.log", "ab")  # noqa: SIM115 - lives with the process
         self.processes[role] = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env
         )
 
     def stop(self, role: str) -> None:

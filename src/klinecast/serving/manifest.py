@@ -18,9 +18,18 @@ SERVICE_ACCOUNT = "klinecast-models"
 
 
 def inference_service(
-    *, model_name: str, storage_uri: str, image: str, namespace: str = NAMESPACE
+    *,
+    model_name: str,
+    storage_uri: str,
+    image: str,
+    stale_after_minutes: int,
+    namespace: str = NAMESPACE,
 ) -> dict:
-    """Transformer (our image) + XGBoost predictor (KServe's runtime) for one model version."""
+    """Transformer (our image) + XGBoost predictor (KServe's runtime) for one model version.
+
+    Args:
+        stale_after_minutes: params' online.stale_after_minutes, the transformer's tolerance.
+    """
     port = 8080
     probe_path = f"/v1/models/{model_name}"
     return {
@@ -58,7 +67,10 @@ def inference_service(
                     {
                         "name": "kserve-container",
                         "image": image,
-                        "args": ["transformer", "--storage-uri", "/mnt/models"],
+                        "args": [
+                            "transformer", "--storage-uri", "/mnt/models",
+                            "--stale-after-minutes", str(stale_after_minutes),
+                        ],  # fmt: skip
                         # The storage initializer downloads STORAGE_URI to /mnt/models: the
                         # transformer reads the same version's metadata.json as the predictor.
                         "env": [{"name": "STORAGE_URI", "value": storage_uri}],
@@ -69,8 +81,12 @@ def inference_service(
                         "readinessProbe": _probe(probe_path, port, period=10),
                         "livenessProbe": _probe("/", port, period=20),
                         "securityContext": restricted_security_context(),
+                        # the root filesystem is read-only: loading the model's metadata
+                        # (and any library's scratch files) needs a writable /tmp
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                     }
                 ],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
             },
         },
     }

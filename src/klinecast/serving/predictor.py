@@ -17,13 +17,15 @@ from klinecast import registry
 from klinecast.metadata import ArtifactMetadata
 
 log = logging.getLogger(__name__)
+#: The V2 tensors: one input of feature rows (any name is accepted), one output.
+INPUT, OUTPUT = "features", "predict"
 
 
 class XGBoostPredictor(kserve.Model):
     """Loads model.json from a storage URI; predicts P(next candle closes higher).
 
     Input: V1 {"instances": [[f1, ..., fn], ...]} or one V2 FP32/FP64 tensor of shape [rows, n].
-    Output: V1 {"predictions": [p, ...]} or a V2 tensor "predict".
+    Output: V1 {"predictions": [p, ...]} or a V2 tensor "predict", with the model's version.
     """
 
     def __init__(self, name: str, storage_uri: str):
@@ -31,6 +33,7 @@ class XGBoostPredictor(kserve.Model):
         self.storage_uri = storage_uri
         self.booster: xgb.Booster | None = None
         self.metadata: ArtifactMetadata | None = None
+        self.model_version = ""
         self.ready = False
 
     def load(self) -> bool:
@@ -41,12 +44,13 @@ class XGBoostPredictor(kserve.Model):
             )
             booster = xgb.Booster()
             booster.load_model(str(local / registry.MODEL_FILE))
-            self.metadata = registry.read_artifact_metadata(local)
+            metadata = registry.read_artifact_metadata(local)
         except (registry.RegistryError, xgb.core.XGBoostError, OSError, ValueError) as exc:
             log.error("model %s NOT loaded from %s: %s", self.name, self.storage_uri, exc)
             self.ready = False
             return False
-        self.booster = booster
+        self.booster, self.metadata = booster, metadata
+        self.model_version = registry.version_of(self.storage_uri, metadata)
         self.ready = True
         log.info(
             "model %s loaded from %s (%d features)",
@@ -56,12 +60,27 @@ class XGBoostPredictor(kserve.Model):
         )
         return True
 
+    # -- the Open Inference Protocol's model metadata
+    def get_input_types(self) -> list[dict]:
+        names = len(self.metadata.feature_names) if self.metadata else -1
+        return [{"name": INPUT, "datatype": "FP64", "shape": [-1, names]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [{"name": OUTPUT, "datatype": "FP64", "shape": [-1]}]
+
     def predict(self, payload, headers=None):
+        if isinstance(payload, InferRequest):
+            wanted = [o.name for o in (payload.request_outputs or [])]
+            if any(name != OUTPUT for name in wanted):
+                raise InvalidInput(f"unknown output(s) {wanted}; this model answers [{OUTPUT!r}]")
         features = _features(payload, expected=self.booster.num_features())
         proba = self.booster.predict(xgb.DMatrix(features), validate_features=False)
         if isinstance(payload, InferRequest):
-            output = InferOutput("predict", [len(proba)], "FP64", proba.astype(np.float64).tolist())
-            return InferResponse(payload.id or str(uuid.uuid4()), self.name, [output])
+            output = InferOutput(OUTPUT, [len(proba)], "FP64", proba.astype(np.float64).tolist())
+            return InferResponse(
+                payload.id or str(uuid.uuid4()), self.name, [output],
+                model_version=self.model_version,
+            )  # fmt: skip
         return {"predictions": proba.astype(np.float64).tolist()}
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
 import warnings
@@ -47,28 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="retry interval while the model cannot be loaded",
     )
+    # Defaults: params' `online` section with the KLINECAST_* overrides (klinecast.config); the
+    # container has no params.yaml, so its ConfigMap's environment is what sets them.
     online = parser.add_argument_group("the online feature store (transformer, symbol requests)")
     online.add_argument(
         "--redis",
-        default=os.environ.get("KLINECAST_REDIS"),
-        help="Feast's Redis connection string host:port (default: $KLINECAST_REDIS; none: "
-        "symbol requests get 503)",
+        help="Feast's Redis connection string host:port (default: $KLINECAST_REDIS; neither: "
+        "symbol requests get 503). A password belongs in $KLINECAST_REDIS, not here",
     )
     online.add_argument(
         "--feast-registry",
-        default=os.environ.get("KLINECAST_FEAST_REGISTRY", "build/feast/registry.db"),
-        help="the Feast registry, a path or s3:// (default: $KLINECAST_FEAST_REGISTRY)",
+        help="the Feast registry, a path or s3:// (default: $KLINECAST_FEAST_REGISTRY, else "
+        "online.registry's default)",
     )
     online.add_argument(
         "--feast-project",
-        default=os.environ.get("KLINECAST_FEAST_PROJECT", "klinecast"),
-        help="the Feast project: the key space in Redis (default: $KLINECAST_FEAST_PROJECT)",
+        help="the Feast project: the key space in Redis (default: $KLINECAST_FEAST_PROJECT, "
+        "else online.project's default)",
     )
     online.add_argument(
         "--stale-after-minutes",
         type=int,
-        default=int(os.environ.get("KLINECAST_STALE_AFTER_MINUTES", "15")),
-        help="refuse a symbol once the candle after its newest row closed this long ago",
+        help="refuse a symbol once the candle after its newest row closed this long ago "
+        "(online.stale_after_minutes; the manifest and `klinecast serve` pass params' value)",
     )
     online.add_argument(
         "--now", help="a fixed clock, ISO 8601 UTC (replays and tests; default: the real time)"
@@ -128,12 +128,20 @@ def main(argv: list[str] | None = None) -> int:
 def transformer(args):
     import pandas as pd
 
+    from klinecast.config import environment_params
     from klinecast.online import StoreSettings
     from klinecast.serving.transformer import ForecastTransformer
 
+    params, overridden = environment_params()
+    defaults = params.online
     online = None
-    if args.redis:
-        online = StoreSettings(args.redis, args.feast_registry, args.feast_project)
+    redis = args.redis or (defaults.redis if "online.redis" in overridden else None)
+    if redis:
+        online = StoreSettings(
+            redis, args.feast_registry or defaults.registry, args.feast_project or defaults.project
+        )
+    stale = args.stale_after_minutes
+    stale = defaults.stale_after_minutes if stale is None else stale
     clock = None
     if args.now:
         fixed = pd.Timestamp(args.now)
@@ -142,7 +150,7 @@ def transformer(args):
     model = ForecastTransformer(
         args.model_name, args.storage_uri, online=online, clock=clock, cache_size=args.cache_size
     )
-    model.stale_after = pd.Timedelta(minutes=args.stale_after_minutes)
+    model.stale_after = pd.Timedelta(minutes=stale)
     return model
 
 
@@ -169,13 +177,30 @@ def _quiet_per_request_output() -> None:
     logging.getLogger("kserve").addFilter(_one_line_for_bad_requests)
 
 
-def _one_line_for_bad_requests(record: logging.LogRecord) -> bool:
-    """kserve logs a rejected request (InvalidInput, 400) with its traceback: one line instead."""
-    from kserve.errors import InvalidInput
+def _refusal_statuses() -> tuple[tuple[type, int], ...]:
+    """kserve's error types that refuse a request (rather than report a bug), with status."""
+    from kserve import errors
 
-    if record.exc_info and isinstance(record.exc_info[1], InvalidInput):
-        record.msg, record.args = "rejected: 400 %s", (record.exc_info[1],)
-        record.exc_info = record.exc_text = None
+    return (
+        (errors.InvalidInput, 400),
+        (errors.ModelNotFound, 404),
+        (errors.ModelNotReady, 503),
+        (errors.ServerNotReady, 503),
+        (errors.ServerNotLive, 503),
+        (errors.UnsupportedProtocol, 501),
+        (NotImplementedError, 501),
+    )
+
+
+def _one_line_for_bad_requests(record: logging.LogRecord) -> bool:
+    """kserve logs every refused request (a bad body, an unknown or unready model) with its
+    traceback: one line instead. A traceback stays for what is a bug."""
+    if record.exc_info:
+        error = record.exc_info[1]
+        status = next((s for kind, s in _refusal_statuses() if isinstance(error, kind)), None)
+        if status is not None:
+            record.msg, record.args = "rejected: %d %s", (status, error)
+            record.exc_info = record.exc_text = None
     return True
 
 
@@ -220,7 +245,13 @@ def install_error_handling(app, model) -> None:
             if not content_type and not binary:  # tritonclient sends JSON without saying so
                 headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
                 request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
-        return await call_next(request)
+        try:
+            return await call_next(request)
+        except Exception:  # a bug: its traceback goes to the log, not to the client
+            log.exception("internal error on %s %s", request.method, path)
+            return JSONResponse(
+                status_code=500, content={"error": "internal error; the server log has details"}
+            )
 
     async def not_json(_, exc):
         first = exc.errors()[0] if exc.errors() else {}

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import kserve
 import numpy as np
 import pandas as pd
@@ -29,7 +30,6 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 from klinecast import registry, strategy
 from klinecast.config import INTERVALS
 from klinecast.features import compute_features, required_columns
-from klinecast.metadata import ArtifactMetadata
 from klinecast.serving import payload as parse
 from klinecast.serving.errors import (
     PredictorAnswerError,
@@ -127,7 +127,7 @@ class ForecastTransformer(kserve.Model):
         self.rule = metadata.rule
         self.horizon_hours = metadata.horizon_hours
         self.required = required_columns(self.feature_names)
-        self.model_version = _version_of(self.storage_uri, metadata)
+        self.model_version = registry.version_of(self.storage_uri, metadata)
         self.cache.clear()
         self.rows.clear()
         self.ready = True
@@ -232,7 +232,15 @@ class ForecastTransformer(kserve.Model):
     async def predict(self, payload, headers=None, response_headers=None):
         if isinstance(payload, Cached):
             return payload
-        return await super().predict(payload, headers)
+        try:
+            return await super().predict(payload, headers)
+        except (httpx.TransportError, httpx.HTTPStatusError):
+            raise  # the server answers these: 503 unreachable, 502 with the predictor's status
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            # kserve's client parses the predictor's 200 answer (orjson, InferResponse) and
+            # raises these, InvalidInput included, for a body that is not an inference answer:
+            # the predictor's fault, not the client's
+            raise PredictorAnswerError(f"not an inference answer ({type(exc).__name__})") from None
 
     # -- postprocess: the probability -> the forecast, with the model's rule
     def postprocess(self, result, headers=None, response_headers=None):
@@ -324,12 +332,6 @@ def _check_content_type(payload, headers) -> None:
     content_type = (headers or {}).get("content-type", "application/json").split(";")[0].strip()
     if isinstance(payload, bytes | str) or (content_type and content_type not in JSON_TYPES):
         raise InvalidInput(f"Content-Type {content_type!r} is not supported; send application/json")
-
-
-def _version_of(storage_uri: str, metadata: ArtifactMetadata) -> str:
-    """The registry version the URI names, else when the model was made."""
-    last = storage_uri.rstrip("/").rsplit("/", 1)[-1]
-    return last if last.startswith("v") and "-" in last else metadata.created_at
 
 
 def offline_probabilities(candles: pd.DataFrame, artifact_dir: Path) -> pd.Series:

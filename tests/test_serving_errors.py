@@ -1,0 +1,58 @@
+"""The servers' error handling in process: a bug answers 500 without its traceback or its
+exception's name (both go to the log); a refusal of kserve's is one log line."""
+
+import logging
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from klinecast.serving.server import _one_line_for_bad_requests, install_error_handling
+
+
+class _Ready:
+    ready = True
+
+
+def test_a_bug_is_500_with_the_details_in_the_log_only(caplog):
+    app = FastAPI()
+
+    @app.post("/v1/models/m:predict")
+    def boom():
+        raise IndexError("list index out of range")
+
+    install_error_handling(app, _Ready())
+    client = TestClient(app, raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="klinecast.serving"):
+        response = client.post("/v1/models/m:predict", json={"instances": []})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error; the server log has details"}
+    assert "IndexError" not in response.text
+    (record,) = [r for r in caplog.records if r.name == "klinecast.serving"]
+    assert record.exc_info and isinstance(record.exc_info[1], IndexError)  # a bug: traceback kept
+
+
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        (lambda errors: errors.InvalidInput("bad"), 400),
+        (lambda errors: errors.ModelNotFound("m"), 404),
+        (lambda errors: errors.ModelNotReady("m"), 503),
+    ],
+)
+def test_kserve_refusals_become_one_line(make, status):
+    from kserve import errors
+
+    exc = make(errors)
+    record = logging.LogRecord("kserve", logging.ERROR, __file__, 1, "Exception:", (), None)
+    record.exc_info = (type(exc), exc, None)
+    assert _one_line_for_bad_requests(record)
+    assert record.exc_info is None and record.getMessage().startswith(f"rejected: {status} ")
+
+
+def test_other_errors_keep_their_traceback():
+    exc = RuntimeError("a bug")
+    record = logging.LogRecord("kserve", logging.ERROR, __file__, 1, "Exception:", (), None)
+    record.exc_info = (type(exc), exc, None)
+    assert _one_line_for_bad_requests(record)
+    assert record.exc_info is not None
