@@ -254,17 +254,19 @@ def sync(
 def complete_rows(candles: pd.DataFrame, params: Params, *, first_new: pd.Timestamp):
     """The feature rows from first_new on that have min_history gap-free candles behind them,
     so each equals the row training computes on full history."""
-    step = pd.Timedelta(params.data.interval_delta).value
-    frame = compute_features(
-        candles, indicators=params.features.indicators, interval=params.data.interval_delta
-    ).frame
-    stamps = candles.index.asi8
-    run_start = np.maximum.accumulate(
-        np.where(np.diff(stamps, prepend=stamps[0] - step) != step, np.arange(len(stamps)), 0)
+    from klinecast.data.candles import find_gaps
+
+    interval = params.data.interval_delta
+    frame = compute_features(candles, indicators=params.features.indicators, interval=interval).frame
+    # each row's run of contiguous candles starts after the last gap before it (the same gap
+    # finding as ingest's)
+    starts = pd.DatetimeIndex(
+        [candles.index[0]] + [g.last + interval for g in find_gaps(candles.index, interval=interval)]
     )
-    history = pd.Series(np.arange(len(stamps)) - run_start + 1, index=candles.index)
-    enough = history.reindex(frame.index) >= params.features.min_history
-    return frame[(frame.index >= first_new) & enough.to_numpy()]
+    run_start = starts[starts.searchsorted(frame.index, side="right") - 1]
+    history = (frame.index - run_start) // pd.Timedelta(interval) + 1
+    enough = np.asarray(history) >= params.features.min_history
+    return frame[(frame.index >= first_new) & enough]
 
 
 def binance_source(url: str) -> CandleSource:
