@@ -327,13 +327,15 @@ CANDIDATE = {
 }  # fmt: skip
 
 
-def test_study_name_changes_with_what_makes_trials_comparable():
+def test_study_name_changes_with_what_makes_trials_comparable(monkeypatch):
     base = small_params()
     name = tuning.study_name(base, data_version="a")
     assert name.startswith("klinecast-") and name == tuning.study_name(base, data_version="a")
     assert tuning.study_name(base, data_version="b") != name
     fee = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, fee=0.002))
     assert tuning.study_name(fee, data_version="a") != name
+    monkeypatch.setattr(tuning, "SCORING_VERSION", tuning.SCORING_VERSION + 1)
+    assert tuning.study_name(base, data_version="a") != name  # trials scored another way
 
 
 def _open_fresh(url: str, barrier) -> None:

@@ -38,6 +38,10 @@ from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retrie
 from klinecast.strategy import StrategyRule
 
 log = logging.getLogger(__name__)
+#: How a trial is scored (its hours, its folds, what it earns). Raise it with any change that
+#: makes old trials incomparable with new ones: the study name changes, so a re-run starts a
+#: fresh study instead of resuming one scored the old way. 2: every trial on the same hours.
+SCORING_VERSION = 2
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: How losing a race to create the same new schema shows (SQLite and PostgreSQL wordings).
@@ -222,9 +226,11 @@ def study_name(params: Params, *, data_version: str) -> str:
     """params.tune.study_name plus a fingerprint of everything that makes trials comparable.
 
     A re-run with the same data and settings resumes the same study; changing the data, the
-    features, the spans, the fees or the search space starts a fresh one.
+    features, the spans, the fees, the search space or the scoring (SCORING_VERSION) starts a
+    fresh one.
     """
     relevant = {
+        "scoring": SCORING_VERSION,
         "data_version": data_version,
         "indicators": params.features.indicators,
         "in_sample": [str(params.split.in_sample_start), str(params.split.in_sample_end)],
