@@ -19,8 +19,9 @@ NEW_URI = "s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/20261121
 @pytest.fixture()
 def isvc():
     document = inference_service(
-        model_name=NAME, storage_uri=PLACEHOLDER_URI, image="example/serving:1", namespace=NAMESPACE
-    )
+        model_name=NAME, storage_uri=PLACEHOLDER_URI, image="example/serving:1",
+        stale_after_minutes=15, namespace=NAMESPACE,
+    )  # fmt: skip
     document["metadata"]["resourceVersion"] = "7"
     return document
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from helpers import write_cli_params
-from klinecast import katib
+from klinecast import katib, tuning
 from klinecast.backtest import walk_forward_with_params
 from klinecast.cli import main
 from klinecast.config import Params
@@ -104,13 +104,14 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
     assert all(line.startswith("return_after_fees=") for line in lines)
     rows = pd.read_parquet(features)
     params = small_params()
+    longest = params.tune.search_space.look_back_days[1]  # every trial scores the same hours
     result = walk_forward_with_params(
-        rows[rows.index < pd.Timestamp("2021-04-01", tz="UTC")],
+        tuning.in_sample_rows(rows, params),
         params,
         Candidate(
             HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10), StrategyRule("long_short", 0.01, 0.01, 2), 3
         ),
-        test_start=rows.index[0].floor("D") + pd.Timedelta(days=10),  # as tune-trial does
+        test_start=rows.index[0].floor("D") + pd.Timedelta(days=longest),  # as tune-trial does
         test_end=pd.Timestamp("2021-04-01", tz="UTC"),
     )
     assert len(lines) == result.folds + 1  # one per fold, then the result

@@ -23,8 +23,10 @@ def serve(artifact, predictor: int, transformer: int, tmp_path) -> subprocess.Po
     argv += ["--log-dir", str(tmp_path / "logs"), "--candles", str(tmp_path / "none.parquet")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as a shell's background job (`klinecast serve &`) starts it: SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
 
 
 def free(port: int) -> bool:

@@ -73,6 +73,9 @@ def run_serve(args) -> int:
         raise SystemExit(128 + signum)  # unwinds the with-block: both servers are stopped
 
     signal.signal(signal.SIGTERM, stop)
+    # Ctrl+C even when started as a background job, which inherits SIGINT ignored: Python then
+    # installs no KeyboardInterrupt of its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     serving = LocalServing(
         name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir,
         online=online, now=args.now, stale_after_minutes=params.online.stale_after_minutes,
