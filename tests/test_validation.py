@@ -86,18 +86,31 @@ def test_params_only_mode_needs_no_feature_file(tmp_path, capsys):
     assert "is valid\n" in capsys.readouterr().out
 
 
-def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, capsys):
+def validate_changed_params(tmp_path, capsys, changes: dict[str, dict]):
+    """`validate-params --params-only` on the CLI params with changes ({section: {key: value}});
+    its exit code, output lines and stderr."""
     params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
     raw = yaml.safe_load(params_path.read_text())
-    raw["data"]["intervall"] = "1h"  # unknown key
-    raw["data"]["symbol"] = "btc-usdt"  # invalid value
-    raw["split"]["in_sample_end"] = "2017-01-01"  # before its start
-    raw["tune"]["n_trials"] = "many"  # wrong type
-    raw["trade"]["broker"] = "live"
+    for section, values in changes.items():
+        raw[section].update(values)
     params_path.write_text(yaml.safe_dump(raw))
-    assert main(["validate-params", "--params", str(params_path), "--params-only"]) == 1
+    code = main(["validate-params", "--params", str(params_path), "--params-only"])
     out = capsys.readouterr()
-    lines = out.out.splitlines()
+    return code, out.out.splitlines(), out.err
+
+
+def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, capsys):
+    code, lines, err = validate_changed_params(
+        tmp_path,
+        capsys,
+        {
+            "data": {"intervall": "1h", "symbol": "btc-usdt"},  # unknown key, invalid value
+            "split": {"in_sample_end": "2017-01-01"},  # before its start
+            "tune": {"n_trials": "many"},  # wrong type
+            "trade": {"broker": "live"},
+        },
+    )
+    assert code == 1
     assert len(lines) == 5, lines
     for key in (
         "data.intervall: unknown key",
@@ -107,20 +120,16 @@ def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, ca
         "trade.broker: expected paper or testnet",
     ):
         assert any(f"validate-params: params: {key}" in line for line in lines), key
-    assert "5 problem(s)" in out.err and "nothing was run" in out.err
+    assert "5 problem(s)" in err and "nothing was run" in err
 
 
 def test_a_loader_problem_does_not_hide_what_the_dates_rule_out(tmp_path, capsys):
     """An unknown key and an in-sample span too short for the look-back, in one run."""
-    params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
-    raw = yaml.safe_load(params_path.read_text())
-    raw["data"]["symbl"] = "BTCUSDT"
-    raw["split"]["in_sample_end"] = "2021-01-20"
-    params_path.write_text(yaml.safe_dump(raw))
-    assert main(["validate-params", "--params", str(params_path), "--params-only"]) == 1
-    out = capsys.readouterr()
-    lines = out.out.splitlines()
+    code, lines, err = validate_changed_params(
+        tmp_path, capsys, {"data": {"symbl": "BTCUSDT"}, "split": {"in_sample_end": "2021-01-20"}}
+    )
+    assert code == 1
     assert len(lines) == 2, lines
     assert lines[0].startswith("validate-params: params: data.symbl: unknown key")
     assert "has 20 days, fewer than look_back_days high (20) + step_days (5)" in lines[1]
-    assert "2 problem(s)" in out.err
+    assert "2 problem(s)" in err

@@ -452,23 +452,7 @@ def load_params(
         ParamsError: the file is missing or unreadable, or a key is unknown or invalid; a
             value that came from the environment names its variable.
     """
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(str(path), "file not found") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(str(path), f"not valid YAML: {exc}") from None
-    raw, overridden = with_environment(raw or {}, os.environ if environ is None else environ)
-    try:
-        return params_from_mapping(raw)
-    except ParamsError as exc:
-        raise ParamsError.of(
-            [
-                (key, f"{reason} (from ${overridden[key]})" if key in overridden else reason)
-                for key, reason in exc.problems
-            ]
-        ) from None
+    return _with_overrides(_read_params_file(Path(path)), environ)[0]
 
 
 def check_params(
@@ -482,15 +466,52 @@ def check_params(
         (params, problems): params is None when the file cannot be read or salvaged.
     """
     try:
-        return load_params(path, environ=environ), []
+        raw = _read_params_file(Path(path))
+    except ParamsError as exc:
+        return None, list(exc.problems)
+    try:
+        return _with_overrides(raw, environ)[0], []
     except ParamsError as exc:
         found = list(exc.problems)
+    applied, _ = with_environment(raw, os.environ if environ is None else environ)
+    return _salvage(applied, found), found
+
+
+def environment_params(environ: Mapping[str, str] | None = None) -> tuple[Params, set[str]]:
+    """The defaults with the environment's overrides, and the keys they set: what a process
+    that has no params.yaml (a model server in its container) runs with.
+
+    Raises:
+        ParamsError: an override is invalid; the message names its variable.
+    """
+    return _with_overrides({}, environ)
+
+
+def _read_params_file(path: Path) -> object:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None, found
-    raw, _ = with_environment(raw, os.environ if environ is None else environ)
-    return _salvage(raw, found), found
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(str(path), "file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(str(path), f"not valid YAML: {exc}") from None
+    return raw or {}
+
+
+def _with_overrides(
+    raw: object, environ: Mapping[str, str] | None
+) -> tuple[Params, set[str]]:
+    """Params from raw with the environment's overrides, and the keys those set; a problem
+    with an overridden value names its variable."""
+    raw, overridden = with_environment(raw, os.environ if environ is None else environ)
+    try:
+        return params_from_mapping(raw), set(overridden)
+    except ParamsError as exc:
+        raise ParamsError.of(
+            [
+                (key, f"{reason} (from ${overridden[key]})" if key in overridden else reason)
+                for key, reason in exc.problems
+            ]
+        ) from None
 
 
 def _salvage(raw: object, problems: list[tuple[str, str]]) -> Params | None:
@@ -515,22 +536,6 @@ def _drop(raw: dict, key: str) -> None:
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict):
         node.pop(name, None)
-
-
-def environment_params(environ: Mapping[str, str] | None = None) -> tuple[Params, set[str]]:
-    """The defaults with the environment's overrides, and the keys they set: what a process
-    that has no params.yaml (a model server in its container) runs with.
-
-    Raises:
-        ParamsError: an override is invalid; the message names its variable.
-    """
-    raw, overridden = with_environment({}, os.environ if environ is None else environ)
-    try:
-        return params_from_mapping(raw), set(overridden)
-    except ParamsError as exc:
-        raise ParamsError.of(
-            [(key, f"{reason} (from ${overridden.get(key, '?')})") for key, reason in exc.problems]
-        ) from None
 
 
 def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:

@@ -1,4 +1,5 @@
-"""Recent raw candles from a V1 or V2 request body -> a validated candle frame.
+"""Recent raw candles from a V1 or V2 request body -> a validated candle frame; and the V2
+outputs a request asks for, which the transformer and the predictor both honour.
 
 Every problem raises kserve's InvalidInput, which the server answers with HTTP 400 and the
 message; nothing here may escape as a 500.
@@ -28,6 +29,15 @@ from klinecast.errors import CandleDataError
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
 OPTIONAL = tuple(c for c in CANDLE_COLUMNS if c not in REQUIRED)
 MAX_CANDLES = 20_000
+
+
+def requested_outputs(request, *, known) -> list[str]:
+    """The output names a V2 InferRequest asks for ([]: all of them), each one of `known`."""
+    names = [o.name for o in (request.request_outputs or [])]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidInput(f"unknown output(s) {unknown}; this model answers {list(known)}")
+    return names
 
 
 def candles_from_v1(payload: object, *, required: tuple[str, ...] = ()) -> pd.DataFrame:

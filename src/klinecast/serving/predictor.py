@@ -15,6 +15,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from klinecast import registry
 from klinecast.metadata import ArtifactMetadata
+from klinecast.serving.payload import requested_outputs
 
 log = logging.getLogger(__name__)
 #: The V2 tensors: one input of feature rows (any name is accepted), one output.
@@ -70,9 +71,7 @@ class XGBoostPredictor(kserve.Model):
 
     def predict(self, payload, headers=None):
         if isinstance(payload, InferRequest):
-            wanted = [o.name for o in (payload.request_outputs or [])]
-            if any(name != OUTPUT for name in wanted):
-                raise InvalidInput(f"unknown output(s) {wanted}; this model answers [{OUTPUT!r}]")
+            requested_outputs(payload, known=(OUTPUT,))
         features = _features(payload, expected=self.booster.num_features())
         proba = self.booster.predict(xgb.DMatrix(features), validate_features=False)
         if isinstance(payload, InferRequest):

@@ -157,7 +157,7 @@ class ForecastTransformer(kserve.Model):
         context = RequestContext(v2=v2)
         if v2:
             context.request_id = payload.id
-            context.outputs = _requested_outputs(payload)
+            context.outputs = parse.requested_outputs(payload, known=OUTPUTS)
             symbol = _v2_symbol(payload.inputs)
         else:
             _check_content_type(payload, headers)
@@ -318,14 +318,6 @@ def _symbol(value) -> str:
     if not isinstance(value, str) or not value.isalnum() or value.upper() != value:
         raise InvalidInput(f"symbol: expected an upper-case pair like BTCUSDT, got {value!r}")
     return value
-
-
-def _requested_outputs(request: InferRequest) -> list[str]:
-    names = [o.name for o in (request.request_outputs or [])]
-    unknown = [n for n in names if n not in OUTPUTS]
-    if unknown:
-        raise InvalidInput(f"unknown output(s) {unknown}; this model answers {list(OUTPUTS)}")
-    return names
 
 
 def _check_content_type(payload, headers) -> None:
