@@ -54,7 +54,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /tmp/wh
 USER 10001
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "klinecast.serving.server"]
-CMD ["transformer", "--model-name", "klinecast-btcusdt-1h", "--storage-uri", "/mnt/models"]
+# the model name defaults to params' publish.model_name; KServe passes --model_name anyway
+CMD ["transformer", "--storage-uri", "/mnt/models"]
 
 # The last stage: what a build without --target makes.
 FROM runtime AS pipeline

@@ -133,8 +133,8 @@ lint: $(SETUP)
 
 # Render both kustomize overlays and validate every object; .gitlab-ci.yml's lint job runs it.
 validate-manifests: $(SETUP)
-	pytest -q -p no:cacheprovider tests/test_kustomize.py tests/test_trader_manifest.py \
-		tests/test_serving_packaging.py::test_committed_base_manifests_are_current
+	pytest -q -p no:cacheprovider tests/platform/test_kustomize.py tests/platform/test_trader_manifest.py \
+		tests/platform/test_serving_packaging.py::test_committed_base_manifests_are_current
 
 test: lint
 	pytest

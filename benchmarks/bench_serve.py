@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from klinecast import online, registry
 from klinecast.config import INTERVALS, load_params
-from klinecast.features import compute_features
-from klinecast.inference_client import COLUMNS, v1_request, v1_symbol_request
-from klinecast.metadata import ArtifactMetadata
+from klinecast.release import registry
+from klinecast.release.metadata import ArtifactMetadata
+from klinecast.research.features import compute_features
+from klinecast.serving import feature_sync, online_store
+from klinecast.serving.client import COLUMNS, v1_request, v1_symbol_request
 from klinecast.serving.local import LocalServing
 
 
@@ -66,11 +67,11 @@ def bodies(candles: pd.DataFrame, metadata: ArtifactMetadata, n: int) -> dict:
     return {"transformer": transformer, "predictor": predictor}
 
 
-def online_store(candles: pd.DataFrame, project: str):
+def synced_store(candles: pd.DataFrame, project: str):
     """A Feast project of the benchmark's own, synced up to the candles' last hour; the clock."""
     params = load_params()
-    settings = online.StoreSettings.of(params.online)
-    settings = online.StoreSettings(
+    settings = online_store.StoreSettings.of(params.online)
+    settings = online_store.StoreSettings(
         settings.redis, str(Path(tempfile.mkdtemp()) / "registry.db"), project
     )
     now = candles.index[-1] + pd.Timedelta(hours=1, minutes=5)
@@ -78,7 +79,7 @@ def online_store(candles: pd.DataFrame, project: str):
     def from_frame(symbol, interval, first, last):
         return candles.loc[first:last]
 
-    online.sync(params, settings=settings, source=from_frame, now=now)
+    feature_sync.sync(params, settings=settings, source=from_frame, now=now)
     return settings, now.isoformat()
 
 
@@ -196,7 +197,7 @@ def main() -> int:
     prepared = bodies(candles, metadata, n=50) | {"model_name": metadata.model_name}
     symbol = load_params().data.symbol
     prepared["symbol"] = [v1_symbol_request(symbol)]
-    settings, clock = online_store(candles, f"bench{os.getpid()}")
+    settings, clock = synced_store(candles, f"bench{os.getpid()}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         bodies_path = Path(tmp) / "bodies.json"

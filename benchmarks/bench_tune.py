@@ -3,7 +3,7 @@
 Runs in one process on the in-sample features (2018-01-01..2021-12-31) and compares, as ratios
 within this run (the machines are shared and noisy):
 
-  (a) klinecast.backtest.walk_forward on the anchor's four fixed parameter sets;
+  (a) klinecast.research.backtest.walk_forward on the anchor's four fixed parameter sets;
   (b) a faithful reimplementation of the seed's loop: a row-window slide, XGBClassifier fit per
       fold with the `exact` tree method that xgboost 1.7 picked at this size, predictions
       appended to a growing frame per fold (pd.concat; pandas 2 has no DataFrame.append), and a
@@ -39,10 +39,10 @@ import pandas as pd
 import xgboost as xgb
 import yaml
 
-from klinecast.backtest import walk_forward, walk_forward_folds
 from klinecast.config import SEED_INDICATORS
-from klinecast.model import Candidate, HyperParams, booster_params
-from klinecast.strategy import SEED_RULE
+from klinecast.research.backtest import walk_forward, walk_forward_folds
+from klinecast.research.model import Candidate, HyperParams, booster_params
+from klinecast.research.strategy import SEED_RULE
 
 ANCHOR_SETS = {
     "midpoint": HyperParams(675, 6, 0.055, 0.7, 0.7, 10, 105),

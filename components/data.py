@@ -16,22 +16,22 @@ def validate_params(
     publish: dict,
     online: dict,
     trade: dict,
-    tune_workers: int,
     params: Output[Artifact],
 ) -> list[int]:
     """Writes the run's params.yaml (one argument per section) and fails the run at once if it
-    is invalid. Returns the tuning workers' ids, for the ParallelFor.
+    is invalid. Returns the tuning workers' ids (tune.workers of them), for the ParallelFor.
     """
-    sections = {k: v for k, v in locals().items() if k not in ("params", "tune_workers")}
+    sections = {k: v for k, v in locals().items() if k != "params"}
     from klinecast.config import load_params
-    from klinecast.pipeline_params import write_params_file
-    from klinecast.validation import problems
+    from klinecast.platform.pipeline_params import write_params_file
+    from klinecast.research.validation import problems
 
     write_params_file(sections, params.path)
-    found = problems(load_params(params.path))
+    config = load_params(params.path)
+    found = problems(config)
     if found:
         raise ValueError("invalid params:\n" + "\n".join(found))
-    return list(range(max(1, tune_workers)))
+    return list(range(config.tune.workers))
 
 
 @dsl.component(**COMPONENT)
@@ -67,8 +67,8 @@ def features(params: Input[Artifact], candles: Input[Dataset], features: Output[
     import pandas as pd
 
     from klinecast.config import load_params
-    from klinecast.features import compute_features
-    from klinecast.validation import problems
+    from klinecast.research.features import compute_features
+    from klinecast.research.validation import problems
 
     config = load_params(params.path)
     result = compute_features(
@@ -94,15 +94,9 @@ def features_sync(params: Input[Artifact], features: Input[Dataset]):
 
     import pandas as pd
 
-    from klinecast import online
     from klinecast.config import load_params
-    from klinecast.trader.exchange import rest_url
+    from klinecast.serving.feature_sync import sync_store
 
-    config = load_params(params.path)
-    result = online.sync(
-        config,
-        settings=online.StoreSettings.of(config.online),
-        source=online.binance_source(rest_url(testnet=False)),
-        now=pd.Timestamp(dt.datetime.now(dt.UTC)),
-    )
-    print(f"features sync: {result}")
+    now = pd.Timestamp(dt.datetime.now(dt.UTC))
+    result, where = sync_store(load_params(params.path), now=now)
+    print(f"features sync: {result} from {where}")

@@ -5,6 +5,6 @@ commit) is set when compiling: `klinecast pipeline compile --image` (or
 $KLINECAST_PIPELINE_IMAGE), which rewrites the compiled executors' image.
 """
 
-from klinecast.k8s import PIPELINE_IMAGE
+from klinecast.platform.k8s import PIPELINE_IMAGE
 
 COMPONENT = {"base_image": PIPELINE_IMAGE, "install_kfp_package": False}

@@ -31,17 +31,17 @@ def evaluate(
 
     import pandas as pd
 
-    from klinecast import evaluation
     from klinecast.config import load_params
-    from klinecast.tuning import BestParams
+    from klinecast.research import evaluation
+    from klinecast.research.tuning import BestParams
 
     result = evaluation.evaluate(
         pd.read_parquet(features.path), load_params(params.path), BestParams.read(best_params.path)
     )
     result.predictions.to_parquet(predictions.path)
     with open(metrics_json.path, "w") as out:
-        json.dump(result.document, out, indent=2)
-    for name, value in result.headline().items():
+        json.dump(result.scorecard.as_dict(), out, indent=2)
+    for name, value in result.scorecard.headline().items():
         metrics.log_metric(name, value)
     chart = evaluation.classification_summary(result.predictions)
     classification.log_confusion_matrix(chart["categories"], chart["confusion_matrix"])
@@ -62,33 +62,35 @@ def train(
 
     (One unnamed bool output: kfp.local resolves a dsl.If condition only on an `Output`.)
     """
-    import json
     from pathlib import Path
 
     import pandas as pd
 
-    from klinecast import evaluation, registry
     from klinecast.config import load_params
-    from klinecast.metadata import data_version
-    from klinecast.report import markdown_summary
-    from klinecast.tuning import BestParams
+    from klinecast.data.versions import data_version
+    from klinecast.release import metadata as artifact
+    from klinecast.release import registry
+    from klinecast.release.gate import gate
+    from klinecast.release.report import markdown_summary
+    from klinecast.research.scorecard import Scorecard
+    from klinecast.research.tuning import BestParams
 
     config = load_params(params.path)
-    booster, metadata = evaluation.final_model(
+    booster, metadata = artifact.final_model(
         pd.read_parquet(features.path),
         config,
         BestParams.read(best_params.path).candidate,
-        metrics=json.loads(Path(metrics_json.path).read_text()),
+        metrics=Scorecard.read(metrics_json.path),
         data_version=data_version(Path(features.path)),
     )
     registry.write_artifact(Path(model.path), booster, metadata)
-    verdict = evaluation.gate(metadata.metrics, metadata.complexity, config.publish)
+    verdict = gate(metadata.metrics, metadata.complexity, config.publish)
     model.metadata.update(
         {"model_name": metadata.model_name, "train_start": metadata.train_start,
          "train_end": metadata.train_end, "train_rows": metadata.train_rows,
          "gate_passed": verdict.passed}
     )  # fmt: skip
-    Path(summary.path).write_text(markdown_summary(metadata.metrics, verdict.as_dict()))
+    Path(summary.path).write_text(markdown_summary(metadata.metrics, verdict))
     return verdict.passed
 
 
@@ -103,7 +105,7 @@ def report(
     """The self-contained HTML report (equity, drawdown, accuracy, importance, tuning)."""
     from pathlib import Path
 
-    from klinecast.report import ReportInputs, render
+    from klinecast.release.report import ReportInputs, render
 
     inputs = ReportInputs.read(
         predictions=Path(predictions.path),

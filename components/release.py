@@ -13,7 +13,7 @@ def publish(params: Input[Artifact], model: Input[Model], receipt: Output[Artifa
     from pathlib import Path
 
     from klinecast.config import load_params
-    from klinecast.promotion import publish_artifact
+    from klinecast.release.promotion import publish_artifact
 
     promotion = publish_artifact(Path(model.path), load_params(params.path).publish)
     Path(receipt.path).write_text(json.dumps(promotion.as_dict(), indent=2))
@@ -27,7 +27,7 @@ def publish(params: Input[Artifact], model: Input[Model], receipt: Output[Artifa
 def deploy(params: Input[Artifact], storage_uri: str, namespace: str):
     """Points the InferenceService at storage_uri; outside a cluster it says so and skips."""
     from klinecast.config import load_params
-    from klinecast.deploy import NO_CLUSTER, deploy_where_possible
+    from klinecast.platform.deploy import NO_CLUSTER, deploy_where_possible
 
     name = load_params(params.path).publish.model_name
     result = deploy_where_possible(name=name, namespace=namespace, storage_uri=storage_uri)

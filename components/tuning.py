@@ -15,8 +15,8 @@ def tune_worker(params: Input[Artifact], features: Input[Dataset], worker: int) 
     """Adds trials to the shared study until it holds tune.n_trials; returns the study's name."""
     from pathlib import Path
 
-    from klinecast import tuning
     from klinecast.config import load_params
+    from klinecast.research import tuning
 
     config = load_params(params.path)
     study = tuning.tune(
@@ -41,8 +41,8 @@ def collect_tuning(
     """Checks that the workers shared one study and writes its best params, trials and plot."""
     from pathlib import Path
 
-    from klinecast import tuning
     from klinecast.config import load_params
+    from klinecast.research import tuning
 
     if len(set(study_names)) != 1:
         raise ValueError(f"the tuning workers ran different studies: {sorted(set(study_names))}")

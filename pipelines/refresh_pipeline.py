@@ -9,8 +9,9 @@ writing the new hours' rows to the online store that the transformer reads by sy
 from kfp import dsl, kubernetes
 
 import components as c
-from klinecast.online_manifest import CONFIG_MAP, SYNC_LABEL
-from klinecast.pipeline_params import with_sections
+from klinecast.platform.feature_store import SYNC_LABEL
+from klinecast.platform.names import ONLINE_CONFIG_MAP, ONLINE_KEYS, S3_KEYS, S3_SECRET
+from klinecast.platform.pipeline_params import with_sections
 from pipelines.steps import DEFAULTS, data_steps
 
 
@@ -23,14 +24,8 @@ def refresh_pipeline(values: dict):
     setup, features = data_steps(values)
     sync = c.features_sync(params=setup.outputs["params"], features=features.outputs["features"])
     sync.set_caching_options(False)  # every hour has new rows to write
-    keys = (
-        "KLINECAST_REDIS", "KLINECAST_FEAST_REGISTRY", "KLINECAST_FEAST_PROJECT",
-        "FEAST_S3_ENDPOINT_URL",
-    )  # fmt: skip
-    kubernetes.use_config_map_as_env(sync, CONFIG_MAP, {k: k for k in keys})
-    kubernetes.use_secret_as_env(
-        sync, "klinecast-s3", {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    )
+    kubernetes.use_config_map_as_env(sync, ONLINE_CONFIG_MAP, {k: k for k in ONLINE_KEYS})
+    kubernetes.use_secret_as_env(sync, S3_SECRET, {k: k for k in S3_KEYS})
     # the label that Redis's NetworkPolicy admits (with the transformer's); the run must be in
     # the store's namespace, klinecast, for that policy to see this pod
     for key, value in SYNC_LABEL.items():

@@ -6,21 +6,19 @@ on sys.path, so `components` (beside `pipelines`) imports as a package.
 """
 
 import components as c
-from klinecast.cluster import POSTGRES_KEYS, POSTGRES_SECRET
 from klinecast.config import Params
-from klinecast.pipeline_params import SECTIONS, sections_of
+from klinecast.platform.names import POSTGRES_KEYS, POSTGRES_SECRET
+from klinecast.platform.pipeline_params import SECTIONS, sections_of
 
 #: params.yaml's sections, the defaults of the pipelines' section parameters.
 DEFAULTS = sections_of(Params())
 #: Secret and key holding the PostgreSQL URL of the shared Optuna study.
 OPTUNA_SECRET, OPTUNA_KEY = POSTGRES_SECRET, POSTGRES_KEYS["optuna"]
-#: Secret with the S3 credentials of the model registry (AWS_ENDPOINT_URL optional).
-S3_SECRET = "klinecast-s3"
 
 
-def data_steps(values: dict, *, tune_workers=1):
+def data_steps(values: dict):
     """validate-params -> ingest -> candles -> features; returns (setup, features) tasks."""
-    setup = c.validate_params(**{name: values[name] for name in SECTIONS}, tune_workers=tune_workers)
+    setup = c.validate_params(**{name: values[name] for name in SECTIONS})
     setup.set_caching_options(False)  # cheap, and its params.yaml must match this run's values
     raw = c.ingest(params=setup.outputs["params"])
     raw.set_caching_options(False)  # new hours appear with the same inputs

@@ -1,4 +1,4 @@
-"""The training pipeline: data -> tuning fanned out over N workers -> evaluation -> train
+"""The training pipeline: data -> tuning fanned out over tune.workers pods -> evaluation -> train
 (and the gate) -> publish -> deploy. Every step is a components/ adapter over the same code `dvc repro` runs.
 
 Compile with `klinecast pipeline compile` (writes training_pipeline.yaml next to this file);
@@ -9,8 +9,10 @@ submit --host URL` or by uploading the YAML in the KFP UI.
 from kfp import dsl, kubernetes
 
 import components as c
-from klinecast.pipeline_params import with_sections
-from pipelines.steps import DEFAULTS, OPTUNA_KEY, OPTUNA_SECRET, S3_SECRET, data_steps
+from klinecast.platform.k8s import NAMESPACE
+from klinecast.platform.names import S3_ENDPOINT_KEY, S3_KEYS, S3_SECRET
+from klinecast.platform.pipeline_params import with_sections
+from pipelines.steps import DEFAULTS, OPTUNA_KEY, OPTUNA_SECRET, data_steps
 
 
 def share_study(task):
@@ -27,10 +29,10 @@ def share_study(task):
         "out-of-sample evaluation vs baselines -> train -> gate -> registry -> InferenceService"
     ),
 )
-@with_sections(DEFAULTS, tune_workers=(int, 2), namespace=(str, "klinecast"))
+@with_sections(DEFAULTS, namespace=(str, NAMESPACE))
 def training_pipeline(values: dict):
-    tune_workers, namespace = values["tune_workers"], values["namespace"]
-    setup, features = data_steps(values, tune_workers=tune_workers)
+    namespace = values["namespace"]
+    setup, features = data_steps(values)
     params, rows = setup.outputs["params"], features.outputs["features"]
     with dsl.ParallelFor(items=setup.outputs["Output"], name="tuning-workers") as worker:
         tuner = c.tune_worker(params=params, features=rows, worker=worker)
@@ -57,10 +59,10 @@ def training_pipeline(values: dict):
         kubernetes.use_secret_as_env(
             published,
             secret_name=S3_SECRET,
-            secret_key_to_env={k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+            secret_key_to_env={k: k for k in S3_KEYS},
         )
         kubernetes.use_secret_as_env(
-            published, S3_SECRET, {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}, optional=True
+            published, S3_SECRET, {S3_ENDPOINT_KEY: S3_ENDPOINT_KEY}, optional=True
         )
         c.deploy(
             params=params, storage_uri=published.outputs["Output"], namespace=namespace

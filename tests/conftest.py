@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.support.archive_server import ArchiveServer, wait_for_http
+from tests.support.helpers import free_port
+from tests.support.paths import MIRROR, MIRROR_MONTHLY
 
-from archive_server import ArchiveServer, wait_for_http  # noqa: E402
-from helpers import MIRROR, MIRROR_MONTHLY, free_port  # noqa: E402
+#: a model trained on the mirror and served for real: `artifact`, `serving`, `window`
+pytest_plugins = ["tests.support.served_model"]
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,7 @@ def moto_s3():
 @pytest.fixture(scope="session")
 def postgres():
     """A PostgreSQL URL (database `test`): the machine's, or a private server started here."""
-    from pg_server import postgres_url
+    from tests.support.pg_server import postgres_url
 
     with postgres_url(free_port()) as url:
         yield url
@@ -75,7 +77,7 @@ def postgres():
 @pytest.fixture(scope="session")
 def redis():
     """ "host:port" of a Redis: the machine's, or a private redis-server started here."""
-    from redis_server import redis_address
+    from tests.support.redis_server import redis_address
 
     with redis_address(free_port()) as address:
         yield address
@@ -88,7 +90,7 @@ def online_settings(redis, tmp_path):
 
     import redis as redis_py
 
-    from klinecast.online import StoreSettings
+    from klinecast.serving.online_store import StoreSettings
 
     settings = StoreSettings(
         redis, str(tmp_path / "feast/registry.db"), f"t{uuid.uuid4().hex[:12]}"

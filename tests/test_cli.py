@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
-from helpers import write_params
 from klinecast.cli import main
+from tests.support.candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
+from tests.support.helpers import write_params
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 KLINECAST = Path(sys.executable).parent / "klinecast"
 
 

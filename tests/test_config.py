@@ -1,13 +1,11 @@
 import datetime as dt
-from pathlib import Path
 
 import pytest
 import yaml
 
 from klinecast.config import SEED_INDICATORS, Params, load_params, params_from_mapping
 from klinecast.errors import ParamsError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 
 def test_repo_params_yaml_loads_with_the_defaults():

@@ -9,8 +9,8 @@ import yaml
 
 from klinecast.cli import build_parser
 from klinecast.config import load_params
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 #: Written by tools rather than klinecast: `dvc plots show`, the tests, make setup.
 TOOL_OUTPUTS = ["dvc_plots/index.html", ".hypothesis/x", "build/ci-tools", ".venv/bin"]
 

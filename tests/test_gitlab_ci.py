@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, SHARED
+from tests.support.helpers import REPO, SHARED
 
 TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
 # Services need containers; the shell executor runs none, so locally the machine's (or the
@@ -27,8 +27,8 @@ TEST_JOB_SUBSET = " ".join(
     [
         "tests/test_config.py",
         "tests/test_cli.py::test_stages_end_to_end_on_the_mirror",
-        "tests/integration/test_trader.py::test_ledger_schema_migrates_once_and_keeps_rows",
-        "tests/integration/test_online_sync.py::test_the_sync_command",
+        "tests/trader/test_trader.py::test_ledger_schema_migrates_once_and_keeps_rows",
+        "tests/serving/test_online_sync.py::test_the_sync_command",
     ]
 )
 # The subset is the test job's alone: the lint job's `make validate-manifests` runs its own
@@ -139,7 +139,7 @@ def test_the_dag(project):
         ("manifests/overlays/prod/kustomization.yaml", False),
         ("params.yaml", True),
         ("data.dvc", True),
-        ("src/klinecast/features.py", True),
+        ("src/klinecast/research/features.py", True),
         ("components/model.py", True),
         ("pipelines/steps.py", True),
     ],
@@ -216,13 +216,13 @@ def test_the_lint_and_test_jobs_pass(project, postgres, redis):
     assert "PASS  lint" in output and "PASS  test" in output
     assert "lint $ make lint" in output and "lint $ make validate-manifests" in output
     assert "test $ make test" in output
-    assert "tests/test_kustomize.py" in output  # the manifest validation ran in lint
+    assert "tests/platform/test_kustomize.py" in output  # the manifest validation ran in lint
     lint = [line for line in output.splitlines() if line.startswith("lint >")]
     assert not [line for line in lint if "test_trader.py" in line]  # ... and only that
     # the test job ran ruff and the chosen tests, against the given PostgreSQL
     assert "test > All checks passed!" in output
-    assert "tests/integration/test_trader.py ..  " in output
-    assert "tests/integration/test_online_sync.py .  " in output  # against the given Redis
+    assert "tests/trader/test_trader.py ..  " in output
+    assert "tests/serving/test_online_sync.py .  " in output  # against the given Redis
 
 
 @pytest.mark.integration
@@ -231,8 +231,8 @@ def test_the_pipeline_job_pulls_the_data_and_submits_the_commits_image(
 ):
     """New data on main: the job pulls it from S3 (moto_server) and submits a KFP run (a local
     endpoint speaking the KFP v2beta1 API) whose every task runs the commit's pipeline image."""
-    from helpers import create_remote_bucket
-    from kfp_api_server import KfpApiServer
+    from tests.support.helpers import create_remote_bucket
+    from tests.support.kfp_api_server import KfpApiServer
 
     project = copy_project(tmp_path)
     bin_dir = REPO / ".venv" / "bin"
@@ -274,8 +274,8 @@ def test_pipeline_submit_without_a_kfp_host_stops_before_any_work():
 
 
 def test_a_given_postgres_that_does_not_answer_is_an_error(monkeypatch):
-    from helpers import free_port
-    from pg_server import GIVEN_ENV, postgres_url
+    from tests.support.helpers import free_port
+    from tests.support.pg_server import GIVEN_ENV, postgres_url
 
     dead = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/test"
     monkeypatch.setenv(GIVEN_ENV, dead)

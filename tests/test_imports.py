@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from helpers import REPO
+from tests.support.helpers import REPO
 
 SOURCE = REPO / "src/klinecast"
 
@@ -59,7 +59,7 @@ LIBRARY = sorted(
 #: The only library modules that may load kfp or kserve when imported.
 MAY_IMPORT = {
     "kserve": ("klinecast.serving.",),
-    "kfp": ("klinecast.kfp_runs", "klinecast.pipeline_"),
+    "kfp": ("klinecast.platform.kfp_runs", "klinecast.pipeline_"),
 }
 
 # Imports each module in a fresh child (os.fork of an interpreter that has loaded nothing of

@@ -3,14 +3,14 @@
 import re
 import tomllib
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 PROJECT = "klinecast (pyproject.toml)"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from klinecast.errors import ParamsError
+from klinecast.indicators import indicator_lookback, parse_indicator
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
@@ -55,6 +56,8 @@ INTERVALS: dict[str, dt.timedelta] = {
 }
 
 Problems = Iterator[tuple[str, str]]
+#: What a rule may hold: long_only is flat instead of short (a spot account).
+SIDES = ("long_short", "long_only")
 
 
 class _Checked:
@@ -132,9 +135,6 @@ class FeatureParams(_Checked):
     min_history: int = 540
 
     def problems(self) -> Problems:
-        # Imported here because features.py imports this module for its types.
-        from klinecast.features import indicator_lookback, parse_indicator
-
         if not self.indicators:
             yield "indicators", "at least one indicator is required"
             return
@@ -253,8 +253,6 @@ class SearchSpace(_Checked):
     min_hold_hours: tuple[int, int] = (1, 24)
 
     def problems(self) -> Problems:
-        from klinecast.strategy import SIDES
-
         for f in dataclasses.fields(self):
             if f.name == "side":
                 continue
@@ -299,6 +297,8 @@ class TuneParams(_Checked):
 
     objective: str = "return_after_fees"
     n_trials: int = 80
+    #: Processes (locally) or pods (the KFP pipeline's ParallelFor) that share the study.
+    workers: int = 2
     seed: int = 42
     study_name: str = "klinecast"
     #: An SQLAlchemy URL; $KLINECAST_OPTUNA_STORAGE or `tune --storage` override it.
@@ -313,6 +313,8 @@ class TuneParams(_Checked):
             yield "objective", f"expected one of {list(OBJECTIVES)}, got {self.objective!r}"
         if self.n_trials < 1:
             yield "n_trials", f"must be at least 1, got {self.n_trials}"
+        if self.workers < 1:
+            yield "workers", f"must be at least 1, got {self.workers}"
         if "://" not in self.storage:
             yield "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
 

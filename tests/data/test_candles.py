@@ -3,9 +3,9 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 from klinecast.data.candles import find_gaps, parse_klines, read_archive, validate_candles
 from klinecast.errors import CandleDataError
+from tests.support.candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 
 HOUR = dt.timedelta(hours=1)
 

@@ -5,14 +5,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from archive_server import ArchiveServer
-from candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
-from helpers import MIRROR_MONTHLY, MIRROR_TODAY
 from klinecast.config import DataParams
 from klinecast.data.archives import ArchiveRef
 from klinecast.data.ingest import ingest
 from klinecast.errors import KlinecastError
 from klinecast.retries import RetrySettings
+from tests.support.archive_server import ArchiveServer
+from tests.support.candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
+from tests.support.helpers import MIRROR_MONTHLY, MIRROR_TODAY
 
 D = dt.date
 FAST_RETRY = RetrySettings(attempts=3, backoff_s=0.01, timeout_s=0.5)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import REPO, free_port, why_no_containers
-from kustomize import find, overlay
-from tcp_relay import TcpRelay
+from tests.support.helpers import REPO, free_port, why_no_containers
+from tests.support.kustomize import find, overlay
+from tests.support.tcp_relay import TcpRelay
 
 # a cold `make images` (debootstrap, two builds) may take longer than the suite's 600 s per test
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -186,11 +186,11 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     stands in for it, with the same artifact."""
     import pandas as pd
 
-    from binance_server import BinanceServer
-    from klinecast import online
     from klinecast.config import Params
-    from klinecast.inference_client import v1_request, v2_request
+    from klinecast.serving import feature_sync
+    from klinecast.serving.client import v1_request, v2_request
     from klinecast.serving.transformer import offline_probabilities
+    from tests.support.binance_server import BinanceServer
 
     objects = overlay("prod")
     isvc = find(objects, "InferenceService")
@@ -207,8 +207,8 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
         name="open_time",
     )  # fmt: skip
     with BinanceServer(history) as exchange:
-        online.sync(
-            Params(), settings=online_settings, source=online.binance_source(exchange.url), now=now
+        feature_sync.sync(
+            Params(), settings=online_settings, source=feature_sync.binance_source(exchange.url), now=now
         )
     registry_dir = Path(online_settings.registry).parent
     store = {
@@ -270,11 +270,11 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     candles moved to end at the hour that just closed, so the container trades now."""
     import pandas as pd
 
-    from binance_server import BinanceServer
-    from helpers import drop_ledger, table
-    from klinecast import online
     from klinecast.config import Params
+    from klinecast.serving import feature_sync
     from klinecast.serving.local import LocalServing
+    from tests.support.binance_server import BinanceServer
+    from tests.support.helpers import drop_ledger, table
 
     cronjob = find(overlay("dev"), "CronJob", "klinecast-trader")
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -292,8 +292,8 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     model_name = Params().publish.model_name  # what /app/params.yaml asks the service for
     drop_ledger(postgres)
     with BinanceServer(history) as exchange:
-        source = online.binance_source(exchange.url)
-        online.sync(Params(), settings=online_settings, source=source, now=now)
+        source = feature_sync.binance_source(exchange.url)
+        feature_sync.sync(Params(), settings=online_settings, source=source, now=now)
         with LocalServing(
             model_name, str(artifact), free_port(), free_port(), log_dir=tmp_path / "logs",
             online=online_settings,

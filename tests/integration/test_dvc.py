@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import create_remote_bucket, write_params
+from tests.support.helpers import create_remote_bucket, write_params
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.integration

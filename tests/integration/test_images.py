@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 pytestmark = pytest.mark.integration
 
 
@@ -50,7 +51,7 @@ def install_commands(dockerfile: Path, target: str) -> list[str]:
 def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(
     target, entry_point, answer, tmp_path
 ):
-    from helpers import why_no_containers
+    from tests.support.helpers import why_no_containers
 
     if why_no_containers() is None:
         pytest.skip("this machine builds the images for real (test_containers.py covers this)")

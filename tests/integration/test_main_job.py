@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from browser import inked_share, visit
-from helpers import REPO, SHARED
+from tests.support.browser import inked_share, visit
+from tests.support.helpers import REPO, SHARED
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration

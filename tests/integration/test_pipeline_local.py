@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
         },
     )
     # a params key and a pipeline parameter, as `--set` takes them
-    done = run_local(tmp_path, params, "--set", "tune_workers=2", "--set", "backtest.fee=0.0005")
+    done = run_local(tmp_path, params, "--set", "tune.workers=2", "--set", "backtest.fee=0.0005")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "klinecast-training succeeded" in done.stdout
     run = task_outputs(tmp_path)
@@ -92,7 +93,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
 
     # The components ran the library: features equal a direct call on the pipeline's candles.
     from klinecast.config import load_params
-    from klinecast.features import compute_features
+    from klinecast.research.features import compute_features
 
     candles = pd.read_parquet(run / "candles/candles")
     settings = load_params(params)

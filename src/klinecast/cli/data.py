@@ -176,7 +176,7 @@ def run_features(args) -> int:
         return run_sync(args)
     from klinecast import atomic
     from klinecast.config import load_params
-    from klinecast.features import compute_features, measure_min_history
+    from klinecast.research.features import compute_features, measure_min_history
 
     params = load_params(args.params)
     candles = read_parquet(args.candles, produced_by="klinecast candles")
@@ -209,26 +209,19 @@ def run_features(args) -> int:
 def run_sync(args) -> int:
     import pandas as pd
 
-    from klinecast import online
     from klinecast.config import load_params
     from klinecast.redaction import redact_redis
-    from klinecast.trader.exchange import rest_url
+    from klinecast.serving import feature_sync
 
     params = load_params(args.params)
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    settings = online.StoreSettings.of(params.online)
-    if args.base_url:
-        source = online.archive_source(args.base_url, args.archive_cache, today=now.date())
-        where = args.base_url
-    else:
-        where = rest_url(testnet=False)
-        source = online.binance_source(where)
     started = time.perf_counter()
-    result = online.sync(params, settings=settings, source=source, now=now)
+    result, where = feature_sync.sync_store(
+        params, now=now, base_url=args.base_url, archive_cache=args.archive_cache
+    )
     print(
-        f"features sync: {result} from {where} -> {redact_redis(settings.redis)} "
-        f"(project {settings.project}); "
-        f"{time.perf_counter() - started:.1f} s"
+        f"features sync: {result} from {where} -> {redact_redis(params.online.redis)} "
+        f"(project {params.online.project}); {time.perf_counter() - started:.1f} s"
     )
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from klinecast.cli.common import params_arg, path, read_parquet, require
 from klinecast.errors import KlinecastError
-from klinecast.k8s import PIPELINE_IMAGE
+from klinecast.platform.k8s import PIPELINE_IMAGE
 
 log = logging.getLogger("klinecast")
 
@@ -29,7 +29,9 @@ def add_tune(commands) -> None:
     params_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
     path(parser, "--out-dir", "reports/tune", "best_params.json, trials.csv and plots")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument(
+        "--workers", type=int, help="worker processes (default: tune.workers)"
+    )
     parser.add_argument(
         "--first-worker",
         type=int,
@@ -51,15 +53,16 @@ def add_tune(commands) -> None:
 def run_tune(args) -> int:
     from tqdm import tqdm
 
-    from klinecast import tuning
     from klinecast.config import load_params
     from klinecast.redaction import redact
+    from klinecast.research import tuning
 
     params = load_params(args.params)
     storage = args.storage or params.tune.storage
     n_trials = args.n_trials or params.tune.n_trials
+    workers = args.workers or params.tune.workers
     require(args.features, produced_by="dvc repro features")
-    log.info("tuning on %s, %d trial(s), %d worker(s)", redact(storage), n_trials, args.workers)
+    log.info("tuning on %s, %d trial(s), %d worker(s)", redact(storage), n_trials, workers)
     started = time.perf_counter()
     with tqdm(
         total=n_trials, unit="trial", desc="tune", disable=True if args.no_progress else None
@@ -73,7 +76,7 @@ def run_tune(args) -> int:
             params=params,
             storage_url=storage,
             n_trials=n_trials,
-            workers=args.workers,
+            workers=workers,
             first_worker=args.first_worker,
             progress=progress,
         )
@@ -113,8 +116,9 @@ def add_evaluate(commands) -> None:
 
 
 def run_evaluate(args) -> int:
-    from klinecast import atomic, evaluation
+    from klinecast import atomic
     from klinecast.config import load_params
+    from klinecast.research import evaluation
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
@@ -123,16 +127,15 @@ def run_evaluate(args) -> int:
     result = evaluation.evaluate(frame, params, tuned)
     atomic.write_parquet(args.predictions, result.predictions)
     atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
-    atomic.write_json(args.metrics, result.document)
-    baselines = ", ".join(
-        f"{n} {m.cumulative_return:+.2%}" for n, m in result.result.baselines.items()
-    )
-    m, significance = result.result.model, result.document["significance"]
+    card = result.scorecard
+    atomic.write_json(args.metrics, card.as_dict())
+    baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in card.baselines.items())
+    m, significance = card.model, card.significance
     print(
-        f"evaluate: {result.result.folds} folds, {len(result.predictions)} hours: model "
+        f"evaluate: {card.span.folds} folds, {card.span.hours} hours: model "
         f"{m.cumulative_return:+.2%} after fees ({m.return_before_fees:+.2%} before), "
-        f"{m.trades} trades; p-value vs {significance['best_baseline']} "
-        f"{significance['p_value']:.3f}, deflated Sharpe {significance['deflated_sharpe']:.2f}; "
+        f"{m.trades} trades; p-value vs {significance.best_baseline} "
+        f"{significance.p_value:.3f}, deflated Sharpe {significance.deflated_sharpe:.2f}; "
         f"{baselines}; {time.perf_counter() - started:.1f} s -> {args.metrics}"
     )
     return 0
@@ -157,22 +160,21 @@ def add_train(commands) -> None:
 
 
 def run_train(args) -> int:
-    import json
-
-    from klinecast import evaluation, registry
     from klinecast.config import load_params
-    from klinecast.metadata import data_version
+    from klinecast.data.versions import data_version
+    from klinecast.release import metadata as artifact
+    from klinecast.release import registry
+    from klinecast.research.scorecard import Scorecard
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     candidate = read_best_params(args.best_params).candidate
-    require(args.metrics, produced_by="klinecast evaluate")
     started = time.perf_counter()
-    booster, metadata = evaluation.final_model(
+    booster, metadata = artifact.final_model(
         frame,
         params,
         candidate,
-        metrics=json.loads(args.metrics.read_text()),
+        metrics=Scorecard.read(args.metrics),
         # the raw data's DVC hash, where dvc.yaml runs this (the repository's root)
         data_version=data_version(args.features, dvc_file=Path("data.dvc")),
     )
@@ -210,7 +212,7 @@ def run_publish(args) -> int:
 
     from klinecast import atomic
     from klinecast.config import load_params
-    from klinecast.promotion import publish_artifact
+    from klinecast.release.promotion import publish_artifact
 
     params = load_params(args.params).publish
     if args.registry:
@@ -240,7 +242,8 @@ def add_report(commands) -> None:
 
 
 def run_report(args) -> int:
-    from klinecast import atomic, report
+    from klinecast import atomic
+    from klinecast.release import report
 
     inputs = report.ReportInputs.read(
         predictions=args.predictions,
@@ -257,7 +260,7 @@ def run_report(args) -> int:
 
 def read_best_params(path: Path):
     """tune's best_params.json, checked."""
-    from klinecast.tuning import BestParams
+    from klinecast.research.tuning import BestParams
 
     require(path, produced_by="klinecast tune")
     return BestParams.read(path)
@@ -276,54 +279,33 @@ def add_tune_trial(commands) -> None:
     )
     params_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
-    for name, kind in candidate_fields().items():
+    from klinecast.research.tuning import search_levers
+
+    for name, kind in search_levers().items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, required=True)
     parser.set_defaults(run=run_tune_trial)
 
 
-def candidate_fields() -> dict[str, type]:
-    """Every parameter of a candidate (classifier, horizon, rule) with its type."""
-    import dataclasses
-    import typing
-
-    from klinecast.model import HyperParams
-    from klinecast.strategy import StrategyRule
-
-    hints = typing.get_type_hints(HyperParams) | typing.get_type_hints(StrategyRule)
-    names = [f.name for cls in (HyperParams, StrategyRule) for f in dataclasses.fields(cls)]
-    return {name: hints[name] for name in names} | {"horizon_hours": int}
-
-
 def run_tune_trial(args) -> int:
-    from klinecast import tuning
     from klinecast.config import load_params
-    from klinecast.model import Candidate
+    from klinecast.research import tuning
 
     params = load_params(args.params)
-    values = {name: getattr(args, name) for name in candidate_fields()}
     try:
-        candidate = Candidate.from_dict(
-            values | {"exit_band": min(values["exit_band"], values["entry_band"])}
-        )
+        candidate = tuning.candidate_of({name: getattr(args, name) for name in tuning.search_levers()})
     except ValueError as exc:
         raise KlinecastError(f"tune-trial: {exc}") from None
     rows = tuning.in_sample_rows(
         read_parquet(args.features, produced_by="dvc repro features"), params
     )
     tuning.check_in_sample_span(rows, params)
-    name, fee = params.tune.objective, params.backtest.fee
+    name = params.tune.objective
 
-    def report(fold, returns, market) -> None:
-        print(f"{name}={tuning.objective_value(name, returns, market, fee=fee):.10g}", flush=True)
+    def report(fold: int, value: float) -> None:
+        print(f"{name}={value:.10g}", flush=True)
 
-    result = tuning.in_sample_walk_forward(rows, params, candidate, after_fold=report)
-    final = tuning.objective_value(
-        name,
-        result.predictions["strategy_return"].to_numpy(),
-        result.predictions["next_return"].to_numpy(),
-        fee=fee,
-    )
-    print(f"{name}={final:.10g}", flush=True)
+    value, _ = tuning.score(rows, params, candidate, on_fold=report)
+    print(f"{name}={value:.10g}", flush=True)
     return 0
 
 
@@ -350,9 +332,10 @@ def add_katib(commands) -> None:
 def run_katib(args) -> int:
     import yaml
 
-    from klinecast import atomic, katib
+    from klinecast import atomic
     from klinecast.config import load_params
-    from klinecast.manifests import HEADER
+    from klinecast.platform import katib
+    from klinecast.platform.manifests import HEADER
 
     document = katib.experiment(load_params(args.params), image=args.image)
     text = HEADER + yaml.safe_dump(document, sort_keys=False)
@@ -383,7 +366,7 @@ def add_validate_params(commands) -> None:
 
 def run_validate_params(args) -> int:
     from klinecast.config import check_params
-    from klinecast.validation import problems
+    from klinecast.research.validation import problems
 
     # The loader's problems first; then, with each faulty key at its default, what the dates
     # and the data rule out: every problem in one run.

@@ -38,27 +38,31 @@ def add_monitor(commands) -> None:
 def run_monitor(args) -> int:
     import pandas as pd
 
-    from klinecast import atomic, monitoring, report
+    from klinecast import atomic
     from klinecast.config import load_params
+    from klinecast.monitor import health, page
+    from klinecast.platform import retrain
     from klinecast.trader.ledger import Ledger
 
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
     features = pd.read_parquet(args.features) if Path(args.features).is_file() else None
-    result = monitoring.check(
+    result = health.check(
         params,
         ledger,
         features=features,
         reference_days=args.reference_days,
         now=pd.Timestamp(args.now or dt.datetime.now(dt.UTC)).to_pydatetime(),
-        trigger=args.trigger,
+        retrain=(lambda reason: retrain.trigger(args.trigger, reason=reason))
+        if args.trigger
+        else None,
     )
     state, decision = result.health, result.decision
     atomic.write_json(args.out_dir / "monitor.json", result.as_dict())
-    page = report.monitor_page(state, result.outcomes, decision)
-    atomic.atomic_write(args.out_dir / "monitor.html", lambda tmp: tmp.write_text(page))
-    prom = monitoring.prometheus_text(state, symbol=params.data.symbol)
+    html = page.render(state, result.outcomes, decision)
+    atomic.atomic_write(args.out_dir / "monitor.html", lambda tmp: tmp.write_text(html))
+    prom = health.prometheus_text(state, symbol=params.data.symbol)
     atomic.atomic_write(args.out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
     accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
     fired = f"; triggered {result.triggered}" if result.triggered else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from klinecast.kfp_runs import PIPELINES
+from klinecast.platform.kfp_runs import PIPELINES
 
 #: CI compiles and submits with the commit's image.
 IMAGE_ENV = "KLINECAST_PIPELINE_IMAGE"
@@ -20,7 +20,7 @@ def add_pipeline(commands) -> None:
             "sharing one PostgreSQL study -> evaluation -> gate -> publish -> deploy) and "
             "`refresh` (the hourly data refresh). Their parameters are params.yaml's sections, "
             "one JSON object each (data, features, ... trade), with params.yaml's values as "
-            "defaults, plus the pipeline's own (tune_workers, namespace)."
+            "defaults, plus the pipeline's own (namespace)."
         ),
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
@@ -76,7 +76,7 @@ def add_pipeline(commands) -> None:
 
 
 def _common(parser, *, with_values: bool = True) -> None:
-    from klinecast.k8s import PIPELINE_IMAGE
+    from klinecast.platform.k8s import PIPELINE_IMAGE
 
     parser.add_argument(
         "--image",
@@ -109,24 +109,24 @@ def _common(parser, *, with_values: bool = True) -> None:
             default=[],
             metavar="NAME=VALUE",
             help="one params.yaml key by its dotted name (YAML value), e.g. --set "
-            "tune.n_trials=80, or a pipeline parameter, e.g. --set tune_workers=4; repeatable",
+            "tune.n_trials=80, or a pipeline parameter, e.g. --set namespace=research; repeatable",
         )
 
 
 def load_pipeline(args):
-    from klinecast.kfp_runs import load_pipeline
+    from klinecast.platform.kfp_runs import load_pipeline
 
     return load_pipeline(args.pipeline, args.pipelines_dir)
 
 
 def arguments(args, pipeline) -> dict:
-    from klinecast.kfp_runs import pipeline_arguments
+    from klinecast.platform.kfp_runs import pipeline_arguments
 
     return pipeline_arguments(pipeline, params_file=args.params, overrides=args.overrides)
 
 
 def run_compile(args) -> int:
-    from klinecast.pipeline_yaml import compile_pipeline
+    from klinecast.platform.pipeline_yaml import compile_pipeline
 
     pipeline = load_pipeline(args)
     out = args.pipelines_dir / f"{PIPELINES[args.pipeline]}.yaml"
@@ -136,7 +136,7 @@ def run_compile(args) -> int:
 
 
 def run_local(args) -> int:
-    from klinecast.kfp_runs import run_locally
+    from klinecast.platform.kfp_runs import run_locally
 
     pipeline = load_pipeline(args)
     outputs, seconds = run_locally(
@@ -149,7 +149,7 @@ def run_local(args) -> int:
 
 
 def run_submit(args) -> int:
-    from klinecast.kfp_runs import default_run_name, submit
+    from klinecast.platform.kfp_runs import default_run_name, submit
 
     pipeline = load_pipeline(args)
     submission = submit(

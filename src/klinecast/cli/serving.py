@@ -8,7 +8,7 @@ from pathlib import Path
 
 from klinecast.cli.common import params_arg, path, read_parquet
 from klinecast.errors import KlinecastError
-from klinecast.k8s import SERVING_IMAGE
+from klinecast.platform.k8s import SERVING_IMAGE
 
 log = logging.getLogger("klinecast")
 
@@ -50,11 +50,11 @@ def add_serve(commands) -> None:
 def run_serve(args) -> int:
     import signal
 
-    from klinecast import registry
     from klinecast.config import load_params
-    from klinecast.online import StoreSettings
     from klinecast.redaction import redact_redis
+    from klinecast.release import registry
     from klinecast.serving.local import LocalServing, write_examples
+    from klinecast.serving.online_store import StoreSettings
 
     params = load_params(args.params)
     name = params.publish.model_name
@@ -147,8 +147,8 @@ def add_manifest(commands) -> None:
 def run_manifest(args) -> int:
     import yaml
 
-    from klinecast import manifests
     from klinecast.config import load_params
+    from klinecast.platform import manifests
 
     params = load_params(args.params)
     options = {"serving_image": args.image, "namespace": args.namespace}
@@ -168,8 +168,8 @@ def run_manifest(args) -> int:
 
 
 def production_uri(args, name: str) -> str:
-    from klinecast import registry
     from klinecast.config import load_params
+    from klinecast.release import registry
 
     registry_uri = args.registry or load_params(args.params).publish.registry
     pointer = registry.production(registry.open_store(registry_uri), name)
@@ -202,8 +202,8 @@ def add_deploy(commands) -> None:
 
 
 def run_deploy(args) -> int:
-    from klinecast import deploy
     from klinecast.config import load_params
+    from klinecast.platform import deploy
 
     name = load_params(args.params).publish.model_name
     uri = args.storage_uri or production_uri(args, name)

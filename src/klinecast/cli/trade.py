@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 
 from klinecast.cli.common import params_arg, path, read_parquet
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
-KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
 
 
 def add_trade(commands) -> None:
@@ -77,14 +75,15 @@ def run_once(args) -> int:
     import pandas as pd
 
     from klinecast.config import load_params
-    from klinecast.trader import exchange
+    from klinecast.data import market
+    from klinecast.trader import live
     from klinecast.trader.cycle import run_once as cycle
 
     params = load_params(args.params)
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
     now = now.tz_localize("UTC") if now.tzinfo is None else now
-    hour = exchange.newest_closed_hour(now)
-    trader = live_trader(params)
+    hour = market.newest_closed_hour(now)
+    trader = live.trader(params)
     if args.candles is not None:
         from klinecast.trader.replay import frame_market
 
@@ -94,57 +93,6 @@ def run_once(args) -> int:
     result = cycle(trader, hour=hour)
     report(result)
     return 0 if result.ok else 1
-
-
-def live_trader(params):
-    from klinecast.trader import exchange
-    from klinecast.trader.brokers import BinanceTestnetBroker, PaperBroker
-    from klinecast.trader.cycle import Trader
-    from klinecast.trader.ledger import Ledger
-
-    ledger = Ledger(params.trade.ledger)
-    testnet = params.trade.broker == "testnet"
-    url = exchange.rest_url(testnet=testnet)
-    if testnet:
-        key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
-        if not key or not secret:
-            raise KlinecastError(
-                f"the broker is testnet: set ${KEY_ENV} and ${SECRET_ENV} "
-                "(on the cluster, the klinecast-binance Secret)"
-            )
-        binance = exchange.client(url=url, api_key=key, api_secret=secret)
-        broker = BinanceTestnetBroker(binance)
-    else:
-        binance = exchange.client(url=url)
-        broker = PaperBroker(fee=params.backtest.fee, ledger=ledger)
-
-    def market(until, count):
-        return exchange.closed_candles(
-            binance,
-            symbol=params.data.symbol,
-            interval=params.data.interval,
-            until=until,
-            count=count,
-        )
-
-    return Trader(
-        params, ledger, broker, market, predictor(params, by_symbol=params.trade.request == "symbol")
-    )
-
-
-def predictor(params, *, by_symbol: bool):
-    """Asks the InferenceService by symbol (its online store) or with the candles."""
-    from klinecast.inference_client import predict
-
-    url = params.trade.inference_url
-    symbol = params.data.symbol if by_symbol else None
-
-    def ask(candles):
-        return predict(
-            url, params.publish.model_name, candles, protocol=params.trade.protocol, symbol=symbol
-        )
-
-    return ask
 
 
 def report(result) -> None:
@@ -174,6 +122,7 @@ def run_resume(args) -> int:
 
 def run_replay(args) -> int:
     from klinecast.config import load_params
+    from klinecast.trader import live
     from klinecast.trader.replay import replay
 
     params = load_params(args.params)
@@ -188,7 +137,7 @@ def run_replay(args) -> int:
         start=args.start,
         end=args.end,
         ledger_url=args.ledger,
-        predict=predictor(params, by_symbol=False),  # past hours: the store holds the newest
+        predict=live.predictor(params, by_symbol=False),  # past hours: the store holds the newest
     )
     print(
         f"trade replay: {summary['hours']} hours, {summary['traded']} traded, "

@@ -15,7 +15,7 @@ import pandas as pd
 import requests
 
 from klinecast.errors import KlinecastError
-from klinecast.inference_client import v1_request, v2_request
+from klinecast.serving.client import v1_request, v2_request
 
 
 @dataclass
@@ -28,7 +28,7 @@ class LocalServing:
     transformer_port: int
     predictor_protocol: str = "v1"
     log_dir: Path | None = None
-    #: the transformer's online store (klinecast.online.StoreSettings), for symbol requests
+    #: the transformer's online store (klinecast.serving.online_store.StoreSettings), for symbol requests
     online: object | None = None
     #: a fixed clock for the transformer (replays of past hours), ISO 8601
     now: str | None = None

@@ -13,8 +13,8 @@ import xgboost as xgb
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from klinecast import registry
-from klinecast.metadata import ArtifactMetadata
+from klinecast.release import registry
+from klinecast.release.metadata import ArtifactMetadata
 from klinecast.serving.payload import requested_outputs
 
 log = logging.getLogger(__name__)

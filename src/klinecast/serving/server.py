@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("role", choices=["predictor", "transformer"])
     # KServe injects --model_name, --predictor_host and --http_port into a transformer
     # container; the underscore spellings are accepted for that.
-    parser.add_argument("--model-name", "--model_name", required=True)
+    parser.add_argument(
+        "--model-name", "--model_name", help="default: params' publish.model_name"
+    )
     parser.add_argument(
         "--storage-uri", "--storage_uri", required=True, help="artifact directory or s3:// prefix"
     )
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "transformer" and not args.predictor_host:
         print("error: the transformer needs --predictor-host", file=sys.stderr)
         return 2
+    if not args.model_name:
+        from klinecast.config import environment_params
+
+        args.model_name = environment_params()[0].publish.model_name
     sys.argv = sys.argv[:1]  # kserve parses sys.argv at import time
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -129,7 +135,7 @@ def transformer(args):
     import pandas as pd
 
     from klinecast.config import environment_params
-    from klinecast.online import StoreSettings
+    from klinecast.serving.online_store import StoreSettings
     from klinecast.serving.transformer import ForecastTransformer
 
     params, overridden = environment_params()
@@ -147,11 +153,14 @@ def transformer(args):
         fixed = pd.Timestamp(args.now)
         fixed = fixed.tz_localize("UTC") if fixed.tzinfo is None else fixed.tz_convert("UTC")
         clock = lambda: fixed  # noqa: E731
-    model = ForecastTransformer(
-        args.model_name, args.storage_uri, online=online, clock=clock, cache_size=args.cache_size
+    return ForecastTransformer(
+        args.model_name,
+        args.storage_uri,
+        online=online,
+        clock=clock,
+        cache_size=args.cache_size,
+        stale_after=pd.Timedelta(minutes=stale),
     )
-    model.stale_after = pd.Timedelta(minutes=stale)
-    return model
 
 
 def _calm_the_garbage_collector() -> None:

@@ -27,9 +27,11 @@ import pandas as pd
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from klinecast import registry, strategy
 from klinecast.config import INTERVALS
-from klinecast.features import compute_features, required_columns
+from klinecast.indicators import required_columns
+from klinecast.release import registry
+from klinecast.research import strategy
+from klinecast.research.features import compute_features
 from klinecast.serving import payload as parse
 from klinecast.serving.errors import (
     PredictorAnswerError,
@@ -50,6 +52,8 @@ OUTPUTS = {
     "strategy": "BYTES",
 }
 CACHE_SIZE = 4096
+#: params' online.stale_after_minutes default, for a transformer made without params
+STALE_AFTER = pd.Timedelta(minutes=15)
 #: How long a symbol's newest row, once read, is reused without asking Redis again. A sync's
 #: new row is seen at most this late; a fresh hour's first answer still reads the store.
 ROW_TTL_S = 1.0
@@ -82,20 +86,29 @@ class ForecastTransformer(kserve.Model):
     """
 
     def __init__(
-        self, name: str, storage_uri: str, *, online=None, clock=None, cache_size=CACHE_SIZE
+        self,
+        name: str,
+        storage_uri: str,
+        *,
+        online=None,
+        clock=None,
+        cache_size=CACHE_SIZE,
+        stale_after: pd.Timedelta = STALE_AFTER,
     ):
         """
         Args:
-            online: klinecast.online.StoreSettings, or None when no online store is configured
+            online: klinecast.serving.online_store.StoreSettings, or None when no online store is configured
                 (symbol requests then get 503).
             clock: returns the current UTC time (a fixed one for replays and tests).
             cache_size: answers kept per (symbol or window, candle, model version); 0: none.
+            stale_after: a symbol is refused once the candle after its newest row closed this
+                long ago (params' online.stale_after_minutes).
         """
         super().__init__(name)
         self.storage_uri = storage_uri
         self.online = online
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
-        self.stale_after = pd.Timedelta(minutes=15)
+        self.stale_after = stale_after
         self.feature_names: list[str] = []
         self.min_history = 0
         self.interval = dt.timedelta(hours=1)
@@ -201,7 +214,7 @@ class ForecastTransformer(kserve.Model):
 
     def _online_row(self, symbol: str):
         """The symbol's newest row, refused when the store is away, lacks it, or is stale."""
-        from klinecast import online
+        from klinecast.serving import online_store
 
         if self.online is None:
             raise StoreUnavailable("no online store is configured; send candles instead")
@@ -209,11 +222,11 @@ class ForecastTransformer(kserve.Model):
         if time.monotonic() - read_at >= ROW_TTL_S:
             try:
                 if self.store is None:
-                    self.store = online.open_store(self.online, self.feature_names, apply=False)
-                row = online.newest_row(self.store, symbol, self.feature_names)
+                    self.store = online_store.open_store(self.online, self.feature_names, apply=False)
+                row = online_store.newest_row(self.store, symbol, self.feature_names)
                 if row is None:
-                    raise UnknownSymbol(symbol, online.known_symbols(self.online))
-            except online.OnlineStoreError as exc:
+                    raise UnknownSymbol(symbol, online_store.known_symbols(self.online))
+            except online_store.OnlineStoreError as exc:
                 self.rows.pop(symbol, None)
                 raise StoreUnavailable(str(exc)) from None
             self.rows[symbol] = (time.monotonic(), row)

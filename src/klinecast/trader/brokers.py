@@ -10,8 +10,8 @@ import dataclasses
 import datetime as dt
 from typing import Protocol
 
+from klinecast.data import market
 from klinecast.retries import RetrySettings
-from klinecast.trader import exchange
 from klinecast.trader.ledger import Order
 
 
@@ -52,27 +52,27 @@ class PaperBroker:
 class BinanceTestnetBroker:
     """Market orders on the Binance spot testnet; keys come from the environment only."""
 
-    def __init__(self, binance, *, retry: RetrySettings = exchange.EXCHANGE_RETRY):
+    def __init__(self, binance, *, retry: RetrySettings = market.EXCHANGE_RETRY):
         self.binance = binance
         self.retry = retry
 
     def find(self, order: Order) -> Order | None:
         try:
-            found = exchange.call(
+            found = market.call(
                 f"GET /api/v3/order {order.client_order_id}",
                 lambda: self.binance.get_order(
                     symbol=order.symbol, origClientOrderId=order.client_order_id
                 ),
                 retry=self.retry,
             )
-        except exchange.ExchangeError as exc:
+        except market.ExchangeError as exc:
             if exc.code == -2013:  # "Order does not exist."
                 return None
             raise
         return self._filled(order, found)
 
     def place(self, order: Order, *, price: float) -> Order:
-        sent = exchange.call(
+        sent = market.call(
             f"POST /api/v3/order {order.client_order_id}",
             lambda: self.binance.create_order(
                 symbol=order.symbol,

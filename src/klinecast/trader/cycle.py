@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from klinecast import strategy
 from klinecast.config import Params
-from klinecast.inference_client import InferenceError, Prediction
+from klinecast.research import strategy
+from klinecast.research.backtest import position_return
+from klinecast.serving.client import InferenceError, Prediction
 from klinecast.trader.brokers import Broker, client_order_id
 from klinecast.trader.ledger import Ledger, Order
 
@@ -168,7 +169,7 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 previous_target = target
                 continue
             market = float(closes[following] / closes[hour] - 1.0)
-            strategy = target * market - fee * abs(target - previous_target)
+            strategy = position_return(target, previous_target, market, fee=fee)
             equity, hold = ledger.last_equity()
             ledger.record_outcome(
                 {

@@ -7,9 +7,9 @@ import datetime as dt
 import pandas as pd
 
 from klinecast.config import Params, Span
+from klinecast.data.market import ExchangeError
 from klinecast.trader.brokers import PaperBroker
 from klinecast.trader.cycle import Trader, run_once, settle
-from klinecast.trader.exchange import ExchangeError
 from klinecast.trader.ledger import Ledger
 
 

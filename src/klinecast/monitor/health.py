@@ -1,0 +1,227 @@
+"""Live model health from the ledger: directional accuracy, equity against buy-and-hold,
+feature drift (PSI), and the retrain decision with its cooldown."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from klinecast.config import Params, TradeParams
+
+RETRAIN_STATE = "retrain_triggered_at"
+
+
+def psi(reference: np.ndarray, live: np.ndarray, *, bins: int = 10) -> float:
+    """Population stability index of live against reference, on reference deciles.
+
+    0.1 is commonly read as a moderate shift and 0.25 as a large one.
+    """
+    reference = np.asarray(reference, dtype=float)
+    live = np.asarray(live, dtype=float)
+    reference, live = reference[np.isfinite(reference)], live[np.isfinite(live)]
+    if len(reference) < bins or len(live) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    expected = np.bincount(np.searchsorted(edges, reference), minlength=len(edges) + 1)
+    actual = np.bincount(np.searchsorted(edges, live), minlength=len(edges) + 1)
+    expected = np.clip(expected / expected.sum(), 1e-4, None)
+    actual = np.clip(actual / actual.sum(), 1e-4, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """PSI of each feature at the traded hours against the training window before them.
+
+    Below `min_samples` live hours a PSI says nothing (one hour lands in one decile and scores
+    about 6.8 on every feature), so none is computed and `note` says why.
+    """
+
+    samples: int  # traded hours with features
+    min_samples: int
+    psi: dict[str, float]
+
+    @property
+    def note(self) -> str:
+        if self.samples < self.min_samples:
+            return (
+                f"too few samples: {self.samples} traded hour(s), PSI needs at least "
+                f"{self.min_samples} (trade.drift_min_samples)"
+            )
+        return f"PSI over {self.samples} traded hours"
+
+
+NO_DRIFT = Drift(0, 0, {})
+
+
+def feature_drift(
+    features: pd.DataFrame,
+    live_hours: pd.DatetimeIndex,
+    names: list[str],
+    *,
+    reference_days: int,
+    min_samples: int,
+) -> Drift:
+    """Drift of the traded hours' features against the reference_days before the first one."""
+    live = features.reindex(live_hours).dropna(how="all") if len(live_hours) else features[:0]
+    if len(live) < min_samples:
+        return Drift(len(live), min_samples, {})
+    first = live_hours.min()
+    reference = features[
+        (features.index < first) & (features.index >= first - pd.Timedelta(days=reference_days))
+    ]
+    return Drift(
+        len(live),
+        min_samples,
+        {
+            name: psi(reference[name].to_numpy(), live[name].to_numpy())
+            for name in names
+            if name in features.columns
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Health:
+    trades: int
+    window: int
+    accuracy: float | None  # share of the last `window` trades that were right
+    equity: float
+    buy_and_hold: float
+    drift: dict[str, float]
+    drift_samples: int
+    drift_note: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def health(outcomes: pd.DataFrame, drift: Drift, params: TradeParams) -> Health:
+    """outcomes: the ledger's outcomes (hour, target, correct, strategy_return, market_return)."""
+    trades = outcomes[outcomes["target"] != 0] if len(outcomes) else outcomes
+    recent = trades.tail(params.retrain_window)
+    accuracy = float(recent["correct"].astype(float).mean()) if len(recent) else None
+    equity = float(np.prod(1.0 + outcomes["strategy_return"])) if len(outcomes) else 1.0
+    hold = float(np.prod(1.0 + outcomes["market_return"])) if len(outcomes) else 1.0
+    return Health(
+        len(trades), params.retrain_window, accuracy, equity, hold, drift.psi, drift.samples,
+        drift.note,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Decision:
+    retrain: bool
+    reason: str
+
+
+def retrain_decision(
+    state: Health, params: TradeParams, *, last_trigger: dt.datetime | None, now: dt.datetime
+) -> Decision:
+    """The seed's rule: fewer than retrain_min_accuracy of the last retrain_window trades right,
+    and no trigger within retrain_cooldown_hours."""
+    if state.accuracy is None or state.trades < params.retrain_window:
+        return Decision(
+            False, f"{state.trades} trade(s) so far; the rule needs {params.retrain_window}"
+        )
+    rule = f"{state.accuracy:.0%} of the last {params.retrain_window} trades right"
+    if state.accuracy >= params.retrain_min_accuracy:
+        return Decision(False, f"{rule} (>= {params.retrain_min_accuracy:.0%})")
+    cooldown = dt.timedelta(hours=params.retrain_cooldown_hours)
+    if last_trigger is not None and now - last_trigger < cooldown:
+        return Decision(
+            False,
+            f"{rule}, but a retrain was triggered at {last_trigger:%Y-%m-%d %H:%M} (cooldown {cooldown})",
+        )
+    return Decision(True, f"{rule} (< {params.retrain_min_accuracy:.0%})")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One run of the monitor: the health, the decision, and the retrain it fired (if any)."""
+
+    health: Health
+    decision: Decision
+    #: the ledger's outcomes (hour, target, correct, strategy_return, market_return)
+    outcomes: pd.DataFrame
+    triggered: str | None
+
+    def as_dict(self) -> dict:
+        """monitor.json."""
+        return self.health.as_dict() | {
+            "retrain": self.decision.retrain,
+            "reason": self.decision.reason,
+            "triggered": self.triggered,
+        }
+
+
+def check(
+    params: Params,
+    ledger,
+    *,
+    features: pd.DataFrame | None,
+    reference_days: int,
+    now: dt.datetime,
+    retrain: Callable[[str], str] | None = None,
+) -> Check:
+    """Reads the ledger's outcomes, measures drift against the features' training window,
+    decides on a retrain and, with a trigger target, fires it (then waits out the cooldown).
+
+    Args:
+        ledger: the trader's Ledger.
+        features: the feature rows (None: no drift is measured).
+        reference_days: the training window before the first traded hour that PSI compares with.
+        retrain: fires a retrain with the decision's reason and says what it started (the
+            platform's retrain.trigger for a target); None only reports.
+    """
+    outcomes = pd.DataFrame(
+        ledger.outcomes(), columns=["hour", "target", "correct", "strategy_return", "market_return"]
+    )
+    drift = NO_DRIFT
+    if features is not None:
+        live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions()])
+        drift = feature_drift(
+            features,
+            live_hours,
+            list(params.features.indicators),
+            reference_days=reference_days,
+            min_samples=params.trade.drift_min_samples,
+        )
+    state = health(outcomes, drift, params.trade)
+    last = ledger.get_state(RETRAIN_STATE)
+    last_trigger = dt.datetime.fromisoformat(last) if last else None
+    decision = retrain_decision(state, params.trade, last_trigger=last_trigger, now=now)
+    fired = None
+    if decision.retrain and retrain is not None:
+        fired = retrain(decision.reason)
+        ledger.set_state(RETRAIN_STATE, now.isoformat())
+    return Check(state, decision, outcomes, fired)
+
+
+def prometheus_text(state: Health, *, symbol: str) -> str:
+    """The state in Prometheus' text exposition format (for a textfile collector or a scrape)."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    gauges = {
+        "klinecast_live_accuracy": ("share of the last N trades that were right", state.accuracy),
+        "klinecast_live_equity": ("growth of 1 after fees", state.equity),
+        "klinecast_buy_and_hold_equity": ("growth of 1, buy and hold", state.buy_and_hold),
+        "klinecast_live_trades": ("trades with an outcome", state.trades),
+    }
+    for name, (doc, value) in gauges.items():
+        gauge = Gauge(name, doc, ["symbol"], registry=registry)
+        gauge.labels(symbol).set(float("nan") if value is None else value)
+    drift = Gauge(
+        "klinecast_feature_psi",
+        "PSI of live vs training features",
+        ["symbol", "feature"],
+        registry=registry,
+    )
+    for feature, value in state.drift.items():
+        drift.labels(symbol, feature).set(value)
+    return generate_latest(registry).decode()

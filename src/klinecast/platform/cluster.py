@@ -1,0 +1,101 @@
+"""The namespace, the pipeline's identity, least-privilege RBAC and the model's NetworkPolicy."""
+
+from __future__ import annotations
+
+from klinecast.platform.k8s import NAMESPACE, secret_template, service_account
+from klinecast.platform.names import POSTGRES_KEYS, POSTGRES_SECRET
+
+PIPELINE_ACCOUNT = "klinecast-pipeline"
+TRADER_ACCOUNT = "klinecast-trader"
+TRADER_LABEL = {"app.kubernetes.io/component": "trader"}
+
+
+def namespace(name: str = NAMESPACE) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "klinecast"}},
+    }
+
+
+def pipeline_service_account(namespace: str = NAMESPACE) -> dict:
+    """What `klinecast pipeline submit` runs the pipeline's pods (and Katib's trials) as."""
+    return service_account(PIPELINE_ACCOUNT, namespace=namespace)
+
+
+def postgres_secret_template(namespace: str = NAMESPACE) -> dict:
+    return secret_template(POSTGRES_SECRET, list(POSTGRES_KEYS.values()), namespace=namespace)
+
+
+def pipeline_role(*, model_name: str, namespace: str = NAMESPACE) -> dict:
+    """Deploy may read and patch this one InferenceService; the rest is what a KFP v2 pod needs.
+
+    The KFP driver reads the kfp-launcher ConfigMap, and Argo's executor reports a step's
+    outputs as WorkflowTaskResults. Nothing may list, create or delete InferenceServices.
+    """
+    rules = [
+        _rule("serving.kserve.io", "inferenceservices", ["get", "patch"], [model_name]),
+        _rule("", "configmaps", ["get"], ["kfp-launcher"]),
+        _rule("argoproj.io", "workflowtaskresults", ["create", "patch"]),
+    ]
+    return _role(PIPELINE_ACCOUNT, rules, namespace)
+
+
+def trader_role(*, secrets: list[str], namespace: str = NAMESPACE) -> dict:
+    """The trader may read its own Secrets by name, and nothing else."""
+    return _role(TRADER_ACCOUNT, [_rule("", "secrets", ["get"], secrets)], namespace)
+
+
+def role_binding(account: str, namespace: str = NAMESPACE) -> dict:
+    """Binds the Role named like the service account to it."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": account, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }
+
+
+def model_network_policy(*, model_name: str, namespace: str = NAMESPACE) -> dict:
+    """Only the trader reaches the InferenceService's pods (and its transformer the predictor).
+
+    The InferenceService runs in RawDeployment mode, so callers connect to the pods directly
+    and a pod selector is the whole truth. (In Knative mode every call arrives from the
+    activator or the mesh gateway, and this policy would have to admit those instead.)
+    """
+    model_pods = {"serving.kserve.io/inferenceservice": model_name}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{model_name}-ingress", "namespace": namespace},
+        "spec": {
+            "podSelector": {"matchLabels": model_pods},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": TRADER_LABEL}},
+                        {"podSelector": {"matchLabels": model_pods}},
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 8080}],
+                }
+            ],
+        },
+    }
+
+
+def _role(name: str, rules: list[dict], namespace: str) -> dict:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": rules,
+    }
+
+
+def _rule(group: str, resource: str, verbs: list[str], names: list[str] | None = None) -> dict:
+    rule = {"apiGroups": [group], "resources": [resource], "verbs": verbs}
+    if names:
+        rule["resourceNames"] = names
+    return rule

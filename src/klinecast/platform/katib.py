@@ -1,0 +1,127 @@
+"""A Katib Experiment (kubeflow.org/v1beta1) generated from params.yaml.
+
+The search space has one source of truth, params.yaml's tune.search_space; this module only
+translates it. Built as plain data: the kubeflow-katib SDK pins protobuf<5, which conflicts with
+kfp and kserve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from klinecast.config import Params
+from klinecast.platform.cluster import PIPELINE_ACCOUNT
+from klinecast.platform.k8s import NAMESPACE, UID, resources
+from klinecast.platform.names import S3_SECRET
+from klinecast.research import tuning
+
+#: the Python type of a lever's values -> Katib's parameter type
+KATIB_TYPES = {int: "int", float: "double", str: "categorical"}
+
+
+def trial_parameters() -> dict[str, tuple[str, str]]:
+    """Every lever of tune.search_space -> (its Katib trial parameter name, Katib's type)."""
+    return {
+        key: (_camel(key), KATIB_TYPES[kind]) for key, kind in tuning.search_levers().items()
+    }
+
+
+def _camel(key: str) -> str:
+    first, *rest = key.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def feasible_space(values: tuple, kind: str) -> dict:
+    """Katib's feasibleSpace: a list of choices, or [min, max] as strings."""
+    if kind == "categorical":
+        return {"list": [str(v) for v in values]}
+    return {"min": str(values[0]), "max": str(values[1])}
+
+
+def experiment(
+    params: Params,
+    *,
+    image: str,
+    namespace: str = NAMESPACE,
+    parallel_trials: int = 2,
+) -> dict:
+    """TPE over tune.search_space, median stopping, maximising tune.objective.
+
+    Each trial is a Job running `klinecast tune-trial` with the trial's parameters; it prints
+    `<objective>=<value>` after every fold for Katib's StdOut metrics collector.
+    """
+    tune = params.tune
+    space = dataclasses.asdict(tune.search_space)
+    levers = trial_parameters()
+    flags = " ".join(
+        f"--{key.replace('_', '-')}=${{trialParameters.{name}}}"
+        for key, (name, _) in levers.items()
+    )
+    command = f"dvc pull data/features.parquet && klinecast tune-trial {flags}"
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": f"{tune.study_name}-tune", "namespace": namespace},
+        "spec": {
+            "objective": {"type": "maximize", "objectiveMetricName": tune.objective},
+            "algorithm": {
+                "algorithmName": "tpe",
+                "algorithmSettings": [{"name": "random_state", "value": str(tune.seed)}],
+            },
+            "earlyStopping": {
+                "algorithmName": "medianstop",
+                "algorithmSettings": [
+                    {"name": "min_trials_required", "value": str(tune.pruner_startup_trials)},
+                    {"name": "start_step", "value": str(tune.pruner_warmup_folds)},
+                ],
+            },
+            "maxTrialCount": tune.n_trials,
+            "parallelTrialCount": parallel_trials,
+            "maxFailedTrialCount": 3,
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            "parameters": [
+                {
+                    "name": name,
+                    "parameterType": kind,
+                    "feasibleSpace": feasible_space(space[key], kind),
+                }
+                for key, (name, kind) in levers.items()
+            ],
+            "trialTemplate": {
+                "primaryContainerName": "training-container",
+                "trialParameters": [
+                    {"name": name, "reference": name, "description": f"tune.search_space.{key}"}
+                    for key, (name, _) in levers.items()
+                ],
+                "trialSpec": {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "serviceAccountName": PIPELINE_ACCOUNT,
+                                "containers": [
+                                    {
+                                        "name": "training-container",
+                                        "image": image,
+                                        "workingDir": "/app",
+                                        "command": ["sh", "-c", command],
+                                        "envFrom": [{"secretRef": {"name": S3_SECRET}}],
+                                        "resources": resources("1", "1Gi", "2", "2Gi"),
+                                        "securityContext": {
+                                            "runAsNonRoot": True,
+                                            "runAsUser": UID,
+                                            "allowPrivilegeEscalation": False,
+                                        },
+                                    }
+                                ],
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }

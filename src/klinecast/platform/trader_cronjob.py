@@ -1,0 +1,68 @@
+"""The trader's CronJob (batch/v1) and its Secret template, generated from one place."""
+
+from __future__ import annotations
+
+from klinecast.platform import k8s
+from klinecast.platform.cluster import TRADER_ACCOUNT, TRADER_LABEL
+from klinecast.platform.k8s import (
+    NAMESPACE,
+    PIPELINE_IMAGE,
+    UID,
+    resources,
+    restricted_security_context,
+)
+from klinecast.platform.names import BINANCE_KEYS, BINANCE_SECRET, POSTGRES_KEYS, POSTGRES_SECRET
+
+
+def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_name: str) -> dict:
+    """`klinecast trade once` at minute 1 of every hour, never two at a time."""
+    # The paper broker needs no keys, so the pod starts without them; testnet refuses to.
+    env = [_secret_env(name, BINANCE_SECRET, name, optional=True) for name in BINANCE_KEYS]
+    env.append(_secret_env("KLINECAST_LEDGER_URL", POSTGRES_SECRET, POSTGRES_KEYS["ledger"]))
+    env.append(
+        {
+            "name": "KLINECAST_INFERENCE_URL",
+            "value": f"http://{model_name}-transformer.{namespace}.svc.cluster.local",
+        }
+    )
+    container = {
+        "name": "trader",
+        "image": image,
+        "args": ["trade", "once", "--params", "/app/params.yaml"],
+        "env": env,
+        "resources": resources("100m", "256Mi", "500m", "512Mi"),
+        "securityContext": restricted_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    # Missed after minute 11 rather than traded late; reruns are safe (the ledger and the
+    # client order ids dedupe).
+    return k8s.hourly_cronjob(
+        "klinecast-trader",
+        namespace=namespace,
+        minute=1,
+        labels={"app.kubernetes.io/name": "klinecast", **TRADER_LABEL},
+        pod_labels=TRADER_LABEL,
+        container=container,
+        backoff_limit=2,
+        pod={
+            "serviceAccountName": TRADER_ACCOUNT,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
+        },
+    )
+
+
+def secret_template(namespace: str = NAMESPACE) -> dict:
+    """The testnet keys: fill them with `kubectl create secret` (never commit the values)."""
+    return k8s.secret_template(BINANCE_SECRET, list(BINANCE_KEYS), namespace=namespace)
+
+
+def service_account(namespace: str = NAMESPACE) -> dict:
+    return k8s.service_account(
+        TRADER_ACCOUNT, namespace=namespace, automountServiceAccountToken=False
+    )
+
+
+def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> dict:
+    ref = {"name": secret, "key": key, **({"optional": True} if optional else {})}
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}

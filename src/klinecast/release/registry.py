@@ -1,0 +1,313 @@
+"""Model artifacts and the model registry (a local directory or s3://bucket/prefix).
+
+An artifact is a directory with `model.json` (XGBoost's JSON format, which KServe's stock
+xgboost runtime loads from a storageUri directory) and `metadata.json`.
+
+Registry layout, under the registry URI:
+
+    <model_name>/versions/<version>/model.json, metadata.json, _COMPLETE
+    <model_name>/production.json     {"version": ..., "uri": ...}
+
+A version is immutable. `_COMPLETE` is written after every other file of the version and
+`production.json` only after that, so a failed or partial upload never sits behind the pointer;
+readers ignore versions without `_COMPLETE`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from klinecast import atomic
+from klinecast.errors import KlinecastError
+from klinecast.release.metadata import ArtifactMetadata, MetadataError
+
+MODEL_FILE = "model.json"
+METADATA_FILE = "metadata.json"
+COMPLETE_MARKER = "_COMPLETE"
+POINTER_FILE = "production.json"
+
+
+class RegistryError(KlinecastError):
+    """The registry could not be read or written."""
+
+
+def write_artifact(out_dir: Path, booster, metadata: ArtifactMetadata) -> None:
+    """Writes model.json + metadata.json into out_dir, replacing it only once complete."""
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    booster.save_model(str(staging / MODEL_FILE))
+    metadata.write(staging / METADATA_FILE)
+    previous = out_dir.with_name(f".{out_dir.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(previous)
+    staging.rename(out_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def version_of(storage_uri: str, metadata: ArtifactMetadata) -> str:
+    """The model version a server reports: the registry version its URI names, else (a copy
+    such as KServe's /mnt/models) when the model was made."""
+    last = storage_uri.rstrip("/").rsplit("/", 1)[-1]
+    return last if last.startswith("v") and "-" in last else metadata.created_at
+
+
+def read_artifact_metadata(artifact_dir: Path) -> ArtifactMetadata:
+    """metadata.json of an artifact, after checking the model file is there.
+
+    Raises:
+        RegistryError: the directory is not a complete artifact, or its metadata is unreadable.
+    """
+    artifact_dir = Path(artifact_dir)
+    for name in (MODEL_FILE, METADATA_FILE):
+        if not (artifact_dir / name).is_file():
+            raise RegistryError(f"{artifact_dir} is not a model artifact: {name} is missing")
+    try:
+        return ArtifactMetadata.read(artifact_dir / METADATA_FILE)
+    except MetadataError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+class Store(Protocol):
+    """The few object-store operations the registry needs."""
+
+    def uri(self, key: str) -> str: ...
+    def put(self, key: str, content: bytes) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def keys(self, prefix: str) -> list[str]: ...
+    def delete(self, keys: list[str]) -> None: ...
+
+
+class LocalStore:
+    """A directory; file system errors surface as RegistryError, like S3Store's."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def uri(self, key: str) -> str:
+        return str((self.root / key).resolve())
+
+    def put(self, key: str, content: bytes) -> None:
+        self._call("write", key, lambda: atomic.write_bytes(self.root / key, content))
+
+    def get(self, key: str) -> bytes | None:
+        path = self.root / key
+        return self._call("read", key, lambda: path.read_bytes() if path.is_file() else None)
+
+    def keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            path = self.root / key
+            self._call("delete", key, lambda p=path: p.unlink(missing_ok=True))
+            # directories the deleted files leave empty go too, up to the registry's root
+            for parent in path.parents:
+                if parent == self.root or not parent.is_relative_to(self.root):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+
+    def _call(self, what: str, key: str, action):
+        try:
+            return action()
+        except OSError as exc:
+            raise RegistryError(f"{what} of {self.uri(key)} failed: {exc}") from None
+
+
+class S3Store:
+    """boto3 on s3://bucket/prefix; AWS_ENDPOINT_URL selects MinIO or another S3 API."""
+
+    def __init__(self, bucket: str, prefix: str, client=None):
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client or boto3.client("s3")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def put(self, key: str, content: bytes) -> None:
+        self._call(
+            "upload",
+            key,
+            lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=content),
+        )
+
+    def get(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise RegistryError(f"cannot read {self.uri(key)}: {exc}") from None
+
+    def keys(self, prefix: str) -> list[str]:
+        found = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        strip = len(self._key("")) if self.prefix else 0
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix))
+        for page in self._call("list", prefix, lambda: list(pages)):
+            found += [obj["Key"][strip:] for obj in page.get("Contents", [])]
+        return sorted(found)
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._call(
+                "delete",
+                key,
+                lambda k=key: self.client.delete_object(Bucket=self.bucket, Key=self._key(k)),
+            )
+
+    def _call(self, what: str, key: str, action):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return action()
+        except (BotoCoreError, ClientError) as exc:
+            raise RegistryError(f"{what} of {self.uri(key)} failed: {exc}") from None
+
+
+def open_store(registry_uri: str) -> Store:
+    parsed = urlparse(registry_uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise RegistryError(f"registry {registry_uri!r} names no bucket")
+        return S3Store(parsed.netloc, parsed.path)
+    if parsed.scheme in ("", "file"):
+        return LocalStore(Path(parsed.path if parsed.scheme == "file" else registry_uri))
+    raise RegistryError(f"registry {registry_uri!r}: expected a directory or s3://bucket/prefix")
+
+
+@dataclass(frozen=True)
+class PublishReceipt:
+    version: str
+    uri: str  # the version directory: what an InferenceService's storageUri points at
+    promoted: bool
+    production: dict | None  # the pointer after publishing
+
+    def as_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "uri": self.uri,
+            "promoted": self.promoted,
+            "production": self.production,
+        }
+
+
+def publish(
+    artifact_dir: Path,
+    *,
+    store: Store,
+    model_name: str,
+    promote: bool,
+    now: dt.datetime | None = None,
+) -> PublishReceipt:
+    """Copies the artifact into the registry as a new version; moves production if promote.
+
+    Raises:
+        RegistryError: the artifact is incomplete or an upload failed. The production pointer
+            is untouched and the partial version (no _COMPLETE) is removed where possible.
+    """
+    metadata = read_artifact_metadata(artifact_dir)
+    files = {name: (Path(artifact_dir) / name).read_bytes() for name in (MODEL_FILE, METADATA_FILE)}
+    now = now or dt.datetime.now(dt.UTC)
+    digest = hashlib.sha256(files[MODEL_FILE] + files[METADATA_FILE]).hexdigest()[:8]
+    version = f"v{now:%Y%m%dT%H%M%S}-{digest}"
+    prefix = f"{model_name}/versions/{version}"
+    if store.get(f"{prefix}/{COMPLETE_MARKER}") is None:
+        try:
+            for name, content in files.items():
+                store.put(f"{prefix}/{name}", content)
+            store.put(f"{prefix}/{COMPLETE_MARKER}", digest.encode())
+        except RegistryError:
+            try:
+                store.delete(store.keys(prefix))
+            except RegistryError:
+                pass  # the version stays incomplete, which readers ignore
+            raise
+    uri = store.uri(prefix)
+    if promote:
+        pointer = {
+            "version": version,
+            "uri": uri,
+            "promoted_at": now.isoformat(),
+            "evaluation": metadata.metrics.excess_return if metadata.metrics else None,
+        }
+        store.put(f"{model_name}/{POINTER_FILE}", json.dumps(pointer, indent=2).encode())
+    return PublishReceipt(version, uri, promote, production(store, model_name))
+
+
+def production(store: Store, model_name: str) -> dict | None:
+    """The production pointer, or None before the first promotion."""
+    raw = store.get(f"{model_name}/{POINTER_FILE}")
+    return json.loads(raw) if raw is not None else None
+
+
+def versions(store: Store, model_name: str) -> list[str]:
+    """Complete versions, oldest first."""
+    marker = f"/{COMPLETE_MARKER}"
+    return sorted(
+        key.split("/")[-2] for key in store.keys(f"{model_name}/versions/") if key.endswith(marker)
+    )
+
+
+def fetch_artifact(uri: str, dest: Path) -> Path:
+    """Makes the artifact at uri (a directory, or an s3:// version prefix) available locally.
+
+    Returns:
+        A local directory holding model.json and metadata.json (uri itself when it is local).
+
+    Raises:
+        RegistryError: the artifact is missing, incomplete or unreadable.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        local = Path(parsed.path if parsed.scheme == "file" else uri)
+        read_artifact_metadata(local)
+        return local
+    if parsed.scheme != "s3":
+        raise RegistryError(f"storage URI {uri!r}: expected a directory or s3://bucket/prefix")
+    store = S3Store(parsed.netloc, "")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILE, METADATA_FILE):
+        content = store.get(f"{parsed.path.strip('/')}/{name}")
+        if content is None:
+            raise RegistryError(f"{uri} is not a model artifact: {name} is missing")
+        atomic.write_bytes(dest / name, content)
+    read_artifact_metadata(dest)
+    return dest
+
+
+def resolve_serving_uri(registry_uri: str, model_name: str, *, fallback: Path) -> tuple[str, str]:
+    """The production version's URI, else the local candidate artifact.
+
+    Returns:
+        (uri, why) where why says which one was chosen, for the log.
+    """
+    pointer = production(open_store(registry_uri), model_name)
+    if pointer is not None:
+        return pointer["uri"], f"production version {pointer['version']}"
+    return str(
+        fallback
+    ), f"no production version in {registry_uri}; serving the candidate {fallback}"

@@ -1,0 +1,440 @@
+"""`klinecast report`: one self-contained HTML page for a quant who has two minutes.
+
+From the top: the verdict (returns, the p-value against the best baseline, the deflated Sharpe,
+the gate's conditions, and any warning), returns before and after fees side by side for the
+model and every baseline, equity and position over time, a monthly returns heatmap, the
+calibration curve, the per-fold table, in-sample against out-of-sample, the tuning history
+(complete and pruned trials apart), feature importance, and the model's metadata. Plots are
+inlined PNG, so the page needs nothing outside the file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from klinecast.errors import KlinecastError
+from klinecast.pages import img, png
+from klinecast.release.gate import Gate
+from klinecast.release.metadata import ArtifactMetadata
+from klinecast.research.backtest import Metrics
+from klinecast.research.evaluation import equity_curves
+from klinecast.research.model import feature_importance
+from klinecast.research.scorecard import (
+    CalibrationBin,
+    FoldReturns,
+    MonthReturns,
+    Scorecard,
+)
+
+ROLLING_HOURS = 24 * 7
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    predictions: pd.DataFrame  # evaluate's per-hour frame
+    metrics: Scorecard  # metrics.json
+    trials: pd.DataFrame | None  # tune's trials.csv
+    importance: dict[str, float]  # feature -> share of the gain
+    metadata: ArtifactMetadata
+    publish: dict | None  # publish's receipt
+
+    @classmethod
+    def read(
+        cls,
+        *,
+        predictions: Path,
+        metrics: Path,
+        trials: Path | None,
+        artifact: Path,
+        receipt: Path | None = None,
+    ) -> ReportInputs:
+        """What the stages wrote: evaluate's predictions and metrics, tune's trials (optional),
+        train's artifact and publish's receipt (optional, absent before publishing).
+
+        Raises:
+            KlinecastError: a required file is missing or unreadable.
+        """
+        import xgboost as xgb
+
+        from klinecast.release import registry
+
+        metadata = registry.read_artifact_metadata(artifact)
+        booster = xgb.Booster()
+        booster.load_model(str(Path(artifact) / registry.MODEL_FILE))
+        return cls(
+            predictions=_read(predictions, pd.read_parquet),
+            metrics=Scorecard.read(metrics),
+            trials=pd.read_csv(trials) if trials is not None and trials.is_file() else None,
+            importance=feature_importance(booster, list(metadata.feature_names)),
+            metadata=metadata,
+            publish=json.loads(receipt.read_text()) if receipt and receipt.is_file() else None,
+        )
+
+
+def _read(path: Path, reader):
+    try:
+        return reader(Path(path))
+    except FileNotFoundError:
+        raise KlinecastError(f"{path} does not exist; run the stage that writes it first") from None
+    except Exception as exc:  # pyarrow and json raise several unrelated types for a bad file
+        raise KlinecastError(f"{path} is not readable: {exc}") from None
+
+
+def render(inputs: ReportInputs) -> str:
+    """The report as an HTML string with the plots inlined as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    metrics, predictions = inputs.metrics, inputs.predictions
+    sections = [
+        _verdict(metrics, inputs.publish),
+        "<h2>Before and after fees, out of sample</h2>" + _returns_table(metrics),
+        "<h2>Equity after fees, and the model's position</h2>" + img(_equity_plot(predictions)),
+        "<h2>Monthly returns after fees</h2>" + img(_monthly_heatmap(metrics.per_month)),
+        "<h2>Calibration</h2>" + _calibration_section(metrics.calibration),
+        "<h2>Walk-forward folds</h2>" + _fold_table(metrics.per_fold),
+        "<h2>In sample against out of sample</h2>" + _in_vs_out_table(metrics),
+    ]
+    if inputs.trials is not None and not inputs.trials.empty:
+        sections.append("<h2>Tuning history</h2>" + img(_tuning_plot(inputs.trials)))
+    sections.append(
+        "<h2>Feature importance (gain)</h2>" + img(_importance_plot(inputs.importance))
+    )
+    sections.append("<h2>Model</h2>" + _model_table(inputs.metadata))
+    span = metrics.span
+    title = f"klinecast report: {html.escape(inputs.metadata.model_name)}"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 9px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+tr.model {{ background: #eef4ff; font-weight: bold; }}
+.pass {{ color: #17692b; }} .fail {{ color: #a11; }}
+.warn {{ background: #fff4e0; border-left: 4px solid #e08a00; padding: 0.5em 1em; }}
+.verdict {{ font-size: 1.1em; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Out of sample: {_day(span.first_hour)} .. {_day(span.last_hour)} ({span.hours:,} hours,
+{span.folds} walk-forward folds, retrained every step), fee {metrics.fee_per_side:.2%} per
+side on every change of position.</p>
+{"".join(sections)}
+</body></html>
+"""
+
+
+def _day(iso: str) -> str:
+    return iso[:16].replace("T", " ")
+
+
+def _pct(value, digits: int = 2) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:+.{digits}%}"
+
+
+def _verdict(metrics: Scorecard, publish: dict | None) -> str:
+    model, significance = metrics.model, metrics.significance
+    best = significance.best_baseline
+    best_return = metrics.baselines[best].cumulative_return
+    p_value, deflated = significance.p_value, significance.deflated_sharpe
+    beats = model.cumulative_return > best_return
+    sentence = (
+        f"The model returned <b>{_pct(model.cumulative_return)}</b> after fees "
+        f"({_pct(model.return_before_fees)} before, {model.trades:,} trades); the best "
+        f"baseline, {html.escape(best)}, returned {_pct(best_return)}. "
+        f"The model <span class='{'pass' if beats else 'fail'}'>"
+        f"{'beats' if beats else 'does not beat'}</span> it, with a bootstrap p-value of "
+        f"<b>{p_value:.3f}</b> (SPA, stationary bootstrap, hourly returns after fees) and a "
+        f"deflated Sharpe ratio of <b>{deflated:.2f}</b> after {significance.trials_run} "
+        f"tuning trials: the probability that its Sharpe beats what the best of that many "
+        f"unskilled trials would show by luck."
+    )
+    parts = [f"<p class='verdict'>{sentence}</p>"]
+    warnings = []
+    if model.trades == 0:
+        warnings.append("The model never traded out of sample: there is nothing to judge.")
+    if significance.trials_that_trade == 0:
+        warnings.append(
+            "No tuning trial traded in sample: the search found no rule that pays its fees, "
+            "so it chose to stay flat. This is a finding, not an error."
+        )
+    if publish is not None:
+        gate = publish["gate"]
+        state = "promoted to production" if publish["promoted"] else "NOT promoted"
+        items = "".join(
+            f"<li class='{'pass' if c['held'] else 'fail'}'>{html.escape(c['detail'])}</li>"
+            for c in gate["conditions"]
+        )
+        parts.append(
+            f"<p>Publish gate: version {html.escape(publish['version'])} was <b>{state}</b>."
+            f"</p><ul>{items}</ul>"
+        )
+        if any(c["name"] == "not_degenerate" and not c["held"] for c in gate["conditions"]):
+            warnings.append(
+                "The final model is degenerate (see the gate): its trees hold next to nothing, "
+                "or its rule does not trade. Do not read its metrics as a signal."
+            )
+    parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in warnings]
+    return "".join(parts)
+
+
+def _table(header: list[str], rows: list[tuple[str, list[str], str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr class='{cls}'><td>{html.escape(name)}</td>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
+        for name, cells, cls in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _returns_table(metrics: Scorecard) -> str:
+    def cells(m: Metrics) -> list[str]:
+        accuracy = "–"
+        if m.accuracy is not None:
+            accuracy = f"{m.accuracy:.1%} [{m.accuracy_low:.1%}, {m.accuracy_high:.1%}]"
+        hold = "–" if m.mean_holding_hours is None else f"{m.mean_holding_hours:.1f} h"
+        return [
+            _pct(m.return_before_fees),
+            _pct(m.cumulative_return),
+            f"{m.fees_paid:.1%}",
+            f"{m.trades:,}",
+            f"{m.exposure:.0%}",
+            hold,
+            accuracy,
+            f"{m.sharpe:.2f}",
+            f"{m.probabilistic_sharpe:.2f}",
+            f"{m.max_drawdown:.1%}",
+        ]
+
+    header = [
+        "strategy", "before fees", "after fees", "fees paid", "trades", "exposure",
+        "mean hold", "hit rate [95 % CI]", "Sharpe", "PSR", "max drawdown",
+    ]  # fmt: skip
+    rows = [("model", cells(metrics.model), "model")]
+    rows += [(name, cells(m), "") for name, m in metrics.baselines.items()]
+    note = (
+        "<p>Fees paid: the fee times the turnover, as a share of capital. Hit rate: hours in "
+        "the market whose next candle moved the position's way, with its Wilson interval. "
+        "PSR: the probability that the true Sharpe ratio is above 0.</p>"
+    )
+    return _table(header, rows) + note
+
+
+def _calibration_section(table: tuple[CalibrationBin, ...]) -> str:
+    if not table:
+        return "<p>Too few labelled hours for a calibration curve.</p>"
+    return img(_calibration_plot(table)) + (
+        "<p>prob_up in deciles: the mean predicted probability against how often the price was "
+        "higher after the model's horizon. On the diagonal, the probabilities mean what they "
+        "say.</p>"
+    )
+
+
+def _fold_table(folds: tuple[FoldReturns, ...]) -> str:
+    baselines = list(folds[0].baselines) if folds else []
+    rows = [
+        (
+            str(f.fold),
+            [
+                _day(f.first_hour),
+                _day(f.last_hour),
+                f"{f.hours:,}",
+                _pct(f.return_before_fees),
+                _pct(f.return_after_fees),
+                f"{f.position_changes:,}",
+                f"{f.exposure:.0%}",
+                *(_pct(f.baselines[name]) for name in baselines),
+            ],
+            "",
+        )
+        for f in folds
+    ]
+    header = [
+        "fold", "first hour", "last hour", "hours", "model before fees", "model after fees",
+        "position changes", "exposure", *(name.replace("_", " ") for name in baselines),
+    ]  # fmt: skip
+    return _table(header, rows)
+
+
+def _in_vs_out_table(metrics: Scorecard) -> str:
+    inside, out = metrics.in_sample, metrics.model
+    if not inside:
+        return "<p>No in-sample summary (tune's best_params.json predates it).</p>"
+    hold = metrics.baselines["buy_and_hold"].cumulative_return
+
+    def number(value, fmt):
+        return "–" if value is None else fmt.format(value)
+
+    rows = [
+        ("hours", [number(inside.get("hours"), "{:,.0f}"), f"{out.hours:,}"]),
+        ("folds", [number(inside.get("folds"), "{:.0f}"), str(metrics.span.folds)]),
+        ("return before fees", [_pct(inside.get("return_before_fees")), _pct(out.return_before_fees)]),
+        ("return after fees", [_pct(inside.get("return_after_fees")), _pct(out.cumulative_return)]),
+        ("buy and hold after fees", [_pct(inside.get("buy_and_hold_return")), _pct(hold)]),
+        ("Sharpe (annualised)", [number(inside.get("sharpe"), "{:.2f}"), f"{out.sharpe:.2f}"]),
+        ("hit rate", [number(inside.get("accuracy"), "{:.1%}"), number(out.accuracy, "{:.1%}")]),
+        (
+            "classifier accuracy",
+            [
+                number(inside.get("classifier_accuracy"), "{:.1%}"),
+                number(out.classifier_accuracy, "{:.1%}"),
+            ],
+        ),
+        ("trades", [number(inside.get("trades"), "{:,.0f}"), f"{out.trades:,}"]),
+        ("exposure", [number(inside.get("exposure"), "{:.0%}"), f"{out.exposure:.0%}"]),
+    ]  # fmt: skip
+    return (
+        _table(["", "in sample (best trial)", "out of sample"], [(k, v, "") for k, v in rows])
+        + "<p>A large drop from in sample to out of sample is the search fitting noise.</p>"
+    )
+
+
+def _model_table(metadata: ArtifactMetadata) -> str:
+    hp, rule, shape = metadata.candidate.hp, metadata.rule, metadata.complexity
+    rows = [
+        ("model", metadata.model_name),
+        ("created", _day(metadata.created_at) + " UTC"),
+        ("symbol, interval", f"{metadata.symbol}, {metadata.interval}"),
+        ("trained on", f"{_day(metadata.train_start)} .. {_day(metadata.train_end)} UTC "
+                       f"({metadata.train_rows:,} rows)"),
+        ("label", f"close {metadata.horizon_hours} h ahead against now"),
+        ("rule", f"{rule.side.replace('_', ' ')}; enter beyond 0.5 ± {rule.entry_band:.3f}, "
+                 f"leave inside 0.5 ± {rule.exit_band:.3f}; hold at least "
+                 f"{rule.min_hold_hours} h"),
+        ("trees", f"{hp.n_estimators:,} rounds, depth ≤ {hp.max_depth}, learning rate "
+                  f"{hp.learning_rate:.3f}, subsample {hp.subsample:.2f}, columns "
+                  f"{hp.colsample_bytree:.2f}, gamma {hp.gamma}"),
+        ("look back", f"{hp.look_back_days} days"),
+        ("complexity", f"{shape.splits:,} splits in {shape.trees_that_split:,} of "
+                       f"{shape.trees:,} trees, over {len(shape.features_used)} of "
+                       f"{len(metadata.feature_names)} features"),
+        ("features used", ", ".join(shape.features_used) or "none"),
+        ("data version", ", ".join(f"{k} {str(v)[:12]}" for k, v in metadata.data_version.items())
+                         or "–"),
+        ("libraries", ", ".join(f"{k} {v}" for k, v in metadata.libraries.items() if v)),
+    ]  # fmt: skip
+    body = "".join(
+        f"<tr><td>{html.escape(k)}</td><td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+def _equity_plot(predictions: pd.DataFrame) -> bytes:
+    import matplotlib.pyplot as plt
+
+    equity = equity_curves(predictions)
+    gross = np.cumprod(1 + predictions["position"] * predictions["next_return"])
+    fig, (top, middle, bottom) = plt.subplots(
+        3, 1, figsize=(11, 8.5), sharex=True, height_ratios=[3, 1, 1]
+    )
+    for name in equity.columns:
+        top.plot(equity.index, equity[name], label=name, lw=2.2 if name == "model" else 1)
+    top.plot(gross.index, gross, label="model before fees", color="grey", ls="--", lw=1)
+    top.set_yscale("log")
+    top.set_ylabel("equity (log scale)")
+    top.legend(loc="best", fontsize=8)
+    top.grid(alpha=0.3)
+    middle.fill_between(
+        predictions.index, predictions["position"], 0, step="post", color="#4a7bd0", alpha=0.6
+    )
+    middle.set_yticks([-1, 0, 1], ["short", "flat", "long"])
+    middle.set_ylabel("position")
+    middle.grid(alpha=0.3)
+    drawdown = equity["model"] / equity["model"].cummax().clip(lower=1.0) - 1
+    bottom.fill_between(drawdown.index, drawdown, 0, color="#c44", alpha=0.5)
+    bottom.set_ylabel("drawdown")
+    bottom.grid(alpha=0.3)
+    return png(fig)
+
+
+def _monthly_heatmap(months: tuple[MonthReturns, ...]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame([m.as_dict() for m in months]).set_index("month")
+    values = frame.T.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(min(11, 1.2 + 0.9 * len(frame)), 0.6 * len(frame.columns) + 1))
+    limit = max(0.01, float(np.nanmax(np.abs(values))))
+    ax.imshow(values, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(len(frame)), frame.index, rotation=45, ha="right")
+    ax.set_yticks(range(len(frame.columns)), frame.columns)
+    for (row, column), value in np.ndenumerate(values):
+        ax.text(column, row, f"{value:+.1%}", ha="center", va="center", fontsize=8)
+    return png(fig)
+
+
+def _calibration_plot(table: tuple[CalibrationBin, ...]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    predicted = [b.predicted for b in table]
+    observed = [b.observed for b in table]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    low = min(predicted + observed) - 0.02
+    high = max(predicted + observed) + 0.02
+    ax.plot([low, high], [low, high], color="grey", ls="--", lw=1, label="perfect calibration")
+    ax.plot(predicted, observed, marker="o", label="model (deciles)")
+    ax.set_xlabel("mean predicted prob_up")
+    ax.set_ylabel("share that went up")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    return png(fig)
+
+
+def _importance_plot(importance: dict[str, float]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    items = sorted(importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(items) + 1))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4a7bd0")
+    ax.set_xlabel("total gain share")
+    return png(fig)
+
+
+def _tuning_plot(trials: pd.DataFrame) -> bytes:
+    """Complete trials with the best so far; pruned trials apart, at the value where they
+    were stopped (a partial result, not comparable with a complete one)."""
+    import matplotlib.pyplot as plt
+
+    complete = trials[trials["state"] == "COMPLETE"]
+    pruned = trials[trials["state"] == "PRUNED"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, height_ratios=[2, 1])
+    top.scatter(complete["number"], complete["value"], s=16, label="complete")
+    top.plot(complete["number"], complete["value"].cummax(), color="#c44", label="best so far")
+    top.set_ylabel("objective, complete")
+    top.legend(loc="best")
+    top.grid(alpha=0.3)
+    if not pruned.empty:
+        bottom.scatter(pruned["number"], pruned["value"], s=16, marker="x", color="grey")
+    bottom.set_ylabel("pruned: value when stopped")
+    bottom.set_xlabel("trial")
+    bottom.grid(alpha=0.3)
+    return png(fig)
+
+
+def markdown_summary(metrics: Scorecard, gate: Gate) -> str:
+    """A few lines for the KFP UI: the model against each baseline, and the gate's verdict."""
+    span, significance = metrics.span, metrics.significance
+    rows = [("**model**", metrics.model), *metrics.baselines.items()]
+    table = "\n".join(
+        f"| {name} | {m.return_before_fees:+.2%} | {m.cumulative_return:+.2%} | "
+        f"{m.trades} | {m.sharpe:.2f} | {m.max_drawdown:.2%} |"
+        for name, m in rows
+    )
+    verdict = "passed: publish and deploy run" if gate.passed else "failed: nothing is published"
+    conditions = "\n".join(f"- {reason}" for reason in gate.reasons())
+    return (
+        f"### klinecast out of sample: {span.first_hour[:10]} .. {span.last_hour[:10]}\n\n"
+        f"{span.hours} hours, {span.folds} folds, fee {metrics.fee_per_side:.2%} per side. "
+        f"p-value vs {significance.best_baseline}: {significance.p_value:.3f}; deflated "
+        f"Sharpe {significance.deflated_sharpe:.2f} after {significance.trials_run} trials.\n\n"
+        "| strategy | before fees | after fees | trades | Sharpe | max drawdown |\n"
+        "|---|---|---|---|---|---|\n"
+        f"{table}\n\nGate {verdict}:\n\n{conditions}\n"
+    )

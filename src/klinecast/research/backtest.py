@@ -1,0 +1,404 @@
+"""Walk-forward folds with purging, strategy returns before and after fees, metrics, baselines.
+
+Timing, for a feature row indexed by open_time t: its candle closes at t + 1h, when the model
+predicts and the strategy takes its position; the position earns `next_return`, the return of
+candle t + 1h. A fold tests on [test_start, test_start + step). Its first prediction is made
+when candle test_start closes, so a training label may use candles up to test_start and no
+later: with labels `h` candles ahead, training rows are [test_start - look_back,
+test_start - (h - 1)h), and the h - 1 rows before them whose label would reach into the test
+period are purged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import log_loss, roc_auc_score
+
+from klinecast.config import Params
+from klinecast.errors import KlinecastError
+from klinecast.research import model, stats, strategy
+from klinecast.research.features import NEXT_RETURN, horizon_labels
+
+HOURS_PER_YEAR = 24 * 365
+BASELINES = ("buy_and_hold", "always_short", "momentum", "coin_flip")
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward step: train on [train_start, train_end), test on [test_start, test_end).
+
+    train_end is test_start minus the purge (horizon - 1 hours). The slices are positions in
+    the index the training rows and the test rows were taken from.
+    """
+
+    number: int
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+    train_rows: slice
+    test_rows: slice
+
+
+def walk_forward_folds(
+    index: pd.DatetimeIndex,
+    *,
+    test_start: pd.Timestamp,
+    test_end: pd.Timestamp,
+    train_hours: int,
+    step_hours: int,
+    horizon_hours: int = 1,
+    train_index: pd.DatetimeIndex | None = None,
+) -> Iterator[Fold]:
+    """Yields the seed's fixed-size sliding windows, purged for the label horizon.
+
+    Test windows of step_hours tile [test_start, test_end) over `index`; each is preceded by a
+    training window of train_hours over `train_index` (default: `index`), which ends
+    horizon_hours - 1 hours before the test window so that no training label uses a candle
+    that closes after the first test prediction. Windows without rows are skipped.
+
+    Raises:
+        ValueError: a window length is not positive.
+    """
+    if train_hours < 1 or step_hours < 1 or horizon_hours < 1:
+        raise ValueError(
+            f"train_hours ({train_hours}), step_hours ({step_hours}) and horizon_hours "
+            f"({horizon_hours}) must be >= 1"
+        )
+    train_index = index if train_index is None else train_index
+    train, step = pd.Timedelta(hours=train_hours), pd.Timedelta(hours=step_hours)
+    purge = pd.Timedelta(hours=horizon_hours - 1)
+    start = test_start
+    number = 0
+    while start < test_end:
+        end = min(start + step, test_end)
+        t0, t1 = train_index.searchsorted([start - train, start - purge])
+        i1, i2 = index.searchsorted([start, end])
+        if i2 > i1 and t1 > t0:
+            yield Fold(
+                number, start - train, start - purge, start, end, slice(t0, t1), slice(i1, i2)
+            )
+            number += 1
+        start += step
+
+
+def position_return(position, previous, next_return, *, fee: float):
+    """The return of holding `position` for one hour, having held `previous` the hour before,
+    after a fee per side on the change: the one cost formula of the backtest and the trader's
+    ledger (scalars or arrays)."""
+    return position * next_return - fee * np.abs(position - previous)
+
+
+def strategy_returns(positions: np.ndarray, next_returns: np.ndarray, *, fee: float) -> np.ndarray:
+    """Hourly returns of holding `positions`, after a fee per side on every change.
+
+    The book starts flat and is closed after the last hour, so a flip pays 2 x fee, entering
+    or leaving pays 1 x fee, and buy-and-hold pays 2 x fee in total.
+    """
+    pos = np.asarray(positions, dtype=float)
+    previous = np.concatenate([[0.0], pos[:-1]])
+    returns = position_return(pos, previous, np.asarray(next_returns, dtype=float), fee=fee)
+    if len(returns):
+        returns[-1] -= fee * abs(pos[-1])  # the close after the last hour
+    return returns
+
+
+def _turnover(pos: np.ndarray) -> np.ndarray:
+    """|change of position| per hour, the close after the last hour included."""
+    turnover = np.abs(np.diff(pos, prepend=0.0))
+    if len(turnover):
+        turnover[-1] += abs(pos[-1])
+    return turnover
+
+
+def _holding_runs(pos: np.ndarray) -> np.ndarray:
+    """Lengths (hours) of the runs of one unchanged non-zero position."""
+    if not len(pos):
+        return np.array([], dtype=int)
+    changes = np.flatnonzero(np.diff(pos) != 0) + 1
+    starts = np.concatenate([[0], changes])
+    lengths = np.diff(np.concatenate([starts, [len(pos)]]))
+    return lengths[pos[starts] != 0]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """How a strategy did over a set of hours, before and after fees."""
+
+    cumulative_return: float  # after fees
+    return_before_fees: float
+    annualized_return: float  # after fees
+    sharpe: float  # after fees, hourly, annualised
+    probabilistic_sharpe: float  # P(true Sharpe > 0) from the hourly returns after fees
+    max_drawdown: float
+    fees_paid: float  # fee x turnover, as a share of capital
+    turnover: float  # sum of |position changes|, the final close included
+    trades: int  # position changes, the final close included
+    exposure: float  # share of hours in the market
+    mean_holding_hours: float | None
+    accuracy: float | None  # share of hours in the market whose next candle went our way
+    accuracy_low: float | None  # its Wilson 95 % interval
+    accuracy_high: float | None
+    hours_in_market: int
+    hours: int
+    roc_auc: float | None = None  # the classifier, against its own (horizon) labels
+    log_loss: float | None = None
+    classifier_accuracy: float | None = None
+    classifier_accuracy_low: float | None = None
+    classifier_accuracy_high: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def strategy_metrics(
+    positions: np.ndarray,
+    next_returns: np.ndarray,
+    *,
+    fee: float,
+    proba: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> Metrics:
+    """Metrics of one strategy; the classifier's only when proba and its labels are given."""
+    pos = np.asarray(positions, dtype=float)
+    next_returns = np.asarray(next_returns, dtype=float)
+    returns = strategy_returns(pos, next_returns, fee=fee)
+    equity = np.cumprod(1.0 + returns)
+    hours = len(returns)
+    final = float(equity[-1]) if hours else 1.0
+    peaks = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
+    in_market = pos != 0
+    # right when the hour went the position's way; an unchanged close is right for neither side
+    right = int(np.sum(pos[in_market] * next_returns[in_market] > 0))
+    n_in = int(in_market.sum())
+    low, high = stats.wilson_interval(right, n_in) if n_in else (None, None)
+    turnover = _turnover(pos)
+    runs = _holding_runs(pos)
+    std = float(np.std(returns)) if hours > 1 else 0.0
+    found = Metrics(
+        cumulative_return=final - 1.0,
+        return_before_fees=float(np.prod(1.0 + pos * next_returns)) - 1.0,
+        annualized_return=final ** (HOURS_PER_YEAR / hours) - 1.0 if hours and final > 0 else -1.0,
+        sharpe=float(np.mean(returns)) / std * np.sqrt(HOURS_PER_YEAR) if std > 1e-15 else 0.0,
+        probabilistic_sharpe=stats.probabilistic_sharpe(returns),
+        max_drawdown=float(np.min(equity / peaks - 1.0)) if hours else 0.0,
+        fees_paid=float(fee * turnover.sum()),
+        turnover=float(turnover.sum()),
+        trades=int(np.count_nonzero(np.diff(pos, prepend=0.0)) + (hours and pos[-1] != 0)),
+        exposure=float(np.mean(in_market)) if hours else 0.0,
+        mean_holding_hours=float(runs.mean()) if len(runs) else None,
+        accuracy=right / n_in if n_in else None,
+        accuracy_low=low,
+        accuracy_high=high,
+        hours_in_market=n_in,
+        hours=hours,
+    )
+    if proba is None or labels is None:
+        return found
+    known = np.isfinite(labels)
+    y, p = labels[known], np.clip(proba[known], 1e-7, 1 - 1e-7)
+    if not len(y):
+        return found
+    hits = int(np.sum((p > 0.5) == (y > 0.5)))
+    low, high = stats.wilson_interval(hits, len(y))
+    return dataclasses.replace(
+        found,
+        log_loss=float(log_loss(y, p, labels=[0, 1])),
+        roc_auc=float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None,
+        classifier_accuracy=hits / len(y),
+        classifier_accuracy_low=low,
+        classifier_accuracy_high=high,
+    )
+
+
+def baseline_positions(
+    index: pd.DatetimeIndex, next_returns: np.ndarray, *, interval: dt.timedelta, seed: int
+) -> dict[str, np.ndarray]:
+    """Positions of the naive strategies on the same hours.
+
+    momentum goes with the direction of the candle that just closed (the previous row's
+    next_return, known at decision time), flat when that candle is missing.
+    """
+    n = len(index)
+    previous_is_adjacent = np.zeros(n, dtype=bool)
+    previous_is_adjacent[1:] = np.diff(index.asi8) == pd.Timedelta(interval).value
+    last_return = np.full(n, np.nan)
+    last_return[1:] = np.asarray(next_returns, dtype=float)[:-1]
+    last_return[~previous_is_adjacent] = np.nan
+    rng = np.random.default_rng(seed)
+    return {
+        "buy_and_hold": np.ones(n, dtype=int),
+        "always_short": -np.ones(n, dtype=int),
+        "momentum": np.nan_to_num(np.sign(last_return)).astype(int),
+        "coin_flip": rng.choice(np.array([-1, 1]), size=n),
+    }
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    #: per test hour: prob_up, position, label (the model's horizon), next_return, fold,
+    #: strategy_return (after fees), and <baseline>_position / <baseline>_return
+    predictions: pd.DataFrame
+    model: Metrics
+    baselines: dict[str, Metrics]
+    folds: int
+
+    @property
+    def excess_returns(self) -> dict[str, float]:
+        """The model's cumulative return after fees minus each baseline's."""
+        return {
+            name: self.model.cumulative_return - m.cumulative_return
+            for name, m in self.baselines.items()
+        }
+
+    @property
+    def best_baseline(self) -> str:
+        return max(self.baselines, key=lambda name: self.baselines[name].cumulative_return)
+
+
+def scored_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose next candle is known: the only ones a position can be scored on."""
+    return frame[frame[NEXT_RETURN].notna()]
+
+
+#: after_fold(fold, strategy returns so far, next_returns of the same hours)
+FoldHook = Callable[[Fold, np.ndarray, np.ndarray], None]
+
+
+def walk_forward(
+    frame: pd.DataFrame,
+    *,
+    candidate: model.Candidate,
+    feature_names: Sequence[str],
+    test_start: pd.Timestamp,
+    test_end: pd.Timestamp,
+    step_days: int,
+    fee: float,
+    interval: dt.timedelta,
+    coin_flip_seed: int = 0,
+    seed: int = 0,
+    nthread: int = 0,
+    after_fold: FoldHook | None = None,
+) -> BacktestResult:
+    """Retrains at every step and trades the following step with the candidate's rule.
+
+    The rule's book (position and hours held) carries over from one fold to the next.
+
+    Args:
+        frame: features with label and next_return (rows without a next candle are not
+            scored; rows without the horizon's label do not train).
+        after_fold: called after each fold with the strategy's returns so far; it may raise to
+            stop early (the tuner's pruning hook).
+
+    Raises:
+        KlinecastError: no fold has test rows, or the data before test_start is shorter than
+            look_back_days.
+    """
+    hp, horizon = candidate.hp, candidate.horizon_hours
+    labels = horizon_labels(frame, horizon=horizon, interval=interval)
+    trainable = frame[labels.notna()]
+    rows = scored_rows(frame)
+    first_needed = test_start - pd.Timedelta(days=hp.look_back_days)
+    if trainable.empty or trainable.index[0] > first_needed + pd.Timedelta(days=1):
+        first = trainable.index[0] if len(trainable) else "none"
+        raise KlinecastError(
+            f"look_back_days={hp.look_back_days} needs features from {first_needed:%Y-%m-%d} "
+            f"to train the first fold before {test_start:%Y-%m-%d}, but they start at {first}; "
+            "lower look_back_days or move the span later"
+        )
+    folds = list(
+        walk_forward_folds(
+            rows.index,
+            train_index=trainable.index,
+            test_start=test_start,
+            test_end=test_end,
+            train_hours=hp.look_back_days * 24,
+            step_hours=step_days * 24,
+            horizon_hours=horizon,
+        )
+    )
+    if not folds:
+        raise KlinecastError(
+            f"no labelled feature rows between {test_start:%Y-%m-%d} and {test_end:%Y-%m-%d} "
+            f"(the features cover {rows.index[0]:%Y-%m-%d} .. {rows.index[-1]:%Y-%m-%d})"
+        )
+    names = list(feature_names)
+    train_x = trainable[names].to_numpy(dtype=np.float32)
+    train_y = labels[labels.notna()].to_numpy(dtype=np.float32)
+    test_x = rows[names].to_numpy(dtype=np.float32)
+    next_returns = rows[NEXT_RETURN].to_numpy(dtype=float)
+    offset = folds[0].test_rows.start
+    tested = slice(offset, folds[-1].test_rows.stop)
+    proba = np.empty(tested.stop - offset, dtype=float)
+    position = np.empty(tested.stop - offset, dtype=np.int8)
+    fold_of = np.empty(tested.stop - offset, dtype=np.int16)
+    holding = strategy.FLAT
+    for fold in folds:
+        booster = model.fit(
+            train_x[fold.train_rows], train_y[fold.train_rows], hp,
+            seed=seed, nthread=nthread, feature_names=names,
+        )  # fmt: skip
+        part = slice(fold.test_rows.start - offset, fold.test_rows.stop - offset)
+        proba[part] = model.predict_proba(booster, test_x[fold.test_rows])
+        position[part], holding = strategy.positions(proba[part], candidate.rule, holding)
+        fold_of[part] = fold.number
+        if after_fold is not None:
+            market = next_returns[offset : fold.test_rows.stop]
+            after_fold(fold, strategy_returns(position[: part.stop], market, fee=fee), market)
+    index = rows.index[tested]
+    ret = next_returns[tested]
+    label = labels.reindex(index).to_numpy(dtype=float)
+    baselines = baseline_positions(index, ret, interval=interval, seed=coin_flip_seed)
+    predictions = pd.DataFrame(
+        {
+            "prob_up": proba,
+            "position": position,
+            "label": label,
+            "next_return": ret,
+            "fold": fold_of,
+            "strategy_return": strategy_returns(position, ret, fee=fee),
+            **{f"{name}_position": p for name, p in baselines.items()},
+            **{f"{name}_return": strategy_returns(p, ret, fee=fee) for name, p in baselines.items()},
+        },
+        index=index,
+    )
+    return BacktestResult(
+        predictions=predictions,
+        model=strategy_metrics(position, ret, fee=fee, proba=proba, labels=label),
+        baselines={name: strategy_metrics(p, ret, fee=fee) for name, p in baselines.items()},
+        folds=len(folds),
+    )
+
+
+def walk_forward_with_params(
+    frame: pd.DataFrame,
+    params: Params,
+    candidate: model.Candidate,
+    *,
+    test_start: pd.Timestamp,
+    test_end: pd.Timestamp,
+    nthread: int = 0,
+    after_fold: FoldHook | None = None,
+) -> BacktestResult:
+    """walk_forward with the features, step, fee and seeds that params set."""
+    bt = params.backtest
+    return walk_forward(
+        frame,
+        candidate=candidate,
+        feature_names=params.features.indicators,
+        test_start=test_start,
+        test_end=test_end,
+        step_days=bt.step_days,
+        fee=bt.fee,
+        interval=params.data.interval_delta,
+        coin_flip_seed=bt.coin_flip_seed,
+        seed=params.tune.seed,
+        nthread=nthread,
+        after_fold=after_fold,
+    )

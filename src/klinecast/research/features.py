@@ -1,0 +1,193 @@
+"""Features and labels: pure functions of a candle frame (the indicators come from
+`klinecast.indicators`).
+
+Training (`klinecast features`) and serving (the KServe transformer) both call
+`compute_features`, so the two cannot drift apart.
+
+Row t of the result is indexed by the open_time of the newest candle it uses; that candle
+closes at t + interval, which is when the row can be known. The label says whether the
+*next* candle (open_time t + interval) closes above candle t's close; `horizon_labels` gives
+the label h candles ahead, from the same frame.
+
+Indicators are computed separately on every run of contiguous candles: a gap (an exchange
+outage) restarts them, and rows whose indicator window would reach across a gap or before
+the first candle are dropped and counted, never forward-filled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from klinecast.indicators import INPUTS, indicator_lookback, indicator_values, parse_indicator
+
+LABEL = "label"
+NEXT_RETURN = "next_return"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features + label, and how many candle rows were dropped and why."""
+
+    frame: pd.DataFrame
+    dropped_at_start: int  # the indicator window reaches before the first candle
+    dropped_after_gaps: int  # the indicator window would cross a gap
+    unlabeled: int  # the next candle is missing (last row, or a gap follows)
+
+    @property
+    def labeled(self) -> int:
+        return int(self.frame[LABEL].notna().sum())
+
+    def report(self, *, min_history: int) -> dict:
+        """The feature stage's report (reports/features.json; KFP metadata)."""
+        return {
+            "rows": len(self.frame),
+            "labeled_rows": self.labeled,
+            "up_share": float(self.frame[LABEL].mean()),
+            "dropped_at_start": self.dropped_at_start,
+            "dropped_after_gaps": self.dropped_after_gaps,
+            "unlabeled": self.unlabeled,
+            "first": pd.Timestamp(self.frame.index[0]).isoformat(),
+            "last": pd.Timestamp(self.frame.index[-1]).isoformat(),
+            "indicators": [c for c in self.frame.columns if c not in (LABEL, NEXT_RETURN)],
+            "min_history": min_history,
+        }
+
+
+def compute_features(
+    candles: pd.DataFrame, *, indicators: Sequence[str], interval: dt.timedelta
+) -> FeatureSet:
+    """Computes the indicators and the next-candle label.
+
+    Args:
+        candles: a candle frame with a strictly increasing UTC index (gaps allowed).
+        indicators: names like `rsi_14`, in the column order wanted.
+        interval: the candle length; a larger step between two candles is a gap.
+
+    Returns:
+        A FeatureSet whose frame has one column per indicator, then `label` (1.0 if the next
+        candle closes higher, 0.0 if not, NaN if it is missing) and `next_return`.
+    """
+    step = np.int64(pd.Timedelta(interval).value)
+    stamps = candles.index.asi8
+    breaks = np.flatnonzero(np.diff(stamps) != step) + 1
+    bounds = np.concatenate([[0], breaks, [len(candles)]])
+    arrays = {c: candles[c].to_numpy(dtype=np.float64) for c in INPUTS if c in candles}
+    arrays["decided_at"] = stamps + step  # the row is known when its candle closes
+    columns = {name: np.full(len(candles), np.nan) for name in indicators}
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        segment = {c: np.ascontiguousarray(a[lo:hi]) for c, a in arrays.items()}
+        for name in indicators:
+            family, period = parse_indicator(name)
+            if hi - lo >= indicator_lookback(name):
+                columns[name][lo:hi] = indicator_values(family, period, segment)
+
+    close = arrays["close"]
+    next_close = np.full(len(candles), np.nan)
+    has_next = np.zeros(len(candles), dtype=bool)
+    has_next[:-1] = np.diff(stamps) == step
+    next_close[:-1][has_next[:-1]] = close[1:][has_next[:-1]]
+    label = np.where(has_next, (next_close > close).astype(float), np.nan)
+    next_return = next_close / close - 1.0
+
+    frame = pd.DataFrame(columns, index=candles.index)
+    frame[LABEL] = label
+    frame[NEXT_RETURN] = next_return
+    complete = np.isfinite(frame[list(indicators)].to_numpy()).all(axis=1)
+    in_first_segment = np.arange(len(candles)) < bounds[1]
+    return FeatureSet(
+        frame=frame[complete],
+        dropped_at_start=int((~complete & in_first_segment).sum()),
+        dropped_after_gaps=int((~complete & ~in_first_segment).sum()),
+        unlabeled=int((complete & ~has_next).sum()),
+    )
+
+
+def horizon_labels(frame: pd.DataFrame, *, horizon: int, interval: dt.timedelta) -> pd.Series:
+    """The label `horizon` candles ahead: 1.0 if close(t + h) > close(t), 0.0 if not.
+
+    Computed from the frame's own `next_return` column: rows t .. t+h-1 must be consecutive
+    candles, each with its next candle known; otherwise (a gap, the end of the data) NaN.
+    Row t's label thus uses candles up to t + h, which close at t + (h + 1) * interval.
+    """
+    if horizon == 1:
+        return frame[LABEL].rename("label_1h")
+    step = pd.Timedelta(interval).value
+    stamps = frame.index.asi8
+    growth = np.log1p(frame[NEXT_RETURN].to_numpy(dtype=np.float64))
+    known = np.isfinite(growth)
+    total = np.concatenate([[0.0], np.cumsum(np.where(known, growth, 0.0))])
+    counted = np.concatenate([[0], np.cumsum(known)])
+    out = np.full(len(frame), np.nan)
+    first = np.arange(max(0, len(frame) - horizon + 1))
+    last = first + horizon - 1
+    usable = (stamps[last] - stamps[first] == (horizon - 1) * step) & (
+        counted[last + 1] - counted[first] == horizon
+    )
+    # a sum of logs: equal closes may leave a rounding crumb, which is not "higher"
+    out[first[usable]] = (total[last + 1] - total[first])[usable] > 1e-12
+    return pd.Series(out, index=frame.index, name=f"label_{horizon}h")
+
+
+def measure_min_history(
+    candles: pd.DataFrame,
+    *,
+    indicators: Sequence[str],
+    interval: dt.timedelta,
+    tolerance: float = 1e-9,
+    samples: int = 200,
+    max_history: int = 1500,
+) -> int:
+    """Measures how many candles of history make a short-window feature equal the full one.
+
+    TA-Lib's RSI (and other recursive indicators) seed their smoothing from the first
+    candles they see, so a feature computed on the last n candles only converges to the
+    full-history value as n grows. This finds the smallest n for which the newest row
+    agrees to `tolerance` at `samples` end points spread over every contiguous run longer
+    than max_history.
+
+    Raises:
+        ValueError: too few candles have max_history contiguous candles before them.
+    """
+    full = compute_features(candles, indicators=indicators, interval=interval).frame
+    stamps = candles.index.asi8
+    step = pd.Timedelta(interval).value
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(stamps) != step) + 1, [len(candles)]])
+    # Every candidate end point has max_history candles of its own run before it, so its
+    # full-history reference has converged too.
+    candidates = np.concatenate(
+        [np.arange(lo + max_history, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    )
+    if len(candidates) < samples:
+        raise ValueError(
+            f"only {len(candidates)} candles have {max_history} contiguous candles before "
+            f"them; measuring needs {samples}"
+        )
+    ends = candidates[np.linspace(0, len(candidates) - 1, samples).astype(int)]
+    reference = full.loc[candles.index[ends], list(indicators)].to_numpy()
+
+    def agrees(n: int) -> bool:
+        for k, end in enumerate(ends):
+            window = candles.iloc[end - n + 1 : end + 1]
+            row = compute_features(window, indicators=indicators, interval=interval).frame
+            if row.empty or row.index[-1] != candles.index[end]:
+                return False
+            if np.max(np.abs(row[list(indicators)].to_numpy()[-1] - reference[k])) > tolerance:
+                return False
+        return True
+
+    low = max(indicator_lookback(name) for name in indicators)
+    high = max_history
+    if not agrees(high):
+        raise ValueError(f"features do not converge to {tolerance} within {max_history} candles")
+    while low < high:
+        mid = (low + high) // 2
+        if agrees(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low

@@ -1,0 +1,127 @@
+"""The trading rule: from the model's probability (and the position held) to the next position.
+
+One pure function, `step`, decides every hour. The backtest runs it over a whole span
+(`positions`), the trader runs it once an hour with its ledger's position (`next_position`),
+and the transformer answers with it from a flat book, so the three cannot disagree.
+
+The rule, for a probability p that the price is higher `horizon_hours` from now:
+
+- from flat, go long when p > 0.5 + entry_band, short when p < 0.5 - entry_band (`long_short`
+  only; `long_only` stays flat, which is what a spot account can do);
+- a long stays long while p > 0.5 + exit_band, a short stays short while p < 0.5 - exit_band;
+  exit_band <= entry_band, so a position is not flipped by noise around the entry level
+  (hysteresis). Leaving, it goes flat, or straight to the other side if p crosses that side's
+  entry band;
+- a position is held at least min_hold_hours hours before it may change.
+
+The seed's rule (long above 0.5, short below, every hour) is `long_short` with both bands 0
+and min_hold_hours 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from klinecast.config import SIDES
+
+
+@dataclass(frozen=True)
+class StrategyRule:
+    """The levers of the rule; tuned with the model and shipped in its metadata."""
+
+    side: str = "long_short"
+    entry_band: float = 0.0
+    exit_band: float = 0.0
+    min_hold_hours: int = 1
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"side: expected one of {list(SIDES)}, got {self.side!r}")
+        if not 0 <= self.exit_band <= self.entry_band < 0.5:
+            raise ValueError(
+                f"bands: expected 0 <= exit_band <= entry_band < 0.5, got exit {self.exit_band} "
+                f"and entry {self.entry_band}"
+            )
+        if self.min_hold_hours < 1:
+            raise ValueError(f"min_hold_hours: expected at least 1, got {self.min_hold_hours}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StrategyRule:
+        """The rule's fields out of a larger mapping (a candidate, a served answer).
+
+        Raises:
+            KeyError: a field is missing.
+        """
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+SEED_RULE = StrategyRule()
+
+
+@dataclass(frozen=True)
+class Holding:
+    """The book before a decision: the position and for how many hours it has been held."""
+
+    position: int = 0
+    hours: int = 0
+
+
+FLAT = Holding()
+
+
+def step(prob: float, rule: StrategyRule, holding: Holding) -> Holding:
+    """The position for the next hour, given the probability and what is held now."""
+    position = holding.position
+    if position != 0 and holding.hours < rule.min_hold_hours:
+        return Holding(position, holding.hours + 1)
+    long_entry, short_entry = prob > 0.5 + rule.entry_band, prob < 0.5 - rule.entry_band
+    if position > 0 and prob > 0.5 + rule.exit_band:
+        target = 1
+    elif position < 0 and prob < 0.5 - rule.exit_band:
+        target = -1
+    elif long_entry:
+        target = 1
+    elif short_entry and rule.side == "long_short":
+        target = -1
+    else:
+        target = 0
+    if target == 0:
+        return FLAT
+    return Holding(target, holding.hours + 1 if target == position else 1)
+
+
+def next_position(prob: float, rule: StrategyRule, holding: Holding = FLAT) -> int:
+    """One decision, e.g. the trader's with its ledger's holding (-1, 0 or 1)."""
+    return step(prob, rule, holding).position
+
+
+def positions(
+    proba: np.ndarray, rule: StrategyRule, start: Holding = FLAT
+) -> tuple[np.ndarray, Holding]:
+    """Positions hour by hour over a span, and the holding after its last hour.
+
+    `start` carries the book over from the span before (the walk-forward's previous fold).
+    """
+    out = np.empty(len(proba), dtype=np.int8)
+    holding = start
+    for i, prob in enumerate(np.asarray(proba, dtype=float).tolist()):
+        holding = step(prob, rule, holding)
+        out[i] = holding.position
+    return out, holding
+
+
+def holding_from_positions(history: list[int]) -> Holding:
+    """The holding after a sequence of hourly positions, oldest first (a ledger's trades)."""
+    if not history or history[-1] == 0:
+        return FLAT
+    last, hours = history[-1], 0
+    for position in reversed(history):
+        if position != last:
+            break
+        hours += 1
+    return Holding(last, hours)

@@ -1,0 +1,67 @@
+"""The trader as the hourly CronJob runs it, assembled from params: the ledger, the broker
+(paper, or Binance spot testnet with keys from the environment), Binance's closed candles and
+the InferenceService."""
+
+from __future__ import annotations
+
+import os
+
+from klinecast.config import Params
+from klinecast.data import market
+from klinecast.errors import KlinecastError
+from klinecast.serving.client import predict
+from klinecast.trader.brokers import BinanceTestnetBroker, PaperBroker
+from klinecast.trader.cycle import Trader
+from klinecast.trader.ledger import Ledger
+
+#: Where the testnet keys come from (on the cluster, the Binance Secret's keys).
+KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
+
+
+def trader(params: Params) -> Trader:
+    """The trader of params.trade (its ledger, broker, InferenceService and request kind).
+
+    Raises:
+        KlinecastError: the broker is testnet and a key is missing from the environment.
+    """
+    ledger = Ledger(params.trade.ledger)
+    testnet = params.trade.broker == "testnet"
+    url = market.rest_url(testnet=testnet)
+    if testnet:
+        key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
+        if not key or not secret:
+            raise KlinecastError(
+                f"the broker is testnet: set ${KEY_ENV} and ${SECRET_ENV} "
+                "(on the cluster, they come from the trader's Binance Secret)"
+            )
+        binance = market.client(url=url, api_key=key, api_secret=secret)
+        broker = BinanceTestnetBroker(binance)
+    else:
+        binance = market.client(url=url)
+        broker = PaperBroker(fee=params.backtest.fee, ledger=ledger)
+
+    def closed_candles(until, count):
+        return market.closed_candles(
+            binance,
+            symbol=params.data.symbol,
+            interval=params.data.interval,
+            until=until,
+            count=count,
+        )
+
+    return Trader(
+        params, ledger, broker, closed_candles, predictor(params, by_symbol=params.trade.request == "symbol")
+    )
+
+
+def predictor(params: Params, *, by_symbol: bool):
+    """Asks the InferenceService by symbol (its online store) or with the candles."""
+    url = params.trade.inference_url
+    symbol = params.data.symbol if by_symbol else None
+
+    def ask(candles):
+        return predict(
+            url, params.publish.model_name, candles, protocol=params.trade.protocol, symbol=symbol
+        )
+
+    return ask

@@ -1,0 +1,82 @@
+"""The trader's CronJob and its companions, validated offline with kubernetes-validate (strict)."""
+
+import copy
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.support.kustomize import K8S_VERSION
+from tests.support.paths import REPO
+
+BASE = REPO / "manifests/base"
+CORE = tuple(
+    path.name
+    for path in sorted(BASE.glob("*.yaml"))
+    if path.name not in ("kustomization.yaml", "inferenceservice.yaml", "katib-experiment.yaml")
+)
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((BASE / name).read_text())
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_core_manifests_validate_strictly(name):
+    # the Python API, not the CLI: the CLI exits 0 even when it finds no schema
+    assert kubernetes_validate.validate(load(name), K8S_VERSION, strict=True) == K8S_VERSION
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda d: d["spec"]["jobTemplate"]["spec"].update(backofflimit=2),  # a typo
+        lambda d: d["spec"].update(concurrencyPolicy=3),
+        lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"].pop("containers"),
+    ],
+)
+def test_the_strict_check_can_fail(breakage):
+    broken = copy.deepcopy(load("trader-cronjob.yaml"))
+    breakage(broken)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_cronjob_runs_once_an_hour_safely():
+    spec = load("trader-cronjob.yaml")["spec"]
+    assert spec["schedule"] == "1 * * * *" and spec["concurrencyPolicy"] == "Forbid"
+    job = spec["jobTemplate"]["spec"]
+    assert spec["startingDeadlineSeconds"] > 0 and job["backoffLimit"] >= 0
+    assert 0 < job["activeDeadlineSeconds"] < 3600  # done well before the next hour
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["trade", "once"]
+    secret_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container["env"]
+        if "valueFrom" in e
+    }
+    assert secret_env == {
+        "BINANCE_API_KEY": "klinecast-binance",
+        "BINANCE_API_SECRET": "klinecast-binance",
+        "KLINECAST_LEDGER_URL": "klinecast-postgres",
+    }
+    assert not any("value" in e and "SECRET" in e["name"] for e in container["env"])
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] and security["runAsUser"] != 0
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    assert ":" in container["image"] and not container["image"].endswith(":latest")
+
+
+def test_core_manifests_cover_the_base():
+    assert len(CORE) == 18 and "trader-cronjob.yaml" in CORE
+    assert {"features-sync-cronjob.yaml", "redis-deployment.yaml", "online-configmap.yaml"} < set(CORE)
+
+
+def test_secret_templates_hold_no_values():
+    names = [name for name in CORE if name.endswith(".template.yaml")]
+    assert len(names) == 3
+    for name in names:
+        secret = load(name)
+        assert "stringData" not in secret and "data" not in secret
+        assert secret["metadata"]["annotations"]["klinecast.io/keys"]

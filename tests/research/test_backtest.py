@@ -1,0 +1,319 @@
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from klinecast.config import SEED_INDICATORS
+from klinecast.errors import KlinecastError
+from klinecast.research.backtest import (
+    BASELINES,
+    baseline_positions,
+    strategy_metrics,
+    strategy_returns,
+    walk_forward,
+    walk_forward_folds,
+)
+from klinecast.research.features import compute_features, horizon_labels
+from klinecast.research.model import Candidate, HyperParams
+from klinecast.research.strategy import SEED_RULE, StrategyRule, positions
+from tests.support.candle_factory import synthetic_candles
+
+HOUR = dt.timedelta(hours=1)
+T0 = pd.Timestamp("2021-01-01", tz="UTC")
+SMALL = HyperParams(20, 2, 0.1, 0.8, 0.8, 0, 10)
+
+
+def hourly(days: int) -> pd.DatetimeIndex:
+    return pd.date_range(T0, periods=days * 24, freq="1h")
+
+
+@pytest.mark.parametrize(
+    ("days", "train_days", "step_days", "expected"),
+    [
+        (100, 30, 10, 7),  # test windows tile days 30..100
+        (100, 30, 30, 3),  # the last window is shorter (days 90..100)
+        (40, 30, 10, 1),
+        (30, 30, 10, 0),  # nothing left to test
+        (100, 90, 7, 2),
+    ],
+)
+def test_fold_count(days, train_days, step_days, expected):
+    index = hourly(days)
+    folds = list(
+        walk_forward_folds(
+            index,
+            test_start=T0 + pd.Timedelta(days=train_days),
+            test_end=index[-1] + pd.Timedelta(hours=1),
+            train_hours=train_days * 24,
+            step_hours=step_days * 24,
+        )
+    )
+    assert len(folds) == expected
+
+
+def test_folds_slide_by_step_with_fixed_train_size_and_never_leak():
+    index = hourly(120)
+    folds = folds_over(index, start_day=30, end_day=120, train_days=30, step_days=7)
+    tested = np.concatenate([np.arange(120 * 24)[f.test_rows] for f in folds])
+    assert (np.diff(tested) == 1).all() and tested[0] == 30 * 24  # test windows tile, no overlap
+    for fold in folds:
+        train, test = index[fold.train_rows], index[fold.test_rows]
+        assert len(train) == 30 * 24
+        assert train[-1] < test[0]
+        # The last training label is the direction of candle train[-1] + 1h, which closes at
+        # train[-1] + 2h: known when the first test row's candle closes and its prediction is made.
+        last_label_known = train[-1] + 2 * HOUR
+        first_prediction = test[0] + HOUR
+        assert last_label_known <= first_prediction
+        # and no training label is about a candle the test period predicts
+        assert train[-1] + HOUR <= test[0]
+    starts = [f.test_start for f in folds]
+    assert all(b - a == pd.Timedelta(days=7) for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_folds_skip_windows_inside_a_data_gap():
+    index = hourly(60)
+    holey = index[(index < T0 + pd.Timedelta(days=40)) | (index >= T0 + pd.Timedelta(days=50))]
+    folds = list(
+        walk_forward_folds(
+            holey,
+            test_start=T0 + pd.Timedelta(days=30),
+            test_end=T0 + pd.Timedelta(days=60),
+            train_hours=30 * 24,
+            step_hours=10 * 24,
+        )
+    )
+    assert [f.test_start for f in folds] == [T0 + pd.Timedelta(days=30), T0 + pd.Timedelta(days=50)]
+    assert [f.number for f in folds] == [0, 1]
+
+
+def folds_over(index, *, start_day: int, end_day: int, train_days: int, step_days: int, **kw):
+    """walk_forward_folds over index, days counted from T0."""
+    return list(
+        walk_forward_folds(
+            index,
+            test_start=T0 + pd.Timedelta(days=start_day),
+            test_end=T0 + pd.Timedelta(days=end_day),
+            train_hours=train_days * 24,
+            step_hours=step_days * 24,
+            **kw,
+        )
+    )
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 6, 24])
+def test_purged_folds_train_on_no_label_that_reaches_past_the_first_prediction(horizon):
+    index = hourly(90)
+    folds = folds_over(
+        index, start_day=30, end_day=90, train_days=30, step_days=10, horizon_hours=horizon
+    )
+    assert len(folds) == 6
+    for fold in folds:
+        train, test = index[fold.train_rows], index[fold.test_rows]
+        # a label h candles ahead uses candles up to t + h; the newest of them must be no later
+        # than candle test[0], which has closed when the first test prediction is made
+        assert train[-1] + horizon * HOUR <= test[0]
+        assert train[-1] + horizon * HOUR == test[0]  # and no more is purged than that
+        assert len(train) == 30 * 24 - (horizon - 1)
+
+
+@pytest.mark.parametrize("bad", [(0, 24), (24, 0), (-1, 5)])
+def test_fold_window_lengths_must_be_positive(bad):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        list(
+            walk_forward_folds(
+                hourly(5),
+                test_start=T0,
+                test_end=T0 + pd.Timedelta(days=5),
+                train_hours=bad[0],
+                step_hours=bad[1],
+            )
+        )
+
+
+def test_fee_arithmetic_by_hand():
+    positions = np.array([1, 1, -1, 0, 0, 1])
+    returns = np.array([0.01, -0.02, 0.03, 0.05, -0.01, 0.02])
+    fee = 0.001
+    expected = [
+        0.01 - 0.001,  # enter long: one side
+        -0.02,  # hold
+        -0.03 - 0.002,  # flip long -> short: two sides
+        0.0 - 0.001,  # close the short
+        0.0,  # flat
+        0.02 - 0.001 - 0.001,  # enter long, then closed at the end
+    ]
+    np.testing.assert_allclose(strategy_returns(positions, returns, fee=fee), expected)
+
+
+def test_buy_and_hold_pays_two_fees_in_total():
+    returns = np.array([0.1, -0.05, 0.02])
+    got = strategy_returns(np.ones(3), returns, fee=0.001)
+    assert got.sum() == pytest.approx(returns.sum() - 0.002)
+
+
+def test_metrics_by_hand():
+    positions = np.array([1, 1, 1, 1])
+    returns = np.array([0.1, -0.5, 0.2, 0.0])
+    labels = (returns > 0).astype(float)
+    m = strategy_metrics(positions, returns, fee=0.0)
+    assert m.cumulative_return == pytest.approx(1.1 * 0.5 * 1.2 - 1)
+    assert m.max_drawdown == pytest.approx(-0.5)
+    assert m.accuracy == pytest.approx(0.5)  # long 4 hours, 2 went up (a 0 return is "not up")
+    assert (m.accuracy_low, m.accuracy_high) == pytest.approx((0.15, 0.85), abs=0.01)  # Wilson
+    assert m.trades == 2 and m.exposure == 1.0 and m.hours == 4 and m.hours_in_market == 4
+    assert m.mean_holding_hours == 4 and m.turnover == 2
+    assert m.roc_auc is None and m.log_loss is None and labels.sum() == 2
+
+
+def test_the_hit_rate_treats_both_sides_alike():
+    """A short is right when the hour fell; an unchanged close is right for neither side."""
+    returns = np.array([-0.1, 0.0, 0.2, 0.0, 0.1])
+    m = strategy_metrics(np.array([-1, -1, -1, 1, 0]), returns, fee=0.0)
+    assert m.hours_in_market == 4 and m.accuracy == pytest.approx(1 / 4)
+
+
+def test_before_and_after_fees_turnover_and_holding_by_hand():
+    pos = np.array([1, 1, 0, -1, -1, -1, 1])
+    returns = np.array([0.01, 0.02, 0.03, -0.01, -0.02, 0.01, 0.05])
+    m = strategy_metrics(pos, returns, fee=0.001)
+    assert m.return_before_fees == pytest.approx(1.01 * 1.02 * 1.01 * 1.02 * 0.99 * 1.05 - 1)
+    assert m.turnover == 1 + 1 + 1 + 2 + 1  # enter, leave, enter short, flip, final close
+    assert m.trades == 5 and m.fees_paid == pytest.approx(0.006)
+    assert m.cumulative_return == pytest.approx(
+        np.prod(1 + strategy_returns(pos, returns, fee=0.001)) - 1
+    )
+    assert m.mean_holding_hours == pytest.approx((2 + 3 + 1) / 3)
+    assert m.exposure == pytest.approx(6 / 7)
+
+
+def test_probability_metrics_need_probabilities():
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    proba = np.array([0.9, 0.2, 0.8, 0.3])
+    m = strategy_metrics(
+        positions(proba, SEED_RULE)[0],
+        np.array([0.01, -0.01, 0.01, -0.01]),
+        fee=0.0,
+        proba=proba,
+        labels=labels,
+    )
+    assert m.roc_auc == 1.0 and m.accuracy == 1.0 and m.classifier_accuracy == 1.0
+    assert m.log_loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.8, 0.7])))
+
+
+def test_baselines():
+    index = hourly(1)[:6].delete(3)  # hour 3 missing
+    next_returns = np.array([0.01, -0.02, 0.03, 0.04, -0.05])
+    pos = baseline_positions(index, next_returns, interval=HOUR, seed=1)
+    assert set(pos) == set(BASELINES)
+    assert pos["buy_and_hold"].tolist() == [1] * 5
+    assert pos["always_short"].tolist() == [-1] * 5
+    # momentum follows the candle that just closed; flat at the start and after the gap
+    assert pos["momentum"].tolist() == [0, 1, -1, 0, 1]
+    again = baseline_positions(index, next_returns, interval=HOUR, seed=1)["coin_flip"]
+    assert pos["coin_flip"].tolist() == again.tolist() and set(again) <= {-1, 1}
+
+
+def synthetic_features(days: int) -> pd.DataFrame:
+    candles = synthetic_candles(24 * days)
+    return compute_features(candles, indicators=SEED_INDICATORS, interval=HOUR).frame
+
+
+def run(
+    frame,
+    *,
+    start_day: int,
+    end_day: int,
+    step_days: int,
+    fee: float = 0.0,
+    rule: StrategyRule = SEED_RULE,
+    horizon: int = 1,
+    **kwargs,
+):
+    """walk_forward with SMALL hyperparameters, days counted from T0."""
+    return walk_forward(
+        frame,
+        candidate=Candidate(SMALL, rule, horizon),
+        feature_names=SEED_INDICATORS,
+        test_start=T0 + pd.Timedelta(days=start_day),
+        test_end=T0 + pd.Timedelta(days=end_day),
+        step_days=step_days,
+        fee=fee,
+        interval=HOUR,
+        **kwargs,
+    )
+
+
+def test_walk_forward_end_to_end_on_synthetic_candles():
+    frame = synthetic_features(60)
+    seen = []
+    result = run(
+        frame,
+        start_day=20,
+        end_day=60,
+        step_days=10,
+        fee=0.001,
+        after_fold=lambda fold, returns, market: seen.append(np.prod(1 + returns) - 1),
+    )
+    assert result.folds == 4 == len(seen)
+    p = result.predictions
+    assert p.index[0] == T0 + pd.Timedelta(days=20) and p["prob_up"].between(0, 1).all()
+    assert seen[-1] == pytest.approx(result.model.cumulative_return)
+    assert p["fold"].tolist() == sorted(p["fold"]) and set(p["fold"]) == {0, 1, 2, 3}
+    assert set(result.baselines) == set(BASELINES)
+    again = run(frame, start_day=20, end_day=60, step_days=10, fee=0.001)
+    pd.testing.assert_frame_equal(result.predictions, again.predictions)  # deterministic
+
+
+def test_training_never_sees_test_rows():
+    """Poison every test-period label: predictions must not change."""
+    frame = synthetic_features(50)
+    clean = run(frame, start_day=20, end_day=30, step_days=10)
+    poisoned = frame.copy()
+    test_rows = poisoned.index >= T0 + pd.Timedelta(days=20)
+    poisoned.loc[test_rows, "label"] = 1.0 - poisoned.loc[test_rows, "label"]
+    np.testing.assert_array_equal(
+        run(poisoned, start_day=20, end_day=30, step_days=10).predictions["prob_up"],
+        clean.predictions["prob_up"],
+    )
+
+
+@pytest.mark.parametrize("horizon", [3, 12])
+def test_no_training_label_uses_a_test_period_candle_with_multi_hour_labels(horizon):
+    """Poison every candle after test_start (the returns and labels they make): the purged
+    training rows do not see it, so the predictions do not move."""
+    frame = synthetic_features(50)
+    clean = run(frame, start_day=20, end_day=30, step_days=10, horizon=horizon)
+    poisoned = frame.copy()
+    after = poisoned.index >= T0 + pd.Timedelta(days=20)
+    poisoned.loc[after, "next_return"] = -poisoned.loc[after, "next_return"] * 3
+    poisoned.loc[after, "label"] = 1.0 - poisoned.loc[after, "label"]
+    changed = horizon_labels(poisoned, horizon=horizon, interval=HOUR)
+    original = horizon_labels(frame, horizon=horizon, interval=HOUR)
+    before = frame.index < T0 + pd.Timedelta(days=20)
+    assert (changed[before] != original[before]).sum() > 0  # the unpurged rows' labels did change
+    np.testing.assert_array_equal(
+        run(poisoned, start_day=20, end_day=30, step_days=10, horizon=horizon)
+        .predictions["prob_up"],
+        clean.predictions["prob_up"],
+    )
+
+
+def test_the_rule_carries_its_book_across_folds_and_the_seed_rule_is_reproduced():
+    frame = synthetic_features(60)
+    seed = run(frame, start_day=20, end_day=60, step_days=10)
+    p = seed.predictions
+    expected = np.where(p["prob_up"] > 0.5, 1, np.where(p["prob_up"] < 0.5, -1, 0))
+    assert p["position"].tolist() == expected.tolist()  # the seed's flip-every-hour rule
+    held = StrategyRule("long_only", 0.02, 0.01, 6)
+    result = run(frame, start_day=20, end_day=60, step_days=10, rule=held)
+    again, _ = positions(result.predictions["prob_up"].to_numpy(), held)
+    assert result.predictions["position"].tolist() == again.tolist()  # one pass over all folds
+    assert (result.predictions["position"] >= 0).all()
+    assert result.model.trades < seed.model.trades
+
+
+def test_look_back_longer_than_the_data_is_a_clear_error():
+    with pytest.raises(KlinecastError, match="look_back_days=10 needs features from 2020-12-28"):
+        run(synthetic_features(20), start_day=6, end_day=20, step_days=5)

@@ -1,0 +1,63 @@
+"""The statistics that tell an edge from luck, against known answers."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sp
+
+from klinecast.research import stats
+
+
+@pytest.mark.parametrize(("successes", "n"), [(81, 263), (1, 10), (550, 1000), (3, 3)])
+def test_wilson_interval_agrees_with_statsmodels(successes, n):
+    from statsmodels.stats.proportion import proportion_confint
+
+    expected = proportion_confint(successes, n, alpha=0.05, method="wilson")
+    assert stats.wilson_interval(successes, n) == pytest.approx(expected, abs=1e-6)
+
+
+def test_wilson_interval_edges():
+    assert stats.wilson_interval(0, 10)[0] == 0.0
+    assert stats.wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in stats.wilson_interval(0, 0))
+
+
+def test_probabilistic_sharpe_of_normal_returns_matches_the_formula():
+    rng = np.random.default_rng(1)
+    returns = rng.normal(0.001, 0.01, 5000)
+    ratio = returns.mean() / returns.std(ddof=1)
+    skew, kurtosis = sp.skew(returns), sp.kurtosis(returns, fisher=False)
+    expected = sp.norm.cdf(
+        ratio * math.sqrt(4999) / math.sqrt(1 - skew * ratio + (kurtosis - 1) / 4 * ratio**2)
+    )
+    assert stats.probabilistic_sharpe(returns) == pytest.approx(expected)
+    assert stats.probabilistic_sharpe(returns) > 0.99
+    assert stats.probabilistic_sharpe(-returns) < 0.01
+    assert stats.probabilistic_sharpe(np.zeros(100)) == 0.5  # never trades: a coin toss
+
+
+def test_more_trials_raise_the_luck_bar_and_lower_the_deflated_sharpe():
+    rng = np.random.default_rng(2)
+    returns = rng.normal(0.0005, 0.01, 3000)
+    bars = [stats.expected_max_sharpe(trials=n, sharpe_variance=1e-4) for n in (1, 10, 100, 1000)]
+    assert bars[0] == 0 and bars == sorted(bars) and bars[-1] > bars[1]
+    # the bar approximates the expected maximum of N unskilled trials' Sharpe ratios
+    maxima = rng.normal(size=(20_000, 100)).max(axis=1) * 0.5  # 100 trials, sd 0.5
+    bar = stats.expected_max_sharpe(trials=100, sharpe_variance=0.25)
+    assert bar == pytest.approx(maxima.mean(), rel=0.02)
+    deflated = [stats.deflated_sharpe(returns, trials=n, sharpe_variance=1e-4) for n in (1, 100)]
+    assert deflated[0] == pytest.approx(stats.probabilistic_sharpe(returns))
+    assert deflated[1] < deflated[0]
+
+
+def test_bootstrap_p_value_tells_an_edge_from_none():
+    rng = np.random.default_rng(3)
+    benchmark = rng.normal(0, 0.01, 4000)
+    same = benchmark + rng.normal(0, 0.002, 4000)  # no edge
+    better = benchmark + rng.normal(0.0005, 0.002, 4000)  # a clear edge
+    assert stats.bootstrap_p_value(same, benchmark, reps=500, seed=0) > 0.05
+    assert stats.bootstrap_p_value(better, benchmark, reps=500, seed=0) < 0.01
+    assert stats.bootstrap_p_value(benchmark, benchmark) == 1.0
+    again = stats.bootstrap_p_value(same, benchmark, reps=500, seed=0)
+    assert again == stats.bootstrap_p_value(same, benchmark, reps=500, seed=0)  # seeded

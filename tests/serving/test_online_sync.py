@@ -1,0 +1,155 @@
+"""`klinecast features sync` into a real Redis through Feast: from the mirror's archives over
+HTTP and from a Binance REST endpoint, idempotent, equal to training's features, and intact
+when Redis or the exchange fails midway."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from klinecast.cli import main
+from klinecast.config import Params
+from klinecast.errors import KlinecastError
+from klinecast.research.features import compute_features
+from klinecast.serving import feature_sync, online_store
+from tests.support.binance_server import BinanceServer
+from tests.support.redis_server import Cutoff
+
+pytestmark = pytest.mark.integration
+PARAMS = Params()
+NAMES = list(PARAMS.features.indicators)
+
+
+def expected_row(candles: pd.DataFrame, hour: str) -> np.ndarray:
+    """Training's row for the hour: compute_features on the whole history."""
+    full = compute_features(candles, indicators=NAMES, interval=PARAMS.data.interval_delta).frame
+    return full.loc[pd.Timestamp(hour, tz="UTC"), NAMES].to_numpy(dtype=float)
+
+
+def stored(settings) -> online_store.OnlineRow | None:
+    return online_store.newest_row(online_store.open_store(settings, NAMES, apply=False), "BTCUSDT", NAMES)
+
+
+def archive_sync(settings, url, cache, now: str, **kwargs) -> feature_sync.SyncResult:
+    now = pd.Timestamp(now)
+    source = feature_sync.archive_source(url, cache, today=now.date())
+    return feature_sync.sync(PARAMS, settings=settings, source=source, now=now, **kwargs)
+
+
+def test_sync_from_the_archives_is_idempotent_and_writes_what_training_computes(
+    online_settings, mirror_server, mirror_candles, tmp_path
+):
+    cache = tmp_path / "archives"
+    first = archive_sync(online_settings, mirror_server.url, cache, "2021-12-01T00:05:00Z")
+    assert (first.newest_before, first.written) == (None, 1)  # a new store: the newest hour
+    row = stored(online_settings)
+    assert row.candle_time == pd.Timestamp("2021-11-30 23:00", tz="UTC")
+    np.testing.assert_allclose(row.features, expected_row(mirror_candles, "2021-11-30 23:00"))
+
+    again = archive_sync(online_settings, mirror_server.url, cache, "2021-12-01T00:05:00Z")
+    assert again.up_to_date and again.newest_after == first.newest_after  # idempotent
+
+    month = archive_sync(online_settings, mirror_server.url, cache, "2022-01-01T00:05:00Z")
+    assert month.written == 31 * 24  # every hour of December, in batches, oldest first
+    row = stored(online_settings)
+    assert row.candle_time == pd.Timestamp("2021-12-31 23:00", tz="UTC")
+    np.testing.assert_allclose(row.features, expected_row(mirror_candles, "2021-12-31 23:00"))
+    assert online_store.known_symbols(online_settings) == ["BTCUSDT"]
+
+
+def test_sync_from_binance_rest(online_settings, mirror_candles):
+    history = mirror_candles.loc[:"2021-12-31 23:00"]
+    with BinanceServer(history) as exchange:
+        source = feature_sync.binance_source(exchange.url)
+        now = pd.Timestamp("2021-12-10T05:01:00Z")
+        assert feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now).written == 1
+        later = now + pd.Timedelta(hours=4)
+        result = feature_sync.sync(PARAMS, settings=online_settings, source=source, now=later)
+    assert result.written == 4 and result.newest_after == pd.Timestamp("2021-12-10 08:00", tz="UTC")
+    np.testing.assert_allclose(
+        stored(online_settings).features, expected_row(mirror_candles, "2021-12-10 08:00")
+    )
+
+
+def test_an_exchange_failure_writes_nothing_and_keeps_the_store(online_settings, mirror_candles):
+    with BinanceServer(mirror_candles.loc[:"2021-12-31 23:00"]) as exchange:
+        source = feature_sync.binance_source(exchange.url)
+        now = pd.Timestamp("2021-12-10T05:01:00Z")
+        feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now)
+        exchange.fail_next = 10  # more than the client's retries
+        with pytest.raises(KlinecastError, match="GET /api/v3/klines failed 4 times"):
+            feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now + pd.Timedelta(hours=3))
+    assert stored(online_settings).candle_time == pd.Timestamp("2021-12-10 04:00", tz="UTC")
+
+
+def test_redis_lost_midway_keeps_the_rows_written_and_the_next_sync_completes_the_gap(
+    online_settings, redis, mirror_server, tmp_path
+):
+    cutoff = Cutoff(redis)
+    settings = online_store.StoreSettings(cutoff.address, online_settings.registry, online_settings.project)
+    cache = tmp_path / "archives"
+    try:
+        archive_sync(settings, mirror_server.url, cache, "2021-12-01T00:05:00Z")
+        batches = []
+
+        def lose_redis_after_the_first_batch(rows: int) -> None:
+            batches.append(rows)
+            cutoff.cut()
+
+        with pytest.raises(online_store.OnlineStoreError) as error:
+            archive_sync(
+                settings, mirror_server.url, cache, "2022-01-01T00:05:00Z",
+                progress=lose_redis_after_the_first_batch,
+            )  # fmt: skip
+        assert batches == [online_store.WRITE_BATCH]
+        assert "online store unreachable while writing BTCUSDT" in str(error.value)
+        assert "the 200 row(s) up to 2021-12-09 07:00:00+00:00 are written" in str(error.value)
+        cutoff.restore()
+        assert stored(settings).candle_time == pd.Timestamp("2021-12-09 07:00", tz="UTC")
+        rest = archive_sync(settings, mirror_server.url, cache, "2022-01-01T00:05:00Z")
+        assert rest.written == 31 * 24 - 200
+        assert stored(settings).candle_time == pd.Timestamp("2021-12-31 23:00", tz="UTC")
+    finally:
+        cutoff.close()
+
+
+def test_the_sync_command(online_settings, mirror_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KLINECAST_REDIS", online_settings.redis)
+    monkeypatch.setenv("KLINECAST_FEAST_REGISTRY", online_settings.registry)
+    monkeypatch.setenv("KLINECAST_FEAST_PROJECT", online_settings.project)
+    argv = ["features", "sync", "--base-url", mirror_server.url, "--now", "2021-12-01T00:05:00Z"]
+    argv += ["--archive-cache", str(tmp_path / "archives")]
+    assert main(argv) == 0
+    assert "features sync: BTCUSDT: 1 new row(s)" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "nothing new for BTCUSDT" in capsys.readouterr().out
+    monkeypatch.setenv("KLINECAST_REDIS", "127.0.0.1:1")  # nothing listens there
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "klinecast features: error: online store unreachable" in err and "Traceback" not in err
+
+
+def test_the_feature_repository_applies_with_feast_itself(online_settings, tmp_path):
+    """`feast apply` in feature_repo/ registers what klinecast reads and writes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.support.helpers import REPO
+
+    env = {
+        **os.environ,
+        "KLINECAST_REDIS": online_settings.redis,
+        "KLINECAST_FEAST_REGISTRY": online_settings.registry,
+        "KLINECAST_FEAST_PROJECT": online_settings.project,
+    }
+    Path(online_settings.registry).parent.mkdir(parents=True, exist_ok=True)
+    feast = Path(sys.executable).parent / "feast"
+    done = subprocess.run(
+        [feast, "apply"], cwd=REPO / "feature_repo", env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = online_store.open_store(online_settings, NAMES, apply=False)
+    view = store.get_feature_view(online_store.FEATURE_VIEW)
+    assert [f.name for f in view.features] == [online_store.CANDLE_TIME, *NAMES]
+    assert [e for e in view.entities] == ["symbol"]

@@ -1,0 +1,71 @@
+"""`klinecast serve` as a user runs it: a taken port is an error, and SIGTERM or SIGINT stop
+both model servers."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpers import REPO, free_port
+
+pytestmark = pytest.mark.integration
+KLINECAST = Path(sys.executable).parent / "klinecast"
+
+
+def serve(artifact, predictor: int, transformer: int, tmp_path) -> subprocess.Popen:
+    argv = [KLINECAST, "serve", "--params", REPO / "params.yaml", "--storage-uri", str(artifact)]
+    argv += ["--predictor-port", str(predictor), "--transformer-port", str(transformer)]
+    argv += ["--log-dir", str(tmp_path / "logs"), "--candles", str(tmp_path / "none.parquet")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as a shell's background job (`klinecast serve &`) starts it: SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+
+
+def free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_a_taken_port_is_an_error_named_before_any_success_line(artifact, tmp_path):
+    holder = socket.create_server(("0.0.0.0", free_port()))
+    taken = holder.getsockname()[1]
+    try:
+        process = serve(artifact, free_port(), taken, tmp_path)
+        out, err = process.communicate(timeout=60)
+    finally:
+        holder.close()
+    assert process.returncode == 1
+    assert f"klinecast serve: error: port {taken} is taken" in err
+    assert "klinecast serve: model" not in out and "stopped" not in out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_both_servers(artifact, tmp_path, signum):
+    ports = (free_port(), free_port())
+    process = serve(artifact, *ports, tmp_path)
+    deadline = time.monotonic() + 90
+    lines = []
+    while not any(line.startswith("try:") for line in lines):
+        line = process.stdout.readline()
+        assert line or process.poll() is None, process.stderr.read()
+        lines.append(line)
+        assert time.monotonic() < deadline, lines
+    assert not any(free(port) for port in ports)  # both servers hold their ports
+    process.send_signal(signum)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while not all(free(port) for port in ports):
+        assert time.monotonic() < deadline, "a model server still holds its port"
+        time.sleep(0.2)

@@ -1,0 +1,144 @@
+"""A local HTTP endpoint speaking Binance's spot REST wire format (what the trader uses).
+
+GET /api/v3/klines honours symbol, interval, startTime, endTime and limit over a candle frame;
+signed POST /api/v3/order and GET /api/v3/order (by origClientOrderId) check the API key header
+and the HMAC-SHA256 signature; errors are Binance's bodies ({"code": -2010, "msg": ...}).
+Faults: `fail_next` 5xx answers, `delay_s` on every answer, `insufficient_balance`, and
+`hang_after_order_s` (the order is booked, then the answer is held back: a client killed
+meanwhile has sent an order it never heard about).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import pandas as pd
+
+from tests.support.local_http import JsonHandler, LocalServer
+
+API_KEY, API_SECRET = "test-key", "test-secret"
+
+
+class BinanceServer(LocalServer):
+    def __init__(self, candles: pd.DataFrame):
+        self.candles = candles
+        self.orders: dict[str, dict] = {}  # clientOrderId -> order
+        self.calls: list[tuple[str, str]] = []
+        self.fail_next = 0
+        self.fail_status = 503
+        self.delay_s = 0.0
+        self.insufficient_balance = False
+        self.hang_after_order_s = 0.0
+        super().__init__(self._handler(), quiet_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"{super().url}/api"
+
+    def order_posts(self) -> int:
+        return sum(1 for method, path in self.calls if (method, path) == ("POST", "/api/v3/order"))
+
+    def klines(self, query: dict) -> list[list]:
+        frame = self.candles
+        if "startTime" in query:
+            frame = frame[frame.index >= pd.Timestamp(int(query["startTime"]), unit="ms", tz="UTC")]
+        if "endTime" in query:
+            frame = frame[frame.index <= pd.Timestamp(int(query["endTime"]), unit="ms", tz="UTC")]
+        frame = frame.iloc[: min(int(query.get("limit", 500)), 1000)]
+        rows = []
+        for stamp, c in zip(frame.index, frame.itertuples(index=False), strict=True):
+            open_ms = int(stamp.timestamp() * 1000)
+            rows.append(
+                [
+                    open_ms, f"{c.open:.8f}", f"{c.high:.8f}", f"{c.low:.8f}", f"{c.close:.8f}",
+                    f"{c.volume:.8f}", open_ms + 3_599_999, f"{c.quote_volume:.8f}", int(c.trades),
+                    f"{c.taker_buy_volume:.8f}", f"{c.taker_buy_quote_volume:.8f}", "0",
+                ]
+            )  # fmt: skip
+        return rows
+
+    def last_price(self) -> float:
+        return float(self.candles["close"].iloc[-1])
+
+    def _handler(self):
+        server = self
+
+        class Handler(JsonHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _error(self, status: int, code: int, msg: str) -> None:
+                self._send(status, {"code": code, "msg": msg})
+
+            def _signed(self, payload: str) -> dict | None:
+                if self.headers.get("X-MBX-APIKEY") != API_KEY:
+                    self._error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+                    return None
+                unsigned, _, signature = payload.rpartition("&signature=")
+                expected = hmac.new(API_SECRET.encode(), unsigned.encode(), hashlib.sha256)
+                if not hmac.compare_digest(expected.hexdigest(), signature):
+                    self._error(400, -1022, "Signature for this request is not valid.")
+                    return None
+                return dict(parse_qsl(unsigned))
+
+            def _faulty(self) -> bool:
+                time.sleep(server.delay_s)
+                if server.fail_next > 0:
+                    server.fail_next -= 1
+                    self._error(server.fail_status, -1001, "Internal error; unable to process.")
+                    return True
+                return False
+
+            def do_GET(self):
+                parts = urlsplit(self.path)
+                server.calls.append(("GET", parts.path))
+                if self._faulty():
+                    return
+                if parts.path == "/api/v3/klines":
+                    return self._send(200, server.klines(dict(parse_qsl(parts.query))))
+                if parts.path == "/api/v3/order":
+                    query = self._signed(parts.query)
+                    if query is None:
+                        return
+                    order = server.orders.get(query.get("origClientOrderId", ""))
+                    if order is None:
+                        return self._error(400, -2013, "Order does not exist.")
+                    return self._send(200, order)
+                self._error(404, -1000, f"unknown path {parts.path}")
+
+            def do_POST(self):
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode()
+                server.calls.append(("POST", parts.path))
+                if self._faulty():
+                    return
+                if parts.path != "/api/v3/order":
+                    return self._error(404, -1000, f"unknown path {parts.path}")
+                query = self._signed(body)
+                if query is None:
+                    return
+                if server.insufficient_balance:
+                    msg = "Account has insufficient balance for requested action."
+                    return self._error(400, -2010, msg)
+                client_id = query["newClientOrderId"]
+                if client_id in server.orders:
+                    return self._error(400, -2010, "Duplicate order sent.")
+                qty, price = float(query["quantity"]), server.last_price()
+                order = {
+                    "symbol": query["symbol"], "orderId": len(server.orders) + 1,
+                    "clientOrderId": client_id, "transactTime": int(time.time() * 1000),
+                    "price": "0.00000000", "origQty": f"{qty:.8f}", "executedQty": f"{qty:.8f}",
+                    "cummulativeQuoteQty": f"{qty * price:.8f}", "status": "FILLED",
+                    "type": "MARKET", "side": query["side"],
+                    "fills": [{"price": f"{price:.8f}", "qty": f"{qty:.8f}",
+                               "commission": f"{qty * price * 0.001:.8f}",
+                               "commissionAsset": "USDT"}],
+                }  # fmt: skip
+                server.orders[client_id] = order
+                time.sleep(server.hang_after_order_s)
+                self._send(200, order)
+
+        return Handler

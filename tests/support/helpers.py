@@ -1,0 +1,114 @@
+"""What several test modules share: paths, ports, params files, and the serving and ledger
+helpers. Test modules import from here, never from one another or from a conftest."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import requests
+import yaml
+
+from klinecast.config import Params
+from klinecast.research.strategy import StrategyRule
+from tests.support.paths import MIRROR, MIRROR_MONTHLY, MIRROR_TODAY, REPO, SHARED  # noqa: F401
+
+#: The model name the integration tests serve.
+NAME = "klinecast-test"
+MIN_HISTORY = Params().features.min_history
+#: The served model's rule: hysteresis and a minimum hold, so the trader's book matters.
+RULE = StrategyRule("long_short", entry_band=0.02, exit_band=0.005, min_hold_hours=3)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_params(path: Path, overrides: dict) -> Path:
+    """Writes the repo's params.yaml to path with nested overrides, e.g. {"data": {"start": ...}}."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def write_cli_params(tmp_path: Path, storage: str, n_trials: int) -> Path:
+    """params.yaml for the CLI with the small modeling setup (model_fixtures.small_params)."""
+    from tests.support.model_fixtures import small_params
+
+    params = small_params()
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["split"] = {k: str(v) for k, v in dataclasses.asdict(params.split).items()}
+    raw["backtest"]["step_days"] = params.backtest.step_days
+    space = {k: list(v) for k, v in dataclasses.asdict(params.tune.search_space).items()}
+    raw["tune"].update(
+        n_trials=n_trials,
+        storage=storage,
+        search_space=space,
+        pruner_warmup_folds=2,
+        pruner_startup_trials=2,
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def v1(serving, body, **kwargs) -> requests.Response:
+    """POST a V1 predict to the servers' transformer."""
+    return requests.post(
+        f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30, **kwargs
+    )
+
+
+def v2(serving, body, **kwargs) -> requests.Response:
+    """POST a V2 infer to the servers' transformer."""
+    return requests.post(
+        f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=30, **kwargs
+    )
+
+
+def drop_ledger(url: str) -> None:
+    """Removes every ledger table (a shared PostgreSQL database starts clean)."""
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).begin() as c:
+        c.execute(sa.text("DROP VIEW IF EXISTS prediction_outcomes"))
+        for name in ("predictions", "orders", "positions", "outcomes", "equity", "state"):
+            c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        c.execute(sa.text("DROP TABLE IF EXISTS schema_version"))
+
+
+def table(url: str, name: str) -> list[dict]:
+    """Every row of a ledger table."""
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as c:
+        return [dict(r._mapping) for r in c.execute(sa.text(f"SELECT * FROM {name}"))]
+
+
+def create_remote_bucket(moto_s3: dict) -> None:
+    """The bucket of .dvc/config's remote, on moto_server."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=moto_s3["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="klinecast-data")
+
+
+def why_no_containers() -> str | None:
+    """Why this machine cannot build and run the images with podman, or None."""
+    if os.geteuid() != 0:
+        return "root (podman builds and runs the containers here as root)"
+    if shutil.which("podman") is None and shutil.which("apt-get") is None:
+        return "podman, or apt-get to install it"
+    return None

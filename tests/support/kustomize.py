@@ -1,0 +1,83 @@
+"""Render the kustomize overlays offline and walk their containers (shared by the manifest tests)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.helpers import SHARED
+from tests.support.paths import REPO
+
+MANIFESTS = REPO / "manifests"
+OVERLAYS = ("dev", "prod")
+K8S_VERSION = "1.31"
+CRD_SCHEMAS = {
+    "InferenceService": SHARED / "crds" / "InferenceService.v1beta1.schema.json",
+    # Katib's CRD accepts any object; its OpenAPI-derived schema is the real check.
+    "Experiment": SHARED / "crds" / "Experiment.v1beta1.openapi-derived.schema.json",
+}
+
+
+def render(directory: Path) -> list[dict]:
+    """`kubectl kustomize DIR` (kustomize v2 in Debian's kubectl 1.20, v5 in newer ones)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is missing: `make setup` installs Debian's kubernetes-client")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        pytest.fail(f"kubectl kustomize {directory} failed:\n{done.stderr}")
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@cache
+def overlay(name: str) -> tuple[dict, ...]:
+    return tuple(render(MANIFESTS / "overlays" / name))
+
+
+@cache
+def crd_validator(kind: str):
+    import jsonschema
+
+    path = CRD_SCHEMAS[kind]
+    if not path.exists():
+        pytest.fail(f"the shared CRD schema is missing: {path}")
+    return jsonschema.Draft202012Validator(json.loads(path.read_text()))
+
+
+def find(objects, kind: str, name: str | None = None) -> dict:
+    matches = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+def pod_specs(obj: dict):
+    """Every pod spec inside an object, wherever its kind nests it."""
+    if isinstance(obj, dict):
+        if "containers" in obj and isinstance(obj["containers"], list):
+            yield obj
+        for value in obj.values():
+            yield from pod_specs(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            yield from pod_specs(item)
+
+
+def containers(obj: dict):
+    """(where, container, pod spec) for every container, including KServe's predictor `model`
+    (a container spec whose image KServe's ServingRuntime supplies)."""
+    name = f"{obj['kind']}/{obj['metadata']['name']}"
+    for pod in pod_specs(obj):
+        for container in pod["containers"] + pod.get("initContainers", []):
+            yield f"{name}:{container['name']}", container, pod
+    if obj["kind"] == "InferenceService":
+        model = obj["spec"]["predictor"].get("model")
+        if model is not None:
+            yield f"{name}:predictor-model", model, obj["spec"]["predictor"]

@@ -1,0 +1,112 @@
+"""A small, fast modeling setup on synthetic candles, shared by the modeling tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+from klinecast.config import Params, SearchSpace, SplitParams
+from klinecast.release.metadata import ArtifactMetadata
+from klinecast.research.backtest import Metrics
+from klinecast.research.features import compute_features
+from klinecast.research.model import Candidate, Complexity, HyperParams
+from klinecast.research.scorecard import EvaluatedSpan, Scorecard, Significance
+from klinecast.research.strategy import StrategyRule
+from tests.support.candle_factory import synthetic_candles
+
+HOUR = dt.timedelta(hours=1)
+
+
+def small_params(**tune_overrides) -> Params:
+    """Jan..Mar 2021 in sample, April out of sample, tiny models, 5-day steps."""
+    base = Params()
+    space = SearchSpace(
+        n_estimators=(5, 30),
+        max_depth=(2, 4),
+        learning_rate=(0.05, 0.3),
+        subsample=(0.6, 0.9),
+        colsample_bytree=(0.6, 0.9),
+        gamma=(0, 2),
+        look_back_days=(10, 20),
+        horizon_hours=(1, 4),
+        side=("long_only", "long_short"),
+        entry_band=(0.0, 0.05),
+        exit_band=(0.0, 0.02),
+        min_hold_hours=(1, 6),
+    )
+    tune = dataclasses.replace(
+        base.tune,
+        n_trials=6,
+        pruner_warmup_folds=2,
+        pruner_startup_trials=2,
+        search_space=space,
+        **tune_overrides,
+    )
+    return dataclasses.replace(
+        base,
+        split=SplitParams(
+            dt.date(2021, 1, 1), dt.date(2021, 3, 31), dt.date(2021, 4, 1), dt.date(2021, 4, 30)
+        ),
+        backtest=dataclasses.replace(base.backtest, step_days=5),
+        tune=tune,
+    )
+
+
+def small_features(path: Path, *, seed: int = 3) -> Path:
+    candles = synthetic_candles(24 * 120, start="2021-01-01", seed=seed)
+    frame = compute_features(candles, indicators=Params().features.indicators, interval=HOUR).frame
+    frame.to_parquet(path)
+    return path
+
+
+def small_metadata(**changes) -> ArtifactMetadata:
+    """The metadata of a one-feature model, as train would write it (changes override)."""
+    values = dict(
+        model_name="m",
+        created_at="2026-11-21T12:00:00+00:00",
+        symbol="BTCUSDT",
+        interval="1h",
+        feature_names=("ma_ratio_5",),
+        min_history=10,
+        candidate=Candidate(HyperParams(2, 2, 0.1, 0.8, 0.8, 0, 10), StrategyRule(), 1),
+        complexity=Complexity(2, 2, 2, ("ma_ratio_5",)),
+        train_start="2021-01-01T00:00:00+00:00",
+        train_end="2021-01-10T23:00:00+00:00",
+        train_rows=240,
+        fee=0.001,
+        step_days=30,
+        data_version={"features_sha256": "0123456789abcdef"},
+        metrics=None,
+        libraries={"klinecast": "0"},
+    )
+    return ArtifactMetadata(**values | changes)
+
+
+def strategy_metrics(**changes) -> Metrics:
+    """A strategy's metrics with every figure 0 (changes override)."""
+    values = {f.name: 0 for f in dataclasses.fields(Metrics) if f.default is dataclasses.MISSING}
+    return Metrics(**values | changes)
+
+
+def scorecard(
+    *, excess: float = 0.10, p_value: float = 0.01, trades: int = 12, **changes
+) -> Scorecard:
+    """A scorecard whose model beats buy-and-hold by `excess` with `p_value` (changes
+    override any other field)."""
+    hold = strategy_metrics(cumulative_return=0.05, trades=1)
+    model = strategy_metrics(cumulative_return=0.05 + excess, trades=trades)
+    values = dict(
+        span=EvaluatedSpan("2022-01-01T00:00:00+00:00", "2022-05-31T23:00:00+00:00", 3623, 5),
+        fee_per_side=0.001,
+        candidate=Candidate(HyperParams(2, 2, 0.1, 0.8, 0.8, 0, 10), StrategyRule(), 1),
+        model=model,
+        baselines={"buy_and_hold": hold, "always_short": strategy_metrics()},
+        excess_return={"buy_and_hold": excess, "always_short": 0.05 + excess},
+        significance=Significance(
+            best_baseline="buy_and_hold", p_value=p_value, test="SPA", bootstrap_reps=1000,
+            deflated_sharpe=0.5, probabilistic_sharpe=0.5, trials_run=10, trials_that_trade=8,
+            luck_sharpe_annualised=1.0,
+        ),  # fmt: skip
+    )
+    return Scorecard(**values | changes)

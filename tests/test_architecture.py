@@ -1,0 +1,159 @@
+"""The library's layout: packages by lifecycle stage, each importing only earlier stages.
+
+Every import counts here, also those inside functions and under `if TYPE_CHECKING:`: a lazy
+import is still a dependency, only a later one.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import REPO
+
+SOURCE = REPO / "src/klinecast"
+#: The stages in lifecycle order; a module may import its own stage and earlier ones only.
+#: The foundation (params, errors, atomic writes, retries, redaction, the indicator catalogue,
+#: page helpers) sits under all of them; the CLI, which parses and calls, above all.
+STAGES = (
+    "foundation",
+    "data",
+    "research",
+    "release",
+    "serving",
+    "trader",
+    "monitor",
+    "platform",
+    "cli",
+)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+    return ".".join(parts).removesuffix(".__init__")
+
+
+MODULES = {module_name(p): p for p in sorted(SOURCE.rglob("*.py"))}
+
+
+def stage_of(module: str) -> str:
+    """The stage a klinecast module belongs to: its package, or the foundation."""
+    parts = module.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and (SOURCE / parts[1]).is_dir()):
+        return parts[1]
+    return "foundation"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every klinecast module one file imports, wherever the import sits."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return {name for name in found if name in MODULES}
+
+
+def graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    return {name: imports_of(path) - {name} for name, path in modules.items()}
+
+
+def backward_imports(edges: dict[str, set[str]]) -> list[str]:
+    """Each import of a later stage than the importer's own, as 'a (stage) -> b (stage)'."""
+    rank = {stage: i for i, stage in enumerate(STAGES)}
+    found = []
+    for name, targets in sorted(edges.items()):
+        for target in sorted(targets):
+            if target == "klinecast":  # the package itself: its docstring, nothing else
+                continue
+            if rank[stage_of(target)] > rank[stage_of(name)]:
+                found.append(f"{name} ({stage_of(name)}) -> {target} ({stage_of(target)})")
+    return found
+
+
+def cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules, or None."""
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> list[str] | None:
+        state[name] = "open"
+        for target in sorted(edges.get(name, ())):
+            if state.get(target) == "open":
+                return [*trail[trail.index(target) :], target]
+            if target not in state:
+                found = visit(target, [*trail, target])
+                if found:
+                    return found
+        state[name] = "done"
+        return None
+
+    for name in sorted(edges):
+        if name not in state:
+            found = visit(name, [name])
+            if found:
+                return found
+    return None
+
+
+def test_every_package_is_a_known_stage_and_says_what_it_owns():
+    packages = {p.name for p in SOURCE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(STAGES) - {"foundation"}
+    for name, path in MODULES.items():
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{name} has no docstring"
+
+
+def test_no_stage_imports_a_later_one():
+    assert backward_imports(graph(MODULES)) == []
+
+
+def test_no_import_cycle_between_modules():
+    assert cycle(graph(MODULES)) is None
+
+
+def test_no_import_cycle_between_stages():
+    edges = graph(MODULES)
+    stages: dict[str, set[str]] = {}
+    for name, targets in edges.items():
+        stages.setdefault(stage_of(name), set()).update(
+            stage_of(t) for t in targets if t != "klinecast"
+        )
+    assert cycle({s: t - {s} for s, t in stages.items()}) is None
+
+
+def test_serving_imports_nothing_of_the_trader():
+    edges = graph(MODULES)
+    serving = {n: t for n, t in edges.items() if stage_of(n) == "serving"}
+    assert not [t for targets in serving.values() for t in targets if stage_of(t) == "trader"]
+
+
+@pytest.mark.parametrize(
+    ("edges", "expected"),
+    [
+        ({"klinecast.data.ingest": {"klinecast.research.features"}}, "data) -> klinecast.research"),
+        ({"klinecast.serving.x": {"klinecast.trader.cycle"}}, "(serving) -> klinecast.trader"),
+        ({"klinecast.config": {"klinecast.research.features"}}, "(foundation) -> klinecast"),
+    ],
+)
+def test_the_order_check_sees_a_backward_import(edges, expected):
+    found = backward_imports(edges)
+    assert len(found) == 1 and expected in found[0]
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path):
+    """evaluation -> metadata -> evaluation once hid in a function's import and TYPE_CHECKING."""
+    lazy = tmp_path / "evaluation.py"
+    lazy.write_text("def f():\n    from klinecast.release.metadata import final_model\n")
+    typed = tmp_path / "metadata.py"
+    typed.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from klinecast.research.evaluation import Evaluation\n"
+    )
+    edges = graph(MODULES) | {
+        "klinecast.research.evaluation": imports_of(lazy),
+        "klinecast.release.metadata": imports_of(typed),
+    }
+    found = cycle(edges)
+    assert found is not None and found[0] == found[-1]
+    assert set(found) == {"klinecast.research.evaluation", "klinecast.release.metadata"}
