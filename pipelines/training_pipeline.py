@@ -9,6 +9,7 @@ submit --host URL` or by uploading the YAML in the KFP UI.
 from kfp import dsl, kubernetes
 
 import components as c
+from klinecast.config import variable_of
 from klinecast.platform.k8s import NAMESPACE
 from klinecast.platform.names import S3_ENDPOINT_KEY, S3_KEYS, S3_SECRET
 from klinecast.platform.pipeline_params import with_sections
@@ -18,7 +19,7 @@ from pipelines.steps import DEFAULTS, OPTUNA_KEY, OPTUNA_SECRET, data_steps
 def share_study(task):
     """The study's storage URL from the Secret: every worker pod joins one PostgreSQL study."""
     return kubernetes.use_secret_as_env(
-        task, secret_name=OPTUNA_SECRET, secret_key_to_env={OPTUNA_KEY: "KLINECAST_OPTUNA_STORAGE"}
+        task, secret_name=OPTUNA_SECRET, secret_key_to_env={OPTUNA_KEY: variable_of("tune.storage")}
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.imports import imported_names
 from tests.support.paths import REPO
 
 SOURCE = REPO / "src/klinecast"
@@ -46,14 +47,7 @@ def stage_of(module: str) -> str:
 
 def imports_of(path: Path) -> set[str]:
     """Every klinecast module one file imports, wherever the import sits."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
-    return {name for name in found if name in MODULES}
+    return {name for name in imported_names(path, with_members=True) if name in MODULES}
 
 
 def graph(modules: dict[str, Path]) -> dict[str, set[str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.helpers import REPO
+from tests.support.paths import REPO
 
 SRC = REPO / "src"
 #: The library call behind each stage's `klinecast <command>`.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.helpers import REPO, SHARED
+from tests.support.paths import REPO, SHARED
 
 TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
 # Services need containers; the shell executor runs none, so locally the machine's (or the

@@ -1,33 +1,21 @@
-"""What the library imports: every third-party package is declared in pyproject.toml, every
-module imports on its own without the CLI (and without kfp or kserve unless it needs them),
-and the import graph has no cycle."""
+"""What the library imports: every third-party package is declared in pyproject.toml, and every
+module imports on its own without the CLI (and without kfp or kserve unless it needs them).
+The import graph's order and cycles: test_architecture.py."""
 
-import ast
 import json
 import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support.helpers import REPO
+from tests.support.imports import imported_names
+from tests.support.paths import REPO
 
 SOURCE = REPO / "src/klinecast"
-
-
-def imported_names(path: Path) -> set[str]:
-    """Top-level names of the absolute imports in one file (at any depth of the file)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-    return names
 
 
 def declared_distributions() -> set[str]:
@@ -98,54 +86,6 @@ def test_every_library_module_imports_alone_without_the_cli_or_what_it_does_not_
         for package, allowed in MAY_IMPORT.items():
             if any(m.split(".")[0] == package for m in found):
                 assert name.startswith(allowed), f"{name} loads {package} at import"
-
-
-def module_level_imports(path: Path) -> set[str]:
-    """The imports that run when the module is imported (not those inside functions, nor
-    under `if TYPE_CHECKING:`)."""
-    names = set()
-
-    def visit(body):
-        for node in body:
-            if isinstance(node, ast.If):
-                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
-                    visit(node.body + node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body + [n for h in node.handlers for n in h.body])
-            elif isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-
-    visit(ast.parse(path.read_text()).body)
-    return names
-
-
-def test_the_library_import_graph_has_no_cycle_and_no_import_of_the_cli():
-    paths = {name: REPO / "src" / (name.replace(".", "/") + ".py") for name in LIBRARY}
-    paths = {n: p if p.is_file() else p.with_suffix("") / "__init__.py" for n, p in paths.items()}
-    for name, path in paths.items():
-        cli = [
-            m
-            for m in imported_names(path)
-            if m == "klinecast.cli" or m.startswith("klinecast.cli.")
-        ]
-        assert not cli, f"{name} imports {cli}"
-    graph = {n: (module_level_imports(p) & set(LIBRARY)) - {n} for n, p in paths.items()}
-    state: dict[str, str] = {}
-
-    def visit(name: str, trail: list[str]) -> None:
-        state[name] = "open"
-        for target in sorted(graph[name]):
-            assert state.get(target) != "open", f"import cycle: {' -> '.join([*trail, target])}"
-            if target not in state:
-                visit(target, [*trail, target])
-        state[name] = "done"
-
-    for name in LIBRARY:
-        if name not in state:
-            visit(name, [name])
 
 
 COMMANDS = sorted(p.name for p in (REPO / "benchmarks").glob("*.py") if "__main__" in p.read_text())

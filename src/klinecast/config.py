@@ -39,6 +39,14 @@ ENV_OVERRIDES = {
     "KLINECAST_LEDGER_URL": "trade.ledger",
 }
 
+
+
+def variable_of(key: str) -> str:
+    """The environment variable that overrides a dotted params key (ENV_OVERRIDES)."""
+    (variable,) = [v for v, k in ENV_OVERRIDES.items() if k == key]
+    return variable
+
+
 #: Binance kline intervals that the archives publish, with their length.
 INTERVALS: dict[str, dt.timedelta] = {
     "1m": dt.timedelta(minutes=1),

@@ -12,7 +12,7 @@ from klinecast.errors import KlinecastError
 from klinecast.retries import RetrySettings
 from tests.support.archive_server import ArchiveServer
 from tests.support.candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
-from tests.support.helpers import MIRROR_MONTHLY, MIRROR_TODAY
+from tests.support.paths import MIRROR_MONTHLY, MIRROR_TODAY
 
 D = dt.date
 FAST_RETRY = RetrySettings(attempts=3, backoff_s=0.01, timeout_s=0.5)

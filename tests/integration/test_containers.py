@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.helpers import REPO, free_port, why_no_containers
+from tests.support.helpers import free_port, why_no_containers
 from tests.support.kustomize import find, overlay
+from tests.support.paths import REPO
 from tests.support.tcp_relay import TcpRelay
 
 # a cold `make images` (debootstrap, two builds) may take longer than the suite's 600 s per test

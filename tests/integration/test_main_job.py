@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.support.browser import inked_share, visit
-from tests.support.helpers import REPO, SHARED
+from tests.support.paths import REPO, SHARED
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration

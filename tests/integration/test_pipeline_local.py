@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 SMALL = yaml.safe_load((REPO / "pipelines/small-params.yaml").read_text())
 
 
-def small_params(path: Path, **sections) -> Path:
+def write_small_pipeline_params(path: Path, **sections) -> Path:
     """pipelines/small-params.yaml with sections' keys replaced."""
     raw = {name: dict(values) for name, values in SMALL.items()}
     for name, values in sections.items():
@@ -49,7 +49,7 @@ def task_outputs(workdir: Path) -> Path:
 
 
 def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
-    params = small_params(
+    params = write_small_pipeline_params(
         tmp_path / "small.yaml",
         data={"base_url": mirror_server.url},
         # any model passes the gate, so publish and deploy run too
@@ -131,7 +131,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
 
 def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
     # 31 in-sample days < look_back_days high 60 + step_days 15
-    params = small_params(tmp_path / "bad.yaml", split={"in_sample_start": "2020-12-01"})
+    params = write_small_pipeline_params(tmp_path / "bad.yaml", split={"in_sample_start": "2020-12-01"})
     done = run_local(tmp_path, params)
     assert done.returncode == 1
     output = done.stdout + done.stderr

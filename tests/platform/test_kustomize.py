@@ -285,6 +285,20 @@ def test_pin_images_points_every_klinecast_container_at_the_commit(tmp_path):
 
 
 def test_pod_specs_finds_every_nested_pod():
-    experiment = find(overlay("dev"), "Experiment")
-    (pod,) = pod_specs(experiment)
+    nested = {
+        "spec": {
+            "first": {"containers": [{"name": "one"}]},
+            "jobs": [
+                {"template": {"spec": {"containers": [{"name": "two"}]}}},
+                [{"deeper": {"still": {"containers": [{"name": "three"}]}}}],
+            ],
+        }
+    }
+    assert [p["containers"][0]["name"] for p in pod_specs(nested)] == ["one", "two", "three"]
+    # in the rendered overlay: one pod template in each workload, none anywhere else
+    pods_per_kind = {"Deployment": 1, "CronJob": 1, "Experiment": 1, "InferenceService": 1}
+    for obj in overlay("dev"):
+        found = list(pod_specs(obj))
+        assert len(found) == pods_per_kind.get(obj["kind"], 0), obj["metadata"]["name"]
+    (pod,) = pod_specs(find(overlay("dev"), "Experiment"))
     assert pod["serviceAccountName"] == "klinecast-pipeline"

@@ -28,7 +28,7 @@ import yaml
 from klinecast.cli import main
 from klinecast.research.features import compute_features
 from tests.support.candle_factory import synthetic_candles
-from tests.support.helpers import REPO
+from tests.support.paths import REPO
 
 DAYS = 500  # about 16 months: a year in sample, a quarter out of sample, and the rest
 YEAR, QUARTER = 24 * 365, 24 * 90  # 2021 in sample; 2022-01..03 out of sample

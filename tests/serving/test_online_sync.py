@@ -135,7 +135,7 @@ def test_the_feature_repository_applies_with_feast_itself(online_settings, tmp_p
     import sys
     from pathlib import Path
 
-    from tests.support.helpers import REPO
+    from tests.support.paths import REPO
 
     env = {
         **os.environ,

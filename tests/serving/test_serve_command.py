@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.helpers import REPO, free_port
+from tests.support.helpers import free_port
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 KLINECAST = Path(sys.executable).parent / "klinecast"

@@ -23,7 +23,8 @@ from klinecast.serving import feature_sync, online_store
 from klinecast.serving.client import v1_request, v1_symbol_request, v2_symbol_request
 from klinecast.serving.local import LocalServing
 from klinecast.serving.transformer import ROW_TTL_S, offline_probabilities
-from tests.support.helpers import MIRROR, NAME, RULE, free_port, v1, v2
+from tests.support.helpers import NAME, RULE, free_port, v1, v2
+from tests.support.paths import MIRROR
 from tests.support.redis_server import Cutoff
 
 pytestmark = pytest.mark.integration
@@ -108,7 +109,7 @@ def test_v1_and_v2_by_symbol_answer_the_hour_after_the_newest_closed_candle(
 
         from klinecast.config import DataParams
         from klinecast.data.build import build_candles
-        from tests.support.helpers import MIRROR_MONTHLY
+        from tests.support.paths import MIRROR_MONTHLY
 
         history, _ = build_candles(MIRROR_MONTHLY, DataParams(end=dt.date(2022, 1, 31)))
     expected = offline_probabilities(history, artifact).loc[NEWEST]

@@ -32,6 +32,25 @@ def test_a_bug_is_500_with_the_details_in_the_log_only(caplog):
     assert record.exc_info and isinstance(record.exc_info[1], IndexError)  # a bug: traceback kept
 
 
+def logged_through_the_filter(exc: BaseException) -> list[str]:
+    """The lines a logger with the filter writes for `logger.exception(...)` of exc."""
+    import io
+
+    stream = io.StringIO()
+    logger = logging.getLogger(f"kserve.probe{id(exc)}")
+    logger.propagate = False
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.addFilter(_one_line_for_bad_requests)
+    try:
+        raise exc
+    except BaseException:
+        logger.exception("Exception:")
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue().splitlines()
+
+
 @pytest.mark.parametrize(
     ("make", "status"),
     [
@@ -44,15 +63,11 @@ def test_kserve_refusals_become_one_line(make, status):
     from kserve import errors
 
     exc = make(errors)
-    record = logging.LogRecord("kserve", logging.ERROR, __file__, 1, "Exception:", (), None)
-    record.exc_info = (type(exc), exc, None)
-    assert _one_line_for_bad_requests(record)
-    assert record.exc_info is None and record.getMessage().startswith(f"rejected: {status} ")
+    lines = logged_through_the_filter(exc)
+    assert len(lines) == 1 and lines[0].startswith(f"rejected: {status} "), lines
 
 
 def test_other_errors_keep_their_traceback():
-    exc = RuntimeError("a bug")
-    record = logging.LogRecord("kserve", logging.ERROR, __file__, 1, "Exception:", (), None)
-    record.exc_info = (type(exc), exc, None)
-    assert _one_line_for_bad_requests(record)
-    assert record.exc_info is not None
+    lines = logged_through_the_filter(RuntimeError("a bug"))
+    assert lines[0] == "Exception:" and "Traceback" in "\n".join(lines)
+    assert lines[-1] == "RuntimeError: a bug"

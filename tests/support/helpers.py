@@ -14,7 +14,7 @@ import yaml
 
 from klinecast.config import Params
 from klinecast.research.strategy import StrategyRule
-from tests.support.paths import MIRROR, MIRROR_MONTHLY, MIRROR_TODAY, REPO, SHARED  # noqa: F401
+from tests.support.paths import REPO
 
 #: The model name the integration tests serve.
 NAME = "klinecast-test"

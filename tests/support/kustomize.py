@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.helpers import SHARED
-from tests.support.paths import REPO
+from tests.support.paths import REPO, SHARED
 
 MANIFESTS = REPO / "manifests"
 OVERLAYS = ("dev", "prod")

@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
+
 from klinecast.config import Params, SearchSpace, SplitParams
 from klinecast.release.metadata import ArtifactMetadata
 from klinecast.research.backtest import Metrics
@@ -110,3 +112,32 @@ def scorecard(
         ),  # fmt: skip
     )
     return Scorecard(**values | changes)
+
+
+def tiny_artifact(out: Path, *, rule: StrategyRule | None = None, seed: int = 5) -> pd.DataFrame:
+    """A model artifact (model.json + metadata.json) trained in a moment on synthetic candles
+    with the default features; returns the candles it was trained on (800 hours)."""
+    from klinecast.release.registry import write_artifact
+    from klinecast.research import model
+
+    params = Params()
+    names = list(params.features.indicators)
+    candles = synthetic_candles(800, start="2021-01-01", seed=seed)
+    frame = compute_features(candles, indicators=names, interval=HOUR).frame.dropna()
+    hp = HyperParams(5, 2, 0.3, 0.9, 0.9, 0, 10)
+    booster = model.fit(
+        frame[names].to_numpy(dtype="float32"),
+        frame["label"].to_numpy(dtype="float32"),
+        hp,
+        feature_names=names,
+    )
+    write_artifact(
+        out,
+        booster,
+        small_metadata(
+            feature_names=tuple(names),
+            min_history=params.features.min_history,
+            candidate=Candidate(hp, rule or StrategyRule("long_short", 0.02, 0.01, 2), 1),
+        ),
+    )
+    return candles

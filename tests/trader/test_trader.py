@@ -318,7 +318,7 @@ def test_readmes_offline_paper_hour(
     from klinecast.config import DataParams
     from klinecast.data.build import build_candles
     from klinecast.serving.local import LocalServing
-    from tests.support.helpers import MIRROR_MONTHLY
+    from tests.support.paths import MIRROR_MONTHLY
 
     params = write_params(
         tmp_path / "params.yaml",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from klinecast.config import variable_of
 from klinecast.platform import k8s
 from klinecast.platform.cluster import TRADER_ACCOUNT, TRADER_LABEL
 from klinecast.platform.k8s import (
@@ -18,10 +19,10 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_na
     """`klinecast trade once` at minute 1 of every hour, never two at a time."""
     # The paper broker needs no keys, so the pod starts without them; testnet refuses to.
     env = [_secret_env(name, BINANCE_SECRET, name, optional=True) for name in BINANCE_KEYS]
-    env.append(_secret_env("KLINECAST_LEDGER_URL", POSTGRES_SECRET, POSTGRES_KEYS["ledger"]))
+    env.append(_secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"]))
     env.append(
         {
-            "name": "KLINECAST_INFERENCE_URL",
+            "name": variable_of("trade.inference_url"),
             "value": f"http://{model_name}-transformer.{namespace}.svc.cluster.local",
         }
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 
+from klinecast.config import variable_of
 from klinecast.errors import KlinecastError
 from klinecast.serving.client import v1_request, v2_request
 
@@ -49,7 +50,7 @@ class LocalServing:
     def start(self, role: str) -> None:
         port = self.predictor_port if role == "predictor" else self.transformer_port
         # not the caller's online store: only what this object says
-        env = {k: v for k, v in os.environ.items() if k != "KLINECAST_REDIS"}
+        env = {k: v for k, v in os.environ.items() if k != variable_of("online.redis")}
         env["PYTHONUNBUFFERED"] = "1"
         argv = [
             sys.executable,
@@ -71,7 +72,7 @@ class LocalServing:
                 self.predictor_protocol,
             ]
             if self.online is not None:  # the connection string (maybe a password): not in argv
-                env["KLINECAST_REDIS"] = self.online.redis
+                env[variable_of("online.redis")] = self.online.redis
                 argv += ["--feast-registry", self.online.registry]
                 argv += ["--feast-project", self.online.project]
             if self.stale_after_minutes is not None:

@@ -1,0 +1,135 @@
+"""The transformer's own logic, in process and without servers: requests -> features -> the
+predictor's request, and the predictor's answer -> the forecast with the model's rule."""
+
+import asyncio
+
+import numpy as np
+import pandas as pd
+import pytest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+
+from klinecast.research.features import compute_features
+from klinecast.research.strategy import StrategyRule
+from klinecast.serving import transformer as module
+from klinecast.serving.client import v1_request, v1_symbol_request
+from klinecast.serving.errors import PredictorAnswerError, StoreUnavailable
+from klinecast.serving.transformer import ForecastTransformer
+from tests.support.model_fixtures import HOUR, tiny_artifact
+
+RULE = StrategyRule("long_short", entry_band=0.02, exit_band=0.01, min_hold_hours=2)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("artifact") / "candidate"
+    candles = tiny_artifact(out, rule=RULE)
+    model = ForecastTransformer("m", str(out))
+    assert model.load() and model.ready
+    protocol(model, "v1")
+    return model, candles
+
+
+def protocol(model: ForecastTransformer, version: str) -> None:
+    """What kserve's ModelServer sets up at start: the protocol the predictor speaks."""
+    from kserve.context import set_predictor_config
+    from kserve.predictor_config import PredictorConfig
+
+    set_predictor_config(PredictorConfig(predictor_host="", predictor_protocol=version))
+
+
+def test_candles_become_the_training_functions_newest_row(loaded):
+    model, candles = loaded
+    protocol(model, "v1")
+    window = candles.iloc[-model.min_history :]
+    request = model.preprocess(v1_request(window), {"content-type": "application/json"})
+    expected = compute_features(candles, indicators=model.feature_names, interval=HOUR).frame
+    row = expected.loc[window.index[-1], model.feature_names].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(request["instances"][0], row, rtol=0, atol=1e-9)
+    context = module._request.get()
+    assert context.feature_time == (window.index[-1] + pd.Timedelta(hours=1)).isoformat()
+
+
+def test_v2_predictor_gets_one_fp64_tensor(loaded):
+    model, candles = loaded
+    protocol(model, "v2")
+    request = model.preprocess(v1_request(candles.iloc[-model.min_history :]), {})
+    assert isinstance(request, InferRequest)
+    (tensor,) = request.inputs
+    assert tensor.datatype == "FP64" and tensor.shape == [1, len(model.feature_names)]
+    protocol(model, "v1")
+
+
+def test_a_window_shorter_than_min_history_is_refused(loaded):
+    model, candles = loaded
+    with pytest.raises(InvalidInput, match=str(model.min_history)):
+        model.preprocess(v1_request(candles.iloc[-10:]), {})
+
+
+def test_a_symbol_without_a_store_is_503_not_a_crash(loaded):
+    model, _ = loaded
+    with pytest.raises(StoreUnavailable, match="no online store is configured"):
+        model.preprocess(v1_symbol_request("BTCUSDT"), {})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [{"symbol": "btc"}]}, "upper-case pair"),
+        ({"instances": [{"symbol": "BTCUSDT"}, {"symbol": "ETHUSDT"}]}, "a symbol request is"),
+        ({"instances": [{"symbol": "BTCUSDT", "open": 1}]}, "a symbol request is"),
+    ],
+)
+def test_malformed_symbol_requests_are_400(loaded, body, message):
+    model, _ = loaded
+    with pytest.raises(InvalidInput, match=message):
+        model.preprocess(body, {})
+
+
+@pytest.mark.parametrize(("prob", "direction"), [(0.53, "up"), (0.5, "flat"), (0.47, "down")])
+def test_the_answer_applies_the_models_rule_from_a_flat_book(loaded, prob, direction):
+    model, candles = loaded
+    model.preprocess(v1_request(candles.iloc[-model.min_history :]), {})
+    (answer,) = model.postprocess({"predictions": [prob]})["predictions"]
+    assert answer["prob_up"] == prob and answer["direction"] == direction
+    assert answer["strategy"] == RULE.as_dict() | {"horizon_hours": 1}
+
+
+def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
+    model, candles = loaded
+    window = candles.iloc[-model.min_history :]
+    inputs = [InferInput("open_time", [len(window)], "INT64", (window.index.asi8 // 10**6).tolist())]
+    inputs += [
+        InferInput(c, [len(window)], "FP64", window[c].astype(float).tolist())
+        for c in model.required
+    ]
+    request = InferRequest("m", inputs, request_id="r1")
+    request.request_outputs = [type("Out", (), {"name": "prob_up"})()]
+    model.preprocess(request, {})
+    answer = model.postprocess(InferResponse("p", "m", [InferOutput("p", [1], "FP64", [0.6])]))
+    assert answer.id == "r1" and [o.name for o in answer.outputs] == ["prob_up"]
+
+
+@pytest.mark.parametrize(
+    "answer", [{"predictions": []}, {"predictions": [1.5]}, {"predictions": ["x"]}, {}]
+)
+def test_a_malformed_predictor_answer_is_the_predictors_fault(loaded, answer):
+    model, candles = loaded
+    model.preprocess(v1_request(candles.iloc[-model.min_history :]), {})
+    with pytest.raises(PredictorAnswerError):
+        model.postprocess(answer)
+
+
+def test_the_same_window_twice_is_answered_from_the_cache(loaded):
+    model, candles = loaded
+    body = v1_request(candles.iloc[-model.min_history - 1 : -1])
+    model.preprocess(body, {})
+    model.postprocess({"predictions": [0.61]})
+    cached = model.preprocess(body, {})
+    assert isinstance(cached, module.Cached) and cached.prob_up == 0.61
+    assert asyncio.run(model.predict(cached)) is cached  # no predictor is asked
+
+
+def test_a_missing_artifact_leaves_it_not_ready(tmp_path):
+    model = ForecastTransformer("m", str(tmp_path / "nothing"))
+    assert model.load() is False and model.ready is False

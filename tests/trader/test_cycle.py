@@ -1,0 +1,100 @@
+"""The trader's own logic without servers: legs of a position change, the book the rule sees,
+outcomes priced by the backtest's formula, and an hour's orders sent once (a real SQLite
+ledger and the paper broker)."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from klinecast.config import Params
+from klinecast.research.backtest import strategy_returns
+from klinecast.research.strategy import Holding
+from klinecast.trader.brokers import PaperBroker, client_order_id
+from klinecast.trader.cycle import Trader, holding, legs, settle, trade_to
+from klinecast.trader.ledger import Ledger
+from tests.support.candle_factory import synthetic_candles
+
+PARAMS = Params()
+SIZE = PARAMS.trade.quantity
+
+
+@pytest.fixture()
+def ledger(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.migrate()
+    return ledger
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "expected"),
+    [
+        (0.0, 0.0, []),
+        (0.0, SIZE, [("open", SIZE)]),
+        (SIZE, SIZE, []),
+        (SIZE, 0.0, [("close", -SIZE)]),
+        (SIZE, -SIZE, [("close", -SIZE), ("open", -SIZE)]),
+        (-SIZE, SIZE, [("close", SIZE), ("open", SIZE)]),
+    ],
+)
+def test_a_change_of_position_is_a_close_and_or_an_open(current, target, expected):
+    assert legs(current, target) == expected
+
+
+def test_client_order_ids_fit_binances_rule():
+    found = client_order_id("BTCUSDT", pd.Timestamp("2021-12-01 13:00", tz="UTC"), "close")
+    assert found == "kc-BTCUSDT-2021120113-close"
+    assert re.fullmatch(r"[.A-Z:/a-z0-9_-]{1,36}", found)
+
+
+def trader(ledger: Ledger, candles: pd.DataFrame) -> Trader:
+    def market(until, count):
+        return candles.loc[:until].iloc[-count:]
+
+    return Trader(PARAMS, ledger, PaperBroker(fee=PARAMS.backtest.fee, ledger=ledger), market, None)
+
+
+def test_an_hours_orders_are_sent_once_and_the_position_follows(ledger):
+    candles = synthetic_candles(10)
+    hour = candles.index[5]
+    trade = trader(ledger, candles)
+    assert trade_to(trade, hour, target=1, price=100.0) == 1
+    assert ledger.position("BTCUSDT") == pytest.approx(SIZE)
+    assert trade_to(trade, hour, target=1, price=100.0) == 0  # nothing to change
+    assert trade_to(trade, candles.index[6], target=-1, price=101.0) == 2  # a flip: two legs
+    assert ledger.position("BTCUSDT") == pytest.approx(-SIZE)
+    assert [o.leg for o in ledger.orders()] == ["open", "close", "open"]
+    assert all(o.status == "filled" for o in ledger.orders())
+
+
+def test_the_rule_sees_how_long_the_ledgers_position_is_held(ledger):
+    candles = synthetic_candles(10)
+    trade = trader(ledger, candles)
+    for i, target in enumerate([1, 1, 1]):
+        hour = candles.index[i]
+        trade_to(trade, hour, target=target, price=100.0)
+        ledger.record_prediction(
+            hour.to_pydatetime(), symbol="BTCUSDT", target=target, close=100.0, status="traded"
+        )
+    assert holding(ledger, "BTCUSDT", candles.index[3]) == Holding(1, 3)
+    assert holding(ledger, "BTCUSDT", candles.index[1]) == Holding(1, 1)
+
+
+def test_settled_outcomes_are_priced_like_the_backtest(ledger):
+    candles = synthetic_candles(12, seed=4)
+    targets = [0, 1, 1, -1, -1, 0, 1, 1]
+    for hour, target in zip(candles.index[: len(targets)], targets, strict=True):
+        ledger.record_prediction(
+            hour.to_pydatetime(), symbol="BTCUSDT", target=target, close=1.0, status="traded"
+        )
+    settle(ledger, candles, PARAMS)
+    live = [r["strategy_return"] for r in ledger.outcomes()]
+    closes = candles["close"].to_numpy()
+    market = closes[1 : len(targets) + 1] / closes[: len(targets)] - 1
+    backtest = strategy_returns(np.array(targets), market, fee=PARAMS.backtest.fee)
+    # the backtest also closes the book after its last hour; the live ledger does not
+    backtest[-1] += PARAMS.backtest.fee * abs(targets[-1])
+    np.testing.assert_allclose(live, backtest, rtol=0, atol=1e-15)
+    equity, _ = ledger.last_equity()
+    assert equity == pytest.approx(np.prod(1 + backtest))
