@@ -144,13 +144,76 @@ def test_dockerfile_targets(target, extras, entry_point):
     assert {".git", ".venv", "build", "data", "models"} <= ignored  # no venv, tools or data
 
 
-def test_serving_imports_nothing_of_the_pipeline_or_the_trader():
-    code = (
-        "import sys, klinecast.serving.server, klinecast.serving.predictor, "
-        "klinecast.serving.transformer\n"
-        # (not sklearn: xgboost imports it by itself when it happens to be installed)
-        "heavy = {'optuna', 'dvc', 'kfp', 'binance', 'sqlalchemy', 'matplotlib', 'plotly'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
+def serving_closure() -> set[str]:
+    """Every distribution the serving image installs: klinecast[serving] and its dependencies."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found, todo = set(), [("klinecast", {"serving"})]
+    while todo:
+        name, extras = todo.pop()
+        try:
+            requirements = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for line in requirements:
+            requirement = Requirement(line)
+            marker = requirement.marker
+            if marker is not None and not any(
+                marker.evaluate({"extra": extra}) for extra in (extras or {""})
+            ):
+                continue
+            key = canonicalize_name(requirement.name)
+            if key not in found:
+                found.add(key)
+                todo.append((requirement.name, set(requirement.extras)))
+    return found
+
+
+def test_serving_imports_only_what_the_serving_image_installs():
+    """The serving image has klinecast[serving] only: a module of the pipeline's or the
+    trader's extras (sklearn, optuna, ...) that a serving import reaches would fail there.
+    Those packages are blocked here while the servers' modules import (xgboost's optional
+    sklearn import included), so such a reach fails this test instead of the image."""
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    closure = serving_closure()
+    blocked = sorted(
+        top
+        for top, distributions in packages_distributions().items()
+        if not {canonicalize_name(d) for d in distributions} & (closure | {"klinecast"})
+        and top.isidentifier()
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert {"sklearn", "optuna", "binance", "matplotlib", "arch"} <= set(blocked)
+    code = (
+        "import sys\n"
+        f"blocked = set({blocked!r})\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in blocked:\n"
+        "            raise ModuleNotFoundError(f'{name} is not in the serving image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import klinecast.serving.server, klinecast.serving.predictor\n"
+        "import klinecast.serving.transformer, klinecast.serving.online_store\n"
+        "print('imported')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "imported", out.stderr[-2000:]
+
+
+def test_the_serving_import_check_sees_a_reach_into_the_pipeline():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'sklearn':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import klinecast.research.evaluation\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "sklearn" in out.stderr

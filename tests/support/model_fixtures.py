@@ -10,10 +10,9 @@ import pandas as pd
 
 from klinecast.config import Params, SearchSpace, SplitParams
 from klinecast.release.metadata import ArtifactMetadata
-from klinecast.research.backtest import Metrics
 from klinecast.research.features import compute_features
 from klinecast.research.model import Candidate, Complexity, HyperParams
-from klinecast.research.scorecard import EvaluatedSpan, Scorecard, Significance
+from klinecast.research.scorecard import EvaluatedSpan, Metrics, Scorecard, Significance
 from klinecast.research.strategy import StrategyRule
 from tests.support.candle_factory import synthetic_candles
 

@@ -22,12 +22,12 @@ from klinecast.errors import KlinecastError
 from klinecast.pages import img, png
 from klinecast.release.gate import Gate
 from klinecast.release.metadata import ArtifactMetadata
-from klinecast.research.backtest import Metrics
 from klinecast.research.evaluation import equity_curves
 from klinecast.research.model import feature_importance
 from klinecast.research.scorecard import (
     CalibrationBin,
     FoldReturns,
+    Metrics,
     MonthReturns,
     Scorecard,
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.research import model, stats, strategy
 from klinecast.research.features import NEXT_RETURN, horizon_labels
+from klinecast.research.scorecard import Metrics
 
 HOURS_PER_YEAR = 24 * 365
 BASELINES = ("buy_and_hold", "always_short", "momentum", "coin_flip")
@@ -125,36 +126,6 @@ def _holding_runs(pos: np.ndarray) -> np.ndarray:
     starts = np.concatenate([[0], changes])
     lengths = np.diff(np.concatenate([starts, [len(pos)]]))
     return lengths[pos[starts] != 0]
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """How a strategy did over a set of hours, before and after fees."""
-
-    cumulative_return: float  # after fees
-    return_before_fees: float
-    annualized_return: float  # after fees
-    sharpe: float  # after fees, hourly, annualised
-    probabilistic_sharpe: float  # P(true Sharpe > 0) from the hourly returns after fees
-    max_drawdown: float
-    fees_paid: float  # fee x turnover, as a share of capital
-    turnover: float  # sum of |position changes|, the final close included
-    trades: int  # position changes, the final close included
-    exposure: float  # share of hours in the market
-    mean_holding_hours: float | None
-    accuracy: float | None  # share of hours in the market whose next candle went our way
-    accuracy_low: float | None  # its Wilson 95 % interval
-    accuracy_high: float | None
-    hours_in_market: int
-    hours: int
-    roc_auc: float | None = None  # the classifier, against its own (horizon) labels
-    log_loss: float | None = None
-    classifier_accuracy: float | None = None
-    classifier_accuracy_low: float | None = None
-    classifier_accuracy_high: float | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def strategy_metrics(

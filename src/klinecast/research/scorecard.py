@@ -11,15 +11,44 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from klinecast.errors import KlinecastError
-from klinecast.research.backtest import Metrics
 from klinecast.research.model import Candidate
 
 
 class ScorecardError(KlinecastError):
     """metrics.json lacks a key, or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """How a strategy did over a set of hours, before and after fees."""
+
+    cumulative_return: float  # after fees
+    return_before_fees: float
+    annualized_return: float  # after fees
+    sharpe: float  # after fees, hourly, annualised
+    probabilistic_sharpe: float  # P(true Sharpe > 0) from the hourly returns after fees
+    max_drawdown: float
+    fees_paid: float  # fee x turnover, as a share of capital
+    turnover: float  # sum of |position changes|, the final close included
+    trades: int  # position changes, the final close included
+    exposure: float  # share of hours in the market
+    mean_holding_hours: float | None
+    accuracy: float | None  # share of hours in the market whose next candle went our way
+    accuracy_low: float | None  # its Wilson 95 % interval
+    accuracy_high: float | None
+    hours_in_market: int
+    hours: int
+    roc_auc: float | None = None  # the classifier, against its own (horizon) labels
+    log_loss: float | None = None
+    classifier_accuracy: float | None = None
+    classifier_accuracy_low: float | None = None
+    classifier_accuracy_high: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
