@@ -375,6 +375,9 @@ class OnlineParams(_Checked):
     #: A symbol request is refused (503) once the candle after the store's newest one closed
     #: this many minutes ago and the sync has not written it.
     stale_after_minutes: int = 15
+    #: The transformer's connect and read timeout for the store, in milliseconds: a store that
+    #: is down or hung costs a symbol request at most this (503), never the whole server.
+    timeout_ms: int = 250
 
     def problems(self) -> Problems:
         if not self.redis:
@@ -383,6 +386,8 @@ class OnlineParams(_Checked):
             yield "project", f"expected letters, digits and '_', got {self.project!r}"
         if not 0 <= self.stale_after_minutes <= 24 * 60:
             yield "stale_after_minutes", f"expected 0 .. 1440, got {self.stale_after_minutes}"
+        if not 10 <= self.timeout_ms <= 10_000:
+            yield "timeout_ms", f"expected 10 .. 10000 (milliseconds), got {self.timeout_ms}"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ def serve(artifact, predictor: int, transformer: int, tmp_path) -> subprocess.Po
 
 
 def free(port: int) -> bool:
+    """Whether a server could listen on the port now (as servers bind, with SO_REUSEADDR)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
             return True

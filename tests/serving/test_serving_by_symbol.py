@@ -139,7 +139,7 @@ def test_redis_away_is_503_and_the_transformer_recovers_by_itself(server, store)
     try:
         response = v1(server, v1_symbol_request("BTCUSDT"))
         assert response.status_code == 503
-        assert response.json()["error"].startswith("online store unreachable")
+        assert response.json()["error"].startswith(f"online store {cutoff.address} unreachable")
     finally:
         cutoff.restore()
     assert v1(server, v1_symbol_request("BTCUSDT")).status_code == 200

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from klinecast.serving.server import _one_line_for_bad_requests, install_error_handling
+from klinecast.serving.protocol import install, one_line_for_refusals
 
 
 class _Ready:
@@ -21,7 +21,7 @@ def test_a_bug_is_500_with_the_details_in_the_log_only(caplog):
     def boom():
         raise IndexError("list index out of range")
 
-    install_error_handling(app, _Ready())
+    install(app, _Ready())
     client = TestClient(app, raise_server_exceptions=False)
     with caplog.at_level(logging.ERROR, logger="klinecast.serving"):
         response = client.post("/v1/models/m:predict", json={"instances": []})
@@ -41,7 +41,7 @@ def logged_through_the_filter(exc: BaseException) -> list[str]:
     logger.propagate = False
     handler = logging.StreamHandler(stream)
     logger.addHandler(handler)
-    logger.addFilter(_one_line_for_bad_requests)
+    logger.addFilter(one_line_for_refusals)
     try:
         raise exc
     except BaseException:

@@ -30,6 +30,17 @@ def loaded(tmp_path_factory):
     return model, candles
 
 
+def run(model: ForecastTransformer, body, answer=None, headers=None):
+    """preprocess of body in one event loop, as kserve runs it, then postprocess of the
+    predictor's answer when one is given. Returns (what preprocess made, the result)."""
+
+    async def request():
+        made = await model.preprocess(body, headers or {"content-type": "application/json"})
+        return made, (model.postprocess(answer) if answer is not None else module._request.get())
+
+    return asyncio.run(request())
+
+
 def protocol(model: ForecastTransformer, version: str) -> None:
     """What kserve's ModelServer sets up at start: the protocol the predictor speaks."""
     from kserve.context import set_predictor_config
@@ -42,18 +53,17 @@ def test_candles_become_the_training_functions_newest_row(loaded):
     model, candles = loaded
     protocol(model, "v1")
     window = candles.iloc[-model.min_history :]
-    request = model.preprocess(v1_request(window), {"content-type": "application/json"})
+    request, context = run(model, v1_request(window))
     expected = compute_features(candles, indicators=model.feature_names, interval=HOUR).frame
     row = expected.loc[window.index[-1], model.feature_names].to_numpy(dtype=np.float64)
     np.testing.assert_allclose(request["instances"][0], row, rtol=0, atol=1e-9)
-    context = module._request.get()
     assert context.feature_time == (window.index[-1] + pd.Timedelta(hours=1)).isoformat()
 
 
 def test_v2_predictor_gets_one_fp64_tensor(loaded):
     model, candles = loaded
     protocol(model, "v2")
-    request = model.preprocess(v1_request(candles.iloc[-model.min_history :]), {})
+    request, _ = run(model, v1_request(candles.iloc[-model.min_history :]))
     assert isinstance(request, InferRequest)
     (tensor,) = request.inputs
     assert tensor.datatype == "FP64" and tensor.shape == [1, len(model.feature_names)]
@@ -63,13 +73,13 @@ def test_v2_predictor_gets_one_fp64_tensor(loaded):
 def test_a_window_shorter_than_min_history_is_refused(loaded):
     model, candles = loaded
     with pytest.raises(InvalidInput, match=str(model.min_history)):
-        model.preprocess(v1_request(candles.iloc[-10:]), {})
+        run(model, v1_request(candles.iloc[-10:]))
 
 
 def test_a_symbol_without_a_store_is_503_not_a_crash(loaded):
     model, _ = loaded
     with pytest.raises(StoreUnavailable, match="no online store is configured"):
-        model.preprocess(v1_symbol_request("BTCUSDT"), {})
+        run(model, v1_symbol_request("BTCUSDT"))
 
 
 @pytest.mark.parametrize(
@@ -83,14 +93,14 @@ def test_a_symbol_without_a_store_is_503_not_a_crash(loaded):
 def test_malformed_symbol_requests_are_400(loaded, body, message):
     model, _ = loaded
     with pytest.raises(InvalidInput, match=message):
-        model.preprocess(body, {})
+        run(model, body)
 
 
 @pytest.mark.parametrize(("prob", "direction"), [(0.53, "up"), (0.5, "flat"), (0.47, "down")])
 def test_the_answer_applies_the_models_rule_from_a_flat_book(loaded, prob, direction):
     model, candles = loaded
-    model.preprocess(v1_request(candles.iloc[-model.min_history :]), {})
-    (answer,) = model.postprocess({"predictions": [prob]})["predictions"]
+    _, result = run(model, v1_request(candles.iloc[-model.min_history :]), {"predictions": [prob]})
+    (answer,) = result["predictions"]
     assert answer["prob_up"] == prob and answer["direction"] == direction
     assert answer["strategy"] == RULE.as_dict() | {"horizon_hours": 1}
 
@@ -105,8 +115,7 @@ def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
     ]
     request = InferRequest("m", inputs, request_id="r1")
     request.request_outputs = [type("Out", (), {"name": "prob_up"})()]
-    model.preprocess(request, {})
-    answer = model.postprocess(InferResponse("p", "m", [InferOutput("p", [1], "FP64", [0.6])]))
+    _, answer = run(model, request, InferResponse("p", "m", [InferOutput("p", [1], "FP64", [0.6])]))
     assert answer.id == "r1" and [o.name for o in answer.outputs] == ["prob_up"]
 
 
@@ -115,17 +124,15 @@ def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
 )
 def test_a_malformed_predictor_answer_is_the_predictors_fault(loaded, answer):
     model, candles = loaded
-    model.preprocess(v1_request(candles.iloc[-model.min_history :]), {})
     with pytest.raises(PredictorAnswerError):
-        model.postprocess(answer)
+        run(model, v1_request(candles.iloc[-model.min_history :]), answer)
 
 
 def test_the_same_window_twice_is_answered_from_the_cache(loaded):
     model, candles = loaded
     body = v1_request(candles.iloc[-model.min_history - 1 : -1])
-    model.preprocess(body, {})
-    model.postprocess({"predictions": [0.61]})
-    cached = model.preprocess(body, {})
+    run(model, body, {"predictions": [0.61]})
+    cached, _ = run(model, body)
     assert isinstance(cached, module.Cached) and cached.prob_up == 0.61
     assert asyncio.run(model.predict(cached)) is cached  # no predictor is asked
 

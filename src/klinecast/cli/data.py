@@ -167,6 +167,11 @@ def add_features(commands) -> None:
         default=Path("build/sync-archives"),
         help="where --base-url archives are kept verified between syncs (default: %(default)s)",
     )
+    sync.add_argument(
+        "--redis",
+        help="the online store's connection string host:port[,db=N] (default: $KLINECAST_REDIS, "
+        "else online.redis)",
+    )
     sync.add_argument("--now", help="the clock, ISO 8601 UTC (default: the real time)")
     parser.set_defaults(run=run_features)
 
@@ -207,6 +212,8 @@ def run_features(args) -> int:
 
 
 def run_sync(args) -> int:
+    import dataclasses
+
     import pandas as pd
 
     from klinecast.config import load_params
@@ -214,6 +221,10 @@ def run_sync(args) -> int:
     from klinecast.serving import feature_sync
 
     params = load_params(args.params)
+    if args.redis:
+        params = dataclasses.replace(
+            params, online=dataclasses.replace(params.online, redis=args.redis)
+        )
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     started = time.perf_counter()

@@ -43,11 +43,18 @@ def add_serve(commands) -> None:
     parser.add_argument("--now", help="a fixed clock for the transformer, ISO 8601 UTC (replays)")
     path(parser, "--candles", "data/candles.parquet", "source of the example requests")
     path(parser, "--examples", "reports/serve", "where the example bodies go")
-    path(parser, "--log-dir", "reports/serve", "server logs")
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="the servers' logs (default: a folder of this run's own under reports/serve/logs)",
+    )
     parser.set_defaults(run=run_serve)
 
 
 def run_serve(args) -> int:
+    import dataclasses
+    import datetime as dt
+    import os
     import signal
 
     from klinecast.config import load_params
@@ -64,9 +71,12 @@ def run_serve(args) -> int:
         uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=args.candidate)
     if "://" not in uri:
         registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
-    online = StoreSettings.of(params.online)
+    online = StoreSettings.of(params.online, bounded=True)
     if args.redis:
-        online = StoreSettings(args.redis, online.registry, online.project)
+        online = dataclasses.replace(online, redis=args.redis)
+    log_dir = args.log_dir or Path("reports/serve/logs") / (
+        f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    )
     log.info("serving %s (%s)", uri, why)
 
     def stop(signum, _frame):
@@ -77,15 +87,15 @@ def run_serve(args) -> int:
     # installs no KeyboardInterrupt of its own
     signal.signal(signal.SIGINT, signal.default_int_handler)
     serving = LocalServing(
-        name, uri, args.predictor_port, args.transformer_port, log_dir=args.log_dir,
+        name, uri, args.predictor_port, args.transformer_port, log_dir=log_dir,
         online=online, now=args.now, stale_after_minutes=params.online.stale_after_minutes,
     )  # fmt: skip
     with serving:
         base = serving.transformer_url
         lines = [
             f"klinecast serve: model {name} from {uri}",
-            f"  predictor   {serving.predictor_url}  (logs: {args.log_dir}/predictor.log)",
-            f"  transformer {base}  (logs: {args.log_dir}/transformer.log)",
+            f"  predictor   {serving.predictor_url}  (logs: {log_dir}/predictor.log)",
+            f"  transformer {base}  (logs: {log_dir}/transformer.log)",
             f"  online store {redact_redis(online.redis)} (project {online.project}); fill it with "
             "`klinecast features sync`",
             "try:",
@@ -109,7 +119,7 @@ def run_serve(args) -> int:
         exited = [role for role, p in serving.processes.items() if p.poll() is not None]
     if exited:
         raise KlinecastError(
-            f"the {' and '.join(exited)} exited; see {args.log_dir}/{exited[0]}.log"
+            f"the {' and '.join(exited)} exited; see {log_dir}/{exited[0]}.log"
         )
     print("klinecast serve: stopped")
     return 0

@@ -75,6 +75,8 @@ class LocalServing:
                 env[variable_of("online.redis")] = self.online.redis
                 argv += ["--feast-registry", self.online.registry]
                 argv += ["--feast-project", self.online.project]
+                if self.online.timeout_s is not None:
+                    argv += ["--store-timeout-ms", str(round(self.online.timeout_s * 1000))]
             if self.stale_after_minutes is not None:
                 argv += ["--stale-after-minutes", str(self.stale_after_minutes)]
             if self.now is not None:
@@ -85,7 +87,7 @@ class LocalServing:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{role}.log", "ab")  # noqa: SIM115 - lives with the process
         self.processes[role] = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
         )
 
     def stop(self, role: str) -> None:
@@ -114,6 +116,11 @@ class LocalServing:
         raise KlinecastError(f"{probe} did not become ready within {timeout_s:.0f} s")
 
     def __enter__(self) -> LocalServing:
+        if self.predictor_port == self.transformer_port:
+            raise KlinecastError(
+                f"the predictor and the transformer cannot share port {self.predictor_port}; "
+                "give them two (--predictor-port / --transformer-port)"
+            )
         for port in (self.predictor_port, self.transformer_port):
             check_port_free(port)
         self.start("predictor")
@@ -131,9 +138,22 @@ class LocalServing:
             self.stop(role)
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: the kernel sends it SIGTERM when the process that started
+    it dies, however that dies (SIGKILL and SIGHUP included), so no server outlives its
+    `klinecast serve` holding its port."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def check_port_free(port: int) -> None:
     """Fails, naming the port, when another process holds it (the servers bind 0.0.0.0)."""
     with socket.socket() as probe:
+        # as the servers bind: a connection of an earlier server in TIME_WAIT does not count
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
         except OSError as exc:

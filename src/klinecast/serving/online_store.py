@@ -41,10 +41,29 @@ class StoreSettings:
     redis: str
     registry: str
     project: str
+    #: Connect and read timeout of every Redis call, in seconds, with no retry: what a server's
+    #: reads wait at most. None keeps redis-py's defaults (retries with backoff: the sync's).
+    timeout_s: float | None = None
 
     @classmethod
-    def of(cls, online: OnlineParams) -> StoreSettings:
-        return cls(online.redis, online.registry, online.project)
+    def of(cls, online: OnlineParams, *, bounded: bool = False) -> StoreSettings:
+        """The store of params' online section; bounded: with online.timeout_ms (a server's)."""
+        timeout = online.timeout_ms / 1000 if bounded else None
+        return cls(online.redis, online.registry, online.project, timeout)
+
+    @property
+    def connection_string(self) -> str:
+        """Feast's connection string: with timeout_s, redis-py's socket timeouts and no retry,
+        so a store that is down or hung fails a call once, within the timeout."""
+        if self.timeout_s is None:
+            return self.redis
+        t = self.timeout_s
+        return f"{self.redis},socket_timeout={t},socket_connect_timeout={t},retry=null"
+
+    @property
+    def where(self) -> str:
+        """host:port of the store, fit for a message (no password)."""
+        return self.redis.split(",", 1)[0]
 
     @property
     def symbols_key(self) -> str:
@@ -82,7 +101,7 @@ def open_store(settings: StoreSettings, indicators: Sequence[str], *, apply: boo
         project=settings.project,
         provider="local",
         registry=settings.registry,
-        online_store=RedisOnlineStoreConfig(connection_string=settings.redis),
+        online_store=RedisOnlineStoreConfig(connection_string=settings.connection_string),
         entity_key_serialization_version=3,
     )
     logging.getLogger("feast").setLevel(logging.WARNING)  # a line per registry refresh
@@ -115,8 +134,9 @@ def newest_row(store, symbol: str, names: Sequence[str]) -> OnlineRow | None:
         values = store.get_online_features(features=refs, entity_rows=[{"symbol": symbol}])
         answer = values.to_dict()
     except redis.RedisError as exc:
-        raise OnlineStoreError(f"online store unreachable: {type(exc).__name__}") from None
-    except (KeyError, ValueError) as exc:  # Feast's FeatureViewNotFound and friends
+        where = store.config.online_store.connection_string.split(",", 1)[0]
+        raise OnlineStoreError(f"online store {where} unreachable ({type(exc).__name__})") from None
+    except Exception as exc:  # Feast's FeatureViewNotFoundException and friends
         raise OnlineStoreError(f"the online store lacks the model's features: {exc}") from None
     stamp = answer[CANDLE_TIME][0]
     if stamp is None:
@@ -125,14 +145,16 @@ def newest_row(store, symbol: str, names: Sequence[str]) -> OnlineRow | None:
     return OnlineRow(symbol, pd.Timestamp(int(stamp), unit="ms", tz="UTC"), row)
 
 
-def known_symbols(settings: StoreSettings) -> list[str]:
+def known_symbols(settings: StoreSettings, *, client=None) -> list[str]:
     """The symbols the sync has written, for an unknown symbol's 404."""
     import redis
 
     try:
-        members = _redis(settings).smembers(settings.symbols_key)
+        members = (client or _redis(settings)).smembers(settings.symbols_key)
     except redis.RedisError as exc:
-        raise OnlineStoreError(f"online store unreachable: {type(exc).__name__}") from None
+        raise OnlineStoreError(
+            f"online store {settings.where} unreachable ({type(exc).__name__})"
+        ) from None
     return sorted(m.decode() for m in members)
 
 
@@ -140,8 +162,39 @@ def _redis(settings: StoreSettings):
     import redis
     from feast.infra.online_stores.redis import RedisOnlineStore
 
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(settings.redis)
+    nodes, kwargs = RedisOnlineStore._parse_connection_string(settings.connection_string)
     return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+
+
+class StoreReader:
+    """A server's reads: one FeatureStore and one Redis client, opened on first use and kept,
+    every call bounded by the settings' timeout. The calls block, so a server runs them off
+    its event loop."""
+
+    def __init__(self, settings: StoreSettings, names: Sequence[str]):
+        self.settings = settings
+        self.names = list(names)
+        self._store = None
+        self._client = None
+
+    def newest_row(self, symbol: str) -> OnlineRow | None:
+        """Raises OnlineStoreError (see newest_row)."""
+        if self._store is None:
+            self._store = self._open()
+        return newest_row(self._store, symbol, self.names)
+
+    def known_symbols(self) -> list[str]:
+        if self._client is None:
+            self._client = _redis(self.settings)
+        return known_symbols(self.settings, client=self._client)
+
+    def _open(self):
+        try:
+            return open_store(self.settings, self.names, apply=False)
+        except Exception as exc:  # Feast raises many types for an unreadable registry
+            raise OnlineStoreError(
+                f"cannot open the Feast registry {self.settings.registry}: {type(exc).__name__}"
+            ) from None
 
 
 def write_rows(

@@ -5,10 +5,8 @@ first and clears sys.argv before importing kserve. The model is registered even 
 not be loaded: the server then answers 503 (not ready) and retries the load in the background,
 instead of exiting and being restarted in a loop.
 
-What klinecast adds to kserve's REST server: a JSON body without a Content-Type is read as JSON
-(tritonclient sends none) and V2's binary tensor extension is accepted; `/v2/health/ready` is
-false while the model is not; the model repository extension (load/unload) is off; every
-refusal is one JSON `{"error": ...}` with its status and one log line, never a traceback.
+What klinecast adds to kserve's REST server (the protocol's answers, refusals and log lines)
+is `klinecast.serving.protocol`.
 """
 
 from __future__ import annotations
@@ -20,9 +18,6 @@ import threading
 import warnings
 
 log = logging.getLogger("klinecast.serving")
-
-PREDICT_SUFFIXES = (":predict", "/infer")
-JSON_TYPES = ("application/json", "application/cloudevents+json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(online.stale_after_minutes; the manifest and `klinecast serve` pass params' value)",
     )
     online.add_argument(
+        "--store-timeout-ms",
+        type=int,
+        help="connect and read timeout of each store read (default: online.timeout_ms); a store "
+        "that is down or hung costs a symbol request a 503 within it",
+    )
+    online.add_argument(
         "--now", help="a fixed clock, ISO 8601 UTC (replays and tests; default: the real time)"
     )
     parser.add_argument(
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     from kserve.model_server import app
     from kserve.predictor_config import PredictorConfig
 
+    from klinecast.serving import protocol
+
     if args.role == "predictor":
         from klinecast.serving.predictor import XGBoostPredictor
 
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         model = transformer(args)
     if not model.load():
         _retry_load_in_background(model, every_s=args.reload_seconds)
-    install_error_handling(app, model)
+    protocol.install(app, model)
     server = kserve.ModelServer(
         http_port=args.http_port,
         enable_grpc=False,
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     server.register_model(model)
+    if args.role == "transformer":
+        app.router.on_startup.append(model.warm_up_predictor)
     _quiet_per_request_output()  # after ModelServer(), which reconfigures logging
     _calm_the_garbage_collector()
     server.start([])  # registered above, so a not-ready model does not stop the server
@@ -143,8 +148,12 @@ def transformer(args):
     online = None
     redis = args.redis or (defaults.redis if "online.redis" in overridden else None)
     if redis:
+        timeout_ms = args.store_timeout_ms or defaults.timeout_ms
         online = StoreSettings(
-            redis, args.feast_registry or defaults.registry, args.feast_project or defaults.project
+            redis,
+            args.feast_registry or defaults.registry,
+            args.feast_project or defaults.project,
+            timeout_s=timeout_ms / 1000,
         )
     stale = args.stale_after_minutes
     stale = defaults.stale_after_minutes if stale is None else stale
@@ -183,34 +192,9 @@ def _quiet_per_request_output() -> None:
     warnings.filterwarnings("ignore", message=r".*`verify=<str>` is deprecated", category=DeprecationWarning)
     for name in ("uvicorn.access", "kserve.trace", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("kserve").addFilter(_one_line_for_bad_requests)
+    from klinecast.serving.protocol import one_line_for_refusals
 
-
-def _refusal_statuses() -> tuple[tuple[type, int], ...]:
-    """kserve's error types that refuse a request (rather than report a bug), with status."""
-    from kserve import errors
-
-    return (
-        (errors.InvalidInput, 400),
-        (errors.ModelNotFound, 404),
-        (errors.ModelNotReady, 503),
-        (errors.ServerNotReady, 503),
-        (errors.ServerNotLive, 503),
-        (errors.UnsupportedProtocol, 501),
-        (NotImplementedError, 501),
-    )
-
-
-def _one_line_for_bad_requests(record: logging.LogRecord) -> bool:
-    """kserve logs every refused request (a bad body, an unknown or unready model) with its
-    traceback: one line instead. A traceback stays for what is a bug."""
-    if record.exc_info:
-        error = record.exc_info[1]
-        status = next((s for kind, s in _refusal_statuses() if isinstance(error, kind)), None)
-        if status is not None:
-            record.msg, record.args = "rejected: %d %s", (status, error)
-            record.exc_info = record.exc_text = None
-    return True
+    logging.getLogger("kserve").addFilter(one_line_for_refusals)
 
 
 def _retry_load_in_background(model, *, every_s: float) -> None:
@@ -221,73 +205,6 @@ def _retry_load_in_background(model, *, every_s: float) -> None:
                 return
 
     threading.Thread(target=retry, name="model-reload", daemon=True).start()
-
-
-def install_error_handling(app, model) -> None:
-    """Statuses and bodies for what kserve leaves to the server; see the module docstring."""
-    import httpx
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
-
-    from klinecast.serving.errors import ServingError
-
-    def refuse(status: int, message: str) -> JSONResponse:
-        log.warning("rejected: %d %s", status, message)
-        return JSONResponse(status_code=status, content={"error": message})
-
-    @app.middleware("http")
-    async def protocol(request, call_next):
-        path = request.url.path
-        if "/v2/repository/" in path:
-            return refuse(404, "the model repository extension is off on this server")
-        if path == "/v2/health/ready" and not model.ready:
-            return JSONResponse(status_code=503, content={"ready": False})
-        if request.method == "POST" and path.endswith(PREDICT_SUFFIXES):
-            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            binary = "inference-header-content-length" in request.headers
-            if content_type and content_type not in JSON_TYPES and not binary:
-                return refuse(
-                    400,
-                    f"Content-Type {content_type!r} is not supported; send application/json "
-                    "(or V2's binary tensor extension with Inference-Header-Content-Length)",
-                )
-            if not content_type and not binary:  # tritonclient sends JSON without saying so
-                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
-                request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
-        try:
-            return await call_next(request)
-        except Exception:  # a bug: its traceback goes to the log, not to the client
-            log.exception("internal error on %s %s", request.method, path)
-            return JSONResponse(
-                status_code=500, content={"error": "internal error; the server log has details"}
-            )
-
-    async def not_json(_, exc):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        reason = first.get("msg", "invalid body")
-        return refuse(
-            400, f"the body is not a valid JSON inference request: {where} {reason}".strip()
-        )
-
-    async def predictor_unreachable(_, exc):
-        return refuse(503, f"the predictor is unreachable ({type(exc).__name__}); retry later")
-
-    async def predictor_failed(_, exc):
-        status = exc.response.status_code
-        try:
-            detail = exc.response.json().get("error", "")
-        except ValueError:
-            detail = ""
-        return refuse(502, f"the predictor answered HTTP {status}: {detail}".rstrip(": "))
-
-    async def serving_error(_, exc):
-        return refuse(exc.status, exc.message)
-
-    app.add_exception_handler(RequestValidationError, not_json)
-    app.add_exception_handler(httpx.TransportError, predictor_unreachable)
-    app.add_exception_handler(httpx.HTTPStatusError, predictor_failed)
-    app.add_exception_handler(ServingError, serving_error)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the store and asks the predictor.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import hashlib
@@ -17,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import httpx
 import kserve
 import numpy as np
 import pandas as pd
+import prometheus_client
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
@@ -41,6 +44,10 @@ from klinecast.serving.errors import (
 )
 
 log = logging.getLogger(__name__)
+#: Whether the transformer's last online-store read answered (kserve's /metrics shows it).
+STORE_UP = prometheus_client.Gauge(
+    "klinecast_online_store_up", "1 if the last online store read answered, else 0", ["model"]
+)
 JSON_TYPES = ("application/json", "application/cloudevents+json")
 DIRECTIONS = {1: "up", -1: "down", 0: "flat"}
 #: The answer's outputs, in order: name -> V2 datatype.
@@ -54,6 +61,8 @@ OUTPUTS = {
 CACHE_SIZE = 4096
 #: params' online.stale_after_minutes default, for a transformer made without params
 STALE_AFTER = pd.Timedelta(minutes=15)
+#: Store reads that may wait at once; more queue, and answer 503 when their time is up.
+STORE_THREADS = 4
 #: How long a symbol's newest row, once read, is reused without asking Redis again. A sync's
 #: new row is seen at most this late; a fresh hour's first answer still reads the store.
 ROW_TTL_S = 1.0
@@ -120,6 +129,9 @@ class ForecastTransformer(kserve.Model):
         self.cache: OrderedDict[tuple, float] = OrderedDict()
         self.cache_size = cache_size
         self.rows: dict[str, tuple[float, object]] = {}  # symbol -> (read at, OnlineRow)
+        self.reader = None
+        self.store_up: bool | None = None  # None until the first read
+        self.pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="online-store")
         self.ready = False
 
     def load(self) -> bool:
@@ -143,6 +155,11 @@ class ForecastTransformer(kserve.Model):
         self.model_version = registry.version_of(self.storage_uri, metadata)
         self.cache.clear()
         self.rows.clear()
+        if self.online is not None:
+            from klinecast.serving.online_store import StoreReader
+
+            self.reader = StoreReader(self.online, self.feature_names)
+        self._warm_up()
         self.ready = True
         log.info(
             "transformer %s ready: %d features, min_history %d, version %s",
@@ -164,8 +181,53 @@ class ForecastTransformer(kserve.Model):
     def get_output_types(self) -> list[dict]:
         return [{"name": name, "datatype": kind, "shape": [1]} for name, kind in OUTPUTS.items()]
 
+    def _warm_up(self) -> None:
+        """Exercises what the first request would otherwise pay for, before ready: the feature
+        code on a window of synthetic candles, and the store (its registry, a connection, one
+        read). A store that does not answer now is logged; the server still becomes ready."""
+        from klinecast.serving import online_store
+
+        compute_features(self._warm_up_window(), indicators=self.feature_names, interval=self.interval)
+        if self.reader is not None:
+            try:
+                self.reader.newest_row("WARMUP")
+                self._store_answered()
+            except online_store.OnlineStoreError as exc:  # the sync has not run, or no Redis
+                self._store_failed(str(exc))
+
+    def _warm_up_window(self) -> pd.DataFrame:
+        """min_history synthetic candles that pass every candle rule."""
+        steps = np.arange(self.min_history, dtype=float)
+        close = 100.0 + np.sin(steps / 7.0)
+        index = pd.date_range(
+            "2020-01-01", periods=self.min_history, freq=self.interval, tz="UTC", name="open_time"
+        )
+        return pd.DataFrame(
+            {"open": close, "high": close + 1, "low": close - 1, "close": close,
+             "volume": 10.0 + steps % 5, "taker_buy_volume": 5.0 + steps % 3},
+            index=index,
+        )  # fmt: skip
+
+    async def warm_up_predictor(self) -> None:
+        """One request through preprocess, the predictor and postprocess at start-up, so the
+        first client does not pay for the predictor's connection. A predictor that is not up
+        yet is logged and skipped; its first client pays then."""
+        from klinecast.serving.client import v1_request, v2_request
+
+        if not self.ready:
+            return
+        window = self._warm_up_window()
+        try:
+            await self(v1_request(window), {"content-type": "application/json"})
+            v2 = v2_request(window)["inputs"]
+            inputs = [InferInput(t["name"], t["shape"], t["datatype"], t["data"]) for t in v2]
+            await self(InferRequest(self.name, inputs), {})
+        except Exception as exc:  # a predictor still starting, a network hiccup
+            log.info("predictor not warmed up (%s); the first request connects", type(exc).__name__)
+        self.cache.clear()
+
     # -- preprocess: a symbol or candles -> the predictor's request (or a cached answer)
-    def preprocess(self, payload, headers=None):
+    async def preprocess(self, payload, headers=None):
         v2 = isinstance(payload, InferRequest)
         context = RequestContext(v2=v2)
         if v2:
@@ -177,7 +239,7 @@ class ForecastTransformer(kserve.Model):
             symbol = _v1_symbol(payload)
         _request.set(context)
         if symbol is not None:
-            row = self._online_row(symbol)
+            row = await self._online_row(symbol)
             close = row.candle_time + self.interval
             context.feature_time = close.isoformat()
             context.cache_key = (symbol, row.candle_time.value, self.model_version)
@@ -212,23 +274,15 @@ class ForecastTransformer(kserve.Model):
             return InferRequest(self.name, [tensor])
         return {"instances": features.tolist()}
 
-    def _online_row(self, symbol: str):
+    async def _online_row(self, symbol: str):
         """The symbol's newest row, refused when the store is away, lacks it, or is stale."""
-        from klinecast.serving import online_store
-
-        if self.online is None:
+        if self.reader is None:
             raise StoreUnavailable("no online store is configured; send candles instead")
         read_at, row = self.rows.get(symbol, (-ROW_TTL_S, None))
         if time.monotonic() - read_at >= ROW_TTL_S:
-            try:
-                if self.store is None:
-                    self.store = online_store.open_store(self.online, self.feature_names, apply=False)
-                row = online_store.newest_row(self.store, symbol, self.feature_names)
-                if row is None:
-                    raise UnknownSymbol(symbol, online_store.known_symbols(self.online))
-            except online_store.OnlineStoreError as exc:
-                self.rows.pop(symbol, None)
-                raise StoreUnavailable(str(exc)) from None
+            row = await self._off_the_loop(self.reader.newest_row, symbol)
+            if row is None:
+                raise UnknownSymbol(symbol, await self._off_the_loop(self.reader.known_symbols))
             self.rows[symbol] = (time.monotonic(), row)
         now = self.clock()
         close = row.candle_time + self.interval
@@ -241,6 +295,45 @@ class ForecastTransformer(kserve.Model):
             newest_closed = now.floor(self.interval) - self.interval
             raise StaleFeatures(symbol, newest=row.candle_time, expected=newest_closed)
         return row
+
+    async def _off_the_loop(self, read, *args):
+        """A store read in the reader's threads, bounded by the store's timeout: a store that
+        is down or hung costs this request a 503, and the event loop never waits on it."""
+        from klinecast.serving import online_store
+
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await asyncio.wait_for(
+                loop.run_in_executor(self.pool, read, *args), timeout=self.online.timeout_s
+            )
+        except TimeoutError:
+            self._store_failed(f"no answer within {self.online.timeout_s * 1000:.0f} ms")
+            raise StoreUnavailable(
+                f"online store {self.online.where} did not answer within "
+                f"{self.online.timeout_s * 1000:.0f} ms; retry later"
+            ) from None
+        except online_store.OnlineStoreError as exc:
+            self._store_failed(str(exc))
+            raise StoreUnavailable(f"{exc}; retry later") from None
+        self._store_answered()
+        return answer
+
+    def _store_failed(self, reason: str) -> None:
+        if self.store_up is not False:
+            log.warning(
+                "online store %s is away (%s): symbol requests answer 503 until it is back; "
+                "candle requests are served as usual",
+                self.online.where,
+                reason,
+            )
+        self.store_up = False
+        STORE_UP.labels(self.name).set(0)
+
+    def _store_answered(self) -> None:
+        if self.store_up is False:
+            log.info("online store %s answers again", self.online.where)
+        self.store_up = True
+        STORE_UP.labels(self.name).set(1)
 
     async def predict(self, payload, headers=None, response_headers=None):
         if isinstance(payload, Cached):

@@ -1,0 +1,210 @@
+"""What klinecast adds to kserve's REST server, so that both servers answer exactly as the
+Open Inference Protocol's OpenAPI spec says and log what an operator can trust.
+
+- Answers: no null where the spec has an object or an array (`parameters`, `versions`); the
+  server metadata lists only the extensions that are on (none: the model repository extension
+  is off); the served model's own version works in `/versions/{v}` paths, any other is 404
+  naming it; a GET on an inference path is 405; `/v2/health/ready` is false while the model is
+  not.
+- Requests: a JSON body without a Content-Type is read as JSON (tritonclient sends none), and
+  V2's binary tensor extension is accepted.
+- Refusals: every one is `{"error": ...}` with its status and exactly one log line at WARNING,
+  kserve's own included; a bug answers 500 "internal error" and its traceback goes to the log
+  only.
+- Log lines: whatever a client sent is escaped (control characters, line breaks) and cut to a
+  bounded length before it reaches one, so no request can forge a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger("klinecast.serving")
+
+PREDICT_SUFFIXES = (":predict", "/infer")
+JSON_TYPES = ("application/json", "application/cloudevents+json")
+#: The longest piece of a request that a log line carries.
+LOGGED_CHARACTERS = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_VERSIONED = re.compile(r"^(?P<model>/v2/models/[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/.*)?$")
+
+
+def loggable(text: object, *, limit: int = LOGGED_CHARACTERS) -> str:
+    """text fit for one log line: control characters and line breaks escaped, cut to limit."""
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                           else f"\\u{ord(m.group()):04x}", str(text))  # fmt: skip
+    if len(escaped) > limit:
+        return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
+    return escaped
+
+
+def refusal_statuses() -> tuple[tuple[type, int], ...]:
+    """kserve's error types that refuse a request (rather than report a bug), with status."""
+    from kserve import errors
+
+    return (
+        (errors.InvalidInput, 400),
+        (errors.ModelNotFound, 404),
+        (errors.ModelNotReady, 503),
+        (errors.ServerNotReady, 503),
+        (errors.ServerNotLive, 503),
+        (errors.UnsupportedProtocol, 501),
+        (NotImplementedError, 501),
+    )
+
+
+def one_line_for_refusals(record: logging.LogRecord) -> bool:
+    """A log filter for kserve's logger: a refused request (a bad body, an unknown or unready
+    model) is one escaped WARNING line instead of an ERROR with its traceback; a traceback
+    stays for what is a bug. Every record passes, changed or not."""
+    if record.exc_info:
+        error = record.exc_info[1]
+        status = next((s for kind, s in refusal_statuses() if isinstance(error, kind)), None)
+        if status is not None:
+            record.msg, record.args = "rejected: %d %s", (status, loggable(error))
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+def refuse(status: int, message: str, *, headers: dict | None = None):
+    """The answer to a refused request, and its one log line."""
+    from fastapi.responses import JSONResponse
+
+    log.warning("rejected: %d %s", status, loggable(message))
+    return JSONResponse(status_code=status, content={"error": message}, headers=headers)
+
+
+def install(app, model) -> None:
+    """Everything of the module docstring, on kserve's app, for the one served model."""
+    _install_middleware(app, model)
+    _install_error_handlers(app)
+
+
+def _install_middleware(app, model) -> None:
+    from fastapi.responses import JSONResponse
+
+    @app.middleware("http")
+    async def protocol(request, call_next):
+        path, method = request.url.path, request.method
+        if "/v2/repository/" in path:
+            return refuse(404, "the model repository extension is off on this server")
+        if path in ("/v2", "/v2/") and method == "GET":
+            return JSONResponse(server_metadata())
+        if path == "/v2/health/ready" and not model.ready:
+            return JSONResponse(status_code=503, content={"ready": False})
+        versioned = _VERSIONED.match(path)
+        if versioned:
+            if versioned["version"] != model.model_version:
+                return refuse(
+                    404,
+                    f"model {model.name} has no version {versioned['version']!r}; it serves "
+                    f"version {model.model_version!r} (or leave the version out)",
+                )
+            request.scope["path"] = versioned["model"] + (versioned["rest"] or "")
+        if path.endswith(PREDICT_SUFFIXES) and method != "POST":
+            return refuse(
+                405, f"{method} is not allowed on {path}; send the request with POST",
+                headers={"Allow": "POST"},
+            )  # fmt: skip
+        if method == "POST" and path.endswith(PREDICT_SUFFIXES):
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            binary = "inference-header-content-length" in request.headers
+            if content_type and content_type not in JSON_TYPES and not binary:
+                return refuse(
+                    400,
+                    f"Content-Type {content_type!r} is not supported; send application/json "
+                    "(or V2's binary tensor extension with Inference-Header-Content-Length)",
+                )
+            if not content_type and not binary:  # tritonclient sends JSON without saying so
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug: its traceback goes to the log, not to the client
+            log.exception("internal error on %s %s", method, loggable(path))
+            return JSONResponse(
+                status_code=500, content={"error": "internal error; the server log has details"}
+            )
+        if path.startswith("/v2/models") and response.status_code == 200:
+            return await _without_nulls(response)
+        return response
+
+
+async def _without_nulls(response):
+    """A V2 JSON answer again without its null members: kserve writes `"parameters": null`
+    and `"versions": null`, which the spec types as an object and an array."""
+    import json
+
+    from starlette.responses import Response
+
+    if response.headers.get("content-type", "").split(";")[0] != "application/json":
+        return response  # V2's binary tensor extension: kserve writes no null there
+    body = b"".join([chunk async for chunk in response.body_iterator])
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return Response(body, status_code=response.status_code, headers=headers)
+    return Response(
+        json.dumps(_drop_nulls(document), separators=(",", ":")).encode(),
+        status_code=response.status_code,
+        headers=headers,
+    )
+
+
+def _drop_nulls(value):
+    """Members whose value is null left out of every object (tensor data is left alone)."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) if isinstance(v, dict) else v for v in value]
+    return value
+
+
+def server_metadata() -> dict:
+    """The server metadata of the protocol: kserve's name and version, and no extension (the
+    model repository extension is off)."""
+    from importlib.metadata import version
+
+    return {"name": "kserve", "version": version("kserve"), "extensions": []}
+
+
+def _install_error_handlers(app) -> None:
+    import httpx
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    from klinecast.serving.errors import ServingError
+
+    async def not_json(_, exc):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        reason = first.get("msg", "invalid body")
+        return refuse(
+            400, f"the body is not a valid JSON inference request: {where} {reason}".strip()
+        )
+
+    async def http_error(_, exc):
+        return refuse(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def predictor_unreachable(_, exc):
+        return refuse(503, f"the predictor is unreachable ({type(exc).__name__}); retry later")
+
+    async def predictor_failed(_, exc):
+        status = exc.response.status_code
+        try:
+            detail = exc.response.json().get("error", "")
+        except ValueError:
+            detail = ""
+        return refuse(502, f"the predictor answered HTTP {status}: {detail}".rstrip(": "))
+
+    async def serving_error(_, exc):
+        return refuse(exc.status, exc.message)
+
+    app.add_exception_handler(RequestValidationError, not_json)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(httpx.TransportError, predictor_unreachable)
+    app.add_exception_handler(httpx.HTTPStatusError, predictor_failed)
+    app.add_exception_handler(ServingError, serving_error)
