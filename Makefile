@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
-	bench bench-tune bench-serve bench-faults bench-pipeline bench-compare clean
+	bench bench-tune bench-serve bench-faults fuzz-serving bench-pipeline bench-compare clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432

@@ -72,3 +72,63 @@ def test_sigterm_and_sigint_stop_both_servers(artifact, tmp_path, signum):
     while not all(free(port) for port in ports):
         assert time.monotonic() < deadline, "a model server still holds its port"
         time.sleep(0.2)
+
+
+def started(process: subprocess.Popen) -> list[str]:
+    """stdout up to the ready banner's last line."""
+    deadline = time.monotonic() + 90
+    lines = []
+    while not any(line.startswith("try:") for line in lines):
+        line = process.stdout.readline()
+        assert line or process.poll() is None, process.stderr.read()
+        lines.append(line)
+        assert time.monotonic() < deadline, lines
+    return lines
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_the_servers_die_with_serve_whatever_ends_it(artifact, tmp_path, signum):
+    """SIGKILL cannot be caught: the kernel ends the children (their parent-death signal)."""
+    ports = (free_port(), free_port())
+    process = serve(artifact, *ports, tmp_path)
+    started(process)
+    process.send_signal(signum)
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while not all(free(port) for port in ports):
+        assert time.monotonic() < deadline, "a model server outlived klinecast serve"
+        time.sleep(0.2)
+
+
+def test_one_port_for_both_servers_is_refused_before_anything_starts(artifact, tmp_path):
+    port = free_port()
+    began = time.monotonic()
+    process = serve(artifact, port, port, tmp_path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert f"cannot share port {port}" in err and "klinecast serve: model" not in out
+    assert not (tmp_path / "logs").exists()  # nothing was started
+    assert time.monotonic() - began < 10
+
+
+def test_each_serve_writes_logs_of_its_own(artifact, tmp_path):
+    argv = [KLINECAST, "serve", "--params", REPO / "params.yaml", "--storage-uri", str(artifact),
+            "--candles", str(tmp_path / "none.parquet")]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [*argv, "--predictor-port", str(free_port()), "--transformer-port", str(free_port())],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    try:
+        banners = ["".join(started(p)) for p in processes]
+    finally:
+        for p in processes:
+            p.terminate()
+            p.wait(timeout=30)
+    folders = {line.split("(logs: ")[1].rsplit("/", 1)[0] for b in banners
+               for line in b.splitlines() if "(logs: " in line}  # fmt: skip
+    assert len(folders) == 2
+    for folder in folders:
+        assert (tmp_path / folder / "transformer.log").is_file(), folder

@@ -232,3 +232,22 @@ def test_the_hours_answer_is_cached_and_needs_no_predictor(server, window, mirro
     finally:  # for whichever test runs next
         server.start("predictor")
         server.wait_until_up(server.predictor_url)
+
+
+def test_the_first_answer_after_ready_is_as_fast_as_the_rest(store, artifact, tmp_path):
+    """The store, the feature code and the predictor are exercised before ready; the first
+    client no longer pays seconds for them (3.5 to 7.8 s before). The bound is coarse: it
+    tells a warm server from a cold one, not fast from slow."""
+    settings, _, _ = store
+    with LocalServing(
+        NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path, online=settings,
+        now=CLOCK, transformer_args=["--cache-size", "0"],
+    ) as local:  # fmt: skip
+        requests.get(f"{local.transformer_url}/v2/health/live", timeout=10)  # the client's own start
+        seconds = []
+        for _ in range(11):
+            started = time.perf_counter()
+            assert v1(local, v1_symbol_request("BTCUSDT")).status_code == 200
+            seconds.append(time.perf_counter() - started)
+    first, rest = seconds[0], float(np.median(seconds[1:]))
+    assert first < max(10 * rest, 0.5), (first, rest)
