@@ -405,6 +405,11 @@ class TradeParams(_Checked):
     quantity: float = 0.001  # base asset per position
     max_quantity: float = 0.01  # the cap on any position
     kill_switch_return: float = -0.20  # halt when cumulative return falls below this
+    #: The largest difference (base asset) between the ledger's position and the exchange's
+    #: that is not a discrepancy; beyond it the symbol halts until `trade resolve`.
+    reconcile_tolerance: float = 0.00001
+    #: How long a cycle waits for another cycle of the same symbol before it gives up ("busy").
+    lock_wait_seconds: float = 120.0
     retrain_min_accuracy: float = 0.60
     retrain_window: int = 24  # trades
     retrain_cooldown_hours: int = 24
@@ -422,6 +427,13 @@ class TradeParams(_Checked):
             yield "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
         if not -1 < self.kill_switch_return < 0:
             yield "kill_switch_return", f"expected (-1, 0), got {self.kill_switch_return}"
+        if not 0 <= self.reconcile_tolerance < self.quantity:
+            yield (
+                "reconcile_tolerance",
+                f"expected 0 <= tolerance < quantity ({self.quantity}), got {self.reconcile_tolerance}",
+            )
+        if self.lock_wait_seconds < 0:
+            yield "lock_wait_seconds", f"must be >= 0, got {self.lock_wait_seconds}"
         if not 0 < self.retrain_min_accuracy <= 1 or self.retrain_window < 1:
             yield "retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1"
         if self.drift_min_samples < 10:

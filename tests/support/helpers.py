@@ -79,9 +79,9 @@ def drop_ledger(url: str) -> None:
 
     with sa.create_engine(url).begin() as c:
         c.execute(sa.text("DROP VIEW IF EXISTS prediction_outcomes"))
-        for name in ("predictions", "orders", "positions", "outcomes", "equity", "state"):
+        for name in ("predictions", "orders", "positions", "outcomes", "equity", "state", "halts",
+                     "reconciliations", "paper_orders", "schema_version", "alembic_version"):  # fmt: skip
             c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        c.execute(sa.text("DROP TABLE IF EXISTS schema_version"))
 
 
 def table(url: str, name: str) -> list[dict]:

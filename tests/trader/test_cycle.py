@@ -12,11 +12,22 @@ from klinecast.config import Params
 from klinecast.research.backtest import strategy_returns
 from klinecast.research.strategy import Holding
 from klinecast.trader.brokers import PaperBroker, client_order_id
-from klinecast.trader.cycle import Trader, holding, legs, settle, trade_to
-from klinecast.trader.ledger import Ledger
+from klinecast.trader.cycle import (
+    Trader,
+    holding,
+    legs,
+    reconcile_orders,
+    reconcile_position,
+    resolve,
+    resume,
+    settle,
+    trade_to,
+)
+from klinecast.trader.ledger import Ledger, Order
 from tests.support.candle_factory import synthetic_candles
 
 PARAMS = Params()
+SYMBOL = PARAMS.data.symbol
 SIZE = PARAMS.trade.quantity
 
 
@@ -52,7 +63,9 @@ def trader(ledger: Ledger, candles: pd.DataFrame) -> Trader:
     def market(until, count):
         return candles.loc[:until].iloc[-count:]
 
-    return Trader(PARAMS, ledger, PaperBroker(fee=PARAMS.backtest.fee, ledger=ledger), market, None)
+    return Trader(
+        PARAMS, ledger, PaperBroker(fee=PARAMS.backtest.fee, engine=ledger.engine), market, None
+    )
 
 
 def test_an_hours_orders_are_sent_once_and_the_position_follows(ledger):
@@ -98,3 +111,64 @@ def test_settled_outcomes_are_priced_like_the_backtest(ledger):
     np.testing.assert_allclose(live, backtest, rtol=0, atol=1e-15)
     equity, _ = ledger.last_equity()
     assert equity == pytest.approx(np.prod(1 + backtest))
+
+
+def order_for(hour, leg="open", side="BUY") -> Order:
+    return Order(client_order_id(SYMBOL, hour, leg), hour.to_pydatetime(), leg, SYMBOL, side, SIZE)
+
+
+def test_an_intent_the_exchange_booked_is_recorded_filled_before_anything_else(ledger):
+    """A crash after the order left: the ledger holds the intent, the exchange (here the paper
+    broker's own book) the order. The next cycle, of any hour, records the fill first."""
+    candles = synthetic_candles(10)
+    trade = trader(ledger, candles)
+    order = order_for(candles.index[2])
+    ledger.record_intent(order)
+    trade.broker.place(order, price=100.0)  # booked; the ledger never heard back
+    reconcile_orders(trade)
+    assert ledger.order(order.client_order_id).status == "filled"
+    assert ledger.position(SYMBOL) == pytest.approx(SIZE)
+    assert reconcile_position(trade, candles.index[5]) is None  # they agree now
+    assert trade_to(trade, candles.index[5], target=1, price=100.0) == 0  # already long
+
+
+def test_an_intent_the_exchange_never_saw_is_recorded_absent(ledger):
+    candles = synthetic_candles(10)
+    trade = trader(ledger, candles)
+    order = order_for(candles.index[2])
+    ledger.record_intent(order)
+    reconcile_orders(trade)
+    found = ledger.order(order.client_order_id)
+    assert found.status == "absent" and found.may_exist is False
+    assert ledger.position(SYMBOL) == 0
+
+
+def test_a_difference_with_the_exchange_halts_and_resolve_records_the_decision(ledger):
+    candles = synthetic_candles(10)
+    trade = trader(ledger, candles)
+    assert reconcile_position(trade, candles.index[1]) is None  # the baseline: 0 held
+    stray = order_for(candles.index[2])
+    trade.broker.place(stray, price=100.0)  # an order the ledger never knew of
+    assert reconcile_position(trade, candles.index[3]) == pytest.approx(SIZE)
+    halt = ledger.open_halt(SYMBOL)
+    assert halt.kind == "reconcile" and "the exchange +0.00100000" in halt.reason
+    done = resolve(trade, adopt="exchange", by="alice", note="a manual order")
+    assert "takes the exchange's position +0.00100000" in done and "alice" in done
+    assert ledger.open_halt(SYMBOL) is None and ledger.position(SYMBOL) == pytest.approx(SIZE)
+    (closed,) = ledger.halts()
+    assert closed.resumed_by == "alice" and "a manual order" in closed.decision
+    assert reconcile_position(trade, candles.index[4]) is None
+
+
+def test_resume_measures_the_kill_switch_from_a_new_base(ledger):
+    from klinecast.trader.tables import equity
+
+    candles = synthetic_candles(30)
+    with ledger.engine.begin() as c:  # an earlier run lost 30 %
+        c.execute(equity.insert().values(hour=candles.index[0], equity=0.7, buy_and_hold=1.0))
+    settle(ledger, candles, PARAMS)
+    assert ledger.open_halt(SYMBOL).kind == "kill_switch"
+    said = resume(ledger, SYMBOL, by="bob", note="reviewed")
+    assert "cleared by bob" in said and "equity 0.7000" in said
+    settle(ledger, candles, PARAMS)  # the same equity: -30 % overall, 0 % since the resume
+    assert ledger.open_halt(SYMBOL) is None and ledger.equity_base() == pytest.approx(0.7)

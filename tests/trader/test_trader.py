@@ -127,7 +127,9 @@ def test_insufficient_balance_fails_at_once_with_binances_message(trader_env, ex
     err = capsys.readouterr().err
     assert "Binance error -2010: Account has insufficient balance" in err
     (order,) = table(trader_env["ledger"], "orders")
-    assert order["status"] == "intent"  # the intent stays; no position change was recorded
+    # what failed is on record; no position change was recorded
+    assert order["status"] == "rejected" and order["error_code"] == -2010
+    assert "insufficient balance" in order["error_message"] and order["may_exist"] in (0, False)
     assert table(trader_env["ledger"], "positions") == []
 
 
@@ -135,7 +137,7 @@ def test_wrong_keys_are_refused_without_logging_them(trader_env, exchange, capsy
     monkeypatch.setenv("BINANCE_API_SECRET", "not-the-secret")
     assert until_an_order_is_sent(trader_env, exchange) == 1
     captured = capsys.readouterr()
-    # the signed lookup of the intent's client order id is refused first: nothing is sent
+    # the signed read of the account (reconciling first) is refused: nothing is sent
     assert "Binance error -1022: Signature for this request is not valid" in captured.err
     assert "not-the-secret" not in captured.out + captured.err
     assert API_KEY not in captured.out + captured.err
@@ -200,23 +202,25 @@ def test_killed_between_order_and_ledger_write_then_rerun(trader_env, exchange):
 def test_kill_switch_halts_flattens_and_resume_clears_it(trader_env, exchange, capsys):
     ledger = Ledger(trader_env["ledger"])
     ledger.migrate()
-    from klinecast.trader.ledger import equity
+    from klinecast.trader.tables import equity
 
     with ledger.engine.begin() as c:  # an earlier run lost 30 %
         c.execute(
             equity.insert().values(hour=HOUR - pd.Timedelta(hours=5), equity=0.7, buy_and_hold=1.0)
         )
-    assert trade(trader_env, "once") == 0
+    assert trade(trader_env, "once") == 3  # halted: a CronJob sees a failure
     out = capsys.readouterr().out
     assert "halted" in out and "-30.00% fell below -20.00%" in out
     assert exchange.order_posts() == 0  # flat already: nothing to close
-    assert trade(trader_env, "once", now="2021-12-01T06:01:00Z") == 0
+    assert trade(trader_env, "once", now="2021-12-01T06:01:00Z") == 3
     assert "halted" in capsys.readouterr().out
-    assert main(["trade", "resume", "--params", str(trader_env["params"])]) == 0
-    assert "is cleared" in capsys.readouterr().out
-    assert ledger.get_state("halted") is None
-    with ledger.engine.begin() as c:
-        c.execute(equity.delete())
+    resume = ["trade", "resume", "--params", str(trader_env["params"])]
+    assert main([*resume, "--by", "alice", "--note", "reviewed the losses"]) == 0
+    assert "cleared by alice" in capsys.readouterr().out
+    (halt,) = table(trader_env["ledger"], "halts")
+    assert halt["resumed_by"] == "alice" and "reviewed the losses" in halt["decision"]
+    assert halt["equity_base"] == pytest.approx(0.7) and halt["resumed_at"] is not None
+    # the equity stays 0.7; the next cycle measures from it and trades
     assert trade(trader_env, "once", now="2021-12-01T07:01:00Z") == 0
     assert "traded" in capsys.readouterr().out
 
@@ -226,11 +230,11 @@ def test_ledger_schema_migrates_once_and_keeps_rows(backend, tmp_path, postgres)
     url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
     drop_ledger(url)
     ledger = Ledger(url)
-    assert ledger.migrate() == 1
+    assert ledger.migrate() == "0002"
     ledger.record_prediction(
         HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1, status="traded"
     )
-    assert ledger.migrate() == 1  # again: nothing recreated, nothing lost
+    assert ledger.migrate() == "0002"  # again: nothing recreated, nothing lost
     assert ledger.prediction(HOUR.to_pydatetime())["prob_up"] == 0.7
     rows = table(url, "prediction_outcomes")
     assert rows[0]["prob_up"] == 0.7 and rows[0]["actual_up"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 
 from klinecast.cli.common import params_arg, path, read_parquet
@@ -28,7 +29,7 @@ def add_trade(commands) -> None:
 
     once = actions.add_parser(
         "once",
-        help="run one hourly cycle (exit 1 when no trade could be made)",
+        help="run one hourly cycle (exit 1: no trade; 3: halted; 4: another cycle is running)",
         description=(
             "Trade the newest closed hour. Running twice in one hour sends nothing the second "
             "time; after a crash between an order and its record, the next run finds the order "
@@ -47,9 +48,34 @@ def add_trade(commands) -> None:
     )
     once.set_defaults(run=run_once)
 
-    resume = actions.add_parser("resume", help="clear the kill switch (a manual decision)")
+    resume = actions.add_parser(
+        "resume",
+        help="clear the kill switch (a manual decision, on record)",
+        description=(
+            "Clear the symbol's kill switch. The ledger keeps who resumed, when and why, and "
+            "records a new equity base: later cycles measure the cumulative return from the "
+            "equity now, so the next cycle does not trip the switch again at once."
+        ),
+    )
     params_arg(resume)
+    _decider(resume)
     resume.set_defaults(run=run_resume)
+
+    resolve = actions.add_parser(
+        "resolve",
+        help="end a halt on a difference between the ledger and the exchange",
+        description=(
+            "A cycle halts the symbol when the ledger's position and the exchange's differ "
+            "beyond trade.reconcile_tolerance. Decide which is right: --adopt exchange (the "
+            "ledger takes the exchange's position: an order it never knew of) or --adopt "
+            "ledger (the exchange's baseline moves: coins moved in or out of the account by "
+            "hand). The ledger keeps the decision, who made it and when."
+        ),
+    )
+    params_arg(resolve)
+    resolve.add_argument("--adopt", required=True, choices=["exchange", "ledger"])
+    _decider(resolve)
+    resolve.set_defaults(run=run_resolve)
 
     replay = actions.add_parser(
         "replay",
@@ -92,7 +118,7 @@ def run_once(args) -> int:
         trader.market = frame_market(read_parquet(args.candles, produced_by="dvc repro candles"))
     result = cycle(trader, hour=hour)
     report(result)
-    return 0 if result.ok else 1
+    return result.exit_code
 
 
 def report(result) -> None:
@@ -103,20 +129,35 @@ def report(result) -> None:
     print(line + (f"; {result.reason}" if result.reason else ""))
 
 
+def _decider(parser) -> None:
+    parser.add_argument(
+        "--by", default=os.environ.get("USER") or "operator",
+        help="who decides (default: $USER)",
+    )  # fmt: skip
+    parser.add_argument("--note", default="", help="why, for the record")
+
+
 def run_resume(args) -> int:
     from klinecast.config import load_params
-    from klinecast.trader.cycle import HALTED
+    from klinecast.trader.cycle import resume
     from klinecast.trader.ledger import Ledger
 
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
-    reason = ledger.get_state(HALTED)
-    if reason is None:
-        print("trade resume: trading was not halted")
-        return 0
-    ledger.set_state(HALTED, None)
-    print(f"trade resume: the kill switch ({reason}) is cleared; the next cycle trades")
+    print(f"trade resume: {resume(ledger, params.data.symbol, by=args.by, note=args.note)}")
+    return 0
+
+
+def run_resolve(args) -> int:
+    from klinecast.config import load_params
+    from klinecast.trader import live
+    from klinecast.trader.cycle import resolve
+
+    params = load_params(args.params)
+    trader = live.trader(params)
+    trader.ledger.migrate()
+    print(f"trade resolve: {resolve(trader, adopt=args.adopt, by=args.by, note=args.note)}")
     return 0
 
 

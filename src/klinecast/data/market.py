@@ -39,6 +39,16 @@ class ExchangeError(KlinecastError):
         self.code = code
 
 
+class OrderRejected(ExchangeError):
+    """The exchange refused an order (a 4xx with Binance's code): it was never booked."""
+
+
+class OrderInDoubt(ExchangeError):
+    """An order POST failed after it may have reached the exchange (a 5xx, a timeout, a dropped
+    connection, an answer that is not Binance's): the order may exist. Look it up before
+    sending it again."""
+
+
 #: The exchange's policy: 4 attempts, 0.5 s, 1 s and 2 s apart, 10 s each.
 EXCHANGE_RETRY = RetrySettings(attempts=4, backoff_s=0.5, timeout_s=10.0)
 
@@ -85,6 +95,34 @@ def call(what: str, fn: Callable, *, retry: RetrySettings = EXCHANGE_RETRY, slee
         return call_with_retries(attempt, settings=retry, what=what, log=log, sleep=sleep)
     except GaveUp as exc:
         raise ExchangeError(f"{what} {exc}") from None
+
+
+def send_once(what: str, fn: Callable):
+    """fn() once: an order POST is never retried blindly, since Binance accepts a reused
+    client order id once the earlier order filled, and a retry of a POST that did book would
+    book a second order.
+
+    Raises:
+        OrderRejected: Binance refused it (HTTP 4xx but 408): nothing was booked.
+        OrderInDoubt: any other failure; the order may exist.
+    """
+    import requests
+    from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+    try:
+        return fn()
+    except BinanceAPIException as exc:
+        if exc.status_code < 500 and exc.status_code != 408:
+            raise OrderRejected(
+                f"{what}: Binance error {exc.code}: {exc.message}", code=exc.code
+            ) from None
+        raise OrderInDoubt(
+            f"{what}: HTTP {exc.status_code}: {exc.message}; the order may exist", code=exc.code
+        ) from None
+    except (BinanceRequestException, requests.RequestException, ValueError) as exc:
+        raise OrderInDoubt(
+            f"{what}: {type(exc).__name__}: {str(exc)[:200]}; the order may exist"
+        ) from None
 
 
 def closed_candles(

@@ -1,13 +1,30 @@
-"""One hourly cycle: closed candles -> InferenceService -> target position -> orders -> ledger.
+"""One hourly cycle: reconcile with the exchange, then closed candles -> InferenceService ->
+target position -> orders -> ledger.
 
-Order of effects, so that a crash anywhere loses nothing and repeats nothing:
-the ledger is reached first (down: nothing is sent); the hour's intent is committed before
-its order is sent; a rerun asks the exchange for the intent's client order id before sending;
-a fill and the new position are committed together.
+What the cycle guarantees, and how:
+
+- **One cycle per symbol at a time.** The cycle holds a lock in the ledger's database (a
+  PostgreSQL advisory lock, or an flock beside a SQLite file) from reconciling to recording;
+  a second run waits for it (trade.lock_wait_seconds), then finds the hour done; if the first
+  does not finish in that time, the second sends nothing and says so (status `busy`).
+- **The exchange is the source of truth, and the cycle reconciles before it acts.** Every
+  unresolved intent of any hour is looked up by its client order id and recorded as filled,
+  rejected or absent; then the ledger's position is compared with what the exchange holds (the
+  testnet's balance of the base asset against its baseline, or the paper broker's own book).
+  A difference beyond trade.reconcile_tolerance halts the symbol: nothing is sent until an
+  operator resolves it (`klinecast trade resolve`).
+- **An order is never resent blindly.** Its intent is committed before it leaves; a POST that
+  failed after it may have reached the exchange is followed by a lookup, and the order is sent
+  again only when the exchange says it has none (at most MAX_SENDS times).
+- **The cap holds at the exchange**: the position checked against trade.max_quantity is the
+  reconciled one.
+- **Failures are on record**: a refused or doubtful order keeps Binance's code, message and
+  whether it may exist; a halt keeps its reason, and its resume who decided what and when.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,20 +33,26 @@ import numpy as np
 import pandas as pd
 
 from klinecast.config import Params
+from klinecast.data.market import ExchangeError, OrderInDoubt, OrderRejected
 from klinecast.research import strategy
 from klinecast.research.backtest import position_return
 from klinecast.serving.client import InferenceError, Prediction
 from klinecast.trader.brokers import Broker, client_order_id
 from klinecast.trader.ledger import Ledger, Order
+from klinecast.trader.locks import LockBusy
 
 log = logging.getLogger("klinecast.trader")
-HALTED = "halted"
+#: How often one order may be sent in a cycle: each resend follows a lookup that found none.
+MAX_SENDS = 3
+KILL_SWITCH, RECONCILE = "kill_switch", "reconcile"
+#: The exit codes of `klinecast trade once` by status (what a CronJob's failure shows).
+EXIT_CODES = {"traded": 0, "already_traded": 0, "no_trade": 1, "halted": 3, "busy": 4}
 
 
 @dataclass(frozen=True)
 class CycleResult:
     hour: pd.Timestamp
-    status: str  # traded | already_traded | no_trade | halted
+    status: str  # traded | already_traded | no_trade | halted | busy
     target: int | None = None
     prob_up: float | None = None
     orders_sent: int = 0
@@ -37,7 +60,11 @@ class CycleResult:
 
     @property
     def ok(self) -> bool:
-        return self.status != "no_trade"
+        return self.exit_code == 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
 
 
 @dataclass
@@ -50,50 +77,129 @@ class Trader:
     #: candles -> Prediction (raises InferenceError)
     predict: Callable[[pd.DataFrame], Prediction]
 
+    @property
+    def symbol(self) -> str:
+        return self.params.data.symbol
+
 
 def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
     """Trades the hour whose candle opened at `hour` and has closed.
 
     Raises:
         LedgerError: the database is unavailable (before anything is sent).
-        ExchangeError: the exchange failed after the retries.
+        ExchangeError: the exchange failed after the retries, or refused an order.
     """
-    ledger, params = trader.ledger, trader.params
+    ledger, trade = trader.ledger, trader.params.trade
     ledger.migrate()
+    try:
+        with ledger.exclusive(f"klinecast-cycle:{trader.symbol}", wait_s=trade.lock_wait_seconds):
+            return _locked_cycle(trader, hour)
+    except LockBusy as exc:
+        reason = f"another cycle of {trader.symbol} is running: {exc}; nothing was sent"
+        log.error("hour %s: %s", hour, reason)
+        return CycleResult(hour, "busy", reason=reason)
+
+
+def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
+    ledger, params, symbol = trader.ledger, trader.params, trader.symbol
+    reconcile_orders(trader)
+    difference = reconcile_position(trader, hour)
     done = ledger.prediction(hour.to_pydatetime())
-    if done is not None and done["status"] in ("traded", HALTED):
+    if done is not None and done["status"] in ("traded", "halted") and difference is None:
         return CycleResult(hour, "already_traded", done["target"], done["prob_up"])
     candles = trader.market(hour, params.features.min_history)
     settle(ledger, candles, params)
     close = float(candles["close"].iloc[-1])
-    halted = ledger.get_state(HALTED)
-    if halted is not None:
-        sent = trade_to(trader, hour, target=0, price=close)
-        reason = f"kill switch: {halted}; `klinecast trade resume` re-enables"
+    halt = ledger.open_halt(symbol)
+    if halt is not None:
+        sent = 0
+        if halt.kind == KILL_SWITCH:  # flat while halted; a reconcile halt sends nothing
+            sent = trade_to(trader, hour, target=0, price=close)
+        how = "trade resume" if halt.kind == KILL_SWITCH else "trade resolve"
+        reason = f"halted ({halt.kind}): {halt.reason}; `klinecast {how}` decides what next"
         ledger.record_prediction(
-            hour.to_pydatetime(), symbol=params.data.symbol, target=0, close=close,
-            status=HALTED, reason=reason,
+            hour.to_pydatetime(), symbol=symbol, target=0 if sent or halt.kind == KILL_SWITCH
+            else None, close=close, status="halted", reason=reason,
         )  # fmt: skip
-        return CycleResult(hour, HALTED, 0, orders_sent=sent, reason=reason)
+        return CycleResult(hour, "halted", 0, orders_sent=sent, reason=reason)
     try:
         prediction = trader.predict(candles)
     except InferenceError as exc:
         log.error("hour %s: no trade: %s", hour, exc)
         ledger.record_prediction(
-            hour.to_pydatetime(), symbol=params.data.symbol, close=close,
-            status="no_trade", reason=str(exc),
+            hour.to_pydatetime(), symbol=symbol, close=close, status="no_trade", reason=str(exc),
         )  # fmt: skip
         return CycleResult(hour, "no_trade", reason=str(exc))
-    target = strategy.next_position(
-        prediction.prob_up, prediction.rule, holding(ledger, params.data.symbol, hour)
-    )
+    target = strategy.next_position(prediction.prob_up, prediction.rule, holding(ledger, symbol, hour))
     sent = trade_to(trader, hour, target=target, price=close)
     ledger.record_prediction(
-        hour.to_pydatetime(), symbol=params.data.symbol, prob_up=prediction.prob_up,
-        target=target, model_version=prediction.model_version,
-        feature_time=prediction.feature_time, close=close, status="traded",
+        hour.to_pydatetime(), symbol=symbol, prob_up=prediction.prob_up, target=target,
+        model_version=prediction.model_version, feature_time=prediction.feature_time,
+        close=close, status="traded",
     )  # fmt: skip
     return CycleResult(hour, "traded", target, prediction.prob_up, sent)
+
+
+def reconcile_orders(trader: Trader) -> None:
+    """Every unresolved intent of any hour, looked up at the exchange by its client order id
+    and recorded as filled (the position follows), rejected or absent."""
+    ledger = trader.ledger
+    for order in ledger.unresolved_orders():
+        found = trader.broker.lookup(order)
+        if found is None:
+            ledger.record_failure(
+                order, status="absent", code=None, may_exist=False,
+                message="the exchange has no such order (looked up while reconciling)",
+            )  # fmt: skip
+            log.warning("%s: the exchange has no such order: recorded absent", order.client_order_id)
+        elif found.status == "filled":
+            position = round(ledger.position(order.symbol) + found.holding_change, 8)
+            ledger.record_fill(found, position_after=position)
+            log.warning("%s was filled at the exchange: recorded now", order.client_order_id)
+        elif found.status == "rejected":
+            ledger.record_failure(
+                order, status="rejected", code=None, may_exist=False,
+                message=found.error_message or "the exchange did not fill it",
+            )  # fmt: skip
+
+
+def reconcile_position(trader: Trader, hour: pd.Timestamp) -> float | None:
+    """The ledger's position against the exchange's: recorded every cycle; a difference
+    beyond the tolerance halts the symbol. Returns the difference when it halts, else None.
+
+    The exchange's position is its holding of the base asset less a baseline: the holding
+    when the ledger first met the exchange with no order on record (an account holds coins of
+    its own), moved only by `klinecast trade resolve`.
+    """
+    ledger, symbol = trader.ledger, trader.symbol
+    holding = trader.broker.holding(symbol)
+    key = f"baseline:{symbol}"
+    baseline = ledger.get_state(key)
+    if baseline is None:
+        if ledger.orders():
+            baseline = holding - ledger.position(symbol)  # a ledger that predates baselines
+        else:
+            baseline = holding
+        ledger.set_state(key, repr(float(baseline)))
+    exchange = holding - float(baseline)
+    ours = ledger.position(symbol)
+    difference = exchange - ours
+    tolerance = trader.params.trade.reconcile_tolerance
+    agree = abs(difference) <= tolerance
+    ledger.record_reconciliation(
+        hour=hour.to_pydatetime(), symbol=symbol, ledger_position=ours, exchange_position=exchange,
+        difference=difference, tolerance=tolerance, agree=agree,
+    )  # fmt: skip
+    if agree:
+        return None
+    if ledger.open_halt(symbol) is None:
+        reason = (
+            f"the ledger holds {ours:+.8f} {symbol} but the exchange {exchange:+.8f} (difference "
+            f"{difference:+.8f}, tolerance {tolerance})"
+        )
+        log.error("reconcile: %s; %s halts until `klinecast trade resolve`", reason, symbol)
+        ledger.halt(symbol, kind=RECONCILE, reason=reason)
+    return difference
 
 
 def holding(ledger: Ledger, symbol: str, hour: pd.Timestamp) -> strategy.Holding:
@@ -108,10 +214,16 @@ def holding(ledger: Ledger, symbol: str, hour: pd.Timestamp) -> strategy.Holding
 
 
 def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -> int:
-    """Moves the position to target * quantity (capped); returns the orders sent."""
-    symbol, trade = trader.params.data.symbol, trader.params.trade
+    """Moves the position to target * quantity (at most trade.max_quantity); returns the
+    orders sent. It moves from the reconciled position, the exchange's, so the cap holds at
+    the exchange.
+
+    Raises:
+        ExchangeError: an order was refused (on record), or its fate stayed unknown.
+    """
+    symbol, trade = trader.symbol, trader.params.trade
     size = min(trade.quantity, trade.max_quantity)
-    current = trader.ledger.position(symbol)
+    current = trader.ledger.position(symbol)  # reconciled: the exchange's
     sent = 0
     for leg, delta in legs(current, target * size):
         order = Order(
@@ -124,26 +236,59 @@ def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -
         )
         known = trader.ledger.order(order.client_order_id)
         if known is not None and known.status == "filled":
-            current += delta
-            continue
-        if known is None:
-            trader.ledger.record_intent(order)  # committed before the order leaves
-        filled = trader.broker.find(order)  # a crash after sending: the exchange knows
-        if filled is None:
-            filled = trader.broker.place(order, price=price)
-            sent += 1
-        else:
-            log.warning(
-                "%s was already on the exchange: recorded, not sent again", order.client_order_id
-            )
-        current += delta
-        trader.ledger.record_fill(filled, position_after=round(current, 8))
+            continue  # (its fill moved the position already)
+        trader.ledger.record_intent(order)  # committed before the order leaves
+        filled, sends = send(trader, order, price=price)
+        sent += sends
+        current = round(trader.ledger.position(symbol) + filled.holding_change, 8)
+        trader.ledger.record_fill(filled, position_after=current)
     return sent
+
+
+def send(trader: Trader, order: Order, *, price: float) -> tuple[Order, int]:
+    """The order placed once, and again only after the exchange said it has none of it.
+
+    Returns:
+        The filled order, and how many POSTs were made (0: found filled already).
+
+    Raises:
+        OrderRejected: the exchange refused it (recorded rejected, with its code).
+        ExchangeError: its fate is unknown after MAX_SENDS (recorded, may exist).
+    """
+    ledger, broker = trader.ledger, trader.broker
+    found = broker.lookup(order)  # a crash after sending: the exchange knows
+    if found is not None and found.status == "filled":
+        log.warning("%s was already on the exchange: recorded, not sent again", order.client_order_id)
+        return found, 0
+    posts = 0
+    for _ in range(MAX_SENDS):
+        posts += 1
+        try:
+            return broker.place(order, price=price), posts
+        except OrderRejected as exc:
+            ledger.record_failure(order, status="rejected", code=exc.code, message=str(exc),
+                                  may_exist=False)  # fmt: skip
+            raise
+        except OrderInDoubt as exc:
+            ledger.record_failure(order, status="intent", code=exc.code, message=str(exc),
+                                  may_exist=True)  # fmt: skip
+            log.warning("%s; looking it up before anything is sent again", exc)
+            found = broker.lookup(order)
+            if found is not None and found.status == "filled":
+                return found, posts
+            if found is not None:  # booked and not filled: the exchange refused it after all
+                ledger.record_failure(order, status="rejected", code=None, may_exist=False,
+                                      message=found.error_message or "not filled")  # fmt: skip
+                raise OrderRejected(f"{order.client_order_id}: {found.error_message}") from None
+    raise ExchangeError(
+        f"{order.client_order_id}: sent {posts} times, and each time the exchange said it has "
+        "no such order; recorded, and the next cycle looks it up again"
+    )
 
 
 def legs(current: float, target: float) -> list[tuple[str, float]]:
     """close (to flat) and/or open (from flat) legs: a flip is both."""
-    if np.isclose(current, target):
+    if np.isclose(current, target, rtol=0, atol=1e-9):
         return []
     steps = []
     if current != 0 and (target == 0 or np.sign(target) != np.sign(current)):
@@ -155,7 +300,8 @@ def legs(current: float, target: float) -> list[tuple[str, float]]:
 
 
 def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
-    """Outcomes and equity for traded hours whose next candle has closed, then the kill switch."""
+    """Outcomes and equity for traded hours whose next candle has closed, then the kill switch,
+    measured from the equity base (1, or the last resume's)."""
     fee = params.backtest.fee
     closes = candles["close"]
     settled = ledger.outcome_hours()
@@ -169,23 +315,87 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 previous_target = target
                 continue
             market = float(closes[following] / closes[hour] - 1.0)
-            strategy = position_return(target, previous_target, market, fee=fee)
+            earned = position_return(target, previous_target, market, fee=fee)
             equity, hold = ledger.last_equity()
             ledger.record_outcome(
                 {
                     "hour": hour.to_pydatetime(), "close": float(closes[hour]),
                     "next_close": float(closes[following]), "actual_up": market > 0,
                     "target": target, "correct": None if target == 0 else (market > 0) == (target > 0),
-                    "strategy_return": strategy, "market_return": market,
+                    "strategy_return": earned, "market_return": market,
                 },
                 equity_row={
-                    "hour": hour.to_pydatetime(), "equity": equity * (1 + strategy),
+                    "hour": hour.to_pydatetime(), "equity": equity * (1 + earned),
                     "buy_and_hold": hold * (1 + market),
                 },
             )  # fmt: skip
         previous_target = target
     equity, _ = ledger.last_equity()
-    if equity - 1.0 < params.trade.kill_switch_return and ledger.get_state(HALTED) is None:
-        reason = f"cumulative return {equity - 1.0:+.2%} fell below {params.trade.kill_switch_return:+.2%}"
+    base = ledger.equity_base()
+    drawdown = equity / base - 1.0
+    symbol = params.data.symbol
+    if drawdown < params.trade.kill_switch_return and ledger.open_halt(symbol) is None:
+        since = "" if base == 1.0 else f" since the last resume (equity {base:.4f})"
+        reason = (
+            f"cumulative return {drawdown:+.2%}{since} fell below "
+            f"{params.trade.kill_switch_return:+.2%}"
+        )
         log.error("kill switch: %s; trading halts", reason)
-        ledger.set_state(HALTED, reason)
+        ledger.halt(symbol, kind=KILL_SWITCH, reason=reason, equity_now=equity)
+
+
+def resume(ledger: Ledger, symbol: str, *, by: str, note: str) -> str:
+    """Clears the symbol's kill switch; later cycles measure the return from the equity now.
+
+    Returns what was done, for the operator.
+    """
+    halt = ledger.open_halt(symbol)
+    if halt is None:
+        return f"{symbol} was not halted"
+    if halt.kind != KILL_SWITCH:
+        return (
+            f"{symbol} is halted by a reconcile difference ({halt.reason}); "
+            "`klinecast trade resolve` decides that one"
+        )
+    equity, _ = ledger.last_equity()
+    ledger.resume(halt, by=by, decision=f"resumed: {note}", equity_base=equity)
+    return (
+        f"the kill switch ({halt.reason}) is cleared by {by}; later cycles measure the return "
+        f"from equity {equity:.4f}"
+    )
+
+
+def resolve(trader: Trader, *, adopt: str, by: str, note: str) -> str:
+    """Ends a reconcile halt with the operator's decision, on record.
+
+    Args:
+        adopt: "exchange": the ledger takes the exchange's position (an order it never knew
+            of); "ledger": the baseline moves so that the exchange's position equals the
+            ledger's (coins moved in or out of the account by hand).
+
+    Returns what was done.
+    """
+    ledger, symbol = trader.ledger, trader.symbol
+    halt = ledger.open_halt(symbol)
+    if halt is None or halt.kind != RECONCILE:
+        return f"{symbol} has no reconcile difference to resolve"
+    holding = trader.broker.holding(symbol)
+    key = f"baseline:{symbol}"
+    baseline = float(ledger.get_state(key) or 0.0)
+    ours, theirs = ledger.position(symbol), holding - baseline
+    if adopt == "exchange":
+        ledger.set_position(symbol, round(theirs, 8), hour=pd.Timestamp.now(tz="UTC"))
+        done = f"the ledger takes the exchange's position {theirs:+.8f} (it held {ours:+.8f})"
+    else:
+        ledger.set_state(key, repr(holding - ours))
+        done = f"the exchange's baseline moves to {holding - ours:.8f}, keeping the ledger's {ours:+.8f}"
+    ledger.resume(halt, by=by, decision=f"{done}: {note}")
+    return f"{symbol}: {done}; decided by {by}"
+
+
+def with_params(trader: Trader, **trade_changes) -> Trader:
+    """The same trader with some trade params changed (tests, replays)."""
+    params = dataclasses.replace(
+        trader.params, trade=dataclasses.replace(trader.params.trade, **trade_changes)
+    )
+    return dataclasses.replace(trader, params=params)

@@ -1,104 +1,40 @@
 """The trading ledger (SQLAlchemy 2): SQLite by default, PostgreSQL in production.
 
 Every row a cycle writes is committed before the next step runs: the order intent before the
-order is sent, the fill right after. The schema is created and migrated here (table
-`schema_version`); the view `prediction_outcomes` puts predictions and outcomes side by side
-for dashboards, as the seed tutorials did.
+order is sent, the fill right after. The schema is Alembic's (`klinecast.trader.schema`); the
+view `prediction_outcomes` puts predictions and outcomes side by side for dashboards. Besides
+what was predicted, ordered and earned, the ledger keeps the halts (a kill switch, or a
+difference with the exchange) with who resumed them and what was decided, and every
+reconciliation with the exchange.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
 from klinecast.errors import KlinecastError
 from klinecast.redaction import redact
-
-metadata = sa.MetaData()
-UTC = sa.DateTime(timezone=True)
-
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("hour", UTC, primary_key=True),  # open time of the newest closed candle
-    sa.Column("symbol", sa.String(20), nullable=False),
-    sa.Column("prob_up", sa.Float),
-    sa.Column("target", sa.Integer),  # -1 short, 0 flat, 1 long
-    sa.Column("model_version", sa.String(200)),
-    sa.Column("feature_time", sa.String(40)),
-    sa.Column("close", sa.Float),
-    sa.Column("status", sa.String(20), nullable=False),  # traded | no_trade | halted
-    sa.Column("reason", sa.Text),
-    sa.Column("created_at", UTC, nullable=False),
-)
-orders = sa.Table(
-    "orders",
-    metadata,
-    sa.Column("client_order_id", sa.String(36), primary_key=True),
-    sa.Column("hour", UTC, nullable=False),
-    sa.Column("leg", sa.String(10), nullable=False),  # close | open
-    sa.Column("symbol", sa.String(20), nullable=False),
-    sa.Column("side", sa.String(4), nullable=False),
-    sa.Column("qty", sa.Float, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # intent | filled
-    sa.Column("fill_price", sa.Float),
-    sa.Column("fee", sa.Float),
-    sa.Column("exchange_order_id", sa.String(40)),
-    sa.Column("created_at", UTC, nullable=False),
-    sa.Column("updated_at", UTC, nullable=False),
-)
-positions = sa.Table(
-    "positions",
-    metadata,
-    sa.Column("symbol", sa.String(20), primary_key=True),
-    sa.Column("qty", sa.Float, nullable=False),
-    sa.Column("hour", UTC, nullable=False),
-)
-outcomes = sa.Table(
-    "outcomes",
-    metadata,
-    sa.Column("hour", UTC, primary_key=True),  # the predicted hour's feature time t
-    sa.Column("close", sa.Float, nullable=False),
-    sa.Column("next_close", sa.Float, nullable=False),
-    sa.Column("actual_up", sa.Boolean, nullable=False),
-    sa.Column("target", sa.Integer, nullable=False),
-    sa.Column("correct", sa.Boolean),  # null while flat
-    sa.Column("strategy_return", sa.Float, nullable=False),
-    sa.Column("market_return", sa.Float, nullable=False),
-)
-equity = sa.Table(
-    "equity",
-    metadata,
-    sa.Column("hour", UTC, primary_key=True),
-    sa.Column("equity", sa.Float, nullable=False),  # growth of 1 after fees
-    sa.Column("buy_and_hold", sa.Float, nullable=False),
-)
-state = sa.Table(
-    "state",
-    metadata,
-    sa.Column("key", sa.String(40), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-    sa.Column("updated_at", UTC, nullable=False),
-)
-schema_version = sa.Table(
-    "schema_version", metadata, sa.Column("version", sa.Integer, primary_key=True)
+from klinecast.trader import locks, schema
+from klinecast.trader.tables import (
+    equity,
+    halts,
+    orders,
+    outcomes,
+    positions,
+    predictions,
+    reconciliations,
+    state,
 )
 
-VIEW = """CREATE VIEW prediction_outcomes AS
-SELECT p.hour, p.symbol, p.prob_up, p.target, p.model_version, p.status,
-       o.actual_up, o.correct, o.strategy_return, o.market_return
-FROM predictions p LEFT JOIN outcomes o ON o.hour = p.hour"""
-
-
-def _v1(connection) -> None:
-    metadata.create_all(connection)
-    connection.execute(sa.text(VIEW))
-
-
-#: Migrations in order; schema version N has run MIGRATIONS[:N]. Append, never edit.
-MIGRATIONS = (_v1,)
+#: An order's statuses whose fate the exchange has not told yet: every cycle looks them up.
+UNRESOLVED = ("intent",)
+#: The book as a whole, where a halt is not a symbol's.
+BOOK = "*"
 
 
 class LedgerError(KlinecastError):
@@ -117,6 +53,38 @@ class Order:
     fill_price: float | None = None
     fee: float | None = None
     exchange_order_id: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    may_exist: bool | None = None
+    #: a fee the exchange took in the base asset (Binance's default on a BUY): the holding
+    #: grows by the quantity less this (not stored: it moves the position once, at the fill)
+    base_fee: float = 0.0
+
+    @property
+    def signed_qty(self) -> float:
+        return self.qty if self.side == "BUY" else -self.qty
+
+    @property
+    def holding_change(self) -> float:
+        """What the fill changes in the holding of the base asset."""
+        return self.signed_qty - self.base_fee
+
+
+ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name != "base_fee")
+
+
+@dataclass(frozen=True)
+class Halt:
+    id: int
+    symbol: str
+    kind: str  # kill_switch | reconcile
+    reason: str
+    halted_at: dt.datetime
+    equity_at_halt: float | None = None
+    resumed_at: dt.datetime | None = None
+    resumed_by: str | None = None
+    decision: str | None = None
+    equity_base: float | None = None
 
 
 class Ledger:
@@ -127,17 +95,27 @@ class Ledger:
         except Exception as exc:  # a malformed URL or a missing driver
             raise LedgerError(f"ledger {redact(url)}: {exc}") from None
 
-    def migrate(self) -> int:
-        """Creates or upgrades the schema; returns its version. Also the reachability check."""
-        with self._begin() as connection:
-            current = 0
-            if sa.inspect(connection).has_table("schema_version"):
-                current = connection.execute(sa.select(sa.func.max(schema_version.c.version)))
-                current = current.scalar() or 0
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                MIGRATIONS[version - 1](connection)
-                connection.execute(schema_version.insert().values(version=version))
-        return len(MIGRATIONS)
+    def migrate(self) -> str:
+        """Creates or upgrades the schema (one process at a time); returns its revision. Also
+        the reachability check."""
+        try:
+            return schema.upgrade(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(_describe(self.url, exc)) from None
+
+    @contextmanager
+    def exclusive(self, name: str, *, wait_s: float) -> Iterator[None]:
+        """A lock across processes in this database (see klinecast.trader.locks).
+
+        Raises:
+            locks.LockBusy: held by another process for wait_s.
+            LedgerError: the database is unavailable.
+        """
+        try:
+            with locks.exclusive(self.engine, name, wait_s=wait_s):
+                yield
+        except sa.exc.SQLAlchemyError as exc:
+            raise LedgerError(_describe(self.url, exc)) from None
 
     def _begin(self):
         return _Guarded(self)
@@ -166,15 +144,36 @@ class Ledger:
         query = sa.select(orders).where(orders.c.client_order_id == client_order_id)
         with self._begin() as c:
             row = c.execute(query).first()
-        if row is None:
-            return None
-        values = {k: v for k, v in row._mapping.items() if k not in ("created_at", "updated_at")}
-        return Order(**values)
+        return None if row is None else _order(row)
+
+    def orders(self) -> list[Order]:
+        with self._begin() as c:
+            rows = c.execute(sa.select(orders).order_by(orders.c.created_at)).all()
+        return [_order(r) for r in rows]
+
+    def unresolved_orders(self) -> list[Order]:
+        """Every order whose fate the exchange has not told yet, of any hour, oldest first."""
+        query = sa.select(orders).where(orders.c.status.in_(UNRESOLVED))
+        with self._begin() as c:
+            return [_order(r) for r in c.execute(query.order_by(orders.c.created_at))]
 
     def record_intent(self, order: Order) -> None:
+        """The order about to be sent; an earlier attempt of it that never reached the
+        exchange (rejected, absent) becomes an intent again."""
         now = _now()
+        values = {k: getattr(order, k) for k in ORDER_FIELDS} | {"status": "intent"}
         with self._begin() as c:
-            c.execute(orders.insert().values(**vars(order), created_at=now, updated_at=now))
+            known = c.execute(
+                sa.select(orders.c.status).where(orders.c.client_order_id == order.client_order_id)
+            ).first()
+            if known is None:
+                c.execute(orders.insert().values(**values, created_at=now, updated_at=now))
+            else:
+                c.execute(
+                    orders.update()
+                    .where(orders.c.client_order_id == order.client_order_id)
+                    .values(status="intent", updated_at=now)
+                )
 
     def record_fill(self, order: Order, *, position_after: float) -> None:
         """The fill and the new position, in one transaction."""
@@ -190,9 +189,24 @@ class Ledger:
                     updated_at=_now(),
                 )
             )
-            c.execute(positions.delete().where(positions.c.symbol == order.symbol))
+            _set_position(c, order.symbol, position_after, order.hour)
+
+    def record_failure(
+        self, order: Order, *, status: str, code: int | None, message: str, may_exist: bool
+    ) -> None:
+        """What failed about an order: the exchange refused it (rejected), has no such order
+        (absent), or answered in a way that leaves it unknown (intent, may_exist)."""
+        with self._begin() as c:
             c.execute(
-                positions.insert().values(symbol=order.symbol, qty=position_after, hour=order.hour)
+                orders.update()
+                .where(orders.c.client_order_id == order.client_order_id)
+                .values(
+                    status=status,
+                    error_code=code,
+                    error_message=message[:1000],
+                    may_exist=may_exist,
+                    updated_at=_now(),
+                )
             )
 
     def position(self, symbol: str) -> float:
@@ -200,11 +214,9 @@ class Ledger:
             row = c.execute(sa.select(positions.c.qty).where(positions.c.symbol == symbol)).first()
         return 0.0 if row is None else float(row[0])
 
-    def orders(self) -> list[Order]:
+    def set_position(self, symbol: str, qty: float, *, hour: dt.datetime) -> None:
         with self._begin() as c:
-            rows = c.execute(sa.select(orders).order_by(orders.c.created_at)).all()
-        drop = ("created_at", "updated_at")
-        return [Order(**{k: v for k, v in r._mapping.items() if k not in drop}) for r in rows]
+            _set_position(c, symbol, qty, hour)
 
     # outcomes and equity
     def record_outcome(self, row: dict, *, equity_row: dict) -> None:
@@ -227,7 +239,76 @@ class Ledger:
             row = c.execute(query.limit(1)).first()
         return (1.0, 1.0) if row is None else (float(row[0]), float(row[1]))
 
-    # state: the kill switch and the retrain cooldown
+    # halts: the kill switch and differences with the exchange
+    def open_halt(self, symbol: str) -> Halt | None:
+        """The halt that holds for the symbol (or the whole book), if any."""
+        query = (
+            sa.select(halts)
+            .where(halts.c.symbol.in_((symbol, BOOK)), halts.c.resumed_at.is_(None))
+            .order_by(halts.c.id)
+        )
+        with self._begin() as c:
+            row = c.execute(query).first()
+        return None if row is None else _halt(row)
+
+    def halts(self) -> list[Halt]:
+        with self._begin() as c:
+            return [_halt(r) for r in c.execute(sa.select(halts).order_by(halts.c.id))]
+
+    def halt(self, symbol: str, *, kind: str, reason: str, equity_now: float | None = None) -> Halt:
+        with self._begin() as c:
+            c.execute(
+                halts.insert().values(
+                    symbol=symbol, kind=kind, reason=reason, halted_at=_now(),
+                    equity_at_halt=equity_now,
+                )  # fmt: skip
+            )
+        return self.open_halt(symbol)
+
+    def resume(
+        self, halt: Halt, *, by: str, decision: str, equity_base: float | None = None
+    ) -> Halt:
+        """Closes a halt with who decided, what and when; a kill switch's equity_base is what
+        later cycles measure the cumulative return from."""
+        with self._begin() as c:
+            c.execute(
+                halts.update()
+                .where(halts.c.id == halt.id)
+                .values(
+                    resumed_at=_now(), resumed_by=by[:100], decision=decision,
+                    equity_base=equity_base,
+                )  # fmt: skip
+            )
+            row = c.execute(sa.select(halts).where(halts.c.id == halt.id)).first()
+        return _halt(row)
+
+    def equity_base(self) -> float:
+        """The equity that the kill switch measures from: 1, or the last resume's."""
+        query = (
+            sa.select(halts.c.equity_base)
+            .where(halts.c.equity_base.is_not(None))
+            .order_by(halts.c.id.desc())
+        )
+        with self._begin() as c:
+            row = c.execute(query.limit(1)).first()
+        return 1.0 if row is None else float(row[0])
+
+    # reconciliations
+    def record_reconciliation(self, **values) -> None:
+        with self._begin() as c:
+            c.execute(reconciliations.insert().values(checked_at=_now(), **values))
+
+    def latest_reconciliation(self, symbol: str) -> dict | None:
+        query = (
+            sa.select(reconciliations)
+            .where(reconciliations.c.symbol == symbol)
+            .order_by(reconciliations.c.id.desc())
+        )
+        with self._begin() as c:
+            row = c.execute(query.limit(1)).first()
+        return None if row is None else _row(row)
+
+    # state: the retrain cooldown, an exchange's baseline balance
     def get_state(self, key: str) -> str | None:
         with self._begin() as c:
             row = c.execute(sa.select(state.c.value).where(state.c.key == key)).first()
@@ -238,6 +319,11 @@ class Ledger:
             c.execute(state.delete().where(state.c.key == key))
             if value is not None:
                 c.execute(state.insert().values(key=key, value=value, updated_at=_now()))
+
+
+def _set_position(connection, symbol: str, qty: float, hour: dt.datetime) -> None:
+    connection.execute(positions.delete().where(positions.c.symbol == symbol))
+    connection.execute(positions.insert().values(symbol=symbol, qty=qty, hour=hour))
 
 
 class _Guarded:
@@ -275,10 +361,22 @@ def _now() -> dt.datetime:
 
 def _row(row) -> dict:
     values = dict(row._mapping)
-    values["hour"] = _utc(values["hour"])
+    for key in ("hour", "checked_at", "halted_at", "resumed_at"):
+        if values.get(key) is not None:
+            values[key] = _utc(values[key])
     return values
 
 
+def _order(row) -> Order:
+    values = _row(row)
+    return Order(**{k: values[k] for k in ORDER_FIELDS})
+
+
+def _halt(row) -> Halt:
+    values = _row(row)
+    return Halt(**{f.name: values[f.name] for f in fields(Halt)})
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; every hour in the ledger is UTC."""
+    """SQLite hands back naive datetimes; every time in the ledger is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -38,7 +38,7 @@ def trader(params: Params) -> Trader:
         broker = BinanceTestnetBroker(binance)
     else:
         binance = market.client(url=url)
-        broker = PaperBroker(fee=params.backtest.fee, ledger=ledger)
+        broker = PaperBroker(fee=params.backtest.fee, engine=ledger.engine)
 
     def closed_candles(until, count):
         return market.closed_candles(

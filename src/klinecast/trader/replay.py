@@ -40,7 +40,7 @@ def replay(
     trader = Trader(
         params,
         ledger,
-        PaperBroker(fee=params.backtest.fee, ledger=ledger),
+        PaperBroker(fee=params.backtest.fee, engine=ledger.engine),
         frame_market(candles),
         predict,
     )

@@ -1,0 +1,66 @@
+"""Creating and upgrading the ledger's schema with Alembic, one process at a time.
+
+Two processes that meet a fresh database both try to create the tables; here the second waits
+on a lock (`locks.exclusive`) and then finds them made. A ledger made by the migration table
+klinecast had before Alembic (`schema_version`, its version 1) is stamped as revision 0001 and
+upgraded from there, its rows kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from klinecast.trader.locks import exclusive
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+LOCK = "klinecast-ledger-schema"
+#: How long a process waits for another that is creating or upgrading the schema.
+WAIT_S = 120.0
+
+
+def script():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config, ScriptDirectory.from_config(config)
+
+
+def head() -> str:
+    return script()[1].get_current_head()
+
+
+def current(connection: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: sa.Engine) -> str:
+    """Brings the schema to the newest revision; returns it. Idempotent.
+
+    Raises:
+        LockBusy: another process held the schema lock for WAIT_S.
+        sqlalchemy.exc.SQLAlchemyError: the database refused (the caller reports it).
+    """
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.runtime.migration import MigrationContext
+
+    config, scripts = script()
+    with exclusive(engine, LOCK, wait_s=WAIT_S), engine.begin() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+        if "schema_version" in tables and "alembic_version" not in tables:
+            MigrationContext.configure(connection).stamp(scripts, "0001")
+        if current(connection) == scripts.get_current_head():
+            return scripts.get_current_head()
+
+        def to_head(revision, context):
+            return scripts._upgrade_revs("head", revision)
+
+        with EnvironmentContext(config, scripts, fn=to_head, destination_rev="head") as env:
+            env.configure(connection=connection, target_metadata=None)
+            env.run_migrations()
+    return scripts.get_current_head()

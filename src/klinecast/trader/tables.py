@@ -1,0 +1,124 @@
+"""The ledger's tables as the newest migration leaves them (`klinecast.trader.migrations`):
+what the ledger's queries read and write."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+UTC = sa.DateTime(timezone=True)
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("hour", UTC, primary_key=True),  # open time of the newest closed candle
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("prob_up", sa.Float),
+    sa.Column("target", sa.Integer),  # -1 short, 0 flat, 1 long
+    sa.Column("model_version", sa.String(200)),
+    sa.Column("feature_time", sa.String(40)),
+    sa.Column("close", sa.Float),
+    sa.Column("status", sa.String(20), nullable=False),  # traded | no_trade | halted
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", UTC, nullable=False),
+)
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("client_order_id", sa.String(36), primary_key=True),
+    sa.Column("hour", UTC, nullable=False),
+    sa.Column("leg", sa.String(10), nullable=False),  # close | open
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("qty", sa.Float, nullable=False),
+    #: intent (sent or about to be, its fate unknown) | filled | rejected (refused: never
+    #: booked) | absent (the exchange has no such order)
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("fill_price", sa.Float),
+    sa.Column("fee", sa.Float),
+    sa.Column("exchange_order_id", sa.String(40)),
+    sa.Column("created_at", UTC, nullable=False),
+    sa.Column("updated_at", UTC, nullable=False),
+    # what failed, the last time something did: Binance's code and message, and whether the
+    # order may exist at the exchange (a timeout, a 5xx, an unreadable answer)
+    sa.Column("error_code", sa.Integer),
+    sa.Column("error_message", sa.Text),
+    sa.Column("may_exist", sa.Boolean),
+)
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("qty", sa.Float, nullable=False),
+    sa.Column("hour", UTC, nullable=False),
+)
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("hour", UTC, primary_key=True),  # the predicted hour's feature time t
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("next_close", sa.Float, nullable=False),
+    sa.Column("actual_up", sa.Boolean, nullable=False),
+    sa.Column("target", sa.Integer, nullable=False),
+    sa.Column("correct", sa.Boolean),  # null while flat
+    sa.Column("strategy_return", sa.Float, nullable=False),
+    sa.Column("market_return", sa.Float, nullable=False),
+)
+equity = sa.Table(
+    "equity",
+    metadata,
+    sa.Column("hour", UTC, primary_key=True),
+    sa.Column("equity", sa.Float, nullable=False),  # growth of 1 after fees
+    sa.Column("buy_and_hold", sa.Float, nullable=False),
+)
+state = sa.Table(
+    "state",
+    metadata,
+    sa.Column("key", sa.String(40), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UTC, nullable=False),
+)
+halts = sa.Table(
+    "halts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # kill_switch | reconcile
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("halted_at", UTC, nullable=False),
+    sa.Column("equity_at_halt", sa.Float),
+    sa.Column("resumed_at", UTC),  # null while the halt holds
+    sa.Column("resumed_by", sa.String(100)),
+    sa.Column("decision", sa.Text),  # what the operator decided, in words
+    sa.Column("equity_base", sa.Float),  # a kill switch's resume: later cycles measure from it
+)
+reconciliations = sa.Table(
+    "reconciliations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("checked_at", UTC, nullable=False),
+    sa.Column("hour", UTC, nullable=False),
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("ledger_position", sa.Float, nullable=False),
+    sa.Column("exchange_position", sa.Float, nullable=False),
+    sa.Column("difference", sa.Float, nullable=False),
+    sa.Column("tolerance", sa.Float, nullable=False),
+    sa.Column("agree", sa.Boolean, nullable=False),
+)
+#: The paper broker's own book: what a simulated exchange has booked, apart from the ledger.
+paper_orders = sa.Table(
+    "paper_orders",
+    metadata,
+    sa.Column("client_order_id", sa.String(36), primary_key=True),
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("qty", sa.Float, nullable=False),
+    sa.Column("price", sa.Float, nullable=False),
+    sa.Column("fee", sa.Float, nullable=False),
+    sa.Column("booked_at", UTC, nullable=False),
+)
+
+VIEW = """CREATE VIEW prediction_outcomes AS
+SELECT p.hour, p.symbol, p.prob_up, p.target, p.model_version, p.status,
+       o.actual_up, o.correct, o.strategy_return, o.market_return
+FROM predictions p LEFT JOIN outcomes o ON o.hour = p.hour"""
