@@ -220,3 +220,43 @@ def test_unknown_target_and_failing_command_are_clear():
         retrain.trigger("email:ops@example.com", reason="x")
     with pytest.raises(KlinecastError, match="exited 3"):
         retrain.trigger(f"local:{sys.executable} -c 'raise SystemExit(3)'", reason="x")
+
+
+def test_the_monitor_reports_stuck_intents_halts_and_reconcile_differences(
+    tmp_path, monkeypatch, capsys
+):
+    from klinecast.trader.ledger import Order
+
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    monkeypatch.setenv("KLINECAST_LEDGER_URL", url)
+    ledger = Ledger(url)
+    ledger.migrate()
+    hour = pd.Timestamp("2021-12-03 01:00", tz="UTC").to_pydatetime()
+    ledger.record_intent(Order("kc-BTCUSDT-2021120301-open", hour, "open", "BTCUSDT", "BUY", 0.001))
+    ledger.record_reconciliation(
+        hour=hour, symbol="BTCUSDT", ledger_position=0.0, exchange_position=0.001,
+        difference=0.001, tolerance=0.00001, agree=False,
+    )  # fmt: skip
+    ledger.halt("BTCUSDT", kind="reconcile", reason="the ledger holds 0 but the exchange 0.001")
+    params = write_params(tmp_path / "params.yaml", {})
+    argv = ["monitor", "--params", str(params), "--out-dir", str(tmp_path / "out")]
+    argv += ["--features", str(tmp_path / "none.parquet"), "--now", "2021-12-03T04:00:00Z"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 stuck intent(s); BTCUSDT HALTED (reconcile: the ledger holds 0" in out
+    assert "differs from the exchange by +0.00100000" in out
+    trading = json.loads((tmp_path / "out/monitor.json").read_text())["trading"]
+    assert trading["stuck_intents"] == ["kc-BTCUSDT-2021120301-open"]
+    assert trading["halted"]["BTCUSDT"]["kind"] == "reconcile"
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families((tmp_path / "out/metrics.prom").read_text())
+        for s in family.samples
+    }
+    assert metrics[("klinecast_stuck_intents", ())] == 1
+    assert metrics[("klinecast_halted", (("kind", "reconcile"), ("symbol", "BTCUSDT")))] == 1
+    assert metrics[("klinecast_reconcile_difference", (("symbol", "BTCUSDT"),))] == 0.001
+    assert "HALTED (reconcile" in (tmp_path / "out/monitor.html").read_text()
+    # within the hour the intent is not stuck yet: a cycle resolves it
+    assert main([*argv[:-1], "2021-12-03T01:30:00Z"]) == 0
+    assert "0 stuck intent(s)" in capsys.readouterr().out

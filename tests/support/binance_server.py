@@ -12,6 +12,7 @@ which books a second order. `reuse_ids=False` refuses every reused id instead (t
 behaviour an earlier stand-in had); tests run both.
 
 Faults: `fail_next` 5xx answers before anything is done, `delay_s` on every answer,
+`delay_order_s` before an order is booked,
 `insufficient_balance`, and after an order is booked: `hang_after_order_s` (the answer is held
 back: a client killed or timed out meanwhile never hears of it), `fail_after_booking` (a 5xx
 answer), `html_after_booking` (a 200 with an HTML page, as a proxy might send).
@@ -39,6 +40,7 @@ class BinanceServer(LocalServer):
         self.balances = {"BTC": 1.0, "USDT": 1_000_000.0}
         self.reuse_ids = True
         self.fail_after_booking = 0
+        self.delay_order_s = 0.0  # an order POST waits this long before it is booked
         self.html_after_booking = 0
         self.calls: list[tuple[str, str]] = []
         self.fail_next = 0
@@ -171,6 +173,7 @@ class BinanceServer(LocalServer):
                 if server.insufficient_balance:
                     msg = "Account has insufficient balance for requested action."
                     return self._error(400, -2010, msg)
+                time.sleep(server.delay_order_s)
                 client_id = query["newClientOrderId"]
                 earlier = server.orders.get(client_id)
                 if earlier is not None and (not server.reuse_ids or earlier["status"] != "FILLED"):

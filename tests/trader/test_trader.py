@@ -355,3 +355,54 @@ def test_readmes_offline_paper_hour(
     assert prediction["feature_time"] == "2022-06-01T00:00:00+00:00"  # the store's newest row
     expected = offline_probabilities(candles, artifact).iloc[-1]
     assert prediction["prob_up"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, postgres):
+    """A ledger klinecast's own migration table made (schema_version 1), with a kill switch
+    held in its state table: Alembic takes it over, every row stays, the halt moves to halts."""
+    import sqlalchemy as sa
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from klinecast.trader import schema
+    from klinecast.trader.tables import predictions, state
+
+    url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres
+    drop_ledger(url)
+    engine = sa.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(schema.MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    from alembic.runtime.environment import EnvironmentContext
+
+    with engine.begin() as connection:  # the old code's tables: revision 0001's
+        with EnvironmentContext(
+            config, scripts, fn=lambda rev, ctx: scripts._upgrade_revs("0001", rev),
+            destination_rev="0001",
+        ) as env:  # fmt: skip
+            env.configure(connection=connection, target_metadata=None)
+            env.run_migrations()
+        connection.execute(sa.text("DROP TABLE alembic_version"))
+        connection.execute(sa.text("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)"))
+        connection.execute(sa.text("INSERT INTO schema_version VALUES (1)"))
+        connection.execute(
+            predictions.insert().values(
+                hour=HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1,
+                status="traded", created_at=HOUR.to_pydatetime(),
+            )  # fmt: skip
+        )
+        connection.execute(
+            state.insert().values(
+                key="halted", value="cumulative return -25% fell below -20%",
+                updated_at=HOUR.to_pydatetime(),
+            )  # fmt: skip
+        )
+    ledger = Ledger(url)
+    assert ledger.migrate() == "0002"
+    assert ledger.prediction(HOUR.to_pydatetime())["prob_up"] == 0.7
+    halt = ledger.open_halt("BTCUSDT")
+    assert halt.kind == "kill_switch" and "-25%" in halt.reason
+    assert ledger.get_state("halted") is None
+    assert ledger.migrate() == "0002"
+    engine.dispose()

@@ -60,15 +60,15 @@ def run_monitor(args) -> int:
     )
     state, decision = result.health, result.decision
     atomic.write_json(args.out_dir / "monitor.json", result.as_dict())
-    html = page.render(state, result.outcomes, decision)
+    html = page.render(state, result.outcomes, decision, result.trading)
     atomic.atomic_write(args.out_dir / "monitor.html", lambda tmp: tmp.write_text(html))
-    prom = health.prometheus_text(state, symbol=params.data.symbol)
+    prom = health.prometheus_text(state, symbol=params.data.symbol, trading=result.trading)
     atomic.atomic_write(args.out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
     accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
     fired = f"; triggered {result.triggered}" if result.triggered else ""
     print(
         f"monitor: {state.trades} trades, accuracy {accuracy}, equity {state.equity:.4f} "
         f"(buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
-        f"retrain: {decision.reason}{fired}"
+        f"retrain: {decision.reason}{fired}; trading: {result.trading.summary}"
     )
     return 0

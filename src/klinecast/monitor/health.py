@@ -141,6 +141,51 @@ def retrain_decision(
 
 
 @dataclass(frozen=True)
+class Trading:
+    """What an operator must see of the trader's safety: orders whose fate is unknown for over
+    an hour, halted symbols, and the last reconciliation of each symbol with the exchange."""
+
+    #: client order ids of intents older than STUCK_AFTER that no cycle has resolved
+    stuck_intents: tuple[str, ...]
+    #: symbol -> (kind, reason) of each halt that holds
+    halted: dict[str, tuple[str, str]]
+    #: symbol -> the exchange's position minus the ledger's at the last reconciliation
+    reconcile_difference: dict[str, float]
+
+    def as_dict(self) -> dict:
+        return {
+            "stuck_intents": list(self.stuck_intents),
+            "halted": {k: {"kind": v[0], "reason": v[1]} for k, v in self.halted.items()},
+            "reconcile_difference": self.reconcile_difference,
+        }
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{len(self.stuck_intents)} stuck intent(s)"]
+        parts += [f"{s} HALTED ({kind}: {reason})" for s, (kind, reason) in self.halted.items()]
+        parts += [
+            f"{s} differs from the exchange by {d:+.8f}"
+            for s, d in self.reconcile_difference.items()
+            if d
+        ]
+        return "; ".join(parts)
+
+
+#: An intent no cycle resolved for this long is stuck (a cycle resolves every one it meets).
+STUCK_AFTER = dt.timedelta(hours=1)
+
+
+def trading_state(ledger, *, symbol: str, now: dt.datetime) -> Trading:
+    stuck = tuple(
+        o.client_order_id for o in ledger.unresolved_orders() if now - o.hour > STUCK_AFTER
+    )
+    halted = {h.symbol: (h.kind, h.reason) for h in ledger.halts() if h.resumed_at is None}
+    latest = ledger.latest_reconciliation(symbol)
+    difference = {symbol: float(latest["difference"])} if latest else {}
+    return Trading(stuck, halted, difference)
+
+
+@dataclass(frozen=True)
 class Check:
     """One run of the monitor: the health, the decision, and the retrain it fired (if any)."""
 
@@ -149,6 +194,7 @@ class Check:
     #: the ledger's outcomes (hour, target, correct, strategy_return, market_return)
     outcomes: pd.DataFrame
     triggered: str | None
+    trading: Trading | None = None
 
     def as_dict(self) -> dict:
         """monitor.json."""
@@ -156,6 +202,7 @@ class Check:
             "retrain": self.decision.retrain,
             "reason": self.decision.reason,
             "triggered": self.triggered,
+            "trading": self.trading.as_dict() if self.trading else None,
         }
 
 
@@ -199,10 +246,11 @@ def check(
     if decision.retrain and retrain is not None:
         fired = retrain(decision.reason)
         ledger.set_state(RETRAIN_STATE, now.isoformat())
-    return Check(state, decision, outcomes, fired)
+    trading = trading_state(ledger, symbol=params.data.symbol, now=now)
+    return Check(state, decision, outcomes, fired, trading)
 
 
-def prometheus_text(state: Health, *, symbol: str) -> str:
+def prometheus_text(state: Health, *, symbol: str, trading: Trading | None = None) -> str:
     """The state in Prometheus' text exposition format (for a textfile collector or a scrape)."""
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
@@ -224,4 +272,23 @@ def prometheus_text(state: Health, *, symbol: str) -> str:
     )
     for feature, value in state.drift.items():
         drift.labels(symbol, feature).set(value)
+    if trading is not None:
+        Gauge(
+            "klinecast_stuck_intents", "orders whose fate is unknown for over an hour",
+            registry=registry,
+        ).set(len(trading.stuck_intents))  # fmt: skip
+        halted = Gauge(
+            "klinecast_halted", "1 while the symbol is halted", ["symbol", "kind"], registry=registry
+        )
+        halted.labels(symbol, "any").set(1 if symbol in trading.halted else 0)
+        for held, (kind, _) in trading.halted.items():
+            halted.labels(held, kind).set(1)
+        gap = Gauge(
+            "klinecast_reconcile_difference",
+            "the exchange's position minus the ledger's at the last reconciliation",
+            ["symbol"],
+            registry=registry,
+        )
+        for held, difference in trading.reconcile_difference.items():
+            gap.labels(held).set(difference)
     return generate_latest(registry).decode()

@@ -7,11 +7,13 @@ import html
 import numpy as np
 import pandas as pd
 
-from klinecast.monitor.health import Decision, Health
+from klinecast.monitor.health import Decision, Health, Trading
 from klinecast.pages import img, png
 
 
-def render(state: Health, outcomes: pd.DataFrame, decision: Decision) -> str:
+def render(
+    state: Health, outcomes: pd.DataFrame, decision: Decision, trading: Trading | None = None
+) -> str:
     """The live monitoring page: equity against buy-and-hold, rolling accuracy, drift."""
     import matplotlib
 
@@ -43,9 +45,18 @@ def render(state: Health, outcomes: pd.DataFrame, decision: Decision) -> str:
         f"<body><h1>klinecast live</h1><p>{state.trades} trades; accuracy of the last "
         f"{state.window}: {accuracy}; equity {state.equity:.4f} vs buy and hold "
         f"{state.buy_and_hold:.4f}. Retrain: <b>{'yes' if decision.retrain else 'no'}</b>"
-        f" ({html.escape(decision.reason)}).</p>{plots}"
+        f" ({html.escape(decision.reason)}).</p>{_trading(trading)}{plots}"
         "<h2>Feature drift (PSI, live vs training window)</h2>"
         f"<p>{html.escape(state.drift_note)}</p>"
         + (f"<table><tr><th>feature</th><th>PSI</th></tr>{drift}</table>" if drift else "")
         + "</body></html>"
     )
+
+
+def _trading(trading: Trading | None) -> str:
+    """The trader's safety first: halts, stuck orders and differences with the exchange."""
+    if trading is None:
+        return ""
+    alarm = trading.halted or trading.stuck_intents or any(trading.reconcile_difference.values())
+    style = "background:#fde8e8;border-left:4px solid #a11" if alarm else "color:#17692b"
+    return f"<p style='padding:0.4em 1em;{style}'>Trading: {html.escape(trading.summary)}</p>"

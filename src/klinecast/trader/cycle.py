@@ -315,7 +315,7 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 previous_target = target
                 continue
             market = float(closes[following] / closes[hour] - 1.0)
-            earned = position_return(target, previous_target, market, fee=fee)
+            earned = float(position_return(target, previous_target, market, fee=fee))
             equity, hold = ledger.last_equity()
             ledger.record_outcome(
                 {

@@ -49,6 +49,9 @@ def upgrade(engine: sa.Engine) -> str:
     from alembic.runtime.environment import EnvironmentContext
     from alembic.runtime.migration import MigrationContext
 
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per step, every cycle
     config, scripts = script()
     with exclusive(engine, LOCK, wait_s=WAIT_S), engine.begin() as connection:
         tables = set(sa.inspect(connection).get_table_names())
