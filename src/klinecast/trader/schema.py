@@ -8,6 +8,7 @@ upgraded from there, its rows kept.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -48,8 +49,6 @@ def upgrade(engine: sa.Engine) -> str:
     """
     from alembic.runtime.environment import EnvironmentContext
     from alembic.runtime.migration import MigrationContext
-
-    import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per step, every cycle
     config, scripts = script()
