@@ -381,9 +381,11 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
             config, scripts, fn=lambda rev, ctx: scripts._upgrade_revs("0001", rev),
             destination_rev="0001",
         ) as env:  # fmt: skip
-            env.configure(connection=connection, target_metadata=None)
+            env.configure(
+                connection=connection, target_metadata=None, version_table=schema.VERSION_TABLE
+            )
             env.run_migrations()
-        connection.execute(sa.text("DROP TABLE alembic_version"))
+        connection.execute(sa.text(f"DROP TABLE {schema.VERSION_TABLE}"))
         connection.execute(sa.text("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)"))
         connection.execute(sa.text("INSERT INTO schema_version VALUES (1)"))
         connection.execute(

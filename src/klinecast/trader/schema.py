@@ -17,6 +17,9 @@ from klinecast.trader.locks import exclusive
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK = "klinecast-ledger-schema"
+#: Alembic's bookkeeping table, named for the ledger: Optuna keeps its own `alembic_version`,
+#: and the study and the ledger may share one PostgreSQL database.
+VERSION_TABLE = "klinecast_ledger_version"
 #: How long a process waits for another that is creating or upgrading the schema.
 WAIT_S = 120.0
 
@@ -37,7 +40,8 @@ def head() -> str:
 def current(connection: sa.Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(connection).get_current_revision()
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
 
 
 def upgrade(engine: sa.Engine) -> str:
@@ -54,8 +58,10 @@ def upgrade(engine: sa.Engine) -> str:
     config, scripts = script()
     with exclusive(engine, LOCK, wait_s=WAIT_S), engine.begin() as connection:
         tables = set(sa.inspect(connection).get_table_names())
-        if "schema_version" in tables and "alembic_version" not in tables:
-            MigrationContext.configure(connection).stamp(scripts, "0001")
+        if "schema_version" in tables and VERSION_TABLE not in tables:
+            MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).stamp(
+                scripts, "0001"
+            )
         if current(connection) == scripts.get_current_head():
             return scripts.get_current_head()
 
@@ -63,6 +69,8 @@ def upgrade(engine: sa.Engine) -> str:
             return scripts._upgrade_revs("head", revision)
 
         with EnvironmentContext(config, scripts, fn=to_head, destination_rev="head") as env:
-            env.configure(connection=connection, target_metadata=None)
+            env.configure(
+                connection=connection, target_metadata=None, version_table=VERSION_TABLE
+            )
             env.run_migrations()
     return scripts.get_current_head()
