@@ -410,6 +410,9 @@ class TradeParams(_Checked):
     reconcile_tolerance: float = 0.00001
     #: How long a cycle waits for another cycle of the same symbol before it gives up ("busy").
     lock_wait_seconds: float = 120.0
+    #: Binance REST: how long one call may take before it counts as failed (an order POST
+    #: that times out is looked up, never resent blindly).
+    exchange_timeout_seconds: float = 10.0
     retrain_min_accuracy: float = 0.60
     retrain_window: int = 24  # trades
     retrain_cooldown_hours: int = 24
@@ -434,6 +437,11 @@ class TradeParams(_Checked):
             )
         if self.lock_wait_seconds < 0:
             yield "lock_wait_seconds", f"must be >= 0, got {self.lock_wait_seconds}"
+        if not 0 < self.exchange_timeout_seconds <= 120:
+            yield (
+                "exchange_timeout_seconds",
+                f"expected (0, 120] seconds, got {self.exchange_timeout_seconds}",
+            )
         if not 0 < self.retrain_min_accuracy <= 1 or self.retrain_window < 1:
             yield "retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1"
         if self.drift_min_samples < 10:

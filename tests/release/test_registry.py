@@ -3,6 +3,7 @@ import json
 import uuid
 
 import boto3
+import botocore.config
 import pytest
 import xgboost as xgb
 
@@ -80,8 +81,10 @@ def test_failed_s3_upload_leaves_production_and_versions_unchanged(artifact, s3,
     good = registry.publish(artifact, store=store, model_name="m", promote=True, now=NOW)
     with S3FaultProxy(moto_s3["AWS_ENDPOINT_URL"], fail_suffix="metadata.json") as proxy:
         bucket, prefix = s3[len("s3://") :].split("/", 1)
+        # boto's own retries (5 attempts, backing off) would only slow the same failure down
+        once = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
         failing = registry.S3Store(
-            bucket, prefix, client=boto3.client("s3", endpoint_url=proxy.url)
+            bucket, prefix, client=boto3.client("s3", endpoint_url=proxy.url, config=once)
         )
         with pytest.raises(RegistryError, match="upload of s3://.*/metadata.json failed"):
             registry.publish(

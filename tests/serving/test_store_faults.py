@@ -3,7 +3,7 @@ redis-server is stopped, then hung (SIGSTOP), while users ask by symbol, by cand
 liveness (benchmarks/bench_faults.py's run, shortened).
 
 The latency bounds are coarse on purpose (eight times the store's timeout): they tell a server
-that answers from one that waits out the fault (3 s here), not fast from slow.
+that answers from one that waits out the fault (2 s here), not fast from slow.
 """
 
 import pytest
@@ -12,7 +12,7 @@ from benchmarks.bench_faults import run
 from klinecast.config import Params
 
 pytestmark = pytest.mark.integration
-FAULT_S = 3.0
+FAULT_S = 2.0
 BOUND_MS = 8 * Params().online.timeout_ms
 
 
@@ -24,7 +24,7 @@ def fault_run(artifact, mirror_candles, tmp_path_factory):
         users=6,
         stopped_s=FAULT_S,
         hung_s=FAULT_S,
-        calm_s=2.0,
+        calm_s=1.5,
         log_dir=tmp_path_factory.mktemp("faults"),
     )
 

@@ -236,8 +236,13 @@ def test_an_order_post_that_failed_after_booking_is_looked_up_not_resent(
 
 
 def test_a_read_timeout_after_booking_is_looked_up_not_resent(setup, exchange, trading_hour):
-    """python-binance's timeout is 10 s; the stand-in holds the answer for 12."""
-    exchange.hang_after_order_s = 12
+    """The exchange timeout is 1.5 s here; the stand-in holds the answer for 3."""
+    write_params(setup["params"], {
+        "publish": {"model_name": NAME},
+        "trade": {"broker": "testnet", "request": "candles", "quantity": CAP,
+                  "max_quantity": CAP, "exchange_timeout_seconds": 1.5},
+    })  # fmt: skip
+    exchange.hang_after_order_s = 3
     finished(cycle(setup, trading_hour))
     assert exchange.order_posts() == 1 and len(exchange.booked) == 1
     assert_consistent(setup, exchange)
@@ -261,7 +266,7 @@ def test_a_second_cycle_that_waits_too_long_sends_nothing_and_says_busy(setup, e
         "trade": {"broker": "testnet", "request": "candles", "quantity": CAP,
                   "max_quantity": CAP, "lock_wait_seconds": 1},
     })  # fmt: skip
-    exchange.hang_after_order_s = 8
+    exchange.hang_after_order_s = 5
     first = cycle(setup, trading_hour)
     wait_until(lambda: len(exchange.booked) == 1)
     second = cycle(setup, trading_hour)

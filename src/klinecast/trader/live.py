@@ -4,6 +4,7 @@ the InferenceService."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from klinecast.config import Params
@@ -26,6 +27,7 @@ def trader(params: Params) -> Trader:
     """
     ledger = Ledger(params.trade.ledger)
     testnet = params.trade.broker == "testnet"
+    retry = dataclasses.replace(market.EXCHANGE_RETRY, timeout_s=params.trade.exchange_timeout_seconds)
     url = market.rest_url(testnet=testnet)
     if testnet:
         key, secret = os.environ.get(KEY_ENV), os.environ.get(SECRET_ENV)
@@ -34,10 +36,10 @@ def trader(params: Params) -> Trader:
                 f"the broker is testnet: set ${KEY_ENV} and ${SECRET_ENV} "
                 "(on the cluster, they come from the trader's Binance Secret)"
             )
-        binance = market.client(url=url, api_key=key, api_secret=secret)
-        broker = BinanceTestnetBroker(binance)
+        binance = market.client(url=url, api_key=key, api_secret=secret, retry=retry)
+        broker = BinanceTestnetBroker(binance, retry=retry)
     else:
-        binance = market.client(url=url)
+        binance = market.client(url=url, retry=retry)
         broker = PaperBroker(fee=params.backtest.fee, engine=ledger.engine)
 
     def closed_candles(until, count):
@@ -47,6 +49,7 @@ def trader(params: Params) -> Trader:
             interval=params.data.interval,
             until=until,
             count=count,
+            retry=retry,
         )
 
     return Trader(
