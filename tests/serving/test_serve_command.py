@@ -58,13 +58,7 @@ def test_a_taken_port_is_an_error_named_before_any_success_line(artifact, tmp_pa
 def test_sigterm_and_sigint_stop_both_servers(artifact, tmp_path, signum):
     ports = (free_port(), free_port())
     process = serve(artifact, *ports, tmp_path)
-    deadline = time.monotonic() + 90
-    lines = []
-    while not any(line.startswith("try:") for line in lines):
-        line = process.stdout.readline()
-        assert line or process.poll() is None, process.stderr.read()
-        lines.append(line)
-        assert time.monotonic() < deadline, lines
+    started(process)
     assert not any(free(port) for port in ports)  # both servers hold their ports
     process.send_signal(signum)
     process.wait(timeout=30)

@@ -56,17 +56,16 @@ def exchange(mirror_candles):
         yield server
 
 
+def trader_params(path: Path, **trade) -> Path:
+    """params.yaml for the testnet broker, candles, quantity = the cap, and trade's changes."""
+    base = {"broker": "testnet", "request": "candles", "quantity": CAP, "max_quantity": CAP}
+    return write_params(path, {"publish": {"model_name": NAME}, "trade": base | trade})
+
+
 @pytest.fixture()
 def setup(tmp_path, serving, exchange, postgres, monkeypatch):
     """params (testnet broker, candles, quantity = the cap) and a pod's environment."""
-    params = write_params(
-        tmp_path / "params.yaml",
-        {
-            "publish": {"model_name": NAME},
-            "trade": {"broker": "testnet", "request": "candles", "quantity": CAP,
-                      "max_quantity": CAP, "lock_wait_seconds": 60},
-        },
-    )  # fmt: skip
+    params = trader_params(tmp_path / "params.yaml", lock_wait_seconds=60)
     drop_ledger(postgres)
     pod = {
         "KLINECAST_LEDGER_URL": postgres,
@@ -237,11 +236,7 @@ def test_an_order_post_that_failed_after_booking_is_looked_up_not_resent(
 
 def test_a_read_timeout_after_booking_is_looked_up_not_resent(setup, exchange, trading_hour):
     """The exchange timeout is 1.5 s here; the stand-in holds the answer for 3."""
-    write_params(setup["params"], {
-        "publish": {"model_name": NAME},
-        "trade": {"broker": "testnet", "request": "candles", "quantity": CAP,
-                  "max_quantity": CAP, "exchange_timeout_seconds": 1.5},
-    })  # fmt: skip
+    trader_params(setup["params"], exchange_timeout_seconds=1.5)
     exchange.hang_after_order_s = 3
     finished(cycle(setup, trading_hour))
     assert exchange.order_posts() == 1 and len(exchange.booked) == 1
@@ -261,11 +256,7 @@ def test_two_cycles_of_one_hour_at_once_send_one_order(setup, exchange, trading_
 
 
 def test_a_second_cycle_that_waits_too_long_sends_nothing_and_says_busy(setup, exchange, trading_hour):
-    write_params(setup["params"], {
-        "publish": {"model_name": NAME},
-        "trade": {"broker": "testnet", "request": "candles", "quantity": CAP,
-                  "max_quantity": CAP, "lock_wait_seconds": 1},
-    })  # fmt: skip
+    trader_params(setup["params"], lock_wait_seconds=1)
     exchange.hang_after_order_s = 5
     first = cycle(setup, trading_hour)
     wait_until(lambda: len(exchange.booked) == 1)
