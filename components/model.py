@@ -32,12 +32,14 @@ def evaluate(
     import pandas as pd
 
     from klinecast.config import load_params
-    from klinecast.research import evaluation
+    from klinecast.research import evaluation, looks
     from klinecast.research.tuning import BestParams
 
+    config = load_params(params.path)
     result = evaluation.evaluate(
-        pd.read_parquet(features.path), load_params(params.path), BestParams.read(best_params.path)
-    )
+        pd.read_parquet(features.path), config, BestParams.read(best_params.path),
+        span_looks=looks.record(config.tune.storage, config.split.out_of_sample),
+    )  # fmt: skip
     result.predictions.to_parquet(predictions.path)
     with open(metrics_json.path, "w") as out:
         json.dump(result.scorecard.as_dict(), out, indent=2)

@@ -42,7 +42,8 @@ def training_pipeline(values: dict):
         c.collect_tuning(params=params, features=rows, study_names=dsl.Collected(tuner.output))
     )
     best = tuned.outputs["best_params"]
-    evaluation = c.evaluate(params=params, features=rows, best_params=best)
+    # the study's storage counts how often the out-of-sample span has been evaluated
+    evaluation = share_study(c.evaluate(params=params, features=rows, best_params=best))
     trained = c.train(
         params=params,
         features=rows,

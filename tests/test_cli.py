@@ -35,10 +35,10 @@ def test_console_script_help_lists_every_command_with_its_own_summary():
     from klinecast.cli import build_parser
 
     out = subprocess.run([KLINECAST, "--help"], capture_output=True, text=True, check=True).stdout
-    (commands,) = [
-        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    listed = [
+        line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()
     ]
-    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()]
     summaries = {a.dest: a.help for a in commands._choices_actions}
     assert set(summaries) == set(commands.choices) and set(summaries) <= set(listed)
     flat = " ".join(out.split())
@@ -166,3 +166,17 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"klinecast {expected}"
+
+
+def test_features_of_too_few_candles_say_so_and_write_nothing(tmp_path, capsys):
+    """Four months of candles cannot feed the 200-day average: a clear error, not an empty
+    file or a traceback."""
+    candles = tmp_path / "candles.parquet"
+    synthetic_candles(24 * 120).to_parquet(candles)
+    out = tmp_path / "features.parquet"
+    argv = ["features", "--candles", str(candles), "--out", str(out)]
+    assert main([*argv, "--report", str(tmp_path / "features.json")]) == 1
+    err = capsys.readouterr().err
+    assert "no feature rows: the 2880 candles are fewer than the longest indicator window" in err
+    assert "(4800 candles)" in err and "Traceback" not in err
+    assert not out.exists() and not (tmp_path / "features.json").exists()

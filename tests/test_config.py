@@ -13,7 +13,8 @@ def test_repo_params_yaml_loads_with_the_defaults():
     assert params.data.symbol == "BTCUSDT" and params.data.interval == "1h"
     assert params.data.start == dt.date(2017, 8, 1) and params.data.end is None
     assert params.features.indicators[: len(SEED_INDICATORS)] == SEED_INDICATORS
-    assert params.features.min_history == 540
+    assert params.features.min_history == 4900
+    assert "ma_ratio_200d" in params.features.indicators
     assert params.tune.search_space.side == ("long_only",)  # what a spot account can do
     assert params == Params()  # the dataclass defaults and params.yaml agree
 
@@ -25,10 +26,16 @@ def test_the_seed_setup_is_one_documented_params_file():
     assert space.side == ("long_short",) and space.horizon_hours == (1, 1)
     assert space.entry_band == space.exit_band == (0.0, 0.0) and space.min_hold_hours == (1, 1)
     assert seed.tune.objective == "return_after_fees"
+    assert (space.n_estimators, space.max_depth, space.gamma) == ((350, 1000), (3, 10), (0, 20))
+    assert space.look_back_days == (30, 180) and space.train_window == ("sliding",)
+    assert space.cadence_hours == (1,)
     defaults = Params()
-    for name in ("n_estimators", "max_depth", "learning_rate", "gamma", "look_back_days"):
-        assert getattr(space, name) == getattr(defaults.tune.search_space, name)  # the seed's
-    assert (seed.split, seed.backtest) == (defaults.split, defaults.backtest)
+    # the same hours, costs, baselines and gate as the defaults: a fair comparison
+    assert (seed.split, seed.backtest, seed.publish) == (
+        defaults.split,
+        defaults.backtest,
+        defaults.publish,
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,7 +104,27 @@ def test_every_problem_of_a_file_is_reported_at_once():
         ({"features": {"indicators": ["rsi_7", "rsi_7"]}}, "lists an indicator twice"),
         (
             {"features": {"min_history": 20}},
-            r"features.min_history: 20 is not more than the longest indicator window \(25",
+            r"features.min_history: 20 is not more than the longest indicator window \(4800",
+        ),
+        ({"backtest": {"trend_days": [50, 50]}}, "backtest.trend_days: lists a period twice"),
+        (
+            {"backtest": {"trend_days": [1]}},
+            "trend_days: expected one or more periods of at least 2",
+        ),
+        ({"backtest": {"slippage_bps": -1}}, "backtest.slippage_bps: expected basis points"),
+        ({"backtest": {"vol_target": 0}}, r"backtest.vol_target: expected an annual volatility"),
+        (
+            {"tune": {"search_space": {"cadence_hours": [5]}}},
+            "cadence_hours: expected divisors of 24",
+        ),
+        (
+            {"tune": {"search_space": {"train_window": ["expanding"]}}},
+            "train_window: expected some of",
+        ),
+        ({"tune": {"objective": "excess_over_buy_and_hold"}}, "tune.objective: expected one of"),
+        (
+            {"data": {"interval": "4h"}, "features": {"indicators": ["rsi_14", "ma_ratio_50d"]}},
+            r"\['ma_ratio_50d'\] count their period in days of hourly candles; data.interval is 4h",
         ),
         (
             {"features": {"min_history": True}},

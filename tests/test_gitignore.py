@@ -71,6 +71,8 @@ def test_the_check_would_catch_a_missing_pattern(path, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    kept = [p for p in (REPO / ".gitignore").read_text().splitlines() if path.split("/")[0] not in p]
+    kept = [
+        p for p in (REPO / ".gitignore").read_text().splitlines() if path.split("/")[0] not in p
+    ]
     (repo / ".gitignore").write_text("\n".join(kept))
     assert unaccounted([path, ".venv/bin"], root=repo) == [path]

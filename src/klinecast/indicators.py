@@ -1,8 +1,9 @@
 """The indicator catalogue: every feature family by name, its TA-Lib function, and how many
 candles it needs.
 
-A params.yaml entry `<family>_<period>` (e.g. `rsi_14`) names one indicator, and a calendar
-name (`hour_sin`, ...) names one without a period. config.py checks the names against this
+A params.yaml entry `<family>_<period>` (e.g. `rsi_14`) names one indicator over `period`
+candles; a period with a `d` suffix counts days of hourly candles (`ma_ratio_200d` is the close
+against its 4,800-candle average). A calendar name (`hour_sin`, ...) names one without a period. config.py checks the names against this
 catalogue when params.yaml is loaded; `klinecast.research.features.compute_features` computes
 them. Nothing here knows about labels, gaps or training.
 """
@@ -41,6 +42,11 @@ def _range_position(c: dict[str, np.ndarray], n: int) -> np.ndarray:
     return _ratio(c["close"] - low, high - low, empty=0.5)
 
 
+def _volume_ratio(c: dict[str, np.ndarray], n: int) -> np.ndarray:
+    day = talib.SMA(c["volume"], timeperiod=CANDLES_PER_DAY)
+    return _ratio(day, talib.SMA(c["volume"], timeperiod=n), empty=1.0)
+
+
 def _cyclic(c: dict[str, np.ndarray], *, period_hours: int, wave, offset_hours: int = 0):
     """A sine or cosine of the decision time (when the row's candle closes) over a cycle."""
     hours = c["decided_at"] // _HOUR_NS + offset_hours
@@ -72,9 +78,18 @@ FAMILIES: dict[str, _Indicator] = {
     "volume_z": _volume_z,
     # where the close sits in the n-candle high-low range: 0 at the low, 1 at the high
     "range_pos": _range_position,
+    # the drawdown: the close against the n-candle high, minus 1 (0 at a new high, < 0 below)
+    "drawdown": lambda c, n: c["close"] / talib.MAX(c["high"], timeperiod=n) - 1,
+    # the rally: the close against the n-candle low, minus 1 (0 at a new low, > 0 above)
+    "rally": lambda c, n: c["close"] / talib.MIN(c["low"], timeperiod=n) - 1,
+    # the last day's mean volume (24 candles) against the n-candle mean
+    "volume_ratio": _volume_ratio,
 }
-#: Families whose shortest period is not 2 (a one-candle log return is the last candle's).
-SHORTEST_PERIOD = {"log_return": 1}
+#: Hourly candles in a day: what a `d` period counts in.
+CANDLES_PER_DAY = 24
+#: Families whose shortest period is not 2 (a one-candle log return is the last candle's;
+#: the volume ratio compares a day with a longer span).
+SHORTEST_PERIOD = {"log_return": 1, "volume_ratio": 2 * CANDLES_PER_DAY}
 #: Calendar features take no period: the hour of day and the day of week of the decision time.
 CALENDAR: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
     "hour_sin": lambda c: _cyclic(c, period_hours=24, wave=np.sin),
@@ -85,12 +100,15 @@ CALENDAR: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
 }
 #: Candle columns beyond OHLCV that some families read (a serving request must carry them).
 EXTRA_INPUTS = {"taker_buy": ("taker_buy_volume",)}
-_NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<period>\d+)$")
+#: An indicator whose period counts days, e.g. `ma_ratio_200d`.
+DAY_PERIOD = re.compile(r"_\d+d$")
+_NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<period>\d+)(?P<days>d?)$")
 INPUTS = ("open", "high", "low", "close", "volume", "taker_buy_volume")
 
 
 def parse_indicator(name: str) -> tuple[str, int]:
-    """Splits `rsi_14` into ("rsi", 14); a calendar feature is (its name, 0).
+    """Splits `rsi_14` into ("rsi", 14) and `ma_ratio_200d` into ("ma_ratio", 4800): the period
+    in candles. A calendar feature is (its name, 0).
 
     Raises:
         ValueError: unknown family or a period below 2, with the accepted names.
@@ -101,13 +119,30 @@ def parse_indicator(name: str) -> tuple[str, int]:
     if not match or match["family"] not in FAMILIES:
         raise ValueError(
             f"unknown indicator {name!r}; expected <family>_<period> with family one of "
-            f"{sorted(FAMILIES)}, e.g. rsi_14, or one of {sorted(CALENDAR)}"
+            f"{sorted(FAMILIES)}, e.g. rsi_14 (14 candles) or ma_ratio_200d (200 days), or one "
+            f"of {sorted(CALENDAR)}"
         )
-    period = int(match["period"])
+    period = int(match["period"]) * (CANDLES_PER_DAY if match["days"] else 1)
     shortest = SHORTEST_PERIOD.get(match["family"], 2)
     if period < shortest:
-        raise ValueError(f"indicator {name!r}: the period must be at least {shortest}")
+        raise ValueError(
+            f"indicator {name!r}: the period must be at least {shortest} candles, got {period}"
+        )
     return match["family"], period
+
+
+def spans_gaps(name: str) -> bool:
+    """Whether the indicator is computed across gaps: a day-scale one counts the candles
+    present (an exchange outage of a few hours is a small part of its days), while an hourly
+    one restarts after every gap (see `klinecast.research.features`)."""
+    return bool(DAY_PERIOD.search(name))
+
+
+def fetch_hours(min_history: int) -> int:
+    """Hours of candles to ask an exchange for so that min_history candles arrive: 10 % more,
+    for the hours an outage left without a candle (the mirror's longest gap is 33 hours; its
+    200 days before any hour miss at most 45)."""
+    return min_history + min_history // 10
 
 
 @functools.cache
@@ -116,12 +151,12 @@ def indicator_lookback(name: str) -> int:
     family, period = parse_indicator(name)
     length = 4 * period + 50
     rng = np.random.default_rng(0)
-    close = 100 + np.cumsum(rng.normal(size=length))
+    close = 100 * np.exp(np.cumsum(rng.normal(scale=0.01, size=length)))
     volume = rng.uniform(1, 2, size=length)
     arrays = {
         "open": close,
-        "high": close + 1,
-        "low": close - 1,
+        "high": close * 1.01,
+        "low": close * 0.99,
         "close": close,
         "volume": volume,
         "taker_buy_volume": volume * rng.uniform(0.2, 0.8, size=length),

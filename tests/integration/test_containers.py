@@ -48,7 +48,9 @@ def images() -> dict:
     reason = why_no_containers()
     if reason:
         pytest.skip(f"the container tests need {reason}")
-    done = subprocess.run(["make", "images"], cwd=REPO, capture_output=True, text=True, timeout=3000)
+    done = subprocess.run(
+        ["make", "images"], cwd=REPO, capture_output=True, text=True, timeout=3000
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((IMAGES / "images.json").read_text())
 
@@ -96,7 +98,9 @@ def test_the_images_stay_within_the_size_readme_states(images):
     stated = {
         name: float(size.replace(",", ""))
         for name, size in re.findall(
-            r"^\| (pipeline|serving) image \| ([\d,.]+) MB \|", (REPO / "README.md").read_text(), re.M
+            r"^\| (pipeline|serving) image \| ([\d,.]+) MB \|",
+            (REPO / "README.md").read_text(),
+            re.M,
         )
     }
     assert set(stated) == {"pipeline", "serving"}, "README states both image sizes"
@@ -109,7 +113,11 @@ def container_flags(container: dict, pod: dict) -> list[str]:
     """podman flags for the rendered securityContext (user, read-only root, capabilities) and
     volumes: an emptyDir mount becomes a tmpfs there, and nothing else is writable."""
     security = container.get("securityContext", {})
-    flags = ["--security-opt", "no-new-privileges"] if not security.get("allowPrivilegeEscalation", True) else []
+    flags = (
+        ["--security-opt", "no-new-privileges"]
+        if not security.get("allowPrivilegeEscalation", True)
+        else []
+    )
     if security.get("runAsUser") is not None:
         flags += ["--user", str(security["runAsUser"])]
     if security.get("readOnlyRootFilesystem"):
@@ -134,13 +142,20 @@ def env_flags(container: dict, objects, given: dict[str, str]) -> list[str]:
             rendered |= find(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
         else:
             secret = find(objects, "Secret", source["secretRef"]["name"])
-            rendered |= dict.fromkeys(secret["metadata"]["annotations"]["klinecast.io/keys"].split(","))
+            rendered |= dict.fromkeys(
+                secret["metadata"]["annotations"]["klinecast.io/keys"].split(",")
+            )
     for entry in container.get("env", []):
         rendered[entry["name"]] = entry.get("value")
     unknown = sorted(set(given) - set(rendered))
     assert not unknown, f"the rendered pod has no {unknown}"
     values = rendered | given
-    return [arg for name, value in values.items() if value is not None for arg in ("-e", f"{name}={value}")]
+    return [
+        arg
+        for name, value in values.items()
+        if value is not None
+        for arg in ("-e", f"{name}={value}")
+    ]
 
 
 class Running:
@@ -171,7 +186,9 @@ def wait_until_ready(url: str, *containers: Running, seconds: float = 120) -> No
                 return
         except requests.ConnectionError:
             pass
-        assert time.monotonic() < deadline, f"{url} never ready:\n" + "".join(c.logs() for c in containers)
+        assert time.monotonic() < deadline, f"{url} never ready:\n" + "".join(
+            c.logs() for c in containers
+        )
         time.sleep(0.5)
 
 
@@ -209,7 +226,10 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     )  # fmt: skip
     with BinanceServer(history) as exchange:
         feature_sync.sync(
-            Params(), settings=online_settings, source=feature_sync.binance_source(exchange.url), now=now
+            Params(),
+            settings=online_settings,
+            source=feature_sync.binance_source(exchange.url),
+            now=now,
         )
     registry_dir = Path(online_settings.registry).parent
     store = {
@@ -289,7 +309,9 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     now = pd.Timestamp.now(tz="UTC")
     last = now.floor("h") - pd.Timedelta(hours=1)
     history = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-2000:].copy()
-    history.index = pd.date_range(end=last, periods=len(history), freq="h", tz="UTC", name="open_time")
+    history.index = pd.date_range(
+        end=last, periods=len(history), freq="h", tz="UTC", name="open_time"
+    )
     model_name = Params().publish.model_name  # what /app/params.yaml asks the service for
     drop_ledger(postgres)
     with BinanceServer(history) as exchange:

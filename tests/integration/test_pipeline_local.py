@@ -131,7 +131,9 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
 
 def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
     # 31 in-sample days < look_back_days high 60 + step_days 15
-    params = write_small_pipeline_params(tmp_path / "bad.yaml", split={"in_sample_start": "2020-12-01"})
+    params = write_small_pipeline_params(
+        tmp_path / "bad.yaml", split={"in_sample_start": "2020-12-01"}
+    )
     done = run_local(tmp_path, params)
     assert done.returncode == 1
     output = done.stdout + done.stderr

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from klinecast.cli import main
-from klinecast.config import Params
+from klinecast.config import Params, SearchSpace
 from klinecast.platform import katib
 from klinecast.research import tuning
 from klinecast.research.backtest import walk_forward_with_params
@@ -49,15 +49,17 @@ def test_search_space_has_one_source_of_truth():
     spec = katib.experiment(params, image="img:1")["spec"]
     space = dataclasses.asdict(params.tune.search_space)
     assert set(katib.trial_parameters()) == set(space)  # every lever of the search
+    log_scale = {"distribution": "logUniform"}
     assert {p["name"]: p["feasibleSpace"] for p in spec["parameters"]} == {
-        name: {"list": list(space[key])}
+        name: {"list": [str(v) for v in space[key]]}
         if kind == "categorical"
         else {"min": str(space[key][0]), "max": str(space[key][1])}
+        | (log_scale if key in SearchSpace.LOG_SCALE else {})
         for key, (name, kind) in katib.trial_parameters().items()
     }
     assert spec["algorithm"]["algorithmName"] == "tpe"
-    assert spec["earlyStopping"]["algorithmName"] == "medianstop"
-    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "return_after_fees"}
+    assert "earlyStopping" not in spec  # every trial runs to its end, as `klinecast tune`'s
+    assert spec["objective"] == {"type": "maximize", "objectiveMetricName": "sharpe_after_fees"}
     command = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0][
         "command"
     ][-1]
@@ -98,10 +100,14 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
         "0.02",  # above the entry band: capped at it, as tune does
         "--min-hold-hours",
         "2",
+        "--train-window",
+        "sliding",
+        "--cadence-hours",
+        "4",
     ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert all(line.startswith("return_after_fees=") for line in lines)
+    assert all(line.startswith("sharpe_after_fees=") for line in lines)
     rows = pd.read_parquet(features)
     params = small_params()
     longest = params.tune.search_space.look_back_days[1]  # every trial scores the same hours
@@ -109,10 +115,12 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
         tuning.in_sample_rows(rows, params),
         params,
         Candidate(
-            HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10), StrategyRule("long_short", 0.01, 0.01, 2), 3
+            HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10),
+            StrategyRule("long_short", 0.01, 0.01, 2, cadence_hours=4),
+            3,
         ),
         test_start=rows.index[0].floor("D") + pd.Timedelta(days=longest),  # as tune-trial does
         test_end=pd.Timestamp("2021-04-01", tz="UTC"),
     )
     assert len(lines) == result.folds + 1  # one per fold, then the result
-    assert float(lines[-1].split("=")[1]) == pytest.approx(result.model.cumulative_return, rel=1e-9)
+    assert float(lines[-1].split("=")[1]) == pytest.approx(result.model.sharpe, rel=1e-9)

@@ -71,7 +71,9 @@ def test_every_rendered_object_validates(name):
     "breakage",
     [
         lambda o: find(o, "CronJob", TRADER)["spec"].update(concurrencypolicy="Forbid"),  # a typo
-        lambda o: find(o, "NetworkPolicy", f"{MODEL}-ingress")["spec"].update(policyTypes="Ingress"),
+        lambda o: find(o, "NetworkPolicy", f"{MODEL}-ingress")["spec"].update(
+            policyTypes="Ingress"
+        ),
         lambda o: find(o, "InferenceService")["spec"]["predictor"].update(scaleMetric="gpu"),
         lambda o: find(o, "Experiment")["spec"].update(maxTrialCount="many"),
     ],
@@ -215,7 +217,9 @@ def test_every_secret_a_pod_uses_has_a_template():
         for _, container, _ in containers(obj):
             used |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
                      if "valueFrom" in e}  # fmt: skip
-            used |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+            used |= {
+                e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e
+            }
         used |= {s["name"] for s in obj.get("secrets", [])}  # a ServiceAccount's
     pipeline = (REPO / "pipelines" / "training_pipeline.yaml").read_text()
     used |= set(re.findall(r"secretName: (\S+)", pipeline))

@@ -47,7 +47,9 @@ def test_compiling_twice_gives_identical_bytes_where_kfp_alone_does_not(tmp_path
     for seed in range(6):
         out = [tmp_path / f"ours-{seed}.yaml", tmp_path / f"kfp-{seed}.yaml"]
         env = {**os.environ, "PYTHONHASHSEED": str(seed)}
-        subprocess.run([sys.executable, "-c", script, str(REPO), *map(str, out)], check=True, env=env)
+        subprocess.run(
+            [sys.executable, "-c", script, str(REPO), *map(str, out)], check=True, env=env
+        )
         ours.add(out[0].read_text())
         theirs.add(out[1].read_text())
     assert len(ours) == 1
@@ -78,7 +80,7 @@ def test_sections_survive_the_trip_through_kfp():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     through_kfp = jsonable(raw)
     through_kfp["tune"]["n_trials"] = float(raw["tune"]["n_trials"])
-    through_kfp["tune"]["search_space"]["n_estimators"] = [350.0, 1000.0]
+    through_kfp["tune"]["search_space"]["n_estimators"] = [100.0, 600.0]
     assert through_kfp["data"]["end"] == "" and isinstance(through_kfp["tune"]["n_trials"], float)
     assert params_from_sections(through_kfp) == raw
     from klinecast.config import params_from_mapping
@@ -99,7 +101,9 @@ def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
     for shared in ("exec-tune-worker", "exec-collect-tuning"):
         (secret,) = executors[shared]["secretAsEnv"]
         assert secret["secretName"] == "klinecast-postgres"
-        assert secret["keyToEnv"] == [{"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "optuna-url"}]
+        assert secret["keyToEnv"] == [
+            {"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "optuna-url"}
+        ]
     assert {s["secretName"] for s in executors["exec-publish"]["secretAsEnv"]} == {"klinecast-s3"}
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example.com/klinecast/pipeline:0.1.0"}
@@ -145,10 +149,15 @@ def test_the_refresh_ends_by_writing_the_online_store():
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks["features-sync"]["dependentTasks"]) == {"features", "validate-params"}
     assert not tasks["features-sync"]["cachingOptions"].get("enableCache", False)
-    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-features-sync"]
+    executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        "exec-features-sync"
+    ]
     (config,) = executor["configMapAsEnv"]
     assert config["configMapName"] == "klinecast-online"
-    assert {k["envVar"] for k in config["keyToEnv"]} >= {"KLINECAST_REDIS", "KLINECAST_FEAST_REGISTRY"}
+    assert {k["envVar"] for k in config["keyToEnv"]} >= {
+        "KLINECAST_REDIS",
+        "KLINECAST_FEAST_REGISTRY",
+    }
     assert {s["secretName"] for s in executor["secretAsEnv"]} == {"klinecast-s3"}
     # Redis's NetworkPolicy admits the sync's pods by this label: the KFP step carries it too
     from klinecast.platform.feature_store import redis_network_policy

@@ -33,7 +33,7 @@ def test_submit_creates_the_experiment_and_a_run_named_with_the_commit(kfp_api, 
     parameters = run["runtime_config"]["parameters"]
     assert set(parameters) == {"tune", "namespace"} and parameters["namespace"] == "research"
     assert parameters["tune"]["n_trials"] == 80  # the whole section, with the one key changed
-    assert parameters["tune"]["objective"] == "return_after_fees"
+    assert parameters["tune"]["objective"] == "sharpe_after_fees"
     assert run["service_account"] == "klinecast-pipeline"  # bound to manifests/base's Role
 
     assert main([*argv, "--run-name", "second"]) == 0  # the experiment exists now: reused

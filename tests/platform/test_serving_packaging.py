@@ -43,7 +43,9 @@ def test_the_transformer_gets_params_staleness_tolerance_and_a_writable_tmp():
     from klinecast.platform.manifests import base
 
     params = Params()
-    params = dataclasses.replace(params, online=dataclasses.replace(params.online, stale_after_minutes=42))
+    params = dataclasses.replace(
+        params, online=dataclasses.replace(params.online, stale_after_minutes=42)
+    )
     isvc = base(params)["inferenceservice.yaml"]
     transformer = isvc["spec"]["transformer"]
     (container,) = transformer["containers"]
@@ -58,9 +60,9 @@ def test_inference_service_validates_against_the_crd(isvc_validator):
     isvc = load("inferenceservice.yaml")
     assert list(isvc_validator.iter_errors(isvc)) == []
     assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "xgboost"
-    assert (
-        isvc["spec"]["transformer"]["containers"][0]["env"][0]["value"] == manifest.placeholder_uri(Params().publish.model_name)
-    )
+    assert isvc["spec"]["transformer"]["containers"][0]["env"][0][
+        "value"
+    ] == manifest.placeholder_uri(Params().publish.model_name)
 
 
 @pytest.mark.parametrize(

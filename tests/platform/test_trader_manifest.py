@@ -70,7 +70,9 @@ def test_cronjob_runs_once_an_hour_safely():
 
 def test_core_manifests_cover_the_base():
     assert len(CORE) == 18 and "trader-cronjob.yaml" in CORE
-    assert {"features-sync-cronjob.yaml", "redis-deployment.yaml", "online-configmap.yaml"} < set(CORE)
+    assert {"features-sync-cronjob.yaml", "redis-deployment.yaml", "online-configmap.yaml"} < set(
+        CORE
+    )
 
 
 def test_secret_templates_hold_no_values():

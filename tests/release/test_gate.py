@@ -1,4 +1,5 @@
-"""The publish gate: each of its three conditions alone refuses a model, and says why."""
+"""The publish gate: each of its three conditions alone refuses a model, and says why; every
+declared baseline must be beaten (an intersection-union test on the largest p-value)."""
 
 import dataclasses
 import math
@@ -6,11 +7,12 @@ import math
 import pytest
 
 from klinecast.config import PublishParams
+from klinecast.errors import KlinecastError
 from klinecast.release.gate import gate
 from klinecast.research.model import Complexity
 from tests.support.model_fixtures import scorecard as metrics
 
-PUBLISH = PublishParams()  # buy_and_hold, excess >= 0, p <= 0.05, 50 splits, 3 features, 1 trade
+PUBLISH = PublishParams()  # excess >= 0, largest p <= 0.05, 50 splits, 3 features, 1 trade
 GOOD = Complexity(trees=400, trees_that_split=120, splits=300, features_used=("a", "b", "c"))
 
 
@@ -24,9 +26,12 @@ def test_a_model_that_meets_every_condition_passes():
 @pytest.mark.parametrize(
     ("metric_changes", "complexity", "failed", "detail"),
     [
-        ({"excess": -0.001}, GOOD, "excess_return", "-0.10% < +0.00%"),
-        ({"p_value": 0.051}, GOOD, "p_value", "(buy_and_hold) 0.051 > 0.05"),
-        ({"p_value": math.nan}, GOOD, "p_value", "nan > 0.05"),
+        ({"excess": -0.001}, GOOD, "excess_return", "vol_target (-0.10%) (< +0.00%)"),
+        ({"against": {"trend_200d": (-0.02, 0.01)}}, GOOD, "excess_return", "trend_200d (-2.00%)"),
+        ({"p_value": 0.051}, GOOD, "p_value", "(vol_target) 0.051 ± 0.002 > 0.05"),
+        ({"against": {"trend_50d": (0.1, 0.2)}}, GOOD, "p_value", "(trend_50d) 0.200 ± 0.002"),
+        ({"p_value": math.nan}, GOOD, "p_value", "nan ± 0.002 > 0.05"),
+        ({"against": {"buy_and_hold": (0.1, math.nan)}}, GOOD, "p_value", "(buy_and_hold) nan"),
         ({}, dataclasses.replace(GOOD, splits=49), "not_degenerate", "49 splits < 50"),
         (
             {},
@@ -53,3 +58,33 @@ def test_the_thresholds_come_from_params():
     assert gate(metrics(excess=-0.2, p_value=0.3, trades=0), thin, loose).passed
     strict = dataclasses.replace(PUBLISH, gate_min_excess_return=0.2)
     assert gate(metrics(excess=0.1), GOOD, strict).condition("excess_return").held is False
+
+
+def test_the_largest_p_value_decides_and_no_correction_is_applied():
+    """Four baselines each at p 0.04: a Bonferroni correction would refuse (0.04 > 0.05 / 4);
+    the intersection-union test passes, because the model must beat every one of them."""
+    decided = gate(metrics(p_value=0.04), GOOD, PUBLISH)
+    assert decided.passed and len(decided.baselines) == 4
+    assert "largest p-value of 4 declared baselines" in decided.condition("p_value").detail
+    mixed = gate(
+        metrics(against={"buy_and_hold": (0.3, 0.0), "vol_target": (0.01, 0.049)}), GOOD, PUBLISH
+    )
+    assert mixed.passed and "(vol_target) 0.049" in mixed.condition("p_value").detail
+
+
+def test_every_baseline_is_listed_with_its_verdict():
+    decided = gate(metrics(against={"trend_200d": (-0.01, 0.6)}), GOOD, PUBLISH)
+    listed = {b["baseline"]: b for b in decided.as_dict()["baselines"]}
+    assert set(listed) == {"buy_and_hold", "trend_50d", "trend_200d", "vol_target"}
+    assert listed["trend_200d"]["excess_held"] is False and listed["trend_200d"]["p_held"] is False
+    assert listed["buy_and_hold"]["excess_held"] and listed["buy_and_hold"]["p_held"]
+    assert listed["trend_200d"]["mc_error"] == 0.002
+
+
+def test_a_scorecard_without_declared_baselines_is_refused_with_a_reason():
+    card = metrics()
+    bare = dataclasses.replace(
+        card, significance=dataclasses.replace(card.significance, declared={})
+    )
+    with pytest.raises(KlinecastError, match="declare no baseline"):
+        gate(bare, GOOD, PUBLISH)

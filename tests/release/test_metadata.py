@@ -27,7 +27,11 @@ def test_write_then_read_gives_the_same_metadata_with_the_contract_keys(tmp_path
         (lambda d: d["hyperparams"].pop("gamma"), "hyperparameters lack \\['gamma'\\]"),
         (lambda d: d.update(min_history="many"), "malformed: invalid literal"),
         (lambda d: d["strategy"].update(side="sideways"), "malformed: side: expected one of"),
-        (lambda d: d["metrics"]["significance"].pop("p_value"), "metrics lacks 'p_value'"),
+        (lambda d: d["metrics"]["significance"].pop("max_p_value"), "metrics lacks 'max_p_value'"),
+        (
+            lambda d: d["metrics"]["significance"]["declared"]["trend_200d"].pop("p_value"),
+            "metrics lacks 'p_value'",
+        ),
         (lambda d: d["metrics"]["model"].update(trades=None), "metrics is malformed: a value"),
     ],
 )

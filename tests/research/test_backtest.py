@@ -1,14 +1,14 @@
+import dataclasses
 import datetime as dt
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from klinecast.config import SEED_INDICATORS
+from klinecast.config import SEED_INDICATORS, BacktestParams
 from klinecast.errors import KlinecastError
+from klinecast.research import baselines
 from klinecast.research.backtest import (
-    BASELINES,
-    baseline_positions,
     strategy_metrics,
     strategy_returns,
     walk_forward,
@@ -144,12 +144,12 @@ def test_fee_arithmetic_by_hand():
         0.0,  # flat
         0.02 - 0.001 - 0.001,  # enter long, then closed at the end
     ]
-    np.testing.assert_allclose(strategy_returns(positions, returns, fee=fee), expected)
+    np.testing.assert_allclose(strategy_returns(positions, returns, cost=fee), expected)
 
 
 def test_buy_and_hold_pays_two_fees_in_total():
     returns = np.array([0.1, -0.05, 0.02])
-    got = strategy_returns(np.ones(3), returns, fee=0.001)
+    got = strategy_returns(np.ones(3), returns, cost=0.001)
     assert got.sum() == pytest.approx(returns.sum() - 0.002)
 
 
@@ -182,7 +182,7 @@ def test_before_and_after_fees_turnover_and_holding_by_hand():
     assert m.turnover == 1 + 1 + 1 + 2 + 1  # enter, leave, enter short, flip, final close
     assert m.trades == 5 and m.fees_paid == pytest.approx(0.006)
     assert m.cumulative_return == pytest.approx(
-        np.prod(1 + strategy_returns(pos, returns, fee=0.001)) - 1
+        np.prod(1 + strategy_returns(pos, returns, cost=0.001)) - 1
     )
     assert m.mean_holding_hours == pytest.approx((2 + 3 + 1) / 3)
     assert m.exposure == pytest.approx(6 / 7)
@@ -202,17 +202,87 @@ def test_probability_metrics_need_probabilities():
     assert m.log_loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.8, 0.7])))
 
 
-def test_baselines():
+def baseline_rows(index: pd.DatetimeIndex, next_returns: np.ndarray) -> pd.DataFrame:
+    close = 100 * np.cumprod(np.concatenate([[1.0], 1 + next_returns[:-1]]))
+    return pd.DataFrame({"close": close, "next_return": next_returns}, index=index)
+
+
+def test_naive_baselines():
     index = hourly(1)[:6].delete(3)  # hour 3 missing
     next_returns = np.array([0.01, -0.02, 0.03, 0.04, -0.05])
-    pos = baseline_positions(index, next_returns, interval=HOUR, seed=1)
-    assert set(pos) == set(BASELINES)
+    params = BacktestParams(coin_flip_seed=1)
+    pos = baselines.positions(
+        baseline_rows(index, next_returns), index, params=params, interval=HOUR
+    )
+    assert set(pos) == set(baselines.names(params))
     assert pos["buy_and_hold"].tolist() == [1] * 5
     assert pos["always_short"].tolist() == [-1] * 5
     # momentum follows the candle that just closed; flat at the start and after the gap
     assert pos["momentum"].tolist() == [0, 1, -1, 0, 1]
-    again = baseline_positions(index, next_returns, interval=HOUR, seed=1)["coin_flip"]
+    again = baselines.positions(
+        baseline_rows(index, next_returns), index, params=params, interval=HOUR
+    )["coin_flip"]
     assert pos["coin_flip"].tolist() == again.tolist() and set(again) <= {-1, 1}
+
+
+def test_trend_rule_by_hand_decides_once_a_day_on_closed_candles():
+    """Long when the close is above its 2-day average, decided when the 00:00 candle closes."""
+    index = hourly(6)
+    close = np.concatenate([np.full(48, 100.0), np.full(24, 90.0), np.linspace(110, 130, 72)])
+    rows = pd.DataFrame({"close": close, "next_return": np.zeros(len(index))}, index=index)
+    params = BacktestParams(trend_days=(2,), vol_lookback_days=2)
+    pos = baselines.positions(rows, index, params=params, interval=HOUR)["trend_2d"]
+    # the row opened at 23:00 closes at 00:00: the decisions are taken there and held a day
+    decided = np.flatnonzero((index + HOUR).hour == 0)
+    assert (np.diff(np.flatnonzero(np.diff(pos) != 0) + 1) % 24 == 0).all()
+    average = rows["close"].rolling("2D", min_periods=43).mean()
+    for row in decided:
+        expected = float(close[row] > average.iloc[row]) if average.notna().iloc[row] else 0.0
+        assert pos[row] == expected
+        assert (pos[row : row + 24] == expected).all()
+    assert pos[: decided[0]].tolist() == [0.0] * decided[0]  # flat before the first decision
+    assert pos[-1] == 1.0  # the rise is above the average
+    assert pos[decided[2]] == 0.0  # the day at 90 is below it
+
+
+def test_trend_rule_has_no_look_ahead():
+    """Poison every candle after an hour: the rule's positions up to that hour do not move."""
+    index = hourly(40)
+    rng = np.random.default_rng(3)
+    returns = rng.normal(0, 0.01, len(index))
+    rows = baseline_rows(index, returns)
+    params = BacktestParams(trend_days=(5, 10), vol_lookback_days=5)
+    clean = baselines.positions(rows, index, params=params, interval=HOUR)
+    cut = 30 * 24 + 5
+    poisoned = rows.copy()
+    poisoned.iloc[cut + 1 :, 0] *= 3.0  # closes after row `cut` (decided at its close)
+    poisoned.iloc[cut:, 1] = 0.5  # and the returns they make
+    dirty = baselines.positions(poisoned, index, params=params, interval=HOUR)
+    for name in ("trend_5d", "trend_10d", "vol_target"):
+        np.testing.assert_array_equal(dirty[name][: cut + 1], clean[name][: cut + 1])
+        assert not np.array_equal(dirty[name], clean[name])  # the poison did reach later rows
+
+
+def test_vol_target_scales_exposure_down_and_never_above_one():
+    index = hourly(30)
+    rng = np.random.default_rng(1)
+    calm = baseline_rows(index, rng.normal(0, 0.001, len(index)))  # ~9 % a year: capped at 1
+    wild = baseline_rows(index, rng.normal(0, 0.02, len(index)))  # ~190 % a year
+    params = BacktestParams(vol_target=0.4, vol_lookback_days=5)
+    calm_pos = baselines.positions(calm, index, params=params, interval=HOUR)["vol_target"]
+    wild_pos = baselines.positions(wild, index, params=params, interval=HOUR)["vol_target"]
+    late = slice(10 * 24, None)
+    assert (calm_pos[late] == 1.0).all()
+    assert 0.1 < wild_pos[late].mean() < 0.35 and wild_pos.max() <= 1.0
+
+
+@pytest.mark.parametrize(("side", "short"), [("long_only", False), ("long_short", True)])
+def test_declared_baselines_are_those_the_side_could_hold(side, short):
+    params = BacktestParams()
+    found = baselines.declared(side, params)
+    assert {"buy_and_hold", "vol_target", *(f"trend_{n}d" for n in params.trend_days)} <= set(found)
+    assert ("always_short" in found) is short
+    assert "momentum" not in found and "coin_flip" not in found
 
 
 def synthetic_features(days: int) -> pd.DataFrame:
@@ -229,17 +299,18 @@ def run(
     fee: float = 0.0,
     rule: StrategyRule = SEED_RULE,
     horizon: int = 1,
+    look_back_days: int = SMALL.look_back_days,
     **kwargs,
 ):
     """walk_forward with SMALL hyperparameters, days counted from T0."""
+    hp = dataclasses.replace(SMALL, look_back_days=look_back_days)
     return walk_forward(
         frame,
-        candidate=Candidate(SMALL, rule, horizon),
+        candidate=Candidate(hp, rule, horizon),
         feature_names=SEED_INDICATORS,
         test_start=T0 + pd.Timedelta(days=start_day),
         test_end=T0 + pd.Timedelta(days=end_day),
-        step_days=step_days,
-        fee=fee,
+        backtest=BacktestParams(step_days=step_days, fee=fee, slippage_bps=0.0),
         interval=HOUR,
         **kwargs,
     )
@@ -261,7 +332,7 @@ def test_walk_forward_end_to_end_on_synthetic_candles():
     assert p.index[0] == T0 + pd.Timedelta(days=20) and p["prob_up"].between(0, 1).all()
     assert seen[-1] == pytest.approx(result.model.cumulative_return)
     assert p["fold"].tolist() == sorted(p["fold"]) and set(p["fold"]) == {0, 1, 2, 3}
-    assert set(result.baselines) == set(BASELINES)
+    assert set(result.baselines) == set(baselines.names(BacktestParams()))
     again = run(frame, start_day=20, end_day=60, step_days=10, fee=0.001)
     pd.testing.assert_frame_equal(result.predictions, again.predictions)  # deterministic
 
@@ -294,8 +365,9 @@ def test_no_training_label_uses_a_test_period_candle_with_multi_hour_labels(hori
     before = frame.index < T0 + pd.Timedelta(days=20)
     assert (changed[before] != original[before]).sum() > 0  # the unpurged rows' labels did change
     np.testing.assert_array_equal(
-        run(poisoned, start_day=20, end_day=30, step_days=10, horizon=horizon)
-        .predictions["prob_up"],
+        run(poisoned, start_day=20, end_day=30, step_days=10, horizon=horizon).predictions[
+            "prob_up"
+        ],
         clean.predictions["prob_up"],
     )
 
@@ -317,3 +389,38 @@ def test_the_rule_carries_its_book_across_folds_and_the_seed_rule_is_reproduced(
 def test_look_back_longer_than_the_data_is_a_clear_error():
     with pytest.raises(KlinecastError, match="look_back_days=10 needs features from 2020-12-28"):
         run(synthetic_features(20), start_day=6, end_day=20, step_days=5)
+
+
+def test_a_fold_skipped_for_want_of_training_rows_is_flat_and_counted():
+    """A 10-day hole in the data and 5-day sliding windows: the fold right after the hole has
+    test rows but nothing to train on. Its hours are held flat, unpredicted, and counted (they
+    once held uninitialised memory)."""
+    frame = synthetic_features(60)
+    hole = (frame.index >= T0 + pd.Timedelta(days=30)) & (frame.index < T0 + pd.Timedelta(days=40))
+    frame = frame[~hole]
+    result = run(frame, start_day=20, end_day=60, step_days=5, look_back_days=5)
+    p = result.predictions
+    skipped = p.index[
+        (p.index >= T0 + pd.Timedelta(days=40)) & (p.index < T0 + pd.Timedelta(days=45))
+    ]
+    assert result.skipped_hours == len(skipped) > 0
+    assert (p.loc[skipped, "position"] == 0).all() and p.loc[skipped, "prob_up"].isna().all()
+    assert (p.loc[skipped, "fold"] == -1).all() and (p.loc[skipped, "strategy_return"] == 0).all()
+    traded = p.drop(skipped)
+    assert traded["prob_up"].notna().all() and (traded["fold"] >= 0).all()
+    assert np.isfinite(result.model.cumulative_return) and np.isfinite(result.model.log_loss)
+
+
+def test_slippage_is_paid_beside_the_fee_on_every_change():
+    pos = np.array([1, 1, -1, 0])
+    returns = np.array([0.01, 0.02, -0.03, 0.01])
+    with_slippage = strategy_metrics(pos, returns, fee=0.001, slippage=0.0002)
+    fee_only = strategy_metrics(pos, returns, fee=0.001)
+    assert with_slippage.turnover == 1 + 2 + 1
+    assert with_slippage.fees_paid == pytest.approx(0.004)
+    assert with_slippage.slippage_paid == pytest.approx(0.0008)
+    assert with_slippage.cumulative_return == pytest.approx(
+        np.prod(1 + strategy_returns(pos, returns, cost=0.0012)) - 1
+    )
+    assert with_slippage.cumulative_return < fee_only.cumulative_return
+    assert with_slippage.return_before_fees == fee_only.return_before_fees

@@ -5,14 +5,31 @@ import pandas as pd
 import pytest
 
 from klinecast.config import DEFAULT_INDICATORS, SEED_INDICATORS, Params
-from klinecast.indicators import CALENDAR, FAMILIES, indicator_lookback, required_columns
+from klinecast.indicators import (
+    CALENDAR,
+    FAMILIES,
+    SHORTEST_PERIOD,
+    indicator_lookback,
+    parse_indicator,
+    required_columns,
+)
 from klinecast.research.features import compute_features, horizon_labels, measure_min_history
 from tests.support.candle_factory import synthetic_candles
 
 HOUR = dt.timedelta(hours=1)
 MIN_HISTORY = Params().features.min_history
-#: Every family (a week's window where it has one) and the calendar.
-EVERY_FAMILY = tuple(f"{family}_24" for family in sorted(FAMILIES)) + tuple(sorted(CALENDAR))
+
+
+def shortest_or(family: str, period: int) -> str:
+    return f"{family}_{max(period, SHORTEST_PERIOD.get(family, 2))}"
+
+
+#: Every family over hours (a day's window where it may), over days, and the calendar.
+EVERY_FAMILY = (
+    tuple(shortest_or(family, 24) for family in sorted(FAMILIES))
+    + tuple(f"{family}_3d" for family in sorted(FAMILIES))
+    + tuple(sorted(CALENDAR))
+)
 
 
 def features(candles, indicators=SEED_INDICATORS):
@@ -21,7 +38,7 @@ def features(candles, indicators=SEED_INDICATORS):
 
 def test_seed_features_and_label_columns():
     frame = features(synthetic_candles(300)).frame
-    assert list(frame.columns) == [*SEED_INDICATORS, "label", "next_return"]
+    assert list(frame.columns) == [*SEED_INDICATORS, "label", "next_return", "close"]
     assert frame["rsi_14"].between(0, 100).all() and frame["mfi_21"].between(0, 100).all()
 
 
@@ -91,7 +108,9 @@ def test_too_short_input_gives_no_rows():
     assert features(synthetic_candles(10)).frame.empty
 
 
-@pytest.mark.parametrize("name", [f"{family}_14" for family in sorted(FAMILIES)] + list(CALENDAR))
+@pytest.mark.parametrize(
+    "name", [shortest_or(family, 14) for family in sorted(FAMILIES)] + list(CALENDAR)
+)
 def test_every_family_computes(name):
     frame = features(synthetic_candles(200), (name,)).frame
     assert len(frame) == 200 - indicator_lookback(name) + 1
@@ -151,24 +170,67 @@ def test_min_history_window_equals_full_history_on_real_data(mirror_candles):
         .groupby((stamps.to_series().diff() != pd.Timedelta(HOUR)).cumsum())
         .cumcount()
     )
-    eligible = np.flatnonzero(contiguous.to_numpy() >= 2000)  # converged full-history reference
+    # a converged full-history reference: the longest window and 1,500 candles of its own run
+    longest = max(indicator_lookback(n) for n in DEFAULT_INDICATORS)
+    eligible = np.flatnonzero(contiguous.to_numpy() >= 1500)
+    eligible = eligible[eligible >= longest + 1500]
     rng = np.random.default_rng(7)
     ends = np.sort(rng.choice(eligible, size=250, replace=False))
-    worst_at_min, worst_below = 0.0, 0.0
     full = features(mirror_candles, DEFAULT_INDICATORS).frame
     names = list(DEFAULT_INDICATORS)
+    worst = 0.0
     for end in ends:
         reference = full.loc[stamps[end], names].to_numpy()
-        for n, worst in ((MIN_HISTORY, "at"), (MIN_HISTORY - 60, "below")):
-            window = features(mirror_candles.iloc[end - n + 1 : end + 1], DEFAULT_INDICATORS).frame
-            assert window.index[-1] == stamps[end]
-            diff = np.max(np.abs(window[names].to_numpy()[-1] - reference))
-            if worst == "at":
-                worst_at_min = max(worst_at_min, diff)
-            else:
-                worst_below = max(worst_below, diff)
-    assert worst_at_min <= 1e-9
-    assert worst_below > 1e-9  # min_history is needed, not padding
+        window = features(
+            mirror_candles.iloc[end - MIN_HISTORY + 1 : end + 1], DEFAULT_INDICATORS
+        ).frame
+        assert window.index[-1] == stamps[end]
+        worst = max(worst, np.max(np.abs(window[names].to_numpy()[-1] - reference)))
+        short = features(mirror_candles.iloc[end - longest + 2 : end + 1], DEFAULT_INDICATORS)
+        assert stamps[end] not in short.frame.index  # one candle short of 200 days: no row
+    assert worst <= 1e-9
+
+
+def test_day_scale_indicators_span_gaps_and_hourly_ones_restart():
+    """A 3-hour outage: a day-scale window counts the candles present across it (computed as
+    if the candles were contiguous), an hourly one restarts after it."""
+    candles = synthetic_candles(24 * 12)
+    holey = candles.drop(candles.index[150:153])
+    closes = holey["close"].to_numpy()
+    t = holey.index.get_loc(candles.index[160])  # 8 candles after the outage
+    day_only = features(holey, ("ma_ratio_2d",))
+    assert day_only.frame.loc[candles.index[160], "ma_ratio_2d"] == pytest.approx(
+        closes[t - 47 : t + 1].mean() / closes[t], rel=1e-12
+    )
+    assert day_only.dropped_after_gaps == 0 and day_only.dropped_at_start == 47
+    both = features(holey, ("ma_ratio_2d", "rsi_14"))
+    assert candles.index[160] not in both.frame.index  # the hourly one is still restarting
+    assert candles.index[170] in both.frame.index
+    assert both.dropped_after_gaps == indicator_lookback("rsi_14") - 1
+
+
+def test_day_periods_count_hourly_candles():
+    assert parse_indicator("ma_ratio_200d") == ("ma_ratio", 4800)
+    assert parse_indicator("log_return_7d") == ("log_return", 168)
+    assert indicator_lookback("ma_ratio_200d") == 4800
+    with pytest.raises(ValueError, match="at least 48 candles"):
+        parse_indicator("volume_ratio_24")
+
+
+def test_drawdown_rally_and_volume_ratio_by_hand():
+    candles = synthetic_candles(200)
+    frame = features(candles, ("drawdown_2d", "rally_2d", "volume_ratio_3d")).frame
+    t = 150
+    row, c = frame.loc[candles.index[t]], candles
+    window = slice(t - 47, t + 1)
+    close = c["close"].to_numpy()[t]
+    assert row["drawdown_2d"] == pytest.approx(close / c["high"].to_numpy()[window].max() - 1)
+    assert row["rally_2d"] == pytest.approx(close / c["low"].to_numpy()[window].min() - 1)
+    volume = c["volume"].to_numpy()
+    assert row["volume_ratio_3d"] == pytest.approx(
+        volume[t - 23 : t + 1].mean() / volume[t - 71 : t + 1].mean(), rel=1e-9
+    )
+    assert row["drawdown_2d"] <= 0 <= row["rally_2d"]
 
 
 def test_measure_min_history_finds_the_rsi_convergence(mirror_candles):

@@ -60,7 +60,9 @@ def test_the_whole_modeling_chain(workdir, capsys):
     assert best["trials"]["complete"] >= 1
     assert main(["evaluate"]) == 0
     metrics = json.loads((workdir / "reports/metrics.json").read_text())
-    assert set(metrics["baselines"]) == {"buy_and_hold", "always_short", "momentum", "coin_flip"}
+    naive = {"buy_and_hold", "always_short", "momentum", "coin_flip", "vol_target"}
+    trends = {f"trend_{n}d" for n in (20, 50, 100, 200)}
+    assert set(metrics["baselines"]) == naive | trends
     assert metrics["span"]["first_hour"] == "2021-04-01T00:00:00+00:00"
     for name in ("model", *metrics["baselines"]):
         m = metrics["model"] if name == "model" else metrics["baselines"][name]
@@ -70,8 +72,19 @@ def test_the_whole_modeling_chain(workdir, capsys):
     assert (workdir / "reports/equity.csv").read_text().startswith("day,model,")
 
     significance = metrics["significance"]
-    assert 0 <= significance["p_value"] <= 1 and 0 <= significance["deflated_sharpe"] <= 1
+    assert 0 <= significance["max_p_value"] <= 1 and 0 <= significance["deflated_sharpe"] <= 1
+    assert significance["deflated_sharpe"] == best["search"]["deflated_sharpe"]  # in sample
     assert significance["trials_run"] == best["search"]["trials_run"]
+    side = Candidate.from_dict(best["params"]).rule.side
+    declared = significance["declared"]
+    assert set(declared) == {"buy_and_hold", "vol_target", *trends} | (
+        {"always_short"} if side == "long_short" else set()
+    )
+    assert significance["max_p_value"] == max(t["p_value"] for t in declared.values())
+    assert significance["bootstrap_reps"] == 5000 and significance["span_looks"] == 1
+    assert all(t["mc_error"] < 0.008 for t in declared.values())
+    years = {(y["year"], y["strategy"]) for y in metrics["per_year"]}
+    assert years == {(2021, name) for name in ("model", *metrics["baselines"])}
     assert len(metrics["per_fold"]) == metrics["span"]["folds"]
     assert metrics["per_month"][0]["month"] == "2021-04"
     # per fold and per month: the model and every baseline, compounding to the whole span's
@@ -84,7 +97,7 @@ def test_the_whole_modeling_chain(workdir, capsys):
         )
     months = np.prod([1 + month["model"] for month in metrics["per_month"]]) - 1
     assert months == pytest.approx(metrics["model"]["cumulative_return"])
-    assert metrics["in_sample"]["return_after_fees"] == pytest.approx(best["value"])
+    assert metrics["in_sample"]["sharpe"] == pytest.approx(best["value"])  # sharpe_after_fees
 
     assert main(["train"]) == 0
     metadata = json.loads((workdir / "models/candidate/metadata.json").read_text())
@@ -119,11 +132,13 @@ def test_the_whole_modeling_chain(workdir, capsys):
     page = (workdir / "reports/report.html").read_text()
     # equity + position + drawdown, monthly heatmap, calibration, tuning, importance
     assert page.count("data:image/png;base64,") == 5
-    assert "buy_and_hold" in page and "NOT promoted" in page and "<script" not in page
-    assert f"p-value of <b>{significance['p_value']:.3f}</b>" in page
-    assert f"deflated Sharpe ratio of <b>{significance['deflated_sharpe']:.2f}</b>" in page
-    assert "excess return over buy_and_hold" in page  # each gate condition, and whether it held
-    for heading in ("Before and after fees", "Monthly returns", "Calibration", "Walk-forward folds",
+    assert "trend_200d" in page and "NOT promoted" in page and "<script" not in page
+    assert f"p-values is <b>{significance['max_p_value']:.3f}</b>" in page
+    assert f"deflated Sharpe ratio is <b>{significance['deflated_sharpe']:.2f}</b>" in page
+    assert "This out-of-sample span has been looked at 1 time(s)" in page
+    assert "excess return short of" in page  # each gate condition, and whether it held
+    for heading in ("The gate's baselines", "Before and after costs", "From before costs to after",
+                    "Year by year", "Monthly returns", "Calibration", "Walk-forward folds",
                     "In sample against out of sample"):  # fmt: skip
         assert f"<h2>{heading}" in page
 
@@ -205,7 +220,7 @@ def test_a_study_where_no_trial_trades_says_so_and_is_not_an_error(workdir, caps
     for stage in ("tune", "evaluate", "train", "publish", "report"):
         assert main([stage] + (["--no-progress"] if stage == "tune" else [])) == 0, stage
     out = capsys.readouterr().out
-    assert "0 complete trial(s) traded" in out
+    assert "4 complete trial(s) (0 failed), 0 traded" in out
     receipt = json.loads((workdir / "reports/publish.json").read_text())
     degenerate = next(c for c in receipt["gate"]["conditions"] if c["name"] == "not_degenerate")
     assert not degenerate["held"] and not receipt["promoted"]

@@ -75,3 +75,35 @@ def test_holding_from_a_ledgers_positions():
 def test_a_bad_rule_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StrategyRule(**kwargs)
+
+
+def test_a_cadence_changes_the_position_only_at_its_decision_hours():
+    rule = StrategyRule("long_short", cadence_hours=4)
+    proba = np.array([0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9])
+    hours = np.array([22, 23, 0, 1, 2, 3, 4, 5, 6])  # UTC hours at which each row decides
+    position, _ = strategy.positions(proba, rule, decision_hours=hours)
+    # flat until 00:00, short from 00:00 (decided then), long from 04:00
+    assert position.tolist() == [0, 0, -1, -1, -1, -1, 1, 1, 1]
+    daily = StrategyRule("long_only", cadence_hours=24)
+    once, _ = strategy.positions(proba, daily, decision_hours=hours)
+    assert once.tolist() == [0, 0, 0, 0, 0, 0, 0, 0, 0]  # at 00:00 the model said down
+
+
+def test_a_cadence_needs_the_decision_hour_and_divides_a_day():
+    with pytest.raises(ValueError, match="needs the decision's hour"):
+        strategy.next_position(0.9, StrategyRule(cadence_hours=24))
+    with pytest.raises(ValueError, match="cadence_hours: expected a divisor of 24"):
+        StrategyRule(cadence_hours=5)
+    assert strategy.next_position(0.9, StrategyRule(cadence_hours=24), decision_hour=0) == 1
+    assert strategy.next_position(0.9, StrategyRule(cadence_hours=24), decision_hour=5) == 0
+
+
+def test_a_cadence_counts_the_hours_held_between_decisions():
+    """The minimum hold counts hours, decision or not: held 4 hours at the next decision."""
+    rule = StrategyRule("long_short", min_hold_hours=5, cadence_hours=4)
+    proba = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1])
+    hours = np.arange(9) % 24
+    position, held = strategy.positions(proba, rule, decision_hours=hours)
+    # long at 00:00; at 04:00 held 4 hours < 5: still long; at 08:00 it may flip
+    assert position.tolist() == [1, 1, 1, 1, 1, 1, 1, 1, -1]
+    assert held == Holding(-1, 1)

@@ -10,9 +10,10 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from optuna.trial import TrialState
 
 from klinecast.errors import KlinecastError
-from klinecast.research import tuning
+from klinecast.research import evaluation, stats, training, tuning
 from klinecast.research.strategy import StrategyRule
 from tests.support.helpers import write_cli_params
 from tests.support.model_fixtures import small_features, small_params
@@ -37,25 +38,31 @@ def run_tune(features, storage, *, n_trials, workers=1, params=None, name="t"):
 
 
 def summary(study):
-    return [(t.number, t.state, t.params, t.value) for t in study.trials]
+    return [(t.number, t.state, t.params, t.value, t.user_attrs) for t in study.trials]
 
 
 def test_suggest_params_stays_in_the_search_space():
     space = small_params().tune.search_space
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    sides = set()
+    sides, windows, cadences = set(), set(), set()
     for _ in range(60):
-        candidate = tuning.suggest_params(study.ask(), space)
+        trial = study.ask()
+        candidate = tuning.suggest_params(trial, space)
         hp, rule = candidate.hp, candidate.rule
         assert space.n_estimators[0] <= hp.n_estimators <= space.n_estimators[1]
         assert space.look_back_days[0] <= hp.look_back_days <= space.look_back_days[1]
-        assert isinstance(hp.gamma, int) and isinstance(hp.max_depth, int)
+        assert isinstance(hp.max_depth, int) and isinstance(hp.gamma, float)
+        assert space.gamma[0] <= hp.gamma <= space.gamma[1]
         assert space.horizon_hours[0] <= candidate.horizon_hours <= space.horizon_hours[1]
         assert space.entry_band[0] <= rule.entry_band <= space.entry_band[1]
         assert rule.exit_band <= rule.entry_band and rule.exit_band <= space.exit_band[1]
         assert space.min_hold_hours[0] <= rule.min_hold_hours <= space.min_hold_hours[1]
+        assert hp.anchored == (trial.params["train_window"] == "anchored")
         sides.add(rule.side)
+        windows.add(trial.params["train_window"])
+        cadences.add(rule.cadence_hours)
     assert sides == set(space.side)
+    assert windows == {"sliding", "anchored"} and cadences == set(space.cadence_hours)
 
 
 def test_a_range_of_one_value_fixes_a_lever():
@@ -66,66 +73,65 @@ def test_a_range_of_one_value_fixes_a_lever():
         exit_band=(0.0, 0.0),
         min_hold_hours=(1, 1),
         horizon_hours=(1, 1),
+        cadence_hours=(1,),
+        train_window=("sliding",),
     )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
-    rules = {tuning.suggest_params(study.ask(), space).rule for _ in range(10)}
-    assert rules == {StrategyRule()}  # the seed's rule, every time
+    candidates = [tuning.suggest_params(study.ask(), space) for _ in range(10)]
+    assert {c.rule for c in candidates} == {StrategyRule()}  # the seed's rule, every time
+    assert not any(c.hp.anchored for c in candidates)
 
 
-@pytest.mark.parametrize(
-    ("objective", "expected"),
-    [
-        ("return_after_fees", 1.1 * 0.9 * 1.05 - 1),
-        ("sharpe_after_fees", None),
-        # buy and hold pays a fee on entry (hour 1) and on the close after the last hour
-        ("excess_over_buy_and_hold", (1.1 * 0.9 * 1.05 - 1) - (1.009 * 0.98 * 1.019 - 1)),
-    ],
-)
-def test_objectives_by_hand(objective, expected):
+def test_a_window_that_is_neither_sliding_nor_anchored_is_refused():
+    values = tuning.Candidate.from_dict(CANDIDATE).as_dict()
+    with pytest.raises(ValueError, match="train_window: expected sliding or anchored"):
+        tuning.candidate_of(values | {"train_window": "expanding"})
+
+
+def test_objectives_by_hand():
     returns = np.array([0.1, -0.1, 0.05])
-    market = np.array([0.01, -0.02, 0.02])
-    value = tuning.objective_value(objective, returns, market, fee=0.001)
-    if expected is None:
-        expected = returns.mean() / returns.std(ddof=1) * np.sqrt(24 * 365)
-    assert value == pytest.approx(expected)
-    assert tuning.objective_value(objective, np.zeros(3), np.zeros(3), fee=0.001) == pytest.approx(
-        1 - 0.999**2 if objective == "excess_over_buy_and_hold" else 0.0
+    held = np.array([0.01, -0.02, 0.02])
+    annual = np.sqrt(24 * 365)
+    assert tuning.objective_value("return_after_fees", returns) == pytest.approx(
+        1.1 * 0.9 * 1.05 - 1
     )
-
-
-def test_pruner_compares_the_current_fold_with_the_median():
-    pruner = tuning.FoldMedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    for values in ([0.0, -0.1, -0.2], [0.0, -0.3, -0.4], [0.0, 0.1, 0.2]):
-        trial = study.ask()
-        for step, v in enumerate(values):
-            trial.report(v, step)
-        study.tell(trial, values[-1])
-    trial = study.ask()
-    trial.report(0.05, 0)
-    assert not trial.should_prune()  # still warming up
-    trial.report(-0.2, 1)  # the median at fold 1 is -0.1
-    assert trial.should_prune()
-    other = study.ask()
-    other.report(0.0, 1)
-    assert not other.should_prune()
-    # optuna's own MedianPruner compares the best value so far (0.05 at fold 0): it keeps it.
-    assert not optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1).prune(
-        study, study.trials[3]
+    assert tuning.objective_value("sharpe_after_fees", returns) == pytest.approx(
+        returns.mean() / returns.std(ddof=1) * annual
     )
-
-
-def test_tuning_prunes_hopeless_trials(features, tmp_path):
-    study = run_tune(features, f"sqlite:///{tmp_path}/s.db", n_trials=14)
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.PRUNED) >= 1
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    # a pruned trial stopped early: fewer folds than a complete one with the same look_back
-    assert all(
-        len(p.intermediate_values) < max(len(c.intermediate_values) for c in complete)
-        for p in pruned
+    excess = returns - held
+    assert tuning.objective_value("information_ratio", returns, held) == pytest.approx(
+        excess.mean() / excess.std(ddof=1) * annual
     )
+    # holding the baseline itself has no information ratio, whatever the market did
+    assert tuning.objective_value("information_ratio", held, held) == 0.0
+    assert tuning.objective_value("sharpe_after_fees", np.zeros(3)) == 0.0  # never trades
+
+
+def test_the_ranking_objectives_reward_skill_not_exposure():
+    """In a market that rises, cumulative return ranks a rule by its exposure: always in beats
+    a rule that dodges the worst hours at a tenth of the size. The Sharpe ratio ranks the
+    dodger first; the information ratio gives always-in (the baseline itself) 0 and the
+    dodger at full size more."""
+    rng = np.random.default_rng(0)
+    market = rng.normal(0.0005, 0.01, size=2000)
+    dodges = np.where(market > -0.02, market, 0.0)
+    rules = {"always_in": market, "timid_dodger": dodges / 10}
+
+    def best(objective):
+        return max(rules, key=lambda k: tuning.objective_value(objective, rules[k], market))
+
+    assert best("return_after_fees") == "always_in"
+    assert best("sharpe_after_fees") == "timid_dodger"
+    assert tuning.objective_value("information_ratio", market, market) == 0.0
+    assert tuning.objective_value("information_ratio", dodges, market) > 1.0
+
+
+def test_every_trial_runs_to_its_end(features, tmp_path):
+    study = run_tune(features, f"sqlite:///{tmp_path}/s.db", n_trials=6)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    folds = {t.user_attrs["folds"] for t in study.trials}
+    assert len(folds) == 1  # every trial walked every fold
+    assert all("hourly_sharpe" in t.user_attrs for t in study.trials)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -138,48 +144,76 @@ def test_study_resumes_on_rerun(features, tmp_path, backend, request):
         first = summary(run_tune(features, storage, n_trials=3, name=name))
         study = run_tune(features, storage, n_trials=5, name=name)
         assert summary(study)[:3] == first  # the old trials are kept, not redone
-        assert tuning.finished_trials(study) == 5
+        assert tuning.complete_trials(study) == 5
         again = run_tune(features, storage, n_trials=5, name=name)
         assert len(again.trials) == 5  # nothing left to do
     finally:
         optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_seeded_runs_are_reproducible(features, tmp_path):
-    a = run_tune(features, f"sqlite:///{tmp_path}/a.db", n_trials=5)
-    b = run_tune(features, f"sqlite:///{tmp_path}/b.db", n_trials=5)
-    assert summary(a) == summary(b)
-    c = run_tune(features, f"sqlite:///{tmp_path}/c.db", n_trials=5, params=small_params(seed=7))
-    assert summary(c) != summary(a)
+def model_and_metrics(study, features) -> tuple[bytes, bytes]:
+    """The chosen trial's final model (model.json's bytes) and its out-of-sample scorecard."""
+    params, frame = small_params(), pd.read_parquet(features)
+    candidate = tuning.best_candidate(study)
+    trained = training.train_final(frame, params, candidate)
+    result = evaluation.out_of_sample(frame, params, candidate)
+    card = evaluation.scorecard(result, params, candidate)
+    return bytes(trained.booster.save_raw("json")), json.dumps(card.as_dict()).encode()
 
 
-def test_workers_share_one_study(features, tmp_path):
-    study = run_tune(features, f"sqlite:///{tmp_path}/w.db", n_trials=6, workers=2)
-    assert tuning.finished_trials(study) >= 6
-    params = [tuple(sorted(t.params.items())) for t in study.trials]
-    assert len(set(params)) == len(params)  # each worker draws its own points
+def test_two_workers_give_the_same_study_model_and_metrics_twice(features, tmp_path):
+    """Two processes score each batch, in whatever order they finish; the study, the chosen
+    trial and the outputs are the same on every run."""
+    runs = []
+    for run in ("a", "b"):
+        study = run_tune(features, f"sqlite:///{tmp_path}/{run}.db", n_trials=6, workers=2)
+        files = tuning.TuningFiles(tmp_path / run / "best.json", tmp_path / run / "trials.csv",
+                                   tmp_path / run / "history.html")  # fmt: skip
+        tuning.write_outputs(study, files, storage_url="sqlite://", objective="sharpe_after_fees")
+        runs.append(
+            (summary(study), files.best_params.read_bytes(), *model_and_metrics(study, features))
+        )
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][2] == runs[1][2]  # model.json, byte for byte
+    assert runs[0][3] == runs[1][3]  # metrics.json
+    points = [tuple(sorted(t[2].items())) for t in runs[0][0]]
+    assert len(set(points)) == len(points)  # a batch's two asks draw two points
+    other = run_tune(
+        features, f"sqlite:///{tmp_path}/c.db", n_trials=6, workers=2, params=small_params(seed=7)
+    )
+    assert summary(other) != runs[0][0]
 
 
-def cli_tune(tmp_path, features, params_path, out="out"):
+def test_a_batch_depends_on_the_history_alone(features, tmp_path):
+    """The sampler is seeded by the trials so far: another process, asking of a copy of the
+    same history, draws the same batch (a resumed run continues as an unbroken one would)."""
+    params = small_params()
+    run_tune(features, f"sqlite:///{tmp_path}/h.db", n_trials=4, name="h")
+    batches = []
+    for copy in ("x", "y"):
+        target = f"sqlite:///{tmp_path}/{copy}.db"
+        optuna.copy_study(from_study_name="h", from_storage=f"sqlite:///{tmp_path}/h.db",
+                          to_storage=target)  # fmt: skip
+        study = tuning.open_study(target, "h")
+        batches.append([c.as_dict() for _, c in tuning.ask_batch(study, params, size=2)])
+    assert batches[0] == batches[1]
+
+
+def cli_tune(tmp_path, features, params_path, out="out", *extra):
     return [
-        KLINECAST,
-        "tune",
-        "--params",
-        params_path,
-        "--features",
-        features,
-        "--out-dir",
-        tmp_path / out,
-        "--no-progress",
-    ]
+        KLINECAST, "tune", "--params", params_path, "--features", features,
+        "--out-dir", tmp_path / out, "--no-progress", *extra,
+    ]  # fmt: skip
 
 
 def test_separate_processes_on_one_storage_url(features, tmp_path):
+    """Pods sharing one study (the KFP pipeline) pass distinct --first-worker ids."""
     storage = f"sqlite:///{tmp_path}/shared.db"
     params_path = write_cli_params(tmp_path, storage, n_trials=8)
     procs = [
         subprocess.Popen(
-            cli_tune(tmp_path, features, params_path, f"out{i}"),
+            cli_tune(tmp_path, features, params_path, f"out{i}", "--first-worker", str(i)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -192,7 +226,29 @@ def test_separate_processes_on_one_storage_url(features, tmp_path):
     name = best[0]["study_name"]
     assert best[1]["study_name"] == name
     study = optuna.load_study(study_name=name, storage=storage)
-    assert tuning.finished_trials(study) >= 8
+    assert tuning.complete_trials(study) >= 8
+    assert {t.user_attrs["stream"] for t in study.trials} == {0, 1}
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, reaped by init soon, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_a_killed_run_resumes(features, tmp_path):
@@ -212,15 +268,24 @@ def test_a_killed_run_resumes(features, tmp_path):
             finished = summaries[0].n_trials if summaries else 0
         except Exception:
             finished = 0
+    workers = children(proc.pid)
+    assert len(workers) >= 2  # the scoring pool (and multiprocessing's resource tracker)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the pool's workers leave with their tuner instead of waiting on their queue for ever
+    deadline = time.monotonic() + 20
+    while [pid for pid in workers if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if alive(pid)]
     name = optuna.get_all_study_summaries(storage)[0].study_name
-    before = tuning.finished_trials(optuna.load_study(study_name=name, storage=storage))
-    assert 0 < before < 30
+    before = optuna.load_study(study_name=name, storage=storage)
+    assert 0 < tuning.complete_trials(before) < 30
     done = subprocess.run(cli_tune(tmp_path, features, params_path), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name=name, storage=storage)
-    assert tuning.finished_trials(study) >= 30
+    assert tuning.complete_trials(study) == 30
+    # the killed run's trial in flight was failed, not left running
+    assert not study.get_trials(states=(TrialState.RUNNING,))
     assert (tmp_path / "out/best_params.json").is_file()
 
 
@@ -231,21 +296,28 @@ def test_outputs(features, tmp_path):
         study,
         tuning.TuningFiles.in_dir(out),
         storage_url="postgresql://me:hunter2@db/optuna",
-        objective="return_after_fees",
+        objective="sharpe_after_fees",
     )
     best = json.loads((out / "best_params.json").read_text())
     assert best == json.loads(json.dumps(result))
     assert set(best["params"]) == {
         "n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree", "gamma",
-        "look_back_days", "horizon_hours", "side", "entry_band", "exit_band", "min_hold_hours",
+        "look_back_days", "anchored", "horizon_hours", "side", "entry_band", "exit_band",
+        "min_hold_hours", "cadence_hours",
     }  # fmt: skip
     assert best["value"] == study.best_value
     assert best["params"]["exit_band"] <= best["params"]["entry_band"]  # the exit it traded
     search = best["search"]
-    assert search["trials_run"] == len(study.trials) == search["complete"] + search["pruned"]
-    sharpes = [t.user_attrs["hourly_sharpe"] for t in study.trials if t.state.name == "COMPLETE"]
+    assert search["trials_run"] == len(study.trials) == search["complete"] + search["failed"]
+    sharpes = [t.user_attrs["hourly_sharpe"] for t in study.trials]
     assert search["sharpe_variance"] == pytest.approx(np.var(sharpes, ddof=1))
-    assert best["in_sample"]["return_after_fees"] == pytest.approx(study.best_value)
+    # the deflated Sharpe: the chosen trial's in-sample moments against the best of 6 by luck
+    chosen = stats.SharpeMoments.from_dict(study.best_trial.user_attrs)
+    assert search["deflated_sharpe"] == pytest.approx(
+        stats.deflated_sharpe(chosen, trials=6, sharpe_variance=np.var(sharpes, ddof=1))
+    )
+    assert search["deflated_sharpe"] < stats.probabilistic_sharpe_of(chosen)
+    assert best["in_sample"]["sharpe"] == pytest.approx(study.best_value)
     assert tuning.BestParams.read(out / "best_params.json").candidate.as_dict() == best["params"]
     assert "hunter2" not in (out / "best_params.json").read_text()
     trials = pd.read_csv(out / "trials.csv")
@@ -258,7 +330,9 @@ def test_outputs(features, tmp_path):
         pages[plot] = page
     assert "Optimization History Plot" in pages["optimization_history"]
     for plot in ("param_importances", "parallel_coordinate"):  # every tuned parameter drawn
-        assert all(f'"{name}"' in pages[plot] or f"{name}<" in pages[plot] for name in best["params"])
+        assert all(
+            f'"{name}"' in pages[plot] or f"{name}<" in pages[plot] for name in study.best_params
+        )
 
 
 def test_unreachable_storage_is_a_clear_error_without_the_password(features):
@@ -301,15 +375,18 @@ def test_the_in_sample_span_uses_no_candle_after_it(features, horizon):
     assert runs[0].predictions.index[-1] == pd.Timestamp("2021-03-31 22:00", tz="UTC")
 
 
-def test_every_trial_is_scored_on_the_same_hours(features):
-    """Whatever a trial's look-back, its folds test the same hours, so trials (and the
-    pruner's fold-by-fold medians) compare on equal terms."""
+@pytest.mark.parametrize("anchored", [False, True])
+def test_every_trial_is_scored_on_the_same_hours(features, anchored):
+    """Whatever a trial's look-back or window, its folds test the same hours, so trials
+    compare on equal terms."""
     params = small_params()
     rows = tuning.in_sample_rows(pd.read_parquet(features), params)
     low, high = params.tune.search_space.look_back_days
     runs = {
         days: tuning.in_sample_walk_forward(
-            rows, params, tuning.Candidate.from_dict(CANDIDATE | {"look_back_days": days})
+            rows,
+            params,
+            tuning.Candidate.from_dict(CANDIDATE | {"look_back_days": days, "anchored": anchored}),
         )
         for days in (low, high)
     }
@@ -317,7 +394,8 @@ def test_every_trial_is_scored_on_the_same_hours(features):
     assert short.index.equals(long.index)
     assert short.index[0] == rows.index[0].floor("D") + pd.Timedelta(days=high)
     assert (short["fold"].to_numpy() == long["fold"].to_numpy()).all()
-    assert not np.allclose(short["prob_up"], long["prob_up"])  # the look-back did change
+    changed = not np.allclose(short["prob_up"], long["prob_up"])
+    assert changed != anchored  # an anchored window trains on everything before, either way
 
 
 CANDIDATE = {
@@ -334,13 +412,15 @@ def test_study_name_changes_with_what_makes_trials_comparable(monkeypatch):
     assert tuning.study_name(base, data_version="b") != name
     fee = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, fee=0.002))
     assert tuning.study_name(fee, data_version="a") != name
+    slip = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, slippage_bps=5))
+    assert tuning.study_name(slip, data_version="a") != name
     monkeypatch.setattr(tuning, "SCORING_VERSION", tuning.SCORING_VERSION + 1)
     assert tuning.study_name(base, data_version="a") != name  # trials scored another way
 
 
 def _open_fresh(url: str, barrier) -> None:
     barrier.wait()  # every process opens the brand-new database at the same moment
-    tuning.open_study(url, "race", small_params())
+    tuning.open_study(url, "race")
 
 
 def test_processes_opening_one_new_storage_at_once_all_succeed(tmp_path):

@@ -26,7 +26,9 @@ def expected_row(candles: pd.DataFrame, hour: str) -> np.ndarray:
 
 
 def stored(settings) -> online_store.OnlineRow | None:
-    return online_store.newest_row(online_store.open_store(settings, NAMES, apply=False), "BTCUSDT", NAMES)
+    return online_store.newest_row(
+        online_store.open_store(settings, NAMES, apply=False), "BTCUSDT", NAMES
+    )
 
 
 def archive_sync(settings, url, cache, now: str, **kwargs) -> feature_sync.SyncResult:
@@ -61,7 +63,9 @@ def test_sync_from_binance_rest(online_settings, mirror_candles):
     with BinanceServer(history) as exchange:
         source = feature_sync.binance_source(exchange.url)
         now = pd.Timestamp("2021-12-10T05:01:00Z")
-        assert feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now).written == 1
+        assert (
+            feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now).written == 1
+        )
         later = now + pd.Timedelta(hours=4)
         result = feature_sync.sync(PARAMS, settings=online_settings, source=source, now=later)
     assert result.written == 4 and result.newest_after == pd.Timestamp("2021-12-10 08:00", tz="UTC")
@@ -77,7 +81,9 @@ def test_an_exchange_failure_writes_nothing_and_keeps_the_store(online_settings,
         feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now)
         exchange.fail_next = 10  # more than the client's retries
         with pytest.raises(KlinecastError, match="GET /api/v3/klines failed 4 times"):
-            feature_sync.sync(PARAMS, settings=online_settings, source=source, now=now + pd.Timedelta(hours=3))
+            feature_sync.sync(
+                PARAMS, settings=online_settings, source=source, now=now + pd.Timedelta(hours=3)
+            )
     assert stored(online_settings).candle_time == pd.Timestamp("2021-12-10 04:00", tz="UTC")
 
 
@@ -85,7 +91,9 @@ def test_redis_lost_midway_keeps_the_rows_written_and_the_next_sync_completes_th
     online_settings, redis, mirror_server, tmp_path
 ):
     cutoff = Cutoff(redis)
-    settings = online_store.StoreSettings(cutoff.address, online_settings.registry, online_settings.project)
+    settings = online_store.StoreSettings(
+        cutoff.address, online_settings.registry, online_settings.project
+    )
     cache = tmp_path / "archives"
     try:
         archive_sync(settings, mirror_server.url, cache, "2021-12-01T00:05:00Z")

@@ -111,7 +111,9 @@ def test_the_served_version_works_in_versions_paths_and_no_other(serving, window
 def test_every_refusal_is_the_specs_error_object_and_one_log_line(
     serving, url, method, path, data, status
 ):
-    log = serving.log_dir / ("transformer.log" if url == serving.transformer_url else "predictor.log")
+    log = serving.log_dir / (
+        "transformer.log" if url == serving.transformer_url else "predictor.log"
+    )
     before = log.stat().st_size
     answer = requests.request(
         method, f"{url}{path}", data=data, headers={"Content-Type": "application/json"}, timeout=10
@@ -136,8 +138,17 @@ def new_lines(log, before: int) -> list[str]:
     "body",
     [
         # pydantic names the offending key, newline and all, in its error
-        {"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1],
-                     "parameters": {f"k\n{FORGED}": [1, {"a": 2}]}}]},  # fmt: skip
+        {
+            "inputs": [
+                {
+                    "name": "a",
+                    "shape": [1],
+                    "datatype": "FP64",
+                    "data": [1],
+                    "parameters": {f"k\n{FORGED}": [1, {"a": 2}]},
+                }
+            ]
+        },  # fmt: skip
         {"parameters": {f"k\r\n{FORGED}\u2028": {"x": [1]}}, "inputs": []},
         {"inputs": [{"name": f"a\n{FORGED}", "shape": [1], "datatype": "FP64", "data": [1]}]},
     ],

@@ -111,7 +111,10 @@ def test_each_serve_writes_logs_of_its_own(artifact, tmp_path):
     processes = [
         subprocess.Popen(
             [*argv, "--predictor-port", str(free_port()), "--transformer-port", str(free_port())],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for _ in range(2)
     ]

@@ -32,7 +32,9 @@ def test_v1_and_v2_give_the_same_answer(serving, window):
     answer = one.json()["predictions"][0]
     assert 0 <= answer["prob_up"] <= 1
     # the model's rule from a flat book: up beyond 0.5 + entry band, down below 0.5 - it
-    expected = {1: "up", -1: "down", 0: "flat"}[strategy.next_position(answer["prob_up"], RULE)]
+    decided = pd.Timestamp(answer["feature_time"]).hour
+    position = strategy.next_position(answer["prob_up"], RULE, decision_hour=decided)
+    expected = {1: "up", -1: "down", 0: "flat"}[position]
     assert answer["direction"] == expected
     assert answer["strategy"] == RULE.as_dict() | {"horizon_hours": 2}
     assert answer["feature_time"] == "2022-01-01T00:00:00+00:00"  # the last candle's close
@@ -63,7 +65,9 @@ def test_predictor_speaks_v1_and_v2_itself(serving, artifact, window):
         f"{serving.predictor_url}/v2/models/{NAME}/infer",
         timeout=10,
         json={
-            "inputs": [{"name": "features", "shape": [1, len(row[0])], "datatype": "FP64", "data": row}]
+            "inputs": [
+                {"name": "features", "shape": [1, len(row[0])], "datatype": "FP64", "data": row}
+            ]
         },
     )
     assert a.status_code == b.status_code == 200, (a.text, b.text)
@@ -83,7 +87,6 @@ BAD_V1 = {
     ),
     "unsorted": (lambda rows: rows.insert(300, rows.pop(301)), "out-of-order open_time"),
     "duplicate": (lambda rows: rows.__setitem__(301, dict(rows[300])), "duplicate open_time"),
-    "gap": (lambda rows: rows.__delitem__(300), "gap in the window: 1 candle(s) missing"),
     "NaN as text": (
         lambda rows: rows[5].__setitem__("close", "NaN"),
         "close is 'NaN', not a number",
@@ -161,7 +164,20 @@ def test_v2_with_a_missing_column_and_unequal_tensors(serving, window):
     assert response.status_code == 400 and "differ in length" in response.json()["error"]
 
 
-def test_parity_rest_equals_offline_prediction_on_200_real_hours(serving, artifact, mirror_candles):
+def test_a_gap_is_real_history_unless_the_newest_candle_is_too_soon_after_it(
+    serving, mirror_candles
+):
+    """Windows hold gaps (exchange outages): one deep in the window is answered; one four
+    candles before the newest leaves the hourly indicators no row to answer with: 400."""
+    longer = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-MIN_HISTORY - 1 :]
+    deep = v1(serving, mutate(longer, lambda rows: rows.__delitem__(300)))
+    assert deep.status_code == 200, deep.text
+    late = v1(serving, mutate(longer, lambda rows: rows.__delitem__(-5)))
+    assert late.status_code == 400, late.text
+    assert "the newest candle is 4 candle(s) after a gap (1 missing" in late.json()["error"]
+
+
+def test_parity_rest_equals_offline_prediction_on_100_real_hours(serving, artifact, mirror_candles):
     offline = offline_probabilities(mirror_candles, artifact)
     stamps = mirror_candles.index
     run = (
@@ -169,8 +185,11 @@ def test_parity_rest_equals_offline_prediction_on_200_real_hours(serving, artifa
         .groupby((stamps.to_series().diff() != pd.Timedelta(hours=1)).cumsum())
         .cumcount()
     )
-    eligible = np.flatnonzero(run.to_numpy() >= 2 * MIN_HISTORY)  # converged full-history features
-    ends = np.sort(np.random.default_rng(11).choice(eligible, size=210, replace=False))
+    # converged full-history features: the longest window and 1,500 candles of the row's own run
+    # (a window may hold gaps, as real history does)
+    eligible = np.flatnonzero(run.to_numpy() >= 1500)
+    eligible = eligible[eligible >= MIN_HISTORY + 1500]
+    ends = np.sort(np.random.default_rng(11).choice(eligible, size=100, replace=False))
     worst = 0.0
     session = requests.Session()
     for end in ends:

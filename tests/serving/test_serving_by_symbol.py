@@ -42,7 +42,9 @@ def sync(settings, now: str, cache: Path) -> feature_sync.SyncResult:
 def store(redis, tmp_path_factory):
     """This module's own Feast project, synced up to the candle closed at CLOCK."""
     root = tmp_path_factory.mktemp("store")
-    settings = online_store.StoreSettings(redis, str(root / "registry.db"), f"t{uuid.uuid4().hex[:12]}")
+    settings = online_store.StoreSettings(
+        redis, str(root / "registry.db"), f"t{uuid.uuid4().hex[:12]}"
+    )
     assert sync(settings, "2022-02-01T00:05:00Z", root / "archives").newest_after == NEWEST
     cutoff = Cutoff(redis)  # the transformer reaches Redis through it
     yield settings, cutoff, root / "archives"
@@ -65,8 +67,6 @@ def server(store, artifact, tmp_path_factory):
         NAME, str(artifact), free_port(), free_port(), log_dir=logs, online=through, now=CLOCK
     ) as local:
         yield local
-
-
 
 
 @pytest.mark.parametrize(
@@ -114,9 +114,9 @@ def test_v1_and_v2_by_symbol_answer_the_hour_after_the_newest_closed_candle(
         history, _ = build_candles(MIRROR_MONTHLY, DataParams(end=dt.date(2022, 1, 31)))
     expected = offline_probabilities(history, artifact).loc[NEWEST]
     assert answer["prob_up"] == pytest.approx(expected, abs=1e-6)  # training's features
-    assert answer["direction"] == {1: "up", -1: "down", 0: "flat"}[
-        strategy.next_position(answer["prob_up"], RULE)
-    ]
+    decided = pd.Timestamp(answer["feature_time"]).hour
+    position = strategy.next_position(answer["prob_up"], RULE, decision_hour=decided)
+    assert answer["direction"] == {1: "up", -1: "down", 0: "flat"}[position]
     two = v2(server, v2_symbol_request("BTCUSDT"))
     assert two.status_code == 200, two.text
     outputs = {o["name"]: o["data"][0] for o in two.json()["outputs"]}
@@ -127,7 +127,9 @@ def test_v1_and_v2_by_symbol_answer_the_hour_after_the_newest_closed_candle(
 def test_an_unknown_symbol_is_404_naming_what_the_store_holds(server):
     response = v1(server, v1_symbol_request("ETHUSDT"))
     assert response.status_code == 404
-    assert response.json()["error"] == "unknown symbol 'ETHUSDT': the online store holds ['BTCUSDT']"
+    assert (
+        response.json()["error"] == "unknown symbol 'ETHUSDT': the online store holds ['BTCUSDT']"
+    )
     bad = v1(server, {"instances": [{"symbol": "btc-usdt"}]})
     assert bad.status_code == 400 and "upper-case pair" in bad.json()["error"]
 
@@ -213,7 +215,9 @@ def test_a_rejected_request_logs_one_line(server):
 
 
 def test_the_model_repository_extension_is_off(server):
-    response = requests.post(f"{server.transformer_url}/v2/repository/models/{NAME}/unload", timeout=10)
+    response = requests.post(
+        f"{server.transformer_url}/v2/repository/models/{NAME}/unload", timeout=10
+    )
     assert response.status_code == 404 and "extension is off" in response.json()["error"]
     assert requests.get(f"{server.transformer_url}/v2/models/{NAME}/ready", timeout=10).ok
 
@@ -243,7 +247,9 @@ def test_the_first_answer_after_ready_is_as_fast_as_the_rest(store, artifact, tm
         NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path, online=settings,
         now=CLOCK, transformer_args=["--cache-size", "0"],
     ) as local:  # fmt: skip
-        requests.get(f"{local.transformer_url}/v2/health/live", timeout=10)  # the client's own start
+        requests.get(
+            f"{local.transformer_url}/v2/health/live", timeout=10
+        )  # the client's own start
         seconds = []
         for _ in range(11):
             started = time.perf_counter()

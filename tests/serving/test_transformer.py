@@ -108,7 +108,9 @@ def test_the_answer_applies_the_models_rule_from_a_flat_book(loaded, prob, direc
 def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
     model, candles = loaded
     window = candles.iloc[-model.min_history :]
-    inputs = [InferInput("open_time", [len(window)], "INT64", (window.index.asi8 // 10**6).tolist())]
+    inputs = [
+        InferInput("open_time", [len(window)], "INT64", (window.index.asi8 // 10**6).tolist())
+    ]
     inputs += [
         InferInput(c, [len(window)], "FP64", window[c].astype(float).tolist())
         for c in model.required

@@ -90,3 +90,56 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, content in members.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+def planted_candles(
+    days: int,
+    *,
+    strength: float,
+    start: str = "2019-06-01",
+    seed: int = 0,
+    volatility: float = 0.006,
+    driftless: tuple[int, ...] = (),
+) -> pd.DataFrame:
+    """Hourly candles with an edge planted at a day's horizon, in one default feature.
+
+    Each UTC day d draws a standard normal z_d. Every hour of day d has a taker-buy share of
+    0.5 + 0.05 z_d (plus uniform noise of +-0.1), so `taker_buy_24` read when day d's last
+    candle closes is about 0.5 + 0.05 z_d; every hour of day d + 1 drifts by
+    `strength` x z_d / 24 in log price, on top of independent normal noise of `volatility`.
+    So the next day's return has mean strength x z_d: a daily signal with a correlation of
+    about strength / (volatility x sqrt(24)) to it. Nothing else carries information.
+
+    Args:
+        driftless: row numbers (multiples of 24) that split the noise into spans, each shifted
+            to a mean of 0, so no span trends by chance.
+    """
+    rng = np.random.default_rng(seed)
+    n = 24 * days
+    z = rng.normal(size=days)
+    drift = np.repeat(np.concatenate([[0.0], z[:-1]]) * strength / 24, 24)
+    noise = rng.normal(0, volatility, n)
+    for lo, hi in zip((0, *driftless), (*driftless, n), strict=True):
+        if driftless:
+            noise[lo:hi] -= noise[lo:hi].mean()
+    close = 100 * np.exp(np.cumsum(drift + noise))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.003, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.003, n))
+    volume = rng.uniform(10, 100, n)
+    share = np.clip(0.5 + 0.05 * np.repeat(z, 24) + rng.uniform(-0.1, 0.1, n), 0.05, 0.95)
+    index = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="open_time")
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "quote_volume": volume * close,
+            "trades": rng.integers(1, 1000, n),
+            "taker_buy_volume": volume * share,
+            "taker_buy_quote_volume": volume * close * share,
+        },
+        index=index,
+    )

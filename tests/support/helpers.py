@@ -19,8 +19,11 @@ from tests.support.paths import REPO
 #: The model name the integration tests serve.
 NAME = "klinecast-test"
 MIN_HISTORY = Params().features.min_history
-#: The served model's rule: hysteresis and a minimum hold, so the trader's book matters.
-RULE = StrategyRule("long_short", entry_band=0.02, exit_band=0.005, min_hold_hours=3)
+#: The served model's rule: both sides, bands (hysteresis), a minimum hold and a decision every
+#: 2 hours, so the trader's book and the clock matter.
+RULE = StrategyRule(
+    "long_short", entry_band=0.02, exit_band=0.005, min_hold_hours=3, cadence_hours=2
+)
 
 
 def free_port() -> int:
@@ -47,13 +50,11 @@ def write_cli_params(tmp_path: Path, storage: str, n_trials: int) -> Path:
     raw["split"] = {k: str(v) for k, v in dataclasses.asdict(params.split).items()}
     raw["backtest"]["step_days"] = params.backtest.step_days
     space = {k: list(v) for k, v in dataclasses.asdict(params.tune.search_space).items()}
-    raw["tune"].update(
-        n_trials=n_trials,
-        storage=storage,
-        search_space=space,
-        pruner_warmup_folds=2,
-        pruner_startup_trials=2,
-    )
+    raw["features"] = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dataclasses.asdict(params.features).items()
+    }
+    raw["tune"].update(n_trials=n_trials, storage=storage, search_space=space)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -8,41 +8,54 @@ from pathlib import Path
 
 import pandas as pd
 
-from klinecast.config import Params, SearchSpace, SplitParams
+from klinecast.config import DEFAULT_INDICATORS, FeatureParams, Params, SearchSpace, SplitParams
+from klinecast.indicators import spans_gaps
 from klinecast.release.metadata import ArtifactMetadata
+from klinecast.research import stats
 from klinecast.research.features import compute_features
 from klinecast.research.model import Candidate, Complexity, HyperParams
-from klinecast.research.scorecard import EvaluatedSpan, Metrics, Scorecard, Significance
+from klinecast.research.scorecard import (
+    BaselineTest,
+    EvaluatedSpan,
+    Metrics,
+    Scorecard,
+    Significance,
+)
 from klinecast.research.strategy import StrategyRule
 from tests.support.candle_factory import synthetic_candles
 
 HOUR = dt.timedelta(hours=1)
 
 
+#: The default features without the day-scale ones: what a few months of synthetic candles
+#: can feed (the 200-day average alone needs 4,800 candles).
+HOURLY_INDICATORS = tuple(name for name in DEFAULT_INDICATORS if not spans_gaps(name))
+#: The features the small setup computes, and the history they need (measured as the seed's).
+SMALL_FEATURES = FeatureParams(indicators=HOURLY_INDICATORS, min_history=540)
+
+
 def small_params(**tune_overrides) -> Params:
-    """Jan..Mar 2021 in sample, April out of sample, tiny models, 5-day steps."""
-    base = Params()
+    """Jan..Mar 2021 in sample, April out of sample, hourly features, tiny models, 5-day
+    steps."""
+    base = dataclasses.replace(Params(), features=SMALL_FEATURES)
     space = SearchSpace(
         n_estimators=(5, 30),
         max_depth=(2, 4),
         learning_rate=(0.05, 0.3),
         subsample=(0.6, 0.9),
         colsample_bytree=(0.6, 0.9),
-        gamma=(0, 2),
+        gamma=(0.0, 2.0),
+        train_window=("sliding", "anchored"),
         look_back_days=(10, 20),
         horizon_hours=(1, 4),
         side=("long_only", "long_short"),
         entry_band=(0.0, 0.05),
         exit_band=(0.0, 0.02),
         min_hold_hours=(1, 6),
+        cadence_hours=(1, 4),
     )
     tune = dataclasses.replace(
-        base.tune,
-        n_trials=6,
-        pruner_warmup_folds=2,
-        pruner_startup_trials=2,
-        search_space=space,
-        **tune_overrides,
+        base.tune, n_trials=6, workers=1, search_space=space, **tune_overrides
     )
     return dataclasses.replace(
         base,
@@ -56,7 +69,7 @@ def small_params(**tune_overrides) -> Params:
 
 def small_features(path: Path, *, seed: int = 3) -> Path:
     candles = synthetic_candles(24 * 120, start="2021-01-01", seed=seed)
-    frame = compute_features(candles, indicators=Params().features.indicators, interval=HOUR).frame
+    frame = compute_features(candles, indicators=HOURLY_INDICATORS, interval=HOUR).frame
     frame.to_parquet(path)
     return path
 
@@ -90,23 +103,49 @@ def strategy_metrics(**changes) -> Metrics:
     return Metrics(**values | changes)
 
 
+#: The baselines the fixture's long-only model is declared to beat.
+FIXTURE_BASELINES = ("buy_and_hold", "trend_50d", "trend_200d", "vol_target")
+
+
 def scorecard(
-    *, excess: float = 0.10, p_value: float = 0.01, trades: int = 12, **changes
+    *,
+    excess: float = 0.10,
+    p_value: float = 0.01,
+    trades: int = 12,
+    against: dict[str, tuple[float, float]] | None = None,
+    **changes,
 ) -> Scorecard:
-    """A scorecard whose model beats buy-and-hold by `excess` with `p_value` (changes
-    override any other field)."""
-    hold = strategy_metrics(cumulative_return=0.05, trades=1)
+    """A scorecard whose long-only model beats each declared baseline by `excess` with
+    `p_value`, or by (excess, p-value) for the baselines in `against` (changes override any
+    other field)."""
+    tests = {name: (excess, p_value) for name in FIXTURE_BASELINES} | (against or {})
+    declared = {
+        name: BaselineTest(excess_return=e, p_value=p, mc_error=0.002, psr=0.9)
+        for name, (e, p) in tests.items()
+    }
+    worst = stats.largest_p_value({n: t.p_value for n, t in declared.items()})
     model = strategy_metrics(cumulative_return=0.05 + excess, trades=trades)
     values = dict(
         span=EvaluatedSpan("2022-01-01T00:00:00+00:00", "2022-05-31T23:00:00+00:00", 3623, 5),
         fee_per_side=0.001,
         candidate=Candidate(HyperParams(2, 2, 0.1, 0.8, 0.8, 0, 10), StrategyRule(), 1),
         model=model,
-        baselines={"buy_and_hold": hold, "always_short": strategy_metrics()},
-        excess_return={"buy_and_hold": excess, "always_short": 0.05 + excess},
+        baselines={
+            name: strategy_metrics(cumulative_return=0.05 + excess - e, trades=1)
+            for name, (e, _) in tests.items()
+        },
+        excess_return={name: e for name, (e, _) in tests.items()},
         significance=Significance(
-            best_baseline="buy_and_hold", p_value=p_value, test="SPA", bootstrap_reps=1000,
-            deflated_sharpe=0.5, probabilistic_sharpe=0.5, trials_run=10, trials_that_trade=8,
+            test="SPA",
+            bootstrap_reps=5000,
+            side="long_only",
+            declared=declared,
+            max_p_value=declared[worst].p_value,
+            max_p_baseline=worst,
+            probabilistic_sharpe=0.5,
+            deflated_sharpe=0.5,
+            trials_run=10,
+            trials_that_trade=8,
             luck_sharpe_annualised=1.0,
         ),  # fmt: skip
     )
@@ -119,8 +158,7 @@ def tiny_artifact(out: Path, *, rule: StrategyRule | None = None, seed: int = 5)
     from klinecast.release.registry import write_artifact
     from klinecast.research import model
 
-    params = Params()
-    names = list(params.features.indicators)
+    names = list(HOURLY_INDICATORS)
     candles = synthetic_candles(800, start="2021-01-01", seed=seed)
     frame = compute_features(candles, indicators=names, interval=HOUR).frame.dropna()
     hp = HyperParams(5, 2, 0.3, 0.9, 0.9, 0, 10)
@@ -135,7 +173,7 @@ def tiny_artifact(out: Path, *, rule: StrategyRule | None = None, seed: int = 5)
         booster,
         small_metadata(
             feature_names=tuple(names),
-            min_history=params.features.min_history,
+            min_history=SMALL_FEATURES.min_history,
             candidate=Candidate(hp, rule or StrategyRule("long_short", 0.02, 0.01, 2), 1),
         ),
     )

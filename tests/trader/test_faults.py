@@ -45,7 +45,8 @@ def trading_hour(artifact, mirror_candles) -> pd.Timestamp:
     history = mirror_candles.loc[:"2021-12-31 23:00"]
     probabilities = offline_probabilities(history, artifact)
     for hour in pd.date_range(START, periods=48, freq="h"):
-        if strategy.next_position(float(probabilities.loc[hour]), RULE) != 0:
+        decided = (hour + pd.Timedelta(hours=1)).hour
+        if strategy.next_position(float(probabilities.loc[hour]), RULE, decision_hour=decided):
             return hour
     pytest.fail("the model stays flat for two days from a flat book")
 
@@ -255,7 +256,9 @@ def test_two_cycles_of_one_hour_at_once_send_one_order(setup, exchange, trading_
     assert_consistent(setup, exchange)
 
 
-def test_a_second_cycle_that_waits_too_long_sends_nothing_and_says_busy(setup, exchange, trading_hour):
+def test_a_second_cycle_that_waits_too_long_sends_nothing_and_says_busy(
+    setup, exchange, trading_hour
+):
     trader_params(setup["params"], lock_wait_seconds=1)
     exchange.hang_after_order_s = 5
     first = cycle(setup, trading_hour)

@@ -265,13 +265,15 @@ def test_replay_equals_the_offline_backtest(
 
     # the backtest's one pass of the model's rule (hysteresis, minimum hold) over the hours,
     # against the trader's hour-by-hour decisions with its ledger's book
-    position, _ = strategy.positions(offline.to_numpy(), RULE)
+    decided = (hours + pd.Timedelta(hours=1)).hour.to_numpy()  # the rule's cadence reads them
+    position, _ = strategy.positions(offline.to_numpy(), RULE, decision_hours=decided)
     assert (predictions["target"].to_numpy() == position).all()
     assert len(set(position)) == 3 and (np.diff(position) != 0).sum() > 3  # the rule is exercised
     closes = history["close"]
     next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
-    returns = strategy_returns(position, next_return, fee=0.001)
-    returns[-1] += 0.001 * abs(position[-1])  # the backtest closes its book after the last hour;
+    cost = 0.001 + 0.0001  # the fee and the slippage, as the paper broker fills
+    returns = strategy_returns(position, next_return, cost=cost)
+    returns[-1] += cost * abs(position[-1])  # the backtest closes its book after the last hour;
     backtest = np.cumprod(1.0 + returns)  # the trader holds on, so that fee is not paid yet
     curve = pd.DataFrame(table(ledger, "equity")).sort_values("hour")["equity"].to_numpy()
     np.testing.assert_allclose(curve, backtest, rtol=1e-12)
@@ -290,7 +292,9 @@ def test_the_trader_asks_by_symbol_by_default(
 
     now = pd.Timestamp(NOW)
     source = feature_sync.binance_source(exchange.url)
-    assert feature_sync.sync(Params(), settings=online_settings, source=source, now=now).written == 1
+    assert (
+        feature_sync.sync(Params(), settings=online_settings, source=source, now=now).written == 1
+    )
     params = write_params(tmp_path / "params.yaml", {"publish": {"model_name": NAME}})
     ledger = f"sqlite:///{tmp_path}/ledger.db"
     with LocalServing(
@@ -390,13 +394,18 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
         connection.execute(sa.text("INSERT INTO schema_version VALUES (1)"))
         connection.execute(
             predictions.insert().values(
-                hour=HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1,
-                status="traded", created_at=HOUR.to_pydatetime(),
+                hour=HOUR.to_pydatetime(),
+                symbol="BTCUSDT",
+                prob_up=0.7,
+                target=1,
+                status="traded",
+                created_at=HOUR.to_pydatetime(),
             )  # fmt: skip
         )
         connection.execute(
             state.insert().values(
-                key="halted", value="cumulative return -25% fell below -20%",
+                key="halted",
+                value="cumulative return -25% fell below -20%",
                 updated_at=HOUR.to_pydatetime(),
             )  # fmt: skip
         )

@@ -181,6 +181,8 @@ def run_features(args) -> int:
         return run_sync(args)
     from klinecast import atomic
     from klinecast.config import load_params
+    from klinecast.errors import KlinecastError
+    from klinecast.indicators import indicator_lookback
     from klinecast.research.features import compute_features, measure_min_history
 
     params = load_params(args.params)
@@ -201,6 +203,13 @@ def run_features(args) -> int:
         return 0 if verdict == "ok" else 1
     started = time.perf_counter()
     result = compute_features(candles, indicators=indicators, interval=interval)
+    if result.frame.empty:
+        longest = max(indicator_lookback(name) for name in indicators)
+        raise KlinecastError(
+            f"no feature rows: the {len(candles)} candles are fewer than the longest indicator "
+            f"window ({longest} candles) needs; ingest a longer span or drop the longest "
+            "features from features.indicators (nothing was written)"
+        )
     atomic.write_parquet(args.out, result.frame)
     atomic.write_json(args.report, result.report(min_history=params.features.min_history))
     print(

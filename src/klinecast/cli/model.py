@@ -16,14 +16,14 @@ log = logging.getLogger("klinecast")
 def add_tune(commands) -> None:
     parser = commands.add_parser(
         "tune",
-        help="Optuna TPE search over the in-sample walk-forward folds (return after fees)",
+        help="Optuna TPE search over the in-sample walk-forward folds (Sharpe after costs)",
         description=(
-            "Tune the XGBoost hyperparameters (tune.search_space) by the strategy's cumulative "
-            "return after fees over walk-forward folds of the in-sample span. Every fold reports "
-            "an intermediate value so the median pruner stops hopeless trials. The study lives "
-            "in an RDB storage: re-running resumes it, and several processes (--workers, or "
-            "separate machines on one PostgreSQL URL) share it. Watch it live with "
-            "`optuna-dashboard <storage URL>`."
+            "Tune the classifier, its training window, its horizon and the trading rule "
+            "(tune.search_space) by tune.objective after costs over walk-forward folds of the "
+            "in-sample span. Every trial runs to its end; trials are asked in seeded batches of "
+            "--workers and scored by that many processes, so the same data, params and seed give "
+            "the same study. The study lives in an RDB storage: re-running resumes it. Watch it "
+            "live with `optuna-dashboard <storage URL>`."
         ),
     )
     params_arg(parser)
@@ -36,11 +36,11 @@ def add_tune(commands) -> None:
         "--first-worker",
         type=int,
         default=0,
-        help="id of this machine's first worker; ids seed the samplers, so machines sharing one "
-        "study pass distinct ids (default: 0)",
+        help="0 for a study's one tuner; machines sharing one study pass distinct ids, which "
+        "seed their batches apart (default: 0)",
     )
     parser.add_argument(
-        "--n-trials", type=int, help="finished trials to reach (default: tune.n_trials)"
+        "--n-trials", type=int, help="complete trials to reach (default: tune.n_trials)"
     )
     parser.add_argument(
         "--storage",
@@ -87,10 +87,13 @@ def run_tune(args) -> int:
         objective=params.tune.objective,
     )
     search = summary["search"]
+    deflated = search["deflated_sharpe"]
     print(
-        f"tune: study {study.study_name}: {summary['trials']}, {search['trials_that_trade']} "
-        f"complete trial(s) traded; best trial {summary['best_trial']}: {params.tune.objective} "
-        f"{summary['value']:+.4f} in sample; {time.perf_counter() - started:.1f} s -> {args.out_dir}"
+        f"tune: study {study.study_name}: {search['complete']} complete trial(s) "
+        f"({search['failed']} failed), {search['trials_that_trade']} traded; best trial "
+        f"{summary['best_trial']}: {params.tune.objective} {summary['value']:+.4f} in sample, "
+        f"deflated Sharpe {'-' if deflated is None else f'{deflated:.2f}'} (of "
+        f"{search['trials_run']} trials); {time.perf_counter() - started:.1f} s -> {args.out_dir}"
     )
     return 0
 
@@ -118,25 +121,29 @@ def add_evaluate(commands) -> None:
 def run_evaluate(args) -> int:
     from klinecast import atomic
     from klinecast.config import load_params
-    from klinecast.research import evaluation
+    from klinecast.research import evaluation, looks
 
     params = load_params(args.params)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     tuned = read_best_params(args.best_params)
     started = time.perf_counter()
-    result = evaluation.evaluate(frame, params, tuned)
+    span_looks = looks.record(params.tune.storage, params.split.out_of_sample)
+    result = evaluation.evaluate(frame, params, tuned, span_looks=span_looks)
     atomic.write_parquet(args.predictions, result.predictions)
     atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
     card = result.scorecard
     atomic.write_json(args.metrics, card.as_dict())
     baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in card.baselines.items())
     m, significance = card.model, card.significance
+    deflated = significance.deflated_sharpe
     print(
         f"evaluate: {card.span.folds} folds, {card.span.hours} hours: model "
-        f"{m.cumulative_return:+.2%} after fees ({m.return_before_fees:+.2%} before), "
-        f"{m.trades} trades; p-value vs {significance.best_baseline} "
-        f"{significance.p_value:.3f}, deflated Sharpe {significance.deflated_sharpe:.2f}; "
-        f"{baselines}; {time.perf_counter() - started:.1f} s -> {args.metrics}"
+        f"{m.cumulative_return:+.2%} after costs ({m.return_before_fees:+.2%} before), "
+        f"{m.trades} trades; largest p-value of the declared baselines "
+        f"{significance.max_p_value:.3f} ({significance.max_p_baseline}), deflated Sharpe in "
+        f"sample {'-' if deflated is None else f'{deflated:.2f}'}; this span looked at "
+        f"{significance.span_looks} time(s); {baselines}; "
+        f"{time.perf_counter() - started:.1f} s -> {args.metrics}"
     )
     return 0
 
@@ -314,9 +321,9 @@ def add_katib(commands) -> None:
         "katib",
         help="write the Katib Experiment generated from params.yaml's search space",
         description=(
-            "Translate tune.search_space (and the seed, trial count and pruning settings) into a "
-            "Katib Experiment: TPE, medianstop early stopping, maximise return_after_fees, "
-            "trials running `klinecast tune-trial`."
+            "Translate tune.search_space (and the seed and trial count) into a Katib "
+            "Experiment: TPE, maximise tune.objective, every trial run to its end, trials "
+            "running `klinecast tune-trial`."
         ),
     )
     params_arg(parser)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from klinecast.config import Params
+from klinecast.config import Params, SearchSpace
 from klinecast.platform.cluster import PIPELINE_ACCOUNT
 from klinecast.platform.k8s import NAMESPACE, UID, resources
 from klinecast.platform.names import S3_SECRET
@@ -22,7 +22,8 @@ KATIB_TYPES = {int: "int", float: "double", str: "categorical"}
 def trial_parameters() -> dict[str, tuple[str, str]]:
     """Every lever of tune.search_space -> (its Katib trial parameter name, Katib's type)."""
     return {
-        key: (_camel(key), KATIB_TYPES[kind]) for key, kind in tuning.search_levers().items()
+        key: (_camel(key), "categorical" if key in SearchSpace.CHOICES else KATIB_TYPES[kind])
+        for key, kind in tuning.search_levers().items()
     }
 
 
@@ -31,11 +32,13 @@ def _camel(key: str) -> str:
     return first + "".join(part.capitalize() for part in rest)
 
 
-def feasible_space(values: tuple, kind: str) -> dict:
-    """Katib's feasibleSpace: a list of choices, or [min, max] as strings."""
+def feasible_space(values: tuple, kind: str, *, log: bool = False) -> dict:
+    """Katib's feasibleSpace: a list of choices, or [min, max] as strings (on a log scale as
+    `klinecast tune` draws them, where `log`)."""
     if kind == "categorical":
         return {"list": [str(v) for v in values]}
-    return {"min": str(values[0]), "max": str(values[1])}
+    scale = {"distribution": "logUniform"} if log else {}
+    return {"min": str(values[0]), "max": str(values[1]), **scale}
 
 
 def experiment(
@@ -45,7 +48,8 @@ def experiment(
     namespace: str = NAMESPACE,
     parallel_trials: int = 2,
 ) -> dict:
-    """TPE over tune.search_space, median stopping, maximising tune.objective.
+    """TPE over tune.search_space, maximising tune.objective, every trial run to its end (as
+    `klinecast tune` runs them: no early stopping).
 
     Each trial is a Job running `klinecast tune-trial` with the trial's parameters; it prints
     `<objective>=<value>` after every fold for Katib's StdOut metrics collector.
@@ -68,13 +72,6 @@ def experiment(
                 "algorithmName": "tpe",
                 "algorithmSettings": [{"name": "random_state", "value": str(tune.seed)}],
             },
-            "earlyStopping": {
-                "algorithmName": "medianstop",
-                "algorithmSettings": [
-                    {"name": "min_trials_required", "value": str(tune.pruner_startup_trials)},
-                    {"name": "start_step", "value": str(tune.pruner_warmup_folds)},
-                ],
-            },
             "maxTrialCount": tune.n_trials,
             "parallelTrialCount": parallel_trials,
             "maxFailedTrialCount": 3,
@@ -83,7 +80,9 @@ def experiment(
                 {
                     "name": name,
                     "parameterType": kind,
-                    "feasibleSpace": feasible_space(space[key], kind),
+                    "feasibleSpace": feasible_space(
+                        space[key], kind, log=key in SearchSpace.LOG_SCALE
+                    ),
                 }
                 for key, (name, kind) in levers.items()
             ],

@@ -1,5 +1,17 @@
-"""The gate: whether a trained model may become `production`, from its out-of-sample metrics
-and what its trees hold."""
+"""The gate: whether a trained model may become `production`, from its out-of-sample scorecard
+and what its trees hold.
+
+The model must beat every baseline its side could hold, declared before the evaluation
+(`research.baselines.declared`: buy-and-hold, the trend rules and the volatility-targeted one
+for a long-only rule; the short one too for a long-short rule):
+
+- by at least publish.gate_min_excess_return after costs, each;
+- significantly, each: the largest of their one-sided bootstrap p-values is at most
+  publish.gate_max_p_value. This is an intersection-union test (the model must beat all of
+  them), so no correction for the number of baselines is needed, and none is applied;
+- and the model is not degenerate (enough splits over enough features, and a rule that
+  trades).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from klinecast.config import PublishParams
 from klinecast.errors import KlinecastError
-from klinecast.research import model
+from klinecast.research import model, stats
 from klinecast.research.scorecard import Scorecard
 
 
@@ -21,10 +33,23 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class BaselineVerdict:
+    """The gate's look at one declared baseline (publish.json and the report list them)."""
+
+    baseline: str
+    excess_return: float
+    p_value: float
+    mc_error: float
+    excess_held: bool
+    p_held: bool
+
+
+@dataclass(frozen=True)
 class Gate:
     """Whether the model may become `production`: every condition must hold."""
 
     conditions: tuple[Condition, ...]
+    baselines: tuple[BaselineVerdict, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -37,28 +62,41 @@ class Gate:
         return [f"{'held' if c.held else 'FAILED'}: {c.detail}" for c in self.conditions]
 
     def as_dict(self) -> dict:
-        return {"passed": self.passed, "conditions": [asdict(c) for c in self.conditions]}
+        return {
+            "passed": self.passed,
+            "conditions": [asdict(c) for c in self.conditions],
+            "baselines": [asdict(b) for b in self.baselines],
+        }
 
 
 def gate(metrics: Scorecard | None, complexity: model.Complexity, params: PublishParams) -> Gate:
     """The publish gate over evaluate's scorecard and the final model's trees.
 
     Raises:
-        KlinecastError: there is no scorecard (a model made without evaluate), or it lacks
-            the gate's baseline.
+        KlinecastError: there is no scorecard (a model made without evaluate), or it declares
+            no baseline.
     """
     if metrics is None:
         raise KlinecastError("the model carries no evaluation (metrics.json); run evaluate first")
-    if params.gate_baseline not in metrics.excess_return:
-        raise KlinecastError(
-            f"the metrics lack the excess return over {params.gate_baseline}; rerun evaluate"
-        )
-    excess = metrics.excess_return[params.gate_baseline]
     significance = metrics.significance
-    p_value = significance.p_value
+    if not significance.declared:
+        raise KlinecastError("the metrics declare no baseline to beat; rerun evaluate")
+    verdicts = tuple(
+        BaselineVerdict(
+            baseline=name,
+            excess_return=test.excess_return,
+            p_value=test.p_value,
+            mc_error=test.mc_error,
+            excess_held=test.excess_return >= params.gate_min_excess_return,
+            p_held=test.p_value <= params.gate_max_p_value,
+        )
+        for name, test in significance.declared.items()
+    )
+    short_of = [v for v in verdicts if not v.excess_held]
+    largest = stats.largest_p_value({v.baseline: v.p_value for v in verdicts})
+    worst = next(v for v in verdicts if v.baseline == largest)
+    p_held = worst.p_value <= params.gate_max_p_value  # NaN fails
     trades = metrics.model.trades
-    excess_held = excess >= params.gate_min_excess_return
-    p_held = p_value <= params.gate_max_p_value
     thin = []
     if complexity.splits < params.min_splits:
         thin.append(f"{complexity.splits} splits < {params.min_splits}")
@@ -77,24 +115,31 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
         f"{complexity.splits} splits in {complexity.trees_that_split} of {complexity.trees} "
         f"trees over {len(complexity.features_used)} feature(s), {trades} trades"
     )
+    beaten = ", ".join(f"{v.baseline} {v.excess_return:+.2%}" for v in verdicts)
     return Gate(
         (
             Condition(
                 "excess_return",
-                excess_held,
-                f"excess return over {params.gate_baseline} {excess:+.2%} "
-                f"{'>=' if excess_held else '<'} {params.gate_min_excess_return:+.2%}",
+                not short_of,
+                f"excess return over every declared baseline >= "
+                f"{params.gate_min_excess_return:+.2%}: {beaten}"
+                if not short_of
+                else "excess return short of "
+                + ", ".join(f"{v.baseline} ({v.excess_return:+.2%})" for v in short_of)
+                + f" (< {params.gate_min_excess_return:+.2%})",
             ),
             Condition(
                 "p_value",
                 p_held,
-                f"p-value against the best baseline ({significance.best_baseline}) "
-                f"{p_value:.3f} {'<=' if p_held else '>'} {params.gate_max_p_value}",
+                f"largest p-value of {len(verdicts)} declared baselines ({worst.baseline}) "
+                f"{worst.p_value:.3f} ± {worst.mc_error:.3f} "
+                f"{'<=' if p_held else '>'} {params.gate_max_p_value}",
             ),
             Condition(
                 "not_degenerate",
                 not thin,
                 f"not degenerate: {shape}" if not thin else f"degenerate: {'; '.join(thin)}",
             ),
-        )
+        ),
+        verdicts,
     )

@@ -1,11 +1,13 @@
 """`klinecast report`: one self-contained HTML page for a quant who has two minutes.
 
-From the top: the verdict (returns, the p-value against the best baseline, the deflated Sharpe,
-the gate's conditions, and any warning), returns before and after fees side by side for the
-model and every baseline, equity and position over time, a monthly returns heatmap, the
-calibration curve, the per-fold table, in-sample against out-of-sample, the tuning history
-(complete and pruned trials apart), feature importance, and the model's metadata. Plots are
-inlined PNG, so the page needs nothing outside the file.
+From the top: the verdict (returns after costs, the declared baselines beaten, the largest of
+their p-values, the probabilistic and deflated Sharpe ratios, how often the span was looked at,
+the gate's conditions and any warning), the gate's baseline table, returns before and after
+costs side by side for the model and every baseline, the bridge from before costs to after, a
+per-year table, equity and position over time, a monthly returns heatmap, the calibration
+curve, the per-fold table, in-sample against out-of-sample, the tuning history, feature
+importance, and the model's metadata. Plots are inlined PNG, so the page needs nothing outside
+the file.
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ def render(inputs: ReportInputs) -> str:
     metrics, predictions = inputs.metrics, inputs.predictions
     sections = [
         _verdict(metrics, inputs.publish),
-        "<h2>Before and after fees, out of sample</h2>" + _returns_table(metrics),
+        "<h2>The gate's baselines</h2>" + _gate_table(metrics),
+        "<h2>Before and after costs, out of sample</h2>" + _returns_table(metrics),
+        "<h2>From before costs to after</h2>" + _bridge_table(metrics),
+        "<h2>Year by year</h2>" + _year_table(metrics),
         "<h2>Equity after fees, and the model's position</h2>" + img(_equity_plot(predictions)),
         "<h2>Monthly returns after fees</h2>" + img(_monthly_heatmap(metrics.per_month)),
         "<h2>Calibration</h2>" + _calibration_section(metrics.calibration),
@@ -124,11 +129,87 @@ img {{ max-width: 100%; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Out of sample: {_day(span.first_hour)} .. {_day(span.last_hour)} ({span.hours:,} hours,
-{span.folds} walk-forward folds, retrained every step), fee {metrics.fee_per_side:.2%} per
-side on every change of position.</p>
+{span.folds} walk-forward folds, retrained every step{_skipped(span)}), fee
+{metrics.fee_per_side:.2%} and slippage {metrics.slippage_per_side:.2%} per side on every
+change of position.</p>
 {"".join(sections)}
 </body></html>
 """
+
+
+def _skipped(span) -> str:
+    if not span.skipped_hours:
+        return ""
+    return f"; {span.skipped_hours:,} hours in folds skipped for want of training rows, held flat"
+
+
+def _gate_table(metrics: Scorecard) -> str:
+    significance = metrics.significance
+    rows = [
+        (
+            name,
+            [
+                _pct(test.excess_return),
+                f"{test.p_value:.3f} ± {test.mc_error:.3f}",
+                f"{test.psr:.2f}",
+                f"{metrics.baselines[name].sharpe:.2f}",
+            ],
+            "",
+        )
+        for name, test in significance.declared.items()
+    ]
+    note = (
+        f"<p>The baselines a {significance.side.replace('_', '-')} rule could hold, declared "
+        "before the evaluation. p: one-sided, the model does not beat the baseline (stationary "
+        "bootstrap of the hourly differences, ± its Monte-Carlo error); the gate passes only if "
+        "the largest is small (an intersection-union test: no correction is needed). PSR: the "
+        "probability that the model's true Sharpe ratio is above the baseline's.</p>"
+    )
+    header = ["baseline", "excess after costs", "p-value", "PSR vs its Sharpe", "its Sharpe"]
+    return _table(header, rows) + note
+
+
+def _bridge_table(metrics: Scorecard) -> str:
+    def cells(m: Metrics) -> list[str]:
+        return [
+            _pct(m.return_before_fees),
+            f"−{m.fees_paid:.2%}",
+            f"−{m.slippage_paid:.2%}",
+            _pct(m.cumulative_return),
+            f"{m.turnover:,.1f}",
+        ]
+
+    rows = [("model", cells(metrics.model), "model")]
+    rows += [(n, cells(m), "") for n, m in metrics.baselines.items()]
+    header = ["strategy", "before costs", "fees", "slippage", "after costs", "turnover"]
+    note = (
+        "<p>Fees and slippage: their rate times the turnover (the sum of position changes), as "
+        "a share of capital; the returns compound, so the columns do not add up exactly.</p>"
+    )
+    return _table(header, rows) + note
+
+
+def _year_table(metrics: Scorecard) -> str:
+    if not metrics.per_year:
+        return "<p>No per-year figures (metrics.json from an older klinecast).</p>"
+    years = sorted({y.year for y in metrics.per_year})
+    strategies = list(dict.fromkeys(y.strategy for y in metrics.per_year))
+    found = {(y.year, y.strategy): y for y in metrics.per_year}
+    rows = [
+        (
+            name,
+            [
+                f"{_pct(found[year, name].return_after_costs)} / {found[year, name].sharpe:.2f}"
+                f" / {found[year, name].changes}"
+                for year in years
+            ],
+            "model" if name == "model" else "",
+        )
+        for name in strategies
+    ]
+    return _table(["strategy", *(str(y) for y in years)], rows) + (
+        "<p>Each cell: return after costs / Sharpe ratio / position changes.</p>"
+    )
 
 
 def _day(iso: str) -> str:
@@ -141,20 +222,29 @@ def _pct(value, digits: int = 2) -> str:
 
 def _verdict(metrics: Scorecard, publish: dict | None) -> str:
     model, significance = metrics.model, metrics.significance
-    best = significance.best_baseline
-    best_return = metrics.baselines[best].cumulative_return
-    p_value, deflated = significance.p_value, significance.deflated_sharpe
-    beats = model.cumulative_return > best_return
+    declared = significance.declared
+    beaten = [n for n, t in declared.items() if t.excess_return > 0]
+    worst = significance.max_p_baseline
+    deflated = significance.deflated_sharpe
+    in_sample = (
+        f"in sample, its deflated Sharpe ratio is <b>{deflated:.2f}</b> after "
+        f"{significance.trials_run} tuning trials (the probability that its Sharpe beats what "
+        "the best of that many unskilled trials would show by luck)"
+        if deflated is not None
+        else "tuning recorded no deflated Sharpe ratio (a study from an older klinecast)"
+    )
     sentence = (
-        f"The model returned <b>{_pct(model.cumulative_return)}</b> after fees "
-        f"({_pct(model.return_before_fees)} before, {model.trades:,} trades); the best "
-        f"baseline, {html.escape(best)}, returned {_pct(best_return)}. "
-        f"The model <span class='{'pass' if beats else 'fail'}'>"
-        f"{'beats' if beats else 'does not beat'}</span> it, with a bootstrap p-value of "
-        f"<b>{p_value:.3f}</b> (SPA, stationary bootstrap, hourly returns after fees) and a "
-        f"deflated Sharpe ratio of <b>{deflated:.2f}</b> after {significance.trials_run} "
-        f"tuning trials: the probability that its Sharpe beats what the best of that many "
-        f"unskilled trials would show by luck."
+        f"The model returned <b>{_pct(model.cumulative_return)}</b> after costs "
+        f"({_pct(model.return_before_fees)} before, {model.trades:,} position changes). "
+        f"It was declared to beat {len(declared)} baselines a {significance.side.replace('_', '-')} "
+        f"rule could hold, and beats <span class='{'pass' if len(beaten) == len(declared) else 'fail'}'>"
+        f"{len(beaten)} of them</span>; the largest of their one-sided bootstrap p-values is "
+        f"<b>{significance.max_p_value:.3f}</b> ({html.escape(worst)}; SPA, stationary bootstrap, "
+        f"{significance.bootstrap_reps:,} resamples, hourly returns after costs). Out of sample "
+        f"the probability that its Sharpe ratio is above 0 is "
+        f"{significance.probabilistic_sharpe:.2f}; {in_sample}. "
+        f"<b>This out-of-sample span has been looked at {significance.span_looks} time(s)</b>: "
+        "every look is one more chance to tune to it."
     )
     parts = [f"<p class='verdict'>{sentence}</p>"]
     warnings = []
@@ -431,9 +521,10 @@ def markdown_summary(metrics: Scorecard, gate: Gate) -> str:
     conditions = "\n".join(f"- {reason}" for reason in gate.reasons())
     return (
         f"### klinecast out of sample: {span.first_hour[:10]} .. {span.last_hour[:10]}\n\n"
-        f"{span.hours} hours, {span.folds} folds, fee {metrics.fee_per_side:.2%} per side. "
-        f"p-value vs {significance.best_baseline}: {significance.p_value:.3f}; deflated "
-        f"Sharpe {significance.deflated_sharpe:.2f} after {significance.trials_run} trials.\n\n"
+        f"{span.hours} hours, {span.folds} folds, fee {metrics.fee_per_side:.2%} and slippage "
+        f"{metrics.slippage_per_side:.2%} per side. Largest p-value of the declared baselines: "
+        f"{significance.max_p_value:.3f} ({significance.max_p_baseline}); this span looked at "
+        f"{significance.span_looks} time(s).\n\n"
         "| strategy | before fees | after fees | trades | Sharpe | max drawdown |\n"
         "|---|---|---|---|---|---|\n"
         f"{table}\n\nGate {verdict}:\n\n{conditions}\n"

@@ -20,14 +20,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from klinecast.config import Params
+from klinecast.config import BacktestParams, Params
 from klinecast.errors import KlinecastError
-from klinecast.research import model, stats, strategy
-from klinecast.research.features import NEXT_RETURN, horizon_labels
+from klinecast.research import baselines, model, stats, strategy
+from klinecast.research.features import CLOSE, NEXT_RETURN, horizon_labels
 from klinecast.research.scorecard import Metrics
 
 HOURS_PER_YEAR = 24 * 365
-BASELINES = ("buy_and_hold", "always_short", "momentum", "coin_flip")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def walk_forward_folds(
     *,
     test_start: pd.Timestamp,
     test_end: pd.Timestamp,
-    train_hours: int,
+    train_hours: int | None,
     step_hours: int,
     horizon_hours: int = 1,
     train_index: pd.DatetimeIndex | None = None,
@@ -60,53 +59,56 @@ def walk_forward_folds(
     """Yields the seed's fixed-size sliding windows, purged for the label horizon.
 
     Test windows of step_hours tile [test_start, test_end) over `index`; each is preceded by a
-    training window of train_hours over `train_index` (default: `index`), which ends
+    training window of train_hours over `train_index` (default: `index`; train_hours None:
+    anchored, from the first row of train_index), which ends
     horizon_hours - 1 hours before the test window so that no training label uses a candle
     that closes after the first test prediction. Windows without rows are skipped.
 
     Raises:
         ValueError: a window length is not positive.
     """
-    if train_hours < 1 or step_hours < 1 or horizon_hours < 1:
+    if (train_hours is not None and train_hours < 1) or step_hours < 1 or horizon_hours < 1:
         raise ValueError(
             f"train_hours ({train_hours}), step_hours ({step_hours}) and horizon_hours "
             f"({horizon_hours}) must be >= 1"
         )
     train_index = index if train_index is None else train_index
-    train, step = pd.Timedelta(hours=train_hours), pd.Timedelta(hours=step_hours)
+    step = pd.Timedelta(hours=step_hours)
+    train = None if train_hours is None else pd.Timedelta(hours=train_hours)
     purge = pd.Timedelta(hours=horizon_hours - 1)
     start = test_start
     number = 0
     while start < test_end:
         end = min(start + step, test_end)
-        t0, t1 = train_index.searchsorted([start - train, start - purge])
+        first = train_index[0] if train is None and len(train_index) else start - (train or step)
+        t0, t1 = train_index.searchsorted([first, start - purge])
         i1, i2 = index.searchsorted([start, end])
         if i2 > i1 and t1 > t0:
-            yield Fold(
-                number, start - train, start - purge, start, end, slice(t0, t1), slice(i1, i2)
-            )
+            yield Fold(number, first, start - purge, start, end, slice(t0, t1), slice(i1, i2))
             number += 1
         start += step
 
 
-def position_return(position, previous, next_return, *, fee: float):
+def position_return(position, previous, next_return, *, cost: float):
     """The return of holding `position` for one hour, having held `previous` the hour before,
-    after a fee per side on the change: the one cost formula of the backtest and the trader's
-    ledger (scalars or arrays)."""
-    return position * next_return - fee * np.abs(position - previous)
+    after `cost` per unit of change (the fee and the slippage, per side): the one cost formula
+    of the backtest and the trader's ledger (scalars or arrays)."""
+    return position * next_return - cost * np.abs(position - previous)
 
 
-def strategy_returns(positions: np.ndarray, next_returns: np.ndarray, *, fee: float) -> np.ndarray:
-    """Hourly returns of holding `positions`, after a fee per side on every change.
+def strategy_returns(
+    positions: np.ndarray, next_returns: np.ndarray, *, cost: float
+) -> np.ndarray:
+    """Hourly returns of holding `positions`, after `cost` per side on every change.
 
-    The book starts flat and is closed after the last hour, so a flip pays 2 x fee, entering
-    or leaving pays 1 x fee, and buy-and-hold pays 2 x fee in total.
+    The book starts flat and is closed after the last hour, so a flip pays 2 x cost, entering
+    or leaving pays 1 x cost, and buy-and-hold pays 2 x cost in total.
     """
     pos = np.asarray(positions, dtype=float)
     previous = np.concatenate([[0.0], pos[:-1]])
-    returns = position_return(pos, previous, np.asarray(next_returns, dtype=float), fee=fee)
+    returns = position_return(pos, previous, np.asarray(next_returns, dtype=float), cost=cost)
     if len(returns):
-        returns[-1] -= fee * abs(pos[-1])  # the close after the last hour
+        returns[-1] -= cost * abs(pos[-1])  # the close after the last hour
     return returns
 
 
@@ -133,13 +135,15 @@ def strategy_metrics(
     next_returns: np.ndarray,
     *,
     fee: float,
+    slippage: float = 0.0,
     proba: np.ndarray | None = None,
     labels: np.ndarray | None = None,
 ) -> Metrics:
-    """Metrics of one strategy; the classifier's only when proba and its labels are given."""
+    """Metrics of one strategy, after the fee and the slippage on every change; the
+    classifier's only when proba and its labels are given."""
     pos = np.asarray(positions, dtype=float)
     next_returns = np.asarray(next_returns, dtype=float)
-    returns = strategy_returns(pos, next_returns, fee=fee)
+    returns = strategy_returns(pos, next_returns, cost=fee + slippage)
     equity = np.cumprod(1.0 + returns)
     hours = len(returns)
     final = float(equity[-1]) if hours else 1.0
@@ -151,15 +155,15 @@ def strategy_metrics(
     low, high = stats.wilson_interval(right, n_in) if n_in else (None, None)
     turnover = _turnover(pos)
     runs = _holding_runs(pos)
-    std = float(np.std(returns)) if hours > 1 else 0.0
     found = Metrics(
         cumulative_return=final - 1.0,
         return_before_fees=float(np.prod(1.0 + pos * next_returns)) - 1.0,
         annualized_return=final ** (HOURS_PER_YEAR / hours) - 1.0 if hours and final > 0 else -1.0,
-        sharpe=float(np.mean(returns)) / std * np.sqrt(HOURS_PER_YEAR) if std > 1e-15 else 0.0,
+        sharpe=stats.sharpe(returns) * float(np.sqrt(HOURS_PER_YEAR)),
         probabilistic_sharpe=stats.probabilistic_sharpe(returns),
         max_drawdown=float(np.min(equity / peaks - 1.0)) if hours else 0.0,
         fees_paid=float(fee * turnover.sum()),
+        slippage_paid=float(slippage * turnover.sum()),
         turnover=float(turnover.sum()),
         trades=int(np.count_nonzero(np.diff(pos, prepend=0.0)) + (hours and pos[-1] != 0)),
         exposure=float(np.mean(in_market)) if hours else 0.0,
@@ -172,7 +176,7 @@ def strategy_metrics(
     )
     if proba is None or labels is None:
         return found
-    known = np.isfinite(labels)
+    known = np.isfinite(labels) & np.isfinite(proba)  # (a skipped fold's hours have no proba)
     y, p = labels[known], np.clip(proba[known], 1e-7, 1 - 1e-7)
     if not len(y):
         return found
@@ -188,29 +192,6 @@ def strategy_metrics(
     )
 
 
-def baseline_positions(
-    index: pd.DatetimeIndex, next_returns: np.ndarray, *, interval: dt.timedelta, seed: int
-) -> dict[str, np.ndarray]:
-    """Positions of the naive strategies on the same hours.
-
-    momentum goes with the direction of the candle that just closed (the previous row's
-    next_return, known at decision time), flat when that candle is missing.
-    """
-    n = len(index)
-    previous_is_adjacent = np.zeros(n, dtype=bool)
-    previous_is_adjacent[1:] = np.diff(index.asi8) == pd.Timedelta(interval).value
-    last_return = np.full(n, np.nan)
-    last_return[1:] = np.asarray(next_returns, dtype=float)[:-1]
-    last_return[~previous_is_adjacent] = np.nan
-    rng = np.random.default_rng(seed)
-    return {
-        "buy_and_hold": np.ones(n, dtype=int),
-        "always_short": -np.ones(n, dtype=int),
-        "momentum": np.nan_to_num(np.sign(last_return)).astype(int),
-        "coin_flip": rng.choice(np.array([-1, 1]), size=n),
-    }
-
-
 @dataclass(frozen=True)
 class BacktestResult:
     #: per test hour: prob_up, position, label (the model's horizon), next_return, fold,
@@ -219,6 +200,8 @@ class BacktestResult:
     model: Metrics
     baselines: dict[str, Metrics]
     folds: int
+    #: test hours no fold traded (a fold skipped for want of training rows): held flat
+    skipped_hours: int = 0
 
     @property
     def excess_returns(self) -> dict[str, float]:
@@ -249,29 +232,36 @@ def walk_forward(
     feature_names: Sequence[str],
     test_start: pd.Timestamp,
     test_end: pd.Timestamp,
-    step_days: int,
-    fee: float,
+    backtest: BacktestParams,
     interval: dt.timedelta,
-    coin_flip_seed: int = 0,
     seed: int = 0,
     nthread: int = 0,
     after_fold: FoldHook | None = None,
 ) -> BacktestResult:
-    """Retrains at every step and trades the following step with the candidate's rule.
+    """Retrains every backtest.step_days and trades the following step with the candidate's
+    rule, after the fee and the slippage; the baselines trade the same hours.
 
-    The rule's book (position and hours held) carries over from one fold to the next.
+    The rule's book (position and hours held) carries over from one fold to the next. Test
+    hours that no fold trades (a fold skipped for want of training rows) are held flat, and
+    counted.
 
     Args:
-        frame: features with label and next_return (rows without a next candle are not
-            scored; rows without the horizon's label do not train).
+        frame: features with label, next_return and close (rows without a next candle are not
+            scored; rows without the horizon's label do not train; the rows before test_start
+            are the training windows' and the baselines' history).
         after_fold: called after each fold with the strategy's returns so far; it may raise to
-            stop early (the tuner's pruning hook).
+            stop early.
 
     Raises:
-        KlinecastError: no fold has test rows, or the data before test_start is shorter than
-            look_back_days.
+        KlinecastError: no fold has test rows, the data before test_start is shorter than
+            look_back_days, or the frame lacks the close (features made by an older klinecast).
     """
+    if CLOSE not in frame.columns:
+        raise KlinecastError(
+            "the feature rows lack the close the baselines need; rerun `dvc repro features`"
+        )
     hp, horizon = candidate.hp, candidate.horizon_hours
+    cost = backtest.cost
     labels = horizon_labels(frame, horizon=horizon, interval=interval)
     trainable = frame[labels.notna()]
     rows = scored_rows(frame)
@@ -289,8 +279,8 @@ def walk_forward(
             train_index=trainable.index,
             test_start=test_start,
             test_end=test_end,
-            train_hours=hp.look_back_days * 24,
-            step_hours=step_days * 24,
+            train_hours=None if hp.anchored else hp.look_back_days * 24,
+            step_hours=backtest.step_days * 24,
             horizon_hours=horizon,
         )
     )
@@ -304,11 +294,15 @@ def walk_forward(
     train_y = labels[labels.notna()].to_numpy(dtype=np.float32)
     test_x = rows[names].to_numpy(dtype=np.float32)
     next_returns = rows[NEXT_RETURN].to_numpy(dtype=float)
+    decided_at = (rows.index + pd.Timedelta(interval)).hour.to_numpy()  # when each row decides
     offset = folds[0].test_rows.start
     tested = slice(offset, folds[-1].test_rows.stop)
-    proba = np.empty(tested.stop - offset, dtype=float)
-    position = np.empty(tested.stop - offset, dtype=np.int8)
-    fold_of = np.empty(tested.stop - offset, dtype=np.int16)
+    hours = tested.stop - offset
+    # every hour starts flat and unpredicted: a fold skipped between two traded ones leaves
+    # its hours so (never uninitialised memory)
+    proba = np.full(hours, np.nan)
+    position = np.zeros(hours, dtype=np.int8)
+    fold_of = np.full(hours, -1, dtype=np.int16)
     holding = strategy.FLAT
     for fold in folds:
         booster = model.fit(
@@ -317,15 +311,19 @@ def walk_forward(
         )  # fmt: skip
         part = slice(fold.test_rows.start - offset, fold.test_rows.stop - offset)
         proba[part] = model.predict_proba(booster, test_x[fold.test_rows])
-        position[part], holding = strategy.positions(proba[part], candidate.rule, holding)
+        position[part], holding = strategy.positions(
+            proba[part], candidate.rule, holding, decision_hours=decided_at[fold.test_rows]
+        )
         fold_of[part] = fold.number
         if after_fold is not None:
             market = next_returns[offset : fold.test_rows.stop]
-            after_fold(fold, strategy_returns(position[: part.stop], market, fee=fee), market)
+            after_fold(fold, strategy_returns(position[: part.stop], market, cost=cost), market)
     index = rows.index[tested]
     ret = next_returns[tested]
     label = labels.reindex(index).to_numpy(dtype=float)
-    baselines = baseline_positions(index, ret, interval=interval, seed=coin_flip_seed)
+    held = baselines.positions(
+        rows[rows.index < test_end], index, params=backtest, interval=interval
+    )
     predictions = pd.DataFrame(
         {
             "prob_up": proba,
@@ -333,17 +331,23 @@ def walk_forward(
             "label": label,
             "next_return": ret,
             "fold": fold_of,
-            "strategy_return": strategy_returns(position, ret, fee=fee),
-            **{f"{name}_position": p for name, p in baselines.items()},
-            **{f"{name}_return": strategy_returns(p, ret, fee=fee) for name, p in baselines.items()},
+            "strategy_return": strategy_returns(position, ret, cost=cost),
+            **{f"{name}_position": p for name, p in held.items()},
+            **{f"{name}_return": strategy_returns(p, ret, cost=cost) for name, p in held.items()},
         },
         index=index,
     )
+    fee, slippage = backtest.fee, backtest.slippage
     return BacktestResult(
         predictions=predictions,
-        model=strategy_metrics(position, ret, fee=fee, proba=proba, labels=label),
-        baselines={name: strategy_metrics(p, ret, fee=fee) for name, p in baselines.items()},
+        model=strategy_metrics(
+            position, ret, fee=fee, slippage=slippage, proba=proba, labels=label
+        ),
+        baselines={
+            name: strategy_metrics(p, ret, fee=fee, slippage=slippage) for name, p in held.items()
+        },
         folds=len(folds),
+        skipped_hours=int(np.count_nonzero(fold_of < 0)),
     )
 
 
@@ -357,18 +361,15 @@ def walk_forward_with_params(
     nthread: int = 0,
     after_fold: FoldHook | None = None,
 ) -> BacktestResult:
-    """walk_forward with the features, step, fee and seeds that params set."""
-    bt = params.backtest
+    """walk_forward with the features, costs, baselines and seeds that params set."""
     return walk_forward(
         frame,
         candidate=candidate,
         feature_names=params.features.indicators,
         test_start=test_start,
         test_end=test_end,
-        step_days=bt.step_days,
-        fee=bt.fee,
+        backtest=params.backtest,
         interval=params.data.interval_delta,
-        coin_flip_seed=bt.coin_flip_seed,
         seed=params.tune.seed,
         nthread=nthread,
         after_fold=after_fold,

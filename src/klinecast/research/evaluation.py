@@ -17,7 +17,7 @@ import pandas as pd
 
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
-from klinecast.research import model, stats
+from klinecast.research import baselines, model, stats
 from klinecast.research.backtest import (
     HOURS_PER_YEAR,
     BacktestResult,
@@ -25,12 +25,14 @@ from klinecast.research.backtest import (
     walk_forward_with_params,
 )
 from klinecast.research.scorecard import (
+    BaselineTest,
     CalibrationBin,
     EvaluatedSpan,
     FoldReturns,
     MonthReturns,
     Scorecard,
     Significance,
+    YearFigures,
 )
 from klinecast.research.tuning import BestParams
 
@@ -81,14 +83,23 @@ class Evaluation:
         return daily.rename_axis("day")
 
 
-def evaluate(frame: pd.DataFrame, params: Params, tuned: BestParams) -> Evaluation:
+def evaluate(
+    frame: pd.DataFrame, params: Params, tuned: BestParams, *, span_looks: int = 1
+) -> Evaluation:
     """The tuned candidate walked forward out of sample, scored against the baselines.
+
+    Args:
+        span_looks: how many times the span has been evaluated, this time included
+            (`looks.record`).
 
     Raises:
         KlinecastError: the out-of-sample span holds no feature rows.
     """
     result = out_of_sample(frame, params, tuned.candidate)
-    card = scorecard(result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample)
+    card = scorecard(
+        result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample,
+        span_looks=span_looks,
+    )  # fmt: skip
     return Evaluation(result, card)
 
 
@@ -109,49 +120,91 @@ def scorecard(
     *,
     search: dict | None = None,
     in_sample: dict | None = None,
+    span_looks: int = 1,
 ) -> Scorecard:
     """The model and every baseline on the same out-of-sample hours, with the statistics that
     tell an edge from luck.
 
     Args:
-        search: tune's search record (trials_run, sharpe_variance, trials_that_trade).
+        search: tune's search record (trials_run, sharpe_variance, trials_that_trade and the
+            chosen trial's in-sample deflated Sharpe).
         in_sample: the best trial's in-sample summary, for the report's side-by-side.
+        span_looks: how many times this out-of-sample span has been evaluated (this time
+            included).
     """
     p = result.predictions
     search = search or {"trials_run": 1, "sharpe_variance": 0.0, "trials_that_trade": None}
     trials, variance = int(search["trials_run"]), float(search["sharpe_variance"])
-    best = result.best_baseline
     returns = p["strategy_return"].to_numpy()
-    p_value = stats.bootstrap_p_value(
-        returns,
-        p[f"{best}_return"].to_numpy(),
-        reps=params.backtest.bootstrap_reps,
-        seed=params.tune.seed,
-    )
+    side = candidate.rule.side
+    reps = params.backtest.bootstrap_reps
+    declared = {}
+    for name in baselines.declared(side, params.backtest):
+        benchmark = p[f"{name}_return"].to_numpy()
+        p_value = stats.bootstrap_p_value(returns, benchmark, reps=reps, seed=params.tune.seed)
+        declared[name] = BaselineTest(
+            excess_return=result.excess_returns[name],
+            p_value=p_value,
+            mc_error=stats.monte_carlo_error(p_value, reps=reps),
+            psr=stats.probabilistic_sharpe(returns, benchmark=stats.sharpe(benchmark)),
+        )
+    worst = stats.largest_p_value({n: t.p_value for n, t in declared.items()})
     luck = stats.expected_max_sharpe(trials=trials, sharpe_variance=variance)
     return Scorecard(
-        span=EvaluatedSpan(p.index[0].isoformat(), p.index[-1].isoformat(), len(p), result.folds),
+        span=EvaluatedSpan(
+            p.index[0].isoformat(), p.index[-1].isoformat(), len(p), result.folds,
+            result.skipped_hours,
+        ),  # fmt: skip
         fee_per_side=params.backtest.fee,
+        slippage_per_side=params.backtest.slippage,
         candidate=candidate,
         model=result.model,
         baselines=dict(result.baselines),
         excess_return=result.excess_returns,
         significance=Significance(
-            best_baseline=best,
-            p_value=p_value,
-            test="SPA (arch), stationary bootstrap, model vs best baseline, hourly after fees",
-            bootstrap_reps=params.backtest.bootstrap_reps,
-            deflated_sharpe=stats.deflated_sharpe(returns, trials=trials, sharpe_variance=variance),
+            test="SPA (arch), stationary bootstrap, one-sided, the model against each declared "
+            "baseline, hourly after costs; the gate takes the largest p-value",
+            bootstrap_reps=reps,
+            side=side,
+            declared=declared,
+            max_p_value=declared[worst].p_value,
+            max_p_baseline=worst,
             probabilistic_sharpe=result.model.probabilistic_sharpe,
+            deflated_sharpe=search.get("deflated_sharpe"),
             trials_run=trials,
             trials_that_trade=search.get("trials_that_trade"),
             luck_sharpe_annualised=luck * float(np.sqrt(HOURS_PER_YEAR)),
+            span_looks=span_looks,
         ),
         per_fold=per_fold(p, baselines=list(result.baselines)),
         per_month=per_month(p, baselines=list(result.baselines)),
+        per_year=per_year(p, baselines=list(result.baselines)),
         calibration=calibration(p),
         in_sample=in_sample or {},
     )
+
+
+def per_year(predictions: pd.DataFrame, *, baselines: list[str]) -> tuple[YearFigures, ...]:
+    """Calendar years (UTC): each strategy's return after costs, Sharpe and position changes."""
+    years = predictions.index.tz_convert("UTC").year
+    columns = {"model": ("strategy_return", "position")} | {
+        name: (f"{name}_return", f"{name}_position") for name in baselines
+    }
+    found = []
+    for year in sorted(set(years)):
+        part = predictions[years == year]
+        for name, (returns, position) in columns.items():
+            r = part[returns].to_numpy(dtype=float)
+            found.append(
+                YearFigures(
+                    year=int(year),
+                    strategy=name,
+                    return_after_costs=float(np.prod(1 + r) - 1),
+                    sharpe=stats.sharpe(r) * float(np.sqrt(HOURS_PER_YEAR)),
+                    changes=int(np.count_nonzero(np.diff(part[position].to_numpy(dtype=float)))),
+                )
+            )
+    return tuple(found)
 
 
 def per_fold(predictions: pd.DataFrame, *, baselines: list[str]) -> tuple[FoldReturns, ...]:

@@ -9,9 +9,13 @@ closes at t + interval, which is when the row can be known. The label says wheth
 *next* candle (open_time t + interval) closes above candle t's close; `horizon_labels` gives
 the label h candles ahead, from the same frame.
 
-Indicators are computed separately on every run of contiguous candles: a gap (an exchange
-outage) restarts them, and rows whose indicator window would reach across a gap or before
-the first candle are dropped and counted, never forward-filled.
+Hourly indicators are computed separately on every run of contiguous candles: a gap (an
+exchange outage) restarts them, and rows whose indicator window would reach across a gap or
+before the first candle are dropped and counted, never forward-filled. Day-scale indicators
+(`ma_ratio_200d`) are computed over the candles present, across gaps: an outage of a few
+hours is a sliver of 200 days, and restarting them would drop 200 days after every outage
+(the mirror has one every few months). Either way a row depends only on candles present up
+to its own, so a window of min_history candles ending at it gives the same row in serving.
 """
 
 from __future__ import annotations
@@ -23,10 +27,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from klinecast.indicators import INPUTS, indicator_lookback, indicator_values, parse_indicator
+from klinecast.indicators import (
+    INPUTS,
+    indicator_lookback,
+    indicator_values,
+    parse_indicator,
+    spans_gaps,
+)
 
 LABEL = "label"
 NEXT_RETURN = "next_return"
+#: The row's own candle close, beside the features: what the baselines' rules read (a
+#: trend rule's moving average, the realised volatility). Not a feature of the model.
+CLOSE = "close"
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,9 @@ class FeatureSet:
             "unlabeled": self.unlabeled,
             "first": pd.Timestamp(self.frame.index[0]).isoformat(),
             "last": pd.Timestamp(self.frame.index[-1]).isoformat(),
-            "indicators": [c for c in self.frame.columns if c not in (LABEL, NEXT_RETURN)],
+            "indicators": [
+                c for c in self.frame.columns if c not in (LABEL, NEXT_RETURN, CLOSE)
+            ],
             "min_history": min_history,
         }
 
@@ -70,7 +85,7 @@ def compute_features(
 
     Returns:
         A FeatureSet whose frame has one column per indicator, then `label` (1.0 if the next
-        candle closes higher, 0.0 if not, NaN if it is missing) and `next_return`.
+        candle closes higher, 0.0 if not, NaN if it is missing), `next_return` and `close`.
     """
     step = np.int64(pd.Timedelta(interval).value)
     stamps = candles.index.asi8
@@ -79,12 +94,15 @@ def compute_features(
     arrays = {c: candles[c].to_numpy(dtype=np.float64) for c in INPUTS if c in candles}
     arrays["decided_at"] = stamps + step  # the row is known when its candle closes
     columns = {name: np.full(len(candles), np.nan) for name in indicators}
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for name in indicators:  # day-scale: over the candles present, across gaps
+        if spans_gaps(name) and len(candles) >= indicator_lookback(name):
+            columns[name] = indicator_values(*parse_indicator(name), arrays)
+    hourly = [name for name in indicators if not spans_gaps(name)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):  # hourly: run by run
         segment = {c: np.ascontiguousarray(a[lo:hi]) for c, a in arrays.items()}
-        for name in indicators:
-            family, period = parse_indicator(name)
+        for name in hourly:
             if hi - lo >= indicator_lookback(name):
-                columns[name][lo:hi] = indicator_values(family, period, segment)
+                columns[name][lo:hi] = indicator_values(*parse_indicator(name), segment)
 
     close = arrays["close"]
     next_close = np.full(len(candles), np.nan)
@@ -97,12 +115,15 @@ def compute_features(
     frame = pd.DataFrame(columns, index=candles.index)
     frame[LABEL] = label
     frame[NEXT_RETURN] = next_return
+    frame[CLOSE] = close
     complete = np.isfinite(frame[list(indicators)].to_numpy()).all(axis=1)
-    in_first_segment = np.arange(len(candles)) < bounds[1]
+    # before the first run's end or the longest day-scale window: short of history, not a gap
+    longest_day = max((indicator_lookback(n) for n in indicators if spans_gaps(n)), default=0)
+    at_start = np.arange(len(candles)) < max(bounds[1], longest_day - 1)
     return FeatureSet(
         frame=frame[complete],
-        dropped_at_start=int((~complete & in_first_segment).sum()),
-        dropped_after_gaps=int((~complete & ~in_first_segment).sum()),
+        dropped_at_start=int((~complete & at_start).sum()),
+        dropped_after_gaps=int((~complete & ~at_start).sum()),
         unlabeled=int((complete & ~has_next).sum()),
     )
 
@@ -140,32 +161,30 @@ def measure_min_history(
     interval: dt.timedelta,
     tolerance: float = 1e-9,
     samples: int = 200,
-    max_history: int = 1500,
+    max_history: int | None = None,
 ) -> int:
     """Measures how many candles of history make a short-window feature equal the full one.
 
     TA-Lib's RSI (and other recursive indicators) seed their smoothing from the first
     candles they see, so a feature computed on the last n candles only converges to the
     full-history value as n grows. This finds the smallest n for which the newest row
-    agrees to `tolerance` at `samples` end points spread over every contiguous run longer
-    than max_history.
+    agrees to `tolerance` at `samples` end points that have max_history candles before them
+    (default: the longest indicator window plus 1,500), gaps included.
 
     Raises:
-        ValueError: too few candles have max_history contiguous candles before them.
+        ValueError: too few rows have max_history candles before them.
     """
+    longest = max(indicator_lookback(name) for name in indicators)
+    max_history = max_history or longest + 1500
     full = compute_features(candles, indicators=indicators, interval=interval).frame
-    stamps = candles.index.asi8
-    step = pd.Timedelta(interval).value
-    bounds = np.concatenate([[0], np.flatnonzero(np.diff(stamps) != step) + 1, [len(candles)]])
-    # Every candidate end point has max_history candles of its own run before it, so its
-    # full-history reference has converged too.
-    candidates = np.concatenate(
-        [np.arange(lo + max_history, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    )
+    # every candidate end point has max_history candles before it, so its full-history
+    # reference has converged too; a window may hold gaps, as serving's may
+    candidates = np.arange(max_history, len(candles))
+    candidates = candidates[candles.index[candidates].isin(full.index)]
     if len(candidates) < samples:
         raise ValueError(
-            f"only {len(candidates)} candles have {max_history} contiguous candles before "
-            f"them; measuring needs {samples}"
+            f"only {len(candidates)} candles have {max_history} candles and a feature row "
+            f"before them; measuring needs {samples}"
         )
     ends = candidates[np.linspace(0, len(candidates) - 1, samples).astype(int)]
     reference = full.loc[candles.index[ends], list(indicators)].to_numpy()
@@ -180,8 +199,7 @@ def measure_min_history(
                 return False
         return True
 
-    low = max(indicator_lookback(name) for name in indicators)
-    high = max_history
+    low, high = longest, max_history
     if not agrees(high):
         raise ValueError(f"features do not converge to {tolerance} within {max_history} candles")
     while low < high:

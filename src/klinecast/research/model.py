@@ -15,10 +15,15 @@ import xgboost as xgb
 
 from klinecast.research.strategy import StrategyRule
 
+#: Histogram bins per feature (XGBoost's default is 256): 64 trains about a third faster on
+#: these noisy features, and a quantile matrix built straight from them skips a copy.
+MAX_BIN = 64
+
 
 @dataclass(frozen=True)
 class HyperParams:
-    """One point of the search space (the seed's seven knobs)."""
+    """The classifier's knobs and its training window (the seed's seven, and how the window
+    is cut)."""
 
     n_estimators: int
     max_depth: int
@@ -27,17 +32,20 @@ class HyperParams:
     colsample_bytree: float
     gamma: float
     look_back_days: int
+    #: all the history before a fold, not just its last look_back_days
+    anchored: bool = False
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> HyperParams:
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(values))
+        fields = dataclasses.fields(cls)
+        required = {f.name for f in fields if f.default is dataclasses.MISSING}
+        missing = sorted(required - set(values))
         if missing:
             raise ValueError(f"hyperparameters lack {missing}")
-        return cls(**{k: values[k] for k in names})
+        return cls(**{f.name: values[f.name] for f in fields if f.name in values})
 
 
 def booster_params(hp: HyperParams, *, seed: int, nthread: int) -> dict:
@@ -46,6 +54,7 @@ def booster_params(hp: HyperParams, *, seed: int, nthread: int) -> dict:
         "objective": "binary:logistic",
         "eval_metric": "logloss",
         "tree_method": "hist",
+        "max_bin": MAX_BIN,
         "max_depth": hp.max_depth,
         "eta": hp.learning_rate,
         "subsample": hp.subsample,
@@ -66,7 +75,9 @@ def fit(
     feature_names: list[str] | None = None,
 ) -> xgb.Booster:
     """Trains a booster on one training window."""
-    matrix = xgb.DMatrix(features, label=labels, feature_names=feature_names, nthread=nthread)
+    matrix = xgb.QuantileDMatrix(
+        features, label=labels, feature_names=feature_names, nthread=nthread, max_bin=MAX_BIN
+    )
     return xgb.train(
         booster_params(hp, seed=seed, nthread=nthread), matrix, num_boost_round=hp.n_estimators
     )
@@ -92,12 +103,14 @@ class Candidate:
 
     @classmethod
     def from_dict(cls, values: dict) -> Candidate:
-        rule_keys = [f.name for f in dataclasses.fields(StrategyRule)]
-        missing = sorted({*rule_keys, "horizon_hours"} - set(values))
+        rule = dataclasses.fields(StrategyRule)
+        required = {f.name for f in rule if f.default is dataclasses.MISSING}
+        missing = sorted({*required, "horizon_hours"} - set(values))
         if missing:
             raise ValueError(f"the candidate lacks {missing}")
-        rule = StrategyRule(**{k: values[k] for k in rule_keys})
-        return cls(HyperParams.from_dict(values), rule, int(values["horizon_hours"]))
+        return cls(
+            HyperParams.from_dict(values), StrategyRule.from_dict(values), int(values["horizon_hours"])
+        )
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ class Metrics:
     accuracy_high: float | None
     hours_in_market: int
     hours: int
+    slippage_paid: float = 0.0  # slippage x turnover, as a share of capital
     roc_auc: float | None = None  # the classifier, against its own (horizon) labels
     log_loss: float | None = None
     classifier_accuracy: float | None = None
@@ -59,21 +60,50 @@ class EvaluatedSpan:
     last_hour: str
     hours: int
     folds: int
+    #: hours no fold traded (a fold skipped for want of training rows), held flat
+    skipped_hours: int = 0
+
+
+@dataclass(frozen=True)
+class BaselineTest:
+    """The model against one baseline it was declared to beat, out of sample, after costs."""
+
+    excess_return: float  # the model's cumulative return minus the baseline's
+    #: one-sided: P(a model no better than the baseline beats it by this much), from the
+    #: stationary bootstrap of the hourly differences (arch's SPA test)
+    p_value: float
+    mc_error: float  # the p-value's Monte-Carlo standard error, sqrt(p(1-p)/resamples)
+    #: the probabilistic Sharpe ratio against the baseline's Sharpe: P(true SR > its SR)
+    psr: float
 
 
 @dataclass(frozen=True)
 class Significance:
-    """Whether the model's edge is more than luck."""
+    """Whether the model's edge is more than luck.
 
-    best_baseline: str  # the baseline with the highest return after fees
-    p_value: float  # the model does not beat best_baseline (SPA, stationary bootstrap)
+    The gate holds the model to every baseline its side could hold itself, declared before
+    the evaluation (`declared`); it passes only when the largest of their p-values is small
+    (an intersection-union test: each must be beaten, so no correction for several tests is
+    needed). The deflated Sharpe ratio is the chosen trial's in sample, against the best of
+    every trial the study ran; out of sample the probabilistic Sharpe ratio stands against 0
+    and each baseline.
+    """
+
     test: str
     bootstrap_reps: int
-    deflated_sharpe: float  # P(Sharpe > the best of trials_run unskilled trials)
-    probabilistic_sharpe: float  # P(Sharpe > 0)
+    side: str
+    declared: dict[str, BaselineTest]
+    max_p_value: float
+    max_p_baseline: str
+    probabilistic_sharpe: float  # P(true out-of-sample Sharpe > 0)
+    #: in sample: P(the chosen trial's Sharpe > the best of trials_run unskilled trials); None
+    #: when tuning recorded none (a study written by an older klinecast)
+    deflated_sharpe: float | None
     trials_run: int
     trials_that_trade: int | None
     luck_sharpe_annualised: float
+    #: how many times this out-of-sample span has been evaluated with the study's storage
+    span_looks: int = 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +137,17 @@ class MonthReturns:
 
 
 @dataclass(frozen=True)
+class YearFigures:
+    """One calendar year (UTC) of one strategy, after costs."""
+
+    year: int
+    strategy: str
+    return_after_costs: float
+    sharpe: float
+    changes: int  # position changes
+
+
+@dataclass(frozen=True)
 class CalibrationBin:
     """A decile of prob_up: the mean predicted probability against how often it went up."""
 
@@ -127,7 +168,9 @@ class Scorecard:
     significance: Significance
     per_fold: tuple[FoldReturns, ...] = ()
     per_month: tuple[MonthReturns, ...] = ()
+    per_year: tuple[YearFigures, ...] = ()
     calibration: tuple[CalibrationBin, ...] = ()
+    slippage_per_side: float = 0.0
     #: the chosen trial's in-sample summary (tune's best_params.json), for the side-by-side
     in_sample: dict = field(default_factory=dict)
 
@@ -143,7 +186,9 @@ class Scorecard:
             "significance": dataclasses.asdict(self.significance),
             "per_fold": [dataclasses.asdict(f) for f in self.per_fold],
             "per_month": [m.as_dict() for m in self.per_month],
+            "per_year": [dataclasses.asdict(y) for y in self.per_year],
             "calibration": [dataclasses.asdict(b) for b in self.calibration],
+            "slippage_per_side": self.slippage_per_side,
             "in_sample": dict(self.in_sample),
         }
 
@@ -158,9 +203,11 @@ class Scorecard:
                 model=_record(Metrics, values["model"]),
                 baselines={k: _record(Metrics, v) for k, v in values["baselines"].items()},
                 excess_return={k: float(v) for k, v in values["excess_return"].items()},
-                significance=_record(Significance, values["significance"]),
+                significance=_significance(values["significance"]),
                 per_fold=tuple(_record(FoldReturns, f) for f in values.get("per_fold", ())),
                 per_month=tuple(MonthReturns.from_dict(m) for m in values.get("per_month", ())),
+                per_year=tuple(_record(YearFigures, y) for y in values.get("per_year", ())),
+                slippage_per_side=float(values.get("slippage_per_side", 0.0)),
                 calibration=tuple(
                     _record(CalibrationBin, b) for b in values.get("calibration", ())
                 ),
@@ -194,18 +241,24 @@ class Scorecard:
         m, s = self.model, self.significance
         values = {
             "cumulative_return": m.cumulative_return,
-            "return_before_fees": m.return_before_fees,
+            "return_before_costs": m.return_before_fees,
             "sharpe": m.sharpe,
             "max_drawdown": m.max_drawdown,
             "accuracy": m.accuracy,
             "classifier_accuracy": m.classifier_accuracy,
             "roc_auc": m.roc_auc,
             "trades": m.trades,
-            "p_value": s.p_value,
+            "max_p_value": s.max_p_value,
             "deflated_sharpe": s.deflated_sharpe,
+            "probabilistic_sharpe": s.probabilistic_sharpe,
         }
         values |= {f"{n}_return": b.cumulative_return for n, b in self.baselines.items()}
         return {k: float("nan") if v is None else float(v) for k, v in values.items()}
+
+
+def _significance(values: Mapping) -> Significance:
+    declared = {name: _record(BaselineTest, t) for name, t in values["declared"].items()}
+    return _record(Significance, {**values, "declared": declared})
 
 
 def _record(cls: type, values: Mapping):

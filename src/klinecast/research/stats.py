@@ -15,6 +15,7 @@ Sharpe ratios here are per hour (not annualised), as the formulas expect.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sp
@@ -39,18 +40,52 @@ def sharpe(returns: np.ndarray) -> float:
     return float(np.mean(returns)) / std if std > 1e-15 else 0.0
 
 
-def probabilistic_sharpe(returns: np.ndarray, *, benchmark: float = 0.0) -> float:
-    """P(true per-period Sharpe > benchmark), with the non-normality of the returns."""
+@dataclass(frozen=True)
+class SharpeMoments:
+    """What the probabilistic Sharpe needs of a return series: its per-period Sharpe, length,
+    skewness and (non-excess) kurtosis. A tuning trial keeps these, not its returns."""
+
+    hourly_sharpe: float
+    hours: int
+    skew: float
+    kurtosis: float
+
+    def as_dict(self) -> dict:
+        return {
+            "hourly_sharpe": self.hourly_sharpe,
+            "hourly_skew": self.skew,
+            "hourly_kurtosis": self.kurtosis,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SharpeMoments:
+        """Raises KeyError for a mapping without them (a trial of an older klinecast)."""
+        return cls(
+            float(values["hourly_sharpe"]), int(values["hours"]),
+            float(values["hourly_skew"]), float(values["hourly_kurtosis"]),
+        )  # fmt: skip
+
+
+def sharpe_moments(returns: np.ndarray) -> SharpeMoments:
     returns = np.asarray(returns, dtype=float)
-    n = len(returns)
-    if n < 3:
-        return float("nan")
-    ratio = sharpe(returns)
-    if np.std(returns) > 1e-15:
+    if len(returns) > 2 and np.std(returns) > 1e-15:
         skew, kurtosis = float(sp.skew(returns)), float(sp.kurtosis(returns, fisher=False))
     else:  # a strategy that never trades: no shape to correct for
         skew, kurtosis = 0.0, 3.0
-    spread = 1 - skew * ratio + (kurtosis - 1) / 4 * ratio**2
+    return SharpeMoments(sharpe(returns), len(returns), skew, kurtosis)
+
+
+def probabilistic_sharpe(returns: np.ndarray, *, benchmark: float = 0.0) -> float:
+    """P(true per-period Sharpe > benchmark), with the non-normality of the returns."""
+    return probabilistic_sharpe_of(sharpe_moments(returns), benchmark=benchmark)
+
+
+def probabilistic_sharpe_of(moments: SharpeMoments, *, benchmark: float = 0.0) -> float:
+    """probabilistic_sharpe from a series' moments."""
+    n, ratio = moments.hours, moments.hourly_sharpe
+    if n < 3:
+        return float("nan")
+    spread = 1 - moments.skew * ratio + (moments.kurtosis - 1) / 4 * ratio**2
     if spread <= 0:
         return float("nan")
     return float(sp.norm.cdf((ratio - benchmark) * math.sqrt(n - 1) / math.sqrt(spread)))
@@ -66,10 +101,11 @@ def expected_max_sharpe(*, trials: int, sharpe_variance: float) -> float:
     )
 
 
-def deflated_sharpe(returns: np.ndarray, *, trials: int, sharpe_variance: float) -> float:
-    """The probabilistic Sharpe against the best-of-`trials` luck benchmark."""
+def deflated_sharpe(moments: SharpeMoments, *, trials: int, sharpe_variance: float) -> float:
+    """The probabilistic Sharpe against the best-of-`trials` luck benchmark: meant for the
+    chosen trial's in-sample returns, with the spread of every trial's Sharpe."""
     benchmark = expected_max_sharpe(trials=trials, sharpe_variance=sharpe_variance)
-    return probabilistic_sharpe(returns, benchmark=benchmark)
+    return probabilistic_sharpe_of(moments, benchmark=benchmark)
 
 
 def bootstrap_p_value(
@@ -95,3 +131,16 @@ def bootstrap_p_value(
     )  # fmt: skip
     spa.compute()
     return float(spa.pvalues["consistent"])
+
+
+def largest_p_value(p_values: dict[str, float]) -> str:
+    """The name with the largest p-value, a NaN counting as the largest (a test that could not
+    be computed is not evidence); ties go to the last name in sorted order."""
+    return max(p_values, key=lambda n: (math.inf if math.isnan(p_values[n]) else p_values[n], n))
+
+
+def monte_carlo_error(p_value: float, *, reps: int) -> float:
+    """The standard error of a bootstrap p-value from `reps` resamples."""
+    if not np.isfinite(p_value) or reps < 1:
+        return float("nan")
+    return math.sqrt(max(p_value * (1 - p_value), 0.0) / reps)

@@ -12,7 +12,10 @@ The rule, for a probability p that the price is higher `horizon_hours` from now:
   exit_band <= entry_band, so a position is not flipped by noise around the entry level
   (hysteresis). Leaving, it goes flat, or straight to the other side if p crosses that side's
   entry band;
-- a position is held at least min_hold_hours hours before it may change.
+- a position is held at least min_hold_hours hours before it may change;
+- with a cadence of k hours, the position may change only at decision times whose UTC hour is
+  a multiple of k (k = 24: once a day, at 00:00), which cuts the turnover of a probability that
+  swings hour to hour.
 
 The seed's rule (long above 0.5, short below, every hour) is `long_short` with both bands 0
 and min_hold_hours 1.
@@ -35,6 +38,9 @@ class StrategyRule:
     entry_band: float = 0.0
     exit_band: float = 0.0
     min_hold_hours: int = 1
+    #: the position may change only at decision times whose UTC hour is a multiple of this
+    #: (24: once a day, at 00:00)
+    cadence_hours: int = 1
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
@@ -46,6 +52,14 @@ class StrategyRule:
             )
         if self.min_hold_hours < 1:
             raise ValueError(f"min_hold_hours: expected at least 1, got {self.min_hold_hours}")
+        if not 1 <= self.cadence_hours <= 24 or 24 % self.cadence_hours:
+            raise ValueError(
+                f"cadence_hours: expected a divisor of 24, got {self.cadence_hours}"
+            )
+
+    def may_change(self, decision_hour: int) -> bool:
+        """Whether the rule may change position at a decision time of this UTC hour."""
+        return decision_hour % self.cadence_hours == 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,9 +69,9 @@ class StrategyRule:
         """The rule's fields out of a larger mapping (a candidate, a served answer).
 
         Raises:
-            KeyError: a field is missing.
+            KeyError: a field without a default is missing.
         """
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 SEED_RULE = StrategyRule()
@@ -74,9 +88,17 @@ class Holding:
 FLAT = Holding()
 
 
-def step(prob: float, rule: StrategyRule, holding: Holding) -> Holding:
-    """The position for the next hour, given the probability and what is held now."""
+def step(
+    prob: float, rule: StrategyRule, holding: Holding, *, decision_hour: int | None = None
+) -> Holding:
+    """The position for the next hour, given the probability, what is held now and the UTC hour
+    of the decision (the time the row's candle closed)."""
     position = holding.position
+    if decision_hour is None:
+        if rule.cadence_hours != 1:
+            raise ValueError("a rule with a cadence needs the decision's hour")
+    elif not rule.may_change(decision_hour):
+        return Holding(position, holding.hours + 1) if position != 0 else FLAT
     if position != 0 and holding.hours < rule.min_hold_hours:
         return Holding(position, holding.hours + 1)
     long_entry, short_entry = prob > 0.5 + rule.entry_band, prob < 0.5 - rule.entry_band
@@ -95,22 +117,31 @@ def step(prob: float, rule: StrategyRule, holding: Holding) -> Holding:
     return Holding(target, holding.hours + 1 if target == position else 1)
 
 
-def next_position(prob: float, rule: StrategyRule, holding: Holding = FLAT) -> int:
+def next_position(
+    prob: float, rule: StrategyRule, holding: Holding = FLAT, *, decision_hour: int | None = None
+) -> int:
     """One decision, e.g. the trader's with its ledger's holding (-1, 0 or 1)."""
-    return step(prob, rule, holding).position
+    return step(prob, rule, holding, decision_hour=decision_hour).position
 
 
 def positions(
-    proba: np.ndarray, rule: StrategyRule, start: Holding = FLAT
+    proba: np.ndarray,
+    rule: StrategyRule,
+    start: Holding = FLAT,
+    *,
+    decision_hours: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Holding]:
     """Positions hour by hour over a span, and the holding after its last hour.
 
-    `start` carries the book over from the span before (the walk-forward's previous fold).
+    `start` carries the book over from the span before (the walk-forward's previous fold);
+    `decision_hours` are the UTC hours at which each row's decision is made (needed by a rule
+    with a cadence).
     """
     out = np.empty(len(proba), dtype=np.int8)
     holding = start
+    hours = [None] * len(proba) if decision_hours is None else np.asarray(decision_hours).tolist()
     for i, prob in enumerate(np.asarray(proba, dtype=float).tolist()):
-        holding = step(prob, rule, holding)
+        holding = step(prob, rule, holding, decision_hour=hours[i])
         out[i] = holding.position
     return out, holding
 

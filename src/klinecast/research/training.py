@@ -23,7 +23,8 @@ class TrainedModel:
 
 
 def train_final(frame: pd.DataFrame, params: Params, candidate: model.Candidate) -> TrainedModel:
-    """Trains on the last look_back_days of labelled rows up to the out-of-sample end.
+    """Trains on the last look_back_days of labelled rows up to the out-of-sample end (all of
+    them for an anchored window).
 
     Raises:
         KlinecastError: fewer than look_back_days of data before the cut-off.
@@ -38,6 +39,8 @@ def train_final(frame: pd.DataFrame, params: Params, candidate: model.Candidate)
     if rows.empty:
         raise KlinecastError("no labelled feature rows before the cut-off; run `dvc repro` first")
     start = rows.index[-1] - pd.Timedelta(days=hp.look_back_days) + pd.Timedelta(hours=1)
+    if hp.anchored:  # all the history up to the cut-off
+        start = rows.index[0]
     if rows.index[0] > start + pd.Timedelta(days=1):
         raise KlinecastError(
             f"look_back_days={hp.look_back_days} reaches back to {start:%Y-%m-%d}, before the "

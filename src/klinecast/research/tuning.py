@@ -1,24 +1,31 @@
-"""The Optuna study: TPE over the search space, walk-forward on the in-sample span, after fees.
+"""The Optuna study: TPE over the search space, walk-forward on the in-sample span, after costs.
 
-A trial draws the classifier's hyperparameters, its label's horizon and the trading rule
-(side, entry and exit bands, minimum hold), and scores them by `tune.objective` over purged
-walk-forward folds of the in-sample span. Every trial records its hourly Sharpe ratio and its
-trades, so the deflated Sharpe can later account for how many trials were tried.
+A trial draws the classifier's hyperparameters and training window, its label's horizon and the
+trading rule (side, entry and exit bands, minimum hold, decision cadence), and scores them by
+`tune.objective` over purged walk-forward folds of the in-sample span. Every trial runs to its
+end (no pruning), so TPE learns from every trial, and records its hourly Sharpe ratio, so the
+deflated Sharpe can account for how many trials were tried and how far their Sharpe spread.
 
-Trials live in an RDB storage (a SQLite file by default, PostgreSQL in a cluster), so a study
-resumes after a crash or a re-run, and any number of processes can work on it at once.
+Trials are asked and told in seeded batches of `workers`: the parent asks a batch (its sampler
+seeded by the seed and the number of trials so far), worker processes score it, and the parent
+tells the results in trial order. So the same data, params and seed give the same study, the
+same chosen trial and the same model, however the workers' timing falls. Trials live in an RDB
+storage (a SQLite file by default, PostgreSQL in a cluster), so a study resumes after a crash or
+a re-run.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import threading
+import time
 import typing
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,44 +48,38 @@ from klinecast.research.backtest import (
     walk_forward_with_params,
 )
 from klinecast.research.features import LABEL, NEXT_RETURN
-from klinecast.research.model import Candidate, HyperParams
-from klinecast.research.strategy import StrategyRule
+from klinecast.research.model import Candidate
 from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retries
 
 log = logging.getLogger(__name__)
 #: How a trial is scored (its hours, its folds, what it earns). Raise it with any change that
 #: makes old trials incomparable with new ones: the study name changes, so a re-run starts a
-#: fresh study instead of resuming one scored the old way. 2: every trial on the same hours.
-SCORING_VERSION = 2
+#: fresh study instead of resuming one scored the old way. 2: every trial on the same hours;
+#: 3: slippage, the trend baselines, cadence and anchored windows, no pruning.
+SCORING_VERSION = 3
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: The declared baseline that the information ratio is measured against.
+IR_BASELINE = "buy_and_hold"
 #: How losing a race to create the same new schema shows (SQLite and PostgreSQL wordings).
 RACE_SIGNS = ("already exists", "database is locked", "UNIQUE constraint failed", "duplicate key")
 
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> Candidate:
-    """Draws one point of the search space: the classifier, its horizon and the rule.
+    """Draws one point of the search space: the classifier, its window, its horizon and the rule.
 
     exit_band is capped at the trial's entry_band (the exit level is the nearer one); the
     capped value is what the trial trades and what best_params.json reports.
     """
-    hp = HyperParams(
-        n_estimators=trial.suggest_int("n_estimators", *space.n_estimators),
-        max_depth=trial.suggest_int("max_depth", *space.max_depth),
-        learning_rate=trial.suggest_float("learning_rate", *space.learning_rate),
-        subsample=trial.suggest_float("subsample", *space.subsample),
-        colsample_bytree=trial.suggest_float("colsample_bytree", *space.colsample_bytree),
-        gamma=trial.suggest_int("gamma", *space.gamma),
-        look_back_days=trial.suggest_int("look_back_days", *space.look_back_days),
-    )
-    entry = trial.suggest_float("entry_band", *space.entry_band)
-    rule = StrategyRule(
-        side=trial.suggest_categorical("side", list(space.side)),
-        entry_band=entry,
-        exit_band=capped_exit_band(entry, trial.suggest_float("exit_band", *space.exit_band)),
-        min_hold_hours=trial.suggest_int("min_hold_hours", *space.min_hold_hours),
-    )
-    return Candidate(hp, rule, trial.suggest_int("horizon_hours", *space.horizon_hours))
+    values = {}
+    for name, kind in search_levers().items():
+        bounds = getattr(space, name)
+        if name in SearchSpace.CHOICES:
+            values[name] = trial.suggest_categorical(name, list(bounds))
+        elif kind is int:
+            values[name] = trial.suggest_int(name, *bounds, log=name in SearchSpace.LOG_SCALE)
+        else:
+            values[name] = trial.suggest_float(name, *bounds, log=name in SearchSpace.LOG_SCALE)
+    return candidate_of(values)
 
 
 def capped_exit_band(entry_band: float, exit_band: float) -> float:
@@ -95,33 +96,43 @@ def search_levers() -> dict[str, type]:
 
 
 def candidate_of(values: dict) -> Candidate:
-    """The candidate of one value per lever (a Katib trial's), exit band capped as tuning does.
+    """The candidate of one value per lever (an Optuna or a Katib trial's): the exit band capped
+    as tuning does, train_window read as the window's kind.
 
     Raises:
         ValueError: a lever is missing or a value is out of its rule's range.
     """
+    values = dict(values)
     entry, exit_ = values.get("entry_band"), values.get("exit_band")
     if entry is not None and exit_ is not None:
-        values = values | {"exit_band": capped_exit_band(entry, exit_)}
+        values["exit_band"] = capped_exit_band(entry, exit_)
+    window = values.pop("train_window", None)
+    if window is not None:
+        if window not in ("sliding", "anchored"):
+            raise ValueError(f"train_window: expected sliding or anchored, got {window!r}")
+        values["anchored"] = window == "anchored"
     return Candidate.from_dict(values)
 
 
 def objective_value(
-    objective: str, returns: np.ndarray, market: np.ndarray, *, fee: float
+    objective: str, returns: np.ndarray, baseline: np.ndarray | None = None
 ) -> float:
-    """The tuning objective of hourly strategy returns after fees (market: next_returns).
+    """The tuning objective of hourly strategy returns after costs.
 
-    return_after_fees: the cumulative return; sharpe_after_fees: the annualised Sharpe ratio
-    (0 for a strategy that never trades); excess_over_buy_and_hold: the cumulative return
-    minus buy-and-hold's on the same hours, after its two fees.
+    sharpe_after_fees: the annualised Sharpe ratio (0 for a strategy that never trades);
+    information_ratio: the annualised mean over the spread of the returns in excess of
+    `baseline` (IR_BASELINE's hourly returns after its costs, on the same hours);
+    return_after_fees: the cumulative return (rewards exposure in a rising market as much as
+    skill: kept for comparison with older studies).
     """
-    total = float(np.prod(1.0 + returns)) - 1.0
+    returns = np.asarray(returns, dtype=float)
     if objective == "return_after_fees":
-        return total
-    if objective == "sharpe_after_fees":
-        return stats.sharpe(returns) * float(np.sqrt(HOURS_PER_YEAR))
-    hold = float(np.prod(1.0 + strategy_returns(np.ones(len(market)), market, fee=fee))) - 1.0
-    return total - hold
+        return float(np.prod(1.0 + returns)) - 1.0
+    if objective == "information_ratio":
+        if baseline is None:
+            raise ValueError("the information ratio needs the baseline's returns")
+        returns = returns - np.asarray(baseline, dtype=float)
+    return stats.sharpe(returns) * float(np.sqrt(HOURS_PER_YEAR))
 
 
 def in_sample_rows(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -189,7 +200,7 @@ def in_sample_walk_forward(
     look_back_days after the span's first day, whatever this trial's look-back is. So every
     training window lies inside the span, trials compare on equal terms (a short look-back
     would otherwise be scored over months more of the market), and fold k is the same 30 days
-    in every trial, which the fold-median pruner relies on.
+    in every trial.
     """
     span = params.split.in_sample
     first_day = max(rows.index[0].floor("D"), pd.Timestamp(span.start))
@@ -213,63 +224,37 @@ def score(
     nthread: int = 0,
     on_fold: Callable[[int, float], None] | None = None,
 ) -> tuple[float, BacktestResult]:
-    """tune.objective of one candidate over the in-sample walk-forward folds, after fees: the
+    """tune.objective of one candidate over the in-sample walk-forward folds, after costs: the
     score of an Optuna trial, a Katib trial and `klinecast tune-trial` alike.
 
     Args:
         rows: in_sample_rows of the features.
-        on_fold: called after each fold with its number and the objective so far; it may
-            raise to stop the walk-forward (the pruner).
+        on_fold: called after each fold with its number and the objective so far (a Katib
+            trial's intermediate metric).
 
     Returns:
         The objective, and the walk-forward it was computed from.
     """
-    name, fee = params.tune.objective, params.backtest.fee
+    name, cost = params.tune.objective, params.backtest.cost
 
     def after_fold(fold, returns: np.ndarray, market: np.ndarray) -> None:
         if on_fold is not None:
-            on_fold(fold.number, objective_value(name, returns, market, fee=fee))
+            held = strategy_returns(np.ones(len(market)), market, cost=cost)
+            on_fold(fold.number, objective_value(name, returns, held))
 
     result = in_sample_walk_forward(rows, params, candidate, nthread=nthread, after_fold=after_fold)
+    predictions = result.predictions
     value = objective_value(
         name,
-        result.predictions["strategy_return"].to_numpy(),
-        result.predictions["next_return"].to_numpy(),
-        fee=fee,
+        predictions["strategy_return"].to_numpy(),
+        predictions[f"{IR_BASELINE}_return"].to_numpy(),
     )
     return value, result
 
 
-def objective(
-    frame: pd.DataFrame, params: Params, *, nthread: int
-) -> Callable[[optuna.Trial], float]:
-    """tune.objective over the in-sample walk-forward folds, after fees (`score`).
-
-    Each fold reports the objective so far as an intermediate value, so the pruner can stop a
-    hopeless trial early.
-    """
-    rows = in_sample_rows(frame, params)
-
-    def run(trial: optuna.Trial) -> float:
-        candidate = suggest_params(trial, params.tune.search_space)
-        trial.set_user_attr("exit_band_traded", candidate.rule.exit_band)
-
-        def report(fold: int, value: float) -> None:
-            trial.report(value, fold)
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at_fold", fold)
-                raise optuna.TrialPruned(f"pruned after fold {fold}: {value:.4f}")
-
-        value, result = score(rows, params, candidate, nthread=nthread, on_fold=report)
-        for key, summary in in_sample_summary(result).items():
-            trial.set_user_attr(key, summary)
-        return value
-
-    return run
-
-
-def in_sample_summary(result) -> dict:
-    """What a trial keeps of its walk-forward (user attrs; the report's in-sample column)."""
+def in_sample_summary(result: BacktestResult) -> dict:
+    """What a trial keeps of its walk-forward (user attrs; the report's in-sample column and the
+    deflated Sharpe's inputs)."""
     returns = result.predictions["strategy_return"].to_numpy()
     m = result.model
     return {
@@ -280,10 +265,10 @@ def in_sample_summary(result) -> dict:
         "accuracy": m.accuracy,
         "classifier_accuracy": m.classifier_accuracy,
         "sharpe": m.sharpe,
-        "hourly_sharpe": stats.sharpe(returns),  # the deflated Sharpe's trial spread
         "trades": m.trades,
         "exposure": m.exposure,
-        "buy_and_hold_return": result.baselines["buy_and_hold"].cumulative_return,
+        "buy_and_hold_return": result.baselines[IR_BASELINE].cumulative_return,
+        **stats.sharpe_moments(returns).as_dict(),  # the deflated Sharpe's inputs
     }
 
 
@@ -308,20 +293,14 @@ def study_name(params: Params, *, data_version: str) -> str:
     return f"{params.tune.study_name}-{digest[:10]}"
 
 
-def open_study(storage_url: str, name: str, params: Params, *, worker: int = 0) -> optuna.Study:
-    """Creates the study or loads it to resume. Stale RUNNING trials of a dead worker are
-    failed after the grace period and retried once."""
-    storage = _rdb_storage(storage_url)
-    tune = params.tune
+def open_study(storage_url: str, name: str) -> optuna.Study:
+    """Creates the study or loads it to resume (its sampler is set per batch: `ask_batch`)."""
     return optuna.create_study(
-        storage=storage,
+        storage=_rdb_storage(storage_url),
         study_name=name,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=tune.seed + worker),
-        pruner=FoldMedianPruner(
-            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_folds
-        ),
+        pruner=optuna.pruners.NopPruner(),
     )
 
 
@@ -338,16 +317,7 @@ def _rdb_storage(storage_url: str) -> optuna.storages.RDBStorage:
 
     def attempt() -> optuna.storages.RDBStorage:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    storage_url,
-                    heartbeat_interval=30,
-                    grace_period=120,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=1
-                    ),
-                )
+            return optuna.storages.RDBStorage(storage_url)
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server down
             reason = f"{type(exc).__name__}: {exc}"
             if any(sign in str(exc) for sign in RACE_SIGNS):
@@ -366,58 +336,84 @@ def _rdb_storage(storage_url: str) -> optuna.storages.RDBStorage:
         ) from None
 
 
-class FoldMedianPruner(optuna.pruners.BasePruner):
-    """Prunes a trial whose return so far is below the median of finished trials at that fold.
+def complete_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
-    optuna's MedianPruner compares a trial's *best* intermediate value over all steps. For a
-    running cumulative return, which starts near 0 and drifts, that best value is usually the
-    first fold's, so it almost never prunes (0 of 41 trials on the mirror). This pruner compares
-    the value at the current fold instead.
+
+def fail_abandoned_trials(study: optuna.Study, *, stream: int) -> int:
+    """Fails the RUNNING trials of this stream (a tuner's first_worker), which a run of it that
+    died left behind, so they neither linger nor sway the sampler; returns how many. Other
+    streams' running trials may be another pod's, alive."""
+    abandoned = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get("stream", 0) == stream
+    ]  # fmt: skip
+    for trial in abandoned:
+        study.tell(trial.number, state=TrialState.FAIL)
+    if abandoned:
+        log.warning("failed %d trial(s) left running by a tuner that stopped", len(abandoned))
+    return len(abandoned)
+
+
+def ask_batch(
+    study: optuna.Study, params: Params, *, size: int, stream: int = 0
+) -> list[tuple[optuna.Trial, Candidate]]:
+    """Asks `size` trials of a sampler seeded by tune.seed, `stream` and the number of trials
+    so far: the same history gives the same batch, in any process.
+
+    TPE's constant liar makes the batch's later asks treat its earlier ones as poor results,
+    so one batch does not draw the same point twice.
     """
-
-    def __init__(self, *, n_startup_trials: int, n_warmup_steps: int):
-        self.n_startup_trials = n_startup_trials
-        self.n_warmup_steps = n_warmup_steps
-
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None or step < self.n_warmup_steps:
-            return False
-        finished = study.get_trials(deepcopy=False, states=FINISHED)
-        if sum(t.state == TrialState.COMPLETE for t in finished) < self.n_startup_trials:
-            return False
-        others = [t.intermediate_values[step] for t in finished if step in t.intermediate_values]
-        if not others:
-            return False
-        return trial.intermediate_values[step] < float(np.median(others))
-
-
-def finished_trials(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    seed = params.tune.seed + 1_000_003 * stream + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    batch = []
+    for _ in range(size):
+        trial = study.ask()
+        trial.set_user_attr("stream", stream)
+        candidate = suggest_params(trial, params.tune.search_space)
+        trial.set_user_attr("exit_band_traded", candidate.rule.exit_band)
+        batch.append((trial, candidate))
+    return batch
 
 
 @dataclass(frozen=True)
-class WorkerJob:
-    storage_url: str
-    study_name: str
-    features_path: str
-    params: Params
-    n_trials: int
-    nthread: int
-    worker: int
+class TrialOutcome:
+    """What scoring one trial gives back to the study."""
+
+    value: float
+    summary: dict
 
 
-def run_worker(job: WorkerJob, *, callbacks: tuple = ()) -> None:
-    """Adds trials to the study until it holds job.n_trials finished ones."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(job.storage_url, job.study_name, job.params, worker=job.worker)
-    if finished_trials(study) >= job.n_trials:
-        return
-    frame = pd.read_parquet(job.features_path)
-    study.optimize(
-        objective(frame, job.params, nthread=job.nthread),
-        callbacks=[optuna.study.MaxTrialsCallback(job.n_trials, states=FINISHED), *callbacks],
-    )
+class _Scorer:
+    """Scores candidates on the in-sample rows; one lives in each worker process."""
+
+    rows: pd.DataFrame | None = None
+    params: Params | None = None
+    nthread: int = 1
+
+    @classmethod
+    def load(cls, features_path: str, params: Params, nthread: int) -> None:
+        cls.rows = in_sample_rows(pd.read_parquet(features_path), params)
+        cls.params, cls.nthread = params, nthread
+
+    @classmethod
+    def start_worker(cls, features_path: str, params: Params, nthread: int) -> None:
+        """A pool worker's initializer: it exits when the tuner that spawned it is gone (a
+        killed tuner's workers would otherwise wait on their queue for ever), then loads."""
+        tuner = os.getppid()
+
+        def watch() -> None:
+            while os.getppid() == tuner:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="tuner-watch", daemon=True).start()
+        cls.load(features_path, params, nthread)
+
+    @classmethod
+    def score(cls, candidate: Candidate) -> TrialOutcome:
+        value, result = score(cls.rows, cls.params, candidate, nthread=cls.nthread)
+        return TrialOutcome(value, in_sample_summary(result))
 
 
 def tune(
@@ -431,60 +427,86 @@ def tune(
     first_worker: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> optuna.Study:
-    """Runs (or resumes) the study with `workers` processes sharing its storage.
+    """Runs (or resumes) the study until it holds n_trials complete trials, `workers` at a time.
 
     Args:
         name: the study's name (default: study_name of params and the feature file's hash).
-        first_worker: the id of the first worker here; ids seed the samplers, so workers on
-            other machines joining the same study pass distinct ids (a KFP ParallelFor item).
-        progress: called with (finished, n_trials) while workers run.
+        first_worker: 0 for the one tuner of a study; pods that share one study (the KFP
+            ParallelFor) pass distinct ids, which seed their batches apart (such a study is not
+            reproducible: which pod asks first is up to the scheduler).
+        progress: called with (complete, n_trials) after every batch.
 
     Raises:
-        KlinecastError: bad spans, an unreachable storage, or a worker that failed.
+        KlinecastError: bad spans, an unreachable storage, or a trial or worker that failed
+            (the trials told so far stay in the study, so a re-run resumes).
     """
     frame = pd.read_parquet(features_path)
     check_in_sample_span(in_sample_rows(frame, params), params)
+    del frame
     name = name or study_name(params, data_version=file_digest(features_path))
-    study = open_study(storage_url, name, params)  # creates it once, before workers race
-    nthread = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = [
-        WorkerJob(storage_url, name, str(features_path), params, n_trials, nthread, worker)
-        for worker in range(first_worker, first_worker + workers)
-    ]
-    if workers <= 1:
-        callbacks = () if progress is None else (_ProgressCallback(progress, n_trials),)
-        run_worker(jobs[0], callbacks=callbacks)
+    study = open_study(storage_url, name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fail_abandoned_trials(study, stream=first_worker)
+    if complete_trials(study) >= n_trials:
         return study
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=run_worker, args=(job,)) for job in jobs]
-    for process in processes:
-        process.start()
-    try:
-        while any(p.is_alive() for p in processes):
-            for process in processes:
-                process.join(timeout=2)
+    nthread = max(1, (os.cpu_count() or 1) // workers)
+    with _scoring_pool(features_path, params, workers=workers, nthread=nthread) as run:
+        while (done := complete_trials(study)) < n_trials:
+            batch = ask_batch(study, params, size=min(workers, n_trials - done), stream=first_worker)
+            try:
+                outcomes = run([candidate for _, candidate in batch])
+            except BaseException as exc:
+                for trial, _ in batch:
+                    study.tell(trial, state=TrialState.FAIL)
+                if isinstance(exc, KlinecastError) or not isinstance(exc, Exception):
+                    raise
+                raise KlinecastError(
+                    f"a tuning trial failed ({type(exc).__name__}: {exc}); the {done} complete "
+                    "trial(s) are kept in the study, so a re-run resumes"
+                ) from exc
+            for (trial, _), outcome in zip(batch, outcomes, strict=True):
+                for key, value in outcome.summary.items():
+                    trial.set_user_attr(key, value)
+                study.tell(trial, outcome.value)
             if progress is not None:
-                progress(finished_trials(study), n_trials)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-    failed = [p.exitcode for p in processes if p.exitcode != 0]
-    if failed:
-        raise KlinecastError(
-            f"{len(failed)} tuning worker(s) failed (exit codes {failed}); "
-            "finished trials are kept in the study, so a re-run resumes"
-        )
+                progress(complete_trials(study), n_trials)
     return study
 
 
-class _ProgressCallback:
-    def __init__(self, progress: Callable[[int, int], None], n_trials: int):
-        self.progress = progress
-        self.n_trials = n_trials
+class _scoring_pool:
+    """A context that scores a batch of candidates: in this process for one worker, else in a
+    pool of `workers` spawned processes that each load the rows once. Results come back in the
+    batch's order."""
 
-    def __call__(self, study: optuna.Study, trial) -> None:
-        self.progress(finished_trials(study), self.n_trials)
+    def __init__(self, features_path: Path, params: Params, *, workers: int, nthread: int):
+        self.args = (str(features_path), params, nthread)
+        self.workers = workers
+        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Callable[[list[Candidate]], list[TrialOutcome]]:
+        if self.workers <= 1:
+            _Scorer.load(*self.args)
+            return lambda batch: [_Scorer.score(c) for c in batch]
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_Scorer.start_worker,
+            initargs=self.args,
+        )
+        return self._run
+
+    def _run(self, batch: list[Candidate]) -> list[TrialOutcome]:
+        try:
+            return list(self.pool.map(_Scorer.score, batch))
+        except concurrent.futures.process.BrokenProcessPool:
+            raise KlinecastError(
+                "a tuning worker process died (out of memory, or killed); the complete trials "
+                "are kept in the study, so a re-run resumes"
+            ) from None
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def best_candidate(study: optuna.Study) -> Candidate:
@@ -493,21 +515,23 @@ def best_candidate(study: optuna.Study) -> Candidate:
         best = study.best_trial
     except ValueError:
         raise KlinecastError(
-            f"study {study.study_name} has no complete trial; every trial was pruned or failed"
+            f"study {study.study_name} has no complete trial; every trial failed"
         ) from None
-    values = best.params | {"exit_band": best.user_attrs.get("exit_band_traded", 0.0)}
-    return Candidate.from_dict(values)
+    return candidate_of(best.params | {"exit_band": best.user_attrs.get("exit_band_traded", 0.0)})
 
 
 @dataclass(frozen=True)
 class SearchRecord:
-    """How much searching the study did: what the deflated Sharpe has to discount."""
+    """How much searching the study did, and the chosen trial's deflated Sharpe ratio."""
 
-    trials_run: int  # complete + pruned: every candidate that was looked at
+    trials_run: int  # every candidate that was scored
     complete: int
-    pruned: int
+    failed: int
     trials_that_trade: int  # complete trials whose rule traded at least once in sample
-    sharpe_variance: float  # of the complete trials' hourly Sharpe ratios
+    sharpe_variance: float  # of every trial's hourly Sharpe ratio
+    #: the chosen trial's in-sample returns against the Sharpe that the best of trials_run
+    #: unskilled trials would show (None when the trials lack their moments)
+    deflated_sharpe: float | None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -515,14 +539,21 @@ class SearchRecord:
 
 def search_record(study: optuna.Study) -> SearchRecord:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     sharpes = [t.user_attrs["hourly_sharpe"] for t in complete if "hourly_sharpe" in t.user_attrs]
+    variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    try:
+        moments = stats.SharpeMoments.from_dict(study.best_trial.user_attrs)
+        deflated = stats.deflated_sharpe(moments, trials=len(complete), sharpe_variance=variance)
+    except (KeyError, ValueError):
+        deflated = None
     return SearchRecord(
-        trials_run=len(complete) + len(pruned),
+        trials_run=len(complete),
         complete=len(complete),
-        pruned=len(pruned),
+        failed=len(failed),
         trials_that_trade=sum(t.user_attrs.get("trades", 0) > 0 for t in complete),
-        sharpe_variance=float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0,
+        sharpe_variance=variance,
+        deflated_sharpe=None if deflated is None or not np.isfinite(deflated) else deflated,
     )
 
 
@@ -580,7 +611,8 @@ def write_outputs(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
     )
     record = search_record(study)
-    in_sample = {k: v for k, v in study.best_trial.user_attrs.items() if k != "exit_band_traded"}
+    bookkeeping = ("exit_band_traded", "stream")
+    in_sample = {k: v for k, v in study.best_trial.user_attrs.items() if k not in bookkeeping}
     summary = {
         "params": candidate.as_dict(),
         "value": study.best_value,
@@ -588,7 +620,7 @@ def write_outputs(
         "best_trial": study.best_trial.number,
         "study_name": study.study_name,
         "storage": redact(storage_url),
-        "trials": {"complete": record.complete, "pruned": record.pruned},
+        "trials": {"complete": record.complete, "failed": record.failed},
         "search": record.as_dict(),
         "in_sample": in_sample,
     }

@@ -15,15 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from klinecast.config import INTERVALS, DataParams, Params
 from klinecast.data import market
 from klinecast.data.build import build_candles
-from klinecast.data.candles import find_gaps
 from klinecast.data.ingest import ingest
 from klinecast.errors import KlinecastError
+from klinecast.indicators import fetch_hours
 from klinecast.research.features import compute_features
 from klinecast.serving.online_store import StoreSettings, newest_row, open_store, write_rows
 
@@ -74,7 +73,7 @@ def sync(
     if newest is not None and newest >= last_closed:
         return SyncResult(data.symbol, newest, newest, 0)
     first_new = last_closed if newest is None else newest + step
-    history = step * (params.features.min_history - 1)
+    history = step * (fetch_hours(params.features.min_history) - 1)
     candles = source(data.symbol, data.interval, first_new - history, last_closed)
     if candles.empty:  # the source has nothing newer yet (archives lag a day)
         return SyncResult(data.symbol, newest, newest, 0)
@@ -87,18 +86,12 @@ def sync(
 
 
 def complete_rows(candles: pd.DataFrame, params: Params, *, first_new: pd.Timestamp):
-    """The feature rows from first_new on that have min_history gap-free candles behind them,
-    so each equals the row training computes on full history."""
+    """The feature rows from first_new on that have min_history candles behind them (gaps
+    allowed), so each equals the row training computes on full history."""
     interval = params.data.interval_delta
     frame = compute_features(candles, indicators=params.features.indicators, interval=interval).frame
-    # each row's run of contiguous candles starts after the last gap before it (the same gap
-    # finding as ingest's)
-    starts = pd.DatetimeIndex(
-        [candles.index[0]] + [g.last + interval for g in find_gaps(candles.index, interval=interval)]
-    )
-    run_start = starts[starts.searchsorted(frame.index, side="right") - 1]
-    history = (frame.index - run_start) // pd.Timedelta(interval) + 1
-    enough = np.asarray(history) >= params.features.min_history
+    behind = candles.index.get_indexer(frame.index) + 1  # candles up to and with the row's
+    enough = behind >= params.features.min_history
     return frame[(frame.index >= first_new) & enough]
 
 

@@ -98,7 +98,9 @@ def candles_from_v2(inputs: list, *, required: tuple[str, ...] = ()) -> pd.DataF
 
 
 def check_window(candles: pd.DataFrame, *, interval: dt.timedelta, min_history: int) -> None:
-    """The window must be strictly increasing, gap-free and at least min_history long."""
+    """The window must be strictly increasing, on the interval's grid and at least min_history
+    candles long. Gaps (hours an exchange outage left without a candle) are allowed, as in
+    training: the newest row must still come out (`klinecast.research.features`)."""
     try:
         validate_candles(candles, source="request")
     except CandleDataError as exc:
@@ -108,19 +110,26 @@ def check_window(candles: pd.DataFrame, *, interval: dt.timedelta, min_history: 
         raise InvalidInput(
             f"candle {i}: open_time {candles.index[i]} is not on a {interval} boundary"
         )
-    gaps = find_gaps(candles.index, interval=interval)
-    if gaps:
-        step = pd.Timedelta(interval)
-        raise InvalidInput(
-            f"gap in the window: {gaps[0].missing} candle(s) missing between "
-            f"{gaps[0].first - step} and {gaps[0].last + step}; send {min_history} consecutive "
-            f"{interval} candles"
-        )
     if len(candles) < min_history:
         raise InvalidInput(
-            f"got {len(candles)} candles; the model needs at least {min_history} consecutive "
+            f"got {len(candles)} candles; the model needs at least {min_history} "
             f"{interval} candles (min_history) so its features equal training's"
         )
+
+
+def no_row_reason(candles: pd.DataFrame, *, interval: dt.timedelta) -> str:
+    """Why a window of min_history candles yields no row for its newest: a gap too close."""
+    gaps = find_gaps(candles.index, interval=interval)
+    if not gaps:
+        return "the window yields no feature row for its newest candle"
+    step = pd.Timedelta(interval)
+    last = gaps[-1]
+    after = int(np.count_nonzero(candles.index > last.last))
+    return (
+        f"the newest candle is {after} candle(s) after a gap ({last.missing} missing between "
+        f"{last.first - step} and {last.last + step}): too few for the hourly indicators' "
+        "windows, which restart after a gap; training has no row there either"
+    )
 
 
 def _needed(required: tuple[str, ...]) -> tuple[str, ...]:

@@ -267,7 +267,7 @@ class ForecastTransformer(kserve.Model):
                 candles, indicators=self.feature_names, interval=self.interval
             ).frame
             if frame.empty or frame.index[-1] != candles.index[-1]:
-                raise InvalidInput("the window yields no feature row for its newest candle")
+                raise InvalidInput(parse.no_row_reason(candles, interval=self.interval))
             features = frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
         if self.predictor_config.predictor_protocol == "v2":
             tensor = InferInput("features", list(features.shape), "FP64", features.tolist())
@@ -358,7 +358,10 @@ class ForecastTransformer(kserve.Model):
                 self.cache.popitem(last=False)
         # what the model's rule does from a flat book; a holder applies the same rule,
         # strategy.next_position, with its own position (the trader, with its ledger's)
-        direction = DIRECTIONS[strategy.next_position(prob, self.rule)]
+        decided_at = pd.Timestamp(context.feature_time)  # the rule's cadence reads its hour
+        direction = DIRECTIONS[
+            strategy.next_position(prob, self.rule, decision_hour=decided_at.hour)
+        ]
         rule = self.rule.as_dict() | {"horizon_hours": self.horizon_hours}
         answer = {
             "prob_up": prob,

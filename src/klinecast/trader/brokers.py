@@ -48,13 +48,15 @@ class Broker(Protocol):
 
 
 class PaperBroker:
-    """A simulated exchange: fills at the candle's close with the fee from params, and books
-    every order in a book of its own (the `paper_orders` table of the ledger's database, apart
-    from the ledger's own `orders`), so that the ledger reconciles against it as against an
-    exchange."""
+    """A simulated exchange: fills at the candle's close moved by the slippage against the
+    order (a BUY pays more, a SELL gets less), pays the fee from params, and books every order
+    in a book of its own (the `paper_orders` table of the ledger's database, apart from the
+    ledger's own `orders`), so that the ledger reconciles against it as against an exchange.
+    Its fills cost what the backtest charges, so a replay equals the backtest."""
 
-    def __init__(self, *, fee: float, engine: sa.Engine):
+    def __init__(self, *, fee: float, engine: sa.Engine, slippage: float = 0.0):
         self.fee = fee
+        self.slippage = slippage
         self.engine = engine
 
     def lookup(self, order: Order) -> Order | None:
@@ -74,6 +76,7 @@ class PaperBroker:
         )
 
     def place(self, order: Order, *, price: float) -> Order:
+        price = price * (1 + self.slippage if order.side == "BUY" else 1 - self.slippage)
         fee = abs(order.qty) * price * self.fee
         with self.engine.begin() as c:
             c.execute(

@@ -34,6 +34,7 @@ import pandas as pd
 
 from klinecast.config import Params
 from klinecast.data.market import ExchangeError, OrderInDoubt, OrderRejected
+from klinecast.indicators import fetch_hours
 from klinecast.research import strategy
 from klinecast.research.backtest import position_return
 from klinecast.serving.client import InferenceError, Prediction
@@ -107,7 +108,7 @@ def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
     done = ledger.prediction(hour.to_pydatetime())
     if done is not None and done["status"] in ("traded", "halted") and difference is None:
         return CycleResult(hour, "already_traded", done["target"], done["prob_up"])
-    candles = trader.market(hour, params.features.min_history)
+    candles = trader.market(hour, fetch_hours(params.features.min_history))
     settle(ledger, candles, params)
     close = float(candles["close"].iloc[-1])
     halt = ledger.open_halt(symbol)
@@ -130,7 +131,11 @@ def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
             hour.to_pydatetime(), symbol=symbol, close=close, status="no_trade", reason=str(exc),
         )  # fmt: skip
         return CycleResult(hour, "no_trade", reason=str(exc))
-    target = strategy.next_position(prediction.prob_up, prediction.rule, holding(ledger, symbol, hour))
+    decided_at = hour + params.data.interval_delta  # when the hour's candle closed
+    target = strategy.next_position(
+        prediction.prob_up, prediction.rule, holding(ledger, symbol, hour),
+        decision_hour=decided_at.hour,
+    )  # fmt: skip
     sent = trade_to(trader, hour, target=target, price=close)
     ledger.record_prediction(
         hour.to_pydatetime(), symbol=symbol, prob_up=prediction.prob_up, target=target,
@@ -302,7 +307,7 @@ def legs(current: float, target: float) -> list[tuple[str, float]]:
 def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
     """Outcomes and equity for traded hours whose next candle has closed, then the kill switch,
     measured from the equity base (1, or the last resume's)."""
-    fee = params.backtest.fee
+    cost = params.backtest.cost
     closes = candles["close"]
     settled = ledger.outcome_hours()
     previous_target = 0
@@ -315,7 +320,7 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 previous_target = target
                 continue
             market = float(closes[following] / closes[hour] - 1.0)
-            earned = float(position_return(target, previous_target, market, fee=fee))
+            earned = float(position_return(target, previous_target, market, cost=cost))
             equity, hold = ledger.last_equity()
             ledger.record_outcome(
                 {

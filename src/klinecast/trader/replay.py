@@ -40,7 +40,9 @@ def replay(
     trader = Trader(
         params,
         ledger,
-        PaperBroker(fee=params.backtest.fee, engine=ledger.engine),
+        PaperBroker(
+            fee=params.backtest.fee, slippage=params.backtest.slippage, engine=ledger.engine
+        ),
         frame_market(candles),
         predict,
     )

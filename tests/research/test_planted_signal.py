@@ -1,0 +1,107 @@
+"""The planted-signal test: where a known feature carries a known edge, the default search,
+unchanged, must find it, and the gate must let the model through.
+
+The candles (`planted_candles`) plant a daily signal in the 24-hour taker-buy share, one of
+the default features: the next UTC day's return has mean STRENGTH x z, where z is the day's
+standardised share, under hourly noise of 0.6 % (BTC-like). That is a correlation of about
+0.24 between the feature at 00:00 and the next day's return; the one-line rule that reads it
+(long when the share is above one half, decided at 00:00 UTC, flat otherwise) trades it at an
+annual Sharpe ratio of about 2.5 after costs (2.49 over the three test years), well under 3. Nothing else in the series
+carries information, and each span's noise is driftless, so neither holding nor a trend rule
+has an edge.
+
+The pipeline runs as committed: params.yaml's features, search space, objective, 40 trials,
+2 workers, costs, baselines and gate; only the split moves onto the synthetic years (three in
+sample, three out of sample, after the 200 days the longest feature needs).
+
+Why three years out of sample: a long-only rule is flat much of the time, and against
+buy-and-hold its flat hours add the market's whole variance to the difference the bootstrap
+tests, so a Sharpe of 2 needs years to be told from holding (or from a trend rule that rode a
+lucky run). Over two years an imperfect copy of the oracle (its feature blurred to a Sharpe of
+about 2) passed the gate for four seeds of six; over three, for six of six.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from klinecast.cli import main
+from klinecast.research.backtest import strategy_returns
+from klinecast.research.features import compute_features
+from tests.support.candle_factory import planted_candles
+from tests.support.paths import REPO
+
+STRENGTH = 0.007
+START, IN_SAMPLE, OUT_OF_SAMPLE, END = "2019-06-01", "2020-01-01", "2023-01-01", "2026-01-01"
+
+
+def hours_from_start(day: str) -> int:
+    return 24 * (pd.Timestamp(day) - pd.Timestamp(START)).days
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("planted")
+    candles = planted_candles(
+        hours_from_start(END) // 24, strength=STRENGTH, start=START, seed=0,
+        driftless=(hours_from_start(IN_SAMPLE), hours_from_start(OUT_OF_SAMPLE)),
+    )  # fmt: skip
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    frame = compute_features(
+        candles, indicators=raw["features"]["indicators"], interval=candles.index.freq
+    ).frame
+    (workdir / "data").mkdir()
+    frame.to_parquet(workdir / "data/features.parquet")
+    raw["split"] = {
+        "in_sample_start": IN_SAMPLE,
+        "in_sample_end": "2022-12-31",
+        "out_of_sample_start": OUT_OF_SAMPLE,
+        "out_of_sample_end": "2025-12-31",
+    }
+    raw["tune"]["storage"] = f"sqlite:///{workdir}/optuna.db"
+    raw["publish"]["registry"] = str(workdir / "registry")
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return workdir, frame
+
+
+def oracle_sharpe(frame: pd.DataFrame, *, first: str, last: str, cost: float) -> float:
+    """The one-line rule on the planted feature, after costs, annualised."""
+    decided = (frame.index + pd.Timedelta(hours=1)).hour == 0
+    long = (frame["taker_buy_24"] > 0.5).astype(float).where(decided).ffill().fillna(0.0)
+    span = (frame.index >= first) & (frame.index < last) & frame["next_return"].notna()
+    returns = strategy_returns(
+        long[span].to_numpy(), frame["next_return"][span].to_numpy(), cost=cost
+    )
+    return float(returns.mean() / returns.std(ddof=1) * np.sqrt(8760))
+
+
+def run(workdir, *argv):
+    return main([*argv, "--params", str(workdir / "params.yaml")])
+
+
+def test_the_default_search_finds_a_planted_edge_and_the_gate_passes(planted, monkeypatch, capsys):
+    workdir, frame = planted
+    monkeypatch.chdir(workdir)
+    monkeypatch.delenv("KLINECAST_OPTUNA_STORAGE", raising=False)
+    monkeypatch.delenv("KLINECAST_REGISTRY", raising=False)
+    oracle = oracle_sharpe(frame, first=OUT_OF_SAMPLE, last=END, cost=0.0011)
+    assert 1.5 < oracle < 3  # an edge an oracle trades well under a Sharpe of 3
+
+    for stage in ("tune", "evaluate", "train", "publish"):
+        assert run(workdir, stage, *(["--no-progress"] if stage == "tune" else [])) == 0, stage
+    print(capsys.readouterr().out)
+    metrics = json.loads((workdir / "reports/metrics.json").read_text())
+    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    model, significance = metrics["model"], metrics["significance"]
+    print(json.dumps({"oracle": oracle, "model": model, "significance": significance}, indent=1))
+
+    assert receipt["gate"]["passed"] and receipt["promoted"], receipt["gate"]
+    assert significance["max_p_value"] <= 0.05
+    assert model["sharpe"] > 1.0  # much of the oracle's edge, after costs
+    assert all(excess > 0 for excess in metrics["excess_return"].values())
+    # every trial ran to its end, and the chosen one trades the signal's daily rhythm
+    assert significance["trials_run"] == metrics["significance"]["trials_run"] == 40
+    assert model["roc_auc"] > 0.52
