@@ -80,7 +80,7 @@ def test_sections_survive_the_trip_through_kfp():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     through_kfp = jsonable(raw)
     through_kfp["tune"]["n_trials"] = float(raw["tune"]["n_trials"])
-    through_kfp["tune"]["search_space"]["n_estimators"] = [100.0, 600.0]
+    through_kfp["tune"]["search_space"]["n_estimators"] = [100.0, 400.0]
     assert through_kfp["data"]["end"] == "" and isinstance(through_kfp["tune"]["n_trials"], float)
     assert params_from_sections(through_kfp) == raw
     from klinecast.config import params_from_mapping
