@@ -41,6 +41,7 @@ import pandas as pd
 import requests
 
 from klinecast.config import load_params
+from klinecast.indicators import fetch_hours
 from klinecast.release import registry
 from klinecast.serving import feature_sync
 from klinecast.serving.client import v1_request, v1_symbol_request
@@ -187,7 +188,10 @@ def run(
         )  # fmt: skip
         now = candles.index[-1] + pd.Timedelta(hours=1, minutes=5)
         feature_sync.sync(
-            params, settings=settings, source=lambda symbol, interval, first, last: candles.loc[first:last], now=now
+            params,
+            settings=settings,
+            source=lambda symbol, interval, first, last: candles.loc[first:last],
+            now=now,
         )
         step = np.diff(candles.index.asi8) == pd.Timedelta(hours=1).value
         gap_free = [
@@ -282,7 +286,9 @@ def main() -> int:
     parser.add_argument("--calm", type=float, default=10.0, help="seconds")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_faults.json"))
     args = parser.parse_args()
-    candles = pd.read_parquet(args.candles).iloc[-3000:]
+    # what a sync fetches for the default features, and 200 hours of request windows
+    hours = fetch_hours(load_params().features.min_history) + 200
+    candles = pd.read_parquet(args.candles).iloc[-hours:]
     with tempfile.TemporaryDirectory() as tmp:
         document = run(
             artifact=args.artifact, candles=candles, users=args.users, stopped_s=args.stopped,

@@ -3,9 +3,10 @@
 For each params file (examples/seed-params.yaml, then params.yaml) it runs the modeling chain
 through the CLI in a scratch directory, as `dvc repro` would: features -> tune -> evaluate ->
 train -> publish (to a scratch registry). It writes, per file, the out-of-sample figures:
-returns before and after fees, trades, fees paid, exposure, accuracy with its interval, the
-p-value against the best baseline, the deflated Sharpe, the gate's conditions and decision,
-and the in-sample figures of the best trial.
+returns before and after costs, trades, fees paid, exposure, accuracy with its interval, every
+baseline (the trend rules and the volatility target included) before and after costs with its
+Sharpe, each declared baseline's excess and p-value, the largest of them, the in-sample deflated
+Sharpe, the gate's conditions and decision, and the in-sample figures of the best trial.
 
 Usage: python benchmarks/compare_rules.py [--candles data/candles.parquet]
 (`make bench-compare`; JSON in benchmarks/results/compare_rules.json)
@@ -53,7 +54,7 @@ def run_chain(params: Path, candles: Path, work: Path) -> dict:
     keep = (
         "return_before_fees", "cumulative_return", "fees_paid", "trades", "exposure",
         "mean_holding_hours", "accuracy", "accuracy_low", "accuracy_high", "classifier_accuracy",
-        "classifier_accuracy_low", "classifier_accuracy_high", "sharpe", "max_drawdown",
+        "classifier_accuracy_low", "classifier_accuracy_high", "sharpe", "max_drawdown", "slippage_paid",
     )  # fmt: skip
     return {
         "params": str(params),
@@ -63,11 +64,14 @@ def run_chain(params: Path, candles: Path, work: Path) -> dict:
             "span": metrics["span"],
             "model": {k: model[k] for k in keep},
             "baselines": {
-                name: {k: m[k] for k in ("return_before_fees", "cumulative_return", "trades")}
+                name: {
+                    k: m[k] for k in ("return_before_fees", "cumulative_return", "sharpe", "trades")
+                }
                 for name, m in metrics["baselines"].items()
             },
-            "best_baseline": significance["best_baseline"],
-            "p_value": significance["p_value"],
+            "declared": significance["declared"],
+            "max_p_baseline": significance["max_p_baseline"],
+            "max_p_value": significance["max_p_value"],
             "deflated_sharpe": significance["deflated_sharpe"],
             "probabilistic_sharpe": significance["probabilistic_sharpe"],
             "trials_run": significance["trials_run"],
@@ -97,7 +101,8 @@ def main() -> int:
         print(
             f"{name:8s} after fees {oos['model']['cumulative_return']:+.2%} "
             f"(before {oos['model']['return_before_fees']:+.2%}), {oos['model']['trades']} "
-            f"trades, p {oos['p_value']:.3f}, deflated Sharpe {oos['deflated_sharpe']:.2f}, "
+            f"trades, largest p {oos['max_p_value']:.3f} ({oos['max_p_baseline']}), "
+            f"deflated Sharpe in sample {oos['deflated_sharpe']:.2f}, "
             f"promoted {results[name]['promoted']}",
             flush=True,
         )

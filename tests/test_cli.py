@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from klinecast.cli import main
 from tests.support.candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 from tests.support.helpers import write_params
+from tests.support.model_fixtures import SMALL_FEATURES
 from tests.support.paths import REPO
 
 KLINECAST = Path(sys.executable).parent / "klinecast"
@@ -143,9 +145,12 @@ def test_measure_reports_whether_params_min_history_suffices(workdir, mirror, ca
     shutil.copytree(mirror / "data/spot/monthly/klines/BTCUSDT/1h", workdir / "data/raw")
     assert main(["candles"]) == 0
     assert main(["features", "--measure", "--samples", "60"]) == 0
-    assert "params features.min_history = 540 (ok)" in capsys.readouterr().out
+    assert "params features.min_history = 4900 (ok)" in capsys.readouterr().out
     params = workdir / "params.yaml"
-    params.write_text(params.read_text().replace("min_history: 540", "min_history: 100"))
+    # the hourly features need 540 candles; 100 is above their longest window (24), below that
+    raw = yaml.safe_load(params.read_text())
+    raw["features"] = {"indicators": list(SMALL_FEATURES.indicators), "min_history": 100}
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main(["features", "--measure", "--samples", "60"]) == 1
     assert "(TOO SMALL)" in capsys.readouterr().out
 

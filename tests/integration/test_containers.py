@@ -192,6 +192,20 @@ def wait_until_ready(url: str, *containers: Running, seconds: float = 120) -> No
         time.sleep(0.5)
 
 
+def moved_to_end(mirror_candles, last):
+    """The mirror's 2021 candles, as many as a sync fetches for the default features (the
+    day-scale ones need 4,900 hours), moved to end at the hour `last`."""
+    import pandas as pd
+
+    from klinecast.config import Params
+    from klinecast.indicators import fetch_hours
+
+    hours = fetch_hours(Params().features.min_history)
+    history = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-hours:].copy()
+    history.index = pd.date_range(end=last, periods=hours, freq="h", tz="UTC", name="open_time")
+    return history
+
+
 def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     images, artifact, window, mirror_candles, online_settings
 ):
@@ -219,11 +233,7 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
 
     # the store holds the mirror's candles moved to end at the hour that just closed
     now = pd.Timestamp.now(tz="UTC")
-    history = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-2000:].copy()
-    history.index = pd.date_range(
-        end=now.floor("h") - pd.Timedelta(hours=1), periods=len(history), freq="h", tz="UTC",
-        name="open_time",
-    )  # fmt: skip
+    history = moved_to_end(mirror_candles, now.floor("h") - pd.Timedelta(hours=1))
     with BinanceServer(history) as exchange:
         feature_sync.sync(
             Params(),
@@ -308,10 +318,7 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
 
     now = pd.Timestamp.now(tz="UTC")
     last = now.floor("h") - pd.Timedelta(hours=1)
-    history = mirror_candles.loc[:"2021-12-31 23:00"].iloc[-2000:].copy()
-    history.index = pd.date_range(
-        end=last, periods=len(history), freq="h", tz="UTC", name="open_time"
-    )
+    history = moved_to_end(mirror_candles, last)
     model_name = Params().publish.model_name  # what /app/params.yaml asks the service for
     drop_ledger(postgres)
     with BinanceServer(history) as exchange:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.support.helpers import create_remote_bucket, write_params
+from tests.support.model_fixtures import SMALL_FEATURES
 from tests.support.paths import REPO
 
 BIN = Path(sys.executable).parent
@@ -37,7 +38,17 @@ def project(tmp_path):
     shutil.copytree(
         REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
-    write_params(root / "params.yaml", {"data": {"start": "2021-01-01"}})
+    # Hourly features only: the day-scale ones need 4,900 candles, more than these months hold.
+    write_params(
+        root / "params.yaml",
+        {
+            "data": {"start": "2021-01-01"},
+            "features": {
+                "indicators": list(SMALL_FEATURES.indicators),
+                "min_history": SMALL_FEATURES.min_history,
+            },
+        },
+    )
     sh("git", "init", "-q", cwd=root)
     return root
 

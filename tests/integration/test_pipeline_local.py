@@ -103,7 +103,10 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     pd.testing.assert_frame_equal(pd.read_parquet(run / "features/features"), direct.frame)
 
     metrics = json.loads((run / "evaluate/metrics_json").read_text())
-    assert set(metrics["baselines"]) == {"buy_and_hold", "always_short", "momentum", "coin_flip"}
+    assert set(metrics["baselines"]) == {
+        "buy_and_hold", "always_short", "momentum", "coin_flip", "trend_20d", "trend_50d",
+        "vol_target",
+    }  # fmt: skip
     assert metrics["fee_per_side"] == 0.0005  # the --set reached the run's params.yaml
     assert metrics["span"]["first_hour"].startswith("2021-01-01")
     executor = json.loads((run / "evaluate/executor_output.json").read_text())
@@ -117,7 +120,10 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     labelled = pd.read_parquet(run / "evaluate/predictions")["label"].notna().sum()
     assert sum(sum(row["row"]) for row in matrix) == labelled  # hours whose horizon is known
     assert metrics["span"]["hours"] - labelled < 24
-    assert logged["p_value"] == pytest.approx(metrics["significance"]["p_value"])
+    assert logged["max_p_value"] == pytest.approx(metrics["significance"]["max_p_value"])
+    assert logged["trend_50d_return"] == pytest.approx(
+        metrics["baselines"]["trend_50d"]["cumulative_return"]
+    )
     summary = (run / "train/summary").read_text()
     assert "| **model** |" in summary and "Gate passed" in summary
     assert (run / "report/report").read_text().startswith("<!doctype html>")

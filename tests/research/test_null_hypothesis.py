@@ -9,18 +9,20 @@ look-backs short and the trials few, for time), with two seeded tuning workers. 
 
 - refuse to publish (the gate);
 - report a largest p-value of the declared baselines that is not significant;
-- lose little after costs, because the search may choose a rule that (nearly) never trades.
+- find nothing before costs: the out-of-sample return before costs lies within three standard
+  deviations of the noise around 0 (0.6 % x sqrt(hours in the market)); a leak of future
+  candles into the features or labels would show up here first.
 
-The bound is a loss under 5 % over the quarter (2,160 hours). On a driftless quarter a rule's
-expected return before fees is 0, so what it loses on average is its fees: 5 % is 50 position
-changes at 0.1 % each (25 round trips), and the test also asserts at most that many changes and
-that much in fees. Around that 0 lies noise of about 0.6 % x sqrt(hours in the market), +-5 %
-after some 70 hours, so a rule that sat in the market for long could pass or fail by luck; a
-search that can stay flat needs none. The seed's rule (a position every hour, flipped about
-every other hour) would pay 0.1 % on some 1,000 hours: near two thirds of its capital.
+What it loses after costs is its costs, plus that noise. The search maximises the in-sample
+Sharpe ratio, so on noise it chooses its luckiest trial, and the luckiest trial trades (a rule
+that never trades scores 0, below the best of 16 lucky ones): an earlier version of this test
+bounded the loss by 5 % and the changes by 50, and the chosen rule changed position 98 times
+in the quarter (10.8 % in costs) and happened to gain 12.7 % after them. No bound on the loss
+holds by construction; the refusal does, and so does the absence of an edge before costs.
 """
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -79,7 +81,9 @@ def run(workdir, *argv):
     return main([*argv, "--params", str(workdir / "params.yaml")])
 
 
-def test_on_a_random_walk_the_gate_refuses_and_little_is_lost(null_run, monkeypatch, capsys):
+def test_on_a_random_walk_the_gate_refuses_and_nothing_is_found_before_costs(
+    null_run, monkeypatch, capsys
+):
     workdir, frame = null_run
     monkeypatch.chdir(workdir)
     monkeypatch.delenv("KLINECAST_OPTUNA_STORAGE", raising=False)
@@ -95,10 +99,10 @@ def test_on_a_random_walk_the_gate_refuses_and_little_is_lost(null_run, monkeypa
     assert not receipt["promoted"] and not receipt["gate"]["passed"]
     assert "NOT promoted (gate failed)" in out
     assert metrics["significance"]["max_p_value"] > 0.05
-    model = metrics["model"]
-    assert model["cumulative_return"] > -0.05, model
     assert metrics["significance"]["deflated_sharpe"] < 0.95
-
-    # it got there by trading rarely: at most about 25 round trips in 2,160 hours
-    assert model["trades"] <= 50 and model["fees_paid"] <= 0.05
     assert metrics["span"]["hours"] == 2160
+
+    model = metrics["model"]
+    noise = 0.006 * math.sqrt(model["hours_in_market"])
+    assert abs(math.log1p(model["return_before_fees"])) < 3 * noise, model
+    assert model["cumulative_return"] < model["return_before_fees"] or model["trades"] == 0

@@ -35,7 +35,7 @@ from tests.support.candle_factory import planted_candles
 from tests.support.paths import REPO
 
 STRENGTH = 0.007
-START, IN_SAMPLE, OUT_OF_SAMPLE, END = "2019-06-01", "2020-01-01", "2023-01-01", "2026-01-01"
+START, IN_SAMPLE, OUT_OF_SAMPLE, END = "2017-06-01", "2018-01-01", "2022-01-01", "2025-01-01"
 
 
 def hours_from_start(day: str) -> int:
@@ -57,9 +57,9 @@ def planted(tmp_path_factory):
     frame.to_parquet(workdir / "data/features.parquet")
     raw["split"] = {
         "in_sample_start": IN_SAMPLE,
-        "in_sample_end": "2022-12-31",
+        "in_sample_end": "2021-12-31",
         "out_of_sample_start": OUT_OF_SAMPLE,
-        "out_of_sample_end": "2025-12-31",
+        "out_of_sample_end": "2024-12-31",
     }
     raw["tune"]["storage"] = f"sqlite:///{workdir}/optuna.db"
     raw["publish"]["registry"] = str(workdir / "registry")

@@ -10,17 +10,20 @@ import pytest
 
 from benchmarks.bench_faults import run
 from klinecast.config import Params
+from klinecast.indicators import fetch_hours
 
 pytestmark = pytest.mark.integration
 FAULT_S = 2.0
 BOUND_MS = 8 * Params().online.timeout_ms
+#: what a sync fetches for the default features, and 200 hours of request windows after it
+SYNCED_HOURS = fetch_hours(Params().features.min_history) + 200
 
 
 @pytest.fixture(scope="module")
 def fault_run(artifact, mirror_candles, tmp_path_factory):
     return run(
         artifact=artifact,
-        candles=mirror_candles.iloc[-1500:],
+        candles=mirror_candles.iloc[-SYNCED_HOURS:],
         users=6,
         stopped_s=FAULT_S,
         hung_s=FAULT_S,

@@ -105,9 +105,11 @@ def test_settled_outcomes_are_priced_like_the_backtest(ledger):
     live = [r["strategy_return"] for r in ledger.outcomes()]
     closes = candles["close"].to_numpy()
     market = closes[1 : len(targets) + 1] / closes[: len(targets)] - 1
-    backtest = strategy_returns(np.array(targets), market, fee=PARAMS.backtest.fee)
+    cost = PARAMS.backtest.cost  # the fee and the slippage, per side
+    assert cost > PARAMS.backtest.fee
+    backtest = strategy_returns(np.array(targets), market, cost=cost)
     # the backtest also closes the book after its last hour; the live ledger does not
-    backtest[-1] += PARAMS.backtest.fee * abs(targets[-1])
+    backtest[-1] += cost * abs(targets[-1])
     np.testing.assert_allclose(live, backtest, rtol=0, atol=1e-15)
     equity, _ = ledger.last_equity()
     assert equity == pytest.approx(np.prod(1 + backtest))
