@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
-	bench bench-tune bench-serve bench-faults fuzz-serving bench-pipeline bench-compare clean
+	bench bench-tune bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-planted clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
@@ -159,6 +159,10 @@ bench-tune: data
 bench-compare: data
 	dvc repro candles
 	python benchmarks/compare_rules.py
+
+# How weak an edge the default search still finds (the planted-signal chain; about 3 min a run).
+bench-planted: setup
+	python benchmarks/planted_power.py
 
 # Needs a model artifact (models/candidate, from make run).
 bench-serve: setup

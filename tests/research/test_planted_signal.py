@@ -27,59 +27,18 @@ here: a Sharpe of 1.63 (the oracle's 1.90), and the largest p-value 0.020.
 
 import json
 
-import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
 from klinecast.cli import main
-from klinecast.research.backtest import strategy_returns
-from klinecast.research.features import compute_features
-from tests.support.candle_factory import planted_candles
-from tests.support.paths import REPO
+from tests.support.planted import oracle_sharpe, planted_project
 
 STRENGTH = 0.007
-START, IN_SAMPLE, OUT_OF_SAMPLE, END = "2017-06-01", "2018-01-01", "2022-01-01", "2025-01-01"
-
-
-def hours_from_start(day: str) -> int:
-    return 24 * (pd.Timestamp(day) - pd.Timestamp(START)).days
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("planted")
-    candles = planted_candles(
-        hours_from_start(END) // 24, strength=STRENGTH, start=START, seed=0,
-        driftless=(hours_from_start(IN_SAMPLE), hours_from_start(OUT_OF_SAMPLE)),
-    )  # fmt: skip
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    frame = compute_features(
-        candles, indicators=raw["features"]["indicators"], interval=candles.index.freq
-    ).frame
-    (workdir / "data").mkdir()
-    frame.to_parquet(workdir / "data/features.parquet")
-    raw["split"] = {
-        "in_sample_start": IN_SAMPLE,
-        "in_sample_end": "2021-12-31",
-        "out_of_sample_start": OUT_OF_SAMPLE,
-        "out_of_sample_end": "2024-12-31",
-    }
-    raw["tune"]["storage"] = f"sqlite:///{workdir}/optuna.db"
-    raw["publish"]["registry"] = str(workdir / "registry")
-    (workdir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return workdir, frame
-
-
-def oracle_sharpe(frame: pd.DataFrame, *, first: str, last: str, cost: float) -> float:
-    """The one-line rule on the planted feature, after costs, annualised."""
-    decided = (frame.index + pd.Timedelta(hours=1)).hour == 0
-    long = (frame["taker_buy_24"] > 0.5).astype(float).where(decided).ffill().fillna(0.0)
-    span = (frame.index >= first) & (frame.index < last) & frame["next_return"].notna()
-    returns = strategy_returns(
-        long[span].to_numpy(), frame["next_return"][span].to_numpy(), cost=cost
-    )
-    return float(returns.mean() / returns.std(ddof=1) * np.sqrt(8760))
+    return workdir, planted_project(workdir, strength=STRENGTH, seed=0)
 
 
 def run(workdir, *argv):
@@ -91,7 +50,7 @@ def test_the_default_search_finds_a_planted_edge_and_the_gate_passes(planted, mo
     monkeypatch.chdir(workdir)
     monkeypatch.delenv("KLINECAST_OPTUNA_STORAGE", raising=False)
     monkeypatch.delenv("KLINECAST_REGISTRY", raising=False)
-    oracle = oracle_sharpe(frame, first=OUT_OF_SAMPLE, last=END, cost=0.0011)
+    oracle = oracle_sharpe(frame)
     assert 1.5 < oracle < 3  # an edge an oracle trades well under a Sharpe of 3
 
     for stage in ("tune", "evaluate", "train", "publish"):
@@ -106,6 +65,6 @@ def test_the_default_search_finds_a_planted_edge_and_the_gate_passes(planted, mo
     assert significance["max_p_value"] <= 0.05
     assert model["sharpe"] > 1.0  # much of the oracle's edge, after costs
     assert all(excess > 0 for excess in metrics["excess_return"].values())
-    # every trial ran to its end, and the chosen one trades the signal's daily rhythm
-    assert significance["trials_run"] == metrics["significance"]["trials_run"] == 40
+    # every trial ran to its end, and the model ranks the hours better than chance
+    assert significance["trials_run"] == 40
     assert model["roc_auc"] > 0.52
