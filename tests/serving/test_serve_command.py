@@ -25,9 +25,15 @@ def serve(artifact, predictor: int, transformer: int, tmp_path) -> subprocess.Po
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # as a shell's background job (`klinecast serve &`) starts it: SIGINT ignored
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=as_a_background_job,
     )  # fmt: skip
+
+
+def as_a_background_job() -> None:
+    """As a shell's background job (`klinecast serve &`) starts it: SIGINT ignored. SIGHUP at
+    its default, whatever this test runs under (`nohup make test` would have it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def free(port: int) -> bool:

@@ -15,7 +15,7 @@ from klinecast.indicators import fetch_hours
 pytestmark = pytest.mark.integration
 FAULT_S = 2.0
 BOUND_MS = 8 * Params().online.timeout_ms
-#: what a sync fetches for the default features, and 200 hours of request windows after it
+#: what a sync fetches for the default features, with room to spare
 SYNCED_HOURS = fetch_hours(Params().features.min_history) + 200
 
 

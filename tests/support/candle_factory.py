@@ -41,6 +41,11 @@ def synthetic_candles(
     index = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="open_time")
     trades = rng.integers(1, 1000, n)
     taker_share = rng.uniform(0.3, 0.7, n)  # drawn last: earlier draws stay as they were
+    return candle_frame(index, open_, high, low, close, volume, trades, taker_share)
+
+
+def candle_frame(index, open_, high, low, close, volume, trades, taker_share) -> pd.DataFrame:
+    """The candle columns from their parts (quote volumes at the close)."""
     return pd.DataFrame(
         {
             "open": open_,
@@ -129,17 +134,5 @@ def planted_candles(
     volume = rng.uniform(10, 100, n)
     share = np.clip(0.5 + 0.05 * np.repeat(z, 24) + rng.uniform(-0.1, 0.1, n), 0.05, 0.95)
     index = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="open_time")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": high,
-            "low": low,
-            "close": close,
-            "volume": volume,
-            "quote_volume": volume * close,
-            "trades": rng.integers(1, 1000, n),
-            "taker_buy_volume": volume * share,
-            "taker_buy_quote_volume": volume * close * share,
-        },
-        index=index,
-    )
+    trades = rng.integers(1, 1000, n)  # drawn after the share, as it always was
+    return candle_frame(index, open_, high, low, close, volume, trades, share)
