@@ -64,9 +64,10 @@ def test_label_is_the_next_candles_direction():
 
 @pytest.mark.parametrize("indicators", [SEED_INDICATORS, DEFAULT_INDICATORS, EVERY_FAMILY])
 def test_no_look_ahead_future_candles_do_not_change_past_features(indicators):
-    candles = synthetic_candles(400)
+    candles = synthetic_candles(5_200)  # the 200-day average needs 4,800 candles
     base = features(candles, indicators).frame
-    t = 250
+    t = 5_050
+    assert len(base.loc[: candles.index[t]]) > 200  # rows to compare, for every indicator set
     shocked = candles.copy()
     shocked.iloc[t + 1 :, :4] *= 3.0  # every candle after t changes
     shocked.iloc[t + 1 :, 4] *= 10.0

@@ -166,7 +166,9 @@ def test_two_workers_give_the_same_study_model_and_metrics_twice(features, tmp_p
     trial and the outputs are the same on every run."""
     runs = []
     for run in ("a", "b"):
-        study = run_tune(features, f"sqlite:///{tmp_path}/{run}.db", n_trials=6, workers=2)
+        # 12 trials: past TPE's 10 random start-up trials, so the last batch is TPE's, with the
+        # constant liar
+        study = run_tune(features, f"sqlite:///{tmp_path}/{run}.db", n_trials=12, workers=2)
         files = tuning.TuningFiles(tmp_path / run / "best.json", tmp_path / run / "trials.csv",
                                    tmp_path / run / "history.html")  # fmt: skip
         tuning.write_outputs(study, files, storage_url="sqlite://", objective="sharpe_after_fees")
@@ -189,7 +191,8 @@ def test_a_batch_depends_on_the_history_alone(features, tmp_path):
     """The sampler is seeded by the trials so far: another process, asking of a copy of the
     same history, draws the same batch (a resumed run continues as an unbroken one would)."""
     params = small_params()
-    run_tune(features, f"sqlite:///{tmp_path}/h.db", n_trials=4, name="h")
+    # 10 trials: TPE's start-up is over, so the batch is TPE's own, with the constant liar
+    run_tune(features, f"sqlite:///{tmp_path}/h.db", n_trials=10, name="h")
     batches = []
     for copy in ("x", "y"):
         target = f"sqlite:///{tmp_path}/{copy}.db"
@@ -198,6 +201,7 @@ def test_a_batch_depends_on_the_history_alone(features, tmp_path):
         study = tuning.open_study(target, "h")
         batches.append([c.as_dict() for _, c in tuning.ask_batch(study, params, size=2)])
     assert batches[0] == batches[1]
+    assert batches[0][0] != batches[0][1]  # the liar: two points, not one twice
 
 
 def cli_tune(tmp_path, features, params_path, out="out", *extra):
