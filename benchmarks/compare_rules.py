@@ -29,24 +29,35 @@ RUNS = {"seed": Path("examples/seed-params.yaml"), "default": Path("params.yaml"
 STAGES = ("features", "tune", "evaluate", "train", "publish")
 
 
+def run_stages(work: Path, stages, *, extra: dict | None = None, label: str) -> dict[str, float]:
+    """Runs `klinecast <stage> --params params.yaml` in work for each stage, as `dvc repro`
+    would (tune without its progress bar), with extra arguments per stage; returns each
+    stage's seconds.
+
+    Raises:
+        SystemExit: a stage failed, named with label and the end of its stderr.
+    """
+    klinecast = Path(sys.executable).parent / "klinecast"
+    seconds = {}
+    for stage in stages:
+        argv = [klinecast, stage, "--params", work / "params.yaml", *(extra or {}).get(stage, [])]
+        if stage == "tune":
+            argv.append("--no-progress")
+        started = time.perf_counter()
+        done = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+        seconds[stage] = round(time.perf_counter() - started, 1)
+        if done.returncode != 0:
+            raise SystemExit(f"{label}: klinecast {stage} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
 def run_chain(params: Path, candles: Path, work: Path) -> dict:
     raw = yaml.safe_load(params.read_text())
     raw["tune"]["storage"] = f"sqlite:///{work}/optuna.db"
     raw["publish"]["registry"] = str(work / "registry")
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    klinecast = Path(sys.executable).parent / "klinecast"
-    seconds = {}
-    for stage in STAGES:
-        argv = [klinecast, stage, "--params", work / "params.yaml"]
-        if stage == "features":
-            argv += ["--candles", candles.resolve()]
-        if stage == "tune":
-            argv += ["--workers", "2", "--no-progress"]
-        started = time.perf_counter()
-        done = subprocess.run(argv, cwd=work, capture_output=True, text=True)
-        seconds[stage] = round(time.perf_counter() - started, 1)
-        if done.returncode != 0:
-            raise SystemExit(f"{params}: klinecast {stage} failed:\n{done.stderr[-2000:]}")
+    extra = {"features": ["--candles", candles.resolve()], "tune": ["--workers", "2"]}
+    seconds = run_stages(work, STAGES, extra=extra, label=str(params))
     metrics = json.loads((work / "reports/metrics.json").read_text())
     receipt = json.loads((work / "reports/publish.json").read_text())
     best = json.loads((work / "reports/tune/best_params.json").read_text())

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, from the repo
 
+from benchmarks.compare_rules import run_stages  # noqa: E402
 from tests.support.planted import oracle_sharpe, planted_project  # noqa: E402
 
 STAGES = ("tune", "evaluate", "train", "publish")
@@ -35,17 +34,7 @@ def run_one(strength: float, seed: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
         work = Path(tmp)
         frame = planted_project(work, strength=strength, seed=seed)
-        klinecast = Path(sys.executable).parent / "klinecast"
-        started = time.perf_counter()
-        for stage in STAGES:
-            argv = [klinecast, stage, "--params", work / "params.yaml"]
-            done = subprocess.run(
-                [*argv, *(["--no-progress"] if stage == "tune" else [])],
-                cwd=work, capture_output=True, text=True,
-            )  # fmt: skip
-            if done.returncode != 0:
-                raise SystemExit(f"strength {strength} seed {seed}: {stage} failed:\n"
-                                 f"{done.stderr[-2000:]}")  # fmt: skip
+        seconds = run_stages(work, STAGES, label=f"strength {strength} seed {seed}")
         metrics = json.loads((work / "reports/metrics.json").read_text())
         receipt = json.loads((work / "reports/publish.json").read_text())
         model, significance = metrics["model"], metrics["significance"]
@@ -65,7 +54,7 @@ def run_one(strength: float, seed: int) -> dict:
             "max_p_baseline": significance["max_p_baseline"],
             "deflated_sharpe_in_sample": round(significance["deflated_sharpe"], 3),
             "gate_passed": receipt["gate"]["passed"],
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(sum(seconds.values()), 1),
         }
 
 

@@ -25,8 +25,7 @@ from klinecast.errors import KlinecastError
 from klinecast.research import baselines, model, stats, strategy
 from klinecast.research.features import CLOSE, NEXT_RETURN, horizon_labels
 from klinecast.research.scorecard import Metrics
-
-HOURS_PER_YEAR = 24 * 365
+from klinecast.research.stats import HOURS_PER_YEAR
 
 
 @dataclass(frozen=True)

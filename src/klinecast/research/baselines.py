@@ -26,8 +26,8 @@ import pandas as pd
 
 from klinecast.config import BacktestParams
 from klinecast.research.features import CLOSE, NEXT_RETURN
+from klinecast.research.stats import HOURS_PER_YEAR
 
-HOURS_PER_YEAR = 24 * 365
 NAIVE = ("buy_and_hold", "always_short", "momentum", "coin_flip")
 VOL_TARGET = "vol_target"
 
@@ -68,11 +68,9 @@ def positions(
     close = rows[CLOSE]
     next_returns = rows[NEXT_RETURN].to_numpy(dtype=float)[at]
     step = pd.Timedelta(interval).value
-    previous_is_adjacent = np.zeros(n, dtype=bool)
-    previous_is_adjacent[1:] = np.diff(index.asi8) == step
     last_return = np.full(n, np.nan)
     last_return[1:] = next_returns[:-1]
-    last_return[~previous_is_adjacent] = np.nan
+    last_return[~_adjacent(index, step)] = np.nan
     rng = np.random.default_rng(params.coin_flip_seed)
     found = {
         "buy_and_hold": np.ones(n),
@@ -101,6 +99,7 @@ def _enough(days: int, interval: dt.timedelta) -> int:
 
 
 def _adjacent(index: pd.DatetimeIndex, step: int) -> np.ndarray:
+    """Rows whose previous row is the candle just before them (no gap between)."""
     adjacent = np.zeros(len(index), dtype=bool)
     adjacent[1:] = np.diff(index.asi8) == step
     return adjacent

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sp
 
+#: Hours in a year: what annualises an hourly Sharpe ratio or return.
+HOURS_PER_YEAR = 24 * 365
+
 EULER_GAMMA = 0.5772156649015329
 
 

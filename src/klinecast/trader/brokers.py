@@ -16,6 +16,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from klinecast.config import BacktestParams
 from klinecast.data import market
 from klinecast.data.market import OrderInDoubt, OrderRejected  # noqa: F401 (their home here)
 from klinecast.retries import RetrySettings
@@ -58,6 +59,11 @@ class PaperBroker:
         self.fee = fee
         self.slippage = slippage
         self.engine = engine
+
+    @classmethod
+    def charging(cls, costs: BacktestParams, *, engine: sa.Engine) -> PaperBroker:
+        """A paper broker that charges the backtest's fee and slippage."""
+        return cls(fee=costs.fee, slippage=costs.slippage, engine=engine)
 
     def lookup(self, order: Order) -> Order | None:
         query = sa.select(paper_orders).where(

@@ -40,9 +40,7 @@ def trader(params: Params) -> Trader:
         broker = BinanceTestnetBroker(binance, retry=retry)
     else:
         binance = market.client(url=url, retry=retry)
-        broker = PaperBroker(
-            fee=params.backtest.fee, slippage=params.backtest.slippage, engine=ledger.engine
-        )
+        broker = PaperBroker.charging(params.backtest, engine=ledger.engine)
 
     def closed_candles(until, count):
         return market.closed_candles(

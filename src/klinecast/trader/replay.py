@@ -40,9 +40,7 @@ def replay(
     trader = Trader(
         params,
         ledger,
-        PaperBroker(
-            fee=params.backtest.fee, slippage=params.backtest.slippage, engine=ledger.engine
-        ),
+        PaperBroker.charging(params.backtest, engine=ledger.engine),
         frame_market(candles),
         predict,
     )
