@@ -22,7 +22,7 @@ INGEST_FLAGS ?= --base-url $(MIRROR) --end $(MIRROR_END)
 endif
 endif
 
-.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run serve test lint validate-manifests \
+.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint validate-manifests \
 	bench bench-tune bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-planted clean
 
 # Debian packages the tests use, installed only when missing:
@@ -122,6 +122,20 @@ pipeline-submit: $(SETUP)
 run: data
 	dvc repro
 
+# The main job on another params file, in a git worktree of HEAD under build/example (this
+# checkout and its params.yaml stay as they are; the outputs are in build/example/reports):
+#   make run-example                                    the five symbols (README: several symbols)
+#   make run-example EXAMPLE=examples/seed-params.yaml  any other params file
+EXAMPLE ?= examples/five-symbols.yaml
+EXAMPLE_DIR := $(CURDIR)/build/example
+run-example: $(SETUP)
+	test -f $(EXAMPLE) || (echo "run-example: $(EXAMPLE) does not exist" >&2; exit 2)
+	test -e $(EXAMPLE_DIR)/.git || git worktree add --quiet --detach $(EXAMPLE_DIR) HEAD
+	git -C $(EXAMPLE_DIR) checkout --quiet --force --detach $$(git rev-parse HEAD)
+	cp $(EXAMPLE) $(EXAMPLE_DIR)/params.yaml
+	$(MAKE) -C $(EXAMPLE_DIR) run SETUP= BIN=$(BIN) \
+		$(if $(MIRROR),KLINECAST_SHARED=$(abspath $(MIRROR)/..))
+
 # The model server processes for the production (else candidate) model; Ctrl+C stops them.
 PREDICTOR_PORT ?= 8080
 TRANSFORMER_PORT ?= 8081
@@ -164,9 +178,9 @@ bench-compare: data
 bench-planted: setup
 	python benchmarks/planted_power.py
 
-# Needs a model artifact (models/candidate, from make run).
+# Needs a model artifact (models/BTCUSDT/candidate, from make run).
 bench-serve: setup
-	test -f models/candidate/model.json || $(MAKE) run
+	test -f models/BTCUSDT/candidate/model.json || $(MAKE) run
 	python benchmarks/bench_serve.py
 
 # Local KFP pipeline run vs dvc repro on pipelines/small-params.yaml.
@@ -175,3 +189,4 @@ bench-pipeline: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build reports
+	git worktree prune

@@ -16,7 +16,7 @@ Per phase and request kind it reports the status counts and p50/p99/max latency,
 fault the seconds from the store's return to the first 200 by symbol; readiness is sampled
 throughout. JSON in benchmarks/results/bench_faults.json.
 
-Usage: python benchmarks/bench_faults.py [--artifact models/candidate] [--users 16]
+Usage: python benchmarks/bench_faults.py [--artifact models/BTCUSDT/candidate] [--users 16]
            [--stopped 30] [--hung 30] [--calm 10]
 """
 
@@ -276,8 +276,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--artifact", type=Path, default=Path("models/candidate"))
-    parser.add_argument("--candles", type=Path, default=Path("data/candles.parquet"))
+    parser.add_argument("--artifact", type=Path, default=Path("models/BTCUSDT/candidate"))
+    parser.add_argument("--candles", type=Path, default=Path("data/BTCUSDT/candles.parquet"))
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--stopped", type=float, default=30.0, help="seconds")
     parser.add_argument("--hung", type=float, default=30.0, help="seconds")

@@ -13,7 +13,7 @@ The online store is a Feast project of the benchmark's own in the Redis of param
 `online` section ($KLINECAST_REDIS), synced from the candles up to their last hour; the
 transformer's clock is fixed just after it. The project's keys are removed afterwards.
 
-Usage: python benchmarks/bench_serve.py [--artifact models/candidate] [--users 16] [--seconds 60]
+Usage: python benchmarks/bench_serve.py [--artifact models/BTCUSDT/candidate] [--users 16] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -185,8 +185,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--artifact", type=Path, default=Path("models/candidate"))
-    parser.add_argument("--candles", type=Path, default=Path("data/candles.parquet"))
+    parser.add_argument("--artifact", type=Path, default=Path("models/BTCUSDT/candidate"))
+    parser.add_argument("--candles", type=Path, default=Path("data/BTCUSDT/candles.parquet"))
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_serve.json"))

@@ -19,8 +19,8 @@ seed-style loop): with params.yaml (the default search: 28 features, day-scale o
 anchored windows, the horizon, the rule's levers and the decision cadence) and with
 examples/seed-params.yaml (the seed's ten features and seven hyperparameters).
 
-Usage: python benchmarks/bench_tune.py [--features data/features.parquet]
-       [--candles data/candles.parquet] [--trials 40] [--skip-seed]
+Usage: python benchmarks/bench_tune.py [--features data/BTCUSDT/features.parquet]
+       [--candles data/BTCUSDT/candles.parquet] [--trials 40] [--skip-seed]
 """
 
 from __future__ import annotations
@@ -184,8 +184,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--features", type=Path, default=Path("data/features.parquet"))
-    parser.add_argument("--candles", type=Path, default=Path("data/candles.parquet"))
+    parser.add_argument("--features", type=Path, default=Path("data/BTCUSDT/features.parquet"))
+    parser.add_argument("--candles", type=Path, default=Path("data/BTCUSDT/candles.parquet"))
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_tune.json"))
     parser.add_argument("--skip-seed", action="store_true", help="skip (b), the slow seed loop")

@@ -8,7 +8,7 @@ baseline (the trend rules and the volatility target included) before and after c
 Sharpe, each declared baseline's excess and p-value, the largest of them, the in-sample deflated
 Sharpe, the gate's conditions and decision, and the in-sample figures of the best trial.
 
-Usage: python benchmarks/compare_rules.py [--candles data/candles.parquet]
+Usage: python benchmarks/compare_rules.py [--candles data/BTCUSDT/candles.parquet]
 (`make bench-compare`; JSON in benchmarks/results/compare_rules.json)
 """
 
@@ -99,7 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--candles", type=Path, default=Path("data/candles.parquet"))
+    parser.add_argument("--candles", type=Path, default=Path("data/BTCUSDT/candles.parquet"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compare_rules.json"))
     args = parser.parse_args()
     if not args.candles.is_file():

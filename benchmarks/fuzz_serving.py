@@ -8,7 +8,7 @@ instead of stopping at 404. Every check runs; the summary per server (operations
 failures by check, and the 5xx seen) goes to benchmarks/results/fuzz_serving.json, and
 schemathesis' own reports beside it.
 
-Usage: python benchmarks/fuzz_serving.py [--artifact models/candidate] [--seconds 120]
+Usage: python benchmarks/fuzz_serving.py [--artifact models/BTCUSDT/candidate] [--seconds 120]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--artifact", type=Path, default=Path("models/candidate"))
+    parser.add_argument("--artifact", type=Path, default=Path("models/BTCUSDT/candidate"))
     parser.add_argument("--seconds", type=int, default=120, help="per server")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fuzz_serving.json"))
     args = parser.parse_args()

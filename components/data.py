@@ -16,6 +16,7 @@ def validate_params(
     publish: dict,
     online: dict,
     trade: dict,
+    portfolio: dict,
     params: Output[Artifact],
 ) -> list[int]:
     """Writes the run's params.yaml (one argument per section) and fails the run at once if it
@@ -54,9 +55,11 @@ def candles(params: Input[Artifact], raw: Input[Dataset], candles: Output[Datase
     from pathlib import Path
 
     from klinecast.config import load_params
+    from klinecast.data.archives import symbol_dir
     from klinecast.data.build import build_candles
 
-    frame, report = build_candles(Path(raw.path), load_params(params.path).data)
+    data = load_params(params.path).data
+    frame, report = build_candles(symbol_dir(Path(raw.path), data.symbol), data)
     frame.to_parquet(candles.path)
     candles.metadata.update(report.scalars())
 
@@ -98,5 +101,5 @@ def features_sync(params: Input[Artifact], features: Input[Dataset]):
     from klinecast.serving.feature_sync import sync_store
 
     now = pd.Timestamp(dt.datetime.now(dt.UTC))
-    result, where = sync_store(load_params(params.path), now=now)
-    print(f"features sync: {result} from {where}")
+    results, where = sync_store(load_params(params.path), now=now)
+    print(f"features sync: {'; '.join(map(str, results))} from {where}")

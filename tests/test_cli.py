@@ -76,7 +76,7 @@ def test_env_base_url_is_used(workdir, mirror_server, monkeypatch, capsys):
 
 
 def test_bad_archive_fails_clearly_and_keeps_the_previous_candles(workdir, mirror, capsys):
-    raw = workdir / "data/raw"
+    raw = workdir / "data/raw/BTCUSDT"
     raw.mkdir(parents=True)
     good = synthetic_candles(48, start="2021-01-01")
     (raw / "BTCUSDT-1h-2021-01.zip").write_bytes(zip_bytes({"a.csv": csv_bytes(kline_rows(good))}))
@@ -99,7 +99,7 @@ def test_bad_archive_fails_clearly_and_keeps_the_previous_candles(workdir, mirro
 
 
 def test_overlapping_archives_are_named(workdir, capsys):
-    raw = workdir / "data/raw"
+    raw = workdir / "data/raw/BTCUSDT"
     raw.mkdir(parents=True)
     month = synthetic_candles(744, start="2021-01-01")
     (raw / "BTCUSDT-1h-2021-01.zip").write_bytes(zip_bytes({"a.csv": csv_bytes(kline_rows(month))}))
@@ -142,7 +142,7 @@ def test_damaged_parquet_is_reported(workdir, capsys):
 
 
 def test_measure_reports_whether_params_min_history_suffices(workdir, mirror, capsys):
-    shutil.copytree(mirror / "data/spot/monthly/klines/BTCUSDT/1h", workdir / "data/raw")
+    shutil.copytree(mirror / "data/spot/monthly/klines/BTCUSDT/1h", workdir / "data/raw/BTCUSDT")
     assert main(["candles"]) == 0
     assert main(["features", "--measure", "--samples", "60"]) == 0
     assert "params features.min_history = 4900 (ok)" in capsys.readouterr().out

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from klinecast.config import SEED_INDICATORS, Params, load_params, params_from_mapping
-from klinecast.errors import ParamsError
+from klinecast.errors import KlinecastError, ParamsError
 from tests.support.paths import REPO
 
 
@@ -85,13 +85,25 @@ def test_every_problem_of_a_file_is_reported_at_once():
     [
         (
             {"dta": {}},
-            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'online', 'publish', 'split', 'trade', 'tune'\]",
+            r"params: dta: unknown key; expected one of \['backtest', 'data', 'features', 'online', 'portfolio', 'publish', 'split', 'trade', 'tune'\]",
         ),
         ({"data": {"symbl": "X"}}, "params: data.symbl: unknown key"),
         ({"data": {"start": "yesterday"}}, "params: data.start: expected a date like 2018-01-01"),
         ({"data": {"start": "2020-01-01", "end": "2019-01-01"}}, "data.end: 2019-01-01 is before"),
         ({"data": {"interval": "7h"}}, "params: data.interval: expected one of"),
-        ({"data": {"symbol": "btc-usdt"}}, "params: data.symbol: expected an upper-case pair"),
+        ({"data": {"symbols": ["btc-usdt"]}}, "params: data.symbols: expected upper-case pairs like BTCUSDT, got 'btc-usdt'"),
+        ({"data": {"symbols": []}}, "params: data.symbols: lists no symbol"),
+        ({"data": {"symbols": ["ETHUSDT", "ETHUSDT"]}}, "params: data.symbols: lists a symbol twice"),
+        ({"data": {"symbol": "BTCUSDT"}}, "params: data.symbol: was renamed data.symbols, a list of pairs"),
+        (
+            {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "portfolio": {"weights": {"BTCUSDT": 1.0}}},
+            r"params: portfolio.weights: must give a weight to each of data.symbols \(BTCUSDT, ETHUSDT\) and no other; got BTCUSDT",
+        ),
+        (
+            {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "portfolio": {"weights": {"BTCUSDT": 0.7, "ETHUSDT": 0.7}}},
+            "params: portfolio.weights: must sum to 1, got 1.4",
+        ),
+        ({"portfolio": {"weights": {"BTCUSDT": "half"}}}, "params: portfolio.weights.BTCUSDT: expected a number"),
         ({"data": {"base_url": 3}}, "params: data.base_url: expected a string, got 3"),
         ({"data": []}, "params: data: expected a mapping, got list"),
         (
@@ -158,7 +170,7 @@ def test_more_indicators_need_no_code_change(tmp_path):
 
 def test_params_are_frozen():
     with pytest.raises(AttributeError):
-        Params().data.symbol = "ETHUSDT"
+        Params().data.symbols = ("ETHUSDT",)
 
 
 @pytest.mark.parametrize(
@@ -197,3 +209,23 @@ def test_a_bad_value_from_the_environment_names_its_variable(tmp_path):
         match=r"trade.broker: expected paper or testnet, got 'mainnet' \(from \$KLINECAST_BROKER\)",
     ):
         load_params(tmp_path / "params.yaml", environ={"KLINECAST_BROKER": "mainnet"})
+
+
+def test_one_symbol_of_several_is_named_and_keeps_its_own_model_name():
+    params = params_from_mapping(
+        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "publish": {"model_name": "klinecast-1h"}}
+    )
+    with pytest.raises(KlinecastError, match=r"data.symbols lists 2 symbols \(BTCUSDT, ETHUSDT\); this step works on one: pass --symbol"):
+        _ = params.data.symbol
+    eth = params.for_symbol("ETHUSDT")
+    assert eth.data.symbol == "ETHUSDT" and eth.publish.model_name == "klinecast-1h-ethusdt"
+    assert eth.portfolio.weight("ETHUSDT", params.data.symbols) == 0.5
+    with pytest.raises(KlinecastError, match="SOLUSDT is not configured: data.symbols lists BTCUSDT, ETHUSDT"):
+        params.for_symbol("SOLUSDT")
+    # one symbol, as before symbols were a list: the model keeps publish.model_name
+    assert Params().for_symbol("BTCUSDT").publish.model_name == "klinecast-btcusdt-1h"
+
+
+def test_the_five_symbol_example_loads():
+    params = load_params(REPO / "examples" / "five-symbols.yaml")
+    assert params.data.symbols == ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")

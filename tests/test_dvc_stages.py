@@ -23,6 +23,7 @@ STAGE_ROOTS = {
     "train": ["klinecast.release.registry", "klinecast.release.metadata"],
     "publish": ["klinecast.release.promotion"],
     "report": ["klinecast.release.report"],
+    "portfolio": ["klinecast.release.book"],
 }
 #: Plumbing that does not decide a result (errors, atomic writes, retries, the params loader,
 #: whose values DVC tracks through `params:`); their imports are not followed either.
@@ -72,7 +73,11 @@ def covered(path: str, deps: list[str]) -> bool:
     return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+#: Each stage's definition; a foreach stage's is its `do` (the same for every symbol).
+STAGES = {
+    name: stage.get("do", stage)
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()
+}
 
 
 def test_every_stage_is_mapped():
@@ -92,3 +97,11 @@ def test_the_check_sees_a_missing_module():
     assert "src/klinecast/research/features.py" in needed
     assert not covered("src/klinecast/research/features.py", deps)
     assert covered("src/klinecast/research/features.py", STAGES["tune"]["deps"])
+
+
+def test_every_stage_but_the_book_fans_out_over_the_symbols():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    fanned = {name for name, stage in stages.items() if stage.get("foreach") == "${data.symbols}"}
+    assert fanned == set(STAGE_ROOTS) - {"portfolio"}
+    for name in fanned:  # adding a symbol must not change (and rerun) the others' stages
+        assert "data.symbols" not in stages[name]["do"].get("params", [])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from klinecast.errors import ParamsError
+from klinecast.errors import KlinecastError, ParamsError
 from klinecast.indicators import indicator_lookback, parse_indicator, spans_gaps
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
@@ -39,6 +39,11 @@ ENV_OVERRIDES = {
     "KLINECAST_LEDGER_URL": "trade.ledger",
 }
 
+
+#: Keys that were renamed, with what the loader says instead of "unknown key".
+RENAMED = {
+    "data.symbol": "was renamed data.symbols, a list of pairs: write `symbols: [BTCUSDT]`",
+}
 
 
 def variable_of(key: str) -> str:
@@ -122,18 +127,41 @@ DEFAULT_INDICATORS = SEED_INDICATORS + (
 
 @dataclass(frozen=True)
 class DataParams(_Checked):
-    """Which archives `klinecast ingest` fetches and from where."""
+    """Which archives `klinecast ingest` fetches and from where.
 
-    symbol: str = "BTCUSDT"
+    Every stage fans out over `symbols`; a stage that works on one symbol takes
+    `Params.for_symbol(symbol)`, whose data.symbols holds that symbol alone.
+    """
+
+    symbols: tuple[str, ...] = ("BTCUSDT",)
     interval: str = "1h"
     start: dt.date = dt.date(2017, 8, 1)
     #: None means through the last complete month, then the current month's daily archives.
     end: dt.date | None = None
     base_url: str = "https://data.binance.vision"
 
+    @property
+    def symbol(self) -> str:
+        """The one symbol of a single-symbol run (`Params.for_symbol` makes one).
+
+        Raises:
+            KlinecastError: several symbols are configured, so which one is meant is unclear.
+        """
+        if len(self.symbols) != 1:
+            raise KlinecastError(
+                f"data.symbols lists {len(self.symbols)} symbols ({', '.join(self.symbols)}); "
+                "this step works on one: pass --symbol"
+            )
+        return self.symbols[0]
+
     def problems(self) -> Problems:
-        if not self.symbol.isalnum() or self.symbol.upper() != self.symbol:
-            yield "symbol", f"expected an upper-case pair like BTCUSDT, got {self.symbol!r}"
+        if not self.symbols:
+            yield "symbols", "lists no symbol; expected pairs like [BTCUSDT]"
+        for symbol in self.symbols:
+            if not symbol.isalnum() or symbol.upper() != symbol:
+                yield "symbols", f"expected upper-case pairs like BTCUSDT, got {symbol!r}"
+        if len(set(self.symbols)) != len(self.symbols):
+            yield "symbols", f"lists a symbol twice: {list(self.symbols)}"
         if self.interval not in INTERVALS:
             yield "interval", f"expected one of {sorted(INTERVALS)}, got {self.interval!r}"
         if self.end is not None and self.end < self.start:
@@ -272,11 +300,17 @@ class BacktestParams(_Checked):
         if not 0 <= self.fee < 0.05:
             yield "fee", f"expected a fraction per side in [0, 0.05), got {self.fee}"
         if not 0 <= self.slippage_bps < 500:
-            yield "slippage_bps", f"expected basis points per side in [0, 500), got {self.slippage_bps}"
+            yield (
+                "slippage_bps",
+                f"expected basis points per side in [0, 500), got {self.slippage_bps}",
+            )
         if self.bootstrap_reps < 100:
             yield "bootstrap_reps", f"expected at least 100, got {self.bootstrap_reps}"
         if not self.trend_days or any(n < 2 for n in self.trend_days):
-            yield "trend_days", f"expected one or more periods of at least 2 days, got {list(self.trend_days)}"
+            yield (
+                "trend_days",
+                f"expected one or more periods of at least 2 days, got {list(self.trend_days)}",
+            )
         if len(set(self.trend_days)) != len(self.trend_days):
             yield "trend_days", f"lists a period twice: {list(self.trend_days)}"
         if not 0 < self.vol_target <= 5:
@@ -434,6 +468,30 @@ class PublishParams(_Checked):
 
 
 @dataclass(frozen=True)
+class PortfolioParams(_Checked):
+    """How the symbols' books combine: the share of capital each gets.
+
+    The portfolio's hourly return is the weighted sum of the symbols' after-cost returns
+    (rebalanced to the weights every hour); the baselines combine the same way, and the
+    portfolio passes its own gate (publish.gate_*), beside each symbol's.
+    """
+
+    #: symbol -> share of capital, summing to 1; empty: equal capital per symbol.
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def problems(self) -> Problems:
+        for symbol, weight in self.weights.items():
+            if not 0 <= weight <= 1:
+                yield "weights", f"{symbol}: expected a share of capital in [0, 1], got {weight}"
+        if self.weights and abs(sum(self.weights.values()) - 1) > 1e-9:
+            yield "weights", f"must sum to 1, got {sum(self.weights.values()):.6g}"
+
+    def weight(self, symbol: str, symbols: tuple[str, ...]) -> float:
+        """The symbol's share of capital among symbols."""
+        return self.weights[symbol] if self.weights else 1 / len(symbols)
+
+
+@dataclass(frozen=True)
 class OnlineParams(_Checked):
     """The Feast online feature store (Redis) that serves features by symbol."""
 
@@ -534,8 +592,40 @@ class Params(_Checked):
     publish: PublishParams = field(default_factory=PublishParams)
     online: OnlineParams = field(default_factory=OnlineParams)
     trade: TradeParams = field(default_factory=TradeParams)
+    portfolio: PortfolioParams = field(default_factory=PortfolioParams)
+
+    def for_symbol(self, symbol: str) -> Params:
+        """These params narrowed to one configured symbol: data.symbols holds it alone, and
+        publish.model_name is that symbol's model (`model_name_of`).
+
+        Raises:
+            KlinecastError: the symbol is not in data.symbols.
+        """
+        if symbol not in self.data.symbols:
+            raise KlinecastError(
+                f"{symbol} is not configured: data.symbols lists {', '.join(self.data.symbols)}"
+            )
+        return dataclasses.replace(
+            self,
+            data=dataclasses.replace(self.data, symbols=(symbol,)),
+            publish=dataclasses.replace(self.publish, model_name=self.model_name_of(symbol)),
+        )
+
+    def model_name_of(self, symbol: str) -> str:
+        """The registry name of a symbol's model: publish.model_name when one symbol is
+        configured (as before symbols were a list), else model_name-<symbol in lower case>."""
+        if self.data.symbols == (symbol,):
+            return self.publish.model_name
+        return f"{self.publish.model_name}-{symbol.lower()}"
 
     def problems(self) -> Problems:
+        weighted = set(self.portfolio.weights)
+        if weighted and weighted != set(self.data.symbols):
+            yield (
+                "portfolio.weights",
+                f"must give a weight to each of data.symbols ({', '.join(self.data.symbols)}) "
+                f"and no other; got {', '.join(sorted(weighted))}",
+            )
         step_hours = self.backtest.step_days * 24
         longest = self.tune.search_space.horizon_hours[1]
         if longest > step_hours:
@@ -610,9 +700,7 @@ def _read_params_file(path: Path) -> object:
     return raw or {}
 
 
-def _with_overrides(
-    raw: object, environ: Mapping[str, str] | None
-) -> tuple[Params, set[str]]:
+def _with_overrides(raw: object, environ: Mapping[str, str] | None) -> tuple[Params, set[str]]:
     """Params from raw with the environment's overrides, and the keys those set; a problem
     with an overridden value names its variable."""
     raw, overridden = with_environment(raw, os.environ if environ is None else environ)
@@ -686,7 +774,10 @@ def _build(cls: type, raw: object, *, prefix: str):
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     problems = [
-        (_join(prefix, str(name)), f"unknown key; expected one of {sorted(fields)}")
+        (
+            _join(prefix, str(name)),
+            RENAMED.get(_join(prefix, str(name)), f"unknown key; expected one of {sorted(fields)}"),
+        )
         for name in sorted(set(raw) - fields, key=str)
     ]
     values, failed = {}, set()
@@ -723,6 +814,14 @@ def _convert(hint, value, *, key: str):
         return _convert(inner, value, key=key)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(key, f"expected a mapping, got {value!r}")
+        key_type, value_type = args
+        return {
+            _convert(key_type, k, key=key): _convert(value_type, v, key=f"{key}.{k}")
+            for k, v in value.items()
+        }
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ParamsError(key, f"expected a list, got {value!r}")

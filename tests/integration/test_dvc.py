@@ -84,19 +84,35 @@ def test_data_dvc_changes_exactly_when_new_data_arrives(project, mirror_server):
 def test_dvc_repro_runs_the_stages_then_is_a_no_op(project, mirror_server):
     make_data(project, mirror_server.url, "2021-04-30")
     out = sh("dvc", "repro", "features", cwd=project)
-    assert "Running stage 'candles'" in out and "Running stage 'features'" in out
-    features = (project / "data/features.parquet").read_bytes()
+    assert "Running stage 'candles@BTCUSDT'" in out and "Running stage 'features@BTCUSDT'" in out
+    features = (project / "data/BTCUSDT/features.parquet").read_bytes()
     lock = (project / "dvc.lock").read_text()
     out = sh("dvc", "repro", "features", cwd=project)
     assert "Running stage" not in out and "Data and pipelines are up to date" in out
-    assert (project / "data/features.parquet").read_bytes() == features
+    assert (project / "data/BTCUSDT/features.parquet").read_bytes() == features
     assert (project / "dvc.lock").read_text() == lock
     metrics = json.loads(
-        sh("dvc", "metrics", "show", "--json", "reports/candles.json", cwd=project)
+        sh("dvc", "metrics", "show", "--json", "reports/symbols/BTCUSDT/candles.json", cwd=project)
     )
-    candles = metrics[""]["data"]["reports/candles.json"]["data"]
+    candles = metrics[""]["data"]["reports/symbols/BTCUSDT/candles.json"]["data"]
     assert candles["files"] == 4 and candles["first"] == "2021-01-01T00:00:00+00:00"
     assert candles["rows"] + candles["missing_candles"] == 2880  # every hour of Jan..Apr 2021
+
+
+def test_adding_a_symbol_runs_only_its_own_stages(project, mirror_server):
+    make_data(project, mirror_server.url, "2021-04-30")
+    sh("dvc", "repro", "features", cwd=project)
+    btc = (project / "data/BTCUSDT/features.parquet").read_bytes()
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["data"]["symbols"] = ["BTCUSDT", "ETHUSDT"]
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    make_data(project, mirror_server.url, "2021-04-30")
+    assert len(list((project / "data/raw/ETHUSDT").glob("*.zip"))) == 4
+    out = sh("dvc", "repro", "features", cwd=project)
+    assert "Running stage 'candles@ETHUSDT'" in out and "Running stage 'features@ETHUSDT'" in out
+    assert "Running stage 'candles@BTCUSDT'" not in out
+    assert "Running stage 'features@BTCUSDT'" not in out
+    assert (project / "data/BTCUSDT/features.parquet").read_bytes() == btc
 
 
 def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3):
@@ -122,7 +138,7 @@ def test_make_data_push_then_pull_into_a_fresh_clone_reproduces_the_features(
     make = ["make", "-f", str(REPO / "Makefile"), f"BIN={BIN}", "SETUP="]
     make_data(project, mirror_server.url, "2021-02-28")
     sh("dvc", "repro", "features", cwd=project)
-    features = (project / "data/features.parquet").read_bytes()
+    features = (project / "data/BTCUSDT/features.parquet").read_bytes()
     create_remote_bucket(moto_s3)
     sh(*make, "data-push", cwd=project, env=moto_s3)
     sh("git", "add", "-A", cwd=project)
@@ -132,10 +148,10 @@ def test_make_data_push_then_pull_into_a_fresh_clone_reproduces_the_features(
     sh("git", "clone", "-q", str(project), str(fresh), cwd=tmp_path)
     assert not (fresh / "data/raw").exists()
     sh(*make, "data-pull", cwd=fresh, env=moto_s3)
-    assert len(list((fresh / "data/raw").glob("*.zip"))) == 2
+    assert len(list((fresh / "data/raw/BTCUSDT").glob("*.zip"))) == 2
     sh("dvc", "repro", "features", cwd=fresh)
-    assert (fresh / "data/features.parquet").read_bytes() == features
+    assert (fresh / "data/BTCUSDT/features.parquet").read_bytes() == features
     lock = yaml.safe_load((fresh / "dvc.lock").read_text())
     original = yaml.safe_load((project / "dvc.lock").read_text())
-    outs = lock["stages"]["features"]["outs"][0]
-    assert outs["md5"] == original["stages"]["features"]["outs"][0]["md5"]
+    outs = lock["stages"]["features@BTCUSDT"]["outs"][0]
+    assert outs["md5"] == original["stages"]["features@BTCUSDT"]["outs"][0]["md5"]

@@ -72,7 +72,8 @@ def main_job(clone):
 
 
 def test_make_run_changes_no_tracked_file_but_dvc_lock(main_job):
-    assert "Running stage 'evaluate'" in main_job["first"]
+    assert "Running stage 'evaluate@BTCUSDT'" in main_job["first"]
+    assert "Running stage 'portfolio'" in main_job["first"]
     assert {line[3:] for line in main_job["after_first"]} <= {"dvc.lock"}, main_job["after_first"]
 
 
@@ -80,7 +81,7 @@ def test_make_run_runs_the_committed_params_on_the_mirror_through_2022_05(clone,
     assert "exp run" not in main_job["first"]  # no experiment rewrites params.yaml any more
     assert (clone / "params.yaml").read_bytes() == (REPO / "params.yaml").read_bytes()
     assert (clone / "data.dvc").read_bytes() == (REPO / "data.dvc").read_bytes()
-    metrics = yaml.safe_load((clone / "reports/metrics.json").read_text())
+    metrics = yaml.safe_load((clone / "reports/symbols/BTCUSDT/metrics.json").read_text())
     assert metrics["span"]["first_hour"].startswith("2022-01-01")
     assert metrics["span"]["last_hour"].startswith("2022-05-31")
 
@@ -98,7 +99,7 @@ def test_dvc_plots_show_draws_the_model_and_every_baseline_offline(clone, main_j
     run(["dvc", "plots", "show"], cwd=clone)
     page = clone / "dvc_plots/index.html"
     text = page.read_text()
-    for strategy in ("model", "buy_and_hold", "always_short", "momentum", "coin_flip"):
+    for strategy in ("model", "buy_and_hold", "trend_100d", "trend_200d", "vol_target"):
         assert f'"field": "{strategy}"' in text, strategy
     seen = visit(page, screenshot=tmp_path / "dvc-plots.png", count=("canvas", "svg.marks"))
     assert seen.outside_requests == [] and seen.errors == []
@@ -110,10 +111,11 @@ def test_dvc_plots_show_draws_the_model_and_every_baseline_offline(clone, main_j
 @pytest.mark.parametrize(
     ("page", "drawn"),
     [
-        ("reports/tune/optimization_history.html", "svg.main-svg"),
-        ("reports/tune/param_importances.html", "svg.main-svg"),
-        ("reports/tune/parallel_coordinate.html", "svg.main-svg"),
-        ("reports/report.html", "img"),
+        ("reports/symbols/BTCUSDT/tune/optimization_history.html", "svg.main-svg"),
+        ("reports/symbols/BTCUSDT/tune/param_importances.html", "svg.main-svg"),
+        ("reports/symbols/BTCUSDT/tune/parallel_coordinate.html", "svg.main-svg"),
+        ("reports/symbols/BTCUSDT/report.html", "img"),
+        ("reports/portfolio.html", "img"),
     ],
 )
 def test_tuning_pages_and_the_report_draw_offline(clone, main_job, page, drawn, tmp_path):

@@ -162,3 +162,40 @@ def test_the_feature_repository_applies_with_feast_itself(online_settings, tmp_p
     view = store.get_feature_view(online_store.FEATURE_VIEW)
     assert [f.name for f in view.features] == [online_store.CANDLE_TIME, *NAMES]
     assert [e for e in view.entities] == ["symbol"]
+
+
+def test_the_sync_keeps_every_configured_symbol_fresh_and_names_one_that_fails(
+    online_settings, mirror_server, tmp_path
+):
+    import dataclasses
+
+    from klinecast.config import OnlineParams
+
+    online = OnlineParams(
+        redis=online_settings.redis, registry=online_settings.registry,
+        project=online_settings.project,
+    )  # fmt: skip
+    params = dataclasses.replace(
+        PARAMS,
+        data=dataclasses.replace(PARAMS.data, symbols=("BTCUSDT", "ETHUSDT")),
+        online=online,
+    )
+    now = pd.Timestamp("2022-06-01T00:05:00Z")  # the mirror's last hour has closed
+    results, where = feature_sync.sync_store(
+        params, now=now, base_url=mirror_server.url, archive_cache=tmp_path / "cache"
+    )
+    assert where == mirror_server.url
+    assert [(r.symbol, r.written) for r in results] == [("BTCUSDT", 1), ("ETHUSDT", 1)]
+    assert online_store.known_symbols(online_settings) == ["BTCUSDT", "ETHUSDT"]
+    # a symbol the source lacks fails alone, named; the others are synced first
+    params = dataclasses.replace(
+        params, data=dataclasses.replace(params.data, symbols=("BTCUSDT", "DOGEUSDT"))
+    )
+    with pytest.raises(
+        KlinecastError,
+        match=r"(?s)features sync failed for 1 of 2 symbol\(s\) \(what was written stays; synced: "
+        r"nothing new for BTCUSDT.*\):\n  DOGEUSDT: DOGEUSDT: the source has no 1h archives",
+    ):
+        feature_sync.sync_store(
+            params, now=now, base_url=mirror_server.url, archive_cache=tmp_path / "cache"
+        )

@@ -7,7 +7,7 @@ import logging
 import sys
 from importlib.metadata import version as package_version
 
-from klinecast.cli import data, model, monitor, pipeline, serving, trade
+from klinecast.cli import data, model, monitor, pipeline, portfolio, serving, trade
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_tune_trial(commands)
     model.add_katib(commands)
     model.add_validate_params(commands)
+    portfolio.add_portfolio(commands)
     serving.add_serve(commands)
     serving.add_manifest(commands)
     serving.add_deploy(commands)

@@ -36,3 +36,18 @@ def read_parquet(path: Path, *, produced_by: str):
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
         raise KlinecastError(f"{path} is not a readable Parquet file: {exc}") from None
+
+
+def symbol_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--symbol",
+        help="the one of data.symbols this run works on (needed when several are configured)",
+    )
+
+
+def load_symbol_params(args):
+    """params.yaml narrowed to --symbol (Params.for_symbol), or as it is without one."""
+    from klinecast.config import load_params
+
+    params = load_params(args.params)
+    return params.for_symbol(args.symbol) if args.symbol else params

@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from klinecast.cli.common import params_arg, read_parquet
+from klinecast.cli.common import load_symbol_params, params_arg, read_parquet, symbol_arg
 
 
 def add_ingest(commands) -> None:
@@ -15,9 +15,10 @@ def add_ingest(commands) -> None:
         "ingest",
         help="download and verify Binance kline archives into data/raw",
         description=(
-            "Download the monthly kline archives from data.start through the last complete "
-            "month (or data.end), then the current month's daily archives, in the "
-            "data.binance.vision layout. Every zip is checked against its .CHECKSUM; archives "
+            "Download the monthly kline archives of every symbol in data.symbols from "
+            "data.start (or the symbol's listing) through the last complete month (or "
+            "data.end), then the current month's daily archives, in the data.binance.vision "
+            "layout, into --raw-dir/<symbol>. Every symbol is looked up before any download. Every zip is checked against its .CHECKSUM; archives "
             "already verified in --raw-dir are not downloaded again."
         ),
     )
@@ -70,6 +71,10 @@ def run_ingest(args) -> int:
         f"published yet, {counts['pruned']} daily archive(s) pruned; "
         f"{time.perf_counter() - started:.1f} s"
     )
+    for symbol, month in result.listed_later.items():
+        print(
+            f"ingest: {symbol}: the source's archives start {month}, after data.start {params.start}"
+        )
     return 0
 
 
@@ -84,8 +89,12 @@ def add_candles(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     parser.add_argument(
-        "--raw-dir", type=Path, default=Path("data/raw"), help="default: %(default)s"
+        "--raw-dir",
+        type=Path,
+        default=Path("data/raw"),
+        help="the archives, a folder per symbol (default: %(default)s)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("data/candles.parquet"), help="default: %(default)s"
@@ -98,16 +107,16 @@ def add_candles(commands) -> None:
 
 def run_candles(args) -> int:
     from klinecast import atomic
-    from klinecast.config import load_params
+    from klinecast.data.archives import symbol_dir
     from klinecast.data.build import build_candles
 
-    params = load_params(args.params).data
+    params = load_symbol_params(args).data
     started = time.perf_counter()
-    candles, report = build_candles(args.raw_dir, params)
+    candles, report = build_candles(symbol_dir(args.raw_dir, params.symbol), params)
     atomic.write_parquet(args.out, candles)
     atomic.write_json(args.report, report.as_dict())
     print(
-        f"candles: {report.rows} rows from {report.files} archive(s), {report.first} .. "
+        f"candles: {params.symbol}: {report.rows} rows from {report.files} archive(s), {report.first} .. "
         f"{report.last}, {len(report.gaps)} gap(s) ({report.missing_candles} missing candles); "
         f"{time.perf_counter() - started:.1f} s -> {args.out}"
     )
@@ -135,6 +144,7 @@ def add_features(commands) -> None:
         "action", nargs="?", choices=["sync"], help="sync: write new rows to the online store"
     )
     params_arg(parser)
+    symbol_arg(parser)
     parser.add_argument(
         "--candles", type=Path, default=Path("data/candles.parquet"), help="default: %(default)s"
     )
@@ -180,12 +190,11 @@ def run_features(args) -> int:
     if args.action == "sync":
         return run_sync(args)
     from klinecast import atomic
-    from klinecast.config import load_params
     from klinecast.errors import KlinecastError
     from klinecast.indicators import indicator_lookback
     from klinecast.research.features import compute_features, measure_min_history
 
-    params = load_params(args.params)
+    params = load_symbol_params(args)
     candles = read_parquet(args.candles, produced_by="klinecast candles")
     indicators = params.features.indicators
     interval = params.data.interval_delta
@@ -237,11 +246,11 @@ def run_sync(args) -> int:
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
     started = time.perf_counter()
-    result, where = feature_sync.sync_store(
+    results, where = feature_sync.sync_store(
         params, now=now, base_url=args.base_url, archive_cache=args.archive_cache
     )
     print(
-        f"features sync: {result} from {where} -> {redact_redis(params.online.redis)} "
+        f"features sync: {'; '.join(map(str, results))} from {where} -> {redact_redis(params.online.redis)} "
         f"(project {params.online.project}); {time.perf_counter() - started:.1f} s"
     )
     return 0

@@ -6,7 +6,14 @@ import logging
 import time
 from pathlib import Path
 
-from klinecast.cli.common import params_arg, path, read_parquet, require
+from klinecast.cli.common import (
+    load_symbol_params,
+    params_arg,
+    path,
+    read_parquet,
+    require,
+    symbol_arg,
+)
 from klinecast.errors import KlinecastError
 from klinecast.platform.k8s import PIPELINE_IMAGE
 
@@ -27,11 +34,10 @@ def add_tune(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
     path(parser, "--out-dir", "reports/tune", "best_params.json, trials.csv and plots")
-    parser.add_argument(
-        "--workers", type=int, help="worker processes (default: tune.workers)"
-    )
+    parser.add_argument("--workers", type=int, help="worker processes (default: tune.workers)")
     parser.add_argument(
         "--first-worker",
         type=int,
@@ -53,11 +59,10 @@ def add_tune(commands) -> None:
 def run_tune(args) -> int:
     from tqdm import tqdm
 
-    from klinecast.config import load_params
     from klinecast.redaction import redact
     from klinecast.research import tuning
 
-    params = load_params(args.params)
+    params = load_symbol_params(args)
     storage = args.storage or params.tune.storage
     n_trials = args.n_trials or params.tune.n_trials
     workers = args.workers or params.tune.workers
@@ -80,12 +85,23 @@ def run_tune(args) -> int:
             first_worker=args.first_worker,
             progress=progress,
         )
+    span = tuning.data_span(
+        tuning.in_sample_rows(read_parquet(args.features, produced_by="dvc repro features"), params),
+        params,
+    )
     summary = tuning.write_outputs(
         study,
         tuning.TuningFiles.in_dir(args.out_dir),
         storage_url=storage,
         objective=params.tune.objective,
+        data_span=span,
     )
+    if span["starts_later"]:
+        print(
+            f"tune: {span['symbol']} is tuned from its first usable hour "
+            f"{span['first_usable_hour']}, after split.in_sample_start {span['in_sample_start']} "
+            "(listed later, or features.min_history candles after its listing)"
+        )
     search = summary["search"]
     deflated = search["deflated_sharpe"]
     print(
@@ -110,6 +126,7 @@ def add_evaluate(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
     path(parser, "--best-params", "reports/tune/best_params.json", "tune's output")
     path(parser, "--metrics", "reports/metrics.json", "metrics of the model and the baselines")
@@ -120,10 +137,9 @@ def add_evaluate(commands) -> None:
 
 def run_evaluate(args) -> int:
     from klinecast import atomic
-    from klinecast.config import load_params
     from klinecast.research import evaluation, looks
 
-    params = load_params(args.params)
+    params = load_symbol_params(args)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     tuned = read_best_params(args.best_params)
     started = time.perf_counter()
@@ -159,6 +175,7 @@ def add_train(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
     path(parser, "--best-params", "reports/tune/best_params.json", "tune's output")
     path(parser, "--metrics", "reports/metrics.json", "evaluate's output")
@@ -167,13 +184,12 @@ def add_train(commands) -> None:
 
 
 def run_train(args) -> int:
-    from klinecast.config import load_params
     from klinecast.data.versions import data_version
     from klinecast.release import metadata as artifact
     from klinecast.release import registry
     from klinecast.research.scorecard import Scorecard
 
-    params = load_params(args.params)
+    params = load_symbol_params(args)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     candidate = read_best_params(args.best_params).candidate
     started = time.perf_counter()
@@ -205,6 +221,7 @@ def add_publish(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     path(parser, "--artifact", "models/candidate", "train's output")
     parser.add_argument(
         "--registry",
@@ -218,10 +235,9 @@ def run_publish(args) -> int:
     import dataclasses
 
     from klinecast import atomic
-    from klinecast.config import load_params
     from klinecast.release.promotion import publish_artifact
 
-    params = load_params(args.params).publish
+    params = load_symbol_params(args).publish
     if args.registry:
         params = dataclasses.replace(params, registry=args.registry)
     promotion = publish_artifact(args.artifact, params)
@@ -285,6 +301,7 @@ def add_tune_trial(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
     from klinecast.research.tuning import search_levers
 
@@ -294,12 +311,13 @@ def add_tune_trial(commands) -> None:
 
 
 def run_tune_trial(args) -> int:
-    from klinecast.config import load_params
     from klinecast.research import tuning
 
-    params = load_params(args.params)
+    params = load_symbol_params(args)
     try:
-        candidate = tuning.candidate_of({name: getattr(args, name) for name in tuning.search_levers()})
+        candidate = tuning.candidate_of(
+            {name: getattr(args, name) for name in tuning.search_levers()}
+        )
     except ValueError as exc:
         raise KlinecastError(f"tune-trial: {exc}") from None
     rows = tuning.in_sample_rows(
@@ -362,6 +380,7 @@ def add_validate_params(commands) -> None:
         ),
     )
     params_arg(parser)
+    symbol_arg(parser)
     path(parser, "--features", "data/features.parquet", "feature rows")
     parser.add_argument(
         "--params-only",
@@ -379,6 +398,8 @@ def run_validate_params(args) -> int:
     # and the data rule out: every problem in one run.
     params, loader_problems = check_params(args.params)
     found = [f"params: {key}: {reason}" for key, reason in loader_problems]
+    if params is not None and args.symbol:
+        params = params.for_symbol(args.symbol)
     if params is not None:
         features = None
         if not args.params_only:

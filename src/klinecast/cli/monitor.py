@@ -22,7 +22,11 @@ def add_monitor(commands) -> None:
         ),
     )
     params_arg(parser)
-    path(parser, "--features", "data/features.parquet", "features for drift (skipped if absent)")
+    parser.add_argument(
+        "--features",
+        type=Path,
+        help="features for drift, skipped if absent (default: data/<symbol>/features.parquet)",
+    )
     parser.add_argument(
         "--reference-days",
         type=int,
@@ -38,7 +42,7 @@ def add_monitor(commands) -> None:
 def run_monitor(args) -> int:
     import pandas as pd
 
-    from klinecast import atomic
+    from klinecast import atomic, layout
     from klinecast.config import load_params
     from klinecast.monitor import health, page
     from klinecast.platform import retrain
@@ -47,7 +51,8 @@ def run_monitor(args) -> int:
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
-    features = pd.read_parquet(args.features) if Path(args.features).is_file() else None
+    features_path = args.features or layout.features(params.data.symbol)
+    features = pd.read_parquet(features_path) if features_path.is_file() else None
     result = health.check(
         params,
         ledger,

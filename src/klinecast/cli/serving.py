@@ -29,7 +29,11 @@ def add_serve(commands) -> None:
     parser.add_argument(
         "--storage-uri", help="artifact to serve (default: production, else --candidate)"
     )
-    path(parser, "--candidate", "models/candidate", "fallback artifact")
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        help="fallback artifact (default: models/<symbol>/candidate, what `dvc repro` trains)",
+    )
     parser.add_argument(
         "--registry",
         help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
@@ -41,7 +45,11 @@ def add_serve(commands) -> None:
         help="the online store for symbol requests (default: $KLINECAST_REDIS, else online.redis)",
     )
     parser.add_argument("--now", help="a fixed clock for the transformer, ISO 8601 UTC (replays)")
-    path(parser, "--candles", "data/candles.parquet", "source of the example requests")
+    parser.add_argument(
+        "--candles",
+        type=Path,
+        help="source of the example requests (default: data/<symbol>/candles.parquet)",
+    )
     path(parser, "--examples", "reports/serve", "where the example bodies go")
     parser.add_argument(
         "--log-dir",
@@ -57,6 +65,7 @@ def run_serve(args) -> int:
     import os
     import signal
 
+    from klinecast import layout
     from klinecast.config import load_params
     from klinecast.redaction import redact_redis
     from klinecast.release import registry
@@ -68,7 +77,8 @@ def run_serve(args) -> int:
     uri, why = args.storage_uri, "--storage-uri"
     if uri is None:
         registry_uri = args.registry or params.publish.registry
-        uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=args.candidate)
+        fallback = args.candidate or layout.candidate(params.data.symbol)
+        uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=fallback)
     if "://" not in uri:
         registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
     online = StoreSettings.of(params.online, bounded=True)
@@ -103,8 +113,9 @@ def run_serve(args) -> int:
             f"""-d '{{"instances": [{{"symbol": "{params.data.symbol}"}}]}}' \\\n    """
             f"{base}/v1/models/{name}:predict",
         ]
-        if args.candles.is_file():
-            candles = read_parquet(args.candles, produced_by="klinecast candles")
+        candles_path = args.candles or layout.candles(params.data.symbol)
+        if candles_path.is_file():
+            candles = read_parquet(candles_path, produced_by="klinecast candles")
             v1, v2 = write_examples(candles.iloc[-params.features.min_history :], args.examples)
             lines += [
                 f"  curl -s -H 'Content-Type: application/json' -d @{v1} {base}/v1/models/{name}:predict",

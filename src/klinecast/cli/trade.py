@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from klinecast.cli.common import params_arg, path, read_parquet
+from klinecast.cli.common import params_arg, read_parquet
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
@@ -90,7 +90,9 @@ def add_trade(commands) -> None:
     params_arg(replay)
     replay.add_argument("--start", required=True, type=dt.date.fromisoformat)
     replay.add_argument("--end", required=True, type=dt.date.fromisoformat)
-    path(replay, "--candles", "data/candles.parquet", "candle history")
+    replay.add_argument(
+        "--candles", type=Path, help="candle history (default: data/<symbol>/candles.parquet)"
+    )
     replay.add_argument(
         "--ledger", default="sqlite:///build/replay-ledger.db", help="default: %(default)s"
     )
@@ -171,7 +173,10 @@ def run_replay(args) -> int:
         raise KlinecastError(f"--end {args.end} is before --start {args.start}")
     if args.ledger.startswith("sqlite:///"):
         Path(args.ledger.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    candles = read_parquet(args.candles, produced_by="dvc repro candles")
+    from klinecast import layout
+
+    candles_path = args.candles or layout.candles(params.data.symbol)
+    candles = read_parquet(candles_path, produced_by="dvc repro candles")
     summary = replay(
         params,
         candles=candles,

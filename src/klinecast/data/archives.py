@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from klinecast.errors import KlinecastError
@@ -82,6 +83,11 @@ def plan_archives(
                 day += dt.timedelta(days=1)
         month = _next_month(month)
     return refs
+
+
+def symbol_dir(raw_dir: Path, symbol: str) -> Path:
+    """Where a symbol's verified archives live: data/raw/<symbol>."""
+    return raw_dir / symbol
 
 
 def _next_month(day: dt.date) -> dt.date:

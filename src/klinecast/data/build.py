@@ -58,7 +58,8 @@ def archive_paths(raw_dir: Path, *, symbol: str, interval: str) -> list[Path]:
 
 
 def build_candles(raw_dir: Path, params: DataParams) -> tuple[pd.DataFrame, CandleReport]:
-    """Parses and validates every archive of params.symbol/interval, within start..end.
+    """Parses and validates every archive of params.symbol/interval in raw_dir (a symbol's
+    folder, data/raw/<symbol>), within start..end.
 
     Raises:
         CandleDataError: no archives, or a file that breaks the schema or the candle rules,

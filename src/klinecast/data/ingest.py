@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from klinecast import atomic
 from klinecast.config import DataParams
-from klinecast.data.archives import ArchiveRef, plan_archives
+from klinecast.data.archives import ArchiveRef, plan_archives, symbol_dir
 from klinecast.data.candles import read_archive
 from klinecast.data.download import ARCHIVE_RETRY, ArchiveSource, parse_checksum, verify_sha256
 from klinecast.errors import ArchiveNotFoundError, ChecksumError, KlinecastError
@@ -33,6 +33,8 @@ class IngestResult:
     not_yet_published: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     downloaded_bytes: int = 0
+    #: symbol -> the first month the source holds, for symbols listed after data.start
+    listed_later: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
         """The counts (KFP metadata, the CLI's line)."""
@@ -56,11 +58,15 @@ def ingest(
     retry: RetrySettings = ARCHIVE_RETRY,
     progress: bool | None = None,
 ) -> IngestResult:
-    """Downloads every planned archive that data/raw does not already hold verified.
+    """Downloads every planned archive of every symbol that data/raw/<symbol> does not
+    already hold verified.
 
-    Each zip's sha256 is checked against its .CHECKSUM before it is written, and it is
-    written with its .CHECKSUM beside it via rename, so data/raw only ever holds verified
-    archives. Archives that fail are reported together at the end; the good ones are kept.
+    Before any download, each symbol is looked up at the source: a symbol it does not have
+    fails the whole run, naming it; a symbol listed after data.start is planned from its
+    first month (`IngestResult.listed_later`). Each zip's sha256 is checked against its
+    .CHECKSUM before it is written, and it is written with its .CHECKSUM beside it via rename,
+    so data/raw only ever holds verified archives. Archives that fail are reported together at
+    the end; the good ones are kept.
 
     Args:
         today: the current UTC date (decides which months are complete).
@@ -68,26 +74,35 @@ def ingest(
         progress: show a progress bar; None shows it only on a terminal.
 
     Raises:
-        KlinecastError: some archives could not be fetched or verified (all are listed).
+        KlinecastError: a symbol the source lacks (nothing is downloaded), or some archives
+            could not be fetched or verified (all are listed).
     """
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in raw_dir.glob(".*.part"):
-        leftover.unlink()
-    plan = plan_archives(
-        symbol=params.symbol,
-        interval=params.interval,
-        start=params.start,
-        end=params.end,
-        today=today,
-    )
-    result = IngestResult(planned=len(plan))
-    missing = []
-    for ref in plan:
-        if is_verified(raw_dir, ref):
-            result.already_verified.append(ref.filename)
-        else:
-            missing.append(ref)
     source = ArchiveSource(base_url or params.base_url, retry=retry)
+    plans = {symbol: _plan(params, symbol, today) for symbol in params.symbols}
+    result = IngestResult()
+    for symbol, plan in plans.items():
+        first = listing_month(source, plan)
+        if first is None:
+            raise KlinecastError(
+                f"{symbol}: the source has no {params.interval} archives of {symbol} up to "
+                f"{plan[-1].label} (no {source.url(plan[-1].checksum_relpath)}); check "
+                "data.symbols, and data.end against the symbol's listing. Nothing was downloaded"
+            )
+        if first.day > plan[0].day:
+            result.listed_later[symbol] = first.label
+            plans[symbol] = [ref for ref in plan if ref.day >= first.day]
+    missing = []
+    for symbol, plan in plans.items():
+        folder = symbol_dir(raw_dir, symbol)
+        _adopt_flat_archives(raw_dir, folder, symbol)
+        for leftover in folder.glob(".*.part"):
+            leftover.unlink()
+        result.planned += len(plan)
+        for ref in plan:
+            if is_verified(folder, ref):
+                result.already_verified.append(ref.filename)
+            else:
+                missing.append(ref)
     newest_day = today - dt.timedelta(days=PUBLICATION_LAG_DAYS)
     failures: list[str] = []
     with (
@@ -96,7 +111,10 @@ def ingest(
             total=len(missing), unit="archive", desc="ingest", disable=_tqdm_disable(progress)
         ) as bar,
     ):
-        futures = {pool.submit(_fetch_one, source, ref, raw_dir): ref for ref in missing}
+        futures = {
+            pool.submit(_fetch_one, source, ref, symbol_dir(raw_dir, ref.symbol)): ref
+            for ref in missing
+        }
         for future in as_completed(futures):
             ref = futures[future]
             bar.update()
@@ -109,12 +127,13 @@ def ingest(
                     result.not_yet_published.append(ref.filename)
                 else:
                     failures.append(
-                        f"{exc}. The archive does not exist: check data.symbol, "
-                        "data.interval and data.start (before the listing date?)"
+                        f"{exc}. The archive does not exist: check data.symbols, "
+                        "data.interval and data.start"
                     )
             except KlinecastError as exc:
                 failures.append(str(exc))
-    result.pruned = _prune_covered_dailies(raw_dir, params)
+    for symbol in params.symbols:
+        result.pruned += _prune_covered_dailies(symbol_dir(raw_dir, symbol), symbol, params)
     if failures:
         listed = "\n  ".join(sorted(failures))
         raise KlinecastError(
@@ -122,6 +141,51 @@ def ingest(
             f"downloaded and {len(result.already_verified)} already verified are kept:\n  {listed}"
         )
     return result
+
+
+def listing_month(source: ArchiveSource, plan: list[ArchiveRef]) -> ArchiveRef | None:
+    """The first archive of plan that the source holds, found by bisection on .CHECKSUM
+    files (a symbol's archives run without holes from its listing on), or None when the
+    source holds not even the last monthly one: it does not have the symbol.
+
+    A plan of daily archives only (a span inside the current month) is taken as it is.
+    """
+    monthly = [ref for ref in plan if ref.period == "monthly"]
+    if not monthly:
+        return plan[0]
+    if not _has(source, monthly[-1]):
+        return None
+    low, high = 0, len(monthly) - 1  # monthly[high] exists
+    while low < high:
+        middle = (low + high) // 2
+        if _has(source, monthly[middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return monthly[high]
+
+
+def _has(source: ArchiveSource, ref: ArchiveRef) -> bool:
+    try:
+        source.fetch(ref.checksum_relpath)
+    except ArchiveNotFoundError:
+        return False
+    return True
+
+
+def _plan(params: DataParams, symbol: str, today: dt.date) -> list[ArchiveRef]:
+    return plan_archives(
+        symbol=symbol, interval=params.interval, start=params.start, end=params.end, today=today
+    )
+
+
+def _adopt_flat_archives(raw_dir: Path, folder: Path, symbol: str) -> None:
+    """Moves a symbol's archives that an earlier version kept directly in data/raw into
+    data/raw/<symbol>, so they are not downloaded again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in raw_dir.glob(f"{symbol}-*.zip*"):
+        if path.is_file():
+            path.rename(folder / path.name)
 
 
 def is_verified(raw_dir: Path, ref: ArchiveRef) -> bool:
@@ -150,19 +214,19 @@ def _fetch_one(source: ArchiveSource, ref: ArchiveRef, raw_dir: Path) -> int:
     return len(content)
 
 
-def _prune_covered_dailies(raw_dir: Path, params: DataParams) -> list[str]:
+def _prune_covered_dailies(folder: Path, symbol: str, params: DataParams) -> list[str]:
     """Removes daily archives whose month is now held as a verified monthly archive.
 
     Without this a month that closed would hold every candle twice.
     """
-    prefix = f"{params.symbol}-{params.interval}-"
+    prefix = f"{symbol}-{params.interval}-"
     months = {
         p.name[len(prefix) : len(prefix) + 7]
-        for p in raw_dir.glob(f"{prefix}????-??.zip")
+        for p in folder.glob(f"{prefix}????-??.zip")
         if Path(f"{p}.CHECKSUM").is_file()
     }
     pruned = []
-    for daily in sorted(raw_dir.glob(f"{prefix}????-??-??.zip")):
+    for daily in sorted(folder.glob(f"{prefix}????-??-??.zip")):
         if daily.name[len(prefix) : len(prefix) + 7] in months:
             daily.unlink()
             Path(f"{daily}.CHECKSUM").unlink(missing_ok=True)

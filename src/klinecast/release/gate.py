@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from klinecast.config import PublishParams
 from klinecast.errors import KlinecastError
 from klinecast.research import model, stats
-from klinecast.research.scorecard import Scorecard
+from klinecast.research.scorecard import BaselineTest, Scorecard
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,7 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
     significance = metrics.significance
     if not significance.declared:
         raise KlinecastError("the metrics declare no baseline to beat; rerun evaluate")
-    verdicts = tuple(
-        BaselineVerdict(
-            baseline=name,
-            excess_return=test.excess_return,
-            p_value=test.p_value,
-            mc_error=test.mc_error,
-            excess_held=test.excess_return >= params.gate_min_excess_return,
-            p_held=test.p_value <= params.gate_max_p_value,
-        )
-        for name, test in significance.declared.items()
-    )
-    short_of = [v for v in verdicts if not v.excess_held]
-    largest = stats.largest_p_value({v.baseline: v.p_value for v in verdicts})
-    worst = next(v for v in verdicts if v.baseline == largest)
-    p_held = worst.p_value <= params.gate_max_p_value  # NaN fails
+    beat, significant, verdicts = significance_conditions(significance.declared, params)
     trades = metrics.model.trades
     thin = []
     if complexity.splits < params.min_splits:
@@ -115,26 +101,10 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
         f"{complexity.splits} splits in {complexity.trees_that_split} of {complexity.trees} "
         f"trees over {len(complexity.features_used)} feature(s), {trades} trades"
     )
-    beaten = ", ".join(f"{v.baseline} {v.excess_return:+.2%}" for v in verdicts)
     return Gate(
         (
-            Condition(
-                "excess_return",
-                not short_of,
-                f"excess return over every declared baseline >= "
-                f"{params.gate_min_excess_return:+.2%}: {beaten}"
-                if not short_of
-                else "excess return short of "
-                + ", ".join(f"{v.baseline} ({v.excess_return:+.2%})" for v in short_of)
-                + f" (< {params.gate_min_excess_return:+.2%})",
-            ),
-            Condition(
-                "p_value",
-                p_held,
-                f"largest p-value of {len(verdicts)} declared baselines ({worst.baseline}) "
-                f"{worst.p_value:.3f} ± {worst.mc_error:.3f} "
-                f"{'<=' if p_held else '>'} {params.gate_max_p_value}",
-            ),
+            beat,
+            significant,
             Condition(
                 "not_degenerate",
                 not thin,
@@ -143,3 +113,44 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
         ),
         verdicts,
     )
+
+
+def significance_conditions(
+    declared: dict[str, BaselineTest], params: PublishParams
+) -> tuple[Condition, Condition, tuple[BaselineVerdict, ...]]:
+    """The gate's excess-return and p-value conditions over the declared baselines' tests
+    (one symbol's, or the book's), and a verdict per baseline."""
+    verdicts = tuple(
+        BaselineVerdict(
+            baseline=name,
+            excess_return=test.excess_return,
+            p_value=test.p_value,
+            mc_error=test.mc_error,
+            excess_held=test.excess_return >= params.gate_min_excess_return,
+            p_held=test.p_value <= params.gate_max_p_value,
+        )
+        for name, test in declared.items()
+    )
+    short_of = [v for v in verdicts if not v.excess_held]
+    largest = stats.largest_p_value({v.baseline: v.p_value for v in verdicts})
+    worst = next(v for v in verdicts if v.baseline == largest)
+    p_held = worst.p_value <= params.gate_max_p_value  # NaN fails
+    beaten = ", ".join(f"{v.baseline} {v.excess_return:+.2%}" for v in verdicts)
+    excess = Condition(
+        "excess_return",
+        not short_of,
+        f"excess return over every declared baseline >= "
+        f"{params.gate_min_excess_return:+.2%}: {beaten}"
+        if not short_of
+        else "excess return short of "
+        + ", ".join(f"{v.baseline} ({v.excess_return:+.2%})" for v in short_of)
+        + f" (< {params.gate_min_excess_return:+.2%})",
+    )
+    p_value = Condition(
+        "p_value",
+        p_held,
+        f"largest p-value of {len(verdicts)} declared baselines ({worst.baseline}) "
+        f"{worst.p_value:.3f} ± {worst.mc_error:.3f} "
+        f"{'<=' if p_held else '>'} {params.gate_max_p_value}",
+    )
+    return excess, p_value, verdicts

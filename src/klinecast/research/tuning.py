@@ -149,6 +149,21 @@ def in_sample_rows(frame: pd.DataFrame, params: Params) -> pd.DataFrame:
     return rows
 
 
+def data_span(rows: pd.DataFrame, params: Params) -> dict:
+    """Where the symbol's in-sample rows start against split.in_sample_start: a symbol listed
+    later (or with less history than features.min_history before the span) is tuned and
+    trained from its first usable hour, and the reports say so."""
+    scored = rows[rows[LABEL].notna()]
+    first = scored.index[0] if len(scored) else None
+    later = first is not None and first >= params.split.in_sample.start + pd.Timedelta(days=1)
+    return {
+        "symbol": params.data.symbol,
+        "in_sample_start": str(params.split.in_sample_start),
+        "first_usable_hour": None if first is None else first.isoformat(),
+        "starts_later": bool(later),
+    }
+
+
 def check_in_sample_span(rows: pd.DataFrame, params: Params) -> None:
     """Fails fast when the in-sample data cannot hold the longest look_back plus one step.
 
@@ -603,9 +618,18 @@ class TuningFiles:
 
 
 def write_outputs(
-    study: optuna.Study, files: TuningFiles, *, storage_url: str, objective: str
+    study: optuna.Study,
+    files: TuningFiles,
+    *,
+    storage_url: str,
+    objective: str,
+    data_span: dict | None = None,
 ) -> dict:
-    """Writes the study's best params (returned too), its trials and its plots."""
+    """Writes the study's best params (returned too), its trials and its plots.
+
+    Args:
+        data_span: `data_span`'s account of where the symbol's rows start.
+    """
     candidate = best_candidate(study)
     trials = study.trials_dataframe(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
@@ -623,6 +647,7 @@ def write_outputs(
         "trials": {"complete": record.complete, "failed": record.failed},
         "search": record.as_dict(),
         "in_sample": in_sample,
+        "data": data_span or {},
     }
     atomic.write_json(files.best_params, summary)
     atomic.atomic_write(files.trials, lambda tmp: trials.to_csv(tmp, index=False))

@@ -19,12 +19,19 @@ import pandas as pd
 
 from klinecast.config import INTERVALS, DataParams, Params
 from klinecast.data import market
+from klinecast.data.archives import symbol_dir
 from klinecast.data.build import build_candles
 from klinecast.data.ingest import ingest
 from klinecast.errors import KlinecastError
 from klinecast.indicators import fetch_hours
 from klinecast.research.features import compute_features
-from klinecast.serving.online_store import StoreSettings, newest_row, open_store, write_rows
+from klinecast.serving.online_store import (
+    OnlineStoreError,
+    StoreSettings,
+    newest_row,
+    open_store,
+    write_rows,
+)
 
 #: (symbol, interval, first open_time, last open_time) -> the candles, oldest first
 CandleSource = Callable[[str, str, pd.Timestamp, pd.Timestamp], pd.DataFrame]
@@ -89,7 +96,9 @@ def complete_rows(candles: pd.DataFrame, params: Params, *, first_new: pd.Timest
     """The feature rows from first_new on that have min_history candles behind them (gaps
     allowed), so each equals the row training computes on full history."""
     interval = params.data.interval_delta
-    frame = compute_features(candles, indicators=params.features.indicators, interval=interval).frame
+    frame = compute_features(
+        candles, indicators=params.features.indicators, interval=interval
+    ).frame
     behind = candles.index.get_indexer(frame.index) + 1  # candles up to and with the row's
     enough = behind >= params.features.min_history
     return frame[(frame.index >= first_new) & enough]
@@ -119,11 +128,11 @@ def archive_source(base_url: str, cache_dir, *, today: dt.date) -> CandleSource:
         if last < first:
             return pd.DataFrame()
         wanted = DataParams(
-            symbol=symbol, interval=interval, start=first.date(), end=last.date(),
+            symbols=(symbol,), interval=interval, start=first.date(), end=last.date(),
             base_url=base_url,
         )  # fmt: skip
         ingest(wanted, raw_dir=Path(cache_dir), base_url=base_url, today=today, progress=False)
-        candles, _ = build_candles(Path(cache_dir), wanted)
+        candles, _ = build_candles(symbol_dir(Path(cache_dir), symbol), wanted)
         window = candles.loc[first:last]
         if window.empty:
             raise KlinecastError(
@@ -142,8 +151,8 @@ def sync_store(
     base_url: str | None = None,
     archive_cache: Path = Path("build/sync-archives"),
     progress: Callable[[int], None] | None = None,
-) -> tuple[SyncResult, str]:
-    """The store of params.online brought up to `now`: what `klinecast features sync`, the
+) -> tuple[list[SyncResult], str]:
+    """The store of params.online brought up to `now` for every symbol of data.symbols: what `klinecast features sync`, the
     refresh pipeline's last step and the hourly CronJob all run.
 
     Args:
@@ -152,7 +161,11 @@ def sync_store(
             the mainnet).
 
     Returns:
-        What the sync did, and where its candles came from.
+        What the sync did for each symbol, and where its candles came from.
+
+    Raises:
+        KlinecastError: some symbols failed; the others were synced, and the message names
+            each failure.
     """
     if base_url:
         source, where = archive_source(base_url, archive_cache, today=now.date()), base_url
@@ -160,4 +173,26 @@ def sync_store(
         where = market.rest_url(testnet=False)
         source = binance_source(where)
     settings = StoreSettings.of(params.online)
-    return sync(params, settings=settings, source=source, now=now, progress=progress), where
+    results, failures = [], []
+    for symbol in params.data.symbols:
+        try:
+            results.append(
+                sync(
+                    params.for_symbol(symbol),
+                    settings=settings,
+                    source=source,
+                    now=now,
+                    progress=progress,
+                )
+            )
+        except OnlineStoreError:
+            raise  # the store is every symbol's: the next would fail the same way
+        except KlinecastError as exc:  # the candle source failed for it: the next still syncs
+            failures.append(f"{symbol}: {exc}")
+    if failures:
+        done = "; ".join(str(r) for r in results) or "none"
+        raise KlinecastError(
+            f"features sync failed for {len(failures)} of {len(params.data.symbols)} symbol(s) "
+            f"(what was written stays; synced: {done}):\n  " + "\n  ".join(failures)
+        )
+    return results, where

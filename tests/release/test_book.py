@@ -1,0 +1,78 @@
+"""The book over several symbols: each symbol's gate decides what is traded, the portfolio has
+its own gate, and a symbol whose outputs are missing is named."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from klinecast import atomic
+from klinecast.config import params_from_mapping
+from klinecast.errors import KlinecastError
+from klinecast.layout import reports as symbol_dir
+from klinecast.release.book import evaluate_book, render
+from tests.support.model_fixtures import FIXTURE_BASELINES
+from tests.support.model_fixtures import scorecard as metrics
+
+PARAMS = params_from_mapping(
+    {
+        "data": {"symbols": ["BTCUSDT", "ETHUSDT"]},
+        "backtest": {"bootstrap_reps": 300},
+        "portfolio": {"weights": {"BTCUSDT": 0.6, "ETHUSDT": 0.4}},
+    }
+)
+
+
+def write_symbol(reports, symbol, *, passed: bool, drift: float, seed: int, start="2022-01-01"):
+    folder = symbol_dir(symbol, reports)
+    rng = np.random.default_rng(seed)
+    index = pd.date_range(start, "2022-05-31 23:00", freq="1h", tz="UTC")
+    market = rng.normal(0, 0.01, len(index))
+    predictions = pd.DataFrame({"strategy_return": market + drift}, index=index)
+    for name in FIXTURE_BASELINES:
+        predictions[f"{name}_return"] = market
+    atomic.write_parquet(folder / "predictions.parquet", predictions)
+    atomic.write_json(folder / "metrics.json", metrics().as_dict())
+    atomic.write_json(folder / "publish.json", {"gate": {"passed": passed}})
+    later = start != "2022-01-01"
+    atomic.write_json(
+        folder / "tune" / "best_params.json",
+        {"data": {"first_usable_hour": f"{start}T00:00:00+00:00", "starts_later": later}},
+    )
+
+
+def test_only_symbols_whose_own_gate_passed_are_traded_and_the_book_has_its_gate(tmp_path):
+    write_symbol(tmp_path, "BTCUSDT", passed=True, drift=0.002, seed=1)
+    write_symbol(tmp_path, "ETHUSDT", passed=False, drift=0.002, seed=2, start="2022-02-01")
+    book, returns = evaluate_book(PARAMS, tmp_path)
+    assert book.traded == ("BTCUSDT",)
+    assert [line.weight for line in book.symbols] == [0.6, 0.4]
+    assert book.symbols[1].starts_later and not book.symbols[0].starts_later
+    assert book.gate.passed  # both books add 0.2 % an hour to the same market
+    assert set(book.tests) == set(FIXTURE_BASELINES)
+    # January: ETHUSDT was not listed, so its 40 % earned nothing
+    january = returns.loc["2022-01"]
+    assert np.allclose(january["model"], 0.6 * (january["buy_and_hold"] / 0.6 + 0.002))
+    page = render(book, returns)
+    assert "The portfolio gate <b>passed</b>" in page and "<b>BTCUSDT</b>" in page
+    assert "after in_sample_start: trained from its first usable hour" in page
+    assert json.loads(json.dumps(book.as_dict()))["traded"] == ["BTCUSDT"]
+
+
+def test_a_book_without_an_edge_is_refused_by_its_gate(tmp_path):
+    write_symbol(tmp_path, "BTCUSDT", passed=True, drift=0.0, seed=1)
+    write_symbol(tmp_path, "ETHUSDT", passed=True, drift=0.0, seed=2)
+    book, _ = evaluate_book(PARAMS, tmp_path)
+    assert not book.gate.passed
+    assert "FAILED: largest p-value of 4 declared baselines" in " ".join(book.gate.reasons())
+
+
+def test_a_symbol_without_outputs_is_named(tmp_path):
+    write_symbol(tmp_path, "BTCUSDT", passed=True, drift=0.0, seed=1)
+    with pytest.raises(
+        KlinecastError,
+        match=r"^ETHUSDT: .*symbols/ETHUSDT/predictions.parquet does not exist; run `dvc repro` "
+        r"\(its evaluate and publish stages\) first$",
+    ):
+        evaluate_book(PARAMS, tmp_path)
