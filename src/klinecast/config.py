@@ -612,11 +612,8 @@ class Params(_Checked):
         )
 
     def model_name_of(self, symbol: str) -> str:
-        """The registry name of a symbol's model: publish.model_name when one symbol is
-        configured (as before symbols were a list), else model_name-<symbol in lower case>."""
-        if self.data.symbols == (symbol,):
-            return self.publish.model_name
-        return f"{self.publish.model_name}-{symbol.lower()}"
+        """The registry name of a symbol's model (`symbol_model_name`)."""
+        return symbol_model_name(self.publish.model_name, self.data.symbols, symbol)
 
     def problems(self) -> Problems:
         weighted = set(self.portfolio.weights)
@@ -641,6 +638,15 @@ class Params(_Checked):
                 f"{in_days} count their period in days of hourly candles; data.interval is "
                 f"{self.data.interval}: give those periods in candles",
             )
+
+
+def symbol_model_name(model_name: str, symbols: tuple[str, ...], symbol: str) -> str:
+    """A symbol's model among symbols: model_name when it is the only one (as before symbols
+    were a list), else model_name-<symbol in lower case>. The registry and the predictor both
+    call it so."""
+    if tuple(symbols) == (symbol,):
+        return model_name
+    return f"{model_name}-{symbol.lower()}"
 
 
 def load_params(

@@ -154,7 +154,7 @@ def test_tritonclient_by_symbol_json_and_binary(server):
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(NAME)
     metadata = client.get_model_metadata(NAME)
     assert [i["name"] for i in metadata["inputs"]][0] == "symbol"
-    assert {"name": "symbol", "datatype": "BYTES", "shape": [1]} in metadata["inputs"]
+    assert {"name": "symbol", "datatype": "BYTES", "shape": [-1]} in metadata["inputs"]
     assert [o["name"] for o in metadata["outputs"]] == [
         "prob_up", "direction", "model_version", "feature_time", "strategy",
     ]  # fmt: skip

@@ -86,7 +86,9 @@ def test_a_symbol_without_a_store_is_503_not_a_crash(loaded):
     ("body", "message"),
     [
         ({"instances": [{"symbol": "btc"}]}, "upper-case pair"),
-        ({"instances": [{"symbol": "BTCUSDT"}, {"symbol": "ETHUSDT"}]}, "a symbol request is"),
+        ({"instances": [{"symbol": "BTCUSDT"}, {"open": 1}]}, "a symbol request is"),
+        ({"instances": [{"symbol": "BTCUSDT"}, {"symbol": "eth"}]}, "got 'eth'"),
+        ({"instances": [{"symbol": "BTCUSDT"}] * 101}, "101 symbols in one request; at most 100"),
         ({"instances": [{"symbol": "BTCUSDT", "open": 1}]}, "a symbol request is"),
     ],
 )
@@ -142,3 +144,17 @@ def test_the_same_window_twice_is_answered_from_the_cache(loaded):
 def test_a_missing_artifact_leaves_it_not_ready(tmp_path):
     model = ForecastTransformer("m", str(tmp_path / "nothing"))
     assert model.load() is False and model.ready is False
+
+
+def test_a_storage_uri_names_one_model_or_one_per_symbol():
+    (one,) = module.symbol_models("svc", "s3://bucket/m").items()
+    assert one[0] is None and one[1].predictor_name == "svc"
+    several = module.symbol_models("svc", "BTCUSDT=/m/btc,ETHUSDT=s3://b/eth")
+    assert {s: (m.storage_uri, m.predictor_name) for s, m in several.items()} == {
+        "BTCUSDT": ("/m/btc", "svc-btcusdt"), "ETHUSDT": ("s3://b/eth", "svc-ethusdt"),
+    }  # fmt: skip
+    assert module.symbol_models("svc", "BTCUSDT=/m/btc")["BTCUSDT"].predictor_name == "svc"
+    with pytest.raises(ValueError, match="a symbol is named twice"):
+        module.symbol_models("svc", "BTCUSDT=/a,BTCUSDT=/b")
+    with pytest.raises(ValueError, match="expected SYMBOL=URI"):
+        module.symbol_models("svc", "BTCUSDT=/a,/b")

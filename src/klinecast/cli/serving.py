@@ -59,6 +59,13 @@ def add_serve(commands) -> None:
     parser.set_defaults(run=run_serve)
 
 
+def _uris(storage_uri: str) -> list[tuple[str | None, str]]:
+    """(symbol or None, uri) of each model a storage URI names (see serving.transformer)."""
+    from klinecast.serving.transformer import symbol_models
+
+    return [(symbol, m.storage_uri) for symbol, m in symbol_models("x", storage_uri).items()]
+
+
 def run_serve(args) -> int:
     import dataclasses
     import datetime as dt
@@ -77,10 +84,24 @@ def run_serve(args) -> int:
     uri, why = args.storage_uri, "--storage-uri"
     if uri is None:
         registry_uri = args.registry or params.publish.registry
-        fallback = args.candidate or layout.candidate(params.data.symbol)
-        uri, why = registry.resolve_serving_uri(registry_uri, name, fallback=fallback)
-    if "://" not in uri:
-        registry.read_artifact_metadata(Path(uri))  # fail here, clearly, not in two servers
+        symbols = params.data.symbols
+        if args.candidate is not None and len(symbols) > 1:
+            raise KlinecastError("--candidate names one artifact; data.symbols lists several")
+        found = {
+            symbol: registry.resolve_serving_uri(
+                registry_uri, params.model_name_of(symbol),
+                fallback=args.candidate or layout.candidate(symbol),
+            )  # fmt: skip
+            for symbol in symbols
+        }
+        if len(symbols) == 1:
+            ((uri, why),) = found.values()
+        else:  # a model per symbol behind the one transformer
+            uri = ",".join(f"{symbol}={where}" for symbol, (where, _) in found.items())
+            why = "; ".join(f"{symbol}: {reason}" for symbol, (_, reason) in found.items())
+    for _symbol, where in _uris(uri):
+        if "://" not in where:
+            registry.read_artifact_metadata(Path(where))  # fail here, clearly, not in two servers
     online = StoreSettings.of(params.online, bounded=True)
     if args.redis:
         online = dataclasses.replace(online, redis=args.redis)
@@ -102,6 +123,7 @@ def run_serve(args) -> int:
     )  # fmt: skip
     with serving:
         base = serving.transformer_url
+        instances = ", ".join(f'{{"symbol": "{symbol}"}}' for symbol in params.data.symbols)
         lines = [
             f"klinecast serve: model {name} from {uri}",
             f"  predictor   {serving.predictor_url}  (logs: {log_dir}/predictor.log)",
@@ -110,11 +132,11 @@ def run_serve(args) -> int:
             "`klinecast features sync`",
             "try:",
             f"""  curl -s -H 'Content-Type: application/json' """
-            f"""-d '{{"instances": [{{"symbol": "{params.data.symbol}"}}]}}' \\\n    """
+            f"""-d '{{"instances": [{instances}]}}' \\\n    """
             f"{base}/v1/models/{name}:predict",
         ]
-        candles_path = args.candles or layout.candles(params.data.symbol)
-        if candles_path.is_file():
+        candles_path = args.candles or layout.candles(params.data.symbols[0])
+        if len(params.data.symbols) == 1 and candles_path.is_file():
             candles = read_parquet(candles_path, produced_by="klinecast candles")
             v1, v2 = write_examples(candles.iloc[-params.features.min_history :], args.examples)
             lines += [

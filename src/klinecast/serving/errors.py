@@ -19,10 +19,13 @@ class ServingError(Exception):
 class UnknownSymbol(ServingError):
     status = 404
 
-    def __init__(self, symbol: str, known: list[str]):
-        super().__init__(
-            f"unknown symbol {symbol!r}: the online store holds {known or 'no symbol yet'}"
-        )
+    def __init__(self, symbol: str, known: list[str], *, served: bool = False):
+        """known: what the online store holds, or (served) the symbols this service serves."""
+        if served:
+            message = f"symbol {symbol!r} is not served here: this service serves {known}"
+        else:
+            message = f"unknown symbol {symbol!r}: the online store holds {known or 'no symbol yet'}"
+        super().__init__(message)
 
 
 class StaleFeatures(ServingError):

@@ -103,7 +103,7 @@ class LocalServing:
     def wait_until_up(self, url: str, *, timeout_s: float = 60.0, ready: bool = True) -> None:
         """Waits for the server at url to answer (and, with ready, for the model to be ready)."""
         deadline = time.monotonic() + timeout_s
-        probe = f"{url}/v1/models/{self.model_name}" if ready else f"{url}/"
+        probe = f"{url}/v2/health/ready" if ready else f"{url}/"  # every model it serves
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.processes.values()):
                 raise KlinecastError(f"a model server exited early; see its log in {self.log_dir}")

@@ -76,13 +76,13 @@ def refuse(status: int, message: str, *, headers: dict | None = None):
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
-def install(app, model) -> None:
-    """Everything of the module docstring, on kserve's app, for the one served model."""
-    _install_middleware(app, model)
+def install(app, models) -> None:
+    """Everything of the module docstring, on kserve's app, for the served model or models."""
+    _install_middleware(app, models if isinstance(models, list | tuple) else [models])
     _install_error_handlers(app)
 
 
-def _install_middleware(app, model) -> None:
+def _install_middleware(app, models: list) -> None:
     from fastapi.responses import JSONResponse
 
     @app.middleware("http")
@@ -92,10 +92,12 @@ def _install_middleware(app, model) -> None:
             return refuse(404, "the model repository extension is off on this server")
         if path in ("/v2", "/v2/") and method == "GET":
             return JSONResponse(server_metadata())
-        if path == "/v2/health/ready" and not model.ready:
+        if path == "/v2/health/ready" and not all(m.ready for m in models):
             return JSONResponse(status_code=503, content={"ready": False})
         versioned = _VERSIONED.match(path)
         if versioned:
+            named = versioned["model"].removeprefix("/v2/models/")
+            model = next((m for m in models if m.name == named), models[0])
             if versioned["version"] != model.model_version:
                 return refuse(
                     404,

@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-name", "--model_name", help="default: params' publish.model_name"
     )
     parser.add_argument(
-        "--storage-uri", "--storage_uri", required=True, help="artifact directory or s3:// prefix"
+        "--storage-uri",
+        "--storage_uri",
+        required=True,
+        help="artifact directory or s3:// prefix; or a model per symbol, "
+        "SYMBOL=URI[,SYMBOL=URI...] (the predictor serves each as <model-name>-<symbol>)",
     )
     parser.add_argument("--http-port", "--http_port", type=int, default=8080)
     parser.add_argument(
@@ -109,13 +113,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.role == "predictor":
         from klinecast.serving.predictor import XGBoostPredictor
+        from klinecast.serving.transformer import symbol_models
 
-        model = XGBoostPredictor(args.model_name, args.storage_uri)
+        models = [  # one model, or one per symbol ("BTCUSDT=uri,ETHUSDT=uri")
+            XGBoostPredictor(m.predictor_name, m.storage_uri)
+            for m in symbol_models(args.model_name, args.storage_uri).values()
+        ]
     else:
-        model = transformer(args)
-    if not model.load():
-        _retry_load_in_background(model, every_s=args.reload_seconds)
-    protocol.install(app, model)
+        models = [transformer(args)]
+    for model in models:
+        if not model.load():
+            _retry_load_in_background(model, every_s=args.reload_seconds)
+    protocol.install(app, models)
     server = kserve.ModelServer(
         http_port=args.http_port,
         enable_grpc=False,
@@ -127,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             predictor_request_retries=0,
         ),
     )
-    server.register_model(model)
+    for model in models:
+        server.register_model(model)
     if args.role == "transformer":
-        app.router.on_startup.append(model.warm_up_predictor)
+        app.router.on_startup.append(models[0].warm_up_predictor)
     _quiet_per_request_output()  # after ModelServer(), which reconfigures logging
     _calm_the_garbage_collector()
     server.start([])  # registered above, so a not-ready model does not stop the server

@@ -1,5 +1,12 @@
-"""The transformer: a symbol (features from the online store) or recent raw candles (features
+"""The transformer: symbols (features from the online store) or recent raw candles (features
 computed with the training function) -> the predictor -> the forecast and the model's rule.
+
+One transformer answers for every configured symbol. It serves either one model for any symbol
+the store holds (a plain storage URI), or a model per symbol ("BTCUSDT=uri,ETHUSDT=uri"): the
+predictor then hosts each as its own model (`symbol_model_name`), and the transformer asks the
+one of each symbol. A request may name several symbols (V1 instances, a V2 BYTES tensor); they
+are answered in order, and one symbol that cannot be answered fails the whole request, naming
+it (README: why no partial results).
 
 Requests by symbol are answered from a cache per (symbol, candle, model version) when the same
 hour was asked before, without the store or the predictor; the first request of an hour reads
@@ -30,7 +37,7 @@ import prometheus_client
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from klinecast.config import INTERVALS
+from klinecast.config import INTERVALS, symbol_model_name
 from klinecast.indicators import required_columns
 from klinecast.release import registry
 from klinecast.research import strategy
@@ -59,6 +66,8 @@ OUTPUTS = {
     "strategy": "BYTES",
 }
 CACHE_SIZE = 4096
+#: The most symbols one request may name (each costs a store read and a predictor call).
+MAX_SYMBOLS = 100
 #: params' online.stale_after_minutes default, for a transformer made without params
 STALE_AFTER = pd.Timedelta(minutes=15)
 #: Store reads that may wait at once; more queue, and answer 503 when their time is up.
@@ -85,6 +94,74 @@ class Cached:
     """A symbol's answer for an hour that was asked before: no store read, no predictor."""
 
     prob_up: float
+
+
+@dataclass
+class SymbolModel:
+    """One served model: where it is, what the predictor calls it, and its metadata."""
+
+    storage_uri: str
+    predictor_name: str
+    feature_names: list[str] = field(default_factory=list)
+    min_history: int = 0
+    interval: dt.timedelta = dt.timedelta(hours=1)
+    rule: strategy.StrategyRule = strategy.SEED_RULE
+    horizon_hours: int = 1
+    required: tuple[str, ...] = ()
+    model_version: str = ""
+
+    def load(self) -> None:
+        """Reads metadata.json. Raises RegistryError, OSError or KeyError."""
+        local = registry.fetch_artifact(self.storage_uri, Path(tempfile.mkdtemp(prefix="meta-")))
+        metadata = registry.read_artifact_metadata(local)
+        self.interval = INTERVALS[metadata.interval]
+        self.feature_names = list(metadata.feature_names)
+        self.min_history = metadata.min_history
+        self.rule = metadata.rule
+        self.horizon_hours = metadata.horizon_hours
+        self.required = required_columns(self.feature_names)
+        self.model_version = registry.version_of(self.storage_uri, metadata)
+
+
+def symbol_models(name: str, storage_uri: str) -> dict[str | None, SymbolModel]:
+    """The models a storage URI names: a plain URI is one model for any symbol (key None),
+    served by the predictor as `name`; "BTCUSDT=uri,ETHUSDT=uri" is a model per symbol, each
+    served as `symbol_model_name(name, symbols, symbol)`.
+
+    Raises:
+        ValueError: an entry is not SYMBOL=URI, or names a symbol twice.
+    """
+    if "=" not in storage_uri.split(",")[0]:
+        return {None: SymbolModel(storage_uri, name)}
+    pairs = [entry.split("=", 1) for entry in storage_uri.split(",") if entry.strip()]
+    if any(len(pair) != 2 or not pair[0] or not pair[1] for pair in pairs):
+        raise ValueError(f"expected SYMBOL=URI[,SYMBOL=URI...], got {storage_uri!r}")
+    symbols = tuple(symbol.strip() for symbol, _ in pairs)
+    if len(set(symbols)) != len(symbols):
+        raise ValueError(f"a symbol is named twice in {storage_uri!r}")
+    return {
+        symbol: SymbolModel(uri.strip(), symbol_model_name(name, symbols, symbol))
+        for symbol, (_, uri) in zip(symbols, pairs, strict=True)
+    }
+
+
+@dataclass
+class SymbolItem:
+    """One symbol of a request: its model, its row's hour, and its answer once known."""
+
+    symbol: str
+    model: SymbolModel
+    feature_time: str
+    cache_key: tuple
+    features: np.ndarray | None = None
+    prob_up: float | None = None
+
+
+@dataclass
+class SymbolBatch:
+    """A request's symbols, in order (preprocess -> predict -> postprocess)."""
+
+    items: list[SymbolItem]
 
 
 class ForecastTransformer(kserve.Model):
@@ -118,13 +195,7 @@ class ForecastTransformer(kserve.Model):
         self.online = online
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self.stale_after = stale_after
-        self.feature_names: list[str] = []
-        self.min_history = 0
-        self.interval = dt.timedelta(hours=1)
-        self.rule = strategy.SEED_RULE
-        self.horizon_hours = 1
-        self.required: tuple[str, ...] = ()
-        self.model_version = ""
+        self.models = symbol_models(name, storage_uri)
         self.store = None
         self.cache: OrderedDict[tuple, float] = OrderedDict()
         self.cache_size = cache_size
@@ -134,25 +205,43 @@ class ForecastTransformer(kserve.Model):
         self.pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="online-store")
         self.ready = False
 
+    # the one model's (or, with a model per symbol, the first one's) metadata: candle
+    # requests, the warm-up and the protocol's model metadata read these
+    @property
+    def primary(self) -> SymbolModel:
+        return next(iter(self.models.values()))
+
+    feature_names = property(lambda self: self.primary.feature_names)
+    min_history = property(lambda self: self.primary.min_history)
+    interval = property(lambda self: self.primary.interval)
+    rule = property(lambda self: self.primary.rule)
+    horizon_hours = property(lambda self: self.primary.horizon_hours)
+    required = property(lambda self: self.primary.required)
+
+    @property
+    def model_version(self) -> str:
+        """The served version; with a model per symbol, theirs joined (the versioned paths)."""
+        return "+".join(m.model_version for m in self.models.values())
+
     def load(self) -> bool:
-        try:
-            local = registry.fetch_artifact(
-                self.storage_uri, Path(tempfile.mkdtemp(prefix="meta-"))
-            )
-            metadata = registry.read_artifact_metadata(local)
-            self.interval = INTERVALS[metadata.interval]
-        except (registry.RegistryError, OSError, KeyError) as exc:
+        for symbol, model in self.models.items():
+            try:
+                model.load()
+            except (registry.RegistryError, OSError, KeyError) as exc:
+                log.error(
+                    "transformer %s NOT ready: metadata%s from %s: %s", self.name,
+                    f" of {symbol}" if symbol else "", model.storage_uri, exc,
+                )  # fmt: skip
+                self.ready = False
+                return False
+        differ = [s for s, m in self.models.items() if m.feature_names != self.feature_names]
+        if differ:  # the store holds one feature view, params' features.indicators
             log.error(
-                "transformer %s NOT ready: metadata from %s: %s", self.name, self.storage_uri, exc
-            )
+                "transformer %s NOT ready: the models of %s use other features than %s's",
+                self.name, ", ".join(differ), next(iter(self.models)),
+            )  # fmt: skip
             self.ready = False
             return False
-        self.feature_names = list(metadata.feature_names)
-        self.min_history = metadata.min_history
-        self.rule = metadata.rule
-        self.horizon_hours = metadata.horizon_hours
-        self.required = required_columns(self.feature_names)
-        self.model_version = registry.version_of(self.storage_uri, metadata)
         self.cache.clear()
         self.rows.clear()
         if self.online is not None:
@@ -161,25 +250,25 @@ class ForecastTransformer(kserve.Model):
             self.reader = StoreReader(self.online, self.feature_names)
         self._warm_up()
         self.ready = True
+        served = ", ".join(s for s in self.models if s) or "any symbol in the store"
         log.info(
-            "transformer %s ready: %d features, min_history %d, version %s",
-            self.name,
-            len(self.feature_names),
-            self.min_history,
-            self.model_version,
-        )
+            "transformer %s ready: %d features, min_history %d, version %s; serves %s",
+            self.name, len(self.feature_names), self.min_history, self.model_version, served,
+        )  # fmt: skip
         return True
 
     # -- the Open Inference Protocol's model metadata
     def get_input_types(self) -> list[dict]:
-        """A symbol; or, for clients that bring their own data, one tensor per candle column."""
+        """Symbols (one or more); or, for clients that bring their own data, one tensor per
+        candle column."""
         candles = [{"name": "open_time", "datatype": "INT64", "shape": [-1]}] + [
             {"name": column, "datatype": "FP64", "shape": [-1]} for column in self.required
         ]
-        return [{"name": "symbol", "datatype": "BYTES", "shape": [1]}, *candles]
+        return [{"name": "symbol", "datatype": "BYTES", "shape": [-1]}, *candles]
 
     def get_output_types(self) -> list[dict]:
-        return [{"name": name, "datatype": kind, "shape": [1]} for name, kind in OUTPUTS.items()]
+        """One value per symbol asked (one for a candle request)."""
+        return [{"name": name, "datatype": kind, "shape": [-1]} for name, kind in OUTPUTS.items()]
 
     def _warm_up(self) -> None:
         """Exercises what the first request would otherwise pay for, before ready: the feature
@@ -218,6 +307,12 @@ class ForecastTransformer(kserve.Model):
             return
         window = self._warm_up_window()
         try:
+            if len(self.models) > 1:  # no candle requests: ask each symbol's model directly
+                frame = compute_features(window, indicators=self.feature_names, interval=self.interval)
+                row = frame.frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
+                for model in self.models.values():
+                    await self._ask(SymbolItem("WARMUP", model, "", (), features=row), {})
+                return
             await self(v1_request(window), {"content-type": "application/json"})
             v2 = v2_request(window)["inputs"]
             inputs = [InferInput(t["name"], t["shape"], t["datatype"], t["data"]) for t in v2]
@@ -233,46 +328,71 @@ class ForecastTransformer(kserve.Model):
         if v2:
             context.request_id = payload.id
             context.outputs = parse.requested_outputs(payload, known=OUTPUTS)
-            symbol = _v2_symbol(payload.inputs)
+            symbols = _v2_symbols(payload.inputs)
         else:
             _check_content_type(payload, headers)
-            symbol = _v1_symbol(payload)
+            symbols = _v1_symbols(payload)
         _request.set(context)
-        if symbol is not None:
-            row = await self._online_row(symbol)
-            close = row.candle_time + self.interval
-            context.feature_time = close.isoformat()
-            context.cache_key = (symbol, row.candle_time.value, self.model_version)
-            cached = self.cache.get(context.cache_key)
-            if cached is not None:
-                return Cached(cached)
-            features = row.features[None, :]
-        else:
-            candles = (
-                parse.candles_from_v2(payload.inputs, required=self.required)
-                if v2
-                else parse.candles_from_v1(payload, required=self.required)
+        if symbols is not None:
+            if len(symbols) > MAX_SYMBOLS:
+                raise InvalidInput(
+                    f"{len(symbols)} symbols in one request; at most {MAX_SYMBOLS}"
+                )
+            models = [self._model_of(symbol) for symbol in symbols]  # 404 before any read
+            items = await asyncio.gather(
+                *(self._symbol_item(s, m) for s, m in zip(symbols, models, strict=True))
             )
-            parse.check_window(candles, interval=self.interval, min_history=self.min_history)
-            context.feature_time = (candles.index[-1] + self.interval).isoformat()
-            # the same window again (many clients ask about the same hour): its answer
-            digest = hashlib.blake2b(candles.index.asi8.tobytes(), digest_size=16)
-            for column in self.required:
-                digest.update(candles[column].to_numpy().tobytes())
-            context.cache_key = ("candles", digest.hexdigest(), self.model_version)
-            cached = self.cache.get(context.cache_key)
-            if cached is not None:
-                return Cached(cached)
-            frame = compute_features(
-                candles, indicators=self.feature_names, interval=self.interval
-            ).frame
-            if frame.empty or frame.index[-1] != candles.index[-1]:
-                raise InvalidInput(parse.no_row_reason(candles, interval=self.interval))
-            features = frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
+            return SymbolBatch(list(items))
+        if len(self.models) > 1:
+            raise InvalidInput(
+                f"this service serves a model per symbol ({', '.join(self.models)}): ask by "
+                'symbol, {"instances": [{"symbol": "BTCUSDT"}]}'
+            )
+        candles = (
+            parse.candles_from_v2(payload.inputs, required=self.required)
+            if v2
+            else parse.candles_from_v1(payload, required=self.required)
+        )
+        parse.check_window(candles, interval=self.interval, min_history=self.min_history)
+        context.feature_time = (candles.index[-1] + self.interval).isoformat()
+        # the same window again (many clients ask about the same hour): its answer
+        digest = hashlib.blake2b(candles.index.asi8.tobytes(), digest_size=16)
+        for column in self.required:
+            digest.update(candles[column].to_numpy().tobytes())
+        context.cache_key = ("candles", digest.hexdigest(), self.model_version)
+        cached = self.cache.get(context.cache_key)
+        if cached is not None:
+            return Cached(cached)
+        frame = compute_features(
+            candles, indicators=self.feature_names, interval=self.interval
+        ).frame
+        if frame.empty or frame.index[-1] != candles.index[-1]:
+            raise InvalidInput(parse.no_row_reason(candles, interval=self.interval))
+        features = frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
         if self.predictor_config.predictor_protocol == "v2":
             tensor = InferInput("features", list(features.shape), "FP64", features.tolist())
             return InferRequest(self.name, [tensor])
         return {"instances": features.tolist()}
+
+    def _model_of(self, symbol: str) -> SymbolModel:
+        """The symbol's model; a symbol this service does not serve is 404, naming it."""
+        model = self.models.get(symbol, self.models.get(None))
+        if model is None:
+            raise UnknownSymbol(symbol, list(self.models), served=True)
+        return model
+
+    async def _symbol_item(self, symbol: str, model: SymbolModel) -> SymbolItem:
+        row = await self._online_row(symbol)
+        item = SymbolItem(
+            symbol,
+            model,
+            feature_time=(row.candle_time + model.interval).isoformat(),
+            cache_key=(symbol, row.candle_time.value, model.model_version),
+        )
+        item.prob_up = self.cache.get(item.cache_key)
+        if item.prob_up is None:
+            item.features = row.features[None, :]
+        return item
 
     async def _online_row(self, symbol: str):
         """The symbol's newest row, refused when the store is away, lacks it, or is stale."""
@@ -338,6 +458,12 @@ class ForecastTransformer(kserve.Model):
     async def predict(self, payload, headers=None, response_headers=None):
         if isinstance(payload, Cached):
             return payload
+        if isinstance(payload, SymbolBatch):
+            asked = [item for item in payload.items if item.prob_up is None]
+            answers = await asyncio.gather(*(self._ask(item, headers) for item in asked))
+            for item, answer in zip(asked, answers, strict=True):
+                item.prob_up = _probability(answer)
+            return payload
         try:
             return await super().predict(payload, headers)
         except (httpx.TransportError, httpx.HTTPStatusError):
@@ -348,9 +474,33 @@ class ForecastTransformer(kserve.Model):
             # the predictor's fault, not the client's
             raise PredictorAnswerError(f"not an inference answer ({type(exc).__name__})") from None
 
+    async def _ask(self, item: SymbolItem, headers):
+        """The predictor's answer for one symbol's row, from that symbol's model."""
+        from kserve.model import append_forwardable_headers
+
+        features = item.features
+        if self.predictor_config.predictor_protocol == "v2":
+            tensor = InferInput("features", list(features.shape), "FP64", features.tolist())
+            request = InferRequest(item.model.predictor_name, [tensor])
+        else:
+            request = {"instances": features.tolist()}
+        try:
+            return await self._http_client.infer(
+                self.predictor_config.predictor_base_url,
+                model_name=item.model.predictor_name,
+                data=request,
+                headers=append_forwardable_headers(headers, {"Content-Type": "application/json"}),
+            )
+        except (httpx.TransportError, httpx.HTTPStatusError):
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise PredictorAnswerError(f"not an inference answer ({type(exc).__name__})") from None
+
     # -- postprocess: the probability -> the forecast, with the model's rule
     def postprocess(self, result, headers=None, response_headers=None):
         context: RequestContext = _request.get()
+        if isinstance(result, SymbolBatch):
+            return self._answer(context, [self._remember(item) for item in result.items])
         prob = result.prob_up if isinstance(result, Cached) else _probability(result)
         if context.cache_key is not None and not isinstance(result, Cached) and self.cache_size:
             self.cache[context.cache_key] = prob
@@ -366,15 +516,40 @@ class ForecastTransformer(kserve.Model):
         answer = {
             "prob_up": prob,
             "direction": direction,
-            "model_version": self.model_version,
+            "model_version": self.primary.model_version,
             "feature_time": context.feature_time,
             "strategy": rule,
         }
+        return self._answer(context, [answer])
+
+    def _remember(self, item: SymbolItem) -> dict:
+        """One symbol's answer (kept in the cache), with its own model's rule."""
+        if self.cache_size:
+            self.cache[item.cache_key] = item.prob_up
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        model = item.model
+        decided_at = pd.Timestamp(item.feature_time)
+        position = strategy.next_position(item.prob_up, model.rule, decision_hour=decided_at.hour)
+        return {
+            "prob_up": item.prob_up,
+            "direction": DIRECTIONS[position],
+            "model_version": model.model_version,
+            "feature_time": item.feature_time,
+            "strategy": model.rule.as_dict() | {"horizon_hours": model.horizon_hours},
+        }
+
+    def _answer(self, context: RequestContext, answers: list[dict]):
+        """V1 {"predictions": [...]} or V2 tensors of one value per answer, in order."""
         if not context.v2:
-            return {"predictions": [answer]}
-        answer["strategy"] = json.dumps(rule)
+            return {"predictions": answers}
         wanted = context.outputs or list(OUTPUTS)
-        outputs = [InferOutput(name, [1], OUTPUTS[name], [answer[name]]) for name in wanted]
+        for answer in answers:
+            answer["strategy"] = json.dumps(answer["strategy"])
+        outputs = [
+            InferOutput(name, [len(answers)], OUTPUTS[name], [a[name] for a in answers])
+            for name in wanted
+        ]
         return InferResponse(
             response_id=context.request_id or str(uuid.uuid4()),
             model_name=self.name,
@@ -397,30 +572,32 @@ def _probability(result) -> float:
     return float(value)
 
 
-def _v1_symbol(payload) -> str | None:
-    """The symbol of {"instances": [{"symbol": "BTCUSDT"}]}, or None for a candle request."""
+def _v1_symbols(payload) -> list[str] | None:
+    """The symbols of {"instances": [{"symbol": "BTCUSDT"}, ...]}, or None for candles."""
     if isinstance(payload, dict) and isinstance(payload.get("instances"), list):
         instances = payload["instances"]
         if instances and isinstance(instances[0], dict) and "symbol" in instances[0]:
-            if len(instances) != 1 or set(instances[0]) != {"symbol"}:
-                raise InvalidInput('a symbol request is {"instances": [{"symbol": "BTCUSDT"}]}')
-            return _symbol(instances[0]["symbol"])
+            if any(not isinstance(i, dict) or set(i) != {"symbol"} for i in instances):
+                raise InvalidInput(
+                    'a symbol request is {"instances": [{"symbol": "BTCUSDT"}, ...]}: each '
+                    "instance holds a symbol and nothing else"
+                )
+            return [_symbol(instance["symbol"]) for instance in instances]
     return None
 
 
-def _v2_symbol(inputs: list) -> str | None:
+def _v2_symbols(inputs: list) -> list[str] | None:
     named = [t for t in inputs if getattr(t, "name", None) == "symbol"]
     if not named:
         return None
     if len(inputs) != 1 or named[0].datatype != "BYTES":
-        raise InvalidInput("a symbol request has one input: symbol, BYTES, shape [1]")
+        raise InvalidInput("a symbol request has one input: symbol, BYTES, shape [n]")
     data = named[0].data
     if isinstance(data, np.ndarray):
         data = data.ravel().tolist()
-    if not isinstance(data, list) or len(data) != 1:
-        raise InvalidInput("input symbol: expected one value, e.g. ['BTCUSDT']")
-    value = data[0]
-    return _symbol(value.decode() if isinstance(value, bytes) else value)
+    if not isinstance(data, list) or not data:
+        raise InvalidInput("input symbol: expected one or more values, e.g. ['BTCUSDT']")
+    return [_symbol(v.decode() if isinstance(v, bytes) else v) for v in data]
 
 
 def _symbol(value) -> str:
