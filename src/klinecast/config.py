@@ -533,7 +533,9 @@ class TradeParams(_Checked):
     ledger: str = "sqlite:///ledger.db"
     quantity: float = 0.001  # base asset per position
     max_quantity: float = 0.01  # the cap on any position
-    kill_switch_return: float = -0.20  # halt when cumulative return falls below this
+    kill_switch_return: float = -0.20  # halt a symbol when its cumulative return falls below this
+    #: halt every symbol when the book's (the weighted symbols') cumulative return falls below this
+    book_kill_switch_return: float = -0.20
     #: The largest difference (base asset) between the ledger's position and the exchange's
     #: that is not a discrepancy; beyond it the symbol halts until `trade resolve`.
     reconcile_tolerance: float = 0.00001
@@ -557,8 +559,9 @@ class TradeParams(_Checked):
             yield "request", f"expected symbol or candles, got {self.request!r}"
         if not 0 < self.quantity <= self.max_quantity:
             yield "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
-        if not -1 < self.kill_switch_return < 0:
-            yield "kill_switch_return", f"expected (-1, 0), got {self.kill_switch_return}"
+        for name in ("kill_switch_return", "book_kill_switch_return"):
+            if not -1 < getattr(self, name) < 0:
+                yield name, f"expected (-1, 0), got {getattr(self, name)}"
         if not 0 <= self.reconcile_tolerance < self.quantity:
             yield (
                 "reconcile_tolerance",
@@ -595,8 +598,8 @@ class Params(_Checked):
     portfolio: PortfolioParams = field(default_factory=PortfolioParams)
 
     def for_symbol(self, symbol: str) -> Params:
-        """These params narrowed to one configured symbol: data.symbols holds it alone, and
-        publish.model_name is that symbol's model (`model_name_of`).
+        """These params narrowed to one configured symbol: data.symbols holds it alone,
+        publish.model_name is that symbol's model (`model_name_of`), and no weights are left.
 
         Raises:
             KlinecastError: the symbol is not in data.symbols.
@@ -609,6 +612,7 @@ class Params(_Checked):
             self,
             data=dataclasses.replace(self.data, symbols=(symbol,)),
             publish=dataclasses.replace(self.publish, model_name=self.model_name_of(symbol)),
+            portfolio=PortfolioParams(),  # alone, the symbol holds all of its capital
         )
 
     def model_name_of(self, symbol: str) -> str:

@@ -72,7 +72,7 @@ def seed_ledger(url: str, correct: list[bool]) -> None:
         equity *= 1 + ret
         ledger.record_prediction(hour, symbol="BTCUSDT", prob_up=0.6, target=1, status="traded")
         ledger.record_outcome(
-            {"hour": hour, "close": 1.0, "next_close": 1.0, "actual_up": right, "target": 1,
+            {"hour": hour, "symbol": "BTCUSDT", "close": 1.0, "next_close": 1.0, "actual_up": right, "target": 1,
              "correct": right, "strategy_return": ret, "market_return": ret},
             equity_row={"hour": hour, "equity": equity, "buy_and_hold": equity},
         )  # fmt: skip

@@ -102,7 +102,7 @@ def test_settled_outcomes_are_priced_like_the_backtest(ledger):
             hour.to_pydatetime(), symbol="BTCUSDT", target=target, close=1.0, status="traded"
         )
     settle(ledger, candles, PARAMS)
-    live = [r["strategy_return"] for r in ledger.outcomes()]
+    live = [r["strategy_return"] for r in ledger.outcomes("BTCUSDT")]
     closes = candles["close"].to_numpy()
     market = closes[1 : len(targets) + 1] / closes[: len(targets)] - 1
     cost = PARAMS.backtest.cost  # the fee and the slippage, per side
@@ -111,7 +111,7 @@ def test_settled_outcomes_are_priced_like_the_backtest(ledger):
     # the backtest also closes the book after its last hour; the live ledger does not
     backtest[-1] += cost * abs(targets[-1])
     np.testing.assert_allclose(live, backtest, rtol=0, atol=1e-15)
-    equity, _ = ledger.last_equity()
+    equity, _ = ledger.last_equity("BTCUSDT")
     assert equity == pytest.approx(np.prod(1 + backtest))
 
 
@@ -167,10 +167,64 @@ def test_resume_measures_the_kill_switch_from_a_new_base(ledger):
 
     candles = synthetic_candles(30)
     with ledger.engine.begin() as c:  # an earlier run lost 30 %
-        c.execute(equity.insert().values(hour=candles.index[0], equity=0.7, buy_and_hold=1.0))
+        c.execute(equity.insert().values(hour=candles.index[0], symbol=SYMBOL, equity=0.7, buy_and_hold=1.0))
     settle(ledger, candles, PARAMS)
     assert ledger.open_halt(SYMBOL).kind == "kill_switch"
     said = resume(ledger, SYMBOL, by="bob", note="reviewed")
     assert "cleared by bob" in said and "equity 0.7000" in said
     settle(ledger, candles, PARAMS)  # the same equity: -30 % overall, 0 % since the resume
-    assert ledger.open_halt(SYMBOL) is None and ledger.equity_base() == pytest.approx(0.7)
+    assert ledger.open_halt(SYMBOL) is None and ledger.equity_base(SYMBOL) == pytest.approx(0.7)
+
+
+def test_the_book_trades_each_symbol_with_its_own_ledger_rows_and_halts_as_a_whole(tmp_path):
+    from klinecast.config import params_from_mapping
+    from klinecast.serving.client import Prediction
+    from klinecast.trader.cycle import book_equity, run_book
+    from klinecast.trader.ledger import BOOK
+
+    params = params_from_mapping(
+        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]},
+         "portfolio": {"weights": {"BTCUSDT": 0.75, "ETHUSDT": 0.25}},
+         "trade": {"book_kill_switch_return": -0.0005}}
+    )  # fmt: skip
+    ledger = Ledger(f"sqlite:///{tmp_path / 'book.db'}")
+    ledger.migrate()
+    markets = {"BTCUSDT": synthetic_candles(40, seed=1), "ETHUSDT": synthetic_candles(40, seed=2)}
+    from klinecast.research.strategy import StrategyRule
+
+    always_long = StrategyRule("long_only", 0.0, 0.0, 1)
+
+    def trader_of(symbol):
+        candles = markets[symbol]
+
+        def market(until, count):
+            return candles.loc[:until].iloc[-count:]
+
+        def predict(_candles):
+            return Prediction(0.9, f"v-{symbol}", "", always_long)
+
+        broker = PaperBroker(fee=PARAMS.backtest.fee, engine=ledger.engine)
+        return Trader(params.for_symbol(symbol), ledger, broker, market, predict)
+
+    traders = {symbol: trader_of(symbol) for symbol in params.data.symbols}
+    hours = markets["BTCUSDT"].index[:6]
+    results = [run_book(traders, params, hour=hour) for hour in hours]
+    assert all(set(r.symbols) == {"BTCUSDT", "ETHUSDT"} for r in results)
+    for symbol in params.data.symbols:  # each symbol's rows and position are its own
+        assert ledger.prediction(hours[0].to_pydatetime(), symbol)["model_version"] == f"v-{symbol}"
+        assert {o.symbol for o in ledger.orders()} == {"BTCUSDT", "ETHUSDT"}
+    # the book's equity: each settled hour, 75 % of BTCUSDT's return and 25 % of ETHUSDT's
+    returns = {}
+    for row in ledger.outcomes():
+        weight = 0.75 if row["symbol"] == "BTCUSDT" else 0.25
+        returns[row["hour"]] = returns.get(row["hour"], 0.0) + weight * row["strategy_return"]
+    assert len(returns) >= 2  # settled hours before the halt (a halted hour is not traded)
+    expected = float(np.prod([1 + r for r in returns.values()]))
+    assert book_equity(ledger, {"BTCUSDT": 0.75, "ETHUSDT": 0.25}) == pytest.approx(expected)
+    # a book kill switch at -0.05 % (the fees of opening alone cost more) halts every symbol
+    halted = [r for r in results if r.halt]
+    assert halted and "the book's cumulative return" in halted[0].halt
+    assert ledger.open_halt(BOOK) is not None
+    later = run_book(traders, params, hour=markets["BTCUSDT"].index[7])
+    assert {r.status for r in later.symbols.values()} == {"halted"} and later.exit_code == 3
+    assert all(ledger.position(s) == 0 for s in params.data.symbols)  # flat while halted

@@ -206,7 +206,9 @@ def test_kill_switch_halts_flattens_and_resume_clears_it(trader_env, exchange, c
 
     with ledger.engine.begin() as c:  # an earlier run lost 30 %
         c.execute(
-            equity.insert().values(hour=HOUR - pd.Timedelta(hours=5), equity=0.7, buy_and_hold=1.0)
+            equity.insert().values(
+                hour=HOUR - pd.Timedelta(hours=5), symbol="BTCUSDT", equity=0.7, buy_and_hold=1.0
+            )
         )
     assert trade(trader_env, "once") == 3  # halted: a CronJob sees a failure
     out = capsys.readouterr().out
@@ -230,14 +232,65 @@ def test_ledger_schema_migrates_once_and_keeps_rows(backend, tmp_path, postgres)
     url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
     drop_ledger(url)
     ledger = Ledger(url)
-    assert ledger.migrate() == "0002"
+    assert ledger.migrate() == "0003"
     ledger.record_prediction(
         HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1, status="traded"
     )
-    assert ledger.migrate() == "0002"  # again: nothing recreated, nothing lost
-    assert ledger.prediction(HOUR.to_pydatetime())["prob_up"] == 0.7
+    assert ledger.migrate() == "0003"  # again: nothing recreated, nothing lost
+    assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     rows = table(url, "prediction_outcomes")
     assert rows[0]["prob_up"] == 0.7 and rows[0]["actual_up"] is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_single_symbol_ledger_is_migrated_to_several_symbols_with_nothing_lost(
+    backend, tmp_path, postgres
+):
+    import sqlalchemy as sa
+
+    from klinecast.trader import schema
+
+    url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
+    drop_ledger(url)
+    engine = sa.create_engine(url)
+    assert schema.upgrade(engine, "0002") == "0002"  # the ledger the one-symbol trader kept
+    hours = [HOUR - pd.Timedelta(hours=h) for h in (2, 1)]
+    utc = sa.DateTime(timezone=True)  # the columns of 0002, typed as its code wrote them
+    predictions = sa.table("predictions", sa.column("hour", utc), sa.column("symbol"),
+                           sa.column("prob_up"), sa.column("target"), sa.column("status"),
+                           sa.column("created_at", utc))  # fmt: skip
+    outcomes = sa.table("outcomes", *(sa.column(n) for n in (
+        "close", "next_close", "actual_up", "target", "correct", "strategy_return",
+        "market_return")), sa.column("hour", utc))  # fmt: skip
+    equity = sa.table("equity", sa.column("hour", utc), sa.column("equity"),
+                      sa.column("buy_and_hold"))  # fmt: skip
+    halts = sa.table("halts", sa.column("symbol"), sa.column("kind"), sa.column("reason"),
+                     sa.column("halted_at", utc))  # fmt: skip
+    with engine.begin() as c:  # its rows (no symbol on outcomes and equity)
+        for hour, ret in zip(hours, (0.01, -0.02), strict=True):
+            at = hour.to_pydatetime()
+            c.execute(predictions.insert().values(hour=at, symbol="ETHUSDT", prob_up=0.6,
+                                                  target=1, status="traded", created_at=at))
+            c.execute(outcomes.insert().values(hour=at, close=1, next_close=1, actual_up=True,
+                                               target=1, correct=True, strategy_return=ret,
+                                               market_return=ret))  # fmt: skip
+            c.execute(equity.insert().values(hour=at, equity=1 + ret, buy_and_hold=1))
+        c.execute(halts.insert().values(symbol="ETHUSDT", kind="kill_switch", reason="test",
+                                        halted_at=HOUR.to_pydatetime()))  # fmt: skip
+    engine.dispose()
+    ledger = Ledger(url)
+    assert ledger.migrate() == "0003"
+    assert [r["strategy_return"] for r in ledger.outcomes("ETHUSDT")] == [0.01, -0.02]
+    assert ledger.last_equity("ETHUSDT") == (0.98, 1.0)
+    assert [r["hour"] for r in ledger.traded_predictions("ETHUSDT")] == [h.to_pydatetime() for h in hours]
+    assert ledger.open_halt("ETHUSDT").reason == "test"
+    # a second symbol at the same hours now has rows of its own
+    ledger.record_prediction(hours[0].to_pydatetime(), symbol="BTCUSDT", target=0, status="traded")
+    assert ledger.prediction(hours[0].to_pydatetime(), "ETHUSDT")["prob_up"] == 0.6
+    rows = table(url, "prediction_outcomes")
+    assert sorted((r["symbol"], r["strategy_return"]) for r in rows) == [
+        ("BTCUSDT", None), ("ETHUSDT", -0.02), ("ETHUSDT", 0.01),
+    ]  # fmt: skip
 
 
 def test_replay_equals_the_offline_backtest(
@@ -411,7 +464,7 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
         )
     ledger = Ledger(url)
     assert ledger.migrate() == "0002"
-    assert ledger.prediction(HOUR.to_pydatetime())["prob_up"] == 0.7
+    assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     halt = ledger.open_halt("BTCUSDT")
     assert halt.kind == "kill_switch" and "-25%" in halt.reason
     assert ledger.get_state("halted") is None

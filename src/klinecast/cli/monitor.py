@@ -40,17 +40,36 @@ def add_monitor(commands) -> None:
 
 
 def run_monitor(args) -> int:
-    import pandas as pd
-
-    from klinecast import atomic, layout
+    from klinecast import atomic
     from klinecast.config import load_params
-    from klinecast.monitor import health, page
-    from klinecast.platform import retrain
+    from klinecast.trader.cycle import book_equity
     from klinecast.trader.ledger import Ledger
 
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
+    symbols = params.data.symbols
+    if len(symbols) == 1:
+        return _monitor_symbol(args, params, ledger, args.out_dir)
+    # several: a report per symbol in out-dir/<symbol>, and the book's line and JSON
+    for symbol in symbols:
+        _monitor_symbol(args, params.for_symbol(symbol), ledger, args.out_dir / symbol)
+    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
+    equity = book_equity(ledger, weights)
+    halts = {h.symbol: h.reason for h in ledger.halts() if h.resumed_at is None}
+    book = {"symbols": list(symbols), "weights": weights, "equity": equity, "halts": halts}
+    atomic.write_json(args.out_dir / "book.json", book)
+    print(f"monitor: the book of {len(symbols)} symbols: equity {equity:.4f}; halts: {halts or 'none'}")
+    return 0
+
+
+def _monitor_symbol(args, params, ledger, out_dir: Path) -> int:
+    import pandas as pd
+
+    from klinecast import atomic, layout
+    from klinecast.monitor import health, page
+    from klinecast.platform import retrain
+
     features_path = args.features or layout.features(params.data.symbol)
     features = pd.read_parquet(features_path) if features_path.is_file() else None
     result = health.check(
@@ -64,16 +83,16 @@ def run_monitor(args) -> int:
         else None,
     )
     state, decision = result.health, result.decision
-    atomic.write_json(args.out_dir / "monitor.json", result.as_dict())
+    atomic.write_json(out_dir / "monitor.json", result.as_dict())
     html = page.render(state, result.outcomes, decision, result.trading)
-    atomic.atomic_write(args.out_dir / "monitor.html", lambda tmp: tmp.write_text(html))
+    atomic.atomic_write(out_dir / "monitor.html", lambda tmp: tmp.write_text(html))
     prom = health.prometheus_text(state, symbol=params.data.symbol, trading=result.trading)
-    atomic.atomic_write(args.out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
+    atomic.atomic_write(out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
     accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
     fired = f"; triggered {result.triggered}" if result.triggered else ""
     print(
-        f"monitor: {state.trades} trades, accuracy {accuracy}, equity {state.equity:.4f} "
-        f"(buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
+        f"monitor: {params.data.symbol}: {state.trades} trades, accuracy {accuracy}, equity "
+        f"{state.equity:.4f} (buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
         f"retrain: {decision.reason}{fired}; trading: {result.trading.summary}"
     )
     return 0

@@ -43,8 +43,10 @@ def add_trade(commands) -> None:
     once.add_argument(
         "--candles",
         type=Path,
-        help="read the market from this candle file instead of Binance REST (offline, paper "
-        "broker only; e.g. data/candles.parquet with --now at a past hour)",
+        nargs="+",
+        help="read the market from these candle files, one per symbol of data.symbols in "
+        "order, instead of Binance REST (offline, paper broker only; e.g. "
+        "data/BTCUSDT/candles.parquet with --now at a past hour)",
     )
     once.set_defaults(run=run_once)
 
@@ -58,6 +60,11 @@ def add_trade(commands) -> None:
         ),
     )
     params_arg(resume)
+    resume.add_argument(
+        "--symbol",
+        help="the symbol to resume, or '*' for the book's kill switch (default: the one of "
+        "data.symbols)",
+    )
     _decider(resume)
     resume.set_defaults(run=run_resume)
 
@@ -73,6 +80,7 @@ def add_trade(commands) -> None:
         ),
     )
     params_arg(resolve)
+    resolve.add_argument("--symbol", help="the halted symbol (default: the one of data.symbols)")
     resolve.add_argument("--adopt", required=True, choices=["exchange", "ledger"])
     _decider(resolve)
     resolve.set_defaults(run=run_resolve)
@@ -105,28 +113,51 @@ def run_once(args) -> int:
     from klinecast.config import load_params
     from klinecast.data import market
     from klinecast.trader import live
+    from klinecast.trader.cycle import run_book
     from klinecast.trader.cycle import run_once as cycle
 
     params = load_params(args.params)
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
     now = now.tz_localize("UTC") if now.tzinfo is None else now
     hour = market.newest_closed_hour(now)
-    trader = live.trader(params)
+    if args.candles is not None and params.trade.broker != "paper":
+        raise KlinecastError("--candles works with the paper broker only")
+    if len(params.data.symbols) == 1:
+        trader = live.trader(params)
+        if args.candles is not None:
+            trader.market = _offline_market(args.candles[0], params.data.symbol)
+        result = cycle(trader, hour=hour)
+        report(result)
+        return result.exit_code
+    traders = live.book(params)
     if args.candles is not None:
-        from klinecast.trader.replay import frame_market
-
-        if params.trade.broker != "paper":
-            raise KlinecastError("--candles works with the paper broker only")
-        trader.market = frame_market(read_parquet(args.candles, produced_by="dvc repro candles"))
-    result = cycle(trader, hour=hour)
-    report(result)
+        if len(args.candles) != len(traders):
+            raise KlinecastError(
+                f"--candles: give one file per symbol of data.symbols ({', '.join(traders)}), "
+                f"in that order; got {len(args.candles)}"
+            )
+        for (symbol, trader), path in zip(traders.items(), args.candles, strict=True):
+            trader.market = _offline_market(path, symbol)
+    result = run_book(traders, params, hour=hour)
+    for symbol, one in result.symbols.items():
+        report(one, symbol=symbol)
+    print(
+        f"trade: the book's equity {result.equity:.4f}" + (f"; HALTED: {result.halt}" if result.halt else "")
+    )
     return result.exit_code
 
 
-def report(result) -> None:
+def _offline_market(path: Path, symbol: str):
+    from klinecast.trader.replay import frame_market
+
+    return frame_market(read_parquet(path, produced_by=f"dvc repro candles@{symbol}"))
+
+
+def report(result, *, symbol: str = "") -> None:
     where = {1: "long", -1: "short", 0: "flat", None: "-"}[result.target]
     detail = f"prob_up {result.prob_up:.4f} -> {where}" if result.prob_up is not None else where
-    line = f"trade: hour {result.hour:%Y-%m-%d %H:%M} UTC: {result.status}, {detail}"
+    line = f"trade: {symbol + ': ' if symbol else ''}hour {result.hour:%Y-%m-%d %H:%M} UTC: "
+    line += f"{result.status}, {detail}"
     line += f", {result.orders_sent} order(s) sent"
     print(line + (f"; {result.reason}" if result.reason else ""))
 
@@ -147,7 +178,11 @@ def run_resume(args) -> int:
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
-    print(f"trade resume: {resume(ledger, params.data.symbol, by=args.by, note=args.note)}")
+    symbols = params.data.symbols
+    symbol = args.symbol or params.data.symbol
+    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
+    done = resume(ledger, symbol, by=args.by, note=args.note, weights=weights)
+    print(f"trade resume: {done}")
     return 0
 
 
@@ -157,7 +192,8 @@ def run_resolve(args) -> int:
     from klinecast.trader.cycle import resolve
 
     params = load_params(args.params)
-    trader = live.trader(params)
+    symbol = args.symbol or params.data.symbol
+    trader = live.trader(params.for_symbol(symbol), service=params.publish.model_name)
     trader.ledger.migrate()
     print(f"trade resolve: {resolve(trader, adopt=args.adopt, by=args.by, note=args.note)}")
     return 0

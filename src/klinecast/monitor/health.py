@@ -215,7 +215,7 @@ def check(
     now: dt.datetime,
     retrain: Callable[[str], str] | None = None,
 ) -> Check:
-    """Reads the ledger's outcomes, measures drift against the features' training window,
+    """Reads the ledger's outcomes of params' one symbol, measures drift against the features' training window,
     decides on a retrain and, with a trigger target, fires it (then waits out the cooldown).
 
     Args:
@@ -225,12 +225,14 @@ def check(
         retrain: fires a retrain with the decision's reason and says what it started (the
             platform's retrain.trigger for a target); None only reports.
     """
+    symbol = params.data.symbol
     outcomes = pd.DataFrame(
-        ledger.outcomes(), columns=["hour", "target", "correct", "strategy_return", "market_return"]
+        ledger.outcomes(symbol),
+        columns=["hour", "target", "correct", "strategy_return", "market_return"],
     )
     drift = NO_DRIFT
     if features is not None:
-        live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions()])
+        live_hours = pd.DatetimeIndex([r["hour"] for r in ledger.traded_predictions(symbol)])
         drift = feature_drift(
             features,
             live_hours,

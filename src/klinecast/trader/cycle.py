@@ -39,7 +39,7 @@ from klinecast.research import strategy
 from klinecast.research.backtest import position_return
 from klinecast.serving.client import InferenceError, Prediction
 from klinecast.trader.brokers import Broker, client_order_id
-from klinecast.trader.ledger import Ledger, Order
+from klinecast.trader.ledger import BOOK, Ledger, Order
 from klinecast.trader.locks import LockBusy
 
 log = logging.getLogger("klinecast.trader")
@@ -105,7 +105,7 @@ def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
     ledger, params, symbol = trader.ledger, trader.params, trader.symbol
     reconcile_orders(trader)
     difference = reconcile_position(trader, hour)
-    done = ledger.prediction(hour.to_pydatetime())
+    done = ledger.prediction(hour.to_pydatetime(), symbol)
     if done is not None and done["status"] in ("traded", "halted") and difference is None:
         return CycleResult(hour, "already_traded", done["target"], done["prob_up"])
     candles = trader.market(hour, fetch_hours(params.features.min_history))
@@ -213,7 +213,8 @@ def holding(ledger: Ledger, symbol: str, hour: pd.Timestamp) -> strategy.Holding
     side = int(np.sign(ledger.position(symbol)))
     if side == 0:
         return strategy.FLAT
-    targets = [int(r["target"]) for r in ledger.traded_predictions(before=hour.to_pydatetime())]
+    traded = ledger.traded_predictions(symbol, before=hour.to_pydatetime())
+    targets = [int(r["target"]) for r in traded]
     held = strategy.holding_from_positions(targets)
     return held if held.position == side else strategy.Holding(side, 1)
 
@@ -307,11 +308,11 @@ def legs(current: float, target: float) -> list[tuple[str, float]]:
 def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
     """Outcomes and equity for traded hours whose next candle has closed, then the kill switch,
     measured from the equity base (1, or the last resume's)."""
-    cost = params.backtest.cost
+    cost, symbol = params.backtest.cost, params.data.symbol
     closes = candles["close"]
-    settled = ledger.outcome_hours()
+    settled = ledger.outcome_hours(symbol)
     previous_target = 0
-    for row in ledger.traded_predictions(before=candles.index[-1].to_pydatetime()):
+    for row in ledger.traded_predictions(symbol, before=candles.index[-1].to_pydatetime()):
         hour = pd.Timestamp(row["hour"])
         target = int(row["target"])
         if hour not in settled:
@@ -321,10 +322,10 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 continue
             market = float(closes[following] / closes[hour] - 1.0)
             earned = float(position_return(target, previous_target, market, cost=cost))
-            equity, hold = ledger.last_equity()
+            equity, hold = ledger.last_equity(symbol)
             ledger.record_outcome(
                 {
-                    "hour": hour.to_pydatetime(), "close": float(closes[hour]),
+                    "hour": hour.to_pydatetime(), "symbol": symbol, "close": float(closes[hour]),
                     "next_close": float(closes[following]), "actual_up": market > 0,
                     "target": target, "correct": None if target == 0 else (market > 0) == (target > 0),
                     "strategy_return": earned, "market_return": market,
@@ -335,10 +336,9 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 },
             )  # fmt: skip
         previous_target = target
-    equity, _ = ledger.last_equity()
-    base = ledger.equity_base()
+    equity, _ = ledger.last_equity(symbol)
+    base = ledger.equity_base(symbol)
     drawdown = equity / base - 1.0
-    symbol = params.data.symbol
     if drawdown < params.trade.kill_switch_return and ledger.open_halt(symbol) is None:
         since = "" if base == 1.0 else f" since the last resume (equity {base:.4f})"
         reason = (
@@ -349,8 +349,11 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
         ledger.halt(symbol, kind=KILL_SWITCH, reason=reason, equity_now=equity)
 
 
-def resume(ledger: Ledger, symbol: str, *, by: str, note: str) -> str:
-    """Clears the symbol's kill switch; later cycles measure the return from the equity now.
+def resume(
+    ledger: Ledger, symbol: str, *, by: str, note: str, weights: dict[str, float] | None = None
+) -> str:
+    """Clears the symbol's (or the book's: BOOK, with the symbols' weights) kill switch; later
+    cycles measure the return from the equity now.
 
     Returns what was done, for the operator.
     """
@@ -362,7 +365,7 @@ def resume(ledger: Ledger, symbol: str, *, by: str, note: str) -> str:
             f"{symbol} is halted by a reconcile difference ({halt.reason}); "
             "`klinecast trade resolve` decides that one"
         )
-    equity, _ = ledger.last_equity()
+    equity = book_equity(ledger, weights or {}) if symbol == BOOK else ledger.last_equity(symbol)[0]
     ledger.resume(halt, by=by, decision=f"resumed: {note}", equity_base=equity)
     return (
         f"the kill switch ({halt.reason}) is cleared by {by}; later cycles measure the return "
@@ -404,3 +407,64 @@ def with_params(trader: Trader, **trade_changes) -> Trader:
         trader.params, trade=dataclasses.replace(trader.params.trade, **trade_changes)
     )
     return dataclasses.replace(trader, params=params)
+
+
+def book_equity(ledger: Ledger, weights: dict[str, float]) -> float:
+    """The book's equity (1 = start): each settled hour's return is the weighted sum of the
+    symbols' after-cost returns that hour, as the research's portfolio combines them."""
+    returns: dict = {}
+    for row in ledger.outcomes():
+        weight = weights.get(row["symbol"], 0.0)
+        returns[row["hour"]] = returns.get(row["hour"], 0.0) + weight * row["strategy_return"]
+    return float(np.prod([1.0 + r for r in returns.values()])) if returns else 1.0
+
+
+@dataclass(frozen=True)
+class BookResult:
+    """One hour of the book: each symbol's cycle, and whether the book's kill switch holds."""
+
+    hour: pd.Timestamp
+    symbols: dict[str, CycleResult]
+    equity: float
+    halt: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """The worst of the symbols' (halted 3, busy 4, no trade 1), else 0."""
+        codes = [r.exit_code for r in self.symbols.values()]
+        return max(codes, key=lambda c: (c != 0, c)) if codes else 0
+
+
+def run_book(traders: dict[str, Trader], params: Params, *, hour: pd.Timestamp) -> BookResult:
+    """One hour of every symbol's cycle (each with its own position, cap, lock and kill
+    switch), then the book's kill switch: when the book's equity since its last resume falls
+    below trade.book_kill_switch_return, every symbol halts (flat) until
+    `klinecast trade resume --symbol '*'`.
+
+    Args:
+        traders: symbol -> its trader (params narrowed to the symbol).
+        params: the whole params (the weights, the book's kill switch).
+
+    Raises:
+        LedgerError: the database is unavailable.
+    """
+    symbols = params.data.symbols
+    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
+    results = {}
+    for symbol, trader in traders.items():
+        try:
+            results[symbol] = run_once(trader, hour=hour)
+        except ExchangeError as exc:  # one symbol's exchange failure does not stop the book
+            log.error("hour %s: %s: %s", hour, symbol, exc)
+            results[symbol] = CycleResult(hour, "no_trade", reason=f"exchange: {exc}")
+    ledger = next(iter(traders.values())).ledger
+    equity = book_equity(ledger, weights)
+    base = ledger.equity_base(BOOK)
+    drawdown = equity / base - 1.0
+    limit = params.trade.book_kill_switch_return
+    halt = ""
+    if drawdown < limit and ledger.open_halt(BOOK) is None:
+        halt = f"the book's cumulative return {drawdown:+.2%} fell below {limit:+.2%}"
+        log.error("kill switch: %s; every symbol halts", halt)
+        ledger.halt(BOOK, kind=KILL_SWITCH, reason=halt, equity_now=equity)
+    return BookResult(hour, results, equity, halt)

@@ -121,19 +121,31 @@ class Ledger:
         return _Guarded(self)
 
     # predictions
-    def prediction(self, hour: dt.datetime) -> dict | None:
+    def prediction(self, hour: dt.datetime, symbol: str) -> dict | None:
+        query = sa.select(predictions).where(
+            predictions.c.hour == hour, predictions.c.symbol == symbol
+        )
         with self._begin() as c:
-            row = c.execute(sa.select(predictions).where(predictions.c.hour == hour)).first()
+            row = c.execute(query).first()
         return None if row is None else _row(row)
 
-    def record_prediction(self, hour: dt.datetime, **values) -> None:
-        row = {"hour": hour, "created_at": _now(), **values}
+    def record_prediction(self, hour: dt.datetime, *, symbol: str, **values) -> None:
+        row = {"hour": hour, "symbol": symbol, "created_at": _now(), **values}
         with self._begin() as c:
-            c.execute(predictions.delete().where(predictions.c.hour == hour))
+            c.execute(
+                predictions.delete().where(
+                    predictions.c.hour == hour, predictions.c.symbol == symbol
+                )
+            )
             c.execute(predictions.insert().values(**row))
 
-    def traded_predictions(self, *, before: dt.datetime | None = None) -> list[dict]:
+    def traded_predictions(
+        self, symbol: str | None = None, *, before: dt.datetime | None = None
+    ) -> list[dict]:
+        """The traded hours of the symbol (of every symbol: None), oldest first."""
         query = sa.select(predictions).where(predictions.c.status == "traded")
+        if symbol is not None:
+            query = query.where(predictions.c.symbol == symbol)
         if before is not None:
             query = query.where(predictions.c.hour < before)
         with self._begin() as c:
@@ -220,21 +232,31 @@ class Ledger:
 
     # outcomes and equity
     def record_outcome(self, row: dict, *, equity_row: dict) -> None:
+        """A settled hour of row["symbol"] and that symbol's equity after it."""
         with self._begin() as c:
             c.execute(outcomes.insert().values(**row))
-            c.execute(equity.insert().values(**equity_row))
+            c.execute(equity.insert().values(symbol=row["symbol"], **equity_row))
 
-    def outcome_hours(self) -> set:
+    def outcome_hours(self, symbol: str) -> set:
+        query = sa.select(outcomes.c.hour).where(outcomes.c.symbol == symbol)
         with self._begin() as c:
-            return {_utc(r[0]) for r in c.execute(sa.select(outcomes.c.hour))}
+            return {_utc(r[0]) for r in c.execute(query)}
 
-    def outcomes(self) -> list[dict]:
+    def outcomes(self, symbol: str | None = None) -> list[dict]:
+        """The settled hours of the symbol (of every symbol: None), oldest first."""
+        query = sa.select(outcomes).order_by(outcomes.c.hour, outcomes.c.symbol)
+        if symbol is not None:
+            query = query.where(outcomes.c.symbol == symbol)
         with self._begin() as c:
-            rows = c.execute(sa.select(outcomes).order_by(outcomes.c.hour))
-            return [_row(r) for r in rows]
+            return [_row(r) for r in c.execute(query)]
 
-    def last_equity(self) -> tuple[float, float]:
-        query = sa.select(equity.c.equity, equity.c.buy_and_hold).order_by(equity.c.hour.desc())
+    def last_equity(self, symbol: str) -> tuple[float, float]:
+        """The symbol's equity and its buy-and-hold's after its last settled hour (1, 1)."""
+        query = (
+            sa.select(equity.c.equity, equity.c.buy_and_hold)
+            .where(equity.c.symbol == symbol)
+            .order_by(equity.c.hour.desc())
+        )
         with self._begin() as c:
             row = c.execute(query.limit(1)).first()
         return (1.0, 1.0) if row is None else (float(row[0]), float(row[1]))
@@ -282,11 +304,12 @@ class Ledger:
             row = c.execute(sa.select(halts).where(halts.c.id == halt.id)).first()
         return _halt(row)
 
-    def equity_base(self) -> float:
-        """The equity that the kill switch measures from: 1, or the last resume's."""
+    def equity_base(self, symbol: str) -> float:
+        """The equity that the symbol's (or the book's: BOOK) kill switch measures from: 1, or
+        its last resume's."""
         query = (
             sa.select(halts.c.equity_base)
-            .where(halts.c.equity_base.is_not(None))
+            .where(halts.c.equity_base.is_not(None), halts.c.symbol == symbol)
             .order_by(halts.c.id.desc())
         )
         with self._begin() as c:

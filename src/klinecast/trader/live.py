@@ -19,13 +19,27 @@ from klinecast.trader.ledger import Ledger
 KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
 
 
-def trader(params: Params) -> Trader:
+def book(params: Params) -> dict[str, Trader]:
+    """A trader per symbol of data.symbols, sharing one ledger and asking one
+    InferenceService (publish.model_name) about each."""
+    ledger = Ledger(params.trade.ledger)
+    return {
+        symbol: trader(params.for_symbol(symbol), service=params.publish.model_name, ledger=ledger)
+        for symbol in params.data.symbols
+    }
+
+
+def trader(params: Params, *, service: str | None = None, ledger: Ledger | None = None) -> Trader:
     """The trader of params.trade (its ledger, broker, InferenceService and request kind).
+
+    Args:
+        service: the InferenceService's model name (default: publish.model_name), when params
+            are narrowed to one of several symbols.
 
     Raises:
         KlinecastError: the broker is testnet and a key is missing from the environment.
     """
-    ledger = Ledger(params.trade.ledger)
+    ledger = ledger or Ledger(params.trade.ledger)
     testnet = params.trade.broker == "testnet"
     retry = dataclasses.replace(market.EXCHANGE_RETRY, timeout_s=params.trade.exchange_timeout_seconds)
     url = market.rest_url(testnet=testnet)
@@ -52,19 +66,19 @@ def trader(params: Params) -> Trader:
             retry=retry,
         )
 
+    by_symbol = params.trade.request == "symbol"
     return Trader(
-        params, ledger, broker, closed_candles, predictor(params, by_symbol=params.trade.request == "symbol")
+        params, ledger, broker, closed_candles, predictor(params, by_symbol=by_symbol, service=service)
     )
 
 
-def predictor(params: Params, *, by_symbol: bool):
+def predictor(params: Params, *, by_symbol: bool, service: str | None = None):
     """Asks the InferenceService by symbol (its online store) or with the candles."""
     url = params.trade.inference_url
     symbol = params.data.symbol if by_symbol else None
+    name = service or params.publish.model_name
 
     def ask(candles):
-        return predict(
-            url, params.publish.model_name, candles, protocol=params.trade.protocol, symbol=symbol
-        )
+        return predict(url, name, candles, protocol=params.trade.protocol, symbol=symbol)
 
     return ask

@@ -48,7 +48,7 @@ def replay(
     hours = candles.index[span.holds(candles.index)]
     results = [run_once(trader, hour=hour) for hour in hours]
     settle(ledger, candles.loc[: span.stop].iloc[-params.features.min_history :], params)
-    equity, hold = ledger.last_equity()
+    equity, hold = ledger.last_equity(params.data.symbol)
     return {
         "hours": len(results),
         "traded": sum(r.status == "traded" for r in results),

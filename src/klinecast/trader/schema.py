@@ -44,8 +44,9 @@ def current(connection: sa.Connection) -> str | None:
     return context.get_current_revision()
 
 
-def upgrade(engine: sa.Engine) -> str:
-    """Brings the schema to the newest revision; returns it. Idempotent.
+def upgrade(engine: sa.Engine, destination: str = "head") -> str:
+    """Brings the schema to the newest revision (or destination, for tests that make an older
+    ledger); returns it. Idempotent.
 
     Raises:
         LockBusy: another process held the schema lock for WAIT_S.
@@ -62,15 +63,16 @@ def upgrade(engine: sa.Engine) -> str:
             MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).stamp(
                 scripts, "0001"
             )
-        if current(connection) == scripts.get_current_head():
-            return scripts.get_current_head()
+        wanted = scripts.get_current_head() if destination == "head" else destination
+        if current(connection) == wanted:
+            return wanted
 
         def to_head(revision, context):
-            return scripts._upgrade_revs("head", revision)
+            return scripts._upgrade_revs(destination, revision)
 
-        with EnvironmentContext(config, scripts, fn=to_head, destination_rev="head") as env:
+        with EnvironmentContext(config, scripts, fn=to_head, destination_rev=destination) as env:
             env.configure(
                 connection=connection, target_metadata=None, version_table=VERSION_TABLE
             )
             env.run_migrations()
-    return scripts.get_current_head()
+    return wanted

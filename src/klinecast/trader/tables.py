@@ -12,7 +12,7 @@ predictions = sa.Table(
     "predictions",
     metadata,
     sa.Column("hour", UTC, primary_key=True),  # open time of the newest closed candle
-    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("symbol", sa.String(20), primary_key=True),
     sa.Column("prob_up", sa.Float),
     sa.Column("target", sa.Integer),  # -1 short, 0 flat, 1 long
     sa.Column("model_version", sa.String(200)),
@@ -56,6 +56,7 @@ outcomes = sa.Table(
     "outcomes",
     metadata,
     sa.Column("hour", UTC, primary_key=True),  # the predicted hour's feature time t
+    sa.Column("symbol", sa.String(20), primary_key=True),
     sa.Column("close", sa.Float, nullable=False),
     sa.Column("next_close", sa.Float, nullable=False),
     sa.Column("actual_up", sa.Boolean, nullable=False),
@@ -68,7 +69,8 @@ equity = sa.Table(
     "equity",
     metadata,
     sa.Column("hour", UTC, primary_key=True),
-    sa.Column("equity", sa.Float, nullable=False),  # growth of 1 after fees
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("equity", sa.Float, nullable=False),  # growth of 1 after fees, of this symbol
     sa.Column("buy_and_hold", sa.Float, nullable=False),
 )
 state = sa.Table(
@@ -121,4 +123,4 @@ paper_orders = sa.Table(
 VIEW = """CREATE VIEW prediction_outcomes AS
 SELECT p.hour, p.symbol, p.prob_up, p.target, p.model_version, p.status,
        o.actual_up, o.correct, o.strategy_return, o.market_return
-FROM predictions p LEFT JOIN outcomes o ON o.hour = p.hour"""
+FROM predictions p LEFT JOIN outcomes o ON o.hour = p.hour AND o.symbol = p.symbol"""
