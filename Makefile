@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint validate-manifests \
-	bench bench-tune bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-planted clean
+	bench bench-tune bench-workers bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-planted clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
@@ -170,6 +170,14 @@ bench-tune: data
 	python benchmarks/bench_tune.py
 
 # The seed's setup (examples/seed-params.yaml) against params.yaml on the same candles and split.
+# Tuning workers sharing one PostgreSQL study (1 vs 2), and each symbol's cost per trial: on
+# the five symbols of `make run-example` when it has run, else on BTCUSDT.
+EXAMPLE_FEATURES := $(wildcard $(EXAMPLE_DIR)/data/*/features.parquet)
+bench-workers: setup
+	test -n "$(EXAMPLE_FEATURES)" || test -f data/BTCUSDT/features.parquet || $(MAKE) run
+	python benchmarks/bench_workers.py $(if $(EXAMPLE_FEATURES),--params $(EXAMPLE_DIR)/params.yaml \
+		--features $(EXAMPLE_FEATURES),--features data/BTCUSDT/features.parquet)
+
 bench-compare: data
 	dvc repro candles
 	python benchmarks/compare_rules.py

@@ -6,7 +6,15 @@ and metrics for the KFP UI. The functions' bodies are compiled into the pipeline
 they import what they use (from the pipeline image).
 """
 
-from components.data import candles, features, features_sync, ingest, validate_params
+from components.data import (
+    candles,
+    features,
+    features_sync,
+    ingest,
+    list_symbols,
+    narrow_params,
+    validate_params,
+)
 from components.model import evaluate, report, train
 from components.release import deploy, publish
 from components.tuning import collect_tuning, tune_worker
@@ -19,6 +27,8 @@ __all__ = [
     "features",
     "features_sync",
     "ingest",
+    "list_symbols",
+    "narrow_params",
     "publish",
     "report",
     "train",

@@ -36,6 +36,24 @@ def validate_params(
 
 
 @dsl.component(**COMPONENT)
+def list_symbols(params: Input[Artifact]) -> list[str]:
+    """data.symbols of the run's params, for the ParallelFor over symbols."""
+    from klinecast.config import load_params
+
+    return list(load_params(params.path).data.symbols)
+
+
+@dsl.component(**COMPONENT)
+def narrow_params(params: Input[Artifact], symbol: str, narrowed: Output[Artifact]):
+    """The run's params.yaml narrowed to one symbol (Params.for_symbol): every step of that
+    symbol's branch reads it, as `dvc repro`'s stages read --symbol."""
+    from klinecast.config import load_params
+    from klinecast.platform.pipeline_params import sections_of, write_params_file
+
+    write_params_file(sections_of(load_params(params.path).for_symbol(symbol)), narrowed.path)
+
+
+@dsl.component(**COMPONENT)
 def ingest(params: Input[Artifact], raw: Output[Dataset]):
     """Downloads and sha256-verifies the archives from data.base_url."""
     import datetime as dt

@@ -38,7 +38,9 @@ def evaluate(
     config = load_params(params.path)
     result = evaluation.evaluate(
         pd.read_parquet(features.path), config, BestParams.read(best_params.path),
-        span_looks=looks.record(config.tune.storage, config.split.out_of_sample),
+        span_looks=looks.record(
+            config.tune.storage, config.split.out_of_sample, config.data.symbol
+        ),
     )  # fmt: skip
     result.predictions.to_parquet(predictions.path)
     with open(metrics_json.path, "w") as out:

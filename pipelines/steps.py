@@ -12,16 +12,31 @@ from klinecast.platform.pipeline_params import SECTIONS, sections_of
 
 #: params.yaml's sections, the defaults of the pipelines' section parameters.
 DEFAULTS = sections_of(Params())
+#: How many symbols' branches run at once (ParallelFor's parallelism, fixed when compiling:
+#: tune.symbols_in_parallel of params.yaml, which a test holds equal to Params()').
+SYMBOLS_IN_PARALLEL = Params().tune.symbols_in_parallel
 #: Secret and key holding the PostgreSQL URL of the shared Optuna study.
 OPTUNA_SECRET, OPTUNA_KEY = POSTGRES_SECRET, POSTGRES_KEYS["optuna"]
 
 
-def data_steps(values: dict):
-    """validate-params -> ingest -> candles -> features; returns (setup, features) tasks."""
+def setup_step(values: dict):
+    """validate-params (the run's params.yaml and the tuning workers' ids), and the symbols;
+    returns their outputs: params, workers, symbols."""
     setup = c.validate_params(**{name: values[name] for name in SECTIONS})
     setup.set_caching_options(False)  # cheap, and its params.yaml must match this run's values
-    raw = c.ingest(params=setup.outputs["params"])
+    symbols = c.list_symbols(params=setup.outputs["params"])
+    symbols.set_caching_options(False)
+    return {
+        "params": setup.outputs["params"],
+        "workers": setup.outputs["Output"],
+        "symbols": symbols.output,
+    }
+
+
+def symbol_data_steps(params):
+    """ingest -> candles -> features of the one symbol that params (narrowed) hold; returns
+    the features task."""
+    raw = c.ingest(params=params)
     raw.set_caching_options(False)  # new hours appear with the same inputs
-    candles = c.candles(params=setup.outputs["params"], raw=raw.outputs["raw"])
-    features = c.features(params=setup.outputs["params"], candles=candles.outputs["candles"])
-    return setup, features
+    candles = c.candles(params=params, raw=raw.outputs["raw"])
+    return c.features(params=params, candles=candles.outputs["candles"])

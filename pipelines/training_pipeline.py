@@ -1,5 +1,7 @@
-"""The training pipeline: data -> tuning fanned out over tune.workers pods -> evaluation -> train
-(and the gate) -> publish -> deploy. Every step is a components/ adapter over the same code `dvc repro` runs.
+"""The training pipeline: for each symbol of data.symbols (a ParallelFor of
+tune.symbols_in_parallel branches at once): data -> tuning fanned out over tune.workers pods ->
+evaluation -> train (and the gate) -> publish -> deploy. Every step is a components/ adapter
+over the same code `dvc repro` runs, with params narrowed to the branch's symbol.
 
 Compile with `klinecast pipeline compile` (writes training_pipeline.yaml next to this file);
 run it locally with `klinecast pipeline run --local`, on a cluster with `klinecast pipeline
@@ -13,7 +15,14 @@ from klinecast.config import variable_of
 from klinecast.platform.k8s import NAMESPACE
 from klinecast.platform.names import S3_ENDPOINT_KEY, S3_KEYS, S3_SECRET
 from klinecast.platform.pipeline_params import with_sections
-from pipelines.steps import DEFAULTS, OPTUNA_KEY, OPTUNA_SECRET, data_steps
+from pipelines.steps import (
+    DEFAULTS,
+    OPTUNA_KEY,
+    OPTUNA_SECRET,
+    SYMBOLS_IN_PARALLEL,
+    setup_step,
+    symbol_data_steps,
+)
 
 
 def share_study(task):
@@ -23,19 +32,9 @@ def share_study(task):
     )
 
 
-@dsl.pipeline(
-    name="klinecast-training",
-    description=(
-        "Binance klines -> TA-Lib features -> Optuna tuning (N workers, one PostgreSQL study) -> "
-        "out-of-sample evaluation vs baselines -> train -> gate -> registry -> InferenceService"
-    ),
-)
-@with_sections(DEFAULTS, namespace=(str, NAMESPACE))
-def training_pipeline(values: dict):
-    namespace = values["namespace"]
-    setup, features = data_steps(values)
-    params, rows = setup.outputs["params"], features.outputs["features"]
-    with dsl.ParallelFor(items=setup.outputs["Output"], name="tuning-workers") as worker:
+def symbol_branch(params, rows, fanout, namespace) -> None:
+    """One symbol: tuning over the workers, evaluation, train, the gate, publish, deploy."""
+    with dsl.ParallelFor(items=fanout["workers"], name="tuning-workers") as worker:
         tuner = c.tune_worker(params=params, features=rows, worker=worker)
         share_study(tuner.set_cpu_request("1").set_cpu_limit("2").set_memory_limit("4Gi"))
     tuned = share_study(
@@ -67,5 +66,24 @@ def training_pipeline(values: dict):
             published, S3_SECRET, {S3_ENDPOINT_KEY: S3_ENDPOINT_KEY}, optional=True
         )
         c.deploy(
-            params=params, storage_uri=published.outputs["Output"], namespace=namespace
+            params=fanout["params"], storage_uri=published.outputs["Output"], namespace=namespace
         ).set_caching_options(False)
+
+
+@dsl.pipeline(
+    name="klinecast-training",
+    description=(
+        "Binance klines -> TA-Lib features -> Optuna tuning (N workers, one PostgreSQL study) -> "
+        "out-of-sample evaluation vs baselines -> train -> gate -> registry -> InferenceService"
+    ),
+)
+@with_sections(DEFAULTS, namespace=(str, NAMESPACE))
+def training_pipeline(values: dict):
+    namespace = values["namespace"]
+    setup = setup_step(values)
+    with dsl.ParallelFor(
+        items=setup["symbols"], parallelism=SYMBOLS_IN_PARALLEL, name="symbols"
+    ) as symbol:
+        params = c.narrow_params(params=setup["params"], symbol=symbol).outputs["narrowed"]
+        features = symbol_data_steps(params)
+        symbol_branch(params, features.outputs["features"], setup, namespace)

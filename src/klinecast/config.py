@@ -418,6 +418,9 @@ class TuneParams(_Checked):
     #: Processes (locally: one batch of asks at a time) or pods (the KFP pipeline's
     #: ParallelFor, sharing one study; not reproducible) that run the trials.
     workers: int = 2
+    #: The KFP pipelines' symbol branches that run at once (ParallelFor's parallelism);
+    #: `dvc repro` runs the symbols one after another.
+    symbols_in_parallel: int = 2
     seed: int = 42
     study_name: str = "klinecast"
     #: An SQLAlchemy URL; $KLINECAST_OPTUNA_STORAGE or `tune --storage` override it.
@@ -431,6 +434,8 @@ class TuneParams(_Checked):
             yield "n_trials", f"must be at least 1, got {self.n_trials}"
         if self.workers < 1:
             yield "workers", f"must be at least 1, got {self.workers}"
+        if self.symbols_in_parallel < 1:
+            yield "symbols_in_parallel", f"must be at least 1, got {self.symbols_in_parallel}"
         if "://" not in self.storage:
             yield "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
 

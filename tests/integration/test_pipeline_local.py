@@ -66,10 +66,14 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     done = run_local(tmp_path, params, "--set", "tune.workers=2", "--set", "backtest.fee=0.0005")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "klinecast-training succeeded" in done.stdout
-    run = task_outputs(tmp_path)
+    root = task_outputs(tmp_path)
+    assert {"validate-params", "list-symbols", "for-loop-1-iteration-0"} == {
+        p.name for p in root.iterdir()
+    }  # one symbol: one branch of the ParallelFor over data.symbols
+    run = root / "for-loop-1-iteration-0"
     tasks = {p.name for p in run.iterdir()}
     assert {
-        "validate-params",
+        "narrow-params",
         "ingest",
         "candles",
         "features",
@@ -77,7 +81,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
         "evaluate",
     } <= tasks
     assert {"train", "report", "publish", "deploy"} <= tasks
-    assert {"for-loop-1-iteration-0", "for-loop-1-iteration-1"} <= tasks  # two tuning workers
+    assert {"for-loop-2-iteration-0", "for-loop-2-iteration-1"} <= tasks  # two tuning workers
 
     # The two workers shared one study and stopped at n_trials between them (a worker may
     # finish the trial it was running when the other reached the count: at most one more).
@@ -133,6 +137,36 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     pointer = json.loads((tmp_path / "registry/klinecast-btcusdt-1h/production.json").read_text())
     assert pointer["version"] == receipt["version"]
     assert "deploy: skipped: not in a Kubernetes cluster" in done.stdout + done.stderr
+
+
+def test_two_symbols_run_as_two_branches_each_with_its_model(tmp_path, mirror_server):
+    params = write_small_pipeline_params(
+        tmp_path / "two.yaml",
+        data={"base_url": mirror_server.url, "symbols": ["BTCUSDT", "ETHUSDT"], "start": "2021-01-01"},
+        split={"in_sample_start": "2021-02-01", "in_sample_end": "2021-05-31",
+               "out_of_sample_start": "2021-06-01", "out_of_sample_end": "2021-06-30"},
+        publish={"registry": str(tmp_path / "registry"), "gate_min_excess_return": -100.0,
+                 "gate_max_p_value": 1.0, "min_splits": 0, "min_features_used": 0, "min_trades": 0},
+    )  # fmt: skip
+    done = run_local(tmp_path, params)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    root = task_outputs(tmp_path)
+    branches = sorted(p.name for p in root.glob("for-loop-1-iteration-*"))
+    assert branches == ["for-loop-1-iteration-0", "for-loop-1-iteration-1"]
+    symbols = set()
+    for branch in branches:
+        narrowed = yaml.safe_load((root / branch / "narrow-params/narrowed").read_text())
+        (symbol,) = narrowed["data"]["symbols"]
+        symbols.add(symbol)
+        candles = pd.read_parquet(root / branch / "candles/candles")
+        assert candles.index[0] == pd.Timestamp("2021-01-01", tz="UTC")
+        metrics = json.loads((root / branch / "evaluate/metrics_json").read_text())
+        assert metrics["span"]["first_hour"].startswith("2021-06-01")
+    assert symbols == {"BTCUSDT", "ETHUSDT"}
+    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == [
+        "klinecast-btcusdt-1h-btcusdt", "klinecast-btcusdt-1h-ethusdt",
+    ]  # fmt: skip
+    assert "the per-symbol storage of klinecast-btcusdt-1h is not patched" in done.stdout + done.stderr
 
 
 def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):

@@ -124,3 +124,21 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
     )
     assert len(lines) == result.folds + 1  # one per fold, then the result
     assert float(lines[-1].split("=")[1]) == pytest.approx(result.model.sharpe, rel=1e-9)
+
+
+def test_each_symbol_gets_an_experiment_of_its_own(validator):
+    params = dataclasses.replace(
+        Params(), data=dataclasses.replace(Params().data, symbols=("BTCUSDT", "ETHUSDT"))
+    )
+    documents = katib.experiments(params, image="img:1")
+    assert [d["metadata"]["name"] for d in documents] == [
+        "klinecast-btcusdt-tune", "klinecast-ethusdt-tune",
+    ]  # fmt: skip
+    for document, symbol in zip(documents, ("BTCUSDT", "ETHUSDT"), strict=True):
+        assert list(validator.iter_errors(document)) == []
+        (container,) = document["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"]
+        command = container["command"][-1]
+        assert command.startswith(
+            f"dvc pull data/{symbol}/features.parquet && klinecast tune-trial --symbol {symbol} "
+            f"--features data/{symbol}/features.parquet "
+        )

@@ -90,12 +90,19 @@ def test_sections_survive_the_trip_through_kfp():
 
 def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
     spec, platform = documents(REPO / "pipelines/training_pipeline.yaml")
-    tasks = spec["root"]["dag"]["tasks"]
-    loop = tasks["for-loop-1"]
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"validate-params", "list-symbols", "for-loop-1"}
+    symbols = root["for-loop-1"]  # a branch per symbol, tune.symbols_in_parallel at once
+    assert symbols["parameterIterator"]["items"]["inputParameter"].endswith("list-symbols-Output")
+    assert symbols["iteratorPolicy"] == {"parallelismLimit": Params().tune.symbols_in_parallel}
+    tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert {"narrow-params", "ingest", "candles", "features", "collect-tuning", "evaluate",
+            "train", "report"} <= set(tasks)  # fmt: skip
+    loop = tasks["for-loop-2"]  # the tuning workers, within the symbol's branch
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("validate-params-Output")
-    gate = tasks["condition-2"]["triggerPolicy"]["condition"]
+    gate = tasks["condition-3"]["triggerPolicy"]["condition"]
     assert "train-Output" in gate and gate.endswith("true")  # the gate needs the final model
-    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"publish", "deploy"}
+    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"publish", "deploy"}
     assert tasks["report"]["dependentTasks"] == ["collect-tuning", "evaluate", "train"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for shared in ("exec-tune-worker", "exec-collect-tuning"):
@@ -146,8 +153,11 @@ def test_unknown_or_invalid_arguments_fail_before_anything_runs(tmp_path, capsys
 
 def test_the_refresh_ends_by_writing_the_online_store():
     spec, platform = documents(REPO / "pipelines/refresh_pipeline.yaml")
-    tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks["features-sync"]["dependentTasks"]) == {"features", "validate-params"}
+    assert spec["root"]["dag"]["tasks"]["for-loop-1"]["parameterIterator"]["items"][
+        "inputParameter"
+    ].endswith("list-symbols-Output")  # every symbol's branch ends by syncing that symbol
+    tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(tasks["features-sync"]["dependentTasks"]) == {"features", "narrow-params"}
     assert not tasks["features-sync"]["cachingOptions"].get("enableCache", False)
     executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
         "exec-features-sync"

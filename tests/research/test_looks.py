@@ -24,6 +24,8 @@ def test_every_evaluation_of_a_span_counts_once_more(backend, tmp_path, request)
     other = Span(dt.date(2022, 1, 1), dt.date(2022, 6, 30))
     assert looks.record(url, other) == 1  # another span has its own count
     assert looks.record(url, SPAN) == 4
+    assert looks.record(url, SPAN, "ETHUSDT") == 1  # and another symbol: its hours are its own
+    assert looks.record(url, SPAN, "BTCUSDT") == 5
 
 
 def test_an_unreachable_storage_is_a_clear_error_without_the_password():

@@ -143,7 +143,9 @@ def run_evaluate(args) -> int:
     frame = read_parquet(args.features, produced_by="dvc repro features")
     tuned = read_best_params(args.best_params)
     started = time.perf_counter()
-    span_looks = looks.record(params.tune.storage, params.split.out_of_sample)
+    span_looks = looks.record(
+        params.tune.storage, params.split.out_of_sample, params.data.symbol
+    )
     result = evaluation.evaluate(frame, params, tuned, span_looks=span_looks)
     atomic.write_parquet(args.predictions, result.predictions)
     atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
@@ -340,8 +342,8 @@ def add_katib(commands) -> None:
         help="write the Katib Experiment generated from params.yaml's search space",
         description=(
             "Translate tune.search_space (and the seed and trial count) into a Katib "
-            "Experiment: TPE, maximise tune.objective, every trial run to its end, trials "
-            "running `klinecast tune-trial`."
+            "Experiment per symbol of data.symbols: TPE, maximise tune.objective, every trial "
+            "run to its end, trials running `klinecast tune-trial --symbol`."
         ),
     )
     params_arg(parser)
@@ -362,10 +364,14 @@ def run_katib(args) -> int:
     from klinecast.platform import katib
     from klinecast.platform.manifests import HEADER
 
-    document = katib.experiment(load_params(args.params), image=args.image)
-    text = HEADER + yaml.safe_dump(document, sort_keys=False)
+    documents = katib.experiments(load_params(args.params), image=args.image)
+    text = HEADER + yaml.safe_dump_all(documents, sort_keys=False)
     atomic.atomic_write(args.out, lambda tmp: tmp.write_text(text))
-    print(f"katib: {len(document['spec']['parameters'])} parameters -> {args.out}")
+    names = ", ".join(d["metadata"]["name"] for d in documents)
+    print(
+        f"katib: {len(documents)} Experiment(s) ({names}), "
+        f"{len(documents[0]['spec']['parameters'])} parameters each -> {args.out}"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from klinecast import layout
 from klinecast.config import Params, SearchSpace
 from klinecast.platform.cluster import PIPELINE_ACCOUNT
 from klinecast.platform.k8s import NAMESPACE, UID, resources
@@ -47,12 +48,14 @@ def experiment(
     image: str,
     namespace: str = NAMESPACE,
     parallel_trials: int = 2,
+    own_name: str | None = None,
 ) -> dict:
     """TPE over tune.search_space, maximising tune.objective, every trial run to its end (as
     `klinecast tune` runs them: no early stopping).
 
     Each trial is a Job running `klinecast tune-trial` with the trial's parameters; it prints
-    `<objective>=<value>` after every fold for Katib's StdOut metrics collector.
+    `<objective>=<value>` after every fold for Katib's StdOut metrics collector. params hold
+    one symbol (`experiments` makes one Experiment per symbol).
     """
     tune = params.tune
     space = dataclasses.asdict(tune.search_space)
@@ -61,11 +64,17 @@ def experiment(
         f"--{key.replace('_', '-')}=${{trialParameters.{name}}}"
         for key, (name, _) in levers.items()
     )
-    command = f"dvc pull data/features.parquet && klinecast tune-trial {flags}"
+    symbol = params.data.symbol
+    features = layout.features(symbol)
+    command = (
+        f"dvc pull {features} && klinecast tune-trial --symbol {symbol} --features {features} "
+        f"{flags}"
+    )
+    name = f"{tune.study_name}-tune" if own_name is None else own_name
     return {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Experiment",
-        "metadata": {"name": f"{tune.study_name}-tune", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "objective": {"type": "maximize", "objectiveMetricName": tune.objective},
             "algorithm": {
@@ -124,3 +133,17 @@ def experiment(
             },
         },
     }
+
+
+def experiments(params: Params, *, image: str, namespace: str = NAMESPACE) -> list[dict]:
+    """One Experiment per symbol of data.symbols, each tuning that symbol's model alone (its
+    own TPE and trial budget; a symbol as a search parameter would have TPE look for the best
+    symbol, and share one budget among them). One symbol keeps the name <study_name>-tune."""
+    symbols = params.data.symbols
+    return [
+        experiment(
+            params.for_symbol(symbol), image=image, namespace=namespace,
+            own_name=None if len(symbols) == 1 else f"{params.tune.study_name}-{symbol.lower()}-tune",
+        )  # fmt: skip
+        for symbol in symbols
+    ]

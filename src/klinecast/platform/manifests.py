@@ -25,6 +25,16 @@ def base(
     storage_uri = storage_uri or serving.placeholder_uri(name)
     ns = {"namespace": namespace}
     trader_secrets = [names.BINANCE_SECRET, names.POSTGRES_SECRET]
+    experiments = katib.experiments(params, image=PIPELINE_IMAGE)  # one per symbol
+    symbols = params.data.symbols
+    katib_files = (
+        {"katib-experiment.yaml": experiments[0]}
+        if len(symbols) == 1
+        else {
+            f"katib-experiment-{symbol.lower()}.yaml": document
+            for symbol, document in zip(symbols, experiments, strict=True)
+        }
+    )
     return {
         "namespace.yaml": cluster.namespace(namespace),
         "s3-secret.template.yaml": serving.s3_secret_template(**ns),
@@ -51,7 +61,7 @@ def base(
         "redis-networkpolicy.yaml": store.redis_network_policy(model_name=name, **ns),
         "features-sync-cronjob.yaml": store.sync_cronjob(image=PIPELINE_IMAGE, **ns),
         "trader-cronjob.yaml": trader.cronjob(model_name=name, image=PIPELINE_IMAGE, **ns),
-        "katib-experiment.yaml": katib.experiment(params, image=PIPELINE_IMAGE),
+        **katib_files,
     }
 
 

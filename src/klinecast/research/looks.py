@@ -25,13 +25,14 @@ span_looks = sa.Table(
 )
 
 
-def record(storage_url: str, span: Span) -> int:
-    """Counts one more evaluation of the span; returns how many there have been.
+def record(storage_url: str, span: Span, symbol: str = "BTCUSDT") -> int:
+    """Counts one more evaluation of the span for the symbol (each symbol's hours are its
+    own data); returns how many there have been.
 
     Raises:
         KlinecastError: the storage cannot be reached or written (the URL's password hidden).
     """
-    key = str(span)
+    key = str(span) if symbol == "BTCUSDT" else f"{span} {symbol}"  # BTCUSDT's: as before symbols
     try:
         engine = sa.create_engine(storage_url)
         with engine.begin() as connection:
