@@ -176,7 +176,8 @@ EXAMPLE_FEATURES := $(wildcard $(EXAMPLE_DIR)/data/*/features.parquet)
 bench-workers: setup
 	test -n "$(EXAMPLE_FEATURES)" || test -f data/BTCUSDT/features.parquet || $(MAKE) run
 	python benchmarks/bench_workers.py $(if $(EXAMPLE_FEATURES),--params $(EXAMPLE_DIR)/params.yaml \
-		--features $(EXAMPLE_FEATURES),--features data/BTCUSDT/features.parquet)
+		--features $(filter %/BTCUSDT/features.parquet,$(EXAMPLE_FEATURES)) \
+		$(filter-out %/BTCUSDT/features.parquet,$(EXAMPLE_FEATURES)),--features data/BTCUSDT/features.parquet)
 
 bench-compare: data
 	dvc repro candles

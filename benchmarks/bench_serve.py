@@ -8,12 +8,18 @@ Four paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latenc
                (50 windows asked in turn, so after the first round the window cache answers);
   full_uncached the same with the transformer's cache off: every request computes and asks;
   in_process   the same work as `full` as a plain function call (features + booster.predict).
+With --book DIR (default build/example, where `make run-example` leaves the five symbols), one
+service serving every symbol of DIR's params with its own model, by symbol:
+  book_mix     each request one symbol, drawn from the five;
+  book_batch   each request a batch of all five (V1 instances);
+compared in the same run with `symbol` (one symbol, one model) as ratios.
 
 The online store is a Feast project of the benchmark's own in the Redis of params.yaml's
 `online` section ($KLINECAST_REDIS), synced from the candles up to their last hour; the
 transformer's clock is fixed just after it. The project's keys are removed afterwards.
 
 Usage: python benchmarks/bench_serve.py [--artifact models/BTCUSDT/candidate] [--users 16] [--seconds 60]
+       [--book build/example]
 """
 
 from __future__ import annotations
@@ -81,6 +87,34 @@ def synced_store(candles: pd.DataFrame, project: str):
 
     feature_sync.sync(params, settings=settings, source=from_frame, now=now)
     return settings, now.isoformat()
+
+
+def book_case(book: Path, project: str):
+    """The five-symbol service: its storage URI, store (synced from each symbol's candles up to
+    their common last hour), clock, service name and bodies."""
+    params = load_params(book / "params.yaml")
+    settings = online_store.StoreSettings.of(params.online)
+    settings = online_store.StoreSettings(
+        settings.redis, str(Path(tempfile.mkdtemp()) / "registry.db"), project
+    )
+    candles = {s: pd.read_parquet(book / "data" / s / "candles.parquet") for s in params.data.symbols}
+    last = min(frame.index[-1] for frame in candles.values())
+    now = last + pd.Timedelta(hours=1, minutes=5)
+    for symbol, frame in candles.items():
+
+        def from_frame(_symbol, interval, first, last, frame=frame):
+            return frame.loc[first:last]
+
+        feature_sync.sync(params.for_symbol(symbol), settings=settings, source=from_frame, now=now)
+    storage = ",".join(
+        f"{s}={book / 'models' / s / 'candidate'}" for s in params.data.symbols
+    )
+    bodies = {
+        "book_model_name": params.publish.model_name,
+        "mix": [v1_symbol_request(s) for s in params.data.symbols],
+        "batch": [{"instances": [{"symbol": s} for s in params.data.symbols]}],
+    }
+    return storage, settings, now.isoformat(), params.publish.model_name, bodies
 
 
 def drop_project(settings) -> None:
@@ -190,6 +224,10 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_serve.json"))
+    parser.add_argument(
+        "--book", type=Path, default=Path("build/example"),
+        help="a `make run-example` worktree: the five-symbol case runs when it holds models",
+    )  # fmt: skip
     args = parser.parse_args()
 
     metadata = registry.read_artifact_metadata(args.artifact)
@@ -226,6 +264,23 @@ def main() -> int:
                             users=args.users, seconds=args.seconds,
                         )  # fmt: skip
                         print(f"{path:13s}", results[path], flush=True)
+        if (args.book / "models").is_dir():
+            storage, book_store, book_clock, book_name, book_bodies = book_case(
+                args.book, f"bench{os.getpid()}book"
+            )
+            prepared |= book_bodies
+            bodies_path.write_text(json.dumps(prepared))
+            with LocalServing(
+                book_name, storage, free_port(), free_port(), log_dir=Path(tmp) / "logs-book",
+                online=book_store, now=book_clock,
+            ) as book:  # fmt: skip
+                for path, user in (("book_mix", "MixUser"), ("book_batch", "BatchUser")):
+                    results[path] = run_locust(
+                        user, book.transformer_url, bodies_path, users=args.users,
+                        seconds=args.seconds,
+                    )  # fmt: skip
+                    print(f"{path:13s}", results[path], flush=True)
+            drop_project(book_store)
     drop_project(settings)
     results["in_process"] = in_process(prepared["transformer"], args.artifact, metadata, seconds=10)
     print("in_process", results["in_process"], flush=True)
@@ -248,6 +303,19 @@ def main() -> int:
             }
             for path, r in results.items()
             if path != "in_process"
+        },
+        "book_vs_one_symbol": {
+            path: {
+                "rps": round(results[path]["rps"] / max(results["symbol"]["rps"], 1e-9), 2),
+                "symbols_per_s": round(
+                    results[path]["rps"]
+                    * (len(prepared["batch"][0]["instances"]) if path == "book_batch" else 1)
+                    / max(results["symbol"]["rps"], 1e-9), 2,
+                ),
+                "p50": round(results[path]["p50_ms"] / max(results["symbol"]["p50_ms"], 1e-9), 2),
+            }
+            for path in ("book_mix", "book_batch")
+            if path in results
         },
         "targets": {
             "symbol_rps_at_least_400": results["symbol"]["rps"] >= 400,

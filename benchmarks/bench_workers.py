@@ -2,11 +2,12 @@
 and what several symbols times N workers would take.
 
 Each worker is a `klinecast tune --workers 1 --first-worker K` process on the same study, as the
-KFP pipeline's tuning pods are; all of them stop once the study holds --trials complete trials.
+KFP pipeline's tuning pods are, pinned to a core of its own (a pod with one CPU); all of them
+stop once the study holds --trials complete trials.
 Both cases run in this one process's lifetime, one after the other, on a fresh study each, and
 are compared as a ratio (the machines are shared and noisy). Then every symbol's features
 (--features, one file per symbol, e.g. the five-symbol example's) get one worker for a few
-trials, which gives each symbol's cost per trial.
+trials; the study's own trial durations give each symbol's cost per trial.
 
 Usage: python benchmarks/bench_workers.py [--features data/BTCUSDT/features.parquet ...]
        [--params params.yaml] [--trials 12] [--symbol-trials 4] [--storage postgresql+psycopg2://postgres@127.0.0.1/test]
@@ -34,8 +35,11 @@ BIN = Path(sys.executable).parent
 def tune_processes(
     params: Path, features: Path, *, workers: int, trials: int, storage: str, symbol: str
 ) -> float:
-    """Starts `workers` tune processes on one fresh study; returns the wall seconds until all
-    have stopped."""
+    """Starts `workers` tune processes on one fresh study, each on a core of its own; returns
+    the wall seconds until all have stopped."""
+    cores = sorted(os.sched_getaffinity(0))
+    if workers > len(cores):
+        raise SystemExit(f"{workers} workers need {workers} cores; this machine gives {len(cores)}")
     argv = [str(BIN / "klinecast"), "tune", "--params", str(params), "--symbol", symbol,
             "--features", str(features), "--workers", "1", "--n-trials", str(trials),
             "--storage", storage, "--no-progress"]  # fmt: skip
@@ -45,6 +49,7 @@ def tune_processes(
             subprocess.Popen(
                 [*argv, "--first-worker", str(k), "--out-dir", f"{out}/w{k}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                preexec_fn=lambda core=cores[k]: os.sched_setaffinity(0, {core}),
             )  # fmt: skip
             for k in range(workers)
         ]
@@ -63,6 +68,17 @@ def fresh_params(base: Path, work: Path, symbol: str) -> Path:
     path = work / f"params-{raw['tune']['study_name']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def trial_seconds(storage: str, prefix: str) -> float:
+    """The mean duration of the complete trials of the study whose name starts with prefix
+    (the tuner appends a fingerprint), without the process's start-up."""
+    import optuna
+
+    (summary,) = [s for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(prefix)]
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    done = [t.duration.total_seconds() for t in trials if t.duration is not None]
+    return sum(done) / len(done)
 
 
 def symbol_of(features: Path) -> str:
@@ -106,12 +122,14 @@ def main() -> int:
     per_symbol = {}
     for path in args.features:
         symbol = symbol_of(path)
-        seconds = tune_processes(
-            fresh_params(args.params, work, symbol), path, workers=1, trials=args.symbol_trials,
-            storage=args.storage, symbol=symbol,
+        params = fresh_params(args.params, work, symbol)
+        tune_processes(
+            params, path, workers=1, trials=args.symbol_trials, storage=args.storage,
+            symbol=symbol,
         )  # fmt: skip
-        per_symbol[symbol] = {"seconds_per_trial": seconds / args.symbol_trials}
-        print(f"{symbol}: {seconds / args.symbol_trials:.1f} s a trial, one worker", flush=True)
+        seconds = trial_seconds(args.storage, yaml.safe_load(params.read_text())["tune"]["study_name"])
+        per_symbol[symbol] = {"seconds_per_trial": seconds}
+        print(f"{symbol}: {seconds:.2f} s a trial, one worker", flush=True)
     n_trials = yaml.safe_load(args.params.read_text())["tune"]["n_trials"]
     serial = sum(s["seconds_per_trial"] for s in per_symbol.values()) * n_trials
     speedup = shared[2]["trials_per_hour"] / shared[1]["trials_per_hour"]
@@ -124,8 +142,8 @@ def main() -> int:
         "estimate": {
             "n_trials_per_symbol": n_trials,
             "one_worker_minutes": serial / 60,
-            # a worker is a pod with the CPU this machine gives one process: N pods divide the
-            # serial time while the study's storage keeps up (two_over_one measures it at 2)
+            # a worker is a pod with one core, as here: N pods divide the serial trial time
+            # while the study's storage keeps up (two_over_one measures it at 2)
             **{f"{n}_workers_minutes": serial / n / 60 for n in (2, 4, 8)},
         },
     }

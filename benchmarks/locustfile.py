@@ -16,8 +16,11 @@ MODEL = BODIES["model_name"]
 # body per request would measure locust more than the servers.
 ENCODED = {
     kind: [json.dumps(b).encode() for b in BODIES[kind]]
-    for kind in ("transformer", "predictor", "symbol")
+    for kind in ("transformer", "predictor", "symbol", "mix", "batch")
+    if kind in BODIES
 }
+#: the five-symbol service's name (bench_serve.py's book case)
+BOOK = BODIES.get("book_model_name", MODEL)
 HEADERS = {"Content-Type": "application/json"}
 
 
@@ -59,4 +62,30 @@ class PredictorUser(FastHttpUser):
         body = random.choice(ENCODED["predictor"])
         self.client.post(
             f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="predictor v1"
+        )
+
+
+class MixUser(FastHttpUser):
+    """Several symbols served by one service: each request one symbol, drawn from the mix."""
+
+    wait_time = constant(0)
+
+    @task
+    def predict(self):
+        body = random.choice(ENCODED["mix"])
+        self.client.post(
+            f"/v1/models/{BOOK}:predict", data=body, headers=HEADERS, name="book v1 one symbol"
+        )
+
+
+class BatchUser(FastHttpUser):
+    """Several symbols served by one service: each request a batch of all of them."""
+
+    wait_time = constant(0)
+
+    @task
+    def predict(self):
+        self.client.post(
+            f"/v1/models/{BOOK}:predict", data=ENCODED["batch"][0], headers=HEADERS,
+            name="book v1 batch",
         )

@@ -96,8 +96,8 @@ def test_the_validation_can_fail(breakage):
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_no_container_breaks_the_policy(name):
     objects = overlay(name)
-    # model, transformer, trader, trial, Redis, feature sync
-    assert sum(1 for o in objects for _ in containers(o)) == 6
+    # model, transformer, trader, monitor, trial, Redis, feature sync
+    assert sum(1 for o in objects for _ in containers(o)) == 7
     assert [p for o in objects for p in problems(o)] == []
 
 

@@ -69,7 +69,7 @@ def test_cronjob_runs_once_an_hour_safely():
 
 
 def test_core_manifests_cover_the_base():
-    assert len(CORE) == 18 and "trader-cronjob.yaml" in CORE
+    assert len(CORE) == 19 and {"trader-cronjob.yaml", "monitor-cronjob.yaml"} <= set(CORE)
     assert {"features-sync-cronjob.yaml", "redis-deployment.yaml", "online-configmap.yaml"} < set(
         CORE
     )
@@ -82,3 +82,15 @@ def test_secret_templates_hold_no_values():
         secret = load(name)
         assert "stringData" not in secret and "data" not in secret
         assert secret["metadata"]["annotations"]["klinecast.io/keys"]
+
+
+def test_the_monitor_runs_hourly_after_the_trader_reading_only_the_ledger():
+    spec = load("monitor-cronjob.yaml")["spec"]
+    assert spec["schedule"] == "15 * * * *" and spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:3] == ["monitor", "--params", "/app/params.yaml"]
+    (env,) = container["env"]
+    assert env["name"] == "KLINECAST_LEDGER_URL"
+    assert env["valueFrom"]["secretKeyRef"]["name"] == "klinecast-postgres"
+    assert container["securityContext"]["readOnlyRootFilesystem"]

@@ -61,6 +61,7 @@ def base(
         "redis-networkpolicy.yaml": store.redis_network_policy(model_name=name, **ns),
         "features-sync-cronjob.yaml": store.sync_cronjob(image=PIPELINE_IMAGE, **ns),
         "trader-cronjob.yaml": trader.cronjob(model_name=name, image=PIPELINE_IMAGE, **ns),
+        "monitor-cronjob.yaml": trader.monitor_cronjob(image=PIPELINE_IMAGE, **ns),
         **katib_files,
     }
 

@@ -1,4 +1,5 @@
-"""The trader's CronJob (batch/v1) and its Secret template, generated from one place."""
+"""The trader's and the monitor's CronJobs (batch/v1) and the trader's Secret template,
+generated from one place."""
 
 from __future__ import annotations
 
@@ -47,6 +48,37 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_na
         backoff_limit=2,
         pod={
             "serviceAccountName": TRADER_ACCOUNT,
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
+        },
+    )
+
+
+def monitor_cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE) -> dict:
+    """`klinecast monitor` at minute 15 of every hour, after the trader: a report per symbol
+    and the book's, from the trader's ledger (it reads; it sends nothing anywhere)."""
+    container = {
+        "name": "monitor",
+        "image": image,
+        "args": ["monitor", "--params", "/app/params.yaml", "--out-dir", "/tmp/monitor"],
+        "env": [
+            _secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"])
+        ],
+        "resources": resources("100m", "256Mi", "500m", "512Mi"),
+        "securityContext": restricted_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    labels = {"app.kubernetes.io/component": "monitor"}
+    return k8s.hourly_cronjob(
+        "klinecast-monitor",
+        namespace=namespace,
+        minute=15,
+        labels={"app.kubernetes.io/name": "klinecast", **labels},
+        pod_labels=labels,
+        container=container,
+        backoff_limit=1,
+        pod={
+            "serviceAccountName": TRADER_ACCOUNT,  # may read the ledger's Secret, nothing else
             "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
         },
