@@ -163,7 +163,7 @@ images:
 	.ci/images
 
 # Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
-bench: bench-tune bench-serve bench-faults bench-pipeline bench-compare
+bench: bench-tune bench-workers bench-serve bench-faults bench-pipeline bench-compare
 
 bench-tune: data
 	dvc repro features

@@ -350,3 +350,38 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     assert prediction["status"] == "traded"
     assert len(table(postgres, "orders")) == (1 if prediction["target"] else 0)
     assert exchange.order_posts() == 0  # paper: nothing reached the exchange's order endpoint
+
+
+def test_the_monitor_cronjob_reports_the_ledger_as_rendered(images, postgres):
+    """The dev overlay's monitor CronJob container, as rendered, on a PostgreSQL ledger holding
+    two settled hours: it reads them and reports, exit 0, with no network besides the ledger."""
+    import datetime as dt
+
+    from klinecast.trader.ledger import Ledger
+    from tests.support.helpers import drop_ledger
+
+    cronjob = find(overlay("dev"), "CronJob", "klinecast-monitor")
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    drop_ledger(postgres)
+    ledger = Ledger(postgres)
+    ledger.migrate()
+    start = dt.datetime(2022, 5, 31, 20, tzinfo=dt.UTC)
+    for i, ret in enumerate((0.01, -0.005)):
+        hour = start + dt.timedelta(hours=i)
+        ledger.record_prediction(hour, symbol="BTCUSDT", prob_up=0.6, target=1, status="traded")
+        ledger.record_outcome(
+            {"hour": hour, "symbol": "BTCUSDT", "close": 1.0, "next_close": 1.0 + ret,
+             "actual_up": ret > 0, "target": 1, "correct": ret > 0, "strategy_return": ret,
+             "market_return": ret},
+            equity_row={"hour": hour, "equity": 1 + ret, "buy_and_hold": 1 + ret},
+        )  # fmt: skip
+    run = [
+        "run", "--rm", *container_flags(container, pod),
+        *env_flags(container, overlay("dev"), {"KLINECAST_LEDGER_URL": postgres}),
+        container["image"].replace("registry.example.com/klinecast/pipeline:0.1.0", PIPELINE),
+        *container["args"],
+    ]  # fmt: skip
+    done = podman(*run, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "monitor: BTCUSDT: 2 trades, accuracy 50%" in done.stdout

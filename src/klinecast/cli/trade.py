@@ -96,6 +96,12 @@ def add_trade(commands) -> None:
         ),
     )
     params_arg(replay)
+    replay.add_argument(
+        "--symbol",
+        help="the symbol to replay (default: the one of data.symbols); the service must answer "
+        "its candles: serve that symbol's model alone (`klinecast serve --storage-uri "
+        "models/<symbol>/candidate`)",
+    )
     replay.add_argument("--start", required=True, type=dt.date.fromisoformat)
     replay.add_argument("--end", required=True, type=dt.date.fromisoformat)
     replay.add_argument(
@@ -204,7 +210,8 @@ def run_replay(args) -> int:
     from klinecast.trader import live
     from klinecast.trader.replay import replay
 
-    params = load_params(args.params)
+    full = load_params(args.params)
+    params = full.for_symbol(args.symbol or full.data.symbol)
     if args.end < args.start:
         raise KlinecastError(f"--end {args.end} is before --start {args.start}")
     if args.ledger.startswith("sqlite:///"):
@@ -219,7 +226,8 @@ def run_replay(args) -> int:
         start=args.start,
         end=args.end,
         ledger_url=args.ledger,
-        predict=live.predictor(params, by_symbol=False),  # past hours: the store holds the newest
+        # past hours: the store holds only the newest, so the candles are sent
+        predict=live.predictor(params, by_symbol=False, service=full.publish.model_name),
     )
     print(
         f"trade replay: {summary['hours']} hours, {summary['traded']} traded, "
