@@ -538,6 +538,10 @@ class TradeParams(_Checked):
     ledger: str = "sqlite:///ledger.db"
     quantity: float = 0.001  # base asset per position
     max_quantity: float = 0.01  # the cap on any position
+    #: Quote currency (USDT) the book trades; each symbol gets capital x its portfolio weight
+    #: and opens a position worth that at the decision's close (at most max_quantity of its
+    #: base asset). 0: each symbol trades `quantity` of its base asset.
+    capital: float = 0.0
     kill_switch_return: float = -0.20  # halt a symbol when its cumulative return falls below this
     #: halt every symbol when the book's (the weighted symbols') cumulative return falls below this
     book_kill_switch_return: float = -0.20
@@ -562,6 +566,8 @@ class TradeParams(_Checked):
             yield "protocol", f"expected v1 or v2, got {self.protocol!r}"
         if self.request not in ("symbol", "candles"):
             yield "request", f"expected symbol or candles, got {self.request!r}"
+        if self.capital < 0:
+            yield "capital", f"must be >= 0 (0: trade.quantity), got {self.capital}"
         if not 0 < self.quantity <= self.max_quantity:
             yield "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
         for name in ("kill_switch_return", "book_kill_switch_return"):
@@ -604,7 +610,8 @@ class Params(_Checked):
 
     def for_symbol(self, symbol: str) -> Params:
         """These params narrowed to one configured symbol: data.symbols holds it alone,
-        publish.model_name is that symbol's model (`model_name_of`), and no weights are left.
+        publish.model_name is that symbol's model (`model_name_of`), trade.capital is its share
+        of the book's, and no weights are left.
 
         Raises:
             KlinecastError: the symbol is not in data.symbols.
@@ -617,7 +624,12 @@ class Params(_Checked):
             self,
             data=dataclasses.replace(self.data, symbols=(symbol,)),
             publish=dataclasses.replace(self.publish, model_name=self.model_name_of(symbol)),
-            portfolio=PortfolioParams(),  # alone, the symbol holds all of its capital
+            # the symbol's share of the book's capital; alone, it holds all of its share
+            trade=dataclasses.replace(
+                self.trade,
+                capital=self.trade.capital * self.portfolio.weight(symbol, self.data.symbols),
+            ),
+            portfolio=PortfolioParams(),
         )
 
     def model_name_of(self, symbol: str) -> str:

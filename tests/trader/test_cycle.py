@@ -228,3 +228,27 @@ def test_the_book_trades_each_symbol_with_its_own_ledger_rows_and_halts_as_a_who
     later = run_book(traders, params, hour=markets["BTCUSDT"].index[7])
     assert {r.status for r in later.symbols.values()} == {"halted"} and later.exit_code == 3
     assert all(ledger.position(s) == 0 for s in params.data.symbols)  # flat while halted
+
+
+def test_capital_split_sizes_each_symbols_position_and_holds_it(ledger):
+    from klinecast.config import params_from_mapping
+
+    params = params_from_mapping(
+        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]},
+         "portfolio": {"weights": {"BTCUSDT": 0.75, "ETHUSDT": 0.25}},
+         "trade": {"capital": 1000.0, "max_quantity": 1000.0}}
+    ).for_symbol("ETHUSDT")  # fmt: skip
+    assert params.trade.capital == 250.0  # its share of the book's capital
+    candles = synthetic_candles(10)
+    trade = Trader(params, ledger, PaperBroker(fee=0.001, engine=ledger.engine), None, None)
+    trade_to(trade, candles.index[0], target=1, price=100.0)
+    assert ledger.position("ETHUSDT") == pytest.approx(2.5)  # 250 USDT at 100
+    assert trade_to(trade, candles.index[1], target=1, price=80.0) == 0  # held: not re-sized
+    assert ledger.position("ETHUSDT") == pytest.approx(2.5)
+    trade_to(trade, candles.index[2], target=0, price=80.0)
+    trade_to(trade, candles.index[3], target=1, price=80.0)  # a new position: 250 at 80
+    assert ledger.position("ETHUSDT") == pytest.approx(3.125)
+    capped = params_from_mapping({"trade": {"capital": 1000.0, "max_quantity": 0.01}})
+    trade = Trader(capped, ledger, PaperBroker(fee=0.001, engine=ledger.engine), None, None)
+    trade_to(trade, candles.index[4], target=1, price=100.0)
+    assert ledger.position("BTCUSDT") == pytest.approx(0.01)  # the cap holds

@@ -220,7 +220,8 @@ def holding(ledger: Ledger, symbol: str, hour: pd.Timestamp) -> strategy.Holding
 
 
 def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -> int:
-    """Moves the position to target * quantity (at most trade.max_quantity); returns the
+    """Moves the position to target * size (`position_size`, at most trade.max_quantity); a
+    position sized by capital is held at its size while the side stays. Returns the
     orders sent. It moves from the reconciled position, the exchange's, so the cap holds at
     the exchange.
 
@@ -228,8 +229,10 @@ def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -
         ExchangeError: an order was refused (on record), or its fate stayed unknown.
     """
     symbol, trade = trader.symbol, trader.params.trade
-    size = min(trade.quantity, trade.max_quantity)
     current = trader.ledger.position(symbol)  # reconciled: the exchange's
+    if trade.capital > 0 and current != 0 and np.sign(current) == target:
+        return 0  # sized by capital: a held position keeps its size (no hourly re-sizing)
+    size = min(position_size(trade, price), trade.max_quantity)
     sent = 0
     for leg, delta in legs(current, target * size):
         order = Order(
@@ -249,6 +252,14 @@ def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -
         current = round(trader.ledger.position(symbol) + filled.holding_change, 8)
         trader.ledger.record_fill(filled, position_after=current)
     return sent
+
+
+def position_size(trade, price: float) -> float:
+    """Base asset per position: trade.quantity, or trade.capital's worth at price (rounded
+    down to 1e-6)."""
+    if trade.capital <= 0:
+        return trade.quantity
+    return float(np.floor(trade.capital / price * 1e6) / 1e6)
 
 
 def send(trader: Trader, order: Order, *, price: float) -> tuple[Order, int]:
