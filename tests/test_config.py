@@ -104,6 +104,11 @@ def test_every_problem_of_a_file_is_reported_at_once():
             "params: portfolio.weights: must sum to 1, got 1.4",
         ),
         ({"portfolio": {"weights": {"BTCUSDT": "half"}}}, "params: portfolio.weights.BTCUSDT: expected a number"),
+        (
+            {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "trade": {"request": "candles"}},
+            "params: trade.request: candles asks one model; with several data.symbols the service "
+            "has a model per symbol and is asked by symbol: set trade.request: symbol",
+        ),
         ({"data": {"base_url": 3}}, "params: data.base_url: expected a string, got 3"),
         ({"data": []}, "params: data: expected a mapping, got list"),
         (

@@ -637,6 +637,12 @@ class Params(_Checked):
         return symbol_model_name(self.publish.model_name, self.data.symbols, symbol)
 
     def problems(self) -> Problems:
+        if self.trade.request == "candles" and len(self.data.symbols) > 1:
+            yield (
+                "trade.request",
+                "candles asks one model; with several data.symbols the service has a model per "
+                "symbol and is asked by symbol: set trade.request: symbol",
+            )
         weighted = set(self.portfolio.weights)
         if weighted and weighted != set(self.data.symbols):
             yield (

@@ -99,7 +99,7 @@ def test_dvc_repro_runs_the_stages_then_is_a_no_op(project, mirror_server):
     assert candles["rows"] + candles["missing_candles"] == 2880  # every hour of Jan..Apr 2021
 
 
-def test_adding_a_symbol_runs_only_its_own_stages(project, mirror_server):
+def test_adding_a_symbol_runs_only_its_own_data_stages(project, mirror_server):
     make_data(project, mirror_server.url, "2021-04-30")
     sh("dvc", "repro", "features", cwd=project)
     btc = (project / "data/BTCUSDT/features.parquet").read_bytes()

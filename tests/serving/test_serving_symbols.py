@@ -108,6 +108,8 @@ def test_a_v1_batch_answers_each_symbol_in_order_with_its_own_model(server, mode
     assert eth["model_version"] != btc["model_version"]  # each symbol's own model
     assert eth["strategy"]["entry_band"] == 0.01 and btc["strategy"]["entry_band"] == 0.0
     assert eth["feature_time"] == btc["feature_time"] == "2022-02-01T00:00:00+00:00"
+    again = v1(server, symbols_v1("BTCUSDT", "ETHUSDT", "BTCUSDT")).json()["predictions"]
+    assert again == [btc, eth, btc]  # a symbol named twice is answered twice, in place
 
 
 def test_tritonclient_asks_a_bytes_batch(server):

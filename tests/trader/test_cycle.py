@@ -252,3 +252,17 @@ def test_capital_split_sizes_each_symbols_position_and_holds_it(ledger):
     trade = Trader(capped, ledger, PaperBroker(fee=0.001, engine=ledger.engine), None, None)
     trade_to(trade, candles.index[4], target=1, price=100.0)
     assert ledger.position("BTCUSDT") == pytest.approx(0.01)  # the cap holds
+
+
+def test_a_book_halt_neither_hides_a_symbols_own_halt_nor_is_cleared_by_it(ledger):
+    from klinecast.trader.ledger import BOOK
+
+    ledger.halt(BOOK, kind="kill_switch", reason="the book fell", equity_now=0.7)
+    assert ledger.open_halt(SYMBOL).symbol == BOOK  # the symbol is halted by the book's
+    ledger.halt(SYMBOL, kind="reconcile", reason="ledger and exchange differ")
+    assert ledger.open_halt(SYMBOL).kind == "reconcile"  # its own difference comes first
+    said = resume(ledger, "ETHUSDT", by="op", note="")
+    assert said == "ETHUSDT was not halted; the book is halted (the book fell): `--symbol '*'`"
+    assert ledger.own_halt(BOOK) is not None  # a symbol's resume leaves the book's halt
+    assert "cleared" in resume(ledger, BOOK, by="op", note="ok", weights={SYMBOL: 1.0})
+    assert ledger.own_halt(BOOK) is None and ledger.open_halt(SYMBOL).kind == "reconcile"

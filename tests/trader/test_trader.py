@@ -463,10 +463,10 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
             )  # fmt: skip
         )
     ledger = Ledger(url)
-    assert ledger.migrate() == "0002"
+    assert ledger.migrate() == "0003"
     assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     halt = ledger.open_halt("BTCUSDT")
     assert halt.kind == "kill_switch" and "-25%" in halt.reason
     assert ledger.get_state("halted") is None
-    assert ledger.migrate() == "0002"
+    assert ledger.migrate() == "0003"
     engine.dispose()

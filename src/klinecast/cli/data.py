@@ -234,11 +234,10 @@ def run_sync(args) -> int:
 
     import pandas as pd
 
-    from klinecast.config import load_params
     from klinecast.redaction import redact_redis
     from klinecast.serving import feature_sync
 
-    params = load_params(args.params)
+    params = load_symbol_params(args)  # every symbol of data.symbols, or --symbol alone
     if args.redis:
         params = dataclasses.replace(
             params, online=dataclasses.replace(params.online, redis=args.redis)

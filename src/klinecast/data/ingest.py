@@ -83,9 +83,10 @@ def ingest(
     for symbol, plan in plans.items():
         first = listing_month(source, plan)
         if first is None:
+            last = [ref for ref in plan if ref.period == "monthly"][-1]  # the one looked up
             raise KlinecastError(
                 f"{symbol}: the source has no {params.interval} archives of {symbol} up to "
-                f"{plan[-1].label} (no {source.url(plan[-1].checksum_relpath)}); check "
+                f"{last.label} (no {source.url(last.checksum_relpath)}); check "
                 "data.symbols, and data.end against the symbol's listing. Nothing was downloaded"
             )
         if first.day > plan[0].day:

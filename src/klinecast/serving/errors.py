@@ -51,4 +51,5 @@ class PredictorAnswerError(ServingError):
     status = 502
 
     def __init__(self, reason: str):
-        super().__init__(f"the predictor answered malformed JSON: {reason}")
+        prefix = "the predictor answered malformed JSON: "
+        super().__init__(reason if reason.startswith(prefix) else prefix + reason)

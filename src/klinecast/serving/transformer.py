@@ -66,8 +66,9 @@ OUTPUTS = {
     "strategy": "BYTES",
 }
 CACHE_SIZE = 4096
-#: The most symbols one request may name (each costs a store read and a predictor call).
-MAX_SYMBOLS = 100
+#: The most symbols one request may name (each distinct one costs a store read and a predictor
+#: call; STORE_THREADS of the reads run at once, within the store's timeout).
+MAX_SYMBOLS = 20
 #: params' online.stale_after_minutes default, for a transformer made without params
 STALE_AFTER = pd.Timedelta(minutes=15)
 #: Store reads that may wait at once; more queue, and answer 503 when their time is up.
@@ -338,11 +339,13 @@ class ForecastTransformer(kserve.Model):
                 raise InvalidInput(
                     f"{len(symbols)} symbols in one request; at most {MAX_SYMBOLS}"
                 )
-            models = [self._model_of(symbol) for symbol in symbols]  # 404 before any read
+            distinct = list(dict.fromkeys(symbols))  # a symbol asked twice is read once
+            models = [self._model_of(symbol) for symbol in distinct]  # 404 before any read
             items = await asyncio.gather(
-                *(self._symbol_item(s, m) for s, m in zip(symbols, models, strict=True))
+                *(self._symbol_item(s, m) for s, m in zip(distinct, models, strict=True))
             )
-            return SymbolBatch(list(items))
+            found = dict(zip(distinct, items, strict=True))
+            return SymbolBatch([found[symbol] for symbol in symbols])
         if len(self.models) > 1:
             raise InvalidInput(
                 f"this service serves a model per symbol ({', '.join(self.models)}): ask by "
@@ -459,10 +462,13 @@ class ForecastTransformer(kserve.Model):
         if isinstance(payload, Cached):
             return payload
         if isinstance(payload, SymbolBatch):
-            asked = [item for item in payload.items if item.prob_up is None]
+            asked = list({id(i): i for i in payload.items if i.prob_up is None}.values())
             answers = await asyncio.gather(*(self._ask(item, headers) for item in asked))
             for item, answer in zip(asked, answers, strict=True):
-                item.prob_up = _probability(answer)
+                try:
+                    item.prob_up = _probability(answer)
+                except PredictorAnswerError as exc:
+                    raise PredictorAnswerError(f"{exc.message} (for {item.symbol})") from None
             return payload
         try:
             return await super().predict(payload, headers)
@@ -494,7 +500,9 @@ class ForecastTransformer(kserve.Model):
         except (httpx.TransportError, httpx.HTTPStatusError):
             raise
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-            raise PredictorAnswerError(f"not an inference answer ({type(exc).__name__})") from None
+            raise PredictorAnswerError(
+                f"not an inference answer ({type(exc).__name__}) for {item.symbol}"
+            ) from None
 
     # -- postprocess: the probability -> the forecast, with the model's rule
     def postprocess(self, result, headers=None, response_headers=None):

@@ -146,10 +146,12 @@ def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
 
 
 def reconcile_orders(trader: Trader) -> None:
-    """Every unresolved intent of any hour, looked up at the exchange by its client order id
-    and recorded as filled (the position follows), rejected or absent."""
+    """Every unresolved intent of the symbol, of any hour, looked up at the exchange by its
+    client order id and recorded as filled (the position follows), rejected or absent."""
     ledger = trader.ledger
     for order in ledger.unresolved_orders():
+        if order.symbol != trader.symbol:
+            continue  # another symbol's: its own cycle, under its own lock, looks it up
         found = trader.broker.lookup(order)
         if found is None:
             ledger.record_failure(
@@ -197,7 +199,7 @@ def reconcile_position(trader: Trader, hour: pd.Timestamp) -> float | None:
     )  # fmt: skip
     if agree:
         return None
-    if ledger.open_halt(symbol) is None:
+    if ledger.own_halt(symbol) is None:
         reason = (
             f"the ledger holds {ours:+.8f} {symbol} but the exchange {exchange:+.8f} (difference "
             f"{difference:+.8f}, tolerance {tolerance})"
@@ -350,7 +352,7 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
     equity, _ = ledger.last_equity(symbol)
     base = ledger.equity_base(symbol)
     drawdown = equity / base - 1.0
-    if drawdown < params.trade.kill_switch_return and ledger.open_halt(symbol) is None:
+    if drawdown < params.trade.kill_switch_return and ledger.own_halt(symbol) is None:
         since = "" if base == 1.0 else f" since the last resume (equity {base:.4f})"
         reason = (
             f"cumulative return {drawdown:+.2%}{since} fell below "
@@ -368,9 +370,11 @@ def resume(
 
     Returns what was done, for the operator.
     """
-    halt = ledger.open_halt(symbol)
+    halt = ledger.own_halt(symbol)  # exactly this symbol's (BOOK: the book's)
     if halt is None:
-        return f"{symbol} was not halted"
+        book = ledger.own_halt(BOOK) if symbol != BOOK else None
+        extra = f"; the book is halted ({book.reason}): `--symbol '*'`" if book else ""
+        return f"{symbol} was not halted{extra}"
     if halt.kind != KILL_SWITCH:
         return (
             f"{symbol} is halted by a reconcile difference ({halt.reason}); "
@@ -395,7 +399,7 @@ def resolve(trader: Trader, *, adopt: str, by: str, note: str) -> str:
     Returns what was done.
     """
     ledger, symbol = trader.ledger, trader.symbol
-    halt = ledger.open_halt(symbol)
+    halt = ledger.own_halt(symbol)
     if halt is None or halt.kind != RECONCILE:
         return f"{symbol} has no reconcile difference to resolve"
     holding = trader.broker.holding(symbol)
@@ -474,7 +478,7 @@ def run_book(traders: dict[str, Trader], params: Params, *, hour: pd.Timestamp) 
     drawdown = equity / base - 1.0
     limit = params.trade.book_kill_switch_return
     halt = ""
-    if drawdown < limit and ledger.open_halt(BOOK) is None:
+    if drawdown < limit and ledger.own_halt(BOOK) is None:
         halt = f"the book's cumulative return {drawdown:+.2%} fell below {limit:+.2%}"
         log.error("kill switch: %s; every symbol halts", halt)
         ledger.halt(BOOK, kind=KILL_SWITCH, reason=halt, equity_now=equity)

@@ -263,11 +263,16 @@ class Ledger:
 
     # halts: the kill switch and differences with the exchange
     def open_halt(self, symbol: str) -> Halt | None:
-        """The halt that holds for the symbol (or the whole book), if any."""
+        """The halt that holds for the symbol, if any: its own (a reconcile difference first,
+        then its kill switch), else the whole book's."""
+        return self.own_halt(symbol) or (self.own_halt(BOOK) if symbol != BOOK else None)
+
+    def own_halt(self, symbol: str) -> Halt | None:
+        """The symbol's own open halt (BOOK: the book's), a reconcile difference first."""
         query = (
             sa.select(halts)
-            .where(halts.c.symbol.in_((symbol, BOOK)), halts.c.resumed_at.is_(None))
-            .order_by(halts.c.id)
+            .where(halts.c.symbol == symbol, halts.c.resumed_at.is_(None))
+            .order_by((halts.c.kind == "reconcile").desc(), halts.c.id)
         )
         with self._begin() as c:
             row = c.execute(query).first()

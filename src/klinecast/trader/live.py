@@ -20,12 +20,14 @@ KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
 
 
 def book(params: Params) -> dict[str, Trader]:
-    """A trader per symbol of data.symbols, sharing one ledger and asking one
-    InferenceService (publish.model_name) about each."""
+    """A trader per symbol of data.symbols with a weight above 0, sharing one ledger and
+    asking one InferenceService (publish.model_name) about each."""
     ledger = Ledger(params.trade.ledger)
+    symbols = params.data.symbols
     return {
         symbol: trader(params.for_symbol(symbol), service=params.publish.model_name, ledger=ledger)
-        for symbol in params.data.symbols
+        for symbol in symbols
+        if params.portfolio.weight(symbol, symbols) > 0  # weight 0: researched, not traded
     }
 
 
