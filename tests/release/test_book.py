@@ -76,3 +76,22 @@ def test_a_symbol_without_outputs_is_named(tmp_path):
         r"\(its evaluate and publish stages\) first$",
     ):
         evaluate_book(PARAMS, tmp_path)
+
+
+def test_a_symbols_report_says_when_its_rows_start_after_the_in_sample_start(tmp_path):
+    from klinecast.release import report
+
+    tune = tmp_path / "tune"
+    tune.mkdir()
+    span = {"symbol": "ETHUSDT", "in_sample_start": "2018-01-01",
+            "first_usable_hour": "2021-01-02T00:00:00+00:00", "starts_later": True}  # fmt: skip
+    (tune / "best_params.json").write_text(json.dumps({"data": span}))
+    found = report._data_span(tune / "trials.csv")
+    assert found == span
+    assert report._later_start(found) == (
+        "<p class='warn'>ETHUSDT's rows start 2021-01-02 00:00, after split.in_sample_start "
+        "2018-01-01 (listed later, or its features' warm-up): it was tuned and trained from its "
+        "first usable hour.</p>"
+    )
+    assert report._later_start(span | {"starts_later": False}) == ""
+    assert report._data_span(tmp_path / "elsewhere" / "trials.csv") is None

@@ -45,6 +45,8 @@ class ReportInputs:
     importance: dict[str, float]  # feature -> share of the gain
     metadata: ArtifactMetadata
     publish: dict | None  # publish's receipt
+    #: where the symbol's in-sample rows start (tune's best_params.json, `tuning.data_span`)
+    data_span: dict | None = None
 
     @classmethod
     def read(
@@ -76,7 +78,31 @@ class ReportInputs:
             importance=feature_importance(booster, list(metadata.feature_names)),
             metadata=metadata,
             publish=json.loads(receipt.read_text()) if receipt and receipt.is_file() else None,
+            data_span=_data_span(trials),
         )
+
+
+def _data_span(trials: Path | None) -> dict | None:
+    """tune's record of where the rows start, from best_params.json beside trials.csv."""
+    best = Path(trials).with_name("best_params.json") if trials is not None else None
+    if best is None or not best.is_file():
+        return None
+    try:
+        return json.loads(best.read_text()).get("data") or None
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def _later_start(span: dict | None) -> str:
+    """A line when the symbol's rows start after split.in_sample_start."""
+    if not span or not span.get("starts_later"):
+        return ""
+    return (
+        f"<p class='warn'>{html.escape(str(span.get('symbol')))}'s rows start "
+        f"{html.escape(str(span.get('first_usable_hour')))[:16].replace('T', ' ')}, after "
+        f"split.in_sample_start {html.escape(str(span.get('in_sample_start')))} (listed later, "
+        "or its features' warm-up): it was tuned and trained from its first usable hour.</p>"
+    )
 
 
 def _read(path: Path, reader):
@@ -132,6 +158,7 @@ img {{ max-width: 100%; }}
 {span.folds} walk-forward folds, retrained every step{_skipped(span)}), fee
 {metrics.fee_per_side:.2%} and slippage {metrics.slippage_per_side:.2%} per side on every
 change of position.</p>
+{_later_start(inputs.data_span)}
 {"".join(sections)}
 </body></html>
 """
