@@ -104,7 +104,7 @@ def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, ca
         tmp_path,
         capsys,
         {
-            "data": {"intervall": "1h", "symbol": "btc-usdt"},  # unknown key, invalid value
+            "data": {"intervall": "1h", "symbols": ["btc-usdt"]},  # unknown key, invalid value
             "split": {"in_sample_end": "2017-01-01"},  # before its start
             "tune": {"n_trials": "many"},  # wrong type
             "trade": {"broker": "live"},
@@ -114,7 +114,7 @@ def test_validate_params_lists_every_problem_of_the_file_in_one_run(tmp_path, ca
     assert len(lines) == 5, lines
     for key in (
         "data.intervall: unknown key",
-        "data.symbol: expected an upper-case pair",
+        "data.symbols: expected upper-case pairs like BTCUSDT",
         "split.in_sample_end: 2017-01-01 is before in_sample_start",
         "tune.n_trials: expected an integer",
         "trade.broker: expected paper or testnet",
