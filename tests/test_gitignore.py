@@ -41,9 +41,11 @@ def dvc_outputs() -> set[str]:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     found = set()
     for stage in stages.values():
+        stage = stage.get("do", stage)  # a foreach stage: its outputs for the default symbol
         for kind in ("outs", "metrics", "plots"):
             for out in stage.get(kind, []):
-                found.add(next(iter(out)) if isinstance(out, dict) else out)
+                path = next(iter(out)) if isinstance(out, dict) else out
+                found.add(path.replace("${item}", "BTCUSDT"))
     return found
 
 
@@ -63,6 +65,7 @@ def unaccounted(paths, *, root: Path = REPO) -> list[str]:
 def test_every_default_output_is_tracked_or_ignored():
     paths = cli_default_paths(build_parser()) | params_paths() | dvc_outputs()
     assert {"ledger.db", "optuna.db", "reports/monitor", "build/replay-ledger.db"} <= paths
+    assert {"data/BTCUSDT/features.parquet", "models/BTCUSDT/candidate", "reports"} <= paths
     assert unaccounted(paths | set(TOOL_OUTPUTS)) == []
 
 
