@@ -215,8 +215,6 @@ class ForecastTransformer(kserve.Model):
     feature_names = property(lambda self: self.primary.feature_names)
     min_history = property(lambda self: self.primary.min_history)
     interval = property(lambda self: self.primary.interval)
-    rule = property(lambda self: self.primary.rule)
-    horizon_hours = property(lambda self: self.primary.horizon_hours)
     required = property(lambda self: self.primary.required)
 
     @property
@@ -508,42 +506,36 @@ class ForecastTransformer(kserve.Model):
     def postprocess(self, result, headers=None, response_headers=None):
         context: RequestContext = _request.get()
         if isinstance(result, SymbolBatch):
-            return self._answer(context, [self._remember(item) for item in result.items])
+            answers = []
+            for item in result.items:
+                if item.features is not None:  # asked the predictor now, not from the cache
+                    self._keep(item.cache_key, item.prob_up)
+                answers.append(self._forecast(item.prob_up, item.model, item.feature_time))
+            return self._answer(context, answers)
         prob = result.prob_up if isinstance(result, Cached) else _probability(result)
-        if context.cache_key is not None and not isinstance(result, Cached) and self.cache_size:
-            self.cache[context.cache_key] = prob
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
-        # what the model's rule does from a flat book; a holder applies the same rule,
-        # strategy.next_position, with its own position (the trader, with its ledger's)
-        decided_at = pd.Timestamp(context.feature_time)  # the rule's cadence reads its hour
-        direction = DIRECTIONS[
-            strategy.next_position(prob, self.rule, decision_hour=decided_at.hour)
-        ]
-        rule = self.rule.as_dict() | {"horizon_hours": self.horizon_hours}
-        answer = {
-            "prob_up": prob,
-            "direction": direction,
-            "model_version": self.primary.model_version,
-            "feature_time": context.feature_time,
-            "strategy": rule,
-        }
-        return self._answer(context, [answer])
+        if context.cache_key is not None and not isinstance(result, Cached):
+            self._keep(context.cache_key, prob)
+        return self._answer(context, [self._forecast(prob, self.primary, context.feature_time)])
 
-    def _remember(self, item: SymbolItem) -> dict:
-        """One symbol's answer (kept in the cache), with its own model's rule."""
+    def _keep(self, key: tuple, prob: float) -> None:
+        """The answer's probability in the cache (oldest out first)."""
         if self.cache_size:
-            self.cache[item.cache_key] = item.prob_up
+            self.cache[key] = prob
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
-        model = item.model
-        decided_at = pd.Timestamp(item.feature_time)
-        position = strategy.next_position(item.prob_up, model.rule, decision_hour=decided_at.hour)
+
+    @staticmethod
+    def _forecast(prob: float, model: SymbolModel, feature_time: str) -> dict:
+        """The answer for one probability with its model's rule: what the rule does from a
+        flat book; a holder applies the same rule, strategy.next_position, with its own
+        position (the trader, with its ledger's)."""
+        decided_at = pd.Timestamp(feature_time)  # the rule's cadence reads its hour
+        position = strategy.next_position(prob, model.rule, decision_hour=decided_at.hour)
         return {
-            "prob_up": item.prob_up,
+            "prob_up": prob,
             "direction": DIRECTIONS[position],
             "model_version": model.model_version,
-            "feature_time": item.feature_time,
+            "feature_time": feature_time,
             "strategy": model.rule.as_dict() | {"horizon_hours": model.horizon_hours},
         }
 
