@@ -627,10 +627,15 @@ class Params(_Checked):
             # the symbol's share of the book's capital; alone, it holds all of its share
             trade=dataclasses.replace(
                 self.trade,
-                capital=self.trade.capital * self.portfolio.weight(symbol, self.data.symbols),
+                capital=self.trade.capital * self.weights[symbol],
             ),
             portfolio=PortfolioParams(),
         )
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each symbol of data.symbols -> its share of the book's capital."""
+        return {s: self.portfolio.weight(s, self.data.symbols) for s in self.data.symbols}
 
     def model_name_of(self, symbol: str) -> str:
         """The registry name of a symbol's model (`symbol_model_name`)."""

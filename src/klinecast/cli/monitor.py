@@ -54,7 +54,7 @@ def run_monitor(args) -> int:
     # several: a report per symbol in out-dir/<symbol>, and the book's line and JSON
     for symbol in symbols:
         _monitor_symbol(args, params.for_symbol(symbol), ledger, args.out_dir / symbol)
-    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
+    weights = params.weights
     equity = book_equity(ledger, weights)
     halts = {h.symbol: h.reason for h in ledger.halts() if h.resumed_at is None}
     book = {"symbols": list(symbols), "weights": weights, "equity": equity, "halts": halts}

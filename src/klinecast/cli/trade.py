@@ -184,10 +184,8 @@ def run_resume(args) -> int:
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
-    symbols = params.data.symbols
     symbol = args.symbol or params.data.symbol
-    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
-    done = resume(ledger, symbol, by=args.by, note=args.note, weights=weights)
+    done = resume(ledger, symbol, by=args.by, note=args.note, weights=params.weights)
     print(f"trade resume: {done}")
     return 0
 

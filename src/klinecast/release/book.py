@@ -87,7 +87,7 @@ def evaluate_book(params: Params, reports_dir: Path) -> tuple[Book, pd.DataFrame
         KlinecastError: a symbol's outputs are missing or unreadable (the message names it).
     """
     symbols = params.data.symbols
-    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
+    weights = params.weights
     predictions, cards, lines = {}, {}, []
     for symbol in symbols:
         folder = layout.reports(symbol, reports_dir)

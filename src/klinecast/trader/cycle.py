@@ -463,8 +463,7 @@ def run_book(traders: dict[str, Trader], params: Params, *, hour: pd.Timestamp) 
     Raises:
         LedgerError: the database is unavailable.
     """
-    symbols = params.data.symbols
-    weights = {s: params.portfolio.weight(s, symbols) for s in symbols}
+    weights = params.weights
     results = {}
     for symbol, trader in traders.items():
         try:

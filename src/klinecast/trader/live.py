@@ -23,11 +23,10 @@ def book(params: Params) -> dict[str, Trader]:
     """A trader per symbol of data.symbols with a weight above 0, sharing one ledger and
     asking one InferenceService (publish.model_name) about each."""
     ledger = Ledger(params.trade.ledger)
-    symbols = params.data.symbols
     return {
         symbol: trader(params.for_symbol(symbol), service=params.publish.model_name, ledger=ledger)
-        for symbol in symbols
-        if params.portfolio.weight(symbol, symbols) > 0  # weight 0: researched, not traded
+        for symbol, weight in params.weights.items()
+        if weight > 0  # weight 0: researched, not traded
     }
 
 
