@@ -6,6 +6,19 @@ from __future__ import annotations
 import base64
 import io
 
+#: The stylesheet of the research pages (a symbol's report, the book's page).
+REPORT_STYLE = """<style>
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 3px 9px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.model { background: #eef4ff; font-weight: bold; }
+.pass { color: #17692b; } .fail { color: #a11; }
+.warn { background: #fff4e0; border-left: 4px solid #e08a00; padding: 0.5em 1em; }
+.verdict { font-size: 1.1em; }
+img { max-width: 100%; }
+</style>"""
+
 
 def png(fig) -> bytes:
     """A matplotlib figure as PNG bytes; the figure is closed."""

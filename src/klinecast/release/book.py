@@ -21,7 +21,7 @@ import pandas as pd
 from klinecast import layout
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
-from klinecast.pages import img, png
+from klinecast.pages import REPORT_STYLE, img, png
 from klinecast.release.gate import Gate, significance_conditions
 from klinecast.research import portfolio
 from klinecast.research.portfolio import BookMetrics
@@ -160,15 +160,7 @@ def render(book: Book, returns: pd.DataFrame) -> str:
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in book.gate.reasons())
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>klinecast: the book</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 9px; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-tr.model {{ background: #eef4ff; font-weight: bold; }}
-.pass {{ color: #17692b; }} .fail {{ color: #a11; }}
-img {{ max-width: 100%; }}
-</style></head><body>
+{REPORT_STYLE}</head><body>
 <h1>klinecast: the book of {len(book.symbols)} symbol(s)</h1>
 <p>Out of sample {book.first_hour[:10]} .. {book.last_hour[:10]}, after costs, each symbol
 with its own model and rule, capital split as portfolio.weights says and rebalanced hourly.</p>

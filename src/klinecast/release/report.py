@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from klinecast.errors import KlinecastError
-from klinecast.pages import img, png
+from klinecast.pages import REPORT_STYLE, img, png
 from klinecast.release.gate import Gate
 from klinecast.release.metadata import ArtifactMetadata
 from klinecast.research.evaluation import equity_curves
@@ -142,17 +142,7 @@ def render(inputs: ReportInputs) -> str:
     title = f"klinecast report: {html.escape(inputs.metadata.model_name)}"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 9px; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-tr.model {{ background: #eef4ff; font-weight: bold; }}
-.pass {{ color: #17692b; }} .fail {{ color: #a11; }}
-.warn {{ background: #fff4e0; border-left: 4px solid #e08a00; padding: 0.5em 1em; }}
-.verdict {{ font-size: 1.1em; }}
-img {{ max-width: 100%; }}
-</style></head><body>
+{REPORT_STYLE}</head><body>
 <h1>{title}</h1>
 <p>Out of sample: {_day(span.first_hour)} .. {_day(span.last_hour)} ({span.hours:,} hours,
 {span.folds} walk-forward folds, retrained every step{_skipped(span)}), fee
