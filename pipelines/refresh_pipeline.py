@@ -13,7 +13,7 @@ import components as c
 from klinecast.platform.feature_store import SYNC_LABEL
 from klinecast.platform.names import ONLINE_CONFIG_MAP, ONLINE_KEYS, S3_KEYS, S3_SECRET
 from klinecast.platform.pipeline_params import with_sections
-from pipelines.steps import DEFAULTS, SYMBOLS_IN_PARALLEL, setup_step, symbol_data_steps
+from pipelines.steps import DEFAULTS, per_symbol, setup_step
 
 
 def _store_access(sync) -> None:
@@ -33,11 +33,6 @@ def _store_access(sync) -> None:
 )
 @with_sections(DEFAULTS)
 def refresh_pipeline(values: dict):
-    setup = setup_step(values)
-    with dsl.ParallelFor(
-        items=setup["symbols"], parallelism=SYMBOLS_IN_PARALLEL, name="symbols"
-    ) as symbol:
-        params = c.narrow_params(params=setup["params"], symbol=symbol).outputs["narrowed"]
-        features = symbol_data_steps(params)
+    with per_symbol(setup_step(values)) as (params, features):
         sync = c.features_sync(params=params, features=features.outputs["features"])
         _store_access(sync)

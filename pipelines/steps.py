@@ -5,6 +5,10 @@ holds equal to params.yaml. `klinecast pipeline` imports pipelines/ with the rep
 on sys.path, so `components` (beside `pipelines`) imports as a package.
 """
 
+from contextlib import contextmanager
+
+from kfp import dsl
+
 import components as c
 from klinecast.config import Params
 from klinecast.platform.names import POSTGRES_KEYS, POSTGRES_SECRET
@@ -40,3 +44,15 @@ def symbol_data_steps(params):
     raw.set_caching_options(False)  # new hours appear with the same inputs
     candles = c.candles(params=params, raw=raw.outputs["raw"])
     return c.features(params=params, candles=candles.outputs["candles"])
+
+
+@contextmanager
+def per_symbol(setup: dict):
+    """A ParallelFor branch per symbol of data.symbols, tune.symbols_in_parallel at once; within
+    it, yields the run's params narrowed to the branch's symbol and that symbol's features task
+    (ingest -> candles -> features)."""
+    with dsl.ParallelFor(
+        items=setup["symbols"], parallelism=SYMBOLS_IN_PARALLEL, name="symbols"
+    ) as symbol:
+        params = c.narrow_params(params=setup["params"], symbol=symbol).outputs["narrowed"]
+        yield params, symbol_data_steps(params)

@@ -15,14 +15,7 @@ from klinecast.config import variable_of
 from klinecast.platform.k8s import NAMESPACE
 from klinecast.platform.names import S3_ENDPOINT_KEY, S3_KEYS, S3_SECRET
 from klinecast.platform.pipeline_params import with_sections
-from pipelines.steps import (
-    DEFAULTS,
-    OPTUNA_KEY,
-    OPTUNA_SECRET,
-    SYMBOLS_IN_PARALLEL,
-    setup_step,
-    symbol_data_steps,
-)
+from pipelines.steps import DEFAULTS, OPTUNA_KEY, OPTUNA_SECRET, per_symbol, setup_step
 
 
 def share_study(task):
@@ -81,9 +74,5 @@ def symbol_branch(params, rows, fanout, namespace) -> None:
 def training_pipeline(values: dict):
     namespace = values["namespace"]
     setup = setup_step(values)
-    with dsl.ParallelFor(
-        items=setup["symbols"], parallelism=SYMBOLS_IN_PARALLEL, name="symbols"
-    ) as symbol:
-        params = c.narrow_params(params=setup["params"], symbol=symbol).outputs["narrowed"]
-        features = symbol_data_steps(params)
+    with per_symbol(setup) as (params, features):
         symbol_branch(params, features.outputs["features"], setup, namespace)
