@@ -27,58 +27,50 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_na
             "value": f"http://{model_name}-transformer.{namespace}.svc.cluster.local",
         }
     )
-    container = {
-        "name": "trader",
-        "image": image,
-        "args": ["trade", "once", "--params", "/app/params.yaml"],
-        "env": env,
-        "resources": resources("100m", "256Mi", "500m", "512Mi"),
-        "securityContext": restricted_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-    }
     # Missed after minute 11 rather than traded late; reruns are safe (the ledger and the
     # client order ids dedupe).
-    return k8s.hourly_cronjob(
-        "klinecast-trader",
-        namespace=namespace,
-        minute=1,
-        labels={"app.kubernetes.io/name": "klinecast", **TRADER_LABEL},
-        pod_labels=TRADER_LABEL,
-        container=container,
-        backoff_limit=2,
-        pod={
-            "serviceAccountName": TRADER_ACCOUNT,
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
-        },
-    )
+    return _ledger_cronjob(
+        "trader", ["trade", "once", "--params", "/app/params.yaml"], env,
+        image=image, namespace=namespace, minute=1, labels=TRADER_LABEL, backoff_limit=2,
+    )  # fmt: skip
 
 
 def monitor_cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE) -> dict:
     """`klinecast monitor` at minute 15 of every hour, after the trader: a report per symbol
     and the book's, from the trader's ledger (it reads; it sends nothing anywhere)."""
+    env = [_secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"])]
+    return _ledger_cronjob(
+        "monitor", ["monitor", "--params", "/app/params.yaml", "--out-dir", "/tmp/monitor"], env,
+        image=image, namespace=namespace, minute=15,
+        labels={"app.kubernetes.io/component": "monitor"}, backoff_limit=1,
+    )  # fmt: skip
+
+
+def _ledger_cronjob(
+    role: str, args: list[str], env: list[dict], *, image: str, namespace: str, minute: int,
+    labels: dict, backoff_limit: int,
+) -> dict:  # fmt: skip
+    """klinecast-<role> at `minute` of every hour, as the trader's service account (it may read
+    the Binance and ledger Secrets, nothing else), in the restricted container both share."""
     container = {
-        "name": "monitor",
+        "name": role,
         "image": image,
-        "args": ["monitor", "--params", "/app/params.yaml", "--out-dir", "/tmp/monitor"],
-        "env": [
-            _secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"])
-        ],
+        "args": args,
+        "env": env,
         "resources": resources("100m", "256Mi", "500m", "512Mi"),
         "securityContext": restricted_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    labels = {"app.kubernetes.io/component": "monitor"}
     return k8s.hourly_cronjob(
-        "klinecast-monitor",
+        f"klinecast-{role}",
         namespace=namespace,
-        minute=15,
+        minute=minute,
         labels={"app.kubernetes.io/name": "klinecast", **labels},
         pod_labels=labels,
         container=container,
-        backoff_limit=1,
+        backoff_limit=backoff_limit,
         pod={
-            "serviceAccountName": TRADER_ACCOUNT,  # may read the ledger's Secret, nothing else
+            "serviceAccountName": TRADER_ACCOUNT,
             "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
         },
