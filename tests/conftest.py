@@ -88,16 +88,11 @@ def online_settings(redis, tmp_path):
     """A Feast project of this test's own (its own key space in Redis), removed afterwards."""
     import uuid
 
-    import redis as redis_py
-
     from klinecast.serving.online_store import StoreSettings
+    from tests.support.redis_server import drop_project
 
     settings = StoreSettings(
         redis, str(tmp_path / "feast/registry.db"), f"t{uuid.uuid4().hex[:12]}"
     )
     yield settings
-    host, port = redis.rsplit(":", 1)
-    client = redis_py.Redis(host=host, port=int(port))
-    for key in client.scan_iter():
-        if key.endswith(settings.project.encode()) or settings.project.encode() in key:
-            client.delete(key)
+    drop_project(redis, settings.project)

@@ -25,7 +25,7 @@ from klinecast.serving.local import LocalServing
 from klinecast.serving.transformer import ROW_TTL_S, offline_probabilities
 from tests.support.helpers import NAME, RULE, free_port, v1, v2
 from tests.support.paths import MIRROR
-from tests.support.redis_server import Cutoff
+from tests.support.redis_server import Cutoff, drop_project
 
 pytestmark = pytest.mark.integration
 CLOCK = "2022-02-01T00:10:00Z"
@@ -49,13 +49,7 @@ def store(redis, tmp_path_factory):
     cutoff = Cutoff(redis)  # the transformer reaches Redis through it
     yield settings, cutoff, root / "archives"
     cutoff.close()
-    import redis as redis_py
-
-    host, port = redis.rsplit(":", 1)
-    client = redis_py.Redis(host=host, port=int(port))
-    for key in client.scan_iter():
-        if settings.project.encode() in key:
-            client.delete(key)
+    drop_project(redis, settings.project)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from klinecast.serving import feature_sync, online_store
 from klinecast.serving.local import LocalServing
 from tests.support.helpers import NAME, free_port, v1, v2
 from tests.support.paths import MIRROR
+from tests.support.redis_server import drop_project
 
 pytestmark = pytest.mark.integration
 CLOCK = "2022-02-01T00:10:00Z"
@@ -42,13 +43,7 @@ def store(redis, tmp_path_factory):
         one = dataclasses.replace(params, data=dataclasses.replace(params.data, symbols=(symbol,)))
         feature_sync.sync(one, settings=settings, source=source, now=pd.Timestamp(now))
     yield settings
-    import redis as redis_py
-
-    host, port = redis.rsplit(":", 1)
-    client = redis_py.Redis(host=host, port=int(port))
-    for key in client.scan_iter():
-        if settings.project.encode() in key:
-            client.delete(key)
+    drop_project(redis, settings.project)
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,15 @@ def redis_address(port: int):
 
 #: A relay in front of a Redis: `cut()` takes it away, `restore()` brings it back, data intact.
 Cutoff = TcpRelay
+
+
+def drop_project(address: str, project: str) -> None:
+    """Deletes every key of a test's own Feast project (its key space) from the Redis at
+    address (host:port)."""
+    import redis as redis_py
+
+    host, port = address.rsplit(":", 1)
+    client = redis_py.Redis(host=host, port=int(port))
+    for key in client.scan_iter():
+        if project.encode() in key:
+            client.delete(key)
