@@ -12,6 +12,6 @@ from klinecast.serving.online_store import definitions
 
 _HERE = Path(__file__).resolve().parent
 symbol, klinecast_features = definitions(
-    load_params(_HERE.parent / "params.yaml").features.indicators,
+    load_params(_HERE.parent / "params.yaml").features.names,
     offline_path=str(_HERE.parent / "build" / "feast" / "offline.parquet"),
 )

@@ -17,6 +17,8 @@ SRC = REPO / "src"
 #: The library call behind each stage's `klinecast <command>`.
 STAGE_ROOTS = {
     "candles": ["klinecast.data.build"],
+    "reference": ["klinecast.data.build"],
+    "pool": ["klinecast.data.versions", "klinecast.layout"],
     "features": ["klinecast.research.features"],
     "tune": ["klinecast.research.tuning"],
     "evaluate": ["klinecast.research.evaluation"],
@@ -99,10 +101,11 @@ def test_the_check_sees_a_missing_module():
     assert covered("src/klinecast/research/features.py", STAGES["tune"]["deps"])
 
 
-def test_every_stage_but_the_book_fans_out_over_the_symbols():
+def test_every_stage_but_the_shared_ones_fans_out_over_the_symbols():
+    """The book, the cross-asset reference and the pool's record are one for all symbols."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     fanned = {name for name, stage in stages.items() if stage.get("foreach") == "${data.symbols}"}
-    assert fanned == set(STAGE_ROOTS) - {"portfolio"}
+    assert fanned == set(STAGE_ROOTS) - {"portfolio", "reference", "pool"}
     for name in fanned - {"train", "publish"}:  # adding a symbol must not rerun the others'
         assert "data.symbols" not in stages[name]["do"].get("params", [])
     for name in ("train", "publish"):  # the model's name depends on how many symbols there are

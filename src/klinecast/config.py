@@ -182,8 +182,30 @@ class FeatureParams(_Checked):
     #: Candles of history after which a feature computed on a short window equals the one
     #: computed on full history to 1e-9 (measured by `klinecast features --measure`).
     min_history: int = 4900
+    #: Indicators of `reference` joined to every symbol's rows at the same hour (cross-asset
+    #: features, columns `<reference>_<indicator>` in lower case); empty: none.
+    cross_asset: tuple[str, ...] = ()
+    reference: str = "BTCUSDT"
+
+    @property
+    def cross_asset_columns(self) -> tuple[str, ...]:
+        return tuple(cross_asset_column(self.reference, name) for name in self.cross_asset)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The model's features: the symbol's own indicators, then the cross-asset ones."""
+        return (*self.indicators, *self.cross_asset_columns)
 
     def problems(self) -> Problems:
+        for name in self.cross_asset:
+            try:
+                parse_indicator(name)
+            except ValueError as exc:
+                yield "cross_asset", str(exc)
+        if len(set(self.cross_asset)) != len(self.cross_asset):
+            yield "cross_asset", "lists an indicator twice"
+        if not self.reference.isalnum() or self.reference.upper() != self.reference:
+            yield "reference", f"expected an upper-case pair like BTCUSDT, got {self.reference!r}"
         if not self.indicators:
             yield "indicators", "at least one indicator is required"
             return
@@ -406,6 +428,9 @@ class SearchSpace(_Checked):
 #: ratio, the information ratio against buy-and-hold (the Sharpe of the hourly differences),
 #: or the cumulative return (which mostly rewards exposure in a rising market).
 OBJECTIVES = ("sharpe_after_fees", "information_ratio", "return_after_fees")
+#: A model per symbol (its own study, model and gate), or one model trained on every symbol's
+#: rows and traded by each symbol's rule (its study maximises the book's objective).
+POOLINGS = ("per_symbol", "pooled")
 
 
 @dataclass(frozen=True)
@@ -414,6 +439,7 @@ class TuneParams(_Checked):
     batches of `workers` trials (the same data, params and seed give the same study)."""
 
     objective: str = "sharpe_after_fees"
+    pooling: str = "per_symbol"
     n_trials: int = 40
     #: Processes (locally: one batch of asks at a time) or pods (the KFP pipeline's
     #: ParallelFor, sharing one study; not reproducible) that run the trials.
@@ -430,6 +456,8 @@ class TuneParams(_Checked):
     def problems(self) -> Problems:
         if self.objective not in OBJECTIVES:
             yield "objective", f"expected one of {list(OBJECTIVES)}, got {self.objective!r}"
+        if self.pooling not in POOLINGS:
+            yield "pooling", f"expected one of {list(POOLINGS)}, got {self.pooling!r}"
         if self.n_trials < 1:
             yield "n_trials", f"must be at least 1, got {self.n_trials}"
         if self.workers < 1:
@@ -648,6 +676,15 @@ class Params(_Checked):
                 "candles asks one model; with several data.symbols the service has a model per "
                 "symbol and is asked by symbol: set trade.request: symbol",
             )
+        reference = self.features.reference
+        if self.features.cross_asset and len(self.data.symbols) > 1 and (
+            reference not in self.data.symbols
+        ):
+            yield (
+                "features.reference",
+                f"{reference} is not in data.symbols ({', '.join(self.data.symbols)}): its "
+                "candles make the cross-asset features; add it, or change the reference",
+            )
         weighted = set(self.portfolio.weights)
         if weighted and weighted != set(self.data.symbols):
             yield (
@@ -670,6 +707,11 @@ class Params(_Checked):
                 f"{in_days} count their period in days of hourly candles; data.interval is "
                 f"{self.data.interval}: give those periods in candles",
             )
+
+
+def cross_asset_column(reference: str, indicator: str) -> str:
+    """The column of the reference's indicator among another symbol's features."""
+    return f"{reference.lower()}_{indicator}"
 
 
 def symbol_model_name(model_name: str, symbols: tuple[str, ...], symbol: str) -> str:

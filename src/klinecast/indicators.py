@@ -106,6 +106,15 @@ _NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<period>\d+)(?P<days>d?)$")
 INPUTS = ("open", "high", "low", "close", "volume", "taker_buy_volume")
 
 
+def is_indicator(name: str) -> bool:
+    """Whether name is a catalogued indicator (not, say, a cross-asset column)."""
+    try:
+        parse_indicator(name)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_indicator(name: str) -> tuple[str, int]:
     """Splits `rsi_14` into ("rsi", 14) and `ma_ratio_200d` into ("ma_ratio", 4800): the period
     in candles. A calendar feature is (its name, 0).

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_katib(commands)
     model.add_validate_params(commands)
     portfolio.add_portfolio(commands)
+    portfolio.add_pool(commands)
     serving.add_serve(commands)
     serving.add_manifest(commands)
     serving.add_deploy(commands)

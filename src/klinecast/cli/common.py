@@ -51,3 +51,17 @@ def load_symbol_params(args):
 
     params = load_params(args.params)
     return params.for_symbol(args.symbol) if args.symbol else params
+
+
+def load_pool(args):
+    """The pooled model's symbols (research.pooled.Pool) when params.yaml sets
+    tune.pooling: pooled and lists several symbols, else None. Each symbol's features are read
+    from where dvc.yaml's features stage writes them (`klinecast.layout.features`)."""
+    from klinecast import layout
+    from klinecast.config import load_params
+    from klinecast.research.pooled import Pool
+
+    params = load_params(args.params)
+    if params.tune.pooling != "pooled" or len(params.data.symbols) < 2:
+        return None
+    return Pool.of(params, layout.features)

@@ -102,6 +102,12 @@ def add_candles(commands) -> None:
     parser.add_argument(
         "--report", type=Path, default=Path("reports/candles.json"), help="default: %(default)s"
     )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="build features.reference's candles, for the cross-asset features (an empty file "
+        "when features.cross_asset is empty); no report",
+    )
     parser.set_defaults(run=run_candles)
 
 
@@ -110,6 +116,8 @@ def run_candles(args) -> int:
     from klinecast.data.archives import symbol_dir
     from klinecast.data.build import build_candles
 
+    if args.reference:
+        return run_reference_candles(args)
     params = load_symbol_params(args).data
     started = time.perf_counter()
     candles, report = build_candles(symbol_dir(args.raw_dir, params.symbol), params)
@@ -119,6 +127,34 @@ def run_candles(args) -> int:
         f"candles: {params.symbol}: {report.rows} rows from {report.files} archive(s), {report.first} .. "
         f"{report.last}, {len(report.gaps)} gap(s) ({report.missing_candles} missing candles); "
         f"{time.perf_counter() - started:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def run_reference_candles(args) -> int:
+    """dvc.yaml's reference stage: the reference's candles, or an empty file without
+    cross-asset features (the same bytes every time, so no symbol's features re-run)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from klinecast import atomic
+    from klinecast.config import load_params
+    from klinecast.data.archives import symbol_dir
+    from klinecast.data.build import build_candles
+
+    params = load_params(args.params)
+    features = params.features
+    if not features.cross_asset:
+        atomic.write_parquet(args.out, pd.DataFrame())
+        print(f"candles: no features.cross_asset, no reference candles -> {args.out}")
+        return 0
+    data = dataclasses.replace(params.data, symbols=(features.reference,))
+    candles, report = build_candles(symbol_dir(args.raw_dir, features.reference), data)
+    atomic.write_parquet(args.out, candles)
+    print(
+        f"candles: {features.reference} (the cross-asset reference): {report.rows} rows, "
+        f"{report.first} .. {report.last} -> {args.out}"
     )
     return 0
 
@@ -153,6 +189,11 @@ def add_features(commands) -> None:
     )
     parser.add_argument(
         "--report", type=Path, default=Path("reports/features.json"), help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--reference-candles",
+        type=Path,
+        help="features.reference's candles, for features.cross_asset (`candles --reference`)",
     )
     parser.add_argument(
         "--measure",
@@ -192,7 +233,7 @@ def run_features(args) -> int:
     from klinecast import atomic
     from klinecast.errors import KlinecastError
     from klinecast.indicators import indicator_lookback
-    from klinecast.research.features import compute_features, measure_min_history
+    from klinecast.research.features import measure_min_history, symbol_features
 
     params = load_symbol_params(args)
     candles = read_parquet(args.candles, produced_by="klinecast candles")
@@ -211,7 +252,14 @@ def run_features(args) -> int:
         )
         return 0 if verdict == "ok" else 1
     started = time.perf_counter()
-    result = compute_features(candles, indicators=indicators, interval=interval)
+    reference = (
+        read_parquet(args.reference_candles, produced_by="klinecast candles --reference")
+        if args.reference_candles and params.features.cross_asset
+        else None
+    )
+    result = symbol_features(
+        candles, params.features, interval=interval, reference_candles=reference
+    )
     if result.frame.empty:
         longest = max(indicator_lookback(name) for name in indicators)
         raise KlinecastError(
@@ -222,7 +270,7 @@ def run_features(args) -> int:
     atomic.write_parquet(args.out, result.frame)
     atomic.write_json(args.report, result.report(min_history=params.features.min_history))
     print(
-        f"features: {len(result.frame)} rows x {len(indicators)} indicators, {result.labeled} "
+        f"features: {len(result.frame)} rows x {len(params.features.names)} features, {result.labeled} "
         f"labeled; dropped {result.dropped_at_start} at the start and {result.dropped_after_gaps} "
         f"whose window crosses a gap; {time.perf_counter() - started:.1f} s -> {args.out}"
     )

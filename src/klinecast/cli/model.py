@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from klinecast.cli.common import (
+    load_pool,
     load_symbol_params,
     params_arg,
     path,
@@ -63,6 +64,7 @@ def run_tune(args) -> int:
     from klinecast.research import tuning
 
     params = load_symbol_params(args)
+    pool = load_pool(args)
     storage = args.storage or params.tune.storage
     n_trials = args.n_trials or params.tune.n_trials
     workers = args.workers or params.tune.workers
@@ -84,11 +86,14 @@ def run_tune(args) -> int:
             workers=workers,
             first_worker=args.first_worker,
             progress=progress,
+            pool=pool,
         )
     span = tuning.data_span(
         tuning.in_sample_rows(read_parquet(args.features, produced_by="dvc repro features"), params),
         params,
     )
+    if pool is not None:
+        span["pooled"] = sorted(pool.paths)
     summary = tuning.write_outputs(
         study,
         tuning.TuningFiles.in_dir(args.out_dir),
@@ -143,10 +148,13 @@ def run_evaluate(args) -> int:
     frame = read_parquet(args.features, produced_by="dvc repro features")
     tuned = read_best_params(args.best_params)
     started = time.perf_counter()
+    pool = load_pool(args)
     span_looks = looks.record(
         params.tune.storage, params.split.out_of_sample, params.data.symbol
     )
-    result = evaluation.evaluate(frame, params, tuned, span_looks=span_looks)
+    result = evaluation.evaluate(
+        frame, params, tuned, span_looks=span_looks, pool=pool and pool.read()
+    )
     atomic.write_parquet(args.predictions, result.predictions)
     atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
     card = result.scorecard
@@ -202,6 +210,7 @@ def run_train(args) -> int:
         metrics=Scorecard.read(args.metrics),
         # the raw data's DVC hash, where dvc.yaml runs this (the repository's root)
         data_version=data_version(args.features, dvc_file=Path("data.dvc")),
+        pool=(pool := load_pool(args)) and pool.read(),
     )
     registry.write_artifact(args.out, booster, metadata)
     print(

@@ -55,3 +55,46 @@ def run_portfolio(args) -> int:
     for reason in book.gate.reasons():
         print(f"portfolio:   {reason}")
     return 0
+
+
+def add_pool(commands) -> None:
+    parser = commands.add_parser(
+        "pool",
+        help="record the pooled model's symbols and their features (dvc.yaml's pool stage)",
+        description=(
+            "With tune.pooling: pooled, write each symbol's features digest and weight: the one "
+            "file every symbol's tune, evaluate and train depend on, so a change to any symbol's "
+            "features re-runs them all. With per_symbol, write the same few bytes every time, so "
+            "that a symbol's new data re-runs only its own stages."
+        ),
+    )
+    params_arg(parser)
+    path(parser, "--out", "reports/pool.json", "the pool's record")
+    parser.set_defaults(run=run_pool)
+
+
+def run_pool(args) -> int:
+    from klinecast import atomic, layout
+    from klinecast.config import load_params
+    from klinecast.data.versions import file_digest
+    from klinecast.errors import KlinecastError
+
+    params = load_params(args.params)
+    symbols = sorted(params.data.symbols)
+    if params.tune.pooling != "pooled" or len(symbols) < 2:
+        atomic.write_json(args.out, {"pooling": "per_symbol"})
+        print(f"pool: a model per symbol -> {args.out}")
+        return 0
+    missing = [str(layout.features(s)) for s in symbols if not layout.features(s).is_file()]
+    if missing:
+        raise KlinecastError(
+            f"the pooled model needs every symbol's features; missing: {', '.join(missing)}"
+        )
+    record = {
+        "pooling": "pooled",
+        "symbols": {s: file_digest(layout.features(s)) for s in symbols},
+        "weights": params.weights,
+    }
+    atomic.write_json(args.out, record)
+    print(f"pool: one model over {', '.join(symbols)} -> {args.out}")
+    return 0

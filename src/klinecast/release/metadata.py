@@ -56,6 +56,8 @@ class ArtifactMetadata:
     #: model made without an evaluation (tests, experiments)
     metrics: Scorecard | None
     libraries: dict[str, str | None]
+    #: the symbols whose rows trained a pooled model (empty: the symbol's own model)
+    pooled: tuple[str, ...] = ()
 
     @property
     def rule(self) -> StrategyRule:
@@ -86,7 +88,7 @@ class ArtifactMetadata:
             "data_version": self.data_version,
             "metrics": self.metrics.as_dict() if self.metrics is not None else {},
             "libraries": self.libraries,
-        }
+        } | ({"pooled": list(self.pooled)} if self.pooled else {})
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "metadata.json") -> ArtifactMetadata:
@@ -115,6 +117,7 @@ class ArtifactMetadata:
                 if values["metrics"]
                 else None,
                 libraries=dict(values["libraries"]),
+                pooled=tuple(values.get("pooled", ())),
             )
         except KeyError as exc:
             raise MetadataError(
@@ -167,14 +170,15 @@ def artifact_metadata(
     candidate: Candidate,
     metrics: Scorecard | None,
     data_version: dict[str, str],
+    pooled: tuple[str, ...] = (),
 ) -> ArtifactMetadata:
-    """The metadata of a model that train just fitted."""
+    """The metadata of a model that train just fitted (on the pooled symbols' rows, if any)."""
     return ArtifactMetadata(
         model_name=params.publish.model_name,
         created_at=dt.datetime.now(dt.UTC).isoformat(),
         symbol=params.data.symbol,
         interval=params.data.interval,
-        feature_names=tuple(params.features.indicators),
+        feature_names=tuple(params.features.names),
         min_history=params.features.min_history,
         candidate=candidate,
         complexity=complexity(trained.booster),
@@ -186,6 +190,7 @@ def artifact_metadata(
         data_version=data_version,
         metrics=metrics,
         libraries=library_versions(),
+        pooled=pooled,
     )
 
 
@@ -196,10 +201,16 @@ def final_model(
     *,
     metrics: Scorecard | None,
     data_version: dict[str, str],
+    pool: dict[str, pd.DataFrame] | None = None,
 ) -> tuple[xgb.Booster, ArtifactMetadata]:
-    """The model to publish and its metadata: train_final, described for serving and audit."""
-    trained = training.train_final(frame, params, candidate)
+    """The model to publish and its metadata: train_final, described for serving and audit.
+
+    Args:
+        pool: symbol -> features: the pooled model of these symbols (`training.train_final`).
+    """
+    trained = training.train_final(frame, params, candidate, pool=pool)
     metadata = artifact_metadata(
-        trained, params=params, candidate=candidate, metrics=metrics, data_version=data_version
-    )
+        trained, params=params, candidate=candidate, metrics=metrics, data_version=data_version,
+        pooled=tuple(sorted(pool or ())),
+    )  # fmt: skip
     return trained.booster, metadata

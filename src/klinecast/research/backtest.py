@@ -317,8 +317,30 @@ def walk_forward(
         if after_fold is not None:
             market = next_returns[offset : fold.test_rows.stop]
             after_fold(fold, strategy_returns(position[: part.stop], market, cost=cost), market)
-    index = rows.index[tested]
-    ret = next_returns[tested]
+    return traded_result(
+        rows, rows.index[tested], labels,
+        proba=proba, position=position, fold_of=fold_of, folds=len(folds),
+        test_end=test_end, backtest=backtest, interval=interval,
+    )  # fmt: skip
+
+
+def traded_result(
+    rows: pd.DataFrame,
+    index: pd.DatetimeIndex,
+    labels: pd.Series,
+    *,
+    proba: np.ndarray,
+    position: np.ndarray,
+    fold_of: np.ndarray,
+    folds: int,
+    test_end: pd.Timestamp,
+    backtest: BacktestParams,
+    interval: dt.timedelta,
+) -> BacktestResult:
+    """The result of trading `position` over the scored rows at `index` (a fold of -1: an hour
+    no fold traded), beside the baselines on the same hours, after costs."""
+    cost = backtest.cost
+    ret = rows.loc[index, NEXT_RETURN].to_numpy(dtype=float)
     label = labels.reindex(index).to_numpy(dtype=float)
     held = baselines.positions(
         rows[rows.index < test_end], index, params=backtest, interval=interval
@@ -345,7 +367,7 @@ def walk_forward(
         baselines={
             name: strategy_metrics(p, ret, fee=fee, slippage=slippage) for name, p in held.items()
         },
-        folds=len(folds),
+        folds=folds,
         skipped_hours=int(np.count_nonzero(fold_of < 0)),
     )
 
@@ -364,7 +386,7 @@ def walk_forward_with_params(
     return walk_forward(
         frame,
         candidate=candidate,
-        feature_names=params.features.indicators,
+        feature_names=params.features.names,
         test_start=test_start,
         test_end=test_end,
         backtest=params.backtest,

@@ -34,15 +34,24 @@ from klinecast.research.scorecard import (
     Significance,
     YearFigures,
 )
+from klinecast.research.pooled import walk_forward_pooled_with_params
 from klinecast.research.tuning import BestParams
 
 
 def out_of_sample(
-    frame: pd.DataFrame, params: Params, candidate: model.Candidate
+    frame: pd.DataFrame,
+    params: Params,
+    candidate: model.Candidate,
+    *,
+    pool: dict[str, pd.DataFrame] | None = None,
 ) -> BacktestResult:
     """Walk-forward over the out-of-sample span with the candidate, retraining every step_days.
 
     Training windows reach back into the data before the span, never into it.
+
+    Args:
+        pool: symbol -> features of every pooled symbol (`frame`'s among them): the pooled
+            model is retrained on all of them, and `frame`'s symbol (params') trades.
 
     Raises:
         KlinecastError: the span holds no feature rows; the message says what to change.
@@ -60,6 +69,11 @@ def out_of_sample(
             if first is not None
             else "there are no labelled feature rows at all; run `make data` and `dvc repro`"
         )
+    if pool is not None:
+        frames = {s: features[features.index < end] for s, features in pool.items()}
+        return walk_forward_pooled_with_params(
+            frames, params, candidate, test_start=start, test_end=end
+        )[params.data.symbol]
     return walk_forward_with_params(
         frame[frame.index < end], params, candidate, test_start=start, test_end=end
     )
@@ -84,18 +98,24 @@ class Evaluation:
 
 
 def evaluate(
-    frame: pd.DataFrame, params: Params, tuned: BestParams, *, span_looks: int = 1
+    frame: pd.DataFrame,
+    params: Params,
+    tuned: BestParams,
+    *,
+    span_looks: int = 1,
+    pool: dict[str, pd.DataFrame] | None = None,
 ) -> Evaluation:
     """The tuned candidate walked forward out of sample, scored against the baselines.
 
     Args:
         span_looks: how many times the span has been evaluated, this time included
             (`looks.record`).
+        pool: the pooled model's symbols' features (`out_of_sample`).
 
     Raises:
         KlinecastError: the out-of-sample span holds no feature rows.
     """
-    result = out_of_sample(frame, params, tuned.candidate)
+    result = out_of_sample(frame, params, tuned.candidate, pool=pool)
     card = scorecard(
         result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample,
         span_looks=span_looks,

@@ -20,6 +20,7 @@ to its own, so a window of min_history candles ending at it gives the same row i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from klinecast.config import FeatureParams
+from klinecast.errors import KlinecastError
 from klinecast.indicators import (
     INPUTS,
     indicator_lookback,
@@ -125,6 +128,46 @@ def compute_features(
         dropped_at_start=int((~complete & at_start).sum()),
         dropped_after_gaps=int((~complete & ~at_start).sum()),
         unlabeled=int((complete & ~has_next).sum()),
+    )
+
+
+def symbol_features(
+    candles: pd.DataFrame,
+    features: FeatureParams,
+    *,
+    interval: dt.timedelta,
+    reference_candles: pd.DataFrame | None = None,
+) -> FeatureSet:
+    """A symbol's features as the model reads them (features.names): its own indicators, then
+    features.cross_asset of the reference's candles at the same hour. Training (`klinecast
+    features`) and serving (`features sync`) both call it.
+
+    The reference's row t uses the reference's candles up to t, which close with the symbol's
+    candle t: no look-ahead. A row whose hour the reference lacks (an outage, or before the
+    reference's history is long enough) is dropped and counted with the gaps.
+
+    Raises:
+        KlinecastError: cross-asset features are set and no reference candles were given.
+    """
+    own = compute_features(candles, indicators=features.indicators, interval=interval)
+    if not features.cross_asset:
+        return own
+    if reference_candles is None or reference_candles.empty:
+        raise KlinecastError(
+            f"features.cross_asset needs {features.reference}'s candles beside the symbol's; "
+            "none were given (dvc.yaml's reference stage writes them)"
+        )
+    theirs = compute_features(
+        reference_candles, indicators=features.cross_asset, interval=interval
+    ).frame[list(features.cross_asset)]
+    theirs.columns = list(features.cross_asset_columns)
+    joined = own.frame.join(theirs, how="inner")
+    order = [*features.names, LABEL, NEXT_RETURN, CLOSE]
+    return dataclasses.replace(
+        own,
+        frame=joined[order],
+        dropped_after_gaps=own.dropped_after_gaps + len(own.frame) - len(joined),
+        unlabeled=int((joined[LABEL].isna()).sum()),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import xgboost as xgb
 
@@ -22,37 +23,54 @@ class TrainedModel:
     rows: int
 
 
-def train_final(frame: pd.DataFrame, params: Params, candidate: model.Candidate) -> TrainedModel:
+def train_final(
+    frame: pd.DataFrame,
+    params: Params,
+    candidate: model.Candidate,
+    *,
+    pool: dict[str, pd.DataFrame] | None = None,
+) -> TrainedModel:
     """Trains on the last look_back_days of labelled rows up to the out-of-sample end (all of
     them for an anchored window).
+
+    Args:
+        pool: symbol -> features: train the pooled model on every symbol's rows in that
+            window, stacked in symbol order (`frame` is then not read).
 
     Raises:
         KlinecastError: fewer than look_back_days of data before the cut-off.
     """
     cutoff = params.split.out_of_sample.stop
     hp = candidate.hp
-    known = frame[frame.index < cutoff]
-    labels = horizon_labels(
-        known, horizon=candidate.horizon_hours, interval=params.data.interval_delta
-    )
-    rows = known[labels.notna()]
-    if rows.empty:
+    labelled = {}
+    for symbol, features in sorted((pool or {"": frame}).items()):
+        known = features[features.index < cutoff]
+        labels = horizon_labels(
+            known, horizon=candidate.horizon_hours, interval=params.data.interval_delta
+        )
+        if labels.notna().any():
+            labelled[symbol] = (known[labels.notna()], labels)
+    if not labelled:
         raise KlinecastError("no labelled feature rows before the cut-off; run `dvc repro` first")
-    start = rows.index[-1] - pd.Timedelta(days=hp.look_back_days) + pd.Timedelta(hours=1)
+    first = min(rows.index[0] for rows, _ in labelled.values())
+    last = max(rows.index[-1] for rows, _ in labelled.values())
+    start = last - pd.Timedelta(days=hp.look_back_days) + pd.Timedelta(hours=1)
     if hp.anchored:  # all the history up to the cut-off
-        start = rows.index[0]
-    if rows.index[0] > start + pd.Timedelta(days=1):
+        start = first
+    if first > start + pd.Timedelta(days=1):
         raise KlinecastError(
             f"look_back_days={hp.look_back_days} reaches back to {start:%Y-%m-%d}, before the "
-            f"first feature row {rows.index[0]:%Y-%m-%d}; lower look_back_days"
+            f"first feature row {first:%Y-%m-%d}; lower look_back_days"
         )
-    window = rows[rows.index >= start]
-    names = list(params.features.indicators)
+    names = list(params.features.names)
+    windows = [(rows[rows.index >= start], labels) for rows, labels in labelled.values()]
     booster = model.fit(
-        window[names].to_numpy(dtype="float32"),
-        labels.reindex(window.index).to_numpy(dtype="float32"),
+        np.concatenate([w[names].to_numpy(dtype="float32") for w, _ in windows]),
+        np.concatenate([labels.reindex(w.index).to_numpy(dtype="float32") for w, labels in windows]),
         hp,
         seed=params.tune.seed,
         feature_names=names,
     )
-    return TrainedModel(booster, window.index[0], window.index[-1], len(window))
+    train_start = min(w.index[0] for w, _ in windows if len(w))
+    train_end = max(w.index[-1] for w, _ in windows if len(w))
+    return TrainedModel(booster, train_start, train_end, sum(len(w) for w, _ in windows))

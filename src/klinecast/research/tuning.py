@@ -40,7 +40,7 @@ from klinecast.config import Params, SearchSpace
 from klinecast.data.versions import file_digest
 from klinecast.errors import KlinecastError
 from klinecast.redaction import redact
-from klinecast.research import stats
+from klinecast.research import portfolio, stats
 from klinecast.research.backtest import (
     HOURS_PER_YEAR,
     BacktestResult,
@@ -49,6 +49,7 @@ from klinecast.research.backtest import (
 )
 from klinecast.research.features import LABEL, NEXT_RETURN
 from klinecast.research.model import Candidate
+from klinecast.research.pooled import Pool, book_summary, walk_forward_pooled_with_params
 from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retries
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,39 @@ def score(
     return value, result
 
 
+def score_pooled(
+    frames: dict[str, pd.DataFrame],
+    params: Params,
+    candidate: Candidate,
+    *,
+    weights: dict[str, float],
+    nthread: int = 0,
+) -> tuple[float, dict[str, BacktestResult]]:
+    """tune.objective of one candidate's pooled model over the in-sample folds: of the book,
+    the symbols' after-cost returns combined at their weights (its information ratio against
+    the buy-and-hold book). Every trial is scored on the same hours, as in `score`.
+
+    Args:
+        frames: symbol -> in_sample_rows of its features.
+    """
+    span = params.split.in_sample
+    first = min(rows.index[0] for rows in frames.values())
+    first_day = max(first.floor("D"), pd.Timestamp(span.start))
+    longest = max(params.tune.search_space.look_back_days[1], candidate.hp.look_back_days)
+    results = walk_forward_pooled_with_params(
+        frames, params, candidate,
+        test_start=first_day + pd.Timedelta(days=longest), test_end=pd.Timestamp(span.stop),
+        nthread=nthread,
+    )  # fmt: skip
+    book = portfolio.combine(
+        {s: r.predictions for s, r in results.items()}, weights, [IR_BASELINE]
+    )
+    value = objective_value(
+        params.tune.objective, book[portfolio.MODEL].to_numpy(), book[IR_BASELINE].to_numpy()
+    )
+    return value, results
+
+
 def in_sample_summary(result: BacktestResult) -> dict:
     """What a trial keeps of its walk-forward (user attrs; the report's in-sample column and the
     deflated Sharpe's inputs)."""
@@ -287,7 +321,7 @@ def in_sample_summary(result: BacktestResult) -> dict:
     }
 
 
-def study_name(params: Params, *, data_version: str) -> str:
+def study_name(params: Params, *, data_version: str, pooled: Pool | None = None) -> str:
     """params.tune.study_name plus a fingerprint of everything that makes trials comparable.
 
     A re-run with the same data and settings resumes the same study; changing the data, the
@@ -297,13 +331,15 @@ def study_name(params: Params, *, data_version: str) -> str:
     relevant = {
         "scoring": SCORING_VERSION,
         "data_version": data_version,
-        "indicators": params.features.indicators,
+        "indicators": params.features.names,
         "in_sample": [str(params.split.in_sample_start), str(params.split.in_sample_end)],
         "backtest": asdict(params.backtest) | {"bootstrap_reps": None},  # not used in tuning
         "space": asdict(params.tune.search_space),
         "objective": params.tune.objective,
         "seed": params.tune.seed,
     }
+    if pooled is not None:  # (absent for a symbol's own model: its studies keep their names)
+        relevant["pooled"] = pooled.weights
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
     return f"{params.tune.study_name}-{digest[:10]}"
 
@@ -403,16 +439,22 @@ class _Scorer:
     """Scores candidates on the in-sample rows; one lives in each worker process."""
 
     rows: pd.DataFrame | None = None
+    pool: Pool | None = None
+    frames: dict[str, pd.DataFrame] | None = None  # the pool's in-sample rows
     params: Params | None = None
     nthread: int = 1
 
     @classmethod
-    def load(cls, features_path: str, params: Params, nthread: int) -> None:
-        cls.rows = in_sample_rows(pd.read_parquet(features_path), params)
+    def load(cls, source: str | Pool, params: Params, nthread: int) -> None:
+        """Loads one feature file's in-sample rows, or every pooled symbol's."""
+        if isinstance(source, Pool):
+            cls.pool, cls.frames = source, pooled_in_sample(source, params)
+        else:
+            cls.rows = in_sample_rows(pd.read_parquet(source), params)
         cls.params, cls.nthread = params, nthread
 
     @classmethod
-    def start_worker(cls, features_path: str, params: Params, nthread: int) -> None:
+    def start_worker(cls, source: str | Pool, params: Params, nthread: int) -> None:
         """A pool worker's initializer: it exits when the tuner that spawned it is gone (a
         killed tuner's workers would otherwise wait on their queue for ever), then loads."""
         tuner = os.getppid()
@@ -423,12 +465,24 @@ class _Scorer:
             os._exit(1)
 
         threading.Thread(target=watch, name="tuner-watch", daemon=True).start()
-        cls.load(features_path, params, nthread)
+        cls.load(source, params, nthread)
 
     @classmethod
     def score(cls, candidate: Candidate) -> TrialOutcome:
+        if cls.pool is not None:
+            value, results = score_pooled(
+                cls.frames, cls.params, candidate, weights=cls.pool.weights, nthread=cls.nthread
+            )
+            return TrialOutcome(value, book_summary(results, cls.pool.weights))
         value, result = score(cls.rows, cls.params, candidate, nthread=cls.nthread)
         return TrialOutcome(value, in_sample_summary(result))
+
+
+def pooled_in_sample(pool: Pool, params: Params) -> dict[str, pd.DataFrame]:
+    """Each pooled symbol's in-sample rows; a symbol with none (listed after the span) is
+    left out of tuning."""
+    frames = {s: in_sample_rows(frame, params) for s, frame in pool.read().items()}
+    return {s: rows for s, rows in frames.items() if len(rows)}
 
 
 def tune(
@@ -441,6 +495,7 @@ def tune(
     workers: int = 1,
     first_worker: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    pool: Pool | None = None,
 ) -> optuna.Study:
     """Runs (or resumes) the study until it holds n_trials complete trials, `workers` at a time.
 
@@ -450,22 +505,35 @@ def tune(
             ParallelFor) pass distinct ids, which seed their batches apart (such a study is not
             reproducible: which pod asks first is up to the scheduler).
         progress: called with (complete, n_trials) after every batch.
+        pool: tune the pooled model of these symbols (features_path is then not read): one
+            study, whatever symbol asks, which the first tune of the pool runs and the others
+            find complete.
 
     Raises:
         KlinecastError: bad spans, an unreachable storage, or a trial or worker that failed
             (the trials told so far stay in the study, so a re-run resumes).
     """
-    frame = pd.read_parquet(features_path)
-    check_in_sample_span(in_sample_rows(frame, params), params)
-    del frame
-    name = name or study_name(params, data_version=file_digest(features_path))
+    if pool is None:
+        check_in_sample_span(in_sample_rows(pd.read_parquet(features_path), params), params)
+        version = file_digest(features_path)
+    else:
+        frames = pooled_in_sample(pool, params)
+        check_in_sample_span(
+            max(frames.values(), key=lambda rows: rows.index[-1] - rows.index[0])
+            if frames else pd.DataFrame(),
+            params,
+        )  # fmt: skip
+        del frames
+        version = pool.digest()
+    name = name or study_name(params, data_version=version, pooled=pool)
     study = open_study(storage_url, name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fail_abandoned_trials(study, stream=first_worker)
     if complete_trials(study) >= n_trials:
         return study
     nthread = max(1, (os.cpu_count() or 1) // workers)
-    with _scoring_pool(features_path, params, workers=workers, nthread=nthread) as run:
+    source = pool if pool is not None else features_path
+    with _scoring_pool(source, params, workers=workers, nthread=nthread) as run:
         while (done := complete_trials(study)) < n_trials:
             batch = ask_batch(study, params, size=min(workers, n_trials - done), stream=first_worker)
             try:
@@ -493,8 +561,8 @@ class _scoring_pool:
     pool of `workers` spawned processes that each load the rows once. Results come back in the
     batch's order."""
 
-    def __init__(self, features_path: Path, params: Params, *, workers: int, nthread: int):
-        self.args = (str(features_path), params, nthread)
+    def __init__(self, source: Path | Pool, params: Params, *, workers: int, nthread: int):
+        self.args = (source if isinstance(source, Pool) else str(source), params, nthread)
         self.workers = workers
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
 

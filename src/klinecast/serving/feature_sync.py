@@ -24,7 +24,7 @@ from klinecast.data.build import build_candles
 from klinecast.data.ingest import ingest
 from klinecast.errors import KlinecastError
 from klinecast.indicators import fetch_hours
-from klinecast.research.features import compute_features
+from klinecast.research.features import symbol_features
 from klinecast.serving.online_store import (
     OnlineStoreError,
     StoreSettings,
@@ -71,7 +71,7 @@ def sync(
         OnlineStoreError: Redis failed (what was written stays).
         KlinecastError: the candle source failed (nothing new was written).
     """
-    data, names = params.data, list(params.features.indicators)
+    data, names = params.data, list(params.features.names)
     step = pd.Timedelta(data.interval_delta)
     store = open_store(settings, names, apply=True)
     known = newest_row(store, data.symbol, names)
@@ -84,7 +84,10 @@ def sync(
     candles = source(data.symbol, data.interval, first_new - history, last_closed)
     if candles.empty:  # the source has nothing newer yet (archives lag a day)
         return SyncResult(data.symbol, newest, newest, 0)
-    rows = complete_rows(candles, params, first_new=first_new)
+    reference = None
+    if params.features.cross_asset:  # the reference's candles over the same hours
+        reference = source(params.features.reference, data.interval, first_new - history, last_closed)
+    rows = complete_rows(candles, params, first_new=first_new, reference_candles=reference)
     written = write_rows(
         store, settings, data.symbol, rows, names, interval=data.interval_delta, progress=progress
     )
@@ -92,12 +95,19 @@ def sync(
     return SyncResult(data.symbol, newest, after, written)
 
 
-def complete_rows(candles: pd.DataFrame, params: Params, *, first_new: pd.Timestamp):
+def complete_rows(
+    candles: pd.DataFrame,
+    params: Params,
+    *,
+    first_new: pd.Timestamp,
+    reference_candles: pd.DataFrame | None = None,
+):
     """The feature rows from first_new on that have min_history candles behind them (gaps
-    allowed), so each equals the row training computes on full history."""
+    allowed), so each equals the row training computes on full history (symbol_features, with
+    the cross-asset reference's candles over the same hours)."""
     interval = params.data.interval_delta
-    frame = compute_features(
-        candles, indicators=params.features.indicators, interval=interval
+    frame = symbol_features(
+        candles, params.features, interval=interval, reference_candles=reference_candles
     ).frame
     behind = candles.index.get_indexer(frame.index) + 1  # candles up to and with the row's
     enough = behind >= params.features.min_history

@@ -38,7 +38,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from klinecast.config import INTERVALS, symbol_model_name
-from klinecast.indicators import required_columns
+from klinecast.indicators import is_indicator, required_columns
 from klinecast.release import registry
 from klinecast.research import strategy
 from klinecast.research.features import compute_features
@@ -120,7 +120,7 @@ class SymbolModel:
         self.min_history = metadata.min_history
         self.rule = metadata.rule
         self.horizon_hours = metadata.horizon_hours
-        self.required = required_columns(self.feature_names)
+        self.required = required_columns([n for n in self.feature_names if is_indicator(n)])
         self.model_version = registry.version_of(self.storage_uri, metadata)
 
 
@@ -348,6 +348,13 @@ class ForecastTransformer(kserve.Model):
             raise InvalidInput(
                 f"this service serves a model per symbol ({', '.join(self.models)}): ask by "
                 'symbol, {"instances": [{"symbol": "BTCUSDT"}]}'
+            )
+        foreign = [name for name in self.feature_names if not is_indicator(name)]
+        if foreign:
+            raise InvalidInput(
+                f"this model reads another pair's features too ({', '.join(foreign)}: "
+                "features.cross_asset), which one pair's candles cannot make: ask by symbol, "
+                '{"instances": [{"symbol": "ETHUSDT"}]}'
             )
         candles = (
             parse.candles_from_v2(payload.inputs, required=self.required)
