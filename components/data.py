@@ -48,9 +48,11 @@ def narrow_params(params: Input[Artifact], symbol: str, narrowed: Output[Artifac
     """The run's params.yaml narrowed to one symbol (Params.for_symbol): every step of that
     symbol's branch reads it, as `dvc repro`'s stages read --symbol."""
     from klinecast.config import load_params
-    from klinecast.platform.pipeline_params import sections_of, write_params_file
+    from klinecast.platform.pipeline_params import check_supported, sections_of, write_params_file
 
-    write_params_file(sections_of(load_params(params.path).for_symbol(symbol)), narrowed.path)
+    config = load_params(params.path)
+    check_supported(config)  # (the UI may set what kfp_runs refuses)
+    write_params_file(sections_of(config.for_symbol(symbol)), narrowed.path)
 
 
 @dsl.component(**COMPONENT)

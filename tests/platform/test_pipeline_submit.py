@@ -80,3 +80,13 @@ def test_ci_submits_a_run_of_the_commits_image(kfp_api):
     (run,) = kfp_api.bodies("POST", "/apis/v2beta1/runs")
     executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {image}
+
+
+def test_a_pooled_or_cross_asset_run_is_refused_before_anything_is_sent(kfp_api, capsys):
+    argv = ["pipeline", "submit", "--host", kfp_api.url, "--set", "tune.pooling=pooled"]
+    assert main([*argv, "--set", "features.cross_asset=[log_return_1]"]) == 1
+    assert (
+        "tune.pooling: pooled and features.cross_asset: the pipelines train a model per symbol "
+        "on its own features; run these with `dvc repro` (make run-example)"
+    ) in capsys.readouterr().err
+    assert kfp_api.bodies("POST", "/apis/v2beta1/runs") == []

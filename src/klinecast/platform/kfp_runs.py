@@ -49,7 +49,8 @@ def pipeline_arguments(
     Only the sections that changed are passed; the others keep the compiled-in defaults.
 
     Raises:
-        KlinecastError: an override that is not NAME=VALUE or names no parameter.
+        KlinecastError: an override that is not NAME=VALUE or names no parameter, or params
+            the pipelines cannot run (`check_supported`).
         ParamsError: the resulting params are invalid.
     """
     import yaml
@@ -58,6 +59,7 @@ def pipeline_arguments(
     from klinecast.platform.pipeline_params import (
         SECTIONS,
         apply_override,
+        check_supported,
         jsonable,
         params_from_sections,
     )
@@ -88,7 +90,7 @@ def pipeline_arguments(
                 f"tune.n_trials (sections {list(sections)}) or one of {known}"
             ) from None
         changed.add(name.split(".", 1)[0])
-    params_from_mapping(params_from_sections(sections))
+    check_supported(params_from_mapping(params_from_sections(sections)))
     return own | {name: jsonable(sections[name]) for name in sorted(changed)}
 
 

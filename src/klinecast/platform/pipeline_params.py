@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from klinecast.config import Params
+from klinecast.errors import KlinecastError
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Params))
 
@@ -124,3 +125,23 @@ def apply_override(sections: dict[str, dict], dotted: str, value) -> None:
     for key in parents:
         node = node.setdefault(key, {})
     node[last] = value
+
+
+def check_supported(params: Params) -> None:
+    """Refuses what the pipelines cannot run yet: their branches train a model per symbol on
+    that symbol's own features (`dvc repro` runs the pooled model and the cross-asset ones).
+
+    Raises:
+        KlinecastError: tune.pooling is pooled, or features.cross_asset is set.
+    """
+    unsupported = []
+    if params.tune.pooling == "pooled":
+        unsupported.append("tune.pooling: pooled")
+    if params.features.cross_asset:
+        unsupported.append("features.cross_asset")
+    if unsupported:
+        raise KlinecastError(
+            f"{' and '.join(unsupported)}: the pipelines train a model per symbol on its own "
+            "features; run these with `dvc repro` (make run-example), or set tune.pooling: "
+            "per_symbol and features.cross_asset: [] for a pipeline run"
+        )
