@@ -122,3 +122,24 @@ def test_the_predictor_is_ready_without_the_refused_model(server, published):
         f"model {NAME}-xrpusdt NOT loaded from {production_uri(root, 'XRPUSDT')}: "
         f"no production version of {NAME}-xrpusdt in {root}"
     ) in log
+
+
+def test_a_later_promotion_is_loaded_by_the_retry(artifact, tmp_path):
+    """What the servers' background retry calls: load() again loads the symbol once its
+    model is promoted, with no restart, in the transformer and in the predictor alike."""
+    from klinecast.serving.predictor import XGBoostPredictor
+    from klinecast.serving.transformer import ForecastTransformer
+
+    store = registry.LocalStore(tmp_path)
+    registry.publish(artifact, store=store, model_name=f"{NAME}-btcusdt", promote=True)
+    storage = ",".join(f"{s}={production_uri(tmp_path, s)}" for s in ("BTCUSDT", "XRPUSDT"))
+    transformer = ForecastTransformer(NAME, storage)
+    predictor = XGBoostPredictor(f"{NAME}-xrpusdt", production_uri(tmp_path, "XRPUSDT"))
+    assert transformer.load() and not predictor.load()
+    reason = f"no production version of {NAME}-xrpusdt in {tmp_path}"
+    assert transformer.missing == {"XRPUSDT": reason}
+    receipt = registry.publish(artifact, store=store, model_name=f"{NAME}-xrpusdt", promote=True)
+    assert transformer.load() and predictor.load()
+    assert transformer.missing == {}
+    assert transformer.models["XRPUSDT"].model_version == receipt.version
+    assert predictor.model_version == receipt.version
