@@ -17,38 +17,13 @@ from tests.support.kustomize import (
     find,
     overlay,
     pod_specs,
+    problems,
     render,
 )
 
 TRADER = "klinecast-trader"
 REDIS_IMAGE = "redis:7.2.4-alpine"
 MODEL = "klinecast-btcusdt-1h"
-SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", re.IGNORECASE)
-CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]+:[^/@\s]+@")
-
-
-def problems(obj: dict) -> list[str]:
-    """What the container policy forbids: root, no limits, :latest, secrets in plain text."""
-    found = []
-    if obj["kind"] == "Secret" and (obj.get("data") or obj.get("stringData")):
-        found.append(f"Secret/{obj['metadata']['name']} holds values")
-    for where, container, pod in containers(obj):
-        security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
-        if not security.get("runAsNonRoot") or security.get("runAsUser") == 0:
-            found.append(f"{where} may run as root")
-        limits = container.get("resources", {}).get("limits", {})
-        if not {"cpu", "memory"} <= set(limits):
-            found.append(f"{where} lacks cpu and memory limits")
-        image = container.get("image")
-        if image is not None:  # KServe's runtime supplies the predictor model's image
-            tag = image.rsplit("/", 1)[-1].partition(":")[2]
-            if tag in ("", "latest"):
-                found.append(f"{where} uses {image} (no tag or :latest)")
-        for env in container.get("env", []):
-            value = str(env.get("value", ""))
-            if (value and SECRET_NAME.search(env["name"])) or CREDENTIALS_IN_URL.search(value):
-                found.append(f"{where} has ${env['name']} in plain text")
-    return found
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

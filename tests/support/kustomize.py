@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -21,6 +22,9 @@ CRD_SCHEMAS = {
     # Katib's CRD accepts any object; its OpenAPI-derived schema is the real check.
     "Experiment": SHARED / "crds" / "Experiment.v1beta1.openapi-derived.schema.json",
 }
+
+SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", re.IGNORECASE)
+CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]+:[^/@\s]+@")
 
 
 def render(directory: Path) -> list[dict]:
@@ -80,3 +84,27 @@ def containers(obj: dict):
         model = obj["spec"]["predictor"].get("model")
         if model is not None:
             yield f"{name}:predictor-model", model, obj["spec"]["predictor"]
+
+
+def problems(obj: dict) -> list[str]:
+    """What the container policy forbids: root, no limits, :latest, secrets in plain text."""
+    found = []
+    if obj["kind"] == "Secret" and (obj.get("data") or obj.get("stringData")):
+        found.append(f"Secret/{obj['metadata']['name']} holds values")
+    for where, container, pod in containers(obj):
+        security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+        if not security.get("runAsNonRoot") or security.get("runAsUser") == 0:
+            found.append(f"{where} may run as root")
+        limits = container.get("resources", {}).get("limits", {})
+        if not {"cpu", "memory"} <= set(limits):
+            found.append(f"{where} lacks cpu and memory limits")
+        image = container.get("image")
+        if image is not None:  # KServe's runtime supplies the predictor model's image
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            if tag in ("", "latest"):
+                found.append(f"{where} uses {image} (no tag or :latest)")
+        for env in container.get("env", []):
+            value = str(env.get("value", ""))
+            if (value and SECRET_NAME.search(env["name"])) or CREDENTIALS_IN_URL.search(value):
+                found.append(f"{where} has ${env['name']} in plain text")
+    return found

@@ -165,10 +165,13 @@ def add_manifest(commands) -> None:
         description=(
             "Render everything klinecast deploys: namespace, Secret templates (keys, no values), "
             "service accounts and least-privilege RBAC, the KServe InferenceService (our "
-            "transformer image plus KServe's xgboost runtime), the NetworkPolicy that admits "
+            "transformer image plus KServe's xgboost runtime; with several data.symbols, our "
+            "predictor hosting each symbol's production version), the NetworkPolicy that admits "
             "only the trader, the trader CronJob and the Katib Experiment. Printed, the "
             "InferenceService serves the registry's production version (or --storage-uri). "
-            "--base writes the committed manifests/base files and their kustomization.yaml."
+            "--base writes the committed manifests/base files and their kustomization.yaml "
+            "(from another params file, e.g. examples/five-symbols.yaml, into a directory "
+            "of its own)."
         ),
     )
     params_arg(parser)
@@ -196,7 +199,9 @@ def run_manifest(args) -> int:
     params = load_params(args.params)
     options = {"serving_image": args.image, "namespace": args.namespace}
     if args.base is None:
-        uri = args.storage_uri or production_uri(args, params.publish.model_name)
+        uri = args.storage_uri
+        if uri is None and len(params.data.symbols) == 1:  # several: the servers look it up
+            uri = production_uri(args, params.publish.model_name)
         documents = manifests.base(params, storage_uri=uri, **options)
         print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents.values()), end="")
         return 0

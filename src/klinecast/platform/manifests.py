@@ -4,6 +4,7 @@ kustomization. The overlays (manifests/overlays/*) are hand-written patches on t
 from __future__ import annotations
 
 from klinecast.config import Params
+from klinecast.errors import KlinecastError
 from klinecast.platform import cluster, katib, names
 from klinecast.platform import feature_store as store
 from klinecast.platform import inference_service as serving
@@ -20,9 +21,17 @@ def base(
     serving_image: str = SERVING_IMAGE,
     namespace: str = NAMESPACE,
 ) -> dict[str, dict]:
-    """File name -> object, in the order `kubectl apply` should meet them."""
+    """File name -> object, in the order `kubectl apply` should meet them.
+
+    Args:
+        storage_uri: the one model's version (default: the placeholder deploy replaces).
+            Several symbols take none: each symbol's model is its production version, which
+            the servers look up when they load it.
+
+    Raises:
+        KlinecastError: a storage_uri with several symbols.
+    """
     name = params.publish.model_name
-    storage_uri = storage_uri or serving.placeholder_uri(name)
     ns = {"namespace": namespace}
     trader_secrets = [names.BINANCE_SECRET, names.POSTGRES_SECRET]
     experiments = katib.experiments(params, image=PIPELINE_IMAGE)  # one per symbol
@@ -47,13 +56,7 @@ def base(
         "trader-serviceaccount.yaml": trader.service_account(**ns),
         "trader-role.yaml": cluster.trader_role(secrets=trader_secrets, **ns),
         "trader-rolebinding.yaml": cluster.role_binding(cluster.TRADER_ACCOUNT, **ns),
-        "inferenceservice.yaml": serving.inference_service(
-            model_name=name,
-            storage_uri=storage_uri,
-            image=serving_image,
-            stale_after_minutes=params.online.stale_after_minutes,
-            **ns,
-        ),
+        "inferenceservice.yaml": _inference_service(params, storage_uri, serving_image, **ns),
         "model-networkpolicy.yaml": cluster.model_network_policy(model_name=name, **ns),
         "online-configmap.yaml": store.config_map(**ns),
         "redis-deployment.yaml": store.redis_deployment(**ns),
@@ -64,6 +67,29 @@ def base(
         "monitor-cronjob.yaml": trader.monitor_cronjob(image=PIPELINE_IMAGE, **ns),
         **katib_files,
     }
+
+
+def _inference_service(
+    params: Params, storage_uri: str | None, image: str, *, namespace: str
+) -> dict:
+    """One model through KServe's xgboost runtime, or, with several symbols, a model per
+    symbol in our predictor (README: several symbols on a cluster)."""
+    name, symbols = params.publish.model_name, params.data.symbols
+    options = {
+        "image": image,
+        "stale_after_minutes": params.online.stale_after_minutes,
+        "namespace": namespace,
+    }
+    if len(symbols) == 1:
+        uri = storage_uri or serving.placeholder_uri(name)
+        return serving.inference_service(model_name=name, storage_uri=uri, **options)
+    if storage_uri is not None:
+        raise KlinecastError(
+            f"a storage URI names one model; data.symbols lists {len(symbols)}, whose "
+            "InferenceService serves each one's production version"
+        )
+    uris = {symbol: serving.placeholder_uri(params.model_name_of(symbol)) for symbol in symbols}
+    return serving.symbols_inference_service(model_name=name, storage_uris=uris, **options)
 
 
 def kustomization(files: list[str], namespace: str = NAMESPACE) -> dict:

@@ -32,6 +32,10 @@ MODEL_FILE = "model.json"
 METADATA_FILE = "metadata.json"
 COMPLETE_MARKER = "_COMPLETE"
 POINTER_FILE = "production.json"
+#: The version a storage URI may name instead of a real one: whichever the model's production
+#: pointer names when a server loads it (the InferenceService of several symbols names its
+#: models so, since nothing patches a version into it per symbol).
+PRODUCTION_VERSION = "PRODUCTION"
 
 
 class RegistryError(KlinecastError):
@@ -297,6 +301,24 @@ def fetch_artifact(uri: str, dest: Path) -> Path:
         atomic.write_bytes(dest / name, content)
     read_artifact_metadata(dest)
     return dest
+
+
+def resolve_production(uri: str) -> str:
+    """uri itself, or for `<registry>/<model>/versions/PRODUCTION` the URI of the version the
+    model's production pointer names now.
+
+    Raises:
+        RegistryError: the model has no production version (its gate never passed), or the
+            pointer could not be read.
+    """
+    head, _, version = uri.rstrip("/").rpartition("/versions/")
+    if version != PRODUCTION_VERSION or "/" not in head:
+        return uri
+    registry_uri, _, model_name = head.rpartition("/")
+    pointer = production(open_store(registry_uri), model_name)
+    if pointer is None:
+        raise RegistryError(f"no production version of {model_name} in {registry_uri}")
+    return pointer["uri"]
 
 
 def resolve_serving_uri(registry_uri: str, model_name: str, *, fallback: Path) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from klinecast.research.backtest import (
     scored_rows,
     walk_forward_with_params,
 )
+from klinecast.research.pooled import walk_forward_pooled_with_params
 from klinecast.research.scorecard import (
     BaselineTest,
     CalibrationBin,
@@ -34,7 +35,6 @@ from klinecast.research.scorecard import (
     Significance,
     YearFigures,
 )
-from klinecast.research.pooled import walk_forward_pooled_with_params
 from klinecast.research.tuning import BestParams
 
 

@@ -28,6 +28,16 @@ class UnknownSymbol(ServingError):
         super().__init__(message)
 
 
+class ModelMissing(ServingError):
+    """A symbol this service serves whose model did not load: no production version (its
+    gate refused it), or an artifact that cannot be read. The other symbols are served."""
+
+    status = 404
+
+    def __init__(self, symbol: str, reason: str):
+        super().__init__(f"symbol {symbol!r} has no model loaded here: {reason}")
+
+
 class StaleFeatures(ServingError):
     """The store's newest row is older than the last closed candle plus the tolerance."""
 

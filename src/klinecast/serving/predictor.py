@@ -38,11 +38,15 @@ class XGBoostPredictor(kserve.Model):
         self.ready = False
 
     def load(self) -> bool:
-        """Sets ready; a missing or unreadable model leaves it False with one clear log line."""
+        """Sets ready; a missing or unreadable model leaves it False with one clear log line.
+
+        A URI of the version PRODUCTION loads the version the registry's pointer names now:
+        the process fetches it itself (boto3), as KServe's storage initializer fetches only
+        one STORAGE_URI and a predictor of several symbols serves several models.
+        """
         try:
-            local = registry.fetch_artifact(
-                self.storage_uri, Path(tempfile.mkdtemp(prefix="model-"))
-            )
+            uri = registry.resolve_production(self.storage_uri)
+            local = registry.fetch_artifact(uri, Path(tempfile.mkdtemp(prefix="model-")))
             booster = xgb.Booster()
             booster.load_model(str(local / registry.MODEL_FILE))
             metadata = registry.read_artifact_metadata(local)
@@ -51,14 +55,9 @@ class XGBoostPredictor(kserve.Model):
             self.ready = False
             return False
         self.booster, self.metadata = booster, metadata
-        self.model_version = registry.version_of(self.storage_uri, metadata)
+        self.model_version = registry.version_of(uri, metadata)
         self.ready = True
-        log.info(
-            "model %s loaded from %s (%d features)",
-            self.name,
-            self.storage_uri,
-            booster.num_features(),
-        )
+        log.info("model %s loaded from %s (%d features)", self.name, uri, booster.num_features())
         return True
 
     # -- the Open Inference Protocol's model metadata

@@ -4,8 +4,9 @@ Open Inference Protocol's OpenAPI spec says and log what an operator can trust.
 - Answers: no null where the spec has an object or an array (`parameters`, `versions`); the
   server metadata lists only the extensions that are on (none: the model repository extension
   is off); the served model's own version works in `/versions/{v}` paths, any other is 404
-  naming it; a GET on an inference path is 405; `/v2/health/ready` is false while the model is
-  not.
+  naming it; a GET on an inference path is 405; `/v2/health/ready` is false while no model
+  is ready (a predictor of a model per symbol is ready once one of them is: a symbol whose
+  model is missing must not take the others down; its own model answers 503).
 - Requests: a JSON body without a Content-Type is read as JSON (tritonclient sends none), and
   V2's binary tensor extension is accepted.
 - Refusals: every one is `{"error": ...}` with its status and exactly one log line at WARNING,
@@ -92,7 +93,7 @@ def _install_middleware(app, models: list) -> None:
             return refuse(404, "the model repository extension is off on this server")
         if path in ("/v2", "/v2/") and method == "GET":
             return JSONResponse(server_metadata())
-        if path == "/v2/health/ready" and not all(m.ready for m in models):
+        if path == "/v2/health/ready" and not any(m.ready for m in models):
             return JSONResponse(status_code=503, content={"ready": False})
         versioned = _VERSIONED.match(path)
         if versioned:

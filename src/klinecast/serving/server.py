@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         models = [transformer(args)]
     for model in models:
-        if not model.load():
+        if not model.load() or getattr(model, "missing", None):
             _retry_load_in_background(model, every_s=args.reload_seconds)
     protocol.install(app, models)
     server = kserve.ModelServer(
@@ -208,10 +208,13 @@ def _quiet_per_request_output() -> None:
 
 
 def _retry_load_in_background(model, *, every_s: float) -> None:
+    """load() again every every_s until the model is ready and (a transformer with a model per
+    symbol) no symbol's model is missing."""
+
     def retry() -> None:
         stop = threading.Event()
         while not stop.wait(every_s):
-            if model.load():
+            if model.load() and not getattr(model, "missing", None):
                 return
 
     threading.Thread(target=retry, name="model-reload", daemon=True).start()

@@ -44,6 +44,7 @@ from klinecast.research import strategy
 from klinecast.research.features import compute_features
 from klinecast.serving import payload as parse
 from klinecast.serving.errors import (
+    ModelMissing,
     PredictorAnswerError,
     StaleFeatures,
     StoreUnavailable,
@@ -112,8 +113,10 @@ class SymbolModel:
     model_version: str = ""
 
     def load(self) -> None:
-        """Reads metadata.json. Raises RegistryError, OSError or KeyError."""
-        local = registry.fetch_artifact(self.storage_uri, Path(tempfile.mkdtemp(prefix="meta-")))
+        """Reads metadata.json (of the version production names now, for a URI of the version
+        PRODUCTION). Raises RegistryError, OSError or KeyError."""
+        uri = registry.resolve_production(self.storage_uri)
+        local = registry.fetch_artifact(uri, Path(tempfile.mkdtemp(prefix="meta-")))
         metadata = registry.read_artifact_metadata(local)
         self.interval = INTERVALS[metadata.interval]
         self.feature_names = list(metadata.feature_names)
@@ -121,7 +124,7 @@ class SymbolModel:
         self.rule = metadata.rule
         self.horizon_hours = metadata.horizon_hours
         self.required = required_columns([n for n in self.feature_names if is_indicator(n)])
-        self.model_version = registry.version_of(self.storage_uri, metadata)
+        self.model_version = registry.version_of(uri, metadata)
 
 
 def symbol_models(name: str, storage_uri: str) -> dict[str | None, SymbolModel]:
@@ -197,6 +200,9 @@ class ForecastTransformer(kserve.Model):
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self.stale_after = stale_after
         self.models = symbol_models(name, storage_uri)
+        #: symbol -> why its model is not loaded (answered 404 until a retry loads it)
+        self.missing: dict[str, str] = {}
+        self.loaded: set[str | None] = set()
         self.store = None
         self.cache: OrderedDict[tuple, float] = OrderedDict()
         self.cache_size = cache_size
@@ -206,11 +212,15 @@ class ForecastTransformer(kserve.Model):
         self.pool = ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="online-store")
         self.ready = False
 
-    # the one model's (or, with a model per symbol, the first one's) metadata: candle
+    # the one model's (or, with a model per symbol, the first loaded one's) metadata: candle
     # requests, the warm-up and the protocol's model metadata read these
     @property
     def primary(self) -> SymbolModel:
-        return next(iter(self.models.values()))
+        return self.models[self.primary_symbol or next(iter(self.models))]
+
+    @property
+    def primary_symbol(self) -> str | None:
+        return next((s for s in self.models if s in self.loaded), None)
 
     feature_names = property(lambda self: self.primary.feature_names)
     min_history = property(lambda self: self.primary.min_history)
@@ -219,27 +229,45 @@ class ForecastTransformer(kserve.Model):
 
     @property
     def model_version(self) -> str:
-        """The served version; with a model per symbol, theirs joined (the versioned paths)."""
-        return "+".join(m.model_version for m in self.models.values())
+        """The served version; with a model per symbol, the loaded ones' joined (the
+        versioned paths)."""
+        return "+".join(m.model_version for s, m in self.models.items() if s in self.loaded)
 
     def load(self) -> bool:
+        """Reads the metadata of every model not loaded yet (all of them the first time).
+
+        With a model per symbol, one loaded model makes the service ready: a symbol whose model
+        is missing (no production version: its gate refused it) is answered 404 naming it, and
+        the server calls load() again until it loads, so one refused symbol does not take the
+        others down. One model for every symbol must load.
+        """
+        if self.ready:
+            return self._load_missing()
+        self.loaded.clear()
+        self.missing.clear()
         for symbol, model in self.models.items():
             try:
                 model.load()
             except (registry.RegistryError, OSError, KeyError) as exc:
-                log.error(
-                    "transformer %s NOT ready: metadata%s from %s: %s", self.name,
-                    f" of {symbol}" if symbol else "", model.storage_uri, exc,
-                )  # fmt: skip
-                self.ready = False
-                return False
-        differ = [s for s, m in self.models.items() if m.feature_names != self.feature_names]
+                if symbol is None:
+                    log.error(
+                        "transformer %s NOT ready: metadata from %s: %s",
+                        self.name, model.storage_uri, exc,
+                    )  # fmt: skip
+                    return False
+                self._miss(symbol, model, str(exc))
+                continue
+            self.loaded.add(symbol)
+        if not self.loaded:
+            log.error("transformer %s NOT ready: no symbol's model loaded", self.name)
+            return False
+        differ = [s for s in self.loaded if self.models[s].feature_names != self.feature_names]
         if differ:  # the store holds one feature view, params' features.indicators
             log.error(
                 "transformer %s NOT ready: the models of %s use other features than %s's",
-                self.name, ", ".join(differ), next(iter(self.models)),
+                self.name, ", ".join(differ), self.primary_symbol,
             )  # fmt: skip
-            self.ready = False
+            self.loaded.clear()
             return False
         self.cache.clear()
         self.rows.clear()
@@ -249,12 +277,44 @@ class ForecastTransformer(kserve.Model):
             self.reader = StoreReader(self.online, self.feature_names)
         self._warm_up()
         self.ready = True
-        served = ", ".join(s for s in self.models if s) or "any symbol in the store"
+        symbols = [s for s in self.models if s and s in self.loaded]
+        served = ", ".join(symbols) or "any symbol in the store"
         log.info(
             "transformer %s ready: %d features, min_history %d, version %s; serves %s",
             self.name, len(self.feature_names), self.min_history, self.model_version, served,
         )  # fmt: skip
         return True
+
+    def _load_missing(self) -> bool:
+        """Loads the models still missing, each into a fresh SymbolModel swapped in whole, as
+        requests read the served ones meanwhile. True once none is missing."""
+        for symbol in list(self.missing):
+            model = SymbolModel(self.models[symbol].storage_uri, self.models[symbol].predictor_name)
+            try:
+                model.load()
+            except (registry.RegistryError, OSError, KeyError) as exc:
+                self._miss(symbol, model, str(exc))
+                continue
+            if model.feature_names != self.feature_names:
+                self._miss(symbol, model, f"it uses other features than {self.primary_symbol}'s")
+                continue
+            self.models[symbol] = model
+            self.loaded.add(symbol)
+            del self.missing[symbol]
+            log.info(
+                "transformer %s: %s's model loaded, version %s", self.name, symbol,
+                model.model_version,
+            )  # fmt: skip
+        return not self.missing
+
+    def _miss(self, symbol: str, model: SymbolModel, reason: str) -> None:
+        """symbol answered 404 for now; logged once per reason, not on every retry."""
+        if self.missing.get(symbol) != reason:
+            log.error(
+                "transformer %s: the model of %s NOT loaded from %s: %s; %s is answered 404 "
+                "until it loads", self.name, symbol, model.storage_uri, reason, symbol,
+            )  # fmt: skip
+        self.missing[symbol] = reason
 
     # -- the Open Inference Protocol's model metadata
     def get_input_types(self) -> list[dict]:
@@ -275,7 +335,7 @@ class ForecastTransformer(kserve.Model):
         read). A store that does not answer now is logged; the server still becomes ready."""
         from klinecast.serving import online_store
 
-        compute_features(self._warm_up_window(), indicators=self.feature_names, interval=self.interval)
+        self._warm_up_row(self._warm_up_window())
         if self.reader is not None:
             try:
                 self.reader.newest_row("WARMUP")
@@ -296,6 +356,14 @@ class ForecastTransformer(kserve.Model):
             index=index,
         )  # fmt: skip
 
+    def _warm_up_row(self, window: pd.DataFrame) -> np.ndarray:
+        """The newest feature row of a synthetic window; another pair's columns (cross-asset
+        features, which one window cannot make) stand in as 0."""
+        own = [name for name in self.feature_names if is_indicator(name)]
+        frame = compute_features(window, indicators=own, interval=self.interval).frame
+        row = frame.reindex(columns=self.feature_names).fillna(0.0)
+        return row.to_numpy(dtype=np.float64)[-1:]
+
     async def warm_up_predictor(self) -> None:
         """One request through preprocess, the predictor and postprocess at start-up, so the
         first client does not pay for the predictor's connection. A predictor that is not up
@@ -307,9 +375,8 @@ class ForecastTransformer(kserve.Model):
         window = self._warm_up_window()
         try:
             if len(self.models) > 1:  # no candle requests: ask each symbol's model directly
-                frame = compute_features(window, indicators=self.feature_names, interval=self.interval)
-                row = frame.frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
-                for model in self.models.values():
+                row = self._warm_up_row(window)
+                for model in [m for s, m in self.models.items() if s in self.loaded]:
                     await self._ask(SymbolItem("WARMUP", model, "", (), features=row), {})
                 return
             await self(v1_request(window), {"content-type": "application/json"})
@@ -383,11 +450,15 @@ class ForecastTransformer(kserve.Model):
         return {"instances": features.tolist()}
 
     def _model_of(self, symbol: str) -> SymbolModel:
-        """The symbol's model; a symbol this service does not serve is 404, naming it."""
-        model = self.models.get(symbol, self.models.get(None))
-        if model is None:
+        """The symbol's model; a symbol this service does not serve, or whose model did not
+        load, is 404, naming it."""
+        if symbol not in self.models and None not in self.models:
             raise UnknownSymbol(symbol, list(self.models), served=True)
-        return model
+        # a retry may load it meanwhile, in its thread: it swaps the model in, then clears this
+        reason = self.missing.get(symbol)
+        if reason is not None:
+            raise ModelMissing(symbol, reason)
+        return self.models.get(symbol, self.models.get(None))
 
     async def _symbol_item(self, symbol: str, model: SymbolModel) -> SymbolItem:
         row = await self._online_row(symbol)
