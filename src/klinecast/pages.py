@@ -15,6 +15,7 @@ th:first-child, td:first-child { text-align: left; }
 tr.model { background: #eef4ff; font-weight: bold; }
 .pass { color: #17692b; } .fail { color: #a11; }
 .warn { background: #fff4e0; border-left: 4px solid #e08a00; padding: 0.5em 1em; }
+.note { background: #eef4fb; border-left: 4px solid #3b6fb6; padding: 0.5em 1em; }
 .verdict { font-size: 1.1em; }
 img { max-width: 100%; }
 </style>"""

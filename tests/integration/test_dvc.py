@@ -18,6 +18,8 @@ BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.integration
 DATA_TARGETS = ("data.dvc", "candles", "features")  # the model stages have not run here
+#: What the shared stages write without cross-asset features or pooling: the same every time.
+SHARED = ("data/reference.parquet", "reports/pool.json")
 
 
 def sh(*argv, cwd, env=None) -> str:
@@ -100,19 +102,31 @@ def test_dvc_repro_runs_the_stages_then_is_a_no_op(project, mirror_server):
 
 
 def test_adding_a_symbol_runs_only_its_own_data_stages(project, mirror_server):
+    """The shared reference and pool stages re-read the data, and write the same bytes, so no
+    other symbol's features or tuning re-run; a pooled model's pool record does change."""
     make_data(project, mirror_server.url, "2021-04-30")
-    sh("dvc", "repro", "features", cwd=project)
+    sh("dvc", "repro", "pool", cwd=project)
     btc = (project / "data/BTCUSDT/features.parquet").read_bytes()
+    shared = {name: (project / name).read_bytes() for name in SHARED}
     raw = yaml.safe_load((project / "params.yaml").read_text())
     raw["data"]["symbols"] = ["BTCUSDT", "ETHUSDT"]
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     make_data(project, mirror_server.url, "2021-04-30")
     assert len(list((project / "data/raw/ETHUSDT").glob("*.zip"))) == 4
-    out = sh("dvc", "repro", "features", cwd=project)
+    out = sh("dvc", "repro", "pool", cwd=project)
     assert "Running stage 'candles@ETHUSDT'" in out and "Running stage 'features@ETHUSDT'" in out
     assert "Running stage 'candles@BTCUSDT'" not in out
     assert "Running stage 'features@BTCUSDT'" not in out
     assert (project / "data/BTCUSDT/features.parquet").read_bytes() == btc
+    assert {name: (project / name).read_bytes() for name in SHARED} == shared
+    # pooled: one model over both, so every symbol's tune depends on both symbols' features
+    raw["tune"] = {"pooling": "pooled"}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = sh("dvc", "repro", "pool", cwd=project)
+    assert "Running stage 'pool'" in out and "Running stage 'features@" not in out
+    record = json.loads((project / "reports/pool.json").read_text())
+    assert record["pooling"] == "pooled" and sorted(record["symbols"]) == ["BTCUSDT", "ETHUSDT"]
+    assert record["weights"] == {"BTCUSDT": 0.5, "ETHUSDT": 0.5}
 
 
 def test_dvc_push_and_pull_round_trip_through_s3(project, mirror_server, moto_s3):

@@ -95,3 +95,16 @@ def test_a_symbols_report_says_when_its_rows_start_after_the_in_sample_start(tmp
     )
     assert report._later_start(span | {"starts_later": False}) == ""
     assert report._data_span(tmp_path / "elsewhere" / "trials.csv") is None
+
+
+def test_a_pooled_models_report_says_so():
+    from klinecast.release import report
+
+    span = {"symbol": "ETHUSDT", "pooled": ["BTCUSDT", "ETHUSDT"], "starts_later": False}
+    assert report._pooled(span) == (
+        "<p class='note'>A pooled model: one booster fitted on the rows of BTCUSDT, ETHUSDT, "
+        "traded here by ETHUSDT's copy of the rule. Its study maximised the book's objective, so "
+        "the in-sample column is the book's (the symbols at their weights); the out-of-sample "
+        "column is this symbol's own.</p>"
+    )
+    assert report._pooled(span | {"pooled": None}) == "" and report._pooled(None) == ""

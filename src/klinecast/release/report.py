@@ -105,6 +105,19 @@ def _later_start(span: dict | None) -> str:
     )
 
 
+def _pooled(span: dict | None) -> str:
+    """A line when the model is the pooled one (tune.pooling: pooled)."""
+    if not span or not span.get("pooled"):
+        return ""
+    symbols = ", ".join(html.escape(str(s)) for s in span["pooled"])
+    return (
+        f"<p class='note'>A pooled model: one booster fitted on the rows of {symbols}, traded "
+        f"here by {html.escape(str(span.get('symbol')))}'s copy of the rule. Its study maximised "
+        "the book's objective, so the in-sample column is the book's (the symbols at their "
+        "weights); the out-of-sample column is this symbol's own.</p>"
+    )
+
+
 def _read(path: Path, reader):
     try:
         return reader(Path(path))
@@ -148,7 +161,7 @@ def render(inputs: ReportInputs) -> str:
 {span.folds} walk-forward folds, retrained every step{_skipped(span)}), fee
 {metrics.fee_per_side:.2%} and slippage {metrics.slippage_per_side:.2%} per side on every
 change of position.</p>
-{_later_start(inputs.data_span)}
+{_later_start(inputs.data_span)}{_pooled(inputs.data_span)}
 {"".join(sections)}
 </body></html>
 """
