@@ -185,3 +185,13 @@ def test_features_of_too_few_candles_say_so_and_write_nothing(tmp_path, capsys):
     assert "no feature rows: the 2880 candles are fewer than the longest indicator window" in err
     assert "(4800 candles)" in err and "Traceback" not in err
     assert not out.exists() and not (tmp_path / "features.json").exists()
+
+
+def test_replay_of_several_symbols_reads_each_ones_candles(tmp_path, capsys):
+    params = write_params(tmp_path / "params.yaml", {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}})
+    argv = ["trade", "replay", "--params", str(params), "--start", "2021-12-01"]
+    assert main([*argv, "--end", "2021-12-02", "--candles", str(tmp_path / "c.parquet")]) == 1
+    assert (
+        "--candles holds one symbol's history; 2 are replayed (BTCUSDT, ETHUSDT): pass --symbol, "
+        "or let each read data/<symbol>/candles.parquet"
+    ) in capsys.readouterr().err

@@ -172,3 +172,93 @@ def test_candles_need_a_symbol_when_each_symbol_has_its_model(server, window):
     assert response.json()["error"].startswith(
         "this service serves a model per symbol (BTCUSDT, ETHUSDT, XRPUSDT): ask by symbol"
     )
+
+
+def test_named_candles_are_answered_by_that_symbols_model(server, models, window):
+    """Past hours (a replay) cannot come from the store: the candles are sent, named."""
+    from klinecast.serving.client import v1_request, v2_request
+
+    answers = {}
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        one = v1(server, {"symbol": symbol, **v1_request(window)})
+        assert one.status_code == 200, one.text
+        (answers[symbol],) = one.json()["predictions"]
+        other = v2(server, {"parameters": {"symbol": symbol}, **v2_request(window)})
+        assert other.status_code == 200, other.text
+        outputs = {o["name"]: o["data"][0] for o in other.json()["outputs"]}
+        assert outputs["model_version"] == answers[symbol]["model_version"]
+        assert outputs["prob_up"] == pytest.approx(answers[symbol]["prob_up"], abs=1e-12)
+    eth, btc = answers["ETHUSDT"], answers["BTCUSDT"]
+    assert eth["model_version"] != btc["model_version"]
+    assert eth["strategy"]["entry_band"] == 0.01 and btc["strategy"]["entry_band"] == 0.0
+    expected = (window.index[-1] + pd.Timedelta(hours=1)).isoformat()
+    assert eth["feature_time"] == btc["feature_time"] == expected
+    refused = v1(server, {"symbol": "SOLUSDT", **v1_request(window)})
+    assert refused.status_code == 404
+    assert refused.json() == {
+        "error": "symbol 'SOLUSDT' is not served here: this service serves "
+        "['BTCUSDT', 'ETHUSDT', 'XRPUSDT']"
+    }
+    bad = v1(server, {"symbol": "eth", **v1_request(window)})
+    assert bad.status_code == 400
+    assert bad.json() == {"error": "symbol: expected an upper-case pair like BTCUSDT, got 'eth'"}
+
+
+def test_replay_over_two_symbols_equals_each_ones_backtest(server, models, tmp_path, capsys):
+    """`trade replay` of BTCUSDT and ETHUSDT through the one service: each symbol's ledger
+    rows are its own model's offline probabilities, its rule's positions, and its backtest's
+    equity after the paper broker's costs."""
+    from klinecast.cli import main
+    from klinecast.research import strategy
+    from klinecast.research.backtest import strategy_returns
+    from klinecast.serving.transformer import offline_probabilities
+    from tests.support.helpers import table, write_params
+
+    source = feature_sync.archive_source(
+        str(MIRROR), tmp_path / "archives", today=pd.Timestamp("2022-01-01").date()
+    )
+    candles = {}
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        candles[symbol] = source(
+            symbol, "1h", pd.Timestamp("2021-01-01", tz="UTC"),
+            pd.Timestamp("2021-12-31 23:00", tz="UTC"),
+        )  # fmt: skip
+        (tmp_path / symbol).mkdir()
+        candles[symbol].to_parquet(tmp_path / symbol / "candles.parquet")
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "data": {"symbols": ["BTCUSDT", "ETHUSDT"]},
+            "publish": {"model_name": NAME},
+            "trade": {"inference_url": server.transformer_url, "request": "symbol"},
+        },
+    )
+    ledger = f"sqlite:///{tmp_path}/replay.db"
+    argv = ["trade", "replay", "--params", str(params), "--ledger", ledger]
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        one = [*argv, "--symbol", symbol, "--candles", str(tmp_path / symbol / "candles.parquet")]
+        assert main([*one, "--start", "2021-12-01", "--end", "2021-12-02"]) == 0
+        assert f"trade replay: {symbol}: 48 hours, 48 traded" in capsys.readouterr().out
+
+    predictions = pd.DataFrame(table(ledger, "predictions"))
+    curves = pd.DataFrame(table(ledger, "equity"))
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        mine = predictions[predictions["symbol"] == symbol].set_index("hour").sort_index()
+        hours = pd.DatetimeIndex(pd.to_datetime(mine.index, utc=True))
+        offline = offline_probabilities(candles[symbol], models[symbol]).reindex(hours)
+        np.testing.assert_allclose(mine["prob_up"].to_numpy(), offline.to_numpy(), atol=1e-6)
+        rule = registry.read_artifact_metadata(models[symbol]).rule
+        decided = (hours + pd.Timedelta(hours=1)).hour.to_numpy()
+        position, _ = strategy.positions(offline.to_numpy(), rule, decision_hours=decided)
+        assert (mine["target"].to_numpy() == position).all()
+        closes = candles[symbol]["close"]
+        next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
+        cost = 0.001 + 0.0001  # the fee and the slippage, as the paper broker fills
+        returns = strategy_returns(position, next_return, cost=cost)
+        returns[-1] += cost * abs(position[-1])  # the trader holds on after the last hour
+        curve = curves[curves["symbol"] == symbol].sort_values("hour")["equity"].to_numpy()
+        np.testing.assert_allclose(curve, np.cumprod(1.0 + returns), rtol=1e-12)
+    # each rule traded: positions changed within the hours, so the book and costs matter
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        targets = predictions[predictions["symbol"] == symbol].sort_values("hour")["target"]
+        assert np.count_nonzero(np.diff(targets.to_numpy())) >= 2, symbol

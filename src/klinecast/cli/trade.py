@@ -98,14 +98,17 @@ def add_trade(commands) -> None:
     params_arg(replay)
     replay.add_argument(
         "--symbol",
-        help="the symbol to replay (default: the one of data.symbols); the service must answer "
-        "its candles: serve that symbol's model alone (`klinecast serve --storage-uri "
-        "models/<symbol>/candidate`)",
+        action="append",
+        help="a symbol to replay, repeatable (default: every traded one of data.symbols, those "
+        "with a weight); with several symbols the candles are sent named, so one service with a "
+        "model per symbol answers each with its own model",
     )
     replay.add_argument("--start", required=True, type=dt.date.fromisoformat)
     replay.add_argument("--end", required=True, type=dt.date.fromisoformat)
     replay.add_argument(
-        "--candles", type=Path, help="candle history (default: data/<symbol>/candles.parquet)"
+        "--candles",
+        type=Path,
+        help="candle history of the one symbol replayed (default: data/<symbol>/candles.parquet)",
     )
     replay.add_argument(
         "--ledger", default="sqlite:///build/replay-ledger.db", help="default: %(default)s"
@@ -204,32 +207,41 @@ def run_resolve(args) -> int:
 
 
 def run_replay(args) -> int:
+    from klinecast import layout
     from klinecast.config import load_params
     from klinecast.trader import live
     from klinecast.trader.replay import replay
 
     full = load_params(args.params)
-    params = full.for_symbol(args.symbol or full.data.symbol)
+    symbols = args.symbol or [s for s, weight in full.weights.items() if weight > 0]
     if args.end < args.start:
         raise KlinecastError(f"--end {args.end} is before --start {args.start}")
+    if args.candles and len(symbols) > 1:
+        raise KlinecastError(
+            f"--candles holds one symbol's history; {len(symbols)} are replayed "
+            f"({', '.join(symbols)}): pass --symbol, or let each read data/<symbol>/candles.parquet"
+        )
     if args.ledger.startswith("sqlite:///"):
         Path(args.ledger.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    from klinecast import layout
-
-    candles_path = args.candles or layout.candles(params.data.symbol)
-    candles = read_parquet(candles_path, produced_by="dvc repro candles")
-    summary = replay(
-        params,
-        candles=candles,
-        start=args.start,
-        end=args.end,
-        ledger_url=args.ledger,
-        # past hours: the store holds only the newest, so the candles are sent
-        predict=live.predictor(params, by_symbol=False, service=full.publish.model_name),
-    )
-    print(
-        f"trade replay: {summary['hours']} hours, {summary['traded']} traded, "
-        f"{summary['orders']} orders; equity {summary['equity']:.4f} "
-        f"(buy and hold {summary['buy_and_hold']:.4f}) -> {args.ledger}"
-    )
+    for symbol in symbols:
+        params = full.for_symbol(symbol)
+        candles_path = args.candles or layout.candles(symbol)
+        summary = replay(
+            params,
+            candles=read_parquet(candles_path, produced_by="dvc repro candles"),
+            start=args.start,
+            end=args.end,
+            ledger_url=args.ledger,
+            # past hours: the store holds only the newest, so the candles are sent (named as
+            # the symbol's when the service has a model per symbol)
+            predict=live.predictor(
+                params, by_symbol=False, service=full.publish.model_name,
+                name_candles=len(full.data.symbols) > 1,
+            ),  # fmt: skip
+        )
+        print(
+            f"trade replay: {symbol}: {summary['hours']} hours, {summary['traded']} traded, "
+            f"{summary['orders']} orders; equity {summary['equity']:.4f} "
+            f"(buy and hold {summary['buy_and_hold']:.4f}) -> {args.ledger}"
+        )
     return 0

@@ -35,10 +35,16 @@ def predict(
     *,
     protocol: str = "v1",
     symbol: str | None = None,
+    candles_of: str | None = None,
     timeout: float = 10,
 ) -> Prediction:
     """Asks the transformer by symbol (features from its online store), or sends the candles,
     and checks the answer against the newest of the candles.
+
+    Args:
+        candles_of: the symbol the candles are of, named in the request so that a service with
+            a model per symbol answers with that symbol's model (V1: beside "instances"; V2: in
+            the request's parameters).
 
     Raises:
         InferenceError: unreachable, a non-200 status, or an answer that is not a probability
@@ -48,9 +54,13 @@ def predict(
     if protocol == "v1":
         endpoint = f"{base}/v1/models/{model_name}:predict"
         body = v1_symbol_request(symbol) if symbol else v1_request(candles)
+        named = {"symbol": candles_of}
     else:
         endpoint = f"{base}/v2/models/{model_name}/infer"
         body = v2_symbol_request(symbol) if symbol else v2_request(candles)
+        named = {"parameters": {"symbol": candles_of}}
+    if candles_of and not symbol:
+        body = named | body
     try:
         answer = requests.post(endpoint, json=body, timeout=timeout)
     except requests.RequestException as exc:

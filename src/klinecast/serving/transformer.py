@@ -411,12 +411,35 @@ class ForecastTransformer(kserve.Model):
             )
             found = dict(zip(distinct, items, strict=True))
             return SymbolBatch([found[symbol] for symbol in symbols])
+        named = _v2_candles_symbol(payload) if v2 else _v1_candles_symbol(payload)
+        if named is not None:  # a symbol's candles: that symbol's model (a replay of the past)
+            model = self._model_of(named)
+            feature_time, key, cached, features = self._candle_row(model, payload, v2)
+            item = SymbolItem(named, model, feature_time, key, features=features, prob_up=cached)
+            return SymbolBatch([item])
         if len(self.models) > 1:
             raise InvalidInput(
                 f"this service serves a model per symbol ({', '.join(self.models)}): ask by "
-                'symbol, {"instances": [{"symbol": "BTCUSDT"}]}'
+                'symbol, {"instances": [{"symbol": "BTCUSDT"}]}, or name the candles\' symbol, '
+                '{"symbol": "BTCUSDT", "instances": [<candles>]}'
             )
-        foreign = [name for name in self.feature_names if not is_indicator(name)]
+        context.feature_time, context.cache_key, cached, features = self._candle_row(
+            self.primary, payload, v2
+        )
+        if cached is not None:
+            return Cached(cached)
+        if self.predictor_config.predictor_protocol == "v2":
+            tensor = InferInput("features", list(features.shape), "FP64", features.tolist())
+            return InferRequest(self.name, [tensor])
+        return {"instances": features.tolist()}
+
+    def _candle_row(self, model: SymbolModel, payload, v2: bool):
+        """A candle request's newest feature row for model.
+
+        Returns:
+            (feature_time, cache_key, the cached probability or None, the row or None).
+        """
+        foreign = [name for name in model.feature_names if not is_indicator(name)]
         if foreign:
             raise InvalidInput(
                 f"this model reads another pair's features too ({', '.join(foreign)}: "
@@ -424,30 +447,26 @@ class ForecastTransformer(kserve.Model):
                 '{"instances": [{"symbol": "ETHUSDT"}]}'
             )
         candles = (
-            parse.candles_from_v2(payload.inputs, required=self.required)
+            parse.candles_from_v2(payload.inputs, required=model.required)
             if v2
-            else parse.candles_from_v1(payload, required=self.required)
+            else parse.candles_from_v1(payload, required=model.required)
         )
-        parse.check_window(candles, interval=self.interval, min_history=self.min_history)
-        context.feature_time = (candles.index[-1] + self.interval).isoformat()
+        parse.check_window(candles, interval=model.interval, min_history=model.min_history)
+        feature_time = (candles.index[-1] + model.interval).isoformat()
         # the same window again (many clients ask about the same hour): its answer
         digest = hashlib.blake2b(candles.index.asi8.tobytes(), digest_size=16)
-        for column in self.required:
+        for column in model.required:
             digest.update(candles[column].to_numpy().tobytes())
-        context.cache_key = ("candles", digest.hexdigest(), self.model_version)
-        cached = self.cache.get(context.cache_key)
+        key = ("candles", digest.hexdigest(), model.model_version)
+        cached = self.cache.get(key)
         if cached is not None:
-            return Cached(cached)
+            return feature_time, key, cached, None
         frame = compute_features(
-            candles, indicators=self.feature_names, interval=self.interval
+            candles, indicators=model.feature_names, interval=model.interval
         ).frame
         if frame.empty or frame.index[-1] != candles.index[-1]:
-            raise InvalidInput(parse.no_row_reason(candles, interval=self.interval))
-        features = frame[self.feature_names].to_numpy(dtype=np.float64)[-1:]
-        if self.predictor_config.predictor_protocol == "v2":
-            tensor = InferInput("features", list(features.shape), "FP64", features.tolist())
-            return InferRequest(self.name, [tensor])
-        return {"instances": features.tolist()}
+            raise InvalidInput(parse.no_row_reason(candles, interval=model.interval))
+        return feature_time, key, None, frame[model.feature_names].to_numpy(dtype=np.float64)[-1:]
 
     def _model_of(self, symbol: str) -> SymbolModel:
         """The symbol's model; a symbol this service does not serve, or whose model did not
@@ -676,6 +695,22 @@ def _v2_symbols(inputs: list) -> list[str] | None:
     if not isinstance(data, list) or not data:
         raise InvalidInput("input symbol: expected one or more values, e.g. ['BTCUSDT']")
     return [_symbol(v.decode() if isinstance(v, bytes) else v) for v in data]
+
+
+def _v1_candles_symbol(payload) -> str | None:
+    """The symbol named beside V1 candles, {"symbol": "ETHUSDT", "instances": [<candles>]}."""
+    if isinstance(payload, dict) and "symbol" in payload:
+        return _symbol(payload["symbol"])
+    return None
+
+
+def _v2_candles_symbol(request) -> str | None:
+    """The symbol named in a V2 candle request's parameters, {"symbol": "ETHUSDT"}."""
+    parameters = getattr(request, "parameters", None) or {}
+    if "symbol" not in parameters:
+        return None
+    value = parameters["symbol"]
+    return _symbol(getattr(value, "string_param", value))
 
 
 def _symbol(value) -> str:

@@ -73,13 +73,19 @@ def trader(params: Params, *, service: str | None = None, ledger: Ledger | None 
     )
 
 
-def predictor(params: Params, *, by_symbol: bool, service: str | None = None):
-    """Asks the InferenceService by symbol (its online store) or with the candles."""
+def predictor(
+    params: Params, *, by_symbol: bool, service: str | None = None, name_candles: bool = False
+):
+    """Asks the InferenceService by symbol (its online store) or with the candles (named as
+    the symbol's with name_candles, for a service with a model per symbol)."""
     url = params.trade.inference_url
     symbol = params.data.symbol if by_symbol else None
+    named = params.data.symbol if name_candles and not by_symbol else None
     name = service or params.publish.model_name
 
     def ask(candles):
-        return predict(url, name, candles, protocol=params.trade.protocol, symbol=symbol)
+        return predict(
+            url, name, candles, protocol=params.trade.protocol, symbol=symbol, candles_of=named
+        )
 
     return ask

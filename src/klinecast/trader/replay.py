@@ -52,7 +52,7 @@ def replay(
     return {
         "hours": len(results),
         "traded": sum(r.status == "traded" for r in results),
-        "orders": len(ledger.orders()),
+        "orders": sum(o.symbol == params.data.symbol for o in ledger.orders()),
         "equity": equity,
         "buy_and_hold": hold,
     }
