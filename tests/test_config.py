@@ -234,3 +234,30 @@ def test_one_symbol_of_several_is_named_and_keeps_its_own_model_name():
 def test_the_five_symbol_example_loads():
     params = load_params(REPO / "examples" / "five-symbols.yaml")
     assert params.data.symbols == ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
+
+
+def test_each_symbol_has_its_own_cap_in_its_own_base_asset():
+    params = params_from_mapping(
+        {
+            "data": {"symbols": ["BTCUSDT", "XRPUSDT"]},
+            "trade": {"max_quantity": 0.01, "max_quantities": {"XRPUSDT": 5000}},
+        }
+    )
+    assert params.for_symbol("XRPUSDT").trade.max_quantity == 5000
+    assert params.for_symbol("BTCUSDT").trade.max_quantity == 0.01
+    assert params.for_symbol("XRPUSDT").trade.max_quantities == {}
+    with pytest.raises(
+        ParamsError,
+        match=r"trade.max_quantities: names SOLUSDT, not in data.symbols \(BTCUSDT, XRPUSDT\)",
+    ):
+        params_from_mapping(
+            {"data": {"symbols": ["BTCUSDT", "XRPUSDT"]}, "trade": {"max_quantities": {"SOLUSDT": 30}}}
+        )
+    with pytest.raises(
+        ParamsError,
+        match=r"trade.max_quantities: XRPUSDT: expected a cap above 0 \(and, with capital 0, at "
+        r"least quantity 0.001\), got 0.0001",
+    ):
+        params_from_mapping(
+            {"data": {"symbols": ["BTCUSDT", "XRPUSDT"]}, "trade": {"max_quantities": {"XRPUSDT": 0.0001}}}
+        )

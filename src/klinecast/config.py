@@ -566,6 +566,9 @@ class TradeParams(_Checked):
     ledger: str = "sqlite:///ledger.db"
     quantity: float = 0.001  # base asset per position
     max_quantity: float = 0.01  # the cap on any position
+    #: symbol -> its own cap (base asset: 0.01 BTC is not 0.01 XRP); a symbol not named has
+    #: max_quantity. `Params.for_symbol` applies it.
+    max_quantities: dict[str, float] = field(default_factory=dict)
     #: Quote currency (USDT) the book trades; each symbol gets capital x its portfolio weight
     #: and opens a position worth that at the decision's close (at most max_quantity of its
     #: base asset). 0: each symbol trades `quantity` of its base asset.
@@ -598,6 +601,13 @@ class TradeParams(_Checked):
             yield "capital", f"must be >= 0 (0: trade.quantity), got {self.capital}"
         if not 0 < self.quantity <= self.max_quantity:
             yield "quantity", f"expected 0 < quantity <= max_quantity, got {self.quantity}"
+        for symbol, cap in self.max_quantities.items():
+            if not cap > 0 or (self.capital == 0 and cap < self.quantity):
+                yield (
+                    "max_quantities",
+                    f"{symbol}: expected a cap above 0 (and, with capital 0, at least quantity "
+                    f"{self.quantity}), got {cap}",
+                )
         for name in ("kill_switch_return", "book_kill_switch_return"):
             if not -1 < getattr(self, name) < 0:
                 yield name, f"expected (-1, 0), got {getattr(self, name)}"
@@ -639,7 +649,7 @@ class Params(_Checked):
     def for_symbol(self, symbol: str) -> Params:
         """These params narrowed to one configured symbol: data.symbols holds it alone,
         publish.model_name is that symbol's model (`model_name_of`), trade.capital is its share
-        of the book's, and no weights are left.
+        of the book's, trade.max_quantity its own cap, and no weights are left.
 
         Raises:
             KlinecastError: the symbol is not in data.symbols.
@@ -656,6 +666,8 @@ class Params(_Checked):
             trade=dataclasses.replace(
                 self.trade,
                 capital=self.trade.capital * self.weights[symbol],
+                max_quantity=self.trade.max_quantities.get(symbol, self.trade.max_quantity),
+                max_quantities={},
             ),
             portfolio=PortfolioParams(),
         )
@@ -684,6 +696,13 @@ class Params(_Checked):
                 "features.reference",
                 f"{reference} is not in data.symbols ({', '.join(self.data.symbols)}): its "
                 "candles make the cross-asset features; add it, or change the reference",
+            )
+        capped = set(self.trade.max_quantities) - set(self.data.symbols)
+        if capped:
+            yield (
+                "trade.max_quantities",
+                f"names {', '.join(sorted(capped))}, not in data.symbols "
+                f"({', '.join(self.data.symbols)})",
             )
         weighted = set(self.portfolio.weights)
         if weighted and weighted != set(self.data.symbols):
