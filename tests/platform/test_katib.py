@@ -14,7 +14,7 @@ from klinecast.research import tuning
 from klinecast.research.backtest import walk_forward_with_params
 from klinecast.research.model import Candidate, HyperParams
 from klinecast.research.strategy import StrategyRule
-from tests.support.helpers import write_cli_params
+from tests.support.helpers import write_cli_params, write_params
 from tests.support.kustomize import crd_validator
 from tests.support.model_fixtures import small_features, small_params
 from tests.support.paths import REPO
@@ -142,3 +142,21 @@ def test_each_symbol_gets_an_experiment_of_its_own(validator):
             f"dvc pull data/{symbol}/features.parquet && klinecast tune-trial --symbol {symbol} "
             f"--features data/{symbol}/features.parquet "
         )
+
+
+def test_tune_trial_refuses_a_pooled_model(tmp_path, capsys):
+    params = write_params(
+        tmp_path / "params.yaml",
+        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "tune": {"pooling": "pooled"}},
+    )
+    argv = ["tune-trial", "--params", str(params), "--symbol", "ETHUSDT", "--features", "x.parquet"]
+    levers = {"n-estimators": 20, "max-depth": 3, "learning-rate": 0.1, "subsample": 0.8,
+              "colsample-bytree": 0.8, "gamma": 0, "look-back-days": 10, "horizon-hours": 3,
+              "side": "long_only", "entry-band": 0.01, "exit-band": 0.0, "min-hold-hours": 2,
+              "train-window": "sliding", "cadence-hours": 4}  # fmt: skip
+    argv += [part for name, value in levers.items() for part in (f"--{name}", str(value))]
+    assert main(argv) == 1
+    assert (
+        "tune-trial scores one symbol's own model; tune.pooling: pooled is tuned on every "
+        "symbol's rows by `klinecast tune` (dvc repro), not by Katib"
+    ) in capsys.readouterr().err

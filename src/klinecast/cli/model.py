@@ -325,6 +325,11 @@ def run_tune_trial(args) -> int:
     from klinecast.research import tuning
 
     params = load_symbol_params(args)
+    if params.tune.pooling == "pooled":
+        raise KlinecastError(
+            "tune-trial scores one symbol's own model; tune.pooling: pooled is tuned on every "
+            "symbol's rows by `klinecast tune` (dvc repro), not by Katib"
+        )
     try:
         candidate = tuning.candidate_of(
             {name: getattr(args, name) for name in tuning.search_levers()}
