@@ -165,9 +165,11 @@ images:
 # Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
 bench: bench-tune bench-workers bench-serve bench-faults bench-pipeline bench-compare
 
+# Then the five-symbol case (bench-workers: each symbol's trial, a pooled study's, workers).
 bench-tune: data
 	dvc repro features
 	python benchmarks/bench_tune.py
+	$(MAKE) bench-workers
 
 # The seed's setup (examples/seed-params.yaml) against params.yaml on the same candles and split.
 # Tuning workers sharing one PostgreSQL study (1 vs 2), and each symbol's cost per trial: on

@@ -7,7 +7,9 @@ stop once the study holds --trials complete trials.
 Both cases run in this one process's lifetime, one after the other, on a fresh study each, and
 are compared as a ratio (the machines are shared and noisy). Then every symbol's features
 (--features, one file per symbol, e.g. the five-symbol example's) get one worker for a few
-trials; the study's own trial durations give each symbol's cost per trial.
+trials; the study's own trial durations give each symbol's cost per trial; and with several
+symbols, one pooled study of all of them (tune.pooling: pooled) for as many trials, against the
+sum of the symbols' own trials.
 
 Usage: python benchmarks/bench_workers.py [--features data/BTCUSDT/features.parquet ...]
        [--params params.yaml] [--trials 12] [--symbol-trials 4] [--storage postgresql+psycopg2://postgres@127.0.0.1/test]
@@ -33,10 +35,18 @@ BIN = Path(sys.executable).parent
 
 
 def tune_processes(
-    params: Path, features: Path, *, workers: int, trials: int, storage: str, symbol: str
+    params: Path,
+    features: Path,
+    *,
+    workers: int,
+    trials: int,
+    storage: str,
+    symbol: str,
+    cwd: Path | None = None,
 ) -> float:
     """Starts `workers` tune processes on one fresh study, each on a core of its own; returns
-    the wall seconds until all have stopped."""
+    the wall seconds until all have stopped. cwd: where data/<symbol>/features.parquet of every
+    symbol are (a pooled study reads them all)."""
     cores = sorted(os.sched_getaffinity(0))
     if workers > len(cores):
         raise SystemExit(f"{workers} workers need {workers} cores; this machine gives {len(cores)}")
@@ -48,7 +58,7 @@ def tune_processes(
         running = [
             subprocess.Popen(
                 [*argv, "--first-worker", str(k), "--out-dir", f"{out}/w{k}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd,
                 preexec_fn=lambda core=cores[k]: os.sched_setaffinity(0, {core}),
             )  # fmt: skip
             for k in range(workers)
@@ -60,10 +70,14 @@ def tune_processes(
     return time.perf_counter() - started
 
 
-def fresh_params(base: Path, work: Path, symbol: str) -> Path:
-    """base with data.symbols = [symbol] and a study name of its own (a fresh study)."""
+def fresh_params(base: Path, work: Path, symbol: str, *, pool: list[str] | None = None) -> Path:
+    """base with data.symbols = [symbol] (or the pool, tune.pooling pooled) and a study name of
+    its own (a fresh study)."""
     raw = yaml.safe_load(base.read_text())
-    raw["data"]["symbols"] = [symbol]
+    raw["data"]["symbols"] = pool or [symbol]
+    raw["tune"]["pooling"] = "pooled" if pool else "per_symbol"
+    if pool:
+        raw["portfolio"] = {"weights": {}}
     raw["tune"]["study_name"] = f"bench-workers-{uuid.uuid4().hex[:8]}"
     path = work / f"params-{raw['tune']['study_name']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -108,6 +122,7 @@ def main() -> int:
     for path in args.features:
         if not path.is_file():
             raise SystemExit(f"{path} does not exist; run `make run` (or the example) first")
+    args.features = [path.resolve() for path in args.features]  # (a pooled study runs elsewhere)
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     first = args.features[0]
     shared = {}
@@ -130,6 +145,19 @@ def main() -> int:
         seconds = trial_seconds(args.storage, yaml.safe_load(params.read_text())["tune"]["study_name"])
         per_symbol[symbol] = {"seconds_per_trial": seconds}
         print(f"{symbol}: {seconds:.2f} s a trial, one worker", flush=True)
+    pooled = None
+    if len(args.features) > 1:  # one pooled study of every symbol, as tune.pooling: pooled runs
+        pool = [symbol_of(path) for path in args.features]
+        params = fresh_params(args.params, work, pool[0], pool=pool)
+        tune_processes(
+            params, first, workers=1, trials=args.symbol_trials, storage=args.storage,
+            symbol=pool[0], cwd=first.parent.parent.parent,
+        )  # fmt: skip
+        seconds = trial_seconds(args.storage, yaml.safe_load(params.read_text())["tune"]["study_name"])
+        own = sum(s["seconds_per_trial"] for s in per_symbol.values())
+        pooled = {"symbols": pool, "seconds_per_trial": seconds, "over_per_symbol_sum": seconds / own}
+        print(f"pooled ({', '.join(pool)}): {seconds:.2f} s a trial, one worker "
+              f"(x{seconds / own:.2f} the per-symbol trials' sum)", flush=True)  # fmt: skip
     n_trials = yaml.safe_load(args.params.read_text())["tune"]["n_trials"]
     serial = sum(s["seconds_per_trial"] for s in per_symbol.values()) * n_trials
     speedup = shared[2]["trials_per_hour"] / shared[1]["trials_per_hour"]
@@ -139,6 +167,7 @@ def main() -> int:
         "shared_study": {"trials": args.trials, **{f"{k}_workers": v for k, v in shared.items()}},
         "two_over_one": speedup,
         "per_symbol": per_symbol,
+        "pooled": pooled,
         "estimate": {
             "n_trials_per_symbol": n_trials,
             "one_worker_minutes": serial / 60,

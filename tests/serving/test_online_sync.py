@@ -199,3 +199,33 @@ def test_the_sync_keeps_every_configured_symbol_fresh_and_names_one_that_fails(
         feature_sync.sync_store(
             params, now=now, base_url=mirror_server.url, archive_cache=tmp_path / "cache"
         )
+
+
+def test_a_cross_asset_row_in_the_store_is_the_one_training_computes(
+    online_settings, mirror_server, mirror_candles, tmp_path
+):
+    """ETHUSDT with BTCUSDT's returns and volatility beside its own features: the sync reads
+    both pairs' recent candles, and writes the row that training computes on full history."""
+    import dataclasses
+
+    from klinecast.research.features import symbol_features
+
+    features = dataclasses.replace(PARAMS.features, cross_asset=("log_return_1", "rvol_24"))
+    params = dataclasses.replace(
+        PARAMS, features=features, data=dataclasses.replace(PARAMS.data, symbols=("ETHUSDT",))
+    )
+    names = list(features.names)
+    assert names[-2:] == ["btcusdt_log_return_1", "btcusdt_rvol_24"]
+    now = pd.Timestamp("2021-12-01T00:05:00Z")
+    source = feature_sync.archive_source(mirror_server.url, tmp_path / "archives", today=now.date())
+    assert feature_sync.sync(params, settings=online_settings, source=source, now=now).written == 1
+    row = online_store.newest_row(
+        online_store.open_store(online_settings, names, apply=False), "ETHUSDT", names
+    )
+    assert row.candle_time == pd.Timestamp("2021-11-30 23:00", tz="UTC")
+    eth = source("ETHUSDT", "1h", pd.Timestamp("2021-01-01", tz="UTC"), row.candle_time)
+    full = symbol_features(
+        eth, features, interval=PARAMS.data.interval_delta,
+        reference_candles=mirror_candles.loc[: row.candle_time],
+    ).frame  # fmt: skip
+    np.testing.assert_allclose(row.features, full.loc[row.candle_time, names].to_numpy(dtype=float))
