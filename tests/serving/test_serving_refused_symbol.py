@@ -8,21 +8,15 @@ The servers' clock is fixed at 2022-02-01 00:10 UTC; the store holds the three s
 the candle closed then.
 """
 
-import dataclasses
 import datetime as dt
-import uuid
 
-import pandas as pd
 import pytest
 import requests
 
-from klinecast.config import Params
 from klinecast.release import registry
-from klinecast.serving import feature_sync, online_store
 from klinecast.serving.local import LocalServing
 from tests.support.helpers import NAME, free_port, v1
-from tests.support.paths import MIRROR
-from tests.support.redis_server import drop_project
+from tests.support.online import synced_store
 
 pytestmark = pytest.mark.integration
 CLOCK = "2022-02-01T00:10:00Z"
@@ -32,19 +26,8 @@ PROMOTED = ("BTCUSDT", "ETHUSDT")
 
 @pytest.fixture(scope="module")
 def store(redis, tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    settings = online_store.StoreSettings(
-        redis, str(root / "registry.db"), f"t{uuid.uuid4().hex[:12]}"
-    )
-    params = Params()
-    source = feature_sync.archive_source(
-        str(MIRROR), root / "archives", today=pd.Timestamp(CLOCK).date()
-    )
-    for symbol in SYMBOLS:
-        one = dataclasses.replace(params, data=dataclasses.replace(params.data, symbols=(symbol,)))
-        feature_sync.sync(one, settings=settings, source=source, now=pd.Timestamp(CLOCK))
-    yield settings
-    drop_project(redis, settings.project)
+    with synced_store(redis, tmp_path_factory.mktemp("store"), dict.fromkeys(SYMBOLS, CLOCK)) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,18 @@ served.
 
 import asyncio
 import dataclasses
-import uuid
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from klinecast.config import Params
 from klinecast.release import registry
 from klinecast.research.strategy import StrategyRule
-from klinecast.serving import feature_sync, online_store
+from klinecast.serving import feature_sync
 from klinecast.serving.local import LocalServing
 from tests.support.helpers import NAME, free_port, v1, v2
+from tests.support.online import synced_store
 from tests.support.paths import MIRROR
-from tests.support.redis_server import drop_project
 
 pytestmark = pytest.mark.integration
 CLOCK = "2022-02-01T00:10:00Z"
@@ -32,18 +30,9 @@ SERVED = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
 
 @pytest.fixture(scope="module")
 def store(redis, tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    settings = online_store.StoreSettings(
-        redis, str(root / "registry.db"), f"t{uuid.uuid4().hex[:12]}"
-    )
-    params = Params()
-    source = feature_sync.archive_source(str(MIRROR), root / "archives", today=pd.Timestamp(CLOCK).date())
-    for symbol, now in [("BTCUSDT", CLOCK), ("ETHUSDT", CLOCK), ("SOLUSDT", CLOCK),
-                        ("XRPUSDT", "2022-01-20T00:05:00Z")]:  # fmt: skip
-        one = dataclasses.replace(params, data=dataclasses.replace(params.data, symbols=(symbol,)))
-        feature_sync.sync(one, settings=settings, source=source, now=pd.Timestamp(now))
-    yield settings
-    drop_project(redis, settings.project)
+    clocks = {"BTCUSDT": CLOCK, "ETHUSDT": CLOCK, "SOLUSDT": CLOCK, "XRPUSDT": "2022-01-20T00:05:00Z"}
+    with synced_store(redis, tmp_path_factory.mktemp("store"), clocks) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

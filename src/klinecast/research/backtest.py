@@ -384,14 +384,17 @@ def walk_forward_with_params(
 ) -> BacktestResult:
     """walk_forward with the features, costs, baselines and seeds that params set."""
     return walk_forward(
-        frame,
-        candidate=candidate,
-        feature_names=params.features.names,
-        test_start=test_start,
-        test_end=test_end,
-        backtest=params.backtest,
-        interval=params.data.interval_delta,
-        seed=params.tune.seed,
-        nthread=nthread,
-        after_fold=after_fold,
-    )
+        frame, candidate=candidate, test_start=test_start, test_end=test_end, nthread=nthread,
+        after_fold=after_fold, **settings_of(params),
+    )  # fmt: skip
+
+
+def settings_of(params: Params) -> dict:
+    """What params set for a walk-forward: the features, the costs and baselines, the candle
+    length and the seed."""
+    return {
+        "feature_names": params.features.names,
+        "backtest": params.backtest,
+        "interval": params.data.interval_delta,
+        "seed": params.tune.seed,
+    }

@@ -28,7 +28,12 @@ from klinecast.config import BacktestParams, Params
 from klinecast.data.versions import file_digest
 from klinecast.errors import KlinecastError
 from klinecast.research import model, portfolio, stats, strategy
-from klinecast.research.backtest import BacktestResult, scored_rows, traded_result
+from klinecast.research.backtest import (
+    BacktestResult,
+    scored_rows,
+    settings_of,
+    traded_result,
+)
 from klinecast.research.features import horizon_labels
 
 
@@ -161,16 +166,9 @@ def walk_forward_pooled_with_params(
 ) -> dict[str, BacktestResult]:
     """walk_forward_pooled with the features, costs, baselines and seeds that params set."""
     return walk_forward_pooled(
-        frames,
-        candidate=candidate,
-        feature_names=params.features.names,
-        test_start=test_start,
-        test_end=test_end,
-        backtest=params.backtest,
-        interval=params.data.interval_delta,
-        seed=params.tune.seed,
-        nthread=nthread,
-    )
+        frames, candidate=candidate, test_start=test_start, test_end=test_end, nthread=nthread,
+        **settings_of(params),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
