@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from klinecast.errors import KlinecastError, ParamsError
-from klinecast.indicators import indicator_lookback, parse_indicator, spans_gaps
+from klinecast.indicators import indicator_lookback, is_indicator, parse_indicator, spans_gaps
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
@@ -211,7 +211,7 @@ class FeatureParams(_Checked):
             return
         if len(set(self.indicators)) != len(self.indicators):
             yield "indicators", "lists an indicator twice"
-        known = []
+        known = [name for name in self.cross_asset if is_indicator(name)]
         for name in self.indicators:
             try:
                 parse_indicator(name)
@@ -219,6 +219,7 @@ class FeatureParams(_Checked):
                 yield "indicators", str(exc)
             else:
                 known.append(name)
+        # (the reference's candles come in the same window as the symbol's, in serving too)
         longest = max((indicator_lookback(name) for name in known), default=0)
         if self.min_history <= longest:
             yield (
@@ -688,15 +689,6 @@ class Params(_Checked):
                 "candles asks one model; with several data.symbols the service has a model per "
                 "symbol and is asked by symbol: set trade.request: symbol",
             )
-        reference = self.features.reference
-        if self.features.cross_asset and len(self.data.symbols) > 1 and (
-            reference not in self.data.symbols
-        ):
-            yield (
-                "features.reference",
-                f"{reference} is not in data.symbols ({', '.join(self.data.symbols)}): its "
-                "candles make the cross-asset features; add it, or change the reference",
-            )
         capped = set(self.trade.max_quantities) - set(self.data.symbols)
         if capped:
             yield (
@@ -731,6 +723,18 @@ class Params(_Checked):
 def cross_asset_column(reference: str, indicator: str) -> str:
     """The column of the reference's indicator among another symbol's features."""
     return f"{reference.lower()}_{indicator}"
+
+
+def file_problems(params: Params) -> Problems:
+    """What a params file must hold that params narrowed to one symbol (`for_symbol`) need not:
+    the cross-asset reference among data.symbols, so that `make data` fetches its candles."""
+    reference = params.features.reference
+    if params.features.cross_asset and reference not in params.data.symbols:
+        yield (
+            "features.reference",
+            f"{reference} is not in data.symbols ({', '.join(params.data.symbols)}): its "
+            "candles make the cross-asset features; add it, or change the reference",
+        )
 
 
 def symbol_model_name(model_name: str, symbols: tuple[str, ...], symbol: str) -> str:
@@ -863,7 +867,11 @@ def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, d
 
 def params_from_mapping(raw: object) -> Params:
     """Builds Params from an already parsed mapping (params.yaml's content)."""
-    return _build(Params, raw, prefix="")
+    params = _build(Params, raw, prefix="")
+    problems = list(file_problems(params))
+    if problems:
+        raise ParamsError.of(problems)
+    return params
 
 
 def _build(cls: type, raw: object, *, prefix: str):

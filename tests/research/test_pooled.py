@@ -76,7 +76,11 @@ def test_every_catalogued_family_reads_the_same_on_any_price_and_volume_scale():
 def test_the_pooled_walk_forward_fits_one_booster_per_fold_for_every_symbol():
     """Whichever order the symbols come in, each trades the same probabilities; a symbol listed
     later joins from its first row."""
-    frames = {"BTCUSDT": features(1), "ETHUSDT": features(2), "SOLUSDT": features(3, start="2021-02-10", days=19)}
+    frames = {
+        "BTCUSDT": features(1),
+        "ETHUSDT": features(2),
+        "SOLUSDT": features(3, start="2021-02-10", days=19),
+    }
     results = pooled(frames)
     again = pooled(dict(reversed(list(frames.items()))))
     assert sorted(results) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
@@ -157,7 +161,9 @@ def test_the_pooled_final_model_is_the_same_booster_whichever_symbol_asks():
     params = small_params()
     pool = {"BTCUSDT": features(1, days=120), "ETHUSDT": features(2, days=120)}
     one = training.train_final(pool["BTCUSDT"], params, CANDIDATE, pool=pool)
-    other = training.train_final(pool["ETHUSDT"], params, CANDIDATE, pool=dict(reversed(pool.items())))
+    other = training.train_final(
+        pool["ETHUSDT"], params, CANDIDATE, pool=dict(reversed(pool.items()))
+    )
     assert one.booster.save_raw("json") == other.booster.save_raw("json")
     alone = training.train_final(pool["BTCUSDT"], params, CANDIDATE)
     assert one.rows == 2 * alone.rows
@@ -191,14 +197,34 @@ def test_a_pooled_study_is_one_for_every_symbol_and_reproducible(tmp_path):
     assert a.best_trial.user_attrs["pooled"] == ["BTCUSDT", "ETHUSDT"]
     own = tuning.study_name(params, data_version=pool.digest())
     assert a.study_name != own
+    # a symbol's own study in the same process scores that symbol alone, not the pool
+    alone = tuning.tune(
+        features_path=paths["ETHUSDT"], params=params, storage_url=f"sqlite:///{tmp_path}/c.db",
+        n_trials=2,
+    )  # fmt: skip
+    assert all("pooled" not in t.user_attrs for t in alone.trials)
 
 
 def test_pooling_and_cross_asset_params_are_checked():
-    with pytest.raises(ParamsError, match=r"tune.pooling: expected one of \['per_symbol', 'pooled'\], got 'shared'"):
+    with pytest.raises(
+        ParamsError, match=r"tune.pooling: expected one of \['per_symbol', 'pooled'\], got 'shared'"
+    ):
         params_from_mapping({"tune": {"pooling": "shared"}})
-    with pytest.raises(ParamsError, match=r"features.reference: BTCUSDT is not in data.symbols \(ETHUSDT, SOLUSDT\)"):
+    with pytest.raises(
+        ParamsError,
+        match=r"features.reference: BTCUSDT is not in data.symbols \(ETHUSDT, SOLUSDT\)",
+    ):
         params_from_mapping(
-            {"data": {"symbols": ["ETHUSDT", "SOLUSDT"]}, "features": {"cross_asset": ["log_return_1"]}}
+            {
+                "data": {"symbols": ["ETHUSDT", "SOLUSDT"]},
+                "features": {"cross_asset": ["log_return_1"]},
+            }
+        )
+    with pytest.raises(
+        ParamsError, match=r"features.reference: BTCUSDT is not in data.symbols \(ETHUSDT\)"
+    ):
+        params_from_mapping(
+            {"data": {"symbols": ["ETHUSDT"]}, "features": {"cross_asset": ["log_return_1"]}}
         )
     with pytest.raises(ParamsError, match=r"features.cross_asset: unknown indicator 'close'"):
         params_from_mapping({"features": {"cross_asset": ["close"]}})

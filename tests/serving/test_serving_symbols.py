@@ -193,7 +193,9 @@ def test_named_candles_are_answered_by_that_symbols_model(server, models, window
     assert bad.json() == {"error": "symbol: expected an upper-case pair like BTCUSDT, got 'eth'"}
 
 
-def test_replay_over_two_symbols_equals_each_ones_backtest(server, models, tmp_path, capsys):
+def test_replay_over_two_symbols_equals_each_ones_backtest(
+    server, models, tmp_path, capsys, monkeypatch
+):
     """`trade replay` of BTCUSDT and ETHUSDT through the one service: each symbol's ledger
     rows are its own model's offline probabilities, its rule's positions, and its backtest's
     equity after the paper broker's costs."""
@@ -212,8 +214,8 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(server, models, tmp_p
             symbol, "1h", pd.Timestamp("2021-01-01", tz="UTC"),
             pd.Timestamp("2021-12-31 23:00", tz="UTC"),
         )  # fmt: skip
-        (tmp_path / symbol).mkdir()
-        candles[symbol].to_parquet(tmp_path / symbol / "candles.parquet")
+        (tmp_path / "data" / symbol).mkdir(parents=True)
+        candles[symbol].to_parquet(tmp_path / "data" / symbol / "candles.parquet")
     params = write_params(
         tmp_path / "params.yaml",
         {
@@ -223,11 +225,12 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(server, models, tmp_p
         },
     )
     ledger = f"sqlite:///{tmp_path}/replay.db"
+    monkeypatch.chdir(tmp_path)  # every traded symbol, each from data/<symbol>/candles.parquet
     argv = ["trade", "replay", "--params", str(params), "--ledger", ledger]
+    assert main([*argv, "--start", "2021-12-01", "--end", "2021-12-02"]) == 0
+    out = capsys.readouterr().out
     for symbol in ("BTCUSDT", "ETHUSDT"):
-        one = [*argv, "--symbol", symbol, "--candles", str(tmp_path / symbol / "candles.parquet")]
-        assert main([*one, "--start", "2021-12-01", "--end", "2021-12-02"]) == 0
-        assert f"trade replay: {symbol}: 48 hours, 48 traded" in capsys.readouterr().out
+        assert f"trade replay: {symbol}: 48 hours, 48 traded" in out
 
     predictions = pd.DataFrame(table(ledger, "predictions"))
     curves = pd.DataFrame(table(ledger, "equity"))

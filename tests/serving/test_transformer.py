@@ -158,3 +158,28 @@ def test_a_storage_uri_names_one_model_or_one_per_symbol():
         module.symbol_models("svc", "BTCUSDT=/a,BTCUSDT=/b")
     with pytest.raises(ValueError, match="expected SYMBOL=URI"):
         module.symbol_models("svc", "BTCUSDT=/a,/b")
+
+
+def test_a_cross_asset_model_loads_and_refuses_candles(tmp_path):
+    """Another pair's features cannot come from one pair's candles: such a model is asked by
+    symbol; its warm-up stands those columns in as 0."""
+    import json
+
+    out = tmp_path / "candidate"
+    candles = tiny_artifact(out)
+    metadata = json.loads((out / "metadata.json").read_text())
+    metadata["feature_names"][-1] = "btcusdt_log_return_1"
+    (out / "metadata.json").write_text(json.dumps(metadata))
+    model = ForecastTransformer("m", str(out))
+    assert model.load() and model.ready
+    protocol(model, "v1")
+    window = candles.iloc[-model.min_history :]
+    row = model._warm_up_row(window)
+    assert row.shape == (1, len(metadata["feature_names"])) and row[0, -1] == 0.0
+    with pytest.raises(InvalidInput) as refused:
+        run(model, v1_request(window))
+    assert refused.value.reason == (
+        "this model reads another pair's features too (btcusdt_log_return_1: "
+        "features.cross_asset), which one pair's candles cannot make: ask by symbol, "
+        '{"instances": [{"symbol": "ETHUSDT"}]}'
+    )

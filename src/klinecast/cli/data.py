@@ -270,8 +270,8 @@ def run_features(args) -> int:
     atomic.write_parquet(args.out, result.frame)
     atomic.write_json(args.report, result.report(min_history=params.features.min_history))
     print(
-        f"features: {len(result.frame)} rows x {len(params.features.names)} features, {result.labeled} "
-        f"labeled; dropped {result.dropped_at_start} at the start and {result.dropped_after_gaps} "
+        f"features: {len(result.frame)} rows x {len(params.features.names)} features, "
+        f"{result.labeled} labeled; dropped {result.dropped_at_start} at the start and {result.dropped_after_gaps} "
         f"whose window crosses a gap; {time.perf_counter() - started:.1f} s -> {args.out}"
     )
     return 0

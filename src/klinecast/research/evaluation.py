@@ -70,6 +70,10 @@ def out_of_sample(
             else "there are no labelled feature rows at all; run `make data` and `dvc repro`"
         )
     if pool is not None:
+        if params.data.symbol not in pool:
+            raise KlinecastError(
+                f"{params.data.symbol} is not one of the pooled symbols ({', '.join(pool)})"
+            )
         frames = {s: features[features.index < end] for s, features in pool.items()}
         return walk_forward_pooled_with_params(
             frames, params, candidate, test_start=start, test_end=end

@@ -50,9 +50,7 @@ class _Pool:
         }
         trainable = {s: frames[s][self.labels[s].notna()] for s in frames}
         self.x = {s: rows[names].to_numpy(dtype=np.float32) for s, rows in trainable.items()}
-        self.y = {
-            s: self.labels[s].dropna().to_numpy(dtype=np.float32) for s in trainable
-        }
+        self.y = {s: self.labels[s].dropna().to_numpy(dtype=np.float32) for s in trainable}
         self.index = {s: rows.index for s, rows in trainable.items()}
         starts = [index[0] for index in self.index.values() if len(index)]
         self.first = min(starts) if starts else None
@@ -147,9 +145,16 @@ def walk_forward_pooled(
         start = end
     return {
         symbol: traded_result(
-            rows, index, pool.labels[symbol],
-            proba=proba[symbol], position=position[symbol], fold_of=fold_of[symbol],
-            folds=folds[symbol], test_end=test_end, backtest=backtest, interval=interval,
+            rows,
+            index,
+            pool.labels[symbol],
+            proba=proba[symbol],
+            position=position[symbol],
+            fold_of=fold_of[symbol],
+            folds=folds[symbol],
+            test_end=test_end,
+            backtest=backtest,
+            interval=interval,
         )  # fmt: skip
         for symbol, (rows, index) in tested.items()
     }
@@ -211,7 +216,8 @@ def book_summary(results: Mapping[str, BacktestResult], weights: Mapping[str, fl
     book = portfolio.combine(predictions, dict(weights), ["buy_and_hold"])
     returns = book[portfolio.MODEL].to_numpy()
     before = {
-        s: p.assign(strategy_return=p["position"] * p["next_return"]) for s, p in predictions.items()
+        s: p.assign(strategy_return=p["position"] * p["next_return"])
+        for s, p in predictions.items()
     }
     found = portfolio.book_metrics(returns)
     return {

@@ -43,8 +43,9 @@ def train_final(
     cutoff = params.split.out_of_sample.stop
     hp = candidate.hp
     labelled = {}
-    for symbol, features in sorted((pool or {"": frame}).items()):
-        known = features[features.index < cutoff]
+    frames = pool if pool is not None else {"own": frame}  # a symbol's own model: its rows alone
+    for symbol in sorted(frames):
+        known = frames[symbol][frames[symbol].index < cutoff]
         labels = horizon_labels(
             known, horizon=candidate.horizon_hours, interval=params.data.interval_delta
         )
@@ -64,9 +65,11 @@ def train_final(
         )
     names = list(params.features.names)
     windows = [(rows[rows.index >= start], labels) for rows, labels in labelled.values()]
+    x = [w[names].to_numpy(dtype="float32") for w, _ in windows]
+    y = [labels.reindex(w.index).to_numpy(dtype="float32") for w, labels in windows]
     booster = model.fit(
-        np.concatenate([w[names].to_numpy(dtype="float32") for w, _ in windows]),
-        np.concatenate([labels.reindex(w.index).to_numpy(dtype="float32") for w, labels in windows]),
+        np.concatenate(x),
+        np.concatenate(y),
         hp,
         seed=params.tune.seed,
         feature_names=names,

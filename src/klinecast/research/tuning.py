@@ -446,7 +446,9 @@ class _Scorer:
 
     @classmethod
     def load(cls, source: str | Pool, params: Params, nthread: int) -> None:
-        """Loads one feature file's in-sample rows, or every pooled symbol's."""
+        """Loads one feature file's in-sample rows, or every pooled symbol's (and forgets what
+        an earlier study in this process loaded)."""
+        cls.rows = cls.pool = cls.frames = None
         if isinstance(source, Pool):
             cls.pool, cls.frames = source, pooled_in_sample(source, params)
         else:

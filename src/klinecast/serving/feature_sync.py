@@ -86,7 +86,9 @@ def sync(
         return SyncResult(data.symbol, newest, newest, 0)
     reference = None
     if params.features.cross_asset:  # the reference's candles over the same hours
-        reference = source(params.features.reference, data.interval, first_new - history, last_closed)
+        reference = source(
+            params.features.reference, data.interval, first_new - history, last_closed
+        )
     rows = complete_rows(candles, params, first_new=first_new, reference_candles=reference)
     written = write_rows(
         store, settings, data.symbol, rows, names, interval=data.interval_delta, progress=progress
@@ -111,6 +113,9 @@ def complete_rows(
     ).frame
     behind = candles.index.get_indexer(frame.index) + 1  # candles up to and with the row's
     enough = behind >= params.features.min_history
+    if reference_candles is not None:  # and as many of the reference's
+        theirs = reference_candles.index.searchsorted(frame.index, side="right")
+        enough &= theirs >= params.features.min_history
     return frame[(frame.index >= first_new) & enough]
 
 

@@ -374,7 +374,8 @@ class ForecastTransformer(kserve.Model):
             return
         window = self._warm_up_window()
         try:
-            if len(self.models) > 1:  # no candle requests: ask each symbol's model directly
+            foreign = not all(is_indicator(name) for name in self.feature_names)
+            if len(self.models) > 1 or foreign:  # no candle requests: ask each model directly
                 row = self._warm_up_row(window)
                 for model in [m for s, m in self.models.items() if s in self.loaded]:
                     await self._ask(SymbolItem("WARMUP", model, "", (), features=row), {})
