@@ -17,7 +17,7 @@ from tests.support.paths import REPO
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.integration
-DATA_TARGETS = ("data.dvc", "candles", "features")  # the model stages have not run here
+DATA_TARGETS = ("data.dvc", "candles", "reference", "features")  # the model stages have not run here
 #: What the shared stages write without cross-asset features or pooling: the same every time.
 SHARED = ("data/reference.parquet", "reports/pool.json")
 
