@@ -152,7 +152,11 @@ def test_one_symbol_keeps_kserves_xgboost_runtime():
     from klinecast.platform.manifests import base
 
     params = load_params(EXAMPLE)
-    one = dataclasses.replace(params, data=dataclasses.replace(params.data, symbols=("ETHUSDT",)))
+    one = dataclasses.replace(
+        params,
+        data=dataclasses.replace(params.data, symbols=("ETHUSDT",)),
+        trade=dataclasses.replace(params.trade, max_quantities={}),  # (caps of the other four)
+    )
     spec = base(one)["inferenceservice.yaml"]["spec"]
     assert spec["predictor"]["model"]["modelFormat"] == {"name": "xgboost"}
     assert spec["predictor"]["model"]["storageUri"] == f"{REGISTRY}/{SERVICE}/versions/PRODUCTION"
