@@ -18,7 +18,7 @@ SRC = REPO / "src"
 STAGE_ROOTS = {
     "candles": ["klinecast.data.build"],
     "reference": ["klinecast.data.build"],
-    "pool": ["klinecast.data.versions", "klinecast.layout"],
+    "pool": ["klinecast.research.pooled", "klinecast.layout"],
     "features": ["klinecast.research.features"],
     "tune": ["klinecast.research.tuning"],
     "evaluate": ["klinecast.research.evaluation"],

@@ -153,7 +153,7 @@ def run_evaluate(args) -> int:
         params.tune.storage, params.split.out_of_sample, params.data.symbol
     )
     result = evaluation.evaluate(
-        frame, params, tuned, span_looks=span_looks, pool=pool and pool.read()
+        frame, params, tuned, span_looks=span_looks, pool=pool.read() if pool else None
     )
     atomic.write_parquet(args.predictions, result.predictions)
     atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
@@ -200,6 +200,7 @@ def run_train(args) -> int:
     from klinecast.research.scorecard import Scorecard
 
     params = load_symbol_params(args)
+    pool = load_pool(args)
     frame = read_parquet(args.features, produced_by="dvc repro features")
     candidate = read_best_params(args.best_params).candidate
     started = time.perf_counter()
@@ -210,7 +211,7 @@ def run_train(args) -> int:
         metrics=Scorecard.read(args.metrics),
         # the raw data's DVC hash, where dvc.yaml runs this (the repository's root)
         data_version=data_version(args.features, dvc_file=Path("data.dvc")),
-        pool=(pool := load_pool(args)) and pool.read(),
+        pool=pool.read() if pool else None,
     )
     registry.write_artifact(args.out, booster, metadata)
     print(

@@ -74,27 +74,14 @@ def add_pool(commands) -> None:
 
 
 def run_pool(args) -> int:
-    from klinecast import atomic, layout
-    from klinecast.config import load_params
-    from klinecast.data.versions import file_digest
-    from klinecast.errors import KlinecastError
+    from klinecast import atomic
+    from klinecast.cli.common import load_pool
 
-    params = load_params(args.params)
-    symbols = sorted(params.data.symbols)
-    if params.tune.pooling != "pooled" or len(symbols) < 2:
+    pool = load_pool(args)
+    if pool is None:
         atomic.write_json(args.out, {"pooling": "per_symbol"})
         print(f"pool: a model per symbol -> {args.out}")
         return 0
-    missing = [str(layout.features(s)) for s in symbols if not layout.features(s).is_file()]
-    if missing:
-        raise KlinecastError(
-            f"the pooled model needs every symbol's features; missing: {', '.join(missing)}"
-        )
-    record = {
-        "pooling": "pooled",
-        "symbols": {s: file_digest(layout.features(s)) for s in symbols},
-        "weights": params.weights,
-    }
-    atomic.write_json(args.out, record)
-    print(f"pool: one model over {', '.join(symbols)} -> {args.out}")
+    atomic.write_json(args.out, {"pooling": "pooled", **pool.record()})
+    print(f"pool: one model over {', '.join(pool.paths)} -> {args.out}")
     return 0

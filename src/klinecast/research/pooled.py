@@ -202,9 +202,16 @@ class Pool:
     def read(self) -> dict[str, pd.DataFrame]:
         return {symbol: pd.read_parquet(path) for symbol, path in self.paths.items()}
 
+    def record(self) -> dict:
+        """Each symbol's features digest and weight (reports/pool.json, the DVC pool stage)."""
+        return {
+            "symbols": {s: file_digest(Path(p)) for s, p in self.paths.items()},
+            "weights": self.weights,
+        }
+
     def digest(self) -> str:
         """One fingerprint of every symbol's features (the pooled study's data version)."""
-        lines = "".join(f"{s}:{file_digest(Path(p))}\n" for s, p in self.paths.items())
+        lines = "".join(f"{s}:{d}\n" for s, d in self.record()["symbols"].items())
         return hashlib.sha256(lines.encode()).hexdigest()
 
 

@@ -110,6 +110,8 @@ class SymbolModel:
     rule: strategy.StrategyRule = strategy.SEED_RULE
     horizon_hours: int = 1
     required: tuple[str, ...] = ()
+    #: another pair's features (features.cross_asset), which no candle request can make
+    foreign: tuple[str, ...] = ()
     model_version: str = ""
 
     def load(self) -> None:
@@ -123,7 +125,8 @@ class SymbolModel:
         self.min_history = metadata.min_history
         self.rule = metadata.rule
         self.horizon_hours = metadata.horizon_hours
-        self.required = required_columns([n for n in self.feature_names if is_indicator(n)])
+        self.foreign = tuple(n for n in self.feature_names if not is_indicator(n))
+        self.required = required_columns([n for n in self.feature_names if n not in self.foreign])
         self.model_version = registry.version_of(uri, metadata)
 
 
@@ -359,7 +362,7 @@ class ForecastTransformer(kserve.Model):
     def _warm_up_row(self, window: pd.DataFrame) -> np.ndarray:
         """The newest feature row of a synthetic window; another pair's columns (cross-asset
         features, which one window cannot make) stand in as 0."""
-        own = [name for name in self.feature_names if is_indicator(name)]
+        own = [name for name in self.feature_names if name not in self.primary.foreign]
         frame = compute_features(window, indicators=own, interval=self.interval).frame
         row = frame.reindex(columns=self.feature_names).fillna(0.0)
         return row.to_numpy(dtype=np.float64)[-1:]
@@ -374,8 +377,7 @@ class ForecastTransformer(kserve.Model):
             return
         window = self._warm_up_window()
         try:
-            foreign = not all(is_indicator(name) for name in self.feature_names)
-            if len(self.models) > 1 or foreign:  # no candle requests: ask each model directly
+            if len(self.models) > 1 or self.primary.foreign:  # no candles: ask each model
                 row = self._warm_up_row(window)
                 for model in [m for s, m in self.models.items() if s in self.loaded]:
                     await self._ask(SymbolItem("WARMUP", model, "", (), features=row), {})
@@ -440,10 +442,9 @@ class ForecastTransformer(kserve.Model):
         Returns:
             (feature_time, cache_key, the cached probability or None, the row or None).
         """
-        foreign = [name for name in model.feature_names if not is_indicator(name)]
-        if foreign:
+        if model.foreign:
             raise InvalidInput(
-                f"this model reads another pair's features too ({', '.join(foreign)}: "
+                f"this model reads another pair's features too ({', '.join(model.foreign)}: "
                 "features.cross_asset), which one pair's candles cannot make: ask by symbol, "
                 '{"instances": [{"symbol": "ETHUSDT"}]}'
             )
