@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.helpers import explain
 from tests.support.paths import REPO, SHARED
 
 TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
@@ -99,7 +100,7 @@ def run_jobs(project: Path, names: list[str], variables: dict[str, str]) -> str:
     ]  # fmt: skip
     done = gitlab_ci_local(project, *args, timeout=900)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+    assert done.returncode == 0, explain(done)
     return output
 
 

@@ -12,6 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.support.helpers import explain
 from tests.support.imports import imported_names
 from tests.support.paths import REPO
 
@@ -107,5 +108,5 @@ def test_every_benchmark_command_loads_against_the_library(script):
     must still fit the library they call. (locustfile.py is run by bench_serve.py.)"""
     argv = [sys.executable, str(REPO / "benchmarks" / script), "--help"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, explain(done)
     assert "usage:" in done.stdout

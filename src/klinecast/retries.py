@@ -29,6 +29,17 @@ class RetrySettings:
     timeout_s: float = 30.0
 
 
+#: How losing a race shows in a database that several processes open at once: creating the same
+#: new schema, or writing while another writer holds SQLite's lock (SQLite and PostgreSQL
+#: wordings). The next attempt finds the schema there, or the lock free.
+DATABASE_RACE_SIGNS = (
+    "already exists",
+    "database is locked",
+    "UNIQUE constraint failed",
+    "duplicate key",
+)
+
+
 class Retryable(Exception):
     """A failure that another attempt may not meet (a 5xx, a timeout, a dropped connection)."""
 

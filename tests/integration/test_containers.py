@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.helpers import free_port, why_no_containers
+from tests.support.helpers import explain, free_port, why_no_containers
 from tests.support.kustomize import find, overlay
 from tests.support.paths import REPO
 from tests.support.tcp_relay import TcpRelay
@@ -51,7 +51,7 @@ def images() -> dict:
     done = subprocess.run(
         ["make", "images"], cwd=REPO, capture_output=True, text=True, timeout=3000
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, explain(done)
     return json.loads((IMAGES / "images.json").read_text())
 
 

@@ -51,7 +51,7 @@ def install_commands(dockerfile: Path, target: str) -> list[str]:
 def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(
     target, entry_point, answer, tmp_path
 ):
-    from tests.support.helpers import why_no_containers
+    from tests.support.helpers import explain, why_no_containers
 
     if why_no_containers() is None:
         pytest.skip("this machine builds the images for real (test_containers.py covers this)")
@@ -74,10 +74,10 @@ def test_install_step_in_a_fresh_venv_and_the_entry_point_starts(
             for a in (sorted(map(str, wheels.glob(Path(arg).name))) if "*" in arg else [arg])
         ]
         done = subprocess.run(argv, cwd=src, capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, explain(done)
     binary = venv / "bin" / entry_point[0]
     started = subprocess.run(
         [str(binary), *entry_point[1:]], cwd=src, capture_output=True, text=True, timeout=120
     )
-    assert started.returncode == 0, started.stderr[-3000:]
+    assert started.returncode == 0, explain(started)
     assert answer in started.stdout, started.stdout

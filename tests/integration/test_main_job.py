@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support.browser import inked_share, visit
+from tests.support.helpers import explain
 from tests.support.paths import REPO, SHARED
 
 BIN = Path(sys.executable).parent
@@ -24,7 +25,7 @@ def run(argv, *, cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "KLINECAST_SHARED": str(SHARED)}
     env.pop("KLINECAST_BASE_URL", None)  # mirror mode, as on a development machine
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, explain(done)
     return done.stdout + done.stderr
 
 

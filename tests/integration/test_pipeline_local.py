@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.support.helpers import explain
 from tests.support.paths import REPO
 
 BIN = Path(sys.executable).parent
@@ -64,7 +65,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     )
     # a params key and a pipeline parameter, as `--set` takes them
     done = run_local(tmp_path, params, "--set", "tune.workers=2", "--set", "backtest.fee=0.0005")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, explain(done)
     assert "klinecast-training succeeded" in done.stdout
     root = task_outputs(tmp_path)
     assert {"validate-params", "list-symbols", "for-loop-1-iteration-0"} == {
@@ -149,7 +150,7 @@ def test_two_symbols_run_as_two_branches_each_with_its_model(tmp_path, mirror_se
                  "gate_max_p_value": 1.0, "min_splits": 0, "min_features_used": 0, "min_trades": 0},
     )  # fmt: skip
     done = run_local(tmp_path, params)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, explain(done)
     root = task_outputs(tmp_path)
     branches = sorted(p.name for p in root.glob("for-loop-1-iteration-*"))
     assert branches == ["for-loop-1-iteration-0", "for-loop-1-iteration-1"]
@@ -179,4 +180,7 @@ def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
     output = done.stdout + done.stderr
     assert "fewer than look_back_days high (60) + step_days (15)" in output
     assert "the local klinecast-training pipeline failed" in output
+    # the error line itself names the failing task and its own error, not just "task failed"
+    (error,) = [line for line in done.stderr.splitlines() if "pipeline: error:" in line]
+    assert "task 'validate-params': ValueError: invalid params: the in-sample span" in error
     assert {p.name for p in task_outputs(tmp_path).iterdir()} == {"validate-params"}

@@ -33,3 +33,32 @@ def test_an_unreachable_storage_is_a_clear_error_without_the_password():
     with pytest.raises(KlinecastError, match="cannot count the evaluations of") as caught:
         looks.record(url, SPAN)
     assert "hunter2" not in str(caught.value)
+
+
+def _look_when_released(url: str, barrier, symbol: str) -> int:
+    barrier.wait(timeout=60)
+    return looks.record(url, SPAN, symbol)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_evaluations_that_count_at_once_on_a_new_storage_all_count(backend, tmp_path, request):
+    # a pipeline's symbol branches evaluate at the same moment on one storage that has no
+    # table yet: each must count (none fails on the table the other created, none is lost)
+    import concurrent.futures
+    import multiprocessing
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/optuna.db"
+    else:
+        url = request.getfixturevalue("postgres")
+        with sa.create_engine(url).begin() as c:
+            c.execute(sa.text("DROP TABLE IF EXISTS klinecast_span_looks"))
+    context = multiprocessing.get_context("spawn")
+    symbols = ["BTCUSDT", "ETHUSDT", "ETHUSDT", "ETHUSDT"]
+    with context.Manager() as manager:
+        barrier = manager.Barrier(len(symbols))
+        with concurrent.futures.ProcessPoolExecutor(len(symbols), mp_context=context) as pool:
+            counts = list(pool.map(_look_when_released, [url] * 4, [barrier] * 4, symbols))
+    assert counts[0] == 1
+    assert sorted(counts[1:]) == [1, 2, 3]
+    assert looks.record(url, SPAN, "ETHUSDT") == 4

@@ -114,3 +114,22 @@ def why_no_containers() -> str | None:
     if shutil.which("podman") is None and shutil.which("apt-get") is None:
         return "podman, or apt-get to install it"
     return None
+
+
+def explain(done, *, tail: int = 1500) -> str:
+    """Why a finished subprocess failed: its command, exit code and error lines first (a
+    `klinecast ...: error:` line names the failing step's own error), then the end of its
+    stderr and stdout."""
+    output = f"{done.stdout or ''}\n{done.stderr or ''}"
+    errors = [line for line in output.splitlines() if ": error:" in line or "Error:" in line]
+    argv = done.args if isinstance(done.args, str) else " ".join(map(str, done.args))
+    return "\n".join(
+        [
+            f"{argv} exited {done.returncode}",
+            *errors[-5:],
+            "--- stderr (end) ---",
+            (done.stderr or "")[-tail:],
+            "--- stdout (end) ---",
+            (done.stdout or "")[-tail:],
+        ]
+    )

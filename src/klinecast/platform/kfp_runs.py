@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import importlib
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from klinecast.errors import KlinecastError
+from klinecast.platform.kfp_task_logs import TaskLogs, without_colour
 
 PIPELINES = {"training": "training_pipeline", "refresh": "refresh_pipeline"}
 
@@ -109,10 +111,15 @@ def run_locally(pipeline, arguments: dict, *, pipeline_root: Path) -> tuple[Path
         raise_on_error=True,
     )
     started = time.perf_counter()
+    logs = TaskLogs(sys.stdout)
     try:
-        pipeline(**arguments)
+        with contextlib.redirect_stdout(logs):
+            pipeline(**arguments)
     except RuntimeError as exc:
-        raise KlinecastError(f"the local {pipeline.name} pipeline failed: {exc}") from None
+        failed = "; ".join(map(str, logs.failures())) or "no task's error was seen"
+        raise KlinecastError(
+            f"the local {pipeline.name} pipeline failed: {without_colour(str(exc))} {failed}"
+        ) from None
     runs = sorted(pipeline_root.glob(f"{pipeline.name}-*"), key=os.path.getmtime)
     return (runs[-1] if runs else pipeline_root), time.perf_counter() - started
 

@@ -50,7 +50,13 @@ from klinecast.research.backtest import (
 from klinecast.research.features import LABEL, NEXT_RETURN
 from klinecast.research.model import Candidate
 from klinecast.research.pooled import Pool, book_summary, walk_forward_pooled_with_params
-from klinecast.retries import GaveUp, Retryable, RetrySettings, call_with_retries
+from klinecast.retries import (
+    DATABASE_RACE_SIGNS,
+    GaveUp,
+    Retryable,
+    RetrySettings,
+    call_with_retries,
+)
 
 log = logging.getLogger(__name__)
 #: How a trial is scored (its hours, its folds, what it earns). Raise it with any change that
@@ -61,8 +67,6 @@ SCORING_VERSION = 3
 
 #: The declared baseline that the information ratio is measured against.
 IR_BASELINE = "buy_and_hold"
-#: How losing a race to create the same new schema shows (SQLite and PostgreSQL wordings).
-RACE_SIGNS = ("already exists", "database is locked", "UNIQUE constraint failed", "duplicate key")
 
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> Candidate:
@@ -363,7 +367,7 @@ def _rdb_storage(storage_url: str) -> optuna.storages.RDBStorage:
     """Opens the storage; retries when another process is creating the same new schema.
 
     Two processes that open one brand-new database at once both try to create Optuna's
-    tables, and the slower ones fail (RACE_SIGNS); by the next attempt the tables are there.
+    tables, and the slower ones fail (DATABASE_RACE_SIGNS); by the next attempt the tables are there.
     """
 
     def attempt() -> optuna.storages.RDBStorage:
@@ -371,7 +375,7 @@ def _rdb_storage(storage_url: str) -> optuna.storages.RDBStorage:
             return optuna.storages.RDBStorage(storage_url)
         except Exception as exc:  # SQLAlchemy raises many types for a bad URL or a server down
             reason = f"{type(exc).__name__}: {exc}"
-            if any(sign in str(exc) for sign in RACE_SIGNS):
+            if any(sign in str(exc) for sign in DATABASE_RACE_SIGNS):
                 raise Retryable(reason) from None
             raise KlinecastError(
                 f"cannot open the Optuna storage {redact(storage_url)}: {reason}"
