@@ -64,11 +64,9 @@ COPY --from=wheel /wheels /tmp/wheels
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /tmp/wheels/klinecast-*.whl \
     && rm -rf /tmp/wheels
 WORKDIR /app
-# params.yaml is what the trader and monitor read (/app/params.yaml); pipelines/ and
-# components/ let `monitor --trigger kfp:` submit the training pipeline.
+# params.yaml is what the trader and monitor read (/app/params.yaml); the compiled pipelines
+# that `monitor --trigger kfp:` submits are the package's own.
 COPY params.yaml ./
-COPY components ./components
-COPY pipelines ./pipelines
 USER 10001
 ENTRYPOINT ["klinecast"]
 CMD ["--help"]

@@ -112,7 +112,7 @@ data-pull: $(SETUP)
 pipeline-submit: $(SETUP)
 	@test -n "$(KFP_HOST)" || (echo "pipeline-submit: set KFP_HOST to the KFP API URL" >&2; exit 2)
 	klinecast validate-params --params-only
-	klinecast pipeline compile --pipeline training
+	klinecast pipeline compile --pipeline training --out build/training_pipeline.yaml
 	klinecast pipeline submit --pipeline training --host "$(KFP_HOST)" --experiment klinecast \
 		--namespace klinecast --service-account klinecast-pipeline
 
@@ -143,7 +143,7 @@ serve: $(SETUP)
 	klinecast serve --predictor-port $(PREDICTOR_PORT) --transformer-port $(TRANSFORMER_PORT)
 
 lint: $(SETUP)
-	ruff check src tests components pipelines benchmarks
+	ruff check src tests benchmarks
 
 # Render both kustomize overlays and validate every object; .gitlab-ci.yml's lint job runs it.
 validate-manifests: $(SETUP)
@@ -194,7 +194,7 @@ bench-serve: setup
 	test -f models/BTCUSDT/candidate/model.json || $(MAKE) run
 	python benchmarks/bench_serve.py
 
-# Local KFP pipeline run vs dvc repro on pipelines/small-params.yaml.
+# Local KFP pipeline run vs dvc repro on examples/small-params.yaml.
 bench-pipeline: setup
 	python benchmarks/bench_pipeline.py
 

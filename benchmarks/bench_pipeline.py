@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 
 
 def small_params(path: Path, registry: Path) -> Path:
-    raw = yaml.safe_load((REPO / "pipelines/small-params.yaml").read_text())
+    raw = yaml.safe_load((REPO / "examples/small-params.yaml").read_text())
     raw["data"]["base_url"] = str(MIRROR)
     raw["publish"].update(registry=str(registry), gate_min_excess_return=-100.0)
     raw["tune"]["storage"] = f"sqlite:///{path.parent}/optuna.db"
@@ -86,7 +86,7 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name} {times[name][-1]:.1f} s", flush=True)
     best = {name: min(values) for name, values in times.items()}
     result = {
-        "config": "pipelines/small-params.yaml (4 trials, 2 tuning workers, gate forced open)",
+        "config": "examples/small-params.yaml (4 trials, 2 tuning workers, gate forced open)",
         "seconds": times,
         "best_seconds": best,
         "kfp_local_over_dvc_repro": best["kfp_local"] / best["dvc_repro"],

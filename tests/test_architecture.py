@@ -14,13 +14,17 @@ from tests.support.paths import REPO
 
 SOURCE = REPO / "src/klinecast"
 #: The stages in lifecycle order; a module may import its own stage and earlier ones only.
-#: The foundation (params, errors, atomic writes, retries, redaction, the indicator catalogue,
-#: page helpers) sits under all of them; the CLI, which parses and calls, above all.
+#: The foundation (params, the book, environment names, errors, atomic writes, retries,
+#: redaction, the indicator catalogue, page helpers) sits under all of them; `stages` (one
+#: function per stage) over the research and release code it composes; the platform (the
+#: Kubeflow components and pipelines among it) over the stages; the CLI, which parses and
+#: calls, above all.
 STAGES = (
     "foundation",
     "data",
     "research",
     "release",
+    "stages",
     "serving",
     "trader",
     "monitor",
@@ -151,3 +155,58 @@ def test_the_cycle_check_sees_a_cycle_through_a_lazy_import(tmp_path):
     found = cycle(edges)
     assert found is not None and found[0] == found[-1]
     assert set(found) == {"klinecast.research.evaluation", "klinecast.release.metadata"}
+
+
+#: What would let the library import code from outside the package (a repository folder put on
+#: sys.path, a module found by name at run time): then the checks above could not see it.
+RUNTIME_IMPORTS = ("importlib", "__import__", "sys.path", "runpy", "imp")
+#: ... but reading an installed package's version is not importing code.
+METADATA = "importlib.metadata"
+
+
+def runtime_imports(source: str) -> list[tuple[int, str]]:
+    """Each use of RUNTIME_IMPORTS in a module's source, as (line, what)."""
+    tree = ast.parse(source)
+    attributes = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            names = [f"{node.value.id}.{node.attr}"]
+        elif isinstance(node, ast.Name) and id(node) not in attributes:
+            names = [node.id]
+        else:
+            continue
+        found += [
+            (node.lineno, name)
+            for name in names
+            if (name in RUNTIME_IMPORTS or name.split(".")[0] in RUNTIME_IMPORTS)
+            and not name.startswith(METADATA)
+        ]
+    return sorted(found)
+
+
+def test_the_library_imports_nothing_at_run_time_by_name():
+    """The pipelines live in the package (klinecast.platform.kfp) and are imported like any
+    module: nothing edits sys.path or imports a folder of the repository."""
+    found = {name: runtime_imports(path.read_text()) for name, path in MODULES.items()}
+    assert {name: hits for name, hits in found.items() if hits} == {}
+
+
+def test_the_runtime_import_check_sees_one():
+    sneaky = (
+        "import sys\nimport importlib\nsys.path.insert(0, 'pipelines')\n"
+        "importlib.import_module('training_pipeline')\n"
+    )
+    assert runtime_imports(sneaky) == [
+        (2, "importlib"), (3, "sys.path"), (4, "importlib.import_module")
+    ]
+
+
+def test_the_pipelines_are_part_of_the_package():
+    kfp = {name for name in MODULES if name.startswith("klinecast.platform.kfp.")}
+    assert {"klinecast.platform.kfp.training", "klinecast.platform.kfp.refresh"} <= kfp
+    assert not (REPO / "pipelines").exists() and not (REPO / "components").exists()

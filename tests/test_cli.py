@@ -192,6 +192,5 @@ def test_replay_of_several_symbols_reads_each_ones_candles(tmp_path, capsys):
     argv = ["trade", "replay", "--params", str(params), "--start", "2021-12-01"]
     assert main([*argv, "--end", "2021-12-02", "--candles", str(tmp_path / "c.parquet")]) == 1
     assert (
-        "--candles holds one symbol's history; 2 are replayed (BTCUSDT, ETHUSDT): pass --symbol, "
-        "or let each read data/<symbol>/candles.parquet"
+        "--candles: give one file per replayed symbol (BTCUSDT, ETHUSDT), in that order; got 1"
     ) in capsys.readouterr().err

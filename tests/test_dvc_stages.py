@@ -14,18 +14,18 @@ import yaml
 from tests.support.paths import REPO
 
 SRC = REPO / "src"
-#: The library call behind each stage's `klinecast <command>`.
+#: The stage function behind each stage's `klinecast <command>`.
 STAGE_ROOTS = {
-    "candles": ["klinecast.data.build"],
-    "reference": ["klinecast.data.build"],
-    "pool": ["klinecast.research.pooled", "klinecast.layout"],
-    "features": ["klinecast.research.features"],
-    "tune": ["klinecast.research.tuning"],
-    "evaluate": ["klinecast.research.evaluation"],
-    "train": ["klinecast.release.registry", "klinecast.release.metadata"],
-    "publish": ["klinecast.release.promotion"],
-    "report": ["klinecast.release.report"],
-    "portfolio": ["klinecast.release.book"],
+    "candles": ["klinecast.stages.candles"],
+    "reference": ["klinecast.stages.candles"],
+    "pool": ["klinecast.stages.pool", "klinecast.research.tuning"],
+    "features": ["klinecast.stages.features"],
+    "tune": ["klinecast.stages.tune"],
+    "evaluate": ["klinecast.stages.evaluate"],
+    "train": ["klinecast.stages.train"],
+    "publish": ["klinecast.stages.publish"],
+    "report": ["klinecast.stages.report"],
+    "portfolio": ["klinecast.stages.portfolio"],
 }
 #: Plumbing that does not decide a result (errors, atomic writes, retries, the params loader,
 #: whose values DVC tracks through `params:`); their imports are not followed either.
@@ -102,11 +102,56 @@ def test_the_check_sees_a_missing_module():
 
 
 def test_every_stage_but_the_shared_ones_fans_out_over_the_symbols():
-    """The book, the cross-asset reference and the pool's record are one for all symbols."""
+    """The book, the cross-asset reference and the pool are one for all symbols; adding a
+    symbol reruns no other symbol's stage (a model's name no longer depends on the count)."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     fanned = {name for name, stage in stages.items() if stage.get("foreach") == "${data.symbols}"}
     assert fanned == set(STAGE_ROOTS) - {"portfolio", "reference", "pool"}
-    for name in fanned - {"train", "publish"}:  # adding a symbol must not rerun the others'
+    for name in fanned:
         assert "data.symbols" not in stages[name]["do"].get("params", [])
-    for name in ("train", "publish"):  # the model's name depends on how many symbols there are
-        assert "data.symbols" in stages[name]["do"]["params"]
+
+
+def layout_files(stage: str) -> tuple[set[str], set[str]]:
+    """The data files a stage reads and writes, as klinecast.book.Layout places them (a
+    foreach stage's for the symbol `${item}`, as dvc.yaml writes it)."""
+    from klinecast.book import LAYOUT
+    from klinecast.research.tuning import TuningFiles
+
+    s, book = LAYOUT.symbol("${item}"), LAYOUT.book
+    plots = TuningFiles.in_dir(s.tune_dir)
+    files = {
+        "candles": ({s.raw}, {s.candles, s.candles_report}),
+        "reference": ({book.raw}, {book.reference}),
+        "features": ({s.candles, book.reference}, {s.features, s.features_report}),
+        "pool": ({Path("data")}, {book.pool}),
+        "tune": (
+            {s.features, book.pool},
+            {s.best_params, s.trials, plots.history, plots.importances, plots.parallel_coordinate},
+        ),
+        "evaluate": ({s.features, book.pool, s.best_params}, {s.metrics, s.predictions, s.equity}),
+        "train": ({s.features, book.pool, s.best_params, s.metrics}, {s.candidate}),
+        "publish": ({s.candidate}, {s.receipt}),
+        "report": (
+            {s.predictions, s.metrics, s.trials, s.receipt, s.candidate},
+            {s.report},
+        ),
+        "portfolio": (
+            {book.reports},
+            {book.portfolio, book.portfolio_equity, book.portfolio_page},
+        ),
+    }[stage]
+    return tuple({str(path) for path in group} for group in files)
+
+
+def _names(entries: list) -> set[str]:
+    return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_ROOTS))
+def test_the_files_of_each_stage_are_where_the_layout_says(stage):
+    """The CLI's stage commands read and write where klinecast.book.Layout says; dvc.yaml must
+    name the same files, or DVC would track files nothing writes."""
+    definition = STAGES[stage]
+    reads = {d for d in definition["deps"] if not d.startswith("src/")}
+    writes = _names(definition.get("outs", [])) | _names(definition.get("metrics", []))
+    assert (reads, writes) == layout_files(stage)

@@ -2,7 +2,7 @@
 
 Each stage reads one frozen dataclass. Loading is strict: an unknown key, a wrong type or an
 invalid value fails with the key's dotted name and the reason, before any work starts. The
-KLINECAST_* environment variables in ENV_OVERRIDES override their keys once, at loading, so
+KLINECAST_* environment variables of `klinecast.environment.PARAMS_OVERRIDES` override their keys once, at loading, so
 the CLI, dvc.yaml's stages and the KFP components all see the same values.
 """
 
@@ -20,36 +20,16 @@ from pathlib import Path
 
 import yaml
 
+from klinecast.environment import PARAMS_OVERRIDES
 from klinecast.errors import KlinecastError, ParamsError
 from klinecast.indicators import indicator_lookback, is_indicator, parse_indicator, spans_gaps
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 
-#: Environment variables that override one params.yaml key each (deployments set them from
-#: ConfigMaps and Secrets: a password never sits in params.yaml).
-ENV_OVERRIDES = {
-    "KLINECAST_BASE_URL": "data.base_url",
-    "KLINECAST_OPTUNA_STORAGE": "tune.storage",
-    "KLINECAST_REGISTRY": "publish.registry",
-    "KLINECAST_REDIS": "online.redis",
-    "KLINECAST_FEAST_REGISTRY": "online.registry",
-    "KLINECAST_FEAST_PROJECT": "online.project",
-    "KLINECAST_BROKER": "trade.broker",
-    "KLINECAST_INFERENCE_URL": "trade.inference_url",
-    "KLINECAST_LEDGER_URL": "trade.ledger",
-}
-
-
 #: Keys that were renamed, with what the loader says instead of "unknown key".
 RENAMED = {
     "data.symbol": "was renamed data.symbols, a list of pairs: write `symbols: [BTCUSDT]`",
 }
-
-
-def variable_of(key: str) -> str:
-    """The environment variable that overrides a dotted params key (ENV_OVERRIDES)."""
-    (variable,) = [v for v, k in ENV_OVERRIDES.items() if k == key]
-    return variable
 
 
 #: Binance kline intervals that the archives publish, with their length.
@@ -129,8 +109,8 @@ DEFAULT_INDICATORS = SEED_INDICATORS + (
 class DataParams(_Checked):
     """Which archives `klinecast ingest` fetches and from where.
 
-    Every stage fans out over `symbols`; a stage that works on one symbol takes
-    `Params.for_symbol(symbol)`, whose data.symbols holds that symbol alone.
+    Every stage fans out over `symbols` (`klinecast.book.Book`); a stage that works on one
+    symbol takes `Book.for_symbol(symbol)`, whose data.symbols holds that symbol alone.
     """
 
     symbols: tuple[str, ...] = ("BTCUSDT",)
@@ -142,17 +122,19 @@ class DataParams(_Checked):
 
     @property
     def symbol(self) -> str:
-        """The one symbol of a single-symbol run (`Params.for_symbol` makes one).
+        """The symbol of params narrowed to one (`Book.for_symbol`), as a symbol's stages run.
 
         Raises:
-            KlinecastError: several symbols are configured, so which one is meant is unclear.
+            KlinecastError: these params are a whole book's, not one symbol's.
         """
-        if len(self.symbols) != 1:
+        try:
+            (symbol,) = self.symbols
+        except ValueError:
             raise KlinecastError(
-                f"data.symbols lists {len(self.symbols)} symbols ({', '.join(self.symbols)}); "
-                "this step works on one: pass --symbol"
-            )
-        return self.symbols[0]
+                f"data.symbols lists {', '.join(self.symbols)}; this step works on one of "
+                "them: pass --symbol"
+            ) from None
+        return symbol
 
     def problems(self) -> Problems:
         if not self.symbols:
@@ -481,7 +463,11 @@ class PublishParams(_Checked):
     """
 
     registry: str = "models/registry"
-    model_name: str = "klinecast-btcusdt-1h"
+    #: Each symbol's model in the registry: `{symbol}` (lower case) and `{interval}` are filled
+    #: in (`klinecast.book.Book.model_name`), so adding a symbol renames no other model.
+    model_name: str = "klinecast-{symbol}-{interval}"
+    #: The InferenceService that answers for every symbol of the book (its transformer's model).
+    service_name: str = "klinecast"
     gate_min_excess_return: float = 0.0
     gate_max_p_value: float = 0.05
     #: Below either, the final model is degenerate: it has learned next to nothing.
@@ -496,9 +482,40 @@ class PublishParams(_Checked):
         for name in ("min_splits", "min_features_used", "min_trades"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
-        name = self.model_name
-        if not name.replace("-", "").isalnum() or name != name.lower():
-            yield "model_name", f"expected lower-case letters, digits and '-', got {name!r}"
+        yield from _model_name_problems(self.model_name)
+        name = self.service_name
+        if not _is_dns_label(name):
+            yield "service_name", f"expected lower-case letters, digits and '-', got {name!r}"
+
+
+#: What publish.model_name may fill in.
+MODEL_NAME_FIELDS = ("symbol", "interval")
+
+
+def _model_name_problems(pattern: str) -> Problems:
+    import string
+
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+        example = pattern.format(symbol="btcusdt", interval="1h")
+    except (ValueError, KeyError, IndexError) as exc:
+        yield "model_name", f"{pattern!r} is not a pattern like klinecast-{{symbol}}-{{interval}}: {exc}"
+        return
+    if "symbol" not in fields:
+        yield (
+            "model_name",
+            f"{pattern!r} names no {{symbol}}: it is each symbol's model name, like "
+            "klinecast-{symbol}-{interval}. Models published under a fixed name are renamed by "
+            f"`klinecast registry migrate --old-name {pattern}`",
+        )
+    elif set(fields) - set(MODEL_NAME_FIELDS):
+        yield "model_name", f"{pattern!r}: only {{symbol}} and {{interval}} are filled in"
+    elif not _is_dns_label(example):
+        yield "model_name", f"expected lower-case letters, digits and '-', got {pattern!r}"
+
+
+def _is_dns_label(name: str) -> bool:
+    return bool(name) and name.replace("-", "").isalnum() and name == name.lower()
 
 
 @dataclass(frozen=True)
@@ -519,10 +536,6 @@ class PortfolioParams(_Checked):
                 yield "weights", f"{symbol}: expected a share of capital in [0, 1], got {weight}"
         if self.weights and abs(sum(self.weights.values()) - 1) > 1e-9:
             yield "weights", f"must sum to 1, got {sum(self.weights.values()):.6g}"
-
-    def weight(self, symbol: str, symbols: tuple[str, ...]) -> float:
-        """The symbol's share of capital among symbols."""
-        return self.weights[symbol] if self.weights else 1 / len(symbols)
 
 
 @dataclass(frozen=True)
@@ -559,7 +572,7 @@ class TradeParams(_Checked):
 
     broker: str = "paper"  # paper | testnet
     #: The InferenceService's (transformer's) base URL; $KLINECAST_INFERENCE_URL overrides it.
-    inference_url: str = "http://klinecast-btcusdt-1h-transformer.klinecast.svc"
+    inference_url: str = "http://klinecast-transformer.klinecast.svc"
     protocol: str = "v1"
     #: symbol: ask by symbol (the online store's features); candles: send the recent candles.
     request: str = "symbol"
@@ -568,7 +581,7 @@ class TradeParams(_Checked):
     quantity: float = 0.001  # base asset per position
     max_quantity: float = 0.01  # the cap on any position
     #: symbol -> its own cap (base asset: 0.01 BTC is not 0.01 XRP); a symbol not named has
-    #: max_quantity. `Params.for_symbol` applies it.
+    #: max_quantity. `Book.for_symbol` applies it.
     max_quantities: dict[str, float] = field(default_factory=dict)
     #: Quote currency (USDT) the book trades; each symbol gets capital x its portfolio weight
     #: and opens a position worth that at the decision's close (at most max_quantity of its
@@ -647,48 +660,7 @@ class Params(_Checked):
     trade: TradeParams = field(default_factory=TradeParams)
     portfolio: PortfolioParams = field(default_factory=PortfolioParams)
 
-    def for_symbol(self, symbol: str) -> Params:
-        """These params narrowed to one configured symbol: data.symbols holds it alone,
-        publish.model_name is that symbol's model (`model_name_of`), trade.capital is its share
-        of the book's, trade.max_quantity its own cap, and no weights are left.
-
-        Raises:
-            KlinecastError: the symbol is not in data.symbols.
-        """
-        if symbol not in self.data.symbols:
-            raise KlinecastError(
-                f"{symbol} is not configured: data.symbols lists {', '.join(self.data.symbols)}"
-            )
-        return dataclasses.replace(
-            self,
-            data=dataclasses.replace(self.data, symbols=(symbol,)),
-            publish=dataclasses.replace(self.publish, model_name=self.model_name_of(symbol)),
-            # the symbol's share of the book's capital; alone, it holds all of its share
-            trade=dataclasses.replace(
-                self.trade,
-                capital=self.trade.capital * self.weights[symbol],
-                max_quantity=self.trade.max_quantities.get(symbol, self.trade.max_quantity),
-                max_quantities={},
-            ),
-            portfolio=PortfolioParams(),
-        )
-
-    @property
-    def weights(self) -> dict[str, float]:
-        """Each symbol of data.symbols -> its share of the book's capital."""
-        return {s: self.portfolio.weight(s, self.data.symbols) for s in self.data.symbols}
-
-    def model_name_of(self, symbol: str) -> str:
-        """The registry name of a symbol's model (`symbol_model_name`)."""
-        return symbol_model_name(self.publish.model_name, self.data.symbols, symbol)
-
     def problems(self) -> Problems:
-        if self.trade.request == "candles" and len(self.data.symbols) > 1:
-            yield (
-                "trade.request",
-                "candles asks one model; with several data.symbols the service has a model per "
-                "symbol and is asked by symbol: set trade.request: symbol",
-            )
         capped = set(self.trade.max_quantities) - set(self.data.symbols)
         if capped:
             yield (
@@ -737,19 +709,10 @@ def file_problems(params: Params) -> Problems:
         )
 
 
-def symbol_model_name(model_name: str, symbols: tuple[str, ...], symbol: str) -> str:
-    """A symbol's model among symbols: model_name when it is the only one (as before symbols
-    were a list), else model_name-<symbol in lower case>. The registry and the predictor both
-    call it so."""
-    if tuple(symbols) == (symbol,):
-        return model_name
-    return f"{model_name}-{symbol.lower()}"
-
-
 def load_params(
     path: Path | str = DEFAULT_PARAMS_PATH, *, environ: Mapping[str, str] | None = None
 ) -> Params:
-    """Reads and validates params.yaml, with the environment's overrides (ENV_OVERRIDES).
+    """Reads and validates params.yaml, with the environment's overrides (`environment.PARAMS_OVERRIDES`).
 
     Args:
         environ: the variables to read the overrides from (default: os.environ).
@@ -843,7 +806,7 @@ def _drop(raw: dict, key: str) -> None:
 
 
 def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, dict[str, str]]:
-    """raw with every set ENV_OVERRIDES variable written over its key.
+    """raw with every set PARAMS_OVERRIDES variable written over its key.
 
     Returns:
         The new mapping (raw is not changed) and {dotted key: variable} of what was overridden.
@@ -852,7 +815,7 @@ def with_environment(raw: object, environ: Mapping[str, str]) -> tuple[object, d
         return raw, {}
     raw = copy.deepcopy(raw)
     overridden = {}
-    for variable, key in ENV_OVERRIDES.items():
+    for variable, key in PARAMS_OVERRIDES.items():
         value = environ.get(variable)
         if not value:
             continue

@@ -17,11 +17,11 @@ from tests.support.paths import REPO
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.integration
 
-SMALL = yaml.safe_load((REPO / "pipelines/small-params.yaml").read_text())
+SMALL = yaml.safe_load((REPO / "examples/small-params.yaml").read_text())
 
 
 def write_small_pipeline_params(path: Path, **sections) -> Path:
-    """pipelines/small-params.yaml with sections' keys replaced."""
+    """examples/small-params.yaml with sections' keys replaced."""
     raw = {name: dict(values) for name, values in SMALL.items()}
     for name, values in sections.items():
         raw[name].update(values)
@@ -38,7 +38,7 @@ def run_local(workdir: Path, params: Path, *extra: str) -> subprocess.CompletedP
         "KLINECAST_OPTUNA_STORAGE": f"sqlite:///{workdir}/optuna.db",
     }
     argv = ["klinecast", "pipeline", "run", "--local", "--params", str(params)]
-    argv += ["--pipelines-dir", str(REPO / "pipelines"), "--pipeline-root", str(workdir / "root")]
+    argv += ["--pipeline-root", str(workdir / "root")]
     return subprocess.run(
         [*argv, *extra], cwd=workdir, env=env, capture_output=True, text=True, timeout=900
     )
@@ -68,31 +68,23 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     assert done.returncode == 0, explain(done)
     assert "klinecast-training succeeded" in done.stdout
     root = task_outputs(tmp_path)
-    assert {"validate-params", "list-symbols", "for-loop-1-iteration-0"} == {
-        p.name for p in root.iterdir()
-    }  # one symbol: one branch of the ParallelFor over data.symbols
-    run = root / "for-loop-1-iteration-0"
-    tasks = {p.name for p in run.iterdir()}
-    assert {
-        "narrow-params",
-        "ingest",
-        "candles",
-        "features",
-        "collect-tuning",
-        "evaluate",
-    } <= tasks
-    assert {"train", "report", "publish", "deploy"} <= tasks
-    assert {"for-loop-2-iteration-0", "for-loop-2-iteration-1"} <= tasks  # two tuning workers
+    assert {p.name for p in root.iterdir()} == {
+        "validate-params", "ingest", "reference", "for-loop-1-iteration-0", "pool",
+        "for-loop-2-iteration-0", "deploy",
+    }  # one symbol: one branch of each ParallelFor over the book's symbols  # fmt: skip
+    data, run = root / "for-loop-1-iteration-0", root / "for-loop-2-iteration-0"
+    assert {p.name for p in data.iterdir()} == {"candles", "features"}
+    assert {p.name for p in run.iterdir()} == {"tune", "evaluate", "train", "publish", "report"}
 
-    # The two workers shared one study and stopped at n_trials between them (a worker may
-    # finish the trial it was running when the other reached the count: at most one more).
+    # One tune task ran the study with tune.workers processes, in seeded batches: exactly
+    # n_trials trials, each a distinct draw.
     storage = f"sqlite:///{tmp_path}/optuna.db"
     (summary,) = optuna.get_all_study_summaries(storage)
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
-    assert 4 <= len(trials) <= 5
+    assert len(trials) == 4
     distinct = {tuple(sorted(t.params.items())) for t in trials}
-    assert len(distinct) == len(trials)  # the workers' samplers are seeded apart
-    best = json.loads((run / "collect-tuning/best_params").read_text())
+    assert len(distinct) == len(trials)
+    best = json.loads((run / "tune/best_params").read_text())
     assert best["study_name"] == summary.study_name
     assert sum(best["trials"].values()) == len(trials)
 
@@ -100,12 +92,12 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     from klinecast.config import load_params
     from klinecast.research.features import compute_features
 
-    candles = pd.read_parquet(run / "candles/candles")
+    candles = pd.read_parquet(data / "candles/candles")
     settings = load_params(params)
     direct = compute_features(
         candles, indicators=settings.features.indicators, interval=settings.data.interval_delta
     )
-    pd.testing.assert_frame_equal(pd.read_parquet(run / "features/features"), direct.frame)
+    pd.testing.assert_frame_equal(pd.read_parquet(data / "features/features"), direct.frame)
 
     metrics = json.loads((run / "evaluate/metrics_json").read_text())
     assert set(metrics["baselines"]) == {
@@ -138,6 +130,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     pointer = json.loads((tmp_path / "registry/klinecast-btcusdt-1h/production.json").read_text())
     assert pointer["version"] == receipt["version"]
     assert "deploy: skipped: not in a Kubernetes cluster" in done.stdout + done.stderr
+    assert f"klinecast/klinecast -> {{'BTCUSDT': '{receipt['version']}'}}" in done.stdout
 
 
 def test_two_symbols_run_as_two_branches_each_with_its_model(tmp_path, mirror_server):
@@ -152,22 +145,23 @@ def test_two_symbols_run_as_two_branches_each_with_its_model(tmp_path, mirror_se
     done = run_local(tmp_path, params)
     assert done.returncode == 0, explain(done)
     root = task_outputs(tmp_path)
-    branches = sorted(p.name for p in root.glob("for-loop-1-iteration-*"))
-    assert branches == ["for-loop-1-iteration-0", "for-loop-1-iteration-1"]
+    for loop in ("for-loop-1", "for-loop-2"):
+        branches = sorted(p.name for p in root.glob(f"{loop}-iteration-*"))
+        assert branches == [f"{loop}-iteration-0", f"{loop}-iteration-1"]
     symbols = set()
-    for branch in branches:
-        narrowed = yaml.safe_load((root / branch / "narrow-params/narrowed").read_text())
-        (symbol,) = narrowed["data"]["symbols"]
-        symbols.add(symbol)
+    for branch in ("for-loop-1-iteration-0", "for-loop-1-iteration-1"):
         candles = pd.read_parquet(root / branch / "candles/candles")
         assert candles.index[0] == pd.Timestamp("2021-01-01", tz="UTC")
+    for branch in ("for-loop-2-iteration-0", "for-loop-2-iteration-1"):
+        receipt = json.loads((root / branch / "publish/receipt").read_text())
+        symbols.add(receipt["uri"].split("/")[-3])
         metrics = json.loads((root / branch / "evaluate/metrics_json").read_text())
         assert metrics["span"]["first_hour"].startswith("2021-06-01")
-    assert symbols == {"BTCUSDT", "ETHUSDT"}
-    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == [
-        "klinecast-btcusdt-1h-btcusdt", "klinecast-btcusdt-1h-ethusdt",
-    ]  # fmt: skip
-    assert "the per-symbol storage of klinecast-btcusdt-1h is not patched" in done.stdout + done.stderr
+    # each symbol's model under its own name, the same whether the book holds one or two
+    assert symbols == {"klinecast-btcusdt-1h", "klinecast-ethusdt-1h"}
+    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted(symbols)
+    # one deploy of the book, after both published
+    assert "deploy: skipped: not in a Kubernetes cluster" in done.stdout
 
 
 def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
@@ -182,5 +176,5 @@ def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
     assert "the local klinecast-training pipeline failed" in output
     # the error line itself names the failing task and its own error, not just "task failed"
     (error,) = [line for line in done.stderr.splitlines() if "pipeline: error:" in line]
-    assert "task 'validate-params': ValueError: invalid params: the in-sample span" in error
+    assert "task 'validate-params': klinecast.errors.KlinecastError: invalid params: the in-sample" in error
     assert {p.name for p in task_outputs(tmp_path).iterdir()} == {"validate-params"}

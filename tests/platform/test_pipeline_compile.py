@@ -10,14 +10,16 @@ import yaml
 
 from klinecast.cli import main
 from klinecast.config import Params
-from klinecast.platform.pipeline_params import SECTIONS, jsonable, params_from_sections
-from klinecast.platform.pipeline_yaml import compile_pipeline
-from pipelines.refresh_pipeline import refresh_pipeline
-from pipelines.training_pipeline import training_pipeline
+from klinecast.platform.kfp.compile import compile_pipeline
+from klinecast.platform.kfp.params import SECTIONS, jsonable, params_from_sections
+from klinecast.platform.kfp.refresh import refresh_pipeline
+from klinecast.platform.kfp.runs import compiled
+from klinecast.platform.kfp.training import training_pipeline
 from tests.support.paths import REPO
 
 PIPELINES = {"training": training_pipeline, "refresh": refresh_pipeline}
 EXTRA = {"training": {"namespace"}, "refresh": set()}
+TRAINING, REFRESH = compiled("training"), compiled("refresh")
 
 
 def documents(path: Path) -> list[dict]:
@@ -28,7 +30,7 @@ def documents(path: Path) -> list[dict]:
 def test_committed_yaml_is_current_byte_for_byte(name, tmp_path):
     fresh = tmp_path / f"{name}.yaml"
     compile_pipeline(PIPELINES[name], fresh)
-    committed = REPO / "pipelines" / f"{name}_pipeline.yaml"
+    committed = compiled(name)
     assert committed.read_text() == fresh.read_text(), (
         f"{committed.name} is stale: run `klinecast pipeline compile --pipeline {name}`"
     )
@@ -38,17 +40,17 @@ def test_compiling_twice_gives_identical_bytes_where_kfp_alone_does_not(tmp_path
     # kfp's header lists a dict default in protobuf's order, which varies between processes
     # (hash seeds); klinecast writes it from the sorted body.
     script = (
-        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-        "from kfp import compiler; from klinecast.platform.pipeline_yaml import compile_pipeline;"
-        "from pipelines.training_pipeline import training_pipeline as p;"
-        "compile_pipeline(p, Path(sys.argv[2])); compiler.Compiler().compile(p, sys.argv[3])"
+        "import sys; from pathlib import Path;"
+        "from kfp import compiler; from klinecast.platform.kfp.compile import compile_pipeline;"
+        "from klinecast.platform.kfp.training import training_pipeline as p;"
+        "compile_pipeline(p, Path(sys.argv[1])); compiler.Compiler().compile(p, sys.argv[2])"
     )
     ours, theirs = set(), set()
     for seed in range(6):
         out = [tmp_path / f"ours-{seed}.yaml", tmp_path / f"kfp-{seed}.yaml"]
         env = {**os.environ, "PYTHONHASHSEED": str(seed)}
         subprocess.run(
-            [sys.executable, "-c", script, str(REPO), *map(str, out)], check=True, env=env
+            [sys.executable, "-c", script, *map(str, out)], check=True, env=env
         )
         ours.add(out[0].read_text())
         theirs.add(out[1].read_text())
@@ -69,7 +71,7 @@ def test_parameters_are_params_yaml_sections_with_its_values_as_defaults(name):
 
 def test_a_new_params_key_needs_no_edit_in_pipelines_or_components(tmp_path):
     """The validate-params component takes whole sections; its inputs are the config's."""
-    spec, _ = documents(REPO / "pipelines/training_pipeline.yaml")
+    spec, _ = documents(TRAINING)
     inputs = spec["components"]["comp-validate-params"]["inputDefinitions"]["parameters"]
     assert set(inputs) == set(SECTIONS)
     assert {inputs[name]["parameterType"] for name in SECTIONS} == {"STRUCT"}
@@ -88,56 +90,63 @@ def test_sections_survive_the_trip_through_kfp():
     assert params_from_mapping(params_from_sections(through_kfp)) == Params()
 
 
-def test_training_graph_fans_out_shares_the_study_and_gates_publishing():
-    spec, platform = documents(REPO / "pipelines/training_pipeline.yaml")
+def test_training_graph_runs_the_book_then_each_symbol_then_deploys_the_book():
+    spec, platform = documents(TRAINING)
     root = spec["root"]["dag"]["tasks"]
-    assert set(root) == {"validate-params", "list-symbols", "for-loop-1"}
-    symbols = root["for-loop-1"]  # a branch per symbol, tune.symbols_in_parallel at once
-    assert symbols["parameterIterator"]["items"]["inputParameter"].endswith("list-symbols-Output")
-    assert symbols["iteratorPolicy"] == {"parallelismLimit": Params().tune.symbols_in_parallel}
-    tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
-    assert {"narrow-params", "ingest", "candles", "features", "collect-tuning", "evaluate",
-            "train", "report"} <= set(tasks)  # fmt: skip
-    loop = tasks["for-loop-2"]  # the tuning workers, within the symbol's branch
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("validate-params-Output")
-    gate = tasks["condition-3"]["triggerPolicy"]["condition"]
-    assert "train-Output" in gate and gate.endswith("true")  # the gate needs the final model
-    assert set(spec["components"]["comp-condition-3"]["dag"]["tasks"]) == {"publish", "deploy"}
-    assert tasks["report"]["dependentTasks"] == ["collect-tuning", "evaluate", "train"]
+    assert set(root) == {
+        "validate-params", "ingest", "reference", "for-loop-1", "pool", "for-loop-2", "deploy"
+    }  # fmt: skip
+    for loop in ("for-loop-1", "for-loop-2"):  # a branch per symbol, so many at once
+        items = root[loop]["parameterIterator"]["items"]["inputParameter"]
+        assert items.endswith("validate-params-Output")
+        assert root[loop]["iteratorPolicy"] == {
+            "parallelismLimit": Params().tune.symbols_in_parallel
+        }
+    data = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(data) == {"candles", "features"}
+    assert root["pool"]["dependentTasks"] == ["for-loop-1", "validate-params"]
+    research = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]
+    assert set(research) == {"tune", "evaluate", "train", "publish", "report"}
+    # every symbol publishes (a version always, production only past the gate), then one deploy
+    assert "triggerPolicy" not in research["publish"]
+    assert set(research["report"]["dependentTasks"]) == {"evaluate", "publish", "train", "tune"}
+    assert root["deploy"]["dependentTasks"] == ["for-loop-2", "validate-params"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for shared in ("exec-tune-worker", "exec-collect-tuning"):
+    for shared in ("exec-pool", "exec-tune", "exec-evaluate"):
         (secret,) = executors[shared]["secretAsEnv"]
         assert secret["secretName"] == "klinecast-postgres"
         assert secret["keyToEnv"] == [
             {"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "optuna-url"}
         ]
-    assert {s["secretName"] for s in executors["exec-publish"]["secretAsEnv"]} == {"klinecast-s3"}
+    for s3 in ("exec-publish", "exec-deploy"):
+        assert {s["secretName"] for s in executors[s3]["secretAsEnv"]} == {"klinecast-s3"}
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example.com/klinecast/pipeline:0.1.0"}
     commands = [e["container"]["command"] for e in spec["deploymentSpec"]["executors"].values()]
     assert not any("pip install" in " ".join(c) for c in commands)  # kfp is in the image
 
 
-def test_every_stage_has_a_component():
-    spec, _ = documents(REPO / "pipelines/training_pipeline.yaml")
+def test_every_stage_has_a_component_that_calls_its_stage_function():
+    """The components are adapters over klinecast.stages: each stage's component imports its
+    function, so the pipelines can do what `dvc repro` does (pooled and cross-asset models too)."""
+    spec, _ = documents(TRAINING)
     names = {n.removeprefix("comp-") for n in spec["components"]}
-    for stage in ("validate-params", "ingest", "candles", "features", "tune-worker"):
+    sources = {
+        n.removeprefix("exec-"): " ".join(e["container"]["command"])
+        for n, e in spec["deploymentSpec"]["executors"].items()
+    }
+    for stage in ("ingest", "candles", "features", "pool", "tune", "evaluate", "train",
+                  "publish", "report"):  # fmt: skip
         assert stage in names
-    for stage in ("collect-tuning", "evaluate", "train", "report", "publish", "deploy"):
-        assert stage in names
+        assert f"from klinecast.stages.{stage} import" in sources[stage], stage
+    assert "from klinecast.stages.candles import reference" in sources["reference"]
 
 
 def test_compile_command_writes_the_yaml(tmp_path, capsys):
-    pipelines = tmp_path / "pipelines"
-    pipelines.mkdir()
-    for name in ("__init__.py", "steps.py", "refresh_pipeline.py"):
-        (pipelines / name).write_text((REPO / "pipelines" / name).read_text())
-    argv = ["pipeline", "compile", "--pipeline", "refresh", "--pipelines-dir", str(pipelines)]
-    assert main(argv) == 0
-    written = (pipelines / "refresh_pipeline.yaml").read_text()
-    assert written == (REPO / "pipelines/refresh_pipeline.yaml").read_text()
-    assert main(["pipeline", "compile", "--pipelines-dir", str(tmp_path / "nowhere")]) == 1
-    assert "has no training_pipeline.py" in capsys.readouterr().err
+    out = tmp_path / "refresh.yaml"
+    assert main(["pipeline", "compile", "--pipeline", "refresh", "--out", str(out)]) == 0
+    assert out.read_text() == REFRESH.read_text()
+    assert "klinecast-refresh" in capsys.readouterr().out
 
 
 def test_unknown_or_invalid_arguments_fail_before_anything_runs(tmp_path, capsys):
@@ -152,13 +161,13 @@ def test_unknown_or_invalid_arguments_fail_before_anything_runs(tmp_path, capsys
 
 
 def test_the_refresh_ends_by_writing_the_online_store():
-    spec, platform = documents(REPO / "pipelines/refresh_pipeline.yaml")
-    assert spec["root"]["dag"]["tasks"]["for-loop-1"]["parameterIterator"]["items"][
-        "inputParameter"
-    ].endswith("list-symbols-Output")  # every symbol's branch ends by syncing that symbol
-    tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
-    assert set(tasks["features-sync"]["dependentTasks"]) == {"features", "narrow-params"}
-    assert not tasks["features-sync"]["cachingOptions"].get("enableCache", False)
+    spec, platform = documents(REFRESH)
+    root = spec["root"]["dag"]["tasks"]
+    assert root["for-loop-1"]["parameterIterator"]["items"]["inputParameter"].endswith(
+        "validate-params-Output"
+    )  # every symbol's candles and features, then one sync of the book
+    assert set(root["features-sync"]["dependentTasks"]) == {"for-loop-1", "validate-params"}
+    assert not root["features-sync"]["cachingOptions"].get("enableCache", False)
     executor = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
         "exec-features-sync"
     ]
@@ -174,16 +183,16 @@ def test_the_refresh_ends_by_writing_the_online_store():
 
     admitted = [
         peer["podSelector"]["matchLabels"]
-        for peer in redis_network_policy(model_name="m")["spec"]["ingress"][0]["from"]
+        for peer in redis_network_policy(service_name="m")["spec"]["ingress"][0]["from"]
     ]
     assert executor["podMetadata"]["labels"] in admitted
 
 
 def test_setting_the_image_rewrites_every_executor_and_refuses_a_layout_it_does_not_know():
     from klinecast.platform.k8s import PIPELINE_IMAGE
-    from klinecast.platform.pipeline_yaml import with_image
+    from klinecast.platform.kfp.compile import with_image
 
-    body = (REPO / "pipelines/training_pipeline.yaml").read_text()
+    body = TRAINING.read_text()
     body = body[body.index("components:") :]  # the spec, without the header comments
     image = "registry.gitlab.example.com/team/klinecast/pipeline:abc1234"
     spec = next(yaml.safe_load_all(with_image(body, image)))

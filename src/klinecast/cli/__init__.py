@@ -7,7 +7,7 @@ import logging
 import sys
 from importlib.metadata import version as package_version
 
-from klinecast.cli import data, model, monitor, pipeline, portfolio, serving, trade
+from klinecast.cli import data, model, monitor, pipeline, portfolio, registry, serving, trade
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
             "typical run:\n"
             "  klinecast ingest          # download + verify archives into data/raw\n"
             "  dvc add data/raw          # (make data does both)\n"
-            "  dvc repro                 # candles -> features -> tune -> evaluate -> train\n"
-            "                            #   -> publish -> report\n"
+            "  dvc repro                 # candles -> features -> pool -> tune -> evaluate\n"
+            "                            #   -> train -> publish -> report -> portfolio\n"
         ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_serve(commands)
     serving.add_manifest(commands)
     serving.add_deploy(commands)
+    registry.add_registry(commands)
     pipeline.add_pipeline(commands)
     trade.add_trade(commands)
     monitor.add_monitor(commands)

@@ -1,4 +1,4 @@
-"""Helpers shared by the klinecast subcommands."""
+"""Helpers shared by the klinecast subcommands: the params, the book's symbols and the layout."""
 
 from __future__ import annotations
 
@@ -29,39 +29,64 @@ def require(path: Path, *, produced_by: str) -> None:
 
 
 def read_parquet(path: Path, *, produced_by: str):
-    import pandas as pd
+    from klinecast.stages.files import read_parquet
 
-    require(path, produced_by=produced_by)
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise KlinecastError(f"{path} is not a readable Parquet file: {exc}") from None
+    return read_parquet(path, produced_by=produced_by)
 
 
 def symbol_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--symbol",
-        help="the one of data.symbols this run works on (needed when several are configured)",
+        help="the one of data.symbols this run works on (default: each of them, in order)",
     )
 
 
+def stage_args(parser: argparse.ArgumentParser) -> None:
+    """--params, --symbol and --root: what every stage command takes."""
+    params_arg(parser)
+    symbol_arg(parser)
+    root_arg(parser)
+
+
+def root_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("."),
+        help="where the stages' files are, laid out as dvc.yaml lays them out (default: the "
+        "current directory)",
+    )
+
+
+class StageRun:
+    """A stage command's params, the symbols it runs for, and where their files are."""
+
+    def __init__(self, args):
+        from klinecast.book import Book, Layout
+        from klinecast.config import load_params
+
+        self.params = load_params(args.params)
+        self.book = Book(self.params)
+        self.layout = Layout(args.root)
+        self.symbols = [args.symbol] if args.symbol else list(self.book.symbols)
+        for symbol in self.symbols:
+            self.book.for_symbol(symbol)  # an unknown --symbol fails here, before any work
+
+    def files(self, symbol: str):
+        return self.book.files(symbol, self.layout)
+
+    @property
+    def features(self):
+        """Every symbol's feature file where the features stage writes it."""
+        from klinecast.stages.inputs import BookFeatures
+
+        return BookFeatures.at(self.params, self.layout)
+
+
 def load_symbol_params(args):
-    """params.yaml narrowed to --symbol (Params.for_symbol), or as it is without one."""
+    """params.yaml narrowed to --symbol (`Book.for_symbol`), or the whole book without one."""
+    from klinecast.book import Book
     from klinecast.config import load_params
 
     params = load_params(args.params)
-    return params.for_symbol(args.symbol) if args.symbol else params
-
-
-def load_pool(args):
-    """The pooled model's symbols (research.pooled.Pool) when params.yaml sets
-    tune.pooling: pooled and lists several symbols, else None. Each symbol's features are read
-    from where dvc.yaml's features stage writes them (`klinecast.layout.features`)."""
-    from klinecast import layout
-    from klinecast.config import load_params
-    from klinecast.research.pooled import Pool
-
-    params = load_params(args.params)
-    if params.tune.pooling != "pooled" or len(params.data.symbols) < 2:
-        return None
-    return Pool.of(params, layout.features)
+    return Book(params).for_symbol(args.symbol) if args.symbol else params

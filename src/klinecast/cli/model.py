@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from pathlib import Path
 
 from klinecast.cli.common import (
-    load_pool,
-    load_symbol_params,
+    StageRun,
     params_arg,
     path,
     read_parquet,
-    require,
-    symbol_arg,
+    stage_args,
 )
 from klinecast.errors import KlinecastError
 from klinecast.platform.k8s import PIPELINE_IMAGE
@@ -34,10 +32,7 @@ def add_tune(commands) -> None:
             "live with `optuna-dashboard <storage URL>`."
         ),
     )
-    params_arg(parser)
-    symbol_arg(parser)
-    path(parser, "--features", "data/features.parquet", "feature rows")
-    path(parser, "--out-dir", "reports/tune", "best_params.json, trials.csv and plots")
+    stage_args(parser)
     parser.add_argument("--workers", type=int, help="worker processes (default: tune.workers)")
     parser.add_argument(
         "--first-worker",
@@ -58,65 +53,45 @@ def add_tune(commands) -> None:
 
 
 def run_tune(args) -> int:
+    from klinecast.research.tuning import TuningFiles
+    from klinecast.stages.tune import tune
+
+    run = StageRun(args)
+    for symbol in run.symbols:
+        started, files = time.perf_counter(), run.files(symbol)
+        with progress_bar(run.params.tune.n_trials, f"tune {symbol}", args.no_progress) as bar:
+            result = tune(
+                run.params, symbol, features=run.features, out=TuningFiles.in_dir(files.tune_dir),
+                storage=args.storage, n_trials=args.n_trials, workers=args.workers,
+                first_worker=args.first_worker, progress=bar,
+            )  # fmt: skip
+        summary, span = result.summary, result.data_span
+        if span["starts_later"]:
+            print(
+                f"tune: {symbol} is tuned from its first usable hour {span['first_usable_hour']}, "
+                f"after split.in_sample_start {span['in_sample_start']} (listed later, or "
+                "features.min_history candles after its listing)"
+            )
+        search = summary["search"]
+        deflated = search["deflated_sharpe"]
+        print(
+            f"tune: {symbol}: study {result.study_name}: {search['complete']} complete trial(s) "
+            f"({search['failed']} failed), {search['trials_that_trade']} traded; best trial "
+            f"{summary['best_trial']}: {run.params.tune.objective} {summary['value']:+.4f} in "
+            f"sample, deflated Sharpe {'-' if deflated is None else f'{deflated:.2f}'} (of "
+            f"{search['trials_run']} trials); {time.perf_counter() - started:.1f} s -> "
+            f"{files.tune_dir}"
+        )
+    return 0
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str, hidden: bool):
+    """A tqdm bar of complete trials, as the callback tuning calls after every batch."""
     from tqdm import tqdm
 
-    from klinecast.redaction import redact
-    from klinecast.research import tuning
-
-    params = load_symbol_params(args)
-    pool = load_pool(args)
-    storage = args.storage or params.tune.storage
-    n_trials = args.n_trials or params.tune.n_trials
-    workers = args.workers or params.tune.workers
-    require(args.features, produced_by="dvc repro features")
-    log.info("tuning on %s, %d trial(s), %d worker(s)", redact(storage), n_trials, workers)
-    started = time.perf_counter()
-    with tqdm(
-        total=n_trials, unit="trial", desc="tune", disable=True if args.no_progress else None
-    ) as bar:
-
-        def progress(finished: int, total: int) -> None:
-            bar.update(max(0, min(finished, total) - bar.n))
-
-        study = tuning.tune(
-            features_path=args.features,
-            params=params,
-            storage_url=storage,
-            n_trials=n_trials,
-            workers=workers,
-            first_worker=args.first_worker,
-            progress=progress,
-            pool=pool,
-        )
-    span = tuning.data_span(
-        tuning.in_sample_rows(read_parquet(args.features, produced_by="dvc repro features"), params),
-        params,
-    )
-    if pool is not None:
-        span["pooled"] = sorted(pool.paths)
-    summary = tuning.write_outputs(
-        study,
-        tuning.TuningFiles.in_dir(args.out_dir),
-        storage_url=storage,
-        objective=params.tune.objective,
-        data_span=span,
-    )
-    if span["starts_later"]:
-        print(
-            f"tune: {span['symbol']} is tuned from its first usable hour "
-            f"{span['first_usable_hour']}, after split.in_sample_start {span['in_sample_start']} "
-            "(listed later, or features.min_history candles after its listing)"
-        )
-    search = summary["search"]
-    deflated = search["deflated_sharpe"]
-    print(
-        f"tune: study {study.study_name}: {search['complete']} complete trial(s) "
-        f"({search['failed']} failed), {search['trials_that_trade']} traded; best trial "
-        f"{summary['best_trial']}: {params.tune.objective} {summary['value']:+.4f} in sample, "
-        f"deflated Sharpe {'-' if deflated is None else f'{deflated:.2f}'} (of "
-        f"{search['trials_run']} trials); {time.perf_counter() - started:.1f} s -> {args.out_dir}"
-    )
-    return 0
+    with tqdm(total=total, unit="trial", desc=desc, disable=True if hidden else None) as bar:
+        yield lambda finished, of: bar.update(max(0, min(finished, of) - bar.n))
 
 
 def add_evaluate(commands) -> None:
@@ -130,47 +105,32 @@ def add_evaluate(commands) -> None:
             "after fees."
         ),
     )
-    params_arg(parser)
-    symbol_arg(parser)
-    path(parser, "--features", "data/features.parquet", "feature rows")
-    path(parser, "--best-params", "reports/tune/best_params.json", "tune's output")
-    path(parser, "--metrics", "reports/metrics.json", "metrics of the model and the baselines")
-    path(parser, "--predictions", "reports/predictions.parquet", "per-hour predictions")
-    path(parser, "--equity", "reports/equity.csv", "daily equity curves (dvc plots)")
+    stage_args(parser)
     parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args) -> int:
-    from klinecast import atomic
-    from klinecast.research import evaluation, looks
+    from klinecast.stages.evaluate import EvaluationFiles, evaluate
 
-    params = load_symbol_params(args)
-    frame = read_parquet(args.features, produced_by="dvc repro features")
-    tuned = read_best_params(args.best_params)
-    started = time.perf_counter()
-    pool = load_pool(args)
-    span_looks = looks.record(
-        params.tune.storage, params.split.out_of_sample, params.data.symbol
-    )
-    result = evaluation.evaluate(
-        frame, params, tuned, span_looks=span_looks, pool=pool.read() if pool else None
-    )
-    atomic.write_parquet(args.predictions, result.predictions)
-    atomic.atomic_write(args.equity, lambda tmp: result.daily_equity().to_csv(tmp))
-    card = result.scorecard
-    atomic.write_json(args.metrics, card.as_dict())
-    baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in card.baselines.items())
-    m, significance = card.model, card.significance
-    deflated = significance.deflated_sharpe
-    print(
-        f"evaluate: {card.span.folds} folds, {card.span.hours} hours: model "
-        f"{m.cumulative_return:+.2%} after costs ({m.return_before_fees:+.2%} before), "
-        f"{m.trades} trades; largest p-value of the declared baselines "
-        f"{significance.max_p_value:.3f} ({significance.max_p_baseline}), deflated Sharpe in "
-        f"sample {'-' if deflated is None else f'{deflated:.2f}'}; this span looked at "
-        f"{significance.span_looks} time(s); {baselines}; "
-        f"{time.perf_counter() - started:.1f} s -> {args.metrics}"
-    )
+    run = StageRun(args)
+    for symbol in run.symbols:
+        started, files = time.perf_counter(), run.files(symbol)
+        out = EvaluationFiles(files.metrics, files.predictions, files.equity)
+        card = evaluate(
+            run.params, symbol, features=run.features, best_params=files.best_params, out=out
+        ).scorecard
+        baselines = ", ".join(f"{n} {m.cumulative_return:+.2%}" for n, m in card.baselines.items())
+        m, significance = card.model, card.significance
+        deflated = significance.deflated_sharpe
+        print(
+            f"evaluate: {symbol}: {card.span.folds} folds, {card.span.hours} hours: model "
+            f"{m.cumulative_return:+.2%} after costs ({m.return_before_fees:+.2%} before), "
+            f"{m.trades} trades; largest p-value of the declared baselines "
+            f"{significance.max_p_value:.3f} ({significance.max_p_baseline}), deflated Sharpe in "
+            f"sample {'-' if deflated is None else f'{deflated:.2f}'}; this span looked at "
+            f"{significance.span_looks} time(s); {baselines}; "
+            f"{time.perf_counter() - started:.1f} s -> {files.metrics}"
+        )
     return 0
 
 
@@ -184,40 +144,25 @@ def add_train(commands) -> None:
             "(feature order, params, training span, data version, metrics, library versions)."
         ),
     )
-    params_arg(parser)
-    symbol_arg(parser)
-    path(parser, "--features", "data/features.parquet", "feature rows")
-    path(parser, "--best-params", "reports/tune/best_params.json", "tune's output")
-    path(parser, "--metrics", "reports/metrics.json", "evaluate's output")
-    path(parser, "--out", "models/candidate", "artifact directory")
+    stage_args(parser)
     parser.set_defaults(run=run_train)
 
 
 def run_train(args) -> int:
-    from klinecast.data.versions import data_version
-    from klinecast.release import metadata as artifact
-    from klinecast.release import registry
-    from klinecast.research.scorecard import Scorecard
+    from klinecast.stages.train import train
 
-    params = load_symbol_params(args)
-    pool = load_pool(args)
-    frame = read_parquet(args.features, produced_by="dvc repro features")
-    candidate = read_best_params(args.best_params).candidate
-    started = time.perf_counter()
-    booster, metadata = artifact.final_model(
-        frame,
-        params,
-        candidate,
-        metrics=Scorecard.read(args.metrics),
-        # the raw data's DVC hash, where dvc.yaml runs this (the repository's root)
-        data_version=data_version(args.features, dvc_file=Path("data.dvc")),
-        pool=pool.read() if pool else None,
-    )
-    registry.write_artifact(args.out, booster, metadata)
-    print(
-        f"train: {metadata.train_rows} rows {metadata.train_start} .. {metadata.train_end}; "
-        f"{time.perf_counter() - started:.1f} s -> {args.out}"
-    )
+    run = StageRun(args)
+    for symbol in run.symbols:
+        started, files = time.perf_counter(), run.files(symbol)
+        metadata = train(
+            run.params, symbol, features=run.features, best_params=files.best_params,
+            metrics=files.metrics, out=files.candidate, dvc_file=args.root / "data.dvc",
+        )  # fmt: skip
+        print(
+            f"train: {symbol}: {metadata.model_name}, {metadata.train_rows} rows "
+            f"{metadata.train_start} .. {metadata.train_end}; "
+            f"{time.perf_counter() - started:.1f} s -> {files.candidate}"
+        )
     return 0
 
 
@@ -232,33 +177,29 @@ def add_publish(commands) -> None:
             "by publish.gate_min_excess_return. A failed upload never moves the pointer."
         ),
     )
-    params_arg(parser)
-    symbol_arg(parser)
-    path(parser, "--artifact", "models/candidate", "train's output")
+    stage_args(parser)
     parser.add_argument(
         "--registry",
         help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
-    path(parser, "--receipt", "reports/publish.json", "what was published")
     parser.set_defaults(run=run_publish)
 
 
 def run_publish(args) -> int:
-    import dataclasses
+    from klinecast.stages.publish import publish
 
-    from klinecast import atomic
-    from klinecast.release.promotion import publish_artifact
-
-    params = load_symbol_params(args).publish
-    if args.registry:
-        params = dataclasses.replace(params, registry=args.registry)
-    promotion = publish_artifact(args.artifact, params)
-    atomic.write_json(args.receipt, promotion.as_dict())
-    receipt = promotion.receipt
-    outcome = "promoted to production" if receipt.promoted else "NOT promoted (gate failed)"
-    print(f"publish: {receipt.version} -> {receipt.uri}: {outcome}")
-    for reason in promotion.gate.reasons():
-        print(f"publish:   {reason}")
+    run = StageRun(args)
+    for symbol in run.symbols:
+        files = run.files(symbol)
+        promotion = publish(
+            run.params, symbol, artifact=files.candidate, receipt=files.receipt,
+            registry=args.registry,
+        )  # fmt: skip
+        receipt = promotion.receipt
+        outcome = "promoted to production" if receipt.promoted else "NOT promoted (gate failed)"
+        print(f"publish: {symbol}: {receipt.version} -> {receipt.uri}: {outcome}")
+        for reason in promotion.gate.reasons():
+            print(f"publish:   {reason}")
     return 0
 
 
@@ -267,38 +208,22 @@ def add_report(commands) -> None:
         "report",
         help="one self-contained HTML report: equity, drawdown, accuracy, importance, tuning",
     )
-    path(parser, "--predictions", "reports/predictions.parquet", "evaluate's predictions")
-    path(parser, "--metrics", "reports/metrics.json", "evaluate's metrics")
-    path(parser, "--trials", "reports/tune/trials.csv", "tune's trials table")
-    path(parser, "--artifact", "models/candidate", "train's artifact")
-    path(parser, "--receipt", "reports/publish.json", "publish's receipt (optional)")
-    path(parser, "--out", "reports/report.html", "the HTML report")
+    stage_args(parser)
     parser.set_defaults(run=run_report)
 
 
 def run_report(args) -> int:
-    from klinecast import atomic
-    from klinecast.release import report
+    from klinecast.stages.report import report
 
-    inputs = report.ReportInputs.read(
-        predictions=args.predictions,
-        metrics=args.metrics,
-        trials=args.trials,
-        artifact=args.artifact,
-        receipt=args.receipt,
-    )
-    page = report.render(inputs)
-    atomic.atomic_write(args.out, lambda tmp: tmp.write_text(page))
-    print(f"report: {len(page) / 1e3:.0f} kB -> {args.out}")
+    run = StageRun(args)
+    for symbol in run.symbols:
+        files = run.files(symbol)
+        page = report(
+            predictions=files.predictions, metrics=files.metrics, trials=files.trials,
+            artifact=files.candidate, receipt=files.receipt, out=files.report,
+        )  # fmt: skip
+        print(f"report: {symbol}: {len(page) / 1e3:.0f} kB -> {files.report}")
     return 0
-
-
-def read_best_params(path: Path):
-    """tune's best_params.json, checked."""
-    from klinecast.research.tuning import BestParams
-
-    require(path, produced_by="klinecast tune")
-    return BestParams.read(path)
 
 
 def add_tune_trial(commands) -> None:
@@ -312,9 +237,7 @@ def add_tune_trial(commands) -> None:
             "exit_band is capped at entry_band, as in `klinecast tune`."
         ),
     )
-    params_arg(parser)
-    symbol_arg(parser)
-    path(parser, "--features", "data/features.parquet", "feature rows")
+    stage_args(parser)
     from klinecast.research.tuning import search_levers
 
     for name, kind in search_levers().items():
@@ -324,30 +247,22 @@ def add_tune_trial(commands) -> None:
 
 def run_tune_trial(args) -> int:
     from klinecast.research import tuning
+    from klinecast.stages.tune import score_trial
 
-    params = load_symbol_params(args)
-    if params.tune.pooling == "pooled":
-        raise KlinecastError(
-            "tune-trial scores one symbol's own model; tune.pooling: pooled is tuned on every "
-            "symbol's rows by `klinecast tune` (dvc repro), not by Katib"
-        )
+    run = StageRun(args)
     try:
         candidate = tuning.candidate_of(
             {name: getattr(args, name) for name in tuning.search_levers()}
         )
     except ValueError as exc:
         raise KlinecastError(f"tune-trial: {exc}") from None
-    rows = tuning.in_sample_rows(
-        read_parquet(args.features, produced_by="dvc repro features"), params
-    )
-    tuning.check_in_sample_span(rows, params)
-    name = params.tune.objective
-
-    def report(fold: int, value: float) -> None:
+    name = run.params.tune.objective
+    for symbol in run.symbols:
+        value = score_trial(
+            run.params, symbol, features=run.features, candidate=candidate,
+            on_fold=lambda fold, value: print(f"{name}={value:.10g}", flush=True),
+        )  # fmt: skip
         print(f"{name}={value:.10g}", flush=True)
-
-    value, _ = tuning.score(rows, params, candidate, on_fold=report)
-    print(f"{name}={value:.10g}", flush=True)
     return 0
 
 
@@ -400,9 +315,7 @@ def add_validate_params(commands) -> None:
             "look_back plus one step fits the in-sample span. Lists every problem; exit 1 if any."
         ),
     )
-    params_arg(parser)
-    symbol_arg(parser)
-    path(parser, "--features", "data/features.parquet", "feature rows")
+    stage_args(parser)
     parser.add_argument(
         "--params-only",
         action="store_true",
@@ -412,25 +325,27 @@ def add_validate_params(commands) -> None:
 
 
 def run_validate_params(args) -> int:
+    from klinecast.book import Book, Layout
     from klinecast.config import check_params
-    from klinecast.research.validation import problems
+    from klinecast.research.validation import problems_with_data, problems_with_params
 
     # The loader's problems first; then, with each faulty key at its default, what the dates
-    # and the data rule out: every problem in one run.
+    # and each symbol's data rule out: every problem in one run.
     params, loader_problems = check_params(args.params)
     found = [f"params: {key}: {reason}" for key, reason in loader_problems]
-    if params is not None and args.symbol:
-        params = params.for_symbol(args.symbol)
+    salvaged = " (checked with the defaults of the keys above)" if found else ""
     if params is not None:
-        features = None
-        if not args.params_only:
-            features = read_parquet(args.features, produced_by="dvc repro features")
-        salvaged = " (checked with the defaults of the keys above)" if found else ""
-        found += [f"{problem}{salvaged}" for problem in problems(params, features)]
+        found += [f"{problem}{salvaged}" for problem in problems_with_params(params)]
+    book = Book(params) if params is not None and not args.params_only else None
+    for symbol in ([args.symbol] if args.symbol else book.symbols) if book else ():
+        where = book.files(symbol, Layout(args.root)).features
+        features = read_parquet(where, produced_by=f"klinecast features --symbol {symbol}")
+        for problem in problems_with_data(book.for_symbol(symbol), features):
+            found.append(f"{symbol}: {problem}{salvaged}")
     for problem in found:
         print(f"validate-params: {problem}")
     if found:
         raise KlinecastError(f"{len(found)} problem(s) with {args.params}; nothing was run")
-    against = "" if args.params_only else f" and consistent with {args.features}"
+    against = "" if args.params_only else " and consistent with each symbol's features"
     print(f"validate-params: {args.params} is valid{against}")
     return 0

@@ -25,7 +25,8 @@ def add_monitor(commands) -> None:
     parser.add_argument(
         "--features",
         type=Path,
-        help="features for drift, skipped if absent (default: data/<symbol>/features.parquet)",
+        help="features for drift, skipped if absent (default: each symbol's "
+        "data/<symbol>/features.parquet)",
     )
     parser.add_argument(
         "--reference-days",
@@ -41,36 +42,34 @@ def add_monitor(commands) -> None:
 
 def run_monitor(args) -> int:
     from klinecast import atomic
+    from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.trader.cycle import book_equity
     from klinecast.trader.ledger import Ledger
 
-    params = load_params(args.params)
-    ledger = Ledger(params.trade.ledger)
+    book = Book(load_params(args.params))
+    ledger = Ledger(book.params.trade.ledger)
     ledger.migrate()
-    symbols = params.data.symbols
-    if len(symbols) == 1:
-        return _monitor_symbol(args, params, ledger, args.out_dir)
-    # several: a report per symbol in out-dir/<symbol>, and the book's line and JSON
-    for symbol in symbols:
-        _monitor_symbol(args, params.for_symbol(symbol), ledger, args.out_dir / symbol)
-    weights = params.weights
-    equity = book_equity(ledger, weights)
+    # a report per symbol in out-dir/<symbol>, then the book's line and JSON
+    for symbol in book.symbols:
+        _monitor_symbol(args, book, symbol, ledger, args.out_dir / symbol)
+    equity = book_equity(ledger, book.weights)
     halts = {h.symbol: h.reason for h in ledger.halts() if h.resumed_at is None}
-    book = {"symbols": list(symbols), "weights": weights, "equity": equity, "halts": halts}
-    atomic.write_json(args.out_dir / "book.json", book)
-    print(f"monitor: the book of {len(symbols)} symbols: equity {equity:.4f}; halts: {halts or 'none'}")
+    summary = {"symbols": list(book.symbols), "weights": book.weights, "equity": equity, "halts": halts}
+    atomic.write_json(args.out_dir / "book.json", summary)
+    print(f"monitor: the book ({', '.join(book.symbols)}): equity {equity:.4f}; halts: {halts or 'none'}")
     return 0
 
 
-def _monitor_symbol(args, params, ledger, out_dir: Path) -> int:
+def _monitor_symbol(args, book, symbol: str, ledger, out_dir: Path) -> None:
     import pandas as pd
 
-    from klinecast import atomic, layout
+    from klinecast import atomic
     from klinecast.monitor import health, page
     from klinecast.platform import retrain
 
-    features_path = args.features or layout.features(params.data.symbol)
+    params = book.for_symbol(symbol)
+    features_path = args.features or book.files(symbol).features
     features = pd.read_parquet(features_path) if features_path.is_file() else None
     result = health.check(
         params,
@@ -95,4 +94,3 @@ def _monitor_symbol(args, params, ledger, out_dir: Path) -> int:
         f"{state.equity:.4f} (buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
         f"retrain: {decision.reason}{fired}; trading: {result.trading.summary}"
     )
-    return 0

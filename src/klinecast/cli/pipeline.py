@@ -1,14 +1,15 @@
-"""`klinecast pipeline compile | run --local | submit`: the KFP pipelines in pipelines/."""
+"""`klinecast pipeline compile | run --local | submit`: the KFP pipelines (klinecast.platform.kfp)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from klinecast.platform.kfp_runs import PIPELINES
+from klinecast import environment
+from klinecast.platform.kfp.runs import PIPELINES
 
 #: CI compiles and submits with the commit's image.
-IMAGE_ENV = "KLINECAST_PIPELINE_IMAGE"
+IMAGE_ENV = environment.PIPELINE_IMAGE
 
 
 def add_pipeline(commands) -> None:
@@ -16,8 +17,8 @@ def add_pipeline(commands) -> None:
         "pipeline",
         help="compile, run locally (kfp.local) or submit the Kubeflow pipelines",
         description=(
-            "The KFP v2 pipelines in pipelines/: `training` (data -> tuning over N workers "
-            "sharing one PostgreSQL study -> evaluation -> gate -> publish -> deploy) and "
+            "The KFP v2 pipelines of klinecast.platform.kfp: `training` (the book's data -> the "
+            "pool -> per symbol tuning, evaluation, train, gate, publish -> the book's deploy) and "
             "`refresh` (the hourly data refresh). Their parameters are params.yaml's sections, "
             "one JSON object each (data, features, ... trade), with params.yaml's values as "
             "defaults, plus the pipeline's own (namespace)."
@@ -25,8 +26,11 @@ def add_pipeline(commands) -> None:
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="<action>")
 
-    compile_ = actions.add_parser("compile", help="write pipelines/<name>_pipeline.yaml")
+    compile_ = actions.add_parser(
+        "compile", help="write the pipeline's YAML (default: the package's <name>_pipeline.yaml)"
+    )
     _common(compile_, with_values=False)
+    compile_.add_argument("--out", type=Path, help="where to write it instead")
     compile_.set_defaults(run=run_compile)
 
     run = actions.add_parser(
@@ -89,12 +93,6 @@ def _common(parser, *, with_values: bool = True) -> None:
         default="training",
         help="which pipeline (default: %(default)s)",
     )
-    parser.add_argument(
-        "--pipelines-dir",
-        type=Path,
-        default=Path("pipelines"),
-        help="the pipelines package (default: %(default)s)",
-    )
     if with_values:
         parser.add_argument(
             "--params",
@@ -114,29 +112,30 @@ def _common(parser, *, with_values: bool = True) -> None:
 
 
 def load_pipeline(args):
-    from klinecast.platform.kfp_runs import load_pipeline
+    from klinecast.platform.kfp.runs import load_pipeline
 
-    return load_pipeline(args.pipeline, args.pipelines_dir)
+    return load_pipeline(args.pipeline)
 
 
 def arguments(args, pipeline) -> dict:
-    from klinecast.platform.kfp_runs import pipeline_arguments
+    from klinecast.platform.kfp.runs import pipeline_arguments
 
     return pipeline_arguments(pipeline, params_file=args.params, overrides=args.overrides)
 
 
 def run_compile(args) -> int:
-    from klinecast.platform.pipeline_yaml import compile_pipeline
+    from klinecast.platform.kfp.compile import compile_pipeline
+    from klinecast.platform.kfp.runs import compiled
 
     pipeline = load_pipeline(args)
-    out = args.pipelines_dir / f"{PIPELINES[args.pipeline]}.yaml"
+    out = args.out or compiled(args.pipeline)
     compile_pipeline(pipeline, out, image=args.image)
     print(f"pipeline compile: {pipeline.name} ({args.image}) -> {out}")
     return 0
 
 
 def run_local(args) -> int:
-    from klinecast.platform.kfp_runs import run_locally
+    from klinecast.platform.kfp.runs import run_locally
 
     pipeline = load_pipeline(args)
     outputs, seconds = run_locally(
@@ -149,7 +148,7 @@ def run_local(args) -> int:
 
 
 def run_submit(args) -> int:
-    from klinecast.platform.kfp_runs import default_run_name, submit
+    from klinecast.platform.kfp.runs import default_run_name, submit
 
     pipeline = load_pipeline(args)
     submission = submit(

@@ -27,12 +27,9 @@ def add_serve(commands) -> None:
     )
     params_arg(parser)
     parser.add_argument(
-        "--storage-uri", help="artifact to serve (default: production, else --candidate)"
-    )
-    parser.add_argument(
-        "--candidate",
-        type=Path,
-        help="fallback artifact (default: models/<symbol>/candidate, what `dvc repro` trains)",
+        "--storage-uri",
+        help="what to serve: an artifact, or SYMBOL=URI[,SYMBOL=URI...] (default: each symbol's "
+        "production version, else its candidate, models/<symbol>/candidate)",
     )
     parser.add_argument(
         "--registry",
@@ -48,7 +45,8 @@ def add_serve(commands) -> None:
     parser.add_argument(
         "--candles",
         type=Path,
-        help="source of the example requests (default: data/<symbol>/candles.parquet)",
+        help="source of the example requests (default: the first symbol's "
+        "data/<symbol>/candles.parquet)",
     )
     path(parser, "--examples", "reports/serve", "where the example bodies go")
     parser.add_argument(
@@ -59,49 +57,23 @@ def add_serve(commands) -> None:
     parser.set_defaults(run=run_serve)
 
 
-def _uris(storage_uri: str) -> list[tuple[str | None, str]]:
-    """(symbol or None, uri) of each model a storage URI names (see serving.transformer)."""
-    from klinecast.serving.transformer import symbol_models
-
-    return [(symbol, m.storage_uri) for symbol, m in symbol_models("x", storage_uri).items()]
-
-
 def run_serve(args) -> int:
     import dataclasses
     import datetime as dt
     import os
     import signal
 
-    from klinecast import layout
+    from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.redaction import redact_redis
-    from klinecast.release import registry
     from klinecast.serving.local import LocalServing, write_examples
     from klinecast.serving.online_store import StoreSettings
 
-    params = load_params(args.params)
-    name = params.publish.model_name
+    book = Book(load_params(args.params))
+    params, name = book.params, book.service_name
     uri, why = args.storage_uri, "--storage-uri"
     if uri is None:
-        registry_uri = args.registry or params.publish.registry
-        symbols = params.data.symbols
-        if args.candidate is not None and len(symbols) > 1:
-            raise KlinecastError("--candidate names one artifact; data.symbols lists several")
-        found = {
-            symbol: registry.resolve_serving_uri(
-                registry_uri, params.model_name_of(symbol),
-                fallback=args.candidate or layout.candidate(symbol),
-            )  # fmt: skip
-            for symbol in symbols
-        }
-        if len(symbols) == 1:
-            ((uri, why),) = found.values()
-        else:  # a model per symbol behind the one transformer
-            uri = ",".join(f"{symbol}={where}" for symbol, (where, _) in found.items())
-            why = "; ".join(f"{symbol}: {reason}" for symbol, (_, reason) in found.items())
-    for _symbol, where in _uris(uri):
-        if "://" not in where:
-            registry.read_artifact_metadata(Path(where))  # fail here, clearly, not in two servers
+        uri, why = serving_models(book, args.registry or params.publish.registry)
     online = StoreSettings.of(params.online, bounded=True)
     if args.redis:
         online = dataclasses.replace(online, redis=args.redis)
@@ -123,7 +95,7 @@ def run_serve(args) -> int:
     )  # fmt: skip
     with serving:
         base = serving.transformer_url
-        instances = ", ".join(f'{{"symbol": "{symbol}"}}' for symbol in params.data.symbols)
+        instances = ", ".join(f'{{"symbol": "{symbol}"}}' for symbol in book.symbols)
         lines = [
             f"klinecast serve: model {name} from {uri}",
             f"  predictor   {serving.predictor_url}  (logs: {log_dir}/predictor.log)",
@@ -135,10 +107,12 @@ def run_serve(args) -> int:
             f"""-d '{{"instances": [{instances}]}}' \\\n    """
             f"{base}/v1/models/{name}:predict",
         ]
-        candles_path = args.candles or layout.candles(params.data.symbols[0])
-        if len(params.data.symbols) == 1 and candles_path.is_file():
+        first = book.symbols[0]  # the examples: its newest candles, named as its own
+        candles_path = args.candles or book.files(first).candles
+        if candles_path.is_file():
             candles = read_parquet(candles_path, produced_by="klinecast candles")
-            v1, v2 = write_examples(candles.iloc[-params.features.min_history :], args.examples)
+            window = candles.iloc[-params.features.min_history :]
+            v1, v2 = write_examples(window, args.examples, symbol=first)
             lines += [
                 f"  curl -s -H 'Content-Type: application/json' -d @{v1} {base}/v1/models/{name}:predict",
                 f"  curl -s -H 'Content-Type: application/json' -d @{v2} {base}/v2/models/{name}/infer",
@@ -158,6 +132,28 @@ def run_serve(args) -> int:
     return 0
 
 
+def serving_models(book, registry_uri: str) -> tuple[str, str]:
+    """The book's models as `klinecast serve` serves them: each symbol's production version,
+    else its candidate artifact; and why, for the log.
+
+    Raises:
+        KlinecastError: a symbol has neither (run `dvc repro`).
+    """
+    from klinecast.release import registry
+
+    found = {
+        symbol: registry.resolve_serving_uri(
+            registry_uri, book.model_name(symbol), fallback=book.files(symbol).candidate
+        )
+        for symbol in book.symbols
+    }
+    for where, _ in found.values():
+        if "://" not in where:
+            registry.read_artifact_metadata(Path(where))  # fail here, clearly, not in two servers
+    why = "; ".join(f"{symbol}: {reason}" for symbol, (_, reason) in found.items())
+    return book.storage_string(lambda symbol: found[symbol][0]), why
+
+
 def add_manifest(commands) -> None:
     parser = commands.add_parser(
         "manifest",
@@ -165,25 +161,19 @@ def add_manifest(commands) -> None:
         description=(
             "Render everything klinecast deploys: namespace, Secret templates (keys, no values), "
             "service accounts and least-privilege RBAC, the KServe InferenceService (our "
-            "transformer image plus KServe's xgboost runtime; with several data.symbols, our "
-            "predictor hosting each symbol's production version), the NetworkPolicy that admits "
-            "only the trader, the trader CronJob and the Katib Experiment. Printed, the "
-            "InferenceService serves the registry's production version (or --storage-uri). "
-            "--base writes the committed manifests/base files and their kustomization.yaml "
-            "(from another params file, e.g. examples/five-symbols.yaml, into a directory "
-            "of its own)."
+            "predictor hosting each symbol's model behind one transformer), the NetworkPolicy "
+            "that admits only the trader, the trader and monitor CronJobs and a Katib Experiment "
+            "per study. The InferenceService serves each symbol's production version as the "
+            "servers find it when they load (`klinecast deploy` pins versions). --base writes the "
+            "committed manifests/base files and their kustomization.yaml (from another params "
+            "file, e.g. examples/five-symbols.yaml, into a directory of its own)."
         ),
     )
     params_arg(parser)
-    parser.add_argument("--storage-uri", help="model version to serve (default: production)")
-    parser.add_argument(
-        "--registry",
-        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
-    )
     parser.add_argument(
         "--image",
         default=SERVING_IMAGE,
-        help="transformer image (default: %(default)s)",
+        help="the model servers' image (default: %(default)s)",
     )
     parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
     parser.add_argument("--base", type=Path, help="write the base manifests into this directory")
@@ -197,15 +187,10 @@ def run_manifest(args) -> int:
     from klinecast.platform import manifests
 
     params = load_params(args.params)
-    options = {"serving_image": args.image, "namespace": args.namespace}
+    documents = manifests.base(params, serving_image=args.image, namespace=args.namespace)
     if args.base is None:
-        uri = args.storage_uri
-        if uri is None and len(params.data.symbols) == 1:  # several: the servers look it up
-            uri = production_uri(args, params.publish.model_name)
-        documents = manifests.base(params, storage_uri=uri, **options)
         print("---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents.values()), end="")
         return 0
-    documents = manifests.base(params, **options)
     documents["kustomization.yaml"] = manifests.kustomization(list(documents), args.namespace)
     args.base.mkdir(parents=True, exist_ok=True)
     for filename, document in documents.items():
@@ -215,51 +200,58 @@ def run_manifest(args) -> int:
     return 0
 
 
-def production_uri(args, name: str) -> str:
-    from klinecast.config import load_params
-    from klinecast.release import registry
-
-    registry_uri = args.registry or load_params(args.params).publish.registry
-    pointer = registry.production(registry.open_store(registry_uri), name)
-    if pointer is None:
-        raise KlinecastError(
-            f"no production version of {name} in {registry_uri}; pass --storage-uri"
-        )
-    return pointer["uri"]
-
-
 def add_deploy(commands) -> None:
     parser = commands.add_parser(
         "deploy",
-        help="point the cluster's InferenceService at a model version (Kubernetes API)",
+        help="pin the cluster's InferenceService to each symbol's production version",
         description=(
-            "Patch the InferenceService named publish.model_name so that its predictor and "
-            "transformer serve --storage-uri (default: the registry's production version). "
+            "Look up each symbol's production version in the registry and patch the book's "
+            "InferenceService (publish.service_name) so that its predictor and transformer "
+            "serve exactly those versions ($KLINECAST_MODELS of both). A symbol without one (its "
+            "gate refused every model) keeps its PRODUCTION placeholder and is answered 404. "
             "Credentials: the pod's service account in a cluster, else $KUBECONFIG. With "
-            "neither, it says so and skips (exit 0), so a local pipeline run passes."
+            "neither, it says so and skips (exit 0), so a local pipeline run passes. "
+            "--dry-run prints the InferenceService it would serve instead."
         ),
     )
     params_arg(parser)
-    parser.add_argument("--storage-uri", help="model version to serve (default: production)")
     parser.add_argument(
         "--registry",
         help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
     parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
+    parser.add_argument(
+        "--image", default=SERVING_IMAGE, help="with --dry-run: the servers' image"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the InferenceService that serves the production versions; patch nothing",
+    )
     parser.set_defaults(run=run_deploy)
 
 
 def run_deploy(args) -> int:
-    from klinecast.config import load_params
-    from klinecast.platform import deploy
+    import yaml
 
-    name = load_params(args.params).publish.model_name
-    uri = args.storage_uri or production_uri(args, name)
-    result = deploy.deploy_where_possible(name=name, namespace=args.namespace, storage_uri=uri)
-    if result is None:
-        print(
-            f"deploy: {deploy.NO_CLUSTER}; InferenceService {args.namespace}/{name} would serve {uri}"
-        )
+    from klinecast.book import Book
+    from klinecast.config import load_params
+    from klinecast.platform import deploy, inference_service
+
+    book = Book(load_params(args.params))
+    pinned = deploy.production_models(book, args.registry or book.params.publish.registry)
+    for symbol, version in pinned.versions.items():
+        print(f"deploy: {symbol}: {version or 'no production version (answered 404)'}")
+    if args.dry_run:
+        document = inference_service.inference_service(
+            service_name=book.service_name, models=pinned.models, image=args.image,
+            stale_after_minutes=book.params.online.stale_after_minutes,
+            namespace=args.namespace,
+        )  # fmt: skip
+        print(yaml.safe_dump(document, sort_keys=False), end="")
         return 0
-    print(f"deploy: {result}")
+    result = deploy.deploy_where_possible(
+        name=book.service_name, namespace=args.namespace, models=pinned.models
+    )
+    print(f"deploy: {result or deploy.NO_CLUSTER}")
     return 0

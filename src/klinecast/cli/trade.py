@@ -108,7 +108,9 @@ def add_trade(commands) -> None:
     replay.add_argument(
         "--candles",
         type=Path,
-        help="candle history of the one symbol replayed (default: data/<symbol>/candles.parquet)",
+        nargs="+",
+        help="candle history of each replayed symbol, in order (default: each one's "
+        "data/<symbol>/candles.parquet)",
     )
     replay.add_argument(
         "--ledger", default="sqlite:///build/replay-ledger.db", help="default: %(default)s"
@@ -123,7 +125,6 @@ def run_once(args) -> int:
     from klinecast.data import market
     from klinecast.trader import live
     from klinecast.trader.cycle import run_book
-    from klinecast.trader.cycle import run_once as cycle
 
     params = load_params(args.params)
     now = pd.Timestamp(args.now or dt.datetime.now(dt.UTC))
@@ -131,19 +132,12 @@ def run_once(args) -> int:
     hour = market.newest_closed_hour(now)
     if args.candles is not None and params.trade.broker != "paper":
         raise KlinecastError("--candles works with the paper broker only")
-    if len(params.data.symbols) == 1:
-        trader = live.trader(params)
-        if args.candles is not None:
-            trader.market = _offline_market(args.candles[0], params.data.symbol)
-        result = cycle(trader, hour=hour)
-        report(result)
-        return result.exit_code
     traders = live.book(params)
     if args.candles is not None:
         if len(args.candles) != len(traders):
             raise KlinecastError(
-                f"--candles: give one file per symbol of data.symbols ({', '.join(traders)}), "
-                f"in that order; got {len(args.candles)}"
+                f"--candles: give one file per traded symbol ({', '.join(traders)}), in that "
+                f"order; got {len(args.candles)}"
             )
         for (symbol, trader), path in zip(traders.items(), args.candles, strict=True):
             trader.market = _offline_market(path, symbol)
@@ -180,6 +174,7 @@ def _decider(parser) -> None:
 
 
 def run_resume(args) -> int:
+    from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.trader.cycle import resume
     from klinecast.trader.ledger import Ledger
@@ -188,56 +183,54 @@ def run_resume(args) -> int:
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
     symbol = args.symbol or params.data.symbol
-    done = resume(ledger, symbol, by=args.by, note=args.note, weights=params.weights)
+    done = resume(ledger, symbol, by=args.by, note=args.note, weights=Book(params).weights)
     print(f"trade resume: {done}")
     return 0
 
 
 def run_resolve(args) -> int:
+    from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.trader import live
     from klinecast.trader.cycle import resolve
 
     params = load_params(args.params)
     symbol = args.symbol or params.data.symbol
-    trader = live.trader(params.for_symbol(symbol), service=params.publish.model_name)
+    trader = live.trader(Book(params).for_symbol(symbol))
     trader.ledger.migrate()
     print(f"trade resolve: {resolve(trader, adopt=args.adopt, by=args.by, note=args.note)}")
     return 0
 
 
 def run_replay(args) -> int:
-    from klinecast import layout
+    from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.trader import live
     from klinecast.trader.replay import replay
 
-    full = load_params(args.params)
-    symbols = args.symbol or [s for s, weight in full.weights.items() if weight > 0]
+    book = Book(load_params(args.params))
+    symbols = args.symbol or list(book.traded)
     if args.end < args.start:
         raise KlinecastError(f"--end {args.end} is before --start {args.start}")
-    if args.candles and len(symbols) > 1:
+    histories = args.candles or [book.files(symbol).candles for symbol in symbols]
+    if len(histories) != len(symbols):
         raise KlinecastError(
-            f"--candles holds one symbol's history; {len(symbols)} are replayed "
-            f"({', '.join(symbols)}): pass --symbol, or let each read data/<symbol>/candles.parquet"
+            f"--candles: give one file per replayed symbol ({', '.join(symbols)}), in that "
+            f"order; got {len(histories)}"
         )
     if args.ledger.startswith("sqlite:///"):
         Path(args.ledger.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    for symbol in symbols:
-        params = full.for_symbol(symbol)
-        candles_path = args.candles or layout.candles(symbol)
+    for symbol, history in zip(symbols, histories, strict=True):
+        params = book.for_symbol(symbol)
         summary = replay(
             params,
-            candles=read_parquet(candles_path, produced_by="dvc repro candles"),
+            candles=read_parquet(history, produced_by="dvc repro candles"),
             start=args.start,
             end=args.end,
             ledger_url=args.ledger,
-            # past hours: the store holds only the newest, so the candles are sent (named as
-            # the symbol's when the service has a model per symbol)
-            predict=live.predictor(
-                params, by_symbol=False, service=full.publish.model_name,
-                name_candles=len(full.data.symbols) > 1,
-            ),  # fmt: skip
+            # past hours: the store holds only the newest, so the candles are sent, named as
+            # the symbol's, and its own model answers
+            predict=live.predictor(params, by_symbol=False),
         )
         print(
             f"trade replay: {symbol}: {summary['hours']} hours, {summary['traded']} traded, "

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from klinecast import environment
 from klinecast.config import INTERVALS
 from klinecast.data.candles import klines_frame
 from klinecast.errors import KlinecastError
@@ -23,7 +24,7 @@ log = logging.getLogger("klinecast.trader")
 MAINNET_URL = "https://api.binance.com/api"
 TESTNET_URL = "https://testnet.binance.vision/api"
 #: Overrides the Binance REST base URL (a proxy, or the tests' local endpoint).
-URL_ENV = "KLINECAST_BINANCE_URL"
+URL_ENV = environment.BINANCE_URL
 
 
 def rest_url(*, testnet: bool) -> str:

@@ -27,14 +27,14 @@ def postgres_secret_template(namespace: str = NAMESPACE) -> dict:
     return secret_template(POSTGRES_SECRET, list(POSTGRES_KEYS.values()), namespace=namespace)
 
 
-def pipeline_role(*, model_name: str, namespace: str = NAMESPACE) -> dict:
+def pipeline_role(*, service_name: str, namespace: str = NAMESPACE) -> dict:
     """Deploy may read and patch this one InferenceService; the rest is what a KFP v2 pod needs.
 
     The KFP driver reads the kfp-launcher ConfigMap, and Argo's executor reports a step's
     outputs as WorkflowTaskResults. Nothing may list, create or delete InferenceServices.
     """
     rules = [
-        _rule("serving.kserve.io", "inferenceservices", ["get", "patch"], [model_name]),
+        _rule("serving.kserve.io", "inferenceservices", ["get", "patch"], [service_name]),
         _rule("", "configmaps", ["get"], ["kfp-launcher"]),
         _rule("argoproj.io", "workflowtaskresults", ["create", "patch"]),
     ]
@@ -57,18 +57,18 @@ def role_binding(account: str, namespace: str = NAMESPACE) -> dict:
     }
 
 
-def model_network_policy(*, model_name: str, namespace: str = NAMESPACE) -> dict:
+def model_network_policy(*, service_name: str, namespace: str = NAMESPACE) -> dict:
     """Only the trader reaches the InferenceService's pods (and its transformer the predictor).
 
     The InferenceService runs in RawDeployment mode, so callers connect to the pods directly
     and a pod selector is the whole truth. (In Knative mode every call arrives from the
     activator or the mesh gateway, and this policy would have to admit those instead.)
     """
-    model_pods = {"serving.kserve.io/inferenceservice": model_name}
+    model_pods = {"serving.kserve.io/inferenceservice": service_name}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": f"{model_name}-ingress", "namespace": namespace},
+        "metadata": {"name": f"{service_name}-ingress", "namespace": namespace},
         "spec": {
             "podSelector": {"matchLabels": model_pods},
             "policyTypes": ["Ingress"],

@@ -1,8 +1,10 @@
-"""Point the InferenceService at a model version through the Kubernetes API.
+"""Point the book's InferenceService at model versions through the Kubernetes API.
 
 The pipeline's deploy step runs this in-cluster (the pod's service account); an operator can
-run it from a laptop with $KUBECONFIG. The patch carries the object's resourceVersion, so a
-concurrent edit fails with 409 instead of being overwritten.
+run it from a laptop with $KUBECONFIG. The book's models are one string, $KLINECAST_MODELS of
+both model servers (SYMBOL=URI[,...]); deploy pins each symbol's production version in it. The
+patch carries the object's resourceVersion, so a concurrent edit fails with 409 instead of being
+overwritten.
 """
 
 from __future__ import annotations
@@ -11,69 +13,123 @@ import copy
 import os
 from dataclasses import dataclass
 
+from klinecast import environment
+from klinecast.book import Book, parse_storage
 from klinecast.errors import KlinecastError
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-STORAGE_ENV = "STORAGE_URI"  # the transformer reads the same version (serving/manifest.py)
+#: The components whose containers read the book's models.
+COMPONENTS = ("predictor", "transformer")
 #: What deploy says where it has nothing to patch.
 NO_CLUSTER = "skipped: not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST) and no $KUBECONFIG"
+
+
+@dataclass(frozen=True)
+class PinnedModels:
+    """Each symbol's production version (None: it has none), and the book's storage string."""
+
+    models: str
+    versions: dict[str, str | None]
+
+
+def production_models(book: Book, registry_uri: str) -> PinnedModels:
+    """Each symbol's production version in the registry, pinned; a symbol with none keeps the
+    PRODUCTION placeholder, which its server answers 404 for until a version passes.
+
+    Raises:
+        RegistryError: the registry could not be read.
+    """
+    from klinecast.platform.inference_service import placeholder_uri
+    from klinecast.release import registry
+
+    store = registry.open_store(registry_uri)
+    pointers = {s: registry.production(store, book.model_name(s)) for s in book.symbols}
+    return PinnedModels(
+        models=book.storage_string(
+            lambda s: pointers[s]["uri"] if pointers[s] else placeholder_uri(book.model_name(s))
+        ),
+        versions={s: pointer["version"] if pointer else None for s, pointer in pointers.items()},
+    )
 
 
 @dataclass(frozen=True)
 class Deployment:
     name: str
     namespace: str
-    storage_uri: str
-    previous_uri: str | None
+    models: str
+    previous: str | None
 
     @property
     def changed(self) -> bool:
-        return self.storage_uri != self.previous_uri
+        return self.models != self.previous
 
     def __str__(self) -> str:
-        change = (
-            f"{self.previous_uri} -> {self.storage_uri}"
-            if self.changed
-            else f"already serving {self.storage_uri}"
-        )
-        return f"InferenceService {self.namespace}/{self.name}: {change}"
+        where = f"InferenceService {self.namespace}/{self.name}"
+        if not self.changed:
+            return f"{where}: already serving {self.models}"
+        before = parse_storage(self.previous) if self.previous else {}
+        moves = [
+            f"{symbol} {before.get(symbol, '-')} -> {uri}"
+            for symbol, uri in parse_storage(self.models).items()
+            if before.get(symbol) != uri
+        ]
+        return f"{where}: {'; '.join(moves)}"
 
 
 def api_client():
     """A client from in-cluster credentials, else $KUBECONFIG; None when there are neither."""
     from kubernetes import client, config
 
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if os.environ.get(environment.KUBERNETES_SERVICE_HOST):
         config.load_incluster_config()
         return client.ApiClient()
-    if os.environ.get("KUBECONFIG"):
-        return config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    if os.environ.get(environment.KUBECONFIG):
+        return config.new_client_from_config(config_file=os.environ[environment.KUBECONFIG])
     return None
 
 
-def storage_uri_patch(isvc: dict, uri: str) -> dict:
-    """A merge patch that moves the predictor and the transformer's STORAGE_URI to uri."""
+def served_models(isvc: dict) -> str | None:
+    """The book's models the InferenceService serves now (its predictor's $KLINECAST_MODELS)."""
+    for container in ((isvc.get("spec") or {}).get("predictor") or {}).get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == environment.MODELS:
+                return env.get("value")
+    return None
+
+
+def models_patch(isvc: dict, models: str) -> dict:
+    """A merge patch that moves both components' $KLINECAST_MODELS to models (a merge patch
+    replaces a list whole: each container is sent back complete, with only that value new).
+
+    Raises:
+        KlinecastError: a component has no container that reads $KLINECAST_MODELS.
+    """
     spec = isvc.get("spec") or {}
     patch: dict = {
         "metadata": {"resourceVersion": isvc.get("metadata", {}).get("resourceVersion")},
-        "spec": {"predictor": {"model": {"storageUri": uri}}},
+        "spec": {},
     }
-    containers = copy.deepcopy((spec.get("transformer") or {}).get("containers") or [])
-    for container in containers:
-        for env in container.get("env") or []:
-            if env.get("name") == STORAGE_ENV:
-                env["value"] = uri
-    if containers:
-        patch["spec"]["transformer"] = {"containers": containers}
+    for component in COMPONENTS:
+        containers = copy.deepcopy((spec.get(component) or {}).get("containers") or [])
+        found = [e for c in containers for e in c.get("env") or [] if e.get("name") == environment.MODELS]
+        if not found:
+            raise KlinecastError(
+                f"the InferenceService's {component} reads no ${environment.MODELS}: it was not "
+                "made by `klinecast manifest`; apply manifests/base"
+            )
+        for env in found:
+            env["value"] = models
+        patch["spec"][component] = {"containers": containers}
     return patch
 
 
-def deploy(api, *, name: str, namespace: str, storage_uri: str) -> Deployment:
-    """Patches the InferenceService name in namespace to serve storage_uri.
+def deploy(api, *, name: str, namespace: str, models: str) -> Deployment:
+    """Patches the InferenceService name in namespace to serve the book's models.
 
     Raises:
-        KlinecastError: the service does not exist, the credentials may not patch it, it
-            changed while being patched, or the API server failed; nothing is half-changed.
+        KlinecastError: the service does not exist or was not made by klinecast, the
+            credentials may not patch it, it changed while being patched, or the API server
+            failed; nothing is half-changed.
     """
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
@@ -82,16 +138,14 @@ def deploy(api, *, name: str, namespace: str, storage_uri: str) -> Deployment:
     where = f"InferenceService {namespace}/{name}"
     try:
         isvc = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        previous = isvc["spec"]["predictor"].get("model", {}).get("storageUri")
-        if previous != storage_uri:
+        previous = served_models(isvc)
+        if previous != models:
             objects.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, storage_uri_patch(isvc, storage_uri)
+                GROUP, VERSION, namespace, PLURAL, name, models_patch(isvc, models)
             )
     except ApiException as exc:
         raise KlinecastError(f"{where}: {_explain(exc)}") from None
-    except KeyError:
-        raise KlinecastError(f"{where} has no spec.predictor; apply manifests/base") from None
-    return Deployment(name, namespace, storage_uri, previous)
+    return Deployment(name, namespace, models, previous)
 
 
 def _explain(exc) -> str:
@@ -104,11 +158,11 @@ def _explain(exc) -> str:
     return reasons.get(exc.status, f"the API server answered {exc.status} {exc.reason}")
 
 
-def deploy_where_possible(*, name: str, namespace: str, storage_uri: str) -> Deployment | None:
+def deploy_where_possible(*, name: str, namespace: str, models: str) -> Deployment | None:
     """deploy() with the credentials at hand; None outside a cluster and without $KUBECONFIG
     (a laptop or a local pipeline run), where there is nothing to patch."""
     api = api_client()
     if api is None:
         return None
     with api:
-        return deploy(api, name=name, namespace=namespace, storage_uri=storage_uri)
+        return deploy(api, name=name, namespace=namespace, models=models)

@@ -93,9 +93,9 @@ def redis_service(*, namespace: str = NAMESPACE) -> dict:
     }
 
 
-def redis_network_policy(*, model_name: str, namespace: str = NAMESPACE) -> dict:
+def redis_network_policy(*, service_name: str, namespace: str = NAMESPACE) -> dict:
     """Only the model's transformer (which reads) and the sync job (which writes) reach Redis."""
-    transformer = {"serving.kserve.io/inferenceservice": model_name, "component": "transformer"}
+    transformer = {"serving.kserve.io/inferenceservice": service_name, "component": "transformer"}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from klinecast import environment
+from klinecast.book import Book
 from klinecast.platform import k8s
 from klinecast.platform.feature_store import store_env
 from klinecast.platform.k8s import (
     NAMESPACE,
     resources,
     restricted_security_context,
-    runtime_security_context,
     secret_template,
 )
 from klinecast.platform.names import S3_KEYS, S3_SECRET
@@ -18,97 +19,65 @@ PORT = 8080
 
 
 def placeholder_uri(model_name: str) -> str:
-    """The storageUri of the committed base manifest; deploy replaces it with production's."""
+    """A symbol's model in the committed base manifest: the version its production pointer
+    names when a server loads it (`klinecast deploy` pins a version instead)."""
     return f"s3://klinecast-models/registry/{model_name}/versions/PRODUCTION"
+
+
+def placeholder_models(book: Book) -> str:
+    """The book's models in the committed base manifest: each symbol's production version."""
+    return book.storage_string(lambda symbol: placeholder_uri(book.model_name(symbol)))
 
 
 def inference_service(
     *,
-    model_name: str,
-    storage_uri: str,
+    service_name: str,
+    models: str,
     image: str,
     stale_after_minutes: int,
     namespace: str = NAMESPACE,
 ) -> dict:
-    """Transformer (our image) + XGBoost predictor (KServe's runtime) for one model version.
+    """The book's InferenceService: our image's predictor hosts each symbol's model (as
+    `klinecast.book.predictor_model_name`), and one transformer answers for every symbol,
+    asking each symbol's own model.
+
+    Both read the book's models from $KLINECAST_MODELS (SYMBOL=URI[,...]; `klinecast deploy`
+    patches it). KServe's storage initializer fetches one storageUri, so neither component
+    names one: each process fetches its symbols' versions itself (boto3, with the klinecast-s3
+    Secret's keys and endpoint). A URI of the version PRODUCTION is read as the version the
+    registry's pointer names when the model loads; a symbol with none (its gate refused it) is
+    answered 404 while the others are served.
 
     Args:
+        models: the book's storage string (`klinecast.book.Book.storage_string`).
         stale_after_minutes: params' online.stale_after_minutes, the transformer's tolerance.
     """
-    predictor = {
-        "serviceAccountName": SERVICE_ACCOUNT,
-        **autoscaling(1, 3),
-        "model": {
-            "modelFormat": {"name": "xgboost"},
-            "protocolVersion": "v1",
-            "storageUri": storage_uri,
-            "resources": resources("250m", "512Mi", "1", "1Gi"),
-            "readinessProbe": _probe(f"/v1/models/{model_name}", PORT, period=10),
-            "livenessProbe": _probe("/", PORT, period=20),
-            "securityContext": runtime_security_context(),
-        },
-    }
-    transformer = _our_server(
-        image,
-        ["transformer", "--storage-uri", "/mnt/models",
-         "--stale-after-minutes", str(stale_after_minutes)],
-        # The storage initializer downloads STORAGE_URI to /mnt/models: the
-        # transformer reads the same version's metadata.json as the predictor.
-        env=[{"name": "STORAGE_URI", "value": storage_uri}],
-        # where the online store is, for requests by symbol
-        env_from=store_env(),
-        ready_path=f"/v1/models/{model_name}",
-    )  # fmt: skip
-    return _service(model_name, namespace, predictor=predictor, transformer=transformer)
-
-
-def symbols_inference_service(
-    *,
-    model_name: str,
-    storage_uris: dict[str, str],
-    image: str,
-    stale_after_minutes: int,
-    namespace: str = NAMESPACE,
-) -> dict:
-    """A model per symbol behind one transformer: our image's predictor hosts every symbol's
-    model (as `symbol_model_name`), and the transformer asks each symbol's row of its own.
-
-    KServe's storage initializer downloads one STORAGE_URI, so neither container names one:
-    each process fetches its symbols' versions itself (boto3, with the klinecast-s3 Secret's
-    keys and endpoint). A URI of the version PRODUCTION is read as the version the registry's
-    pointer names when the model loads: nothing has to patch a version per symbol in, and a
-    symbol with none (its gate refused it) is answered 404 while the others are served.
-
-    Args:
-        storage_uris: symbol -> its model's storage URI, in data.symbols' order.
-        stale_after_minutes: params' online.stale_after_minutes, the transformer's tolerance.
-    """
-    models = ",".join(f"{symbol}={uri}" for symbol, uri in storage_uris.items())
-    s3 = [{"secretRef": {"name": S3_SECRET}}]
+    env = [{"name": environment.MODELS, "value": models}]
     predictor = _our_server(
         image,
-        ["predictor", "--model-name", model_name, "--storage-uri", models],
-        env_from=s3,
+        ["predictor", "--model-name", service_name],
+        env=env,
+        env_from=[{"secretRef": {"name": S3_SECRET}}],
         # ready once one symbol's model is (serving.protocol): a missing one answers 503 on
         # its own, and the transformer, which lacks it too, answers 404 naming the symbol
         ready_path="/v2/health/ready",
     )
     transformer = _our_server(
         image,
-        ["transformer", "--storage-uri", models,
-         "--stale-after-minutes", str(stale_after_minutes)],
+        ["transformer", "--stale-after-minutes", str(stale_after_minutes)],
+        env=env,
         env_from=store_env(),
-        ready_path=f"/v1/models/{model_name}",
-    )  # fmt: skip
-    return _service(model_name, namespace, predictor=predictor, transformer=transformer)
+        ready_path=f"/v1/models/{service_name}",
+    )
+    return _service(service_name, namespace, predictor=predictor, transformer=transformer)
 
 
-def _service(model_name: str, namespace: str, *, predictor: dict, transformer: dict) -> dict:
+def _service(service_name: str, namespace: str, *, predictor: dict, transformer: dict) -> dict:
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {
-            "name": model_name,
+            "name": service_name,
             "namespace": namespace,
             "labels": {
                 "app.kubernetes.io/name": "klinecast",

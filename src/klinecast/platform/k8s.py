@@ -32,15 +32,6 @@ def restricted_security_context() -> dict:
     }
 
 
-def runtime_security_context() -> dict:
-    """For images we do not build (KServe's model server runs as its own non-root uid)."""
-    return {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-    }
-
-
 def service_account(name: str, *, namespace: str = NAMESPACE, **fields) -> dict:
     """A ServiceAccount; fields: what it adds (secrets, automountServiceAccountToken)."""
     return {

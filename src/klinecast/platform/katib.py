@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from klinecast import layout
+from klinecast.book import Book
 from klinecast.config import Params, SearchSpace
 from klinecast.platform.cluster import PIPELINE_ACCOUNT
 from klinecast.platform.k8s import NAMESPACE, UID, resources
@@ -44,18 +44,22 @@ def feasible_space(values: tuple, kind: str, *, log: bool = False) -> dict:
 
 def experiment(
     params: Params,
+    symbol: str,
     *,
     image: str,
+    name: str,
     namespace: str = NAMESPACE,
     parallel_trials: int = 2,
-    own_name: str | None = None,
 ) -> dict:
     """TPE over tune.search_space, maximising tune.objective, every trial run to its end (as
     `klinecast tune` runs them: no early stopping).
 
-    Each trial is a Job running `klinecast tune-trial` with the trial's parameters; it prints
-    `<objective>=<value>` after every fold for Katib's StdOut metrics collector. params hold
-    one symbol (`experiments` makes one Experiment per symbol).
+    Each trial is a Job running `klinecast tune-trial --symbol <symbol>` with the trial's
+    parameters; it prints `<objective>=<value>` for Katib's StdOut metrics collector. It pulls
+    the features the symbol's model trains on first: its own, or every pooled symbol's.
+
+    Args:
+        params: the book's params.
     """
     tune = params.tune
     space = dataclasses.asdict(tune.search_space)
@@ -64,13 +68,10 @@ def experiment(
         f"--{key.replace('_', '-')}=${{trialParameters.{name}}}"
         for key, (name, _) in levers.items()
     )
-    symbol = params.data.symbol
-    features = layout.features(symbol)
-    command = (
-        f"dvc pull {features} && klinecast tune-trial --symbol {symbol} --features {features} "
-        f"{flags}"
-    )
-    name = f"{tune.study_name}-tune" if own_name is None else own_name
+    book = Book(params)
+    pulled = book.symbols if tune.pooling == "pooled" else (symbol,)
+    features = " ".join(str(book.files(s).features) for s in pulled)
+    command = f"dvc pull {features} && klinecast tune-trial --symbol {symbol} {flags}"
     return {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Experiment",
@@ -136,14 +137,15 @@ def experiment(
 
 
 def experiments(params: Params, *, image: str, namespace: str = NAMESPACE) -> list[dict]:
-    """One Experiment per symbol of data.symbols, each tuning that symbol's model alone (its
-    own TPE and trial budget; a symbol as a search parameter would have TPE look for the best
-    symbol, and share one budget among them). One symbol keeps the name <study_name>-tune."""
-    symbols = params.data.symbols
+    """One Experiment per study of the book: each symbol's own model's (its own TPE and trial
+    budget: a symbol as a search parameter would have TPE look for the best symbol, and share
+    one budget among them), or the pooled model's one, whose trials score the book."""
+    book, name = Book(params), params.tune.study_name
+    if params.tune.pooling == "pooled":
+        studies = {f"{name}-pooled-tune": book.symbols[0]}
+    else:
+        studies = {f"{name}-{symbol.lower()}-tune": symbol for symbol in book.symbols}
     return [
-        experiment(
-            params.for_symbol(symbol), image=image, namespace=namespace,
-            own_name=None if len(symbols) == 1 else f"{params.tune.study_name}-{symbol.lower()}-tune",
-        )  # fmt: skip
-        for symbol in symbols
+        experiment(params, symbol, image=image, name=study, namespace=namespace)
+        for study, symbol in studies.items()
     ]

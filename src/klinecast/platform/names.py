@@ -7,14 +7,13 @@ secret` fills them (README, "Deploying to Kubeflow").
 
 from __future__ import annotations
 
-from klinecast.config import ENV_OVERRIDES
-from klinecast.trader.live import KEY_ENV, SECRET_ENV
+from klinecast import environment
 
 #: S3 (the model registry, the DVC remote, the Feast registry): boto3's own variable names.
 S3_SECRET = "klinecast-s3"
-S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_KEYS = environment.AWS_KEYS
 #: Optional in the same Secret: the endpoint of a MinIO (AWS S3 needs none).
-S3_ENDPOINT_KEY = "AWS_ENDPOINT_URL"
+S3_ENDPOINT_KEY = environment.AWS_ENDPOINT_URL
 
 #: PostgreSQL URLs: the shared Optuna study (pipeline, Katib) and the trader's ledger.
 POSTGRES_SECRET = "klinecast-postgres"
@@ -22,12 +21,12 @@ POSTGRES_KEYS = {"optuna": "optuna-url", "ledger": "ledger-url"}
 
 #: The Binance spot testnet keys, under the variable names the trader reads.
 BINANCE_SECRET = "klinecast-binance"
-BINANCE_KEYS = (KEY_ENV, SECRET_ENV)
+BINANCE_KEYS = (environment.BINANCE_API_KEY, environment.BINANCE_API_SECRET)
 
 #: Where the online store is, for the transformer and the sync: params' online.* overrides.
 ONLINE_CONFIG_MAP = "klinecast-online"
 ONLINE_KEYS = tuple(
     variable
-    for variable, key in ENV_OVERRIDES.items()
+    for variable, key in environment.PARAMS_OVERRIDES.items()
     if key in ("online.redis", "online.registry", "online.project")
-) + ("FEAST_S3_ENDPOINT_URL",)
+) + (environment.FEAST_S3_ENDPOINT_URL,)

@@ -11,9 +11,10 @@ import subprocess
 
 import requests
 
+from klinecast import environment
 from klinecast.errors import KlinecastError
 
-GITLAB_TOKEN_ENV = "GITLAB_TRIGGER_TOKEN"
+GITLAB_TOKEN_ENV = environment.GITLAB_TRIGGER_TOKEN
 
 
 def run_local_command(command: str, *, reason: str) -> str:
@@ -22,7 +23,7 @@ def run_local_command(command: str, *, reason: str) -> str:
         shlex.split(command),
         capture_output=True,
         text=True,
-        env={**os.environ, "KLINECAST_RETRAIN_REASON": reason},
+        env={**os.environ, environment.RETRAIN_REASON: reason},
     )
     if done.returncode != 0:
         raise KlinecastError(
@@ -53,10 +54,10 @@ def trigger_gitlab_pipeline(where: str, *, reason: str) -> str:
 
 
 def submit_training_run(host: str, *, reason: str) -> str:
-    """Submits the training pipeline to the KFP API at host (what `pipeline submit` does)."""
-    from klinecast.platform.kfp_runs import load_pipeline, submit
+    """Submits the compiled training pipeline (the package's YAML) to the KFP API at host."""
+    from klinecast.platform.kfp.runs import compiled, submit
 
-    return f"KFP {submit(load_pipeline('training'), host=host, run_name='retrain')}"
+    return f"KFP {submit(None, host=host, run_name='retrain', package=compiled('training'))}"
 
 
 #: target kind -> the function it names

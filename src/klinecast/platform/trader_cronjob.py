@@ -3,7 +3,7 @@ generated from one place."""
 
 from __future__ import annotations
 
-from klinecast.config import variable_of
+from klinecast.environment import variable_of
 from klinecast.platform import k8s
 from klinecast.platform.cluster import TRADER_ACCOUNT, TRADER_LABEL
 from klinecast.platform.k8s import (
@@ -16,7 +16,7 @@ from klinecast.platform.k8s import (
 from klinecast.platform.names import BINANCE_KEYS, BINANCE_SECRET, POSTGRES_KEYS, POSTGRES_SECRET
 
 
-def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_name: str) -> dict:
+def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, service_name: str) -> dict:
     """`klinecast trade once` at minute 1 of every hour, never two at a time."""
     # The paper broker needs no keys, so the pod starts without them; testnet refuses to.
     env = [_secret_env(name, BINANCE_SECRET, name, optional=True) for name in BINANCE_KEYS]
@@ -24,7 +24,7 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, model_na
     env.append(
         {
             "name": variable_of("trade.inference_url"),
-            "value": f"http://{model_name}-transformer.{namespace}.svc.cluster.local",
+            "value": f"http://{service_name}-transformer.{namespace}.svc.cluster.local",
         }
     )
     # Missed after minute 11 rather than traded late; reruns are safe (the ledger and the

@@ -17,6 +17,7 @@ import pandas as pd
 import xgboost as xgb
 
 from klinecast import atomic
+from klinecast.book import Book
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.research import training
@@ -174,7 +175,7 @@ def artifact_metadata(
 ) -> ArtifactMetadata:
     """The metadata of a model that train just fitted (on the pooled symbols' rows, if any)."""
     return ArtifactMetadata(
-        model_name=params.publish.model_name,
+        model_name=Book(params).model_name(params.data.symbol),
         created_at=dt.datetime.now(dt.UTC).isoformat(),
         symbol=params.data.symbol,
         interval=params.data.interval,

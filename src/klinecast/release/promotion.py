@@ -21,9 +21,9 @@ class Promotion:
         return self.receipt.as_dict() | {"gate": self.gate.as_dict()}
 
 
-def publish_artifact(artifact_dir: Path, params: PublishParams) -> Promotion:
-    """Copies the artifact into params.registry as a new version; production moves to it only
-    when the gate (excess return, p-value, not degenerate) passes.
+def publish_artifact(artifact_dir: Path, params: PublishParams, *, model_name: str) -> Promotion:
+    """Copies the artifact into params.registry as a new version of model_name; production
+    moves to it only when the gate (excess return, p-value, not degenerate) passes.
 
     Raises:
         RegistryError: the artifact is incomplete or the upload failed; production is untouched.
@@ -33,7 +33,7 @@ def publish_artifact(artifact_dir: Path, params: PublishParams) -> Promotion:
     receipt = registry.publish(
         artifact_dir,
         store=registry.open_store(params.registry),
-        model_name=params.model_name,
+        model_name=model_name,
         promote=verdict.passed,
     )
     return Promotion(receipt, verdict)

@@ -333,3 +333,50 @@ def resolve_serving_uri(registry_uri: str, model_name: str, *, fallback: Path) -
     return str(
         fallback
     ), f"no production version in {registry_uri}; serving the candidate {fallback}"
+
+
+@dataclass(frozen=True)
+class Renaming:
+    """What copying one model's versions to a new name did."""
+
+    old: str
+    new: str
+    versions: tuple[str, ...]  # the versions copied (those the new name already held are not)
+    production: str | None  # the version the new name's production pointer names
+
+
+def copy_model(store: Store, *, old: str, new: str) -> Renaming:
+    """Copies every complete version of `old` to `new`, byte for byte (its files, then its
+    _COMPLETE marker), then `old`'s production pointer, pointing at the copy. `old` is left as
+    it was, so a server still reading it keeps working until it is pointed at the new name.
+
+    Raises:
+        RegistryError: old has no version, new already holds a different production version,
+            or a copy failed (a partial version has no _COMPLETE, which readers ignore).
+    """
+    found = versions(store, old)
+    if not found:
+        raise RegistryError(f"{store.uri(old)} holds no complete version to copy")
+    pointer, theirs = production(store, old), production(store, new)
+    if theirs and pointer and theirs["version"] != pointer["version"]:
+        raise RegistryError(
+            f"{new} already has production version {theirs['version']}, not {old}'s "
+            f"{pointer['version']}: nothing was copied"
+        )
+    held = set(versions(store, new))
+    copied = []
+    for version in found:
+        if version in held:
+            continue
+        source, target = f"{old}/versions/{version}", f"{new}/versions/{version}"
+        names = [k.rsplit("/", 1)[-1] for k in store.keys(f"{source}/")]
+        for name in sorted(names, key=lambda n: n == COMPLETE_MARKER):  # the marker last
+            content = store.get(f"{source}/{name}")
+            if content is None:
+                raise RegistryError(f"{store.uri(source)}/{name} vanished while it was copied")
+            store.put(f"{target}/{name}", content)
+        copied.append(version)
+    if pointer is not None:
+        moved = dict(pointer, uri=store.uri(f"{new}/versions/{pointer['version']}"))
+        store.put(f"{new}/{POINTER_FILE}", json.dumps(moved, indent=2).encode())
+    return Renaming(old, new, tuple(copied), pointer["version"] if pointer else None)

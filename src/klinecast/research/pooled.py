@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from klinecast.book import Book
 from klinecast.config import BacktestParams, Params
 from klinecast.data.versions import file_digest
 from klinecast.errors import KlinecastError
@@ -197,7 +198,7 @@ class Pool:
                 f"the pooled model needs every symbol's features; missing: {', '.join(missing)}. "
                 "Run `dvc repro features` (or the features stage of each symbol) first"
             )
-        return cls({s: str(p) for s, p in paths.items()}, params.weights)
+        return cls({s: str(p) for s, p in paths.items()}, Book(params).weights)
 
     def read(self) -> dict[str, pd.DataFrame]:
         return {symbol: pd.read_parquet(path) for symbol, path in self.paths.items()}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from klinecast.book import Book
 from klinecast.config import INTERVALS, DataParams, Params
 from klinecast.data import market
 from klinecast.data.archives import symbol_dir
@@ -193,7 +194,7 @@ def sync_store(
         try:
             results.append(
                 sync(
-                    params.for_symbol(symbol),
+                    Book(params).for_symbol(symbol),
                     settings=settings,
                     source=source,
                     now=now,

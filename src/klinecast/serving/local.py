@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from klinecast.config import variable_of
+from klinecast.environment import variable_of
 from klinecast.errors import KlinecastError
 from klinecast.serving.client import v1_request, v2_request
 
@@ -163,9 +163,10 @@ def check_port_free(port: int) -> None:
             ) from None
 
 
-def write_examples(candles: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+def write_examples(candles: pd.DataFrame, out_dir: Path, *, symbol: str) -> tuple[Path, Path]:
+    """V1 and V2 request bodies of the symbol's candles, named as its own (`klinecast serve`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     v1, v2 = out_dir / "request-v1.json", out_dir / "request-v2.json"
-    v1.write_text(json.dumps(v1_request(candles)))
-    v2.write_text(json.dumps(v2_request(candles)))
+    v1.write_text(json.dumps({"symbol": symbol, **v1_request(candles)}))
+    v2.write_text(json.dumps({**v2_request(candles), "parameters": {"symbol": symbol}}))
     return v1, v2

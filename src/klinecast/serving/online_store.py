@@ -36,7 +36,7 @@ class OnlineStoreError(KlinecastError):
 @dataclass(frozen=True)
 class StoreSettings:
     """Where the store is (params.yaml's `online` section; the environment overrides it when
-    params are loaded, see klinecast.config.ENV_OVERRIDES)."""
+    params are loaded, see klinecast.environment.PARAMS_OVERRIDES)."""
 
     redis: str
     registry: str

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import warnings
+
+from klinecast import environment
 
 log = logging.getLogger("klinecast.serving")
 
@@ -26,14 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     # KServe injects --model_name, --predictor_host and --http_port into a transformer
     # container; the underscore spellings are accepted for that.
     parser.add_argument(
-        "--model-name", "--model_name", help="default: params' publish.model_name"
+        "--model-name", "--model_name", help="default: params' publish.service_name"
     )
     parser.add_argument(
         "--storage-uri",
         "--storage_uri",
-        required=True,
         help="artifact directory or s3:// prefix; or a model per symbol, "
-        "SYMBOL=URI[,SYMBOL=URI...] (the predictor serves each as <model-name>-<symbol>)",
+        "SYMBOL=URI[,SYMBOL=URI...] (the predictor serves each as <model-name>-<symbol>); "
+        "default: $KLINECAST_MODELS (the InferenceService sets it)",
     )
     parser.add_argument("--http-port", "--http_port", type=int, default=8080)
     parser.add_argument(
@@ -93,13 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     args, ignored = build_parser().parse_known_args(argv)
     if ignored:
         print(f"ignoring model-server flags this server does not use: {ignored}", file=sys.stderr)
+    args.storage_uri = args.storage_uri or os.environ.get(environment.MODELS)
+    if not args.storage_uri:
+        print(f"error: pass --storage-uri or set ${environment.MODELS}", file=sys.stderr)
+        return 2
     if args.role == "transformer" and not args.predictor_host:
         print("error: the transformer needs --predictor-host", file=sys.stderr)
         return 2
     if not args.model_name:
         from klinecast.config import environment_params
 
-        args.model_name = environment_params()[0].publish.model_name
+        args.model_name = environment_params()[0].publish.service_name
     sys.argv = sys.argv[:1]  # kserve parses sys.argv at import time
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -3,7 +3,7 @@ computed with the training function) -> the predictor -> the forecast and the mo
 
 One transformer answers for every configured symbol. It serves either one model for any symbol
 the store holds (a plain storage URI), or a model per symbol ("BTCUSDT=uri,ETHUSDT=uri"): the
-predictor then hosts each as its own model (`symbol_model_name`), and the transformer asks the
+predictor then hosts each as its own model (`predictor_model_name`), and the transformer asks the
 one of each symbol. A request may name several symbols (V1 instances, a V2 BYTES tensor); they
 are answered in order, and one symbol that cannot be answered fails the whole request, naming
 it (README: why no partial results).
@@ -37,7 +37,8 @@ import prometheus_client
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from klinecast.config import INTERVALS, symbol_model_name
+from klinecast.book import parse_storage, predictor_model_name
+from klinecast.config import INTERVALS
 from klinecast.indicators import is_indicator, required_columns
 from klinecast.release import registry
 from klinecast.research import strategy
@@ -132,23 +133,18 @@ class SymbolModel:
 
 def symbol_models(name: str, storage_uri: str) -> dict[str | None, SymbolModel]:
     """The models a storage URI names: a plain URI is one model for any symbol (key None),
-    served by the predictor as `name`; "BTCUSDT=uri,ETHUSDT=uri" is a model per symbol, each
-    served as `symbol_model_name(name, symbols, symbol)`.
+    served by the predictor as `name`; "BTCUSDT=uri,ETHUSDT=uri" (the book's storage string,
+    `klinecast.book.parse_storage`) is a model per symbol, each served as
+    `predictor_model_name(name, symbol)`.
 
     Raises:
         ValueError: an entry is not SYMBOL=URI, or names a symbol twice.
     """
     if "=" not in storage_uri.split(",")[0]:
         return {None: SymbolModel(storage_uri, name)}
-    pairs = [entry.split("=", 1) for entry in storage_uri.split(",") if entry.strip()]
-    if any(len(pair) != 2 or not pair[0] or not pair[1] for pair in pairs):
-        raise ValueError(f"expected SYMBOL=URI[,SYMBOL=URI...], got {storage_uri!r}")
-    symbols = tuple(symbol.strip() for symbol, _ in pairs)
-    if len(set(symbols)) != len(symbols):
-        raise ValueError(f"a symbol is named twice in {storage_uri!r}")
     return {
-        symbol: SymbolModel(uri.strip(), symbol_model_name(name, symbols, symbol))
-        for symbol, (_, uri) in zip(symbols, pairs, strict=True)
+        symbol: SymbolModel(uri, predictor_model_name(name, symbol))
+        for symbol, uri in parse_storage(storage_uri).items()
     }
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from klinecast.book import Book
 from klinecast.config import Params
 from klinecast.data.market import ExchangeError, OrderInDoubt, OrderRejected
 from klinecast.indicators import fetch_hours
@@ -463,7 +464,7 @@ def run_book(traders: dict[str, Trader], params: Params, *, hour: pd.Timestamp) 
     Raises:
         LedgerError: the database is unavailable.
     """
-    weights = params.weights
+    weights = Book(params).weights
     results = {}
     for symbol, trader in traders.items():
         try:

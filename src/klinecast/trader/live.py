@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from klinecast import environment
+from klinecast.book import Book
 from klinecast.config import Params
 from klinecast.data import market
 from klinecast.errors import KlinecastError
@@ -16,26 +18,20 @@ from klinecast.trader.cycle import Trader
 from klinecast.trader.ledger import Ledger
 
 #: Where the testnet keys come from (on the cluster, the Binance Secret's keys).
-KEY_ENV, SECRET_ENV = "BINANCE_API_KEY", "BINANCE_API_SECRET"
+KEY_ENV, SECRET_ENV = environment.BINANCE_API_KEY, environment.BINANCE_API_SECRET
 
 
 def book(params: Params) -> dict[str, Trader]:
-    """A trader per symbol of data.symbols with a weight above 0, sharing one ledger and
-    asking one InferenceService (publish.model_name) about each."""
+    """A trader per traded symbol of the book (weight above 0), sharing one ledger and asking
+    the book's one InferenceService (publish.service_name) about each."""
     ledger = Ledger(params.trade.ledger)
-    return {
-        symbol: trader(params.for_symbol(symbol), service=params.publish.model_name, ledger=ledger)
-        for symbol, weight in params.weights.items()
-        if weight > 0  # weight 0: researched, not traded
-    }
+    book = Book(params)
+    return {symbol: trader(book.for_symbol(symbol), ledger=ledger) for symbol in book.traded}
 
 
-def trader(params: Params, *, service: str | None = None, ledger: Ledger | None = None) -> Trader:
-    """The trader of params.trade (its ledger, broker, InferenceService and request kind).
-
-    Args:
-        service: the InferenceService's model name (default: publish.model_name), when params
-            are narrowed to one of several symbols.
+def trader(params: Params, *, ledger: Ledger | None = None) -> Trader:
+    """The trader of params.trade (its ledger, broker, InferenceService and request kind), for
+    params narrowed to one symbol (`Book.for_symbol`).
 
     Raises:
         KlinecastError: the broker is testnet and a key is missing from the environment.
@@ -69,19 +65,18 @@ def trader(params: Params, *, service: str | None = None, ledger: Ledger | None 
 
     by_symbol = params.trade.request == "symbol"
     return Trader(
-        params, ledger, broker, closed_candles, predictor(params, by_symbol=by_symbol, service=service)
+        params, ledger, broker, closed_candles, predictor(params, by_symbol=by_symbol)
     )
 
 
-def predictor(
-    params: Params, *, by_symbol: bool, service: str | None = None, name_candles: bool = False
-):
-    """Asks the InferenceService by symbol (its online store) or with the candles (named as
-    the symbol's with name_candles, for a service with a model per symbol)."""
+def predictor(params: Params, *, by_symbol: bool):
+    """Asks the book's InferenceService (publish.service_name) about params' one symbol: by
+    symbol (its online store), or with the candles, named as the symbol's so that the
+    symbol's own model answers."""
     url = params.trade.inference_url
     symbol = params.data.symbol if by_symbol else None
-    named = params.data.symbol if name_candles and not by_symbol else None
-    name = service or params.publish.model_name
+    named = None if by_symbol else params.data.symbol
+    name = params.publish.service_name
 
     def ask(candles):
         return predict(

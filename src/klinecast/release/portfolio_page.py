@@ -1,4 +1,4 @@
-"""The book over every symbol: each symbol's evaluation and gate, the portfolio's figures
+"""The book's research result over every symbol: each symbol's evaluation and gate, the portfolio's figures
 against the baselines combined the same way, and the portfolio's own gate
 (reports/portfolio.json, reports/portfolio.html).
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from klinecast import layout
+from klinecast.book import Book, SymbolFiles
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.pages import REPORT_STYLE, img, png
@@ -49,7 +50,9 @@ class SymbolLine:
 
 
 @dataclass(frozen=True)
-class Book:
+class BookResult:
+    """The book out of sample: its symbols' lines, the portfolio's figures and its gate."""
+
     first_hour: str
     last_hour: str
     symbols: tuple[SymbolLine, ...]
@@ -77,8 +80,10 @@ class Book:
         }
 
 
-def evaluate_book(params: Params, reports_dir: Path) -> tuple[Book, pd.DataFrame]:
-    """The book from every symbol's evaluate, tune and publish outputs in reports_dir.
+def evaluate_book(
+    params: Params, files_of: Callable[[str], SymbolFiles]
+) -> tuple[BookResult, pd.DataFrame]:
+    """The book from every symbol's evaluate, tune and publish outputs (at files_of(symbol)).
 
     Returns:
         The book, and its hourly returns (a column for the model and each baseline).
@@ -86,15 +91,15 @@ def evaluate_book(params: Params, reports_dir: Path) -> tuple[Book, pd.DataFrame
     Raises:
         KlinecastError: a symbol's outputs are missing or unreadable (the message names it).
     """
-    symbols = params.data.symbols
-    weights = params.weights
+    book = Book(params)
+    weights = book.weights
     predictions, cards, lines = {}, {}, []
-    for symbol in symbols:
-        folder = layout.reports(symbol, reports_dir)
-        predictions[symbol] = _read(folder / "predictions.parquet", symbol, pd.read_parquet)
-        cards[symbol] = card = _read(folder / "metrics.json", symbol, Scorecard.read)
-        receipt = _read(folder / "publish.json", symbol, _json)
-        span = _read(folder / "tune" / "best_params.json", symbol, _json).get("data", {})
+    for symbol in book.symbols:
+        files = files_of(symbol)
+        predictions[symbol] = _read(files.predictions, symbol, pd.read_parquet)
+        cards[symbol] = card = _read(files.metrics, symbol, Scorecard.read)
+        receipt = _read(files.receipt, symbol, _json)
+        span = _read(files.best_params, symbol, _json).get("data", {})
         significance = card.significance
         lines.append(
             SymbolLine(
@@ -113,22 +118,22 @@ def evaluate_book(params: Params, reports_dir: Path) -> tuple[Book, pd.DataFrame
         )
     declared = sorted({name for card in cards.values() for name in card.significance.declared})
     combined = sorted(set.intersection(*(set(card.baselines) for card in cards.values())))
-    book = portfolio.combine(predictions, weights, combined)
+    returns = portfolio.combine(predictions, weights, combined)
     tests = portfolio.tests_against_baselines(
-        book, declared, reps=params.backtest.bootstrap_reps, seed=params.tune.seed
+        returns, declared, reps=params.backtest.bootstrap_reps, seed=params.tune.seed
     )
     beat, significant, verdicts = significance_conditions(tests, params.publish)
     return (
-        Book(
-            first_hour=book.index[0].isoformat(),
-            last_hour=book.index[-1].isoformat(),
+        BookResult(
+            first_hour=returns.index[0].isoformat(),
+            last_hour=returns.index[-1].isoformat(),
             symbols=tuple(lines),
-            model=portfolio.book_metrics(book[portfolio.MODEL].to_numpy()),
-            baselines={name: portfolio.book_metrics(book[name].to_numpy()) for name in combined},
+            model=portfolio.book_metrics(returns[portfolio.MODEL].to_numpy()),
+            baselines={name: portfolio.book_metrics(returns[name].to_numpy()) for name in combined},
             tests=tests,
             gate=Gate((beat, significant), verdicts),
         ),
-        book,
+        returns,
     )
 
 
@@ -149,7 +154,7 @@ def _json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def render(book: Book, returns: pd.DataFrame) -> str:
+def render(book: BookResult, returns: pd.DataFrame) -> str:
     """The book's page: the symbols, the portfolio against the baselines, both gates, and the
     equity curves, in one self-contained HTML file."""
     import matplotlib
@@ -174,7 +179,7 @@ The trader trades only the symbols whose own model passed its gate: <b>{html.esc
 """
 
 
-def _symbols_table(book: Book) -> str:
+def _symbols_table(book: BookResult) -> str:
     head = ["symbol", "weight", "data from", "model", "Sharpe", "changes", "buy and hold",
             "largest p (baseline)", "its gate"]  # fmt: skip
     rows = []
@@ -192,7 +197,7 @@ def _symbols_table(book: Book) -> str:
     return _table(head, rows)
 
 
-def _book_table(book: Book) -> str:
+def _book_table(book: BookResult) -> str:
     head = ["", "after costs", "Sharpe", "max drawdown", "excess of the model", "p-value"]
     m = book.model
     rows = [

@@ -29,6 +29,25 @@ def sections_of(params: Params) -> dict[str, dict]:
     return {name: jsonable(dataclasses.asdict(getattr(params, name))) for name in SECTIONS}
 
 
+def checked_params_file(sections: dict[str, dict], path: Path | str) -> Params:
+    """Writes a run's section parameters as its params.yaml, and loads it strictly: the
+    pipeline's first step, which fails the run at once on invalid params.
+
+    Raises:
+        ParamsError: a key is unknown or invalid.
+        KlinecastError: the dates alone rule the params out (`problems_with_params`).
+    """
+    from klinecast.config import load_params
+    from klinecast.research.validation import problems_with_params
+
+    write_params_file(sections, path)
+    params = load_params(path)
+    found = problems_with_params(params)
+    if found:
+        raise KlinecastError("invalid params:\n" + "\n".join(found))
+    return params
+
+
 def write_params_file(sections: dict[str, dict], path: Path | str) -> None:
     """A run's section parameters as its params.yaml (what every component then loads)."""
     from klinecast import atomic
@@ -125,23 +144,3 @@ def apply_override(sections: dict[str, dict], dotted: str, value) -> None:
     for key in parents:
         node = node.setdefault(key, {})
     node[last] = value
-
-
-def check_supported(params: Params) -> None:
-    """Refuses what the pipelines cannot run yet: their branches train a model per symbol on
-    that symbol's own features (`dvc repro` runs the pooled model and the cross-asset ones).
-
-    Raises:
-        KlinecastError: tune.pooling is pooled, or features.cross_asset is set.
-    """
-    unsupported = []
-    if params.tune.pooling == "pooled":
-        unsupported.append("tune.pooling: pooled")
-    if params.features.cross_asset:
-        unsupported.append("features.cross_asset")
-    if unsupported:
-        raise KlinecastError(
-            f"{' and '.join(unsupported)}: the pipelines train a model per symbol on its own "
-            "features; run these with `dvc repro` (make run-example), or set tune.pooling: "
-            "per_symbol and features.cross_asset: [] for a pipeline run"
-        )

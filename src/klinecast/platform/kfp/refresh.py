@@ -1,5 +1,5 @@
-"""The hourly data refresh: validate-params, then for each symbol of data.symbols (a
-ParallelFor): ingest -> candles -> features -> features-sync of that symbol.
+"""The hourly data refresh: validate-params, ingest, then each symbol's candles and features,
+then the sync of every symbol's newly closed hours to the online store.
 
 Meant for a recurring run (`klinecast pipeline submit --pipeline refresh --cron ...`): new
 closed hours are downloaded, verified and turned into features; a failure (bad archive,
@@ -9,11 +9,11 @@ writing the new hours' rows to the online store that the transformer reads by sy
 
 from kfp import dsl, kubernetes
 
-import components as c
 from klinecast.platform.feature_store import SYNC_LABEL
+from klinecast.platform.kfp import data_components as c
+from klinecast.platform.kfp.params import with_sections
+from klinecast.platform.kfp.steps import DEFAULTS, data_steps, setup_step
 from klinecast.platform.names import ONLINE_CONFIG_MAP, ONLINE_KEYS, S3_KEYS, S3_SECRET
-from klinecast.platform.pipeline_params import with_sections
-from pipelines.steps import DEFAULTS, per_symbol, setup_step
 
 
 def _store_access(sync) -> None:
@@ -33,6 +33,5 @@ def _store_access(sync) -> None:
 )
 @with_sections(DEFAULTS)
 def refresh_pipeline(values: dict):
-    with per_symbol(setup_step(values)) as (params, features):
-        sync = c.features_sync(params=params, features=features.outputs["features"])
-        _store_access(sync)
+    params, symbols = setup_step(values)
+    _store_access(c.features_sync(params=params, features=data_steps(params, symbols)))

@@ -1,4 +1,4 @@
-"""Running the KFP pipelines of pipelines/: their arguments, a local run, a submitted run.
+"""Running the KFP pipelines of this package: their arguments, a local run, a submitted run.
 
 `klinecast pipeline` and the retrain trigger (`kfp:<host>`) both submit through `submit`.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
-import importlib
 import os
 import subprocess
 import sys
@@ -18,28 +17,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from klinecast import environment
 from klinecast.errors import KlinecastError
-from klinecast.platform.kfp_task_logs import TaskLogs, without_colour
-
-PIPELINES = {"training": "training_pipeline", "refresh": "refresh_pipeline"}
+from klinecast.platform.kfp.task_logs import TaskLogs, without_colour
 
 
-def load_pipeline(name: str, pipelines_dir: Path = Path("pipelines")):
-    """The pipeline function `name` (training or refresh), imported from pipelines_dir (the
-    repository's pipelines/, with components/ beside it)."""
-    module_name = PIPELINES[name]
-    package = Path(pipelines_dir).resolve()
-    if not (package / f"{module_name}.py").is_file():
-        raise KlinecastError(
-            f"{package} has no {module_name}.py; run from the repository root or pass "
-            "--pipelines-dir"
-        )
-    sys.path.insert(0, str(package.parent))
-    try:
-        module = importlib.import_module(f"{package.name}.{module_name}")
-    finally:
-        sys.path.remove(str(package.parent))
-    return getattr(module, module_name)
+def _training():
+    from klinecast.platform.kfp.training import training_pipeline
+
+    return training_pipeline
+
+
+def _refresh():
+    from klinecast.platform.kfp.refresh import refresh_pipeline
+
+    return refresh_pipeline
+
+
+#: The pipelines by name (each imported only when asked for: it needs kfp).
+PIPELINES = {"training": _training, "refresh": _refresh}
+HERE = Path(__file__).parent
+
+
+def load_pipeline(name: str):
+    """The pipeline function `name` (training or refresh)."""
+    return PIPELINES[name]()
+
+
+def compiled(name: str) -> Path:
+    """The checked-in compiled YAML of the pipeline `name` (package data)."""
+    return HERE / f"{name}_pipeline.yaml"
 
 
 def pipeline_arguments(
@@ -51,17 +58,15 @@ def pipeline_arguments(
     Only the sections that changed are passed; the others keep the compiled-in defaults.
 
     Raises:
-        KlinecastError: an override that is not NAME=VALUE or names no parameter, or params
-            the pipelines cannot run (`check_supported`).
+        KlinecastError: an override that is not NAME=VALUE or names no parameter.
         ParamsError: the resulting params are invalid.
     """
     import yaml
 
     from klinecast.config import load_params, params_from_mapping
-    from klinecast.platform.pipeline_params import (
+    from klinecast.platform.kfp.params import (
         SECTIONS,
         apply_override,
-        check_supported,
         jsonable,
         params_from_sections,
     )
@@ -92,7 +97,7 @@ def pipeline_arguments(
                 f"tune.n_trials (sections {list(sections)}) or one of {known}"
             ) from None
         changed.add(name.split(".", 1)[0])
-    check_supported(params_from_mapping(params_from_sections(sections)))
+    params_from_mapping(params_from_sections(sections))  # a clear error before anything runs
     return own | {name: jsonable(sections[name]) for name in sorted(changed)}
 
 
@@ -145,6 +150,7 @@ def submit(
     pipeline,
     *,
     host: str,
+    package: Path | None = None,
     run_name: str,
     arguments: dict | None = None,
     experiment: str = "klinecast",
@@ -153,8 +159,8 @@ def submit(
     cron: str | None = None,
     image: str | None = None,
 ) -> Submission:
-    """Compiles the pipeline (its tasks in image, default the components' image) and creates
-    a run (or, with cron, a recurring run) on host.
+    """Compiles the pipeline (its tasks in image, default the components' image), or takes
+    an already compiled package, and creates a run (or, with cron, a recurring run) on host.
 
     Raises:
         KlinecastError: KFP refused the run or could not be reached, with its answer.
@@ -163,12 +169,14 @@ def submit(
 
     import kfp
 
-    from klinecast.platform.pipeline_yaml import compile_pipeline
+    from klinecast.platform.kfp.compile import compile_pipeline
 
     name = run_name
     with tempfile.TemporaryDirectory() as tmp:
-        package = str(Path(tmp) / "pipeline.yaml")
-        compile_pipeline(pipeline, package, image=image)
+        if package is None:
+            package = Path(tmp) / "pipeline.yaml"
+            compile_pipeline(pipeline, package, image=image)
+        package = str(package)
         try:
             with warnings.catch_warnings():  # "only works with KFP 2.0.0-beta.2 and later"
                 warnings.simplefilter("ignore", FutureWarning)
@@ -199,7 +207,7 @@ def submit(
 
 def default_run_name(pipeline: str) -> str:
     """<pipeline>-<git sha>-<UTC time>; the sha is $CI_COMMIT_SHORT_SHA in GitLab CI."""
-    sha = os.environ.get("CI_COMMIT_SHORT_SHA") or _git_sha() or "nogit"
+    sha = os.environ.get(environment.CI_COMMIT_SHORT_SHA) or _git_sha() or "nogit"
     return f"{pipeline}-{sha}-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
 
 

@@ -1,1 +1,0 @@
-"""The KFP pipelines (training, hourly refresh) and their compiled YAML."""

@@ -1,0 +1,174 @@
+"""The research and release components of a symbol's branch: tune, evaluate, train, publish,
+report, and the book's deploy.
+
+Each reads its Input[...] paths, calls one stage function of klinecast.stages (what `dvc repro`
+runs through the CLI) and writes its Output[...] paths, with metadata and metrics for the KFP
+UI. KFP compiles a component's body into the pipeline YAML, so each body imports what it uses.
+The book's features are the pool's folder (`klinecast.platform.kfp.artifacts`).
+"""
+
+from typing import List  # noqa: UP035 (KFP reads typing.List in Input[List[...]])
+
+from kfp import dsl
+from kfp.dsl import (
+    HTML,
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
+
+from klinecast.platform.kfp.image import COMPONENT
+
+
+@dsl.component(**COMPONENT)
+def tune(
+    params: Input[Artifact],
+    book: Input[Artifact],
+    symbol: str,
+    best_params: Output[Artifact],
+    trials: Output[Dataset],
+    history: Output[HTML],
+):
+    """The symbol's Optuna study (tune.workers processes; a pooled model's is the pool's)."""
+    from pathlib import Path
+
+    from klinecast.book import Layout
+    from klinecast.config import load_params
+    from klinecast.research.tuning import TuningFiles
+    from klinecast.stages.inputs import BookFeatures
+    from klinecast.stages.tune import tune as stage
+
+    config = load_params(params.path)
+    result = stage(
+        config, symbol, features=BookFeatures.at(config, Layout(Path(book.path))),
+        out=TuningFiles(Path(best_params.path), Path(trials.path), Path(history.path)),
+    )  # fmt: skip
+    best_params.metadata.update({"value": result.summary["value"], **result.summary["params"]})
+    trials.metadata.update(result.summary["trials"])
+
+
+@dsl.component(**COMPONENT)
+def evaluate(
+    params: Input[Artifact],
+    book: Input[Artifact],
+    symbol: str,
+    best_params: Input[Artifact],
+    metrics_json: Output[Artifact],
+    predictions: Output[Dataset],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+):
+    """Out-of-sample walk-forward against the baselines, with the significance statistics."""
+    from pathlib import Path
+
+    from klinecast.book import Layout
+    from klinecast.config import load_params
+    from klinecast.research.evaluation import classification_summary
+    from klinecast.stages.evaluate import EvaluationFiles
+    from klinecast.stages.evaluate import evaluate as stage
+    from klinecast.stages.inputs import BookFeatures
+
+    config = load_params(params.path)
+    result = stage(
+        config, symbol, features=BookFeatures.at(config, Layout(Path(book.path))),
+        best_params=Path(best_params.path),
+        out=EvaluationFiles(Path(metrics_json.path), Path(predictions.path)),
+    )  # fmt: skip
+    for name, value in result.scorecard.headline().items():
+        metrics.log_metric(name, value)
+    chart = classification_summary(result.predictions)
+    classification.log_confusion_matrix(chart["categories"], chart["confusion_matrix"])
+    classification.log_roc_curve(chart["fpr"], chart["tpr"], chart["thresholds"])
+
+
+@dsl.component(**COMPONENT)
+def train(
+    params: Input[Artifact],
+    book: Input[Artifact],
+    symbol: str,
+    best_params: Input[Artifact],
+    metrics_json: Input[Artifact],
+    model: Output[Model],
+    summary: Output[Markdown],
+):
+    """The final model on the last look_back days, as a registry artifact directory, and the
+    gate's verdict on it (the summary)."""
+    from pathlib import Path
+
+    from klinecast.book import Layout
+    from klinecast.config import load_params
+    from klinecast.release.gate import gate
+    from klinecast.release.report import markdown_summary
+    from klinecast.stages.inputs import BookFeatures
+    from klinecast.stages.train import train as stage
+
+    config = load_params(params.path)
+    metadata = stage(
+        config, symbol, features=BookFeatures.at(config, Layout(Path(book.path))),
+        best_params=Path(best_params.path), metrics=Path(metrics_json.path), out=Path(model.path),
+    )  # fmt: skip
+    verdict = gate(metadata.metrics, metadata.complexity, config.publish)
+    model.metadata.update(
+        {"model_name": metadata.model_name, "train_start": metadata.train_start,
+         "train_end": metadata.train_end, "train_rows": metadata.train_rows,
+         "gate_passed": verdict.passed}
+    )  # fmt: skip
+    Path(summary.path).write_text(markdown_summary(metadata.metrics, verdict))
+
+
+@dsl.component(**COMPONENT)
+def publish(params: Input[Artifact], symbol: str, model: Input[Model], receipt: Output[Artifact]):
+    """A registry version always; production only past the gate (publish.registry,
+    $KLINECAST_REGISTRY overrides it)."""
+    from pathlib import Path
+
+    from klinecast.config import load_params
+    from klinecast.stages.publish import publish as stage
+
+    promotion = stage(
+        load_params(params.path), symbol, artifact=Path(model.path), receipt=Path(receipt.path)
+    )
+    receipt.metadata.update(
+        {"symbol": symbol, "version": promotion.receipt.version,
+         "promoted": promotion.receipt.promoted}
+    )  # fmt: skip
+
+
+@dsl.component(**COMPONENT)
+def report(
+    predictions: Input[Dataset],
+    metrics_json: Input[Artifact],
+    trials: Input[Dataset],
+    model: Input[Model],
+    receipt: Input[Artifact],
+    report: Output[HTML],
+):
+    """The self-contained HTML report (equity, drawdown, accuracy, importance, tuning, gate)."""
+    from pathlib import Path
+
+    from klinecast.stages.report import report as stage
+
+    stage(
+        predictions=Path(predictions.path), metrics=Path(metrics_json.path),
+        trials=Path(trials.path), artifact=Path(model.path), receipt=Path(receipt.path),
+        out=Path(report.path),
+    )  # fmt: skip
+
+
+@dsl.component(**COMPONENT)
+def deploy(params: Input[Artifact], receipts: Input[List[Artifact]], namespace: str):  # noqa: UP006
+    """Pins the book's InferenceService to each symbol's production version, once every symbol
+    has published (`receipts` only orders it after them); outside a cluster it says so."""
+    from klinecast.book import Book
+    from klinecast.config import load_params
+    from klinecast.platform.deploy import NO_CLUSTER, deploy_where_possible, production_models
+
+    book = Book(load_params(params.path))
+    pinned = production_models(book, book.params.publish.registry)
+    result = deploy_where_possible(name=book.service_name, namespace=namespace, models=pinned.models)
+    print(f"deploy: {result or NO_CLUSTER}; {namespace}/{book.service_name} -> {pinned.versions}")
