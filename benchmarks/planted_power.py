@@ -35,8 +35,8 @@ def run_one(strength: float, seed: int) -> dict:
         work = Path(tmp)
         frame = planted_project(work, strength=strength, seed=seed)
         seconds = run_stages(work, STAGES, label=f"strength {strength} seed {seed}")
-        metrics = json.loads((work / "reports/metrics.json").read_text())
-        receipt = json.loads((work / "reports/publish.json").read_text())
+        metrics = json.loads((work / "reports/symbols/BTCUSDT/metrics.json").read_text())
+        receipt = json.loads((work / "reports/symbols/BTCUSDT/publish.json").read_text())
         model, significance = metrics["model"], metrics["significance"]
         candidate = metrics["candidate"]
         return {

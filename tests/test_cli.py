@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from klinecast.book import Layout
 from klinecast.cli import main
 from tests.support.candle_factory import csv_bytes, kline_rows, synthetic_candles, zip_bytes
 from tests.support.helpers import write_params
@@ -57,14 +58,14 @@ def test_stages_end_to_end_on_the_mirror(workdir, mirror_server, capsys):
     assert ingest_mirror(mirror_server.url) == 0
     assert "7 downloaded" in capsys.readouterr().out
     assert main(["candles"]) == 0
-    report = json.loads((workdir / "reports/candles.json").read_text())
-    assert report["rows"] == len(pd.read_parquet("data/candles.parquet"))
+    report = json.loads((workdir / "reports/symbols/BTCUSDT/candles.json").read_text())
+    assert report["rows"] == len(pd.read_parquet("data/BTCUSDT/candles.parquet"))
     assert report["first"] == "2021-06-01T00:00:00+00:00"
     assert report["last"] == "2021-12-31T23:00:00+00:00"
     assert main(["features"]) == 0
-    frame = pd.read_parquet("data/features.parquet")
+    frame = pd.read_parquet("data/BTCUSDT/features.parquet")
     assert list(frame.columns)[:3] == ["ma_ratio_5", "ma_ratio_10", "ma_ratio_15"]
-    feature_report = json.loads((workdir / "reports/features.json").read_text())
+    feature_report = json.loads((workdir / "reports/symbols/BTCUSDT/features.json").read_text())
     assert feature_report["rows"] == len(frame)
 
 
@@ -81,7 +82,7 @@ def test_bad_archive_fails_clearly_and_keeps_the_previous_candles(workdir, mirro
     good = synthetic_candles(48, start="2021-01-01")
     (raw / "BTCUSDT-1h-2021-01.zip").write_bytes(zip_bytes({"a.csv": csv_bytes(kline_rows(good))}))
     assert main(["candles"]) == 0
-    before = (workdir / "data/candles.parquet").read_bytes()
+    before = (workdir / "data/BTCUSDT/candles.parquet").read_bytes()
     broken = synthetic_candles(24, start="2021-02-01")
     rows = kline_rows(broken)
     rows[6][2] = str(float(rows[6][3]) / 2)  # high below low
@@ -94,8 +95,8 @@ def test_bad_archive_fails_clearly_and_keeps_the_previous_candles(workdir, mirro
         in err
     )
     assert "Traceback" not in err
-    assert (workdir / "data/candles.parquet").read_bytes() == before
-    assert not list((workdir / "data").glob(".*part"))
+    assert (workdir / "data/BTCUSDT/candles.parquet").read_bytes() == before
+    assert not list((workdir / "data").rglob(".*part"))
 
 
 def test_overlapping_archives_are_named(workdir, capsys):
@@ -117,7 +118,7 @@ def test_overlapping_archives_are_named(workdir, capsys):
     ("argv", "message"),
     [
         (["candles"], "no BTCUSDT 1h archives; run `make data`"),
-        (["features"], "data/candles.parquet does not exist; run `klinecast candles`"),
+        (["features"], "data/BTCUSDT/candles.parquet does not exist; run `klinecast candles --symbol BTCUSDT`"),
         (["ingest", "--base-url", "/no/such/dir"], "is not a directory or an http(s) URL"),
         (["ingest", "--base-url", "ftp://x"], "unsupported scheme 'ftp'"),
     ],
@@ -135,8 +136,8 @@ def test_bad_params_stop_before_any_work(workdir, capsys):
 
 
 def test_damaged_parquet_is_reported(workdir, capsys):
-    (workdir / "data").mkdir()
-    (workdir / "data/candles.parquet").write_bytes(b"not parquet")
+    (workdir / "data/BTCUSDT").mkdir(parents=True)
+    (workdir / "data/BTCUSDT/candles.parquet").write_bytes(b"not parquet")
     assert main(["features"]) == 1
     assert "is not a readable Parquet file" in capsys.readouterr().err
 
@@ -176,15 +177,16 @@ def test_version_prints_the_package_version(capsys):
 def test_features_of_too_few_candles_say_so_and_write_nothing(tmp_path, capsys):
     """Four months of candles cannot feed the 200-day average: a clear error, not an empty
     file or a traceback."""
-    candles = tmp_path / "candles.parquet"
-    synthetic_candles(24 * 120).to_parquet(candles)
-    out = tmp_path / "features.parquet"
-    argv = ["features", "--candles", str(candles), "--out", str(out)]
-    assert main([*argv, "--report", str(tmp_path / "features.json")]) == 1
+    files = Layout(tmp_path).symbol("BTCUSDT")
+    files.candles.parent.mkdir(parents=True)
+    synthetic_candles(24 * 120).to_parquet(files.candles)
+    pd.DataFrame().to_parquet(Layout(tmp_path).book.reference)
+    argv = ["features", "--params", str(REPO / "params.yaml"), "--root", str(tmp_path)]
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert "no feature rows: the 2880 candles are fewer than the longest indicator window" in err
     assert "(4800 candles)" in err and "Traceback" not in err
-    assert not out.exists() and not (tmp_path / "features.json").exists()
+    assert not files.features.exists() and not files.features_report.exists()
 
 
 def test_replay_of_several_symbols_reads_each_ones_candles(tmp_path, capsys):

@@ -105,10 +105,17 @@ def test_every_problem_of_a_file_is_reported_at_once():
         ),
         ({"portfolio": {"weights": {"BTCUSDT": "half"}}}, "params: portfolio.weights.BTCUSDT: expected a number"),
         (
-            {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "trade": {"request": "candles"}},
-            "params: trade.request: candles asks one model; with several data.symbols the service "
-            "has a model per symbol and is asked by symbol: set trade.request: symbol",
+            {"publish": {"model_name": "klinecast-btcusdt-1h"}},
+            r"params: publish.model_name: 'klinecast-btcusdt-1h' names no \{symbol\}: it is each "
+            r"symbol's model name, like klinecast-\{symbol\}-\{interval\}. Models published under a "
+            r"fixed name are renamed by `klinecast registry migrate --old-name klinecast-btcusdt-1h`",
         ),
+        (
+            {"publish": {"model_name": "klinecast-{symbol}-{days}"}},
+            r"params: publish.model_name: 'klinecast-\{symbol\}-\{days\}': only \{symbol\} and "
+            r"\{interval\} are filled in",
+        ),
+        ({"publish": {"service_name": "Klinecast"}}, "params: publish.service_name: expected lower-case"),
         ({"data": {"base_url": 3}}, "params: data.base_url: expected a string, got 3"),
         ({"data": []}, "params: data: expected a mapping, got list"),
         (
@@ -216,48 +223,8 @@ def test_a_bad_value_from_the_environment_names_its_variable(tmp_path):
         load_params(tmp_path / "params.yaml", environ={"KLINECAST_BROKER": "mainnet"})
 
 
-def test_one_symbol_of_several_is_named_and_keeps_its_own_model_name():
-    params = params_from_mapping(
-        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "publish": {"model_name": "klinecast-1h"}}
-    )
-    with pytest.raises(KlinecastError, match=r"data.symbols lists 2 symbols \(BTCUSDT, ETHUSDT\); this step works on one: pass --symbol"):
-        _ = params.data.symbol
-    eth = params.for_symbol("ETHUSDT")
-    assert eth.data.symbol == "ETHUSDT" and eth.publish.model_name == "klinecast-1h-ethusdt"
-    assert eth.portfolio.weight("ETHUSDT", params.data.symbols) == 0.5
-    with pytest.raises(KlinecastError, match="SOLUSDT is not configured: data.symbols lists BTCUSDT, ETHUSDT"):
-        params.for_symbol("SOLUSDT")
-    # one symbol, as before symbols were a list: the model keeps publish.model_name
-    assert Params().for_symbol("BTCUSDT").publish.model_name == "klinecast-btcusdt-1h"
-
-
 def test_the_five_symbol_example_loads():
     params = load_params(REPO / "examples" / "five-symbols.yaml")
     assert params.data.symbols == ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 
 
-def test_each_symbol_has_its_own_cap_in_its_own_base_asset():
-    params = params_from_mapping(
-        {
-            "data": {"symbols": ["BTCUSDT", "XRPUSDT"]},
-            "trade": {"max_quantity": 0.01, "max_quantities": {"XRPUSDT": 5000}},
-        }
-    )
-    assert params.for_symbol("XRPUSDT").trade.max_quantity == 5000
-    assert params.for_symbol("BTCUSDT").trade.max_quantity == 0.01
-    assert params.for_symbol("XRPUSDT").trade.max_quantities == {}
-    with pytest.raises(
-        ParamsError,
-        match=r"trade.max_quantities: names SOLUSDT, not in data.symbols \(BTCUSDT, XRPUSDT\)",
-    ):
-        params_from_mapping(
-            {"data": {"symbols": ["BTCUSDT", "XRPUSDT"]}, "trade": {"max_quantities": {"SOLUSDT": 30}}}
-        )
-    with pytest.raises(
-        ParamsError,
-        match=r"trade.max_quantities: XRPUSDT: expected a cap above 0 \(and, with capital 0, at "
-        r"least quantity 0.001\), got 0.0001",
-    ):
-        params_from_mapping(
-            {"data": {"symbols": ["BTCUSDT", "XRPUSDT"]}, "trade": {"max_quantities": {"XRPUSDT": 0.0001}}}
-        )

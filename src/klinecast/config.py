@@ -497,8 +497,7 @@ def _model_name_problems(pattern: str) -> Problems:
 
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
-        example = pattern.format(symbol="btcusdt", interval="1h")
-    except (ValueError, KeyError, IndexError) as exc:
+    except ValueError as exc:
         yield "model_name", f"{pattern!r} is not a pattern like klinecast-{{symbol}}-{{interval}}: {exc}"
         return
     if "symbol" not in fields:
@@ -510,7 +509,7 @@ def _model_name_problems(pattern: str) -> Problems:
         )
     elif set(fields) - set(MODEL_NAME_FIELDS):
         yield "model_name", f"{pattern!r}: only {{symbol}} and {{interval}} are filled in"
-    elif not _is_dns_label(example):
+    elif not _is_dns_label(pattern.format(symbol="btcusdt", interval="1h")):
         yield "model_name", f"expected lower-case letters, digits and '-', got {pattern!r}"
 
 

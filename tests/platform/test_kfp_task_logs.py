@@ -3,7 +3,7 @@
 import io
 import threading
 
-from klinecast.platform.kfp_task_logs import TaskLogs, last_error
+from klinecast.platform.kfp.task_logs import TaskLogs, last_error
 
 TRACEBACK = """    Traceback (most recent call last):
       File "/tmp/x/ephemeral_component.py", line 31, in evaluate

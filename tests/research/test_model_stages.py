@@ -23,13 +23,13 @@ CANDIDATE = Candidate(HP, SEED_RULE, 1)
 
 
 def write_best_params(workdir, candidate=CANDIDATE):
-    (workdir / "reports/tune").mkdir(parents=True)
+    (workdir / "reports/symbols/BTCUSDT/tune").mkdir(parents=True)
     document = {
         "params": candidate.as_dict(),
         "search": {"trials_run": 1, "sharpe_variance": 0.0, "trials_that_trade": 1},
         "in_sample": {},
     }
-    (workdir / "reports/tune/best_params.json").write_text(json.dumps(document))
+    (workdir / "reports/symbols/BTCUSDT/tune/best_params.json").write_text(json.dumps(document))
 
 
 @pytest.fixture()
@@ -37,8 +37,8 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KLINECAST_OPTUNA_STORAGE", raising=False)
     monkeypatch.delenv("KLINECAST_REGISTRY", raising=False)
-    (tmp_path / "data").mkdir()
-    small_features(tmp_path / "data/features.parquet")
+    (tmp_path / "data/BTCUSDT").mkdir(parents=True)
+    small_features(tmp_path / "data/BTCUSDT/features.parquet")
     write_cli_params(tmp_path, "sqlite:///optuna.db", n_trials=4)
     return tmp_path
 
@@ -56,10 +56,10 @@ OPEN = {"gate_max_p_value": 1.0, "min_splits": 0, "min_features_used": 0, "min_t
 
 def test_the_whole_modeling_chain(workdir, capsys):
     assert main(["tune", "--no-progress"]) == 0
-    best = json.loads((workdir / "reports/tune/best_params.json").read_text())
+    best = json.loads((workdir / "reports/symbols/BTCUSDT/tune/best_params.json").read_text())
     assert best["trials"]["complete"] >= 1
     assert main(["evaluate"]) == 0
-    metrics = json.loads((workdir / "reports/metrics.json").read_text())
+    metrics = json.loads((workdir / "reports/symbols/BTCUSDT/metrics.json").read_text())
     naive = {"buy_and_hold", "always_short", "momentum", "coin_flip", "vol_target"}
     trends = {f"trend_{n}d" for n in (20, 50, 100, 200)}
     assert set(metrics["baselines"]) == naive | trends
@@ -67,9 +67,9 @@ def test_the_whole_modeling_chain(workdir, capsys):
     for name in ("model", *metrics["baselines"]):
         m = metrics["model"] if name == "model" else metrics["baselines"][name]
         assert {"cumulative_return", "sharpe", "max_drawdown", "trades", "exposure"} <= set(m)
-    predictions = pd.read_parquet(workdir / "reports/predictions.parquet")
+    predictions = pd.read_parquet(workdir / "reports/symbols/BTCUSDT/predictions.parquet")
     assert predictions.index.min() >= pd.Timestamp("2021-04-01", tz="UTC")
-    assert (workdir / "reports/equity.csv").read_text().startswith("day,model,")
+    assert (workdir / "reports/symbols/BTCUSDT/equity.csv").read_text().startswith("day,model,")
 
     significance = metrics["significance"]
     assert 0 <= significance["max_p_value"] <= 1 and 0 <= significance["deflated_sharpe"] <= 1
@@ -100,7 +100,7 @@ def test_the_whole_modeling_chain(workdir, capsys):
     assert metrics["in_sample"]["sharpe"] == pytest.approx(best["value"])  # sharpe_after_fees
 
     assert main(["train"]) == 0
-    metadata = json.loads((workdir / "models/candidate/metadata.json").read_text())
+    metadata = json.loads((workdir / "models/BTCUSDT/candidate/metadata.json").read_text())
     assert metadata["feature_names"][:2] == ["ma_ratio_5", "ma_ratio_10"]
     candidate = Candidate.from_dict(best["params"])
     assert metadata["hyperparams"] == candidate.hp.as_dict()
@@ -114,7 +114,7 @@ def test_the_whole_modeling_chain(workdir, capsys):
 
     set_gate(workdir, -100.0, **OPEN)  # any model passes
     assert main(["publish"]) == 0
-    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    receipt = json.loads((workdir / "reports/symbols/BTCUSDT/publish.json").read_text())
     assert receipt["promoted"] and receipt["gate"]["passed"]
     promoted = receipt["version"]
     names = [c["name"] for c in receipt["gate"]["conditions"]]
@@ -123,13 +123,13 @@ def test_the_whole_modeling_chain(workdir, capsys):
     set_gate(workdir, 100.0, **OPEN)  # no model passes
     assert main(["train"]) == 0  # a new artifact, so a new version
     assert main(["publish"]) == 0
-    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    receipt = json.loads((workdir / "reports/symbols/BTCUSDT/publish.json").read_text())
     assert not receipt["promoted"] and receipt["version"] != promoted
     assert receipt["production"]["version"] == promoted  # the pointer did not move
     assert "NOT promoted (gate failed)" in capsys.readouterr().out
 
     assert main(["report"]) == 0
-    page = (workdir / "reports/report.html").read_text()
+    page = (workdir / "reports/symbols/BTCUSDT/report.html").read_text()
     # equity + position + drawdown, monthly heatmap, calibration, tuning, importance
     assert page.count("data:image/png;base64,") == 5
     assert "trend_200d" in page and "NOT promoted" in page and "<script" not in page
@@ -159,28 +159,28 @@ def test_evaluate_without_out_of_sample_data_says_what_to_change(workdir, capsys
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["evaluate"], "reports/tune/best_params.json does not exist; run `klinecast tune`"),
-        (["train"], "reports/tune/best_params.json does not exist"),
-        (["publish"], "models/candidate is not a model artifact: model.json is missing"),
-        (["report"], "models/candidate is not a model artifact"),
+        (["evaluate"], "reports/symbols/BTCUSDT/tune/best_params.json does not exist; run `klinecast tune --symbol BTCUSDT`"),
+        (["train"], "reports/symbols/BTCUSDT/tune/best_params.json does not exist"),
+        (["publish"], "models/BTCUSDT/candidate is not a model artifact: model.json is missing"),
+        (["report"], "models/BTCUSDT/candidate is not a model artifact"),
     ],
 )
 def test_stages_need_their_inputs(workdir, capsys, argv, message):
-    (workdir / "models/candidate").mkdir(parents=True)
+    (workdir / "models/BTCUSDT/candidate").mkdir(parents=True)
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_malformed_best_params_is_reported(workdir, capsys):
-    (workdir / "reports/tune").mkdir(parents=True)
-    (workdir / "reports/tune/best_params.json").write_text('{"params": {"max_depth": 3}}')
+    (workdir / "reports/symbols/BTCUSDT/tune").mkdir(parents=True)
+    (workdir / "reports/symbols/BTCUSDT/tune/best_params.json").write_text('{"params": {"max_depth": 3}}')
     assert main(["evaluate"]) == 1
     assert "is not a best_params.json written by tune" in capsys.readouterr().err
 
 
 def test_final_model_trains_on_the_last_look_back_days(workdir):
-    frame = pd.read_parquet(workdir / "data/features.parquet")
+    frame = pd.read_parquet(workdir / "data/BTCUSDT/features.parquet")
     trained = training.train_final(frame, small_params(), CANDIDATE)
     assert trained.train_end == pd.Timestamp("2021-04-30 22:00", tz="UTC")  # last labelled row
     assert trained.train_end - trained.train_start == pd.Timedelta(days=10) - pd.Timedelta(hours=1)
@@ -189,7 +189,7 @@ def test_final_model_trains_on_the_last_look_back_days(workdir):
 
 
 def test_final_model_with_too_long_look_back_is_a_clear_error(workdir):
-    frame = pd.read_parquet(workdir / "data/features.parquet")
+    frame = pd.read_parquet(workdir / "data/BTCUSDT/features.parquet")
     with pytest.raises(KlinecastError, match="look_back_days=400 reaches back to"):
         training.train_final(
             frame, small_params(), Candidate(dataclasses.replace(HP, look_back_days=400), SEED_RULE)
@@ -197,7 +197,7 @@ def test_final_model_with_too_long_look_back_is_a_clear_error(workdir):
 
 
 def test_evaluation_never_trains_on_out_of_sample_rows(workdir):
-    frame = pd.read_parquet(workdir / "data/features.parquet")
+    frame = pd.read_parquet(workdir / "data/BTCUSDT/features.parquet")
     params = small_params()
     clean = evaluation.out_of_sample(frame, params, CANDIDATE)
     poisoned = frame.copy()
@@ -221,9 +221,9 @@ def test_a_study_where_no_trial_trades_says_so_and_is_not_an_error(workdir, caps
         assert main([stage] + (["--no-progress"] if stage == "tune" else [])) == 0, stage
     out = capsys.readouterr().out
     assert "4 complete trial(s) (0 failed), 0 traded" in out
-    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    receipt = json.loads((workdir / "reports/symbols/BTCUSDT/publish.json").read_text())
     degenerate = next(c for c in receipt["gate"]["conditions"] if c["name"] == "not_degenerate")
     assert not degenerate["held"] and not receipt["promoted"]
     assert "no tuning trial traded in sample either" in degenerate["detail"]
-    page = (workdir / "reports/report.html").read_text()
+    page = (workdir / "reports/symbols/BTCUSDT/report.html").read_text()
     assert "No tuning trial traded in sample" in page and "This is a finding, not an error" in page

@@ -61,8 +61,8 @@ def null_run(tmp_path_factory):
     frame = compute_features(
         candles, indicators=raw["features"]["indicators"], interval=candles.index.freq
     ).frame
-    (workdir / "data").mkdir()
-    frame.to_parquet(workdir / "data/features.parquet")
+    (workdir / "data/BTCUSDT").mkdir(parents=True)
+    frame.to_parquet(workdir / "data/BTCUSDT/features.parquet")
     raw["split"] = {
         "in_sample_start": "2021-01-01",
         "in_sample_end": "2021-12-31",
@@ -93,8 +93,8 @@ def test_on_a_random_walk_the_gate_refuses_and_nothing_is_found_before_costs(
     assert run(workdir, "train") == 0
     assert run(workdir, "publish") == 0
     out = capsys.readouterr().out
-    metrics = json.loads((workdir / "reports/metrics.json").read_text())
-    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    metrics = json.loads((workdir / "reports/symbols/BTCUSDT/metrics.json").read_text())
+    receipt = json.loads((workdir / "reports/symbols/BTCUSDT/publish.json").read_text())
 
     assert not receipt["promoted"] and not receipt["gate"]["passed"]
     assert "NOT promoted (gate failed)" in out

@@ -56,8 +56,8 @@ def test_the_default_search_finds_a_planted_edge_and_the_gate_passes(planted, mo
     for stage in ("tune", "evaluate", "train", "publish"):
         assert run(workdir, stage, *(["--no-progress"] if stage == "tune" else [])) == 0, stage
     print(capsys.readouterr().out)
-    metrics = json.loads((workdir / "reports/metrics.json").read_text())
-    receipt = json.loads((workdir / "reports/publish.json").read_text())
+    metrics = json.loads((workdir / "reports/symbols/BTCUSDT/metrics.json").read_text())
+    receipt = json.loads((workdir / "reports/symbols/BTCUSDT/publish.json").read_text())
     model, significance = metrics["model"], metrics["significance"]
     print(json.dumps({"oracle": oracle, "model": model, "significance": significance}, indent=1))
 

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from klinecast.book import Layout
 from klinecast.errors import KlinecastError
 from klinecast.research import evaluation, stats, training, tuning
 from klinecast.research.strategy import StrategyRule
@@ -205,14 +207,23 @@ def test_a_batch_depends_on_the_history_alone(features, tmp_path):
 
 
 def cli_tune(tmp_path, features, params_path, out="out", *extra):
+    """`klinecast tune` of BTCUSDT in a checkout of its own at tmp_path/out (its features
+    copied there); its outputs land in that checkout's reports/symbols/BTCUSDT/tune."""
+    own = Layout(tmp_path / out).symbol("BTCUSDT")
+    own.features.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(features, own.features)
     return [
-        KLINECAST, "tune", "--params", params_path, "--features", features,
-        "--out-dir", tmp_path / out, "--no-progress", *extra,
+        KLINECAST, "tune", "--params", params_path, "--root", tmp_path / out, "--no-progress",
+        *extra,
     ]  # fmt: skip
 
 
+def best_params_of(tmp_path, out="out") -> Path:
+    return Layout(tmp_path / out).symbol("BTCUSDT").best_params
+
+
 def test_separate_processes_on_one_storage_url(features, tmp_path):
-    """Pods sharing one study (the KFP pipeline) pass distinct --first-worker ids."""
+    """Tuners on several machines sharing one study pass distinct --first-worker ids."""
     storage = f"sqlite:///{tmp_path}/shared.db"
     params_path = write_cli_params(tmp_path, storage, n_trials=8)
     procs = [
@@ -226,7 +237,7 @@ def test_separate_processes_on_one_storage_url(features, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()
-    best = [json.loads((tmp_path / f"out{i}/best_params.json").read_text()) for i in range(2)]
+    best = [json.loads(best_params_of(tmp_path, f"out{i}").read_text()) for i in range(2)]
     name = best[0]["study_name"]
     assert best[1]["study_name"] == name
     study = optuna.load_study(study_name=name, storage=storage)
@@ -290,7 +301,7 @@ def test_a_killed_run_resumes(features, tmp_path):
     assert tuning.complete_trials(study) == 30
     # the killed run's trial in flight was failed, not left running
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert (tmp_path / "out/best_params.json").is_file()
+    assert best_params_of(tmp_path).is_file()
 
 
 def test_outputs(features, tmp_path):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from klinecast.book import Layout
 from klinecast.cli import main
 from klinecast.research.validation import problems_with_data, problems_with_params
 from tests.support.helpers import write_cli_params
@@ -50,18 +51,20 @@ def test_no_labelled_rows(features):
 
 
 def test_cli_exit_codes(tmp_path, capsys):
-    path = small_features(tmp_path / "features.parquet")
+    small_features(Layout(tmp_path).symbol("BTCUSDT").features)
     params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
-    assert main(["validate-params", "--params", str(params_path), "--features", str(path)]) == 0
-    assert "is valid and consistent with" in capsys.readouterr().out
+    argv = ["validate-params", "--params", str(params_path), "--root", str(tmp_path)]
+    assert main(argv) == 0
+    assert "is valid and consistent with each symbol's features" in capsys.readouterr().out
     text = (
         params_path.read_text()
         .replace("2021-04-30", "2021-09-30")
         .replace("2021-04-01", "2021-09-01")
     )
     params_path.write_text(text)
-    assert main(["validate-params", "--params", str(params_path), "--features", str(path)]) == 1
+    assert main(argv) == 1
     captured = capsys.readouterr()
+    assert "validate-params: BTCUSDT: the out-of-sample span" in captured.out
     assert "has no rows" in captured.out and "nothing was run" in captured.err
 
 
@@ -82,7 +85,7 @@ def test_params_alone_catch_a_look_back_longer_than_the_span_and_dates_outside_t
 def test_params_only_mode_needs_no_feature_file(tmp_path, capsys):
     params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
     argv = ["validate-params", "--params", str(params_path), "--params-only"]
-    assert main([*argv, "--features", str(tmp_path / "absent.parquet")]) == 0
+    assert main([*argv, "--root", str(tmp_path / "absent")]) == 0
     assert "is valid\n" in capsys.readouterr().out
 
 

@@ -70,6 +70,7 @@ def small_params(**tune_overrides) -> Params:
 def small_features(path: Path, *, seed: int = 3) -> Path:
     candles = synthetic_candles(24 * 120, start="2021-01-01", seed=seed)
     frame = compute_features(candles, indicators=HOURLY_INDICATORS, interval=HOUR).frame
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path)
     return path
 

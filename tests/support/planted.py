@@ -32,7 +32,7 @@ def days_from_start(day: str) -> int:
 
 
 def planted_project(workdir: Path, *, strength: float, seed: int) -> pd.DataFrame:
-    """Writes data/features.parquet and params.yaml (params.yaml as committed, with the split
+    """Writes data/BTCUSDT/features.parquet and params.yaml (params.yaml as committed, with the split
     moved onto the synthetic years and the study and registry inside workdir) and returns the
     feature frame."""
     candles = planted_candles(
@@ -43,8 +43,8 @@ def planted_project(workdir: Path, *, strength: float, seed: int) -> pd.DataFram
     frame = compute_features(
         candles, indicators=raw["features"]["indicators"], interval=candles.index.freq
     ).frame
-    (workdir / "data").mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(workdir / "data/features.parquet")
+    (workdir / "data/BTCUSDT").mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(workdir / "data/BTCUSDT/features.parquet")
     raw["split"] = dict(SPLIT)
     raw["tune"]["storage"] = f"sqlite:///{workdir}/optuna.db"
     raw["publish"]["registry"] = str(workdir / "registry")

@@ -22,7 +22,7 @@ def features(
     crosses a gap are dropped and counted.
 
     Args:
-        reference: the reference stage's candles (an empty table without cross-asset features).
+        reference: the reference stage's candles (read only for cross-asset features).
 
     Raises:
         KlinecastError: an input is missing or unreadable, or there are too few candles for a
@@ -30,11 +30,14 @@ def features(
     """
     settings = Book(params).for_symbol(symbol)
     frame = read_parquet(candles, produced_by=f"klinecast candles --symbol {symbol}")
-    others = read_parquet(reference, produced_by="klinecast candles --reference")
+    others = (
+        read_parquet(reference, produced_by="klinecast candles --reference")
+        if settings.features.cross_asset
+        else None
+    )
     found = symbol_features(
-        frame, settings.features, interval=settings.data.interval_delta,
-        reference_candles=others if settings.features.cross_asset else None,
-    )  # fmt: skip
+        frame, settings.features, interval=settings.data.interval_delta, reference_candles=others
+    )
     if found.frame.empty:
         longest = max(indicator_lookback(name) for name in settings.features.indicators)
         raise KlinecastError(

@@ -10,8 +10,8 @@ import pytest
 from klinecast import atomic
 from klinecast.config import params_from_mapping
 from klinecast.errors import KlinecastError
-from klinecast.layout import reports as symbol_dir
-from klinecast.release.book import evaluate_book, render
+from klinecast.book import Layout
+from klinecast.release.portfolio_page import evaluate_book, render
 from tests.support.model_fixtures import FIXTURE_BASELINES
 from tests.support.model_fixtures import scorecard as metrics
 
@@ -25,19 +25,19 @@ PARAMS = params_from_mapping(
 
 
 def write_symbol(reports, symbol, *, passed: bool, drift: float, seed: int, start="2022-01-01"):
-    folder = symbol_dir(symbol, reports)
+    files = Layout(reports).symbol(symbol)
     rng = np.random.default_rng(seed)
     index = pd.date_range(start, "2022-05-31 23:00", freq="1h", tz="UTC")
     market = rng.normal(0, 0.01, len(index))
     predictions = pd.DataFrame({"strategy_return": market + drift}, index=index)
     for name in FIXTURE_BASELINES:
         predictions[f"{name}_return"] = market
-    atomic.write_parquet(folder / "predictions.parquet", predictions)
-    atomic.write_json(folder / "metrics.json", metrics().as_dict())
-    atomic.write_json(folder / "publish.json", {"gate": {"passed": passed}})
+    atomic.write_parquet(files.predictions, predictions)
+    atomic.write_json(files.metrics, metrics().as_dict())
+    atomic.write_json(files.receipt, {"gate": {"passed": passed}})
     later = start != "2022-01-01"
     atomic.write_json(
-        folder / "tune" / "best_params.json",
+        files.best_params,
         {"data": {"first_usable_hour": f"{start}T00:00:00+00:00", "starts_later": later}},
     )
 
@@ -45,7 +45,7 @@ def write_symbol(reports, symbol, *, passed: bool, drift: float, seed: int, star
 def test_only_symbols_whose_own_gate_passed_are_traded_and_the_book_has_its_gate(tmp_path):
     write_symbol(tmp_path, "BTCUSDT", passed=True, drift=0.002, seed=1)
     write_symbol(tmp_path, "ETHUSDT", passed=False, drift=0.002, seed=2, start="2022-02-01")
-    book, returns = evaluate_book(PARAMS, tmp_path)
+    book, returns = evaluate_book(PARAMS, Layout(tmp_path).symbol)
     assert book.traded == ("BTCUSDT",)
     assert [line.weight for line in book.symbols] == [0.6, 0.4]
     assert book.symbols[1].starts_later and not book.symbols[0].starts_later
@@ -63,7 +63,7 @@ def test_only_symbols_whose_own_gate_passed_are_traded_and_the_book_has_its_gate
 def test_a_book_without_an_edge_is_refused_by_its_gate(tmp_path):
     write_symbol(tmp_path, "BTCUSDT", passed=True, drift=0.0, seed=1)
     write_symbol(tmp_path, "ETHUSDT", passed=True, drift=0.0, seed=2)
-    book, _ = evaluate_book(PARAMS, tmp_path)
+    book, _ = evaluate_book(PARAMS, Layout(tmp_path).symbol)
     assert not book.gate.passed
     assert "FAILED: largest p-value of 4 declared baselines" in " ".join(book.gate.reasons())
 
@@ -75,7 +75,7 @@ def test_a_symbol_without_outputs_is_named(tmp_path):
         match=r"^ETHUSDT: .*symbols/ETHUSDT/predictions.parquet does not exist; run `dvc repro` "
         r"\(its evaluate and publish stages\) first$",
     ):
-        evaluate_book(PARAMS, tmp_path)
+        evaluate_book(PARAMS, Layout(tmp_path).symbol)
 
 
 def test_a_symbols_report_says_when_its_rows_start_after_the_in_sample_start(tmp_path):
