@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from klinecast.config import SEED_INDICATORS, Params, load_params, params_from_mapping
-from klinecast.errors import KlinecastError, ParamsError
+from klinecast.errors import ParamsError
 from tests.support.paths import REPO
 
 

@@ -49,6 +49,19 @@ def dvc_outputs() -> set[str]:
     return found
 
 
+def layout_paths() -> set[str]:
+    """Where the stage commands read and write (klinecast.book.Layout), for the default symbol."""
+    from dataclasses import astuple
+
+    from klinecast.book import LAYOUT
+
+    return {
+        str(value)
+        for value in (*astuple(LAYOUT.symbol("BTCUSDT")), *astuple(LAYOUT.book))
+        if isinstance(value, Path)
+    }
+
+
 def unaccounted(paths, *, root: Path = REPO) -> list[str]:
     """Paths git neither tracks nor ignores (they would show in `git status`)."""
     left = []
@@ -63,9 +76,9 @@ def unaccounted(paths, *, root: Path = REPO) -> list[str]:
 
 
 def test_every_default_output_is_tracked_or_ignored():
-    paths = cli_default_paths(build_parser()) | params_paths() | dvc_outputs()
+    paths = cli_default_paths(build_parser()) | params_paths() | dvc_outputs() | layout_paths()
     assert {"ledger.db", "optuna.db", "reports/monitor", "build/replay-ledger.db"} <= paths
-    assert {"data/BTCUSDT/features.parquet", "models/BTCUSDT/candidate", "reports"} <= paths
+    assert {"data/BTCUSDT/features.parquet", "models/BTCUSDT/candidate", "data/raw"} <= paths
     assert unaccounted(paths | set(TOOL_OUTPUTS)) == []
 
 

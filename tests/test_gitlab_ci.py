@@ -141,8 +141,8 @@ def test_the_dag(project):
         ("params.yaml", True),
         ("data.dvc", True),
         ("src/klinecast/research/features.py", True),
-        ("components/model.py", True),
-        ("pipelines/steps.py", True),
+        ("src/klinecast/platform/kfp/model_components.py", True),
+        ("src/klinecast/platform/kfp/training.py", True),
     ],
 )
 def test_the_pipeline_job_runs_when_what_the_model_is_made_of_changes(project, changed, runs):

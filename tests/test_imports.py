@@ -48,7 +48,7 @@ LIBRARY = sorted(
 #: The only library modules that may load kfp or kserve when imported.
 MAY_IMPORT = {
     "kserve": ("klinecast.serving.",),
-    "kfp": ("klinecast.platform.kfp_runs", "klinecast.pipeline_"),
+    "kfp": ("klinecast.platform.kfp.",),
 }
 
 # Imports each module in a fresh child (os.fork of an interpreter that has loaded nothing of

@@ -9,6 +9,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from klinecast.platform.kfp.runs import compiled
 from tests.support.paths import REPO
 
 PROJECT = "klinecast (pyproject.toml)"
@@ -100,7 +101,7 @@ def test_this_environment_is_the_locked_one(lock):
 
 @pytest.mark.parametrize("name", ["training", "refresh"])
 def test_compiled_pipelines_were_written_by_the_locked_kfp(lock, name):
-    spec = next(yaml.safe_load_all((REPO / f"pipelines/{name}_pipeline.yaml").read_text()))
+    spec = next(yaml.safe_load_all(compiled(name).read_text()))
     assert spec["sdkVersion"] == f"kfp-{lock['kfp'][0]}"
 
 

@@ -90,7 +90,7 @@ def test_monitor_writes_outputs_and_triggers_once_per_cooldown(tmp_path, monkeyp
     assert main([*argv, "--now", "2021-12-03T00:00:00Z"]) == 0
     assert marker.read_text() == "x"
     assert "triggered local command" in capsys.readouterr().out
-    document = json.loads((tmp_path / "out/monitor.json").read_text())
+    document = json.loads((tmp_path / "out/BTCUSDT/monitor.json").read_text())
     assert document["retrain"] and document["accuracy"] == pytest.approx(10 / 24)
     assert main([*argv, "--now", "2021-12-03T05:00:00Z"]) == 0  # within the cooldown
     assert marker.read_text() == "x" and "cooldown" in capsys.readouterr().out
@@ -98,12 +98,12 @@ def test_monitor_writes_outputs_and_triggers_once_per_cooldown(tmp_path, monkeyp
     assert marker.read_text() == "xx"
     metrics = {
         s.name: s.value
-        for family in text_string_to_metric_families((tmp_path / "out/metrics.prom").read_text())
+        for family in text_string_to_metric_families((tmp_path / "out/BTCUSDT/metrics.prom").read_text())
         for s in family.samples
     }
     assert metrics["klinecast_live_accuracy"] == pytest.approx(10 / 24)
     assert metrics["klinecast_live_trades"] == 34
-    page = (tmp_path / "out/monitor.html").read_text()
+    page = (tmp_path / "out/BTCUSDT/monitor.html").read_text()
     assert "34 trades; accuracy of the last 24: 42%" in page
     assert "Retrain: <b>yes</b> (42% of the last 24 trades right (&lt; 60%))" in page
     (png,) = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
@@ -131,7 +131,7 @@ def monitor_traded_hours(tmp_path, monkeypatch, traded: int) -> pd.DataFrame:
 
 def test_drift_compares_live_hours_with_the_training_window(tmp_path, monkeypatch):
     features = monitor_traded_hours(tmp_path, monkeypatch, 48)
-    document = json.loads((tmp_path / "out/monitor.json").read_text())
+    document = json.loads((tmp_path / "out/BTCUSDT/monitor.json").read_text())
     drift = document["drift"]
     assert set(drift) == set(Params().features.indicators) & set(features.columns)
     # each PSI is the live hours' against the 90 days (--reference-days) before the first one
@@ -159,10 +159,10 @@ def test_below_the_minimum_the_monitor_says_too_few_samples_and_gives_no_psi(
     monitor_traded_hours(tmp_path, monkeypatch, traded)
     expected = f"too few samples: {traded} traded hour(s), PSI needs at least 48"
     assert expected in capsys.readouterr().out
-    document = json.loads((tmp_path / "out/monitor.json").read_text())
+    document = json.loads((tmp_path / "out/BTCUSDT/monitor.json").read_text())
     assert document["drift"] == {} and document["drift_samples"] == traded
-    assert expected in (tmp_path / "out/monitor.html").read_text()
-    prom = (tmp_path / "out/metrics.prom").read_text()
+    assert expected in (tmp_path / "out/BTCUSDT/monitor.html").read_text()
+    prom = (tmp_path / "out/BTCUSDT/metrics.prom").read_text()
     assert "klinecast_feature_psi{" not in prom
 
 
@@ -245,18 +245,18 @@ def test_the_monitor_reports_stuck_intents_halts_and_reconcile_differences(
     out = capsys.readouterr().out
     assert "1 stuck intent(s); BTCUSDT HALTED (reconcile: the ledger holds 0" in out
     assert "differs from the exchange by +0.00100000" in out
-    trading = json.loads((tmp_path / "out/monitor.json").read_text())["trading"]
+    trading = json.loads((tmp_path / "out/BTCUSDT/monitor.json").read_text())["trading"]
     assert trading["stuck_intents"] == ["kc-BTCUSDT-2021120301-open"]
     assert trading["halted"]["BTCUSDT"]["kind"] == "reconcile"
     metrics = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families((tmp_path / "out/metrics.prom").read_text())
+        for family in text_string_to_metric_families((tmp_path / "out/BTCUSDT/metrics.prom").read_text())
         for s in family.samples
     }
     assert metrics[("klinecast_stuck_intents", ())] == 1
     assert metrics[("klinecast_halted", (("kind", "reconcile"), ("symbol", "BTCUSDT")))] == 1
     assert metrics[("klinecast_reconcile_difference", (("symbol", "BTCUSDT"),))] == 0.001
-    assert "HALTED (reconcile" in (tmp_path / "out/monitor.html").read_text()
+    assert "HALTED (reconcile" in (tmp_path / "out/BTCUSDT/monitor.html").read_text()
     # within the hour the intent is not stuck yet: a cycle resolves it
     assert main([*argv[:-1], "2021-12-03T01:30:00Z"]) == 0
     assert "0 stuck intent(s)" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import subprocess
 import kubernetes_validate
 import pytest
 
+from klinecast.platform.kfp.runs import compiled
 from tests.support.kustomize import (
     K8S_VERSION,
     OVERLAYS,
@@ -23,7 +24,7 @@ from tests.support.kustomize import (
 
 TRADER = "klinecast-trader"
 REDIS_IMAGE = "redis:7.2.4-alpine"
-MODEL = "klinecast-btcusdt-1h"
+MODEL = "klinecast"  # the book's InferenceService (publish.service_name)
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
@@ -71,7 +72,7 @@ def test_the_validation_can_fail(breakage):
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_no_container_breaks_the_policy(name):
     objects = overlay(name)
-    # model, transformer, trader, monitor, trial, Redis, feature sync
+    # predictor, transformer, trader, monitor, trial, Redis, feature sync
     assert sum(1 for o in objects for _ in containers(o)) == 7
     assert [p for o in objects for p in problems(o)] == []
 
@@ -196,7 +197,7 @@ def test_every_secret_a_pod_uses_has_a_template():
                 e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e
             }
         used |= {s["name"] for s in obj.get("secrets", [])}  # a ServiceAccount's
-    pipeline = (REPO / "pipelines" / "training_pipeline.yaml").read_text()
+    pipeline = compiled("training").read_text()
     used |= set(re.findall(r"secretName: (\S+)", pipeline))
     assert used == templates == {"klinecast-s3", "klinecast-postgres", "klinecast-binance"}
     keys = {
@@ -275,7 +276,8 @@ def test_pod_specs_finds_every_nested_pod():
     }
     assert [p["containers"][0]["name"] for p in pod_specs(nested)] == ["one", "two", "three"]
     # in the rendered overlay: one pod template in each workload, none anywhere else
-    pods_per_kind = {"Deployment": 1, "CronJob": 1, "Experiment": 1, "InferenceService": 1}
+    # (the InferenceService: its predictor and its transformer)
+    pods_per_kind = {"Deployment": 1, "CronJob": 1, "Experiment": 1, "InferenceService": 2}
     for obj in overlay("dev"):
         found = list(pod_specs(obj))
         assert len(found) == pods_per_kind.get(obj["kind"], 0), obj["metadata"]["name"]

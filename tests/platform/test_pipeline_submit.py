@@ -29,7 +29,7 @@ def test_submit_creates_the_experiment_and_a_run_named_with_the_commit(kfp_api, 
     assert run["display_name"].startswith("training-abc1234-")
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "klinecast-training"
     executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]
-    assert "klinecast-postgres" in str(executors["executors"]["exec-tune-worker"])  # the Secret
+    assert "klinecast-postgres" in str(executors["executors"]["exec-tune"])  # the Secret
     parameters = run["runtime_config"]["parameters"]
     assert set(parameters) == {"tune", "namespace"} and parameters["namespace"] == "research"
     assert parameters["tune"]["n_trials"] == 80  # the whole section, with the one key changed
@@ -82,11 +82,26 @@ def test_ci_submits_a_run_of_the_commits_image(kfp_api):
     assert {e["container"]["image"] for e in executors.values()} == {image}
 
 
-def test_a_pooled_or_cross_asset_run_is_refused_before_anything_is_sent(kfp_api, capsys):
+def test_a_pooled_and_cross_asset_run_is_submitted_like_any_other(kfp_api, capsys):
+    """What `dvc repro` can run, the pipelines run: no refusal of pooled or cross-asset params."""
     argv = ["pipeline", "submit", "--host", kfp_api.url, "--set", "tune.pooling=pooled"]
-    assert main([*argv, "--set", "features.cross_asset=[log_return_1]"]) == 1
-    assert (
-        "tune.pooling: pooled and features.cross_asset: the pipelines train a model per symbol "
-        "on its own features; run these with `dvc repro` (make run-example)"
-    ) in capsys.readouterr().err
-    assert kfp_api.bodies("POST", "/apis/v2beta1/runs") == []
+    argv += ["--set", "data.symbols=[BTCUSDT, ETHUSDT]"]
+    assert main([*argv, "--set", "features.cross_asset=[log_return_1]"]) == 0
+    (run,) = kfp_api.bodies("POST", "/apis/v2beta1/runs")
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters["tune"]["pooling"] == "pooled"
+    assert parameters["features"]["cross_asset"] == ["log_return_1"]
+
+
+def test_the_retrain_trigger_submits_the_compiled_pipeline(kfp_api):
+    """The monitor's kfp: target sends the package's compiled YAML, as it is checked in."""
+    import yaml
+
+    from klinecast.platform import retrain
+    from klinecast.platform.kfp.runs import compiled
+
+    started = retrain.trigger(f"kfp:{kfp_api.url}", reason="accuracy 40 % < 60 %")
+    assert started.startswith("KFP run retrain")
+    (run,) = kfp_api.bodies("POST", "/apis/v2beta1/runs")
+    spec, _ = yaml.safe_load_all(compiled("training").read_text())
+    assert run["pipeline_spec"]["pipeline_spec"] == spec

@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from klinecast.book import Book
 from klinecast.cli import main
 from klinecast.config import Params
 from klinecast.platform import inference_service as manifest
@@ -59,16 +60,24 @@ def test_the_transformer_gets_params_staleness_tolerance_and_a_writable_tmp():
 def test_inference_service_validates_against_the_crd(isvc_validator):
     isvc = load("inferenceservice.yaml")
     assert list(isvc_validator.iter_errors(isvc)) == []
-    assert isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] == "xgboost"
-    assert isvc["spec"]["transformer"]["containers"][0]["env"][0][
-        "value"
-    ] == manifest.placeholder_uri(Params().publish.model_name)
+    # the book of one: our predictor hosts its one model, as it would host five
+    book = Book(Params())
+    for component in ("predictor", "transformer"):
+        (container,) = isvc["spec"][component]["containers"]
+        assert {"name": "KLINECAST_MODELS", "value": manifest.placeholder_models(book)} in (
+            container["env"]
+        )
+    assert manifest.placeholder_models(book) == (
+        "BTCUSDT=s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/PRODUCTION"
+    )
 
 
 @pytest.mark.parametrize(
     "breakage",
     [
-        lambda m: m["spec"]["predictor"]["model"]["resources"]["limits"].__setitem__("cpu", 0.5),
+        lambda m: m["spec"]["predictor"]["containers"][0]["resources"]["limits"].__setitem__(
+            "cpu", 0.5
+        ),
         lambda m: m["spec"]["predictor"].__setitem__("minReplicas", "one"),
         lambda m: m["spec"]["transformer"]["containers"][0].__setitem__(
             "ports", [{"containerPort": "http"}]
@@ -83,11 +92,12 @@ def test_the_schema_check_can_fail(isvc_validator, breakage):
 
 def test_every_container_is_non_root_limited_and_pinned():
     spec = load("inferenceservice.yaml")["spec"]
-    container = spec["transformer"]["containers"][0]
-    assert container["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["runAsUser"] != 0
-    assert not container["image"].endswith(":latest") and ":" in container["image"]
-    for resources in (container["resources"], spec["predictor"]["model"]["resources"]):
+    for component in ("predictor", "transformer"):
+        (container,) = spec[component]["containers"]
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["runAsUser"] != 0
+        assert not container["image"].endswith(":latest") and ":" in container["image"]
+        resources = container["resources"]
         assert {"cpu", "memory"} <= set(resources["limits"]) and resources["requests"]
     for component in ("predictor", "transformer"):
         assert spec[component]["serviceAccountName"] == "klinecast-models"

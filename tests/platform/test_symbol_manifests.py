@@ -1,14 +1,16 @@
-"""The cluster side of a model per symbol: the manifests of examples/five-symbols.yaml, rendered
-with `klinecast manifest --base` and `kubectl kustomize`, validated like the committed ones; one
+"""The cluster side of a book of five: the manifests of examples/five-symbols.yaml, rendered with
+`klinecast manifest --base` and `kubectl kustomize`, validated like the committed ones; one
 InferenceService whose predictor (our image) hosts each symbol's production version behind one
-transformer, with the names the registry and the servers use."""
+transformer, with the names the registry and the servers use; the same shape as a book of one."""
 
 import dataclasses
 import datetime as dt
 
 import kubernetes_validate
 import pytest
+import yaml
 
+from klinecast.book import Book, parse_storage
 from klinecast.cli import main
 from klinecast.config import load_params
 from klinecast.release import registry
@@ -23,11 +25,11 @@ from tests.support.kustomize import (
 from tests.support.paths import REPO
 
 EXAMPLE = REPO / "examples" / "five-symbols.yaml"
-SERVICE = "klinecast-1h"
+SERVICE = "klinecast"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT")
 REGISTRY = "s3://klinecast-models/registry"
 MODELS = ",".join(
-    f"{symbol}={REGISTRY}/{SERVICE}-{symbol.lower()}/versions/PRODUCTION" for symbol in SYMBOLS
+    f"{symbol}={REGISTRY}/klinecast-{symbol.lower()}-1h/versions/PRODUCTION" for symbol in SYMBOLS
 )
 IMAGE = "registry.example.com/klinecast/serving:0.1.0"
 
@@ -65,18 +67,12 @@ def test_one_service_hosts_every_symbols_production_version(rendered):
     (transformer,) = spec["transformer"]["containers"]
     assert "model" not in spec["predictor"]  # not KServe's xgboost runtime: our predictor
     assert predictor["image"] == transformer["image"] == IMAGE
-    assert predictor["args"] == ["predictor", "--model-name", SERVICE, "--storage-uri", MODELS]
-    assert transformer["args"] == [
-        "transformer",
-        "--storage-uri",
-        MODELS,
-        "--stale-after-minutes",
-        "15",
-    ]
-    # no STORAGE_URI: KServe's storage initializer fetches one model; each process fetches its
-    # own with the S3 Secret's keys
+    assert predictor["args"] == ["predictor", "--model-name", SERVICE]
+    assert transformer["args"] == ["transformer", "--stale-after-minutes", "15"]
+    # the book's models in one variable that deploy patches; no STORAGE_URI: KServe's storage
+    # initializer fetches one model, and each process fetches its own with the S3 Secret's keys
     for container in (predictor, transformer):
-        assert "env" not in container
+        assert container["env"] == [{"name": "KLINECAST_MODELS", "value": MODELS}]
         assert {"secretRef": {"name": "klinecast-s3"}} in container["envFrom"]
         assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert predictor["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -107,11 +103,12 @@ def test_the_manifests_names_are_the_servers_and_the_registrys(artifact, tmp_pat
     params = load_params(EXAMPLE)
     models = symbol_models(SERVICE, MODELS)
     assert list(models) == list(params.data.symbols)
+    book = Book(params)
     for symbol, model in models.items():
-        assert model.predictor_name == params.model_name_of(symbol)
-        assert model.storage_uri == f"{REGISTRY}/{params.model_name_of(symbol)}/versions/PRODUCTION"
+        assert model.predictor_name == book.predictor_model_name(symbol)
+        assert model.storage_uri == f"{REGISTRY}/{book.model_name(symbol)}/versions/PRODUCTION"
     store = registry.LocalStore(tmp_path)
-    name = params.model_name_of("ETHUSDT")
+    name = book.model_name("ETHUSDT")
     local = models["ETHUSDT"].storage_uri.replace(REGISTRY, str(tmp_path))
     with pytest.raises(registry.RegistryError) as refused:
         registry.resolve_production(local)
@@ -130,25 +127,15 @@ def test_the_manifests_names_are_the_servers_and_the_registrys(artifact, tmp_pat
     )
 
 
-def test_a_storage_uri_names_one_model_not_five(capsys):
-    argv = ["manifest", "--params", str(EXAMPLE), "--storage-uri", f"{REGISTRY}/x/versions/v1"]
-    assert main(argv) == 1
-    assert capsys.readouterr().err == (
-        "klinecast manifest: error: a storage URI names one model; data.symbols lists 5, whose "
-        "InferenceService serves each one's production version\n"
-    )
-
-
-def test_printed_five_symbol_manifests_need_no_registry(capsys, tmp_path):
-    """Printed, one symbol's service needs its production URI from the registry; five look
-    theirs up when they load, so an empty registry prints the same service as --base."""
-    argv = ["manifest", "--params", str(EXAMPLE), "--registry", str(tmp_path)]
-    assert main(argv) == 0
+def test_printed_manifests_need_no_registry(capsys):
+    """Printed, the service looks each symbol's production version up when it loads: the
+    same service as --base, whatever the registry holds."""
+    assert main(["manifest", "--params", str(EXAMPLE)]) == 0
     printed = capsys.readouterr().out
-    assert f"  - {MODELS}\n" in printed and printed.count("kind: InferenceService\n") == 1
+    assert f"value: {MODELS}\n" in printed and printed.count("kind: InferenceService\n") == 1
 
 
-def test_one_symbol_keeps_kserves_xgboost_runtime():
+def test_a_book_of_one_has_the_same_shape():
     from klinecast.platform.manifests import base
 
     params = load_params(EXAMPLE)
@@ -157,8 +144,47 @@ def test_one_symbol_keeps_kserves_xgboost_runtime():
         data=dataclasses.replace(params.data, symbols=("ETHUSDT",)),
         trade=dataclasses.replace(params.trade, max_quantities={}),  # (caps of the other four)
     )
-    spec = base(one)["inferenceservice.yaml"]["spec"]
-    assert spec["predictor"]["model"]["modelFormat"] == {"name": "xgboost"}
-    assert spec["predictor"]["model"]["storageUri"] == f"{REGISTRY}/{SERVICE}/versions/PRODUCTION"
-    (transformer,) = spec["transformer"]["containers"]
-    assert transformer["args"][:3] == ["transformer", "--storage-uri", "/mnt/models"]
+    five, alone = (base(p)["inferenceservice.yaml"]["spec"] for p in (params, one))
+    assert "model" not in alone["predictor"]
+    for component in ("predictor", "transformer"):
+        (of_one,) = alone[component]["containers"]
+        (of_five,) = five[component]["containers"]
+        assert of_one["args"] == of_five["args"]
+        (models,) = of_one["env"]
+        assert models["value"] == f"ETHUSDT={REGISTRY}/klinecast-ethusdt-1h/versions/PRODUCTION"
+
+
+def test_deploy_dry_run_renders_the_pinned_service_that_kustomize_and_the_crd_accept(
+    artifact, tmp_path, capsys
+):
+    """`klinecast deploy --dry-run` on the five-symbol params: each symbol's production version
+    pinned (a refused symbol keeps its placeholder), in a service the CRD schema and
+    `kubectl kustomize` accept."""
+    from klinecast.release import registry
+
+    registry_dir = tmp_path / "registry"
+    store = registry.LocalStore(registry_dir)
+    book = Book(load_params(EXAMPLE))
+    receipts = {
+        symbol: registry.publish(artifact, store=store, model_name=book.model_name(symbol),
+                                 promote=True, now=dt.datetime(2022, 1, 2, tzinfo=dt.UTC))
+        for symbol in ("BTCUSDT", "XRPUSDT")
+    }  # fmt: skip
+    argv = ["deploy", "--params", str(EXAMPLE), "--registry", str(registry_dir), "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines, _, document = out.partition("apiVersion:")
+    assert f"deploy: XRPUSDT: {receipts['XRPUSDT'].version}" in lines
+    assert "deploy: ETHUSDT: no production version (answered 404)" in lines
+    isvc = yaml.safe_load("apiVersion:" + document)
+    assert not list(crd_validator("InferenceService").iter_errors(isvc))
+    (predictor,) = isvc["spec"]["predictor"]["containers"]
+    pinned = parse_storage(predictor["env"][0]["value"])
+    assert pinned["BTCUSDT"] == receipts["BTCUSDT"].uri
+    assert pinned["ETHUSDT"] == f"{REGISTRY}/klinecast-ethusdt-1h/versions/PRODUCTION"
+    folder = tmp_path / "kustomized"
+    folder.mkdir()
+    (folder / "isvc.yaml").write_text(yaml.safe_dump(isvc))
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({"resources": ["isvc.yaml"]}))
+    (rendered,) = render(folder)
+    assert rendered["spec"] == isvc["spec"]

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from klinecast import atomic
+from klinecast.book import Layout
 from klinecast.config import params_from_mapping
 from klinecast.errors import KlinecastError
-from klinecast.book import Layout
 from klinecast.release.portfolio_page import evaluate_book, render
 from tests.support.model_fixtures import FIXTURE_BASELINES
 from tests.support.model_fixtures import scorecard as metrics

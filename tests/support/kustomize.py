@@ -74,16 +74,11 @@ def pod_specs(obj: dict):
 
 
 def containers(obj: dict):
-    """(where, container, pod spec) for every container, including KServe's predictor `model`
-    (a container spec whose image KServe's ServingRuntime supplies)."""
+    """(where, container, pod spec) for every container of an object."""
     name = f"{obj['kind']}/{obj['metadata']['name']}"
     for pod in pod_specs(obj):
         for container in pod["containers"] + pod.get("initContainers", []):
             yield f"{name}:{container['name']}", container, pod
-    if obj["kind"] == "InferenceService":
-        model = obj["spec"]["predictor"].get("model")
-        if model is not None:
-            yield f"{name}:predictor-model", model, obj["spec"]["predictor"]
 
 
 def problems(obj: dict) -> list[str]:
@@ -98,11 +93,10 @@ def problems(obj: dict) -> list[str]:
         limits = container.get("resources", {}).get("limits", {})
         if not {"cpu", "memory"} <= set(limits):
             found.append(f"{where} lacks cpu and memory limits")
-        image = container.get("image")
-        if image is not None:  # KServe's runtime supplies the predictor model's image
-            tag = image.rsplit("/", 1)[-1].partition(":")[2]
-            if tag in ("", "latest"):
-                found.append(f"{where} uses {image} (no tag or :latest)")
+        image = container.get("image", "")
+        tag = image.rsplit("/", 1)[-1].partition(":")[2]
+        if tag in ("", "latest"):
+            found.append(f"{where} uses {image or 'no image'} (no tag or :latest)")
         for env in container.get("env", []):
             value = str(env.get("value", ""))
             if (value and SECRET_NAME.search(env["name"])) or CREDENTIALS_IN_URL.search(value):

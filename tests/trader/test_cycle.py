@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from klinecast.book import Book
 from klinecast.config import Params
 from klinecast.research.backtest import strategy_returns
 from klinecast.research.strategy import Holding
@@ -204,7 +205,7 @@ def test_the_book_trades_each_symbol_with_its_own_ledger_rows_and_halts_as_a_who
             return Prediction(0.9, f"v-{symbol}", "", always_long)
 
         broker = PaperBroker(fee=PARAMS.backtest.fee, engine=ledger.engine)
-        return Trader(params.for_symbol(symbol), ledger, broker, market, predict)
+        return Trader(Book(params).for_symbol(symbol), ledger, broker, market, predict)
 
     traders = {symbol: trader_of(symbol) for symbol in params.data.symbols}
     hours = markets["BTCUSDT"].index[:6]
@@ -237,7 +238,8 @@ def test_capital_split_sizes_each_symbols_position_and_holds_it(ledger):
         {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]},
          "portfolio": {"weights": {"BTCUSDT": 0.75, "ETHUSDT": 0.25}},
          "trade": {"capital": 1000.0, "max_quantity": 1000.0}}
-    ).for_symbol("ETHUSDT")  # fmt: skip
+    )  # fmt: skip
+    params = Book(params).for_symbol("ETHUSDT")
     assert params.trade.capital == 250.0  # its share of the book's capital
     candles = synthetic_candles(10)
     trade = Trader(params, ledger, PaperBroker(fee=0.001, engine=ledger.engine), None, None)

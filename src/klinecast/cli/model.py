@@ -282,7 +282,7 @@ def add_katib(commands) -> None:
         default=PIPELINE_IMAGE,
         help="the pipeline image the trials run (default: %(default)s)",
     )
-    path(parser, "--out", "manifests/base/katib-experiment.yaml", "where to write it")
+    path(parser, "--out", "build/katib-experiments.yaml", "where to write them")
     parser.set_defaults(run=run_katib)
 
 
