@@ -66,7 +66,7 @@ def time_pipeline(workdir: Path) -> float:
     run(
         [
             "klinecast", "pipeline", "run", "--local", "--params", str(params),
-            "--pipelines-dir", str(REPO / "pipelines"), "--pipeline-root", str(workdir / "root"),
+            "--pipeline-root", str(workdir / "root"),
         ],
         workdir,
     )  # fmt: skip
@@ -86,7 +86,7 @@ def main() -> None:
             print(f"repeat {repeat + 1}: {name} {times[name][-1]:.1f} s", flush=True)
     best = {name: min(values) for name, values in times.items()}
     result = {
-        "config": "examples/small-params.yaml (4 trials, 2 tuning workers, gate forced open)",
+        "config": "examples/small-params.yaml (4 trials, one tune task of 2 workers, gate forced open)",
         "seconds": times,
         "best_seconds": best,
         "kfp_local_over_dvc_repro": best["kfp_local"] / best["dvc_repro"],

@@ -41,6 +41,7 @@ import pandas as pd
 import xgboost as xgb
 import yaml
 
+from klinecast.book import Layout
 from klinecast.config import SEED_INDICATORS, BacktestParams
 from klinecast.research.backtest import walk_forward, walk_forward_folds
 from klinecast.research.features import compute_features
@@ -140,26 +141,18 @@ def tune_throughput(features: Path, trials: int, workers: int, params: Path) -> 
         raw["tune"]["n_trials"] = trials
         (work / "params.yaml").write_text(yaml.safe_dump(raw))
         klinecast = Path(sys.executable).parent / "klinecast"
+        own = Layout(work).symbol(raw["data"]["symbols"][0])
+        own.features.parent.mkdir(parents=True)
+        own.features.symlink_to(features.resolve())
         started = time.perf_counter()
         subprocess.run(
-            [
-                klinecast,
-                "tune",
-                "--params",
-                work / "params.yaml",
-                "--features",
-                features.resolve(),
-                "--out-dir",
-                work / "out",
-                "--workers",
-                str(workers),
-                "--no-progress",
-            ],
+            [klinecast, "tune", "--params", work / "params.yaml", "--root", work,
+             "--workers", str(workers), "--no-progress"],
             check=True,
             capture_output=True,
-        )
+        )  # fmt: skip
         seconds = time.perf_counter() - started
-        best = json.loads((work / "out/best_params.json").read_text())
+        best = json.loads(own.best_params.read_text())
         finished = sum(best["trials"].values())  # complete and failed (no trial is pruned)
         complete = best["trials"]["complete"]
         return {

@@ -1,8 +1,8 @@
 """Tuning workers sharing one Optuna study on PostgreSQL: trials per hour with 1 and 2 workers,
 and what several symbols times N workers would take.
 
-Each worker is a `klinecast tune --workers 1 --first-worker K` process on the same study, as the
-KFP pipeline's tuning pods are, pinned to a core of its own (a pod with one CPU); all of them
+Each worker is a `klinecast tune --workers 1 --first-worker K` process on the same study (as
+tuners on several machines would share one), pinned to a core of its own (a pod with one CPU); all of them
 stop once the study holds --trials complete trials.
 Both cases run in this one process's lifetime, one after the other, on a fresh study each, and
 are compared as a ratio (the machines are shared and noisy). Then every symbol's features
@@ -36,33 +36,36 @@ BIN = Path(sys.executable).parent
 
 def tune_processes(
     params: Path,
-    features: Path,
     *,
+    root: Path,
     workers: int,
     trials: int,
     storage: str,
     symbol: str,
-    cwd: Path | None = None,
 ) -> float:
     """Starts `workers` tune processes on one fresh study, each on a core of its own; returns
-    the wall seconds until all have stopped. cwd: where data/<symbol>/features.parquet of every
-    symbol are (a pooled study reads them all)."""
+    the wall seconds until all have stopped. root: the checkout whose data/<symbol>/
+    features.parquet they read (a pooled study reads every symbol's); each writes its outputs
+    in a checkout of its own that shares root's data."""
     cores = sorted(os.sched_getaffinity(0))
     if workers > len(cores):
         raise SystemExit(f"{workers} workers need {workers} cores; this machine gives {len(cores)}")
-    argv = [str(BIN / "klinecast"), "tune", "--params", str(params), "--symbol", symbol,
-            "--features", str(features), "--workers", "1", "--n-trials", str(trials),
-            "--storage", storage, "--no-progress"]  # fmt: skip
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        running = [
-            subprocess.Popen(
-                [*argv, "--first-worker", str(k), "--out-dir", f"{out}/w{k}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                preexec_fn=lambda core=cores[k]: os.sched_setaffinity(0, {core}),
-            )  # fmt: skip
-            for k in range(workers)
-        ]
+        running = []
+        for k in range(workers):
+            own = Path(out) / f"w{k}"
+            own.mkdir()
+            (own / "data").symlink_to(root / "data")
+            argv = [str(BIN / "klinecast"), "tune", "--params", str(params), "--symbol", symbol,
+                    "--root", str(own), "--workers", "1", "--n-trials", str(trials),
+                    "--storage", storage, "--no-progress", "--first-worker", str(k)]  # fmt: skip
+            running.append(
+                subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                    preexec_fn=lambda core=cores[k]: os.sched_setaffinity(0, {core}),
+                )  # fmt: skip
+            )
         for process in running:
             _, err = process.communicate()
             if process.returncode != 0:
@@ -100,6 +103,11 @@ def symbol_of(features: Path) -> str:
     return features.parent.name
 
 
+def root_of(features: Path) -> Path:
+    """data/<SYMBOL>/features.parquet -> the checkout it lies in."""
+    return features.parent.parent.parent
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -129,8 +137,8 @@ def main() -> int:
     for workers in (1, 2):
         params = fresh_params(args.params, work, symbol_of(first))
         seconds = tune_processes(
-            params, first, workers=workers, trials=args.trials, storage=args.storage,
-            symbol=symbol_of(first),
+            params, root=root_of(first), workers=workers, trials=args.trials,
+            storage=args.storage, symbol=symbol_of(first),
         )  # fmt: skip
         shared[workers] = {"seconds": seconds, "trials_per_hour": args.trials * 3600 / seconds}
         print(f"{workers} worker(s): {args.trials} trials in {seconds:.1f} s", flush=True)
@@ -139,8 +147,8 @@ def main() -> int:
         symbol = symbol_of(path)
         params = fresh_params(args.params, work, symbol)
         tune_processes(
-            params, path, workers=1, trials=args.symbol_trials, storage=args.storage,
-            symbol=symbol,
+            params, root=root_of(path), workers=1, trials=args.symbol_trials,
+            storage=args.storage, symbol=symbol,
         )  # fmt: skip
         seconds = trial_seconds(args.storage, yaml.safe_load(params.read_text())["tune"]["study_name"])
         per_symbol[symbol] = {"seconds_per_trial": seconds}
@@ -150,8 +158,8 @@ def main() -> int:
         pool = [symbol_of(path) for path in args.features]
         params = fresh_params(args.params, work, pool[0], pool=pool)
         tune_processes(
-            params, first, workers=1, trials=args.symbol_trials, storage=args.storage,
-            symbol=pool[0], cwd=first.parent.parent.parent,
+            params, root=root_of(first), workers=1, trials=args.symbol_trials,
+            storage=args.storage, symbol=pool[0],
         )  # fmt: skip
         seconds = trial_seconds(args.storage, yaml.safe_load(params.read_text())["tune"]["study_name"])
         own = sum(s["seconds_per_trial"] for s in per_symbol.values())

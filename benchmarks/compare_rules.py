@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from klinecast.book import Layout
+
 RUNS = {"seed": Path("examples/seed-params.yaml"), "default": Path("params.yaml")}
 STAGES = ("features", "tune", "evaluate", "train", "publish")
 
@@ -56,11 +58,14 @@ def run_chain(params: Path, candles: Path, work: Path) -> dict:
     raw["tune"]["storage"] = f"sqlite:///{work}/optuna.db"
     raw["publish"]["registry"] = str(work / "registry")
     (work / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    extra = {"features": ["--candles", candles.resolve()], "tune": ["--workers", "2"]}
-    seconds = run_stages(work, STAGES, extra=extra, label=str(params))
-    metrics = json.loads((work / "reports/metrics.json").read_text())
-    receipt = json.loads((work / "reports/publish.json").read_text())
-    best = json.loads((work / "reports/tune/best_params.json").read_text())
+    own = Layout(work).symbol(raw["data"]["symbols"][0])
+    own.candles.parent.mkdir(parents=True, exist_ok=True)
+    own.candles.unlink(missing_ok=True)
+    own.candles.symlink_to(candles.resolve())
+    seconds = run_stages(work, STAGES, extra={"tune": ["--workers", "2"]}, label=str(params))
+    metrics = json.loads(own.metrics.read_text())
+    receipt = json.loads(own.receipt.read_text())
+    best = json.loads(own.best_params.read_text())
     model, significance = metrics["model"], metrics["significance"]
     keep = (
         "return_before_fees", "cumulative_return", "fees_paid", "trades", "exposure",

@@ -210,3 +210,77 @@ def test_the_pipelines_are_part_of_the_package():
     kfp = {name for name in MODULES if name.startswith("klinecast.platform.kfp.")}
     assert {"klinecast.platform.kfp.training", "klinecast.platform.kfp.refresh"} <= kfp
     assert not (REPO / "pipelines").exists() and not (REPO / "components").exists()
+
+
+#: The CLI commands that run a stage of klinecast.stages, by the function that runs them.
+STAGE_COMMANDS = {
+    "cli/data.py": ("run_ingest", "run_candles", "run_features"),
+    "cli/model.py": ("run_tune", "run_evaluate", "run_train", "run_publish", "run_report",
+                     "run_tune_trial"),  # fmt: skip
+    "cli/portfolio.py": ("run_pool", "run_portfolio"),
+}
+#: "About 30 lines": parse, call the stage function, write or print what it returned.
+ADAPTER_LINES = 35
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    tree = ast.parse(path.read_text())
+    return {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+    }
+
+
+def test_the_cli_commands_and_kfp_components_are_thin_adapters_over_the_stages():
+    long = {}
+    for module, names in STAGE_COMMANDS.items():
+        lengths = function_lengths(SOURCE / module)
+        long |= {f"{module}:{n}": lengths[n] for n in names if lengths[n] > ADAPTER_LINES}
+    for module in ("data_components.py", "model_components.py"):
+        lengths = function_lengths(SOURCE / "platform/kfp" / module)
+        long |= {f"{module}:{n}": k for n, k in lengths.items() if k > ADAPTER_LINES}
+    assert long == {}
+    # and each stage's component calls its stage function
+    components = (SOURCE / "platform/kfp/model_components.py").read_text()
+    components += (SOURCE / "platform/kfp/data_components.py").read_text()
+    for stage in ("ingest", "candles", "features", "pool", "tune", "evaluate", "train",
+                  "publish", "report"):  # fmt: skip
+        assert f"from klinecast.stages.{stage} import" in components, stage
+
+
+def count_branches(source: str) -> list[int]:
+    """Lines that compare how many symbols there are with a number (`len(symbols) == 1`,
+    `len(self.models) > 1`): a branch on one symbol or many."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        counts = [
+            side for side in sides
+            if isinstance(side, ast.Call) and getattr(side.func, "id", None) == "len"
+            and "symbol" in ast.unparse(side.args[0]).lower()
+        ]  # fmt: skip
+        if counts and any(isinstance(side, ast.Constant) for side in sides):
+            found.append(node.lineno)
+    return found
+
+
+def test_no_module_but_the_book_branches_on_how_many_symbols_there_are():
+    """One symbol is a book of one: only klinecast.book may ask how many there are (and a
+    ledger migration, history that checks the data it found)."""
+    found = {
+        name: lines
+        for name, path in MODULES.items()
+        if name != "klinecast.book"
+        and ".migrations.versions." not in name
+        and (lines := count_branches(path.read_text()))
+    }
+    assert found == {}
+
+
+def test_the_count_check_sees_a_branch():
+    assert count_branches("if len(params.data.symbols) == 1:\n    pass\n") == [1]
+    assert count_branches("x = len(symbols) > 1 and y\n") == [1]
+    assert count_branches("if len(histories) != len(symbols):\n    pass\n") == []
