@@ -22,7 +22,7 @@ INGEST_FLAGS ?= --base-url $(MIRROR) --end $(MIRROR_END)
 endif
 endif
 
-.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint validate-manifests \
+.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint docs validate-manifests \
 	bench bench-tune bench-workers bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-planted clean
 
 # Debian packages the tests use, installed only when missing:
@@ -80,7 +80,7 @@ PIP_INSTALL = $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) setuptools
-	$(PIP_INSTALL) --no-build-isolation --editable '.[all,test]'
+	$(PIP_INSTALL) --no-build-isolation --editable '.[all,test,docs]'
 	touch $@
 
 # requirements.lock: exact versions of every package of every extra, resolved by uv from
@@ -150,7 +150,11 @@ validate-manifests: $(SETUP)
 	pytest -q -p no:cacheprovider tests/platform/test_kustomize.py tests/platform/test_trader_manifest.py \
 		tests/platform/test_serving_packaging.py::test_committed_base_manifests_are_current
 
-test: lint
+# The documentation site (mkdocs.yml), strict: a broken link or a stale docstring fails it.
+docs: $(SETUP)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+
+test: lint docs
 	pytest
 
 # Both images built for real with Debian's podman, as root, on a local Debian base (.ci/images):
