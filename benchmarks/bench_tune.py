@@ -41,7 +41,7 @@ import pandas as pd
 import xgboost as xgb
 import yaml
 
-from klinecast.book import Layout
+from klinecast.book import LAYOUT, Layout
 from klinecast.config import SEED_INDICATORS, BacktestParams
 from klinecast.research.backtest import walk_forward, walk_forward_folds
 from klinecast.research.features import compute_features
@@ -177,7 +177,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--features", type=Path, default=Path("data/BTCUSDT/features.parquet"))
+    parser.add_argument("--features", type=Path, default=LAYOUT.symbol("BTCUSDT").features)
     parser.add_argument("--candles", type=Path, default=Path("data/BTCUSDT/candles.parquet"))
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_tune.json"))

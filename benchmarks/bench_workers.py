@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from klinecast.book import LAYOUT
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -111,7 +113,7 @@ def root_of(features: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--features", type=Path, nargs="+", default=[Path("data/BTCUSDT/features.parquet")],
+        "--features", type=Path, nargs="+", default=[LAYOUT.symbol("BTCUSDT").features],
         help="one feature file per symbol, data/<SYMBOL>/features.parquet; the first one runs "
         "the 1-vs-2-workers case",
     )  # fmt: skip

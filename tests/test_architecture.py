@@ -245,7 +245,7 @@ def test_the_cli_commands_and_kfp_components_are_thin_adapters_over_the_stages()
     components = (SOURCE / "platform/kfp/model_components.py").read_text()
     components += (SOURCE / "platform/kfp/data_components.py").read_text()
     for stage in ("ingest", "candles", "features", "pool", "tune", "evaluate", "train",
-                  "publish", "report"):  # fmt: skip
+                  "publish", "report", "portfolio"):  # fmt: skip
         assert f"from klinecast.stages.{stage} import" in components, stage
 
 

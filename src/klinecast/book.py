@@ -21,7 +21,7 @@ once:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +88,7 @@ class Layout:
             metrics=reports / "metrics.json",
             predictions=reports / "predictions.parquet",
             equity=reports / "equity.csv",
-            candidate=self._at("models") / symbol / "candidate",
+            candidate=self.root / "models" / symbol / "candidate",
             receipt=reports / "publish.json",
             report=reports / "report.html",
         )
@@ -107,14 +107,11 @@ class Layout:
 
     @property
     def reports(self) -> Path:
-        return self._at("reports")
+        return self.root / "reports"
 
     @property
     def _data(self) -> Path:
-        return self._at("data")
-
-    def _at(self, name: str) -> Path:
-        return Path(name) if self.root == Path(".") else self.root / name
+        return self.root / "data"
 
 
 #: The layout of a checkout: the paths dvc.yaml names, relative to where it runs.
@@ -197,7 +194,7 @@ class Book:
     def files(self, symbol: str, layout: Layout = LAYOUT) -> SymbolFiles:
         return layout.symbol(self._known(symbol))
 
-    def storage_string(self, uri_of) -> str:
+    def storage_string(self, uri_of: Callable[[str], str]) -> str:
         """Every symbol's model location as one string: uri_of(symbol) for each symbol."""
         return storage_string({symbol: uri_of(symbol) for symbol in self.symbols})
 

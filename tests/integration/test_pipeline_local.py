@@ -70,7 +70,7 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     root = task_outputs(tmp_path)
     assert {p.name for p in root.iterdir()} == {
         "validate-params", "ingest", "reference", "for-loop-1-iteration-0", "pool",
-        "for-loop-2-iteration-0", "deploy",
+        "for-loop-2-iteration-0", "portfolio", "deploy",
     }  # one symbol: one branch of each ParallelFor over the book's symbols  # fmt: skip
     data, run = root / "for-loop-1-iteration-0", root / "for-loop-2-iteration-0"
     assert {p.name for p in data.iterdir()} == {"candles", "features"}
@@ -121,9 +121,13 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     assert logged["trend_50d_return"] == pytest.approx(
         metrics["baselines"]["trend_50d"]["cumulative_return"]
     )
-    summary = (run / "train/summary").read_text()
+    summary = (run / "publish/summary").read_text()
     assert "| **model** |" in summary and "Gate passed" in summary
     assert (run / "report/report").read_text().startswith("<!doctype html>")
+    book = json.loads((root / "portfolio/figures").read_text())  # the book of one, its gate
+    assert [line["symbol"] for line in book["symbols"]] == ["BTCUSDT"]
+    assert book["traded"] == ["BTCUSDT"]  # its own gate passed (forced open)
+    assert (root / "portfolio/page").read_text().startswith("<!doctype html>")
 
     receipt = json.loads((run / "publish/receipt").read_text())
     assert receipt["promoted"] and receipt["gate"]["passed"]
@@ -178,3 +182,48 @@ def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
     (error,) = [line for line in done.stderr.splitlines() if "pipeline: error:" in line]
     assert "task 'validate-params': klinecast.errors.KlinecastError: invalid params: the in-sample" in error
     assert {p.name for p in task_outputs(tmp_path).iterdir()} == {"validate-params"}
+
+
+def test_a_pooled_cross_asset_book_gives_the_models_dvc_repro_gives(tmp_path, mirror_server):
+    """What `dvc repro` runs, Kubeflow runs: a pooled model with cross-asset features, two
+    symbols, through kfp.local, and the same stages through the CLI (as dvc.yaml calls them) on
+    the same archives: each symbol's model.json is the same, byte for byte."""
+    import hashlib
+
+    from klinecast.book import Layout
+    from klinecast.cli import main
+
+    sections = dict(
+        data={"base_url": mirror_server.url, "symbols": ["BTCUSDT", "ETHUSDT"],
+              "start": "2021-01-01"},
+        features={"cross_asset": ["log_return_1"], "reference": "BTCUSDT"},
+        split={"in_sample_start": "2021-02-01", "in_sample_end": "2021-05-31",
+               "out_of_sample_start": "2021-06-01", "out_of_sample_end": "2021-06-30"},
+        tune={"pooling": "pooled", "storage": f"sqlite:///{tmp_path}/cli-optuna.db"},
+        publish={"registry": str(tmp_path / "registry")},
+    )  # fmt: skip
+    params = write_small_pipeline_params(tmp_path / "pooled.yaml", **sections)
+    done = run_local(tmp_path, params)
+    assert done.returncode == 0, explain(done)
+    root = task_outputs(tmp_path)
+    assert json.loads((root / "pool/executor_output.json").read_text())["artifacts"]["book"][
+        "artifacts"
+    ][0]["metadata"]["pooled"] == ["BTCUSDT", "ETHUSDT"]
+    models = {}
+    for branch in ("for-loop-2-iteration-0", "for-loop-2-iteration-1"):
+        metadata = json.loads((root / branch / "train/model/metadata.json").read_text())
+        assert metadata["pooled"] == ["BTCUSDT", "ETHUSDT"]
+        assert "btcusdt_log_return_1" in metadata["feature_names"]
+        models[metadata["symbol"]] = (root / branch / "train/model/model.json").read_bytes()
+
+    checkout = tmp_path / "checkout"
+    cli = ["--params", str(params), "--root", str(checkout)]
+    assert main(["ingest", *cli, "--no-progress"]) == 0
+    assert main(["candles", *cli]) == 0
+    assert main(["candles", "--reference", *cli]) == 0
+    for stage in ("features", "pool", "tune", "evaluate", "train"):
+        argv = [stage, *cli] + (["--no-progress"] if stage in ("pool", "tune") else [])
+        assert main(argv) == 0, stage
+    for symbol, model in models.items():
+        ours = Layout(checkout).symbol(symbol).candidate / "model.json"
+        assert hashlib.sha256(ours.read_bytes()).hexdigest() == hashlib.sha256(model).hexdigest()

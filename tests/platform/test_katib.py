@@ -88,7 +88,7 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
     features = small_features(Layout(tmp_path).symbol("BTCUSDT").features)
     params_path = write_cli_params(tmp_path, "sqlite://", n_trials=1)
     argv = ["tune-trial", "--params", str(params_path), "--root", str(tmp_path), *lever_args()]
-    assert main(argv) == 0
+    assert main([*argv, "--symbol", "BTCUSDT"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert all(line.startswith("sharpe_after_fees=") for line in lines)
     rows = pd.read_parquet(features)

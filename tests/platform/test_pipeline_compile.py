@@ -94,7 +94,8 @@ def test_training_graph_runs_the_book_then_each_symbol_then_deploys_the_book():
     spec, platform = documents(TRAINING)
     root = spec["root"]["dag"]["tasks"]
     assert set(root) == {
-        "validate-params", "ingest", "reference", "for-loop-1", "pool", "for-loop-2", "deploy"
+        "validate-params", "ingest", "reference", "for-loop-1", "pool", "for-loop-2",
+        "portfolio", "deploy",
     }  # fmt: skip
     for loop in ("for-loop-1", "for-loop-2"):  # a branch per symbol, so many at once
         items = root[loop]["parameterIterator"]["items"]["inputParameter"]
@@ -111,6 +112,11 @@ def test_training_graph_runs_the_book_then_each_symbol_then_deploys_the_book():
     assert "triggerPolicy" not in research["publish"]
     assert set(research["report"]["dependentTasks"]) == {"evaluate", "publish", "train", "tune"}
     assert root["deploy"]["dependentTasks"] == ["for-loop-2", "validate-params"]
+    # the book's portfolio reads every symbol's evaluation, tuning and receipt
+    assert root["portfolio"]["dependentTasks"] == ["for-loop-2", "validate-params"]
+    assert set(root["portfolio"]["inputs"]["artifacts"]) == {
+        "params", "predictions", "metrics_json", "best_params", "receipts"
+    }
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for shared in ("exec-pool", "exec-tune", "exec-evaluate"):
         (secret,) = executors[shared]["secretAsEnv"]
@@ -136,7 +142,7 @@ def test_every_stage_has_a_component_that_calls_its_stage_function():
         for n, e in spec["deploymentSpec"]["executors"].items()
     }
     for stage in ("ingest", "candles", "features", "pool", "tune", "evaluate", "train",
-                  "publish", "report"):  # fmt: skip
+                  "publish", "report", "portfolio"):  # fmt: skip
         assert stage in names
         assert f"from klinecast.stages.{stage} import" in sources[stage], stage
     assert "from klinecast.stages.candles import reference" in sources["reference"]

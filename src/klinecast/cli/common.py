@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from klinecast.errors import KlinecastError
-
 
 def params_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -21,11 +19,6 @@ def path(parser: argparse.ArgumentParser, flag: str, default: str, what: str) ->
     parser.add_argument(
         flag, type=Path, default=Path(default), help=f"{what} (default: %(default)s)"
     )
-
-
-def require(path: Path, *, produced_by: str) -> None:
-    if not path.exists():
-        raise KlinecastError(f"{path} does not exist; run `{produced_by}` (or `dvc repro`) first")
 
 
 def read_parquet(path: Path, *, produced_by: str):

@@ -46,16 +46,15 @@ def add_ingest(commands) -> None:
 def run_ingest(args) -> int:
     import dataclasses
 
-    from klinecast.book import Book
+    from klinecast.book import Layout
     from klinecast.stages.ingest import ingest
 
-    run = StageRun(args)
-    params = Book(run.params).for_symbol(args.symbol) if args.symbol else run.params
+    params = load_symbol_params(args)  # the book's symbols, or --symbol's alone
     if args.end is not None:
         params = dataclasses.replace(params, data=dataclasses.replace(params.data, end=args.end))
     started = time.perf_counter()
     result = ingest(
-        params, raw=run.layout.book.raw, today=dt.datetime.now(dt.UTC).date(),
+        params, raw=Layout(args.root).book.raw, today=dt.datetime.now(dt.UTC).date(),
         base_url=args.base_url, workers=args.workers, progress=False if args.no_progress else None,
     )  # fmt: skip
     counts = result.summary()

@@ -11,6 +11,7 @@ from klinecast.cli.common import (
     params_arg,
     path,
     read_parquet,
+    root_arg,
     stage_args,
 )
 from klinecast.errors import KlinecastError
@@ -237,7 +238,10 @@ def add_tune_trial(commands) -> None:
             "exit_band is capped at entry_band, as in `klinecast tune`."
         ),
     )
-    stage_args(parser)
+    params_arg(parser)
+    root_arg(parser)
+    # one symbol's study (a pooled model's: the pool's), and one result line for Katib to read
+    parser.add_argument("--symbol", required=True, help="the symbol whose study the trial is of")
     from klinecast.research.tuning import search_levers
 
     for name, kind in search_levers().items():
@@ -257,12 +261,11 @@ def run_tune_trial(args) -> int:
     except ValueError as exc:
         raise KlinecastError(f"tune-trial: {exc}") from None
     name = run.params.tune.objective
-    for symbol in run.symbols:
-        value = score_trial(
-            run.params, symbol, features=run.features, candidate=candidate,
-            on_fold=lambda fold, value: print(f"{name}={value:.10g}", flush=True),
-        )  # fmt: skip
-        print(f"{name}={value:.10g}", flush=True)
+    value = score_trial(
+        run.params, args.symbol, features=run.features, candidate=candidate,
+        on_fold=lambda fold, value: print(f"{name}={value:.10g}", flush=True),
+    )  # fmt: skip
+    print(f"{name}={value:.10g}", flush=True)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from klinecast.cli.common import StageRun, params_arg, root_arg, stage_args
+from klinecast.cli.common import StageRun, params_arg, root_arg
 
 
 def add_portfolio(commands) -> None:
@@ -20,8 +20,9 @@ def add_portfolio(commands) -> None:
             "model passed), the daily equity and the page."
         ),
     )
-    stage_args(parser)
-    parser.set_defaults(run=run_portfolio)
+    params_arg(parser)
+    root_arg(parser)
+    parser.set_defaults(run=run_portfolio, symbol=None)
 
 
 def run_portfolio(args) -> int:

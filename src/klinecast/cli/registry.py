@@ -28,6 +28,12 @@ def add_registry(commands) -> None:
         "--registry",
         help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
+    migrate.add_argument(
+        "--take-production",
+        action="store_true",
+        help="where a new name already has another production version (a book that grew from "
+        "one symbol: its era's model holds the name), point it at the old name's",
+    )
     migrate.add_argument("--dry-run", action="store_true", help="say what would move; copy nothing")
     migrate.set_defaults(run=run_migrate)
 
@@ -35,12 +41,14 @@ def add_registry(commands) -> None:
 def run_migrate(args) -> int:
     from klinecast.book import Book
     from klinecast.config import load_params
+    from klinecast.errors import KlinecastError
     from klinecast.release import registry
 
     book = Book(load_params(args.params))
     registry_uri = args.registry or book.params.publish.registry
     store = registry.open_store(registry_uri)
-    for symbol in book.symbols:
+    refused = []
+    for symbol in book.symbols:  # each on its own: one refusal stops none of the others
         old, new = book.legacy_model_name(args.old_name, symbol), book.model_name(symbol)
         if old == new or not registry.versions(store, old):
             print(f"registry migrate: {symbol}: nothing under {old} to move to {new}")
@@ -48,10 +56,16 @@ def run_migrate(args) -> int:
         if args.dry_run:
             print(f"registry migrate: {symbol}: would copy {old} -> {new}")
             continue
-        done = registry.copy_model(store, old=old, new=new)
+        try:
+            done = registry.copy_model(store, old=old, new=new, take_production=args.take_production)
+        except KlinecastError as exc:
+            refused.append(symbol)
+            print(f"registry migrate: {symbol}: {exc}")
+            continue
         print(
             f"registry migrate: {symbol}: {old} -> {new}: {len(done.versions)} version(s) copied, "
             f"production {done.production or 'none'} ({registry_uri})"
         )
+    if refused:
+        raise KlinecastError(f"{', '.join(refused)} not migrated (see above); the others were")
     return 0
-

@@ -239,10 +239,10 @@ def run_deploy(args) -> int:
     from klinecast.platform import deploy, inference_service
 
     book = Book(load_params(args.params))
-    pinned = deploy.production_models(book, args.registry or book.params.publish.registry)
-    for symbol, version in pinned.versions.items():
-        print(f"deploy: {symbol}: {version or 'no production version (answered 404)'}")
+    registry_uri = args.registry or book.params.publish.registry
     if args.dry_run:
+        pinned = deploy.production_models(book, registry_uri)
+        report_versions(pinned)
         document = inference_service.inference_service(
             service_name=book.service_name, models=pinned.models, image=args.image,
             stale_after_minutes=book.params.online.stale_after_minutes,
@@ -250,8 +250,12 @@ def run_deploy(args) -> int:
         )  # fmt: skip
         print(yaml.safe_dump(document, sort_keys=False), end="")
         return 0
-    result = deploy.deploy_where_possible(
-        name=book.service_name, namespace=args.namespace, models=pinned.models
-    )
+    pinned, result = deploy.deploy_book(book, registry_uri=registry_uri, namespace=args.namespace)
+    report_versions(pinned)
     print(f"deploy: {result or deploy.NO_CLUSTER}")
     return 0
+
+
+def report_versions(pinned) -> None:
+    for symbol, version in pinned.versions.items():
+        print(f"deploy: {symbol}: {version or 'no production version (answered 404)'}")

@@ -39,17 +39,35 @@ def production_models(book: Book, registry_uri: str) -> PinnedModels:
     Raises:
         RegistryError: the registry could not be read.
     """
-    from klinecast.platform.inference_service import placeholder_uri
     from klinecast.release import registry
 
     store = registry.open_store(registry_uri)
     pointers = {s: registry.production(store, book.model_name(s)) for s in book.symbols}
+
+    def uri(symbol: str) -> str:
+        pointer = pointers[symbol]
+        production = f"{book.model_name(symbol)}/versions/{registry.PRODUCTION_VERSION}"
+        return pointer["uri"] if pointer else store.uri(production)
+
     return PinnedModels(
-        models=book.storage_string(
-            lambda s: pointers[s]["uri"] if pointers[s] else placeholder_uri(book.model_name(s))
-        ),
+        models=book.storage_string(uri),
         versions={s: pointer["version"] if pointer else None for s, pointer in pointers.items()},
     )
+
+
+def deploy_book(book: Book, *, registry_uri: str, namespace: str):
+    """Pins the book's InferenceService to each symbol's production version (`deploy` where
+    there are credentials; outside a cluster, nothing).
+
+    Returns:
+        The pinned models, and the Deployment (None outside a cluster).
+
+    Raises:
+        KlinecastError: the registry or the Kubernetes API failed; nothing is half-changed.
+    """
+    pinned = production_models(book, registry_uri)
+    done = deploy_where_possible(name=book.service_name, namespace=namespace, models=pinned.models)
+    return pinned, done
 
 
 @dataclass(frozen=True)

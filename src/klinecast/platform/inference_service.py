@@ -118,7 +118,8 @@ def _our_server(
 
 
 def service_account(namespace: str = NAMESPACE) -> dict:
-    """Holds the S3 credentials Secret; KServe's storage initializer reads it."""
+    """The model servers' account; it names the S3 credentials Secret (which both servers
+    also read as their environment, to fetch each symbol's model themselves)."""
     return k8s.service_account(
         SERVICE_ACCOUNT, namespace=namespace, secrets=[{"name": S3_SECRET}]
     )

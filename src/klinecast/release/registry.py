@@ -157,13 +157,15 @@ class S3Store:
         )
 
     def get(self, key: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
+            raise RegistryError(f"cannot read {self.uri(key)}: {exc}") from None
+        except BotoCoreError as exc:  # no credentials, an endpoint that does not answer
             raise RegistryError(f"cannot read {self.uri(key)}: {exc}") from None
 
     def keys(self, prefix: str) -> list[str]:
@@ -345,23 +347,32 @@ class Renaming:
     production: str | None  # the version the new name's production pointer names
 
 
-def copy_model(store: Store, *, old: str, new: str) -> Renaming:
+def copy_model(
+    store: Store, *, old: str, new: str, take_production: bool = False
+) -> Renaming:
     """Copies every complete version of `old` to `new`, byte for byte (its files, then its
     _COMPLETE marker), then `old`'s production pointer, pointing at the copy. `old` is left as
     it was, so a server still reading it keeps working until it is pointed at the new name.
+    (A copied version's metadata.json still names the model it was published as.)
+
+    Args:
+        take_production: when `new` already has another production version, point it at
+            `old`'s anyway (its versions are kept; only the pointer moves).
 
     Raises:
-        RegistryError: old has no version, new already holds a different production version,
-            or a copy failed (a partial version has no _COMPLETE, which readers ignore).
+        RegistryError: old has no version; new already has another production version and
+            take_production is not set (nothing is copied); or a copy failed (a partial version
+            has no _COMPLETE, which readers ignore).
     """
     found = versions(store, old)
     if not found:
         raise RegistryError(f"{store.uri(old)} holds no complete version to copy")
     pointer, theirs = production(store, old), production(store, new)
-    if theirs and pointer and theirs["version"] != pointer["version"]:
+    if theirs and pointer and theirs["version"] != pointer["version"] and not take_production:
         raise RegistryError(
             f"{new} already has production version {theirs['version']}, not {old}'s "
-            f"{pointer['version']}: nothing was copied"
+            f"{pointer['version']}: nothing was copied (--take-production points {new} at "
+            f"{old}'s, keeping every version of both)"
         )
     held = set(versions(store, new))
     copied = []

@@ -1,37 +1,38 @@
-"""What the pipelines pass between their symbol branches: every symbol's features in one
-folder, laid out as a checkout lays them out (`klinecast.book.Layout`), so each symbol's research
-reads its own (or a pooled model every symbol's) as `dvc repro` does."""
+"""What the pipelines pass between their symbol branches: each symbol's artifacts gathered in
+one folder laid out as a checkout lays them out (`klinecast.book.Layout`), so that a stage of
+the book reads them as `dvc repro`'s does (each symbol's research its features, or a pooled
+model every symbol's; the portfolio every symbol's evaluation and receipt)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from klinecast.book import Layout
+from klinecast.book import Book, Layout
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
-from klinecast.stages.inputs import BookFeatures
 
 
-def book_features(params: Params, root: Path, features) -> tuple[BookFeatures, Layout]:
-    """Copies each features artifact (its metadata names its symbol) to where the layout
-    rooted at root keeps that symbol's features.
+def lay_out(params: Params, root: Path, **collected) -> Layout:
+    """Copies each collected artifact (its metadata names its symbol) to where the layout rooted
+    at root keeps that file of that symbol.
 
     Args:
-        features: the features component's outputs, one per symbol (dsl.Collected).
+        collected: a `SymbolFiles` field (features, predictions, metrics, receipt, best_params)
+            -> that output of every symbol's task (dsl.Collected).
 
     Raises:
-        KlinecastError: a symbol of the book has no features, or one has two.
+        KlinecastError: the artifacts are not one per symbol of the book.
     """
-    layout = Layout(Path(root))
-    owned = BookFeatures.at(params, layout)
-    given = [artifact.metadata["symbol"] for artifact in features]
-    if sorted(given) != sorted(owned.paths):
-        raise KlinecastError(
-            f"the features collected are of {sorted(given)}, not the book's {sorted(owned.paths)}"
-        )
-    for artifact in features:
-        target = owned.of(artifact.metadata["symbol"])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(artifact.path, target)
-    return owned, layout
+    book, layout = Book(params), Layout(Path(root))
+    for field, artifacts in collected.items():
+        given = sorted(artifact.metadata["symbol"] for artifact in artifacts)
+        if given != sorted(book.symbols):
+            raise KlinecastError(
+                f"the {field} collected are of {given}, not of the book's {sorted(book.symbols)}"
+            )
+        for artifact in artifacts:
+            target = getattr(layout.symbol(artifact.metadata["symbol"]), field)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(artifact.path, target)
+    return layout

@@ -113,12 +113,13 @@ def pool(
     from pathlib import Path
 
     from klinecast.config import load_params
-    from klinecast.platform.kfp.artifacts import book_features
+    from klinecast.platform.kfp.artifacts import lay_out
+    from klinecast.stages.inputs import BookFeatures
     from klinecast.stages.pool import pool as stage
 
     config = load_params(params.path)
-    owned, layout = book_features(config, Path(book.path), features)
-    found = stage(config, features=owned, out=layout.book.pool)
+    layout = lay_out(config, Path(book.path), features=features)
+    found = stage(config, features=BookFeatures.at(config, layout), out=layout.book.pool)
     book.metadata.update({"pooling": config.tune.pooling, "pooled": list(found.pooled)})
 
 

@@ -1,5 +1,5 @@
-"""The research and release components of a symbol's branch: tune, evaluate, train, publish,
-report, and the book's deploy.
+"""The research and release components: a symbol's branch (tune, evaluate, train, publish,
+report), then the book's portfolio and deploy.
 
 Each reads its Input[...] paths, calls one stage function of klinecast.stages (what `dvc repro`
 runs through the CLI) and writes its Output[...] paths, with metadata and metrics for the KFP
@@ -48,7 +48,9 @@ def tune(
         config, symbol, features=BookFeatures.at(config, Layout(Path(book.path))),
         out=TuningFiles(Path(best_params.path), Path(trials.path), Path(history.path)),
     )  # fmt: skip
-    best_params.metadata.update({"value": result.summary["value"], **result.summary["params"]})
+    best_params.metadata.update(
+        {"symbol": symbol, "value": result.summary["value"], **result.summary["params"]}
+    )
     trials.metadata.update(result.summary["trials"])
 
 
@@ -79,6 +81,7 @@ def evaluate(
         best_params=Path(best_params.path),
         out=EvaluationFiles(Path(metrics_json.path), Path(predictions.path)),
     )  # fmt: skip
+    metrics_json.metadata["symbol"] = predictions.metadata["symbol"] = symbol
     for name, value in result.scorecard.headline().items():
         metrics.log_metric(name, value)
     chart = classification_summary(result.predictions)
@@ -94,16 +97,12 @@ def train(
     best_params: Input[Artifact],
     metrics_json: Input[Artifact],
     model: Output[Model],
-    summary: Output[Markdown],
 ):
-    """The final model on the last look_back days, as a registry artifact directory, and the
-    gate's verdict on it (the summary)."""
+    """The final model on the last look_back days, as a registry artifact directory."""
     from pathlib import Path
 
     from klinecast.book import Layout
     from klinecast.config import load_params
-    from klinecast.release.gate import gate
-    from klinecast.release.report import markdown_summary
     from klinecast.stages.inputs import BookFeatures
     from klinecast.stages.train import train as stage
 
@@ -112,30 +111,37 @@ def train(
         config, symbol, features=BookFeatures.at(config, Layout(Path(book.path))),
         best_params=Path(best_params.path), metrics=Path(metrics_json.path), out=Path(model.path),
     )  # fmt: skip
-    verdict = gate(metadata.metrics, metadata.complexity, config.publish)
     model.metadata.update(
         {"model_name": metadata.model_name, "train_start": metadata.train_start,
-         "train_end": metadata.train_end, "train_rows": metadata.train_rows,
-         "gate_passed": verdict.passed}
+         "train_end": metadata.train_end, "train_rows": metadata.train_rows}
     )  # fmt: skip
-    Path(summary.path).write_text(markdown_summary(metadata.metrics, verdict))
 
 
 @dsl.component(**COMPONENT)
-def publish(params: Input[Artifact], symbol: str, model: Input[Model], receipt: Output[Artifact]):
+def publish(
+    params: Input[Artifact],
+    symbol: str,
+    model: Input[Model],
+    receipt: Output[Artifact],
+    summary: Output[Markdown],
+):
     """A registry version always; production only past the gate (publish.registry,
-    $KLINECAST_REGISTRY overrides it)."""
+    $KLINECAST_REGISTRY overrides it); the gate's verdict as the UI's summary."""
     from pathlib import Path
 
     from klinecast.config import load_params
+    from klinecast.release.registry import read_artifact_metadata
+    from klinecast.release.report import markdown_summary
     from klinecast.stages.publish import publish as stage
 
     promotion = stage(
         load_params(params.path), symbol, artifact=Path(model.path), receipt=Path(receipt.path)
     )
+    metrics = read_artifact_metadata(Path(model.path)).metrics
+    Path(summary.path).write_text(markdown_summary(metrics, promotion.gate))
     receipt.metadata.update(
         {"symbol": symbol, "version": promotion.receipt.version,
-         "promoted": promotion.receipt.promoted}
+         "promoted": promotion.receipt.promoted, "gate_passed": promotion.gate.passed}
     )  # fmt: skip
 
 
@@ -161,14 +167,48 @@ def report(
 
 
 @dsl.component(**COMPONENT)
+def portfolio(
+    params: Input[Artifact],
+    predictions: Input[List[Dataset]],  # noqa: UP006
+    metrics_json: Input[List[Artifact]],  # noqa: UP006
+    best_params: Input[List[Artifact]],  # noqa: UP006
+    receipts: Input[List[Artifact]],  # noqa: UP006
+    reports: Output[Artifact],
+    figures: Output[Artifact],
+    equity: Output[Dataset],
+    page: Output[HTML],
+    metrics: Output[Metrics],
+):
+    """The book: every symbol's out-of-sample result combined, with its own gate beside the
+    symbols' (the symbols' files gathered in `reports`, laid out as a checkout's)."""
+    from pathlib import Path
+
+    from klinecast.config import load_params
+    from klinecast.platform.kfp.artifacts import lay_out
+    from klinecast.stages.portfolio import PortfolioFiles
+    from klinecast.stages.portfolio import portfolio as stage
+
+    config = load_params(params.path)
+    layout = lay_out(
+        config, Path(reports.path), predictions=predictions, metrics=metrics_json,
+        best_params=best_params, receipt=receipts,
+    )  # fmt: skip
+    out = PortfolioFiles(Path(figures.path), Path(equity.path), Path(page.path))
+    book = stage(config, files_of=layout.symbol, out=out)
+    metrics.log_metric("book_return", book.model.cumulative_return)
+    metrics.log_metric("book_sharpe", book.model.sharpe)
+    metrics.log_metric("book_gate_passed", float(book.gate.passed))
+    figures.metadata.update({"traded": list(book.traded), "gate_passed": book.gate.passed})
+
+
+@dsl.component(**COMPONENT)
 def deploy(params: Input[Artifact], receipts: Input[List[Artifact]], namespace: str):  # noqa: UP006
     """Pins the book's InferenceService to each symbol's production version, once every symbol
     has published (`receipts` only orders it after them); outside a cluster it says so."""
     from klinecast.book import Book
     from klinecast.config import load_params
-    from klinecast.platform.deploy import NO_CLUSTER, deploy_where_possible, production_models
+    from klinecast.platform.deploy import NO_CLUSTER, deploy_book
 
     book = Book(load_params(params.path))
-    pinned = production_models(book, book.params.publish.registry)
-    result = deploy_where_possible(name=book.service_name, namespace=namespace, models=pinned.models)
+    pinned, result = deploy_book(book, registry_uri=book.params.publish.registry, namespace=namespace)
     print(f"deploy: {result or NO_CLUSTER}; {namespace}/{book.service_name} -> {pinned.versions}")

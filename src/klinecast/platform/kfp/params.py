@@ -2,7 +2,7 @@
 
 A pipeline takes one parameter per params.yaml section (`data`, `features`, ... `trade`), each
 a JSON object with params.yaml's values as its default, plus a few of its own (`namespace`).
-A new key in a section therefore needs no edit in pipelines/ or components/, and the KFP UI
+A new key in a section therefore needs no edit in the pipelines or their components, and the KFP UI
 shows every section as an editable JSON field of the run.
 """
 

@@ -1,6 +1,6 @@
 """The training pipeline: the book's data (each symbol's candles and features), the pool, then
 for each symbol (a ParallelFor of tune.symbols_in_parallel branches at once): tune -> evaluate
--> train -> publish -> report; then one deploy of the book. Every step is a component over the
+-> train -> publish -> report; then the book's portfolio and one deploy of the book. Every step is a component over the
 stage function `dvc repro` runs.
 
 Compile with `klinecast pipeline compile` (writes training_pipeline.yaml next to this file);
@@ -27,8 +27,9 @@ from klinecast.platform.kfp.steps import (
 TUNE_CPUS = str(DEFAULTS["tune"]["workers"])
 
 
-def symbol_research(params, book, symbol):
-    """One symbol: tune, evaluate, train (and the gate), publish, report; returns the receipt."""
+def symbol_research(params, book, symbol) -> dict:
+    """One symbol: tune, evaluate, train, publish (and the gate), report; returns the outputs
+    the book's portfolio reads."""
     tuned = share_study(c.tune(params=params, book=book, symbol=symbol))
     tuned.set_cpu_request(TUNE_CPUS).set_memory_limit("4Gi")
     best = tuned.outputs["best_params"]
@@ -42,7 +43,10 @@ def symbol_research(params, book, symbol):
         trials=tuned.outputs["trials"], model=trained.outputs["model"],
         receipt=published.outputs["receipt"],
     )  # fmt: skip
-    return published.outputs["receipt"]
+    return {
+        "predictions": evaluation.outputs["predictions"], "metrics_json": metrics,
+        "best_params": best, "receipts": published.outputs["receipt"],
+    }  # fmt: skip
 
 
 @dsl.pipeline(
@@ -50,7 +54,7 @@ def symbol_research(params, book, symbol):
     description=(
         "Binance klines -> TA-Lib features -> the pool -> per symbol: Optuna tuning -> "
         "out-of-sample evaluation vs baselines -> train -> gate -> registry; -> the book's "
-        "InferenceService"
+        "portfolio and InferenceService"
     ),
 )
 @with_sections(DEFAULTS, namespace=(str, NAMESPACE))
@@ -60,8 +64,12 @@ def training_pipeline(values: dict):
     pooled = share_study(data.pool(params=params, features=features))
     pooled.set_cpu_request(TUNE_CPUS).set_memory_limit("4Gi")
     with each_symbol(symbols, "symbol-research") as symbol:
-        receipt = symbol_research(params, pooled.outputs["book"], symbol)
+        outputs = symbol_research(params, pooled.outputs["book"], symbol)
+    c.portfolio(params=params, **{name: dsl.Collected(o) for name, o in outputs.items()})
     deploy = with_s3(
-        c.deploy(params=params, receipts=dsl.Collected(receipt), namespace=values["namespace"])
-    )
+        c.deploy(
+            params=params, receipts=dsl.Collected(outputs["receipts"]),
+            namespace=values["namespace"],
+        )
+    )  # fmt: skip
     deploy.set_caching_options(False)
