@@ -221,7 +221,7 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     from klinecast.config import Params
     from klinecast.serving import feature_sync
     from klinecast.serving.client import v1_request, v2_request
-    from klinecast.serving.transformer import offline_probabilities
+    from klinecast.serving.offline import offline_probabilities
     from tests.support.binance_server import BinanceServer
 
     objects = overlay("prod")

@@ -16,7 +16,7 @@ from klinecast.research import strategy
 from klinecast.research.features import compute_features
 from klinecast.serving.client import v1_request, v2_request
 from klinecast.serving.local import LocalServing
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.offline import offline_probabilities
 from tests.support.archive_server import wait_for_http
 from tests.support.helpers import NAME, RULE, free_port, v1, v2
 from tests.support.local_http import JsonHandler, LocalServer

@@ -120,9 +120,9 @@ def test_a_later_promotion_is_loaded_by_the_retry(artifact, tmp_path):
     predictor = XGBoostPredictor(f"{NAME}-xrpusdt", production_uri(tmp_path, "XRPUSDT"))
     assert transformer.load() and not predictor.load()
     reason = f"no production version of {NAME}-xrpusdt in {tmp_path}"
-    assert transformer.missing == {"XRPUSDT": reason}
+    assert transformer.models.missing == {"XRPUSDT": reason}
     receipt = registry.publish(artifact, store=store, model_name=f"{NAME}-xrpusdt", promote=True)
     assert transformer.load() and predictor.load()
-    assert transformer.missing == {}
-    assert transformer.models["XRPUSDT"].model_version == receipt.version
+    assert transformer.models.missing == {}
+    assert transformer.models.models["XRPUSDT"].model_version == receipt.version
     assert predictor.model_version == receipt.version

@@ -202,7 +202,7 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(
     from klinecast.cli import main
     from klinecast.research import strategy
     from klinecast.research.backtest import strategy_returns
-    from klinecast.serving.transformer import offline_probabilities
+    from klinecast.serving.offline import offline_probabilities
     from tests.support.helpers import table, write_params
 
     source = feature_sync.archive_source(

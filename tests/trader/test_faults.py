@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from klinecast.research import strategy
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.offline import offline_probabilities
 from klinecast.trader.ledger import Ledger
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer
 from tests.support.helpers import NAME, RULE, drop_ledger, table, write_params

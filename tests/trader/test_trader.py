@@ -16,7 +16,7 @@ from klinecast.cli import main
 from klinecast.research import strategy
 from klinecast.research.backtest import strategy_returns
 from klinecast.retries import RetrySettings
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.offline import offline_probabilities
 from klinecast.trader.ledger import Ledger
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer
 from tests.support.helpers import NAME, RULE, drop_ledger, free_port, table, write_params

@@ -60,8 +60,8 @@ def add_serve(commands) -> None:
 
 
 def _uris(storage_uri: str) -> list[tuple[str | None, str]]:
-    """(symbol or None, uri) of each model a storage URI names (see serving.transformer)."""
-    from klinecast.serving.transformer import symbol_models
+    """(symbol or None, uri) of each model a storage URI names (see serving.models)."""
+    from klinecast.serving.models import symbol_models
 
     return [(symbol, m.storage_uri) for symbol, m in symbol_models("x", storage_uri).items()]
 

@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     from klinecast.serving import protocol
 
     if args.role == "predictor":
+        from klinecast.serving.models import symbol_models
         from klinecast.serving.predictor import XGBoostPredictor
-        from klinecast.serving.transformer import symbol_models
 
         models = [  # one model, or one per symbol ("BTCUSDT=uri,ETHUSDT=uri")
             XGBoostPredictor(m.predictor_name, m.storage_uri)
