@@ -11,6 +11,7 @@ from klinecast.serving.protocol import install, one_line_for_refusals
 
 
 class _Ready:
+    name = "m"
     ready = True
 
 

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+)
 
 from klinecast.research.features import compute_features
 from klinecast.research.strategy import StrategyRule
@@ -129,7 +135,7 @@ def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
         for c in model.required
     ]
     request = InferRequest("m", inputs, request_id="r1")
-    request.request_outputs = [type("Out", (), {"name": "prob_up"})()]
+    request.request_outputs = [RequestedOutput("prob_up")]
     _, answer = run(model, request, InferResponse("p", "m", [InferOutput("p", [1], "FP64", [0.6])]))
     assert answer.id == "r1" and [o.name for o in answer.outputs] == ["prob_up"]
 

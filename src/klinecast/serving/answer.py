@@ -59,16 +59,16 @@ def build(asked: Asked, forecasts: list[dict], *, model_name: str, model_version
     """V1 {"predictions": [...]} or V2 tensors of one value per forecast, in order."""
     if not asked.v2:
         return {"predictions": forecasts}
-    wanted = asked.outputs or tuple(OUTPUTS)
     for one in forecasts:
         one["strategy"] = json.dumps(one["strategy"])
     outputs = [
-        InferOutput(name, [len(forecasts)], OUTPUTS[name], [a[name] for a in forecasts])
-        for name in wanted
+        InferOutput(o.name, [len(forecasts)], OUTPUTS[o.name], [a[o.name] for a in forecasts])
+        for o in asked.outputs
     ]
     return InferResponse(
         response_id=asked.request_id or str(uuid.uuid4()),
         model_name=model_name,
         infer_outputs=outputs,
         model_version=model_version,
+        requested_outputs=list(asked.outputs),
     )

@@ -7,6 +7,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+#: The most characters of a client's value that a refusal repeats.
+SHOWN = 64
+
+
+def shown(value: object) -> str:
+    """A client's value as a refusal repeats it: cut after SHOWN characters, saying so."""
+    text = str(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}... ({len(text)} characters)"
+
 
 class ServingError(Exception):
     status = 500

@@ -171,11 +171,12 @@ class OnlineRows:
                 loop.run_in_executor(self.pool, read, *args), timeout=self.settings.timeout_s
             )
         except TimeoutError:
-            self._failed(f"no answer within {self.settings.timeout_s * 1000:.0f} ms")
-            raise StoreUnavailable(
+            reason = (
                 f"online store {self.settings.where} did not answer within "
-                f"{self.settings.timeout_s * 1000:.0f} ms; retry later"
-            ) from None
+                f"{self.settings.timeout_s * 1000:.0f} ms"
+            )
+            self._failed(reason)
+            raise StoreUnavailable(f"{reason}; retry later") from None
         except online_store.OnlineStoreError as exc:
             self._failed(str(exc))
             raise StoreUnavailable(f"{exc}; retry later") from None
@@ -187,11 +188,12 @@ class OnlineRows:
         self.rows.clear()
 
     def _failed(self, reason: str) -> None:
+        """reason: what failed, naming the store ("online store 10.0.0.7:6379 unreachable
+        (ConnectionError)")."""
         if self.up is not False:
             log.warning(
-                "online store %s is away (%s): symbol requests answer 503 until it is back; "
-                "candle requests are served as usual",
-                self.settings.where,
+                "%s: symbol requests answer 503 until it answers again; candle requests are "
+                "served as usual",
                 reason,
             )
         self.up = False

@@ -78,6 +78,18 @@ def symbol_models(name: str, storage_uri: str) -> dict[str | None, SymbolModel]:
     }
 
 
+def book_version(versions: dict[str, str]) -> str:
+    """Each symbol's version in one string, "BTCUSDT=v20261121T214316-5d22359d,ETHUSDT=...",
+    which symbol_versions reads back. A version holds neither "," nor "=" (a registry
+    version, or an artifact's ISO creation time)."""
+    return ",".join(f"{symbol}={version}" for symbol, version in versions.items())
+
+
+def symbol_versions(text: str) -> dict[str, str]:
+    """book_version's string read back: symbol -> its model's version."""
+    return dict(entry.split("=", 1) for entry in text.split(","))
+
+
 class ServedModels:
     """The models of one service, by symbol (None: one model for any symbol), and why a
     symbol's model is not loaded yet.
@@ -112,9 +124,16 @@ class ServedModels:
 
     @property
     def model_version(self) -> str:
-        """The served version; with a model per symbol, the loaded ones' joined (the
-        versioned paths)."""
-        return "+".join(m.model_version for s, m in self.models.items() if s in self.loaded)
+        """The served version; with a model per symbol, each loaded symbol's (book_version),
+        which the versioned paths name."""
+        return self.version_of([s for s in self.models if s in self.loaded])
+
+    def version_of(self, symbols: list[str | None]) -> str:
+        """The version an answer about symbols names: the one model's, or with a model per
+        symbol, each symbol's, SYMBOL=VERSION in the order asked (book_version)."""
+        if not self.per_symbol:
+            return self.primary.model_version
+        return book_version({s: self.models[s].model_version for s in symbols})
 
     def served(self) -> list[SymbolModel]:
         """The loaded models, in the storage URI's order."""

@@ -16,6 +16,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from klinecast.release import registry
 from klinecast.release.metadata import ArtifactMetadata
 from klinecast.serving.payload import requested_outputs
+from klinecast.serving.v2_request import answered_outputs
 
 log = logging.getLogger(__name__)
 #: The V2 tensors: one input of feature rows (any name is accepted), one output.
@@ -78,6 +79,7 @@ class XGBoostPredictor(kserve.Model):
             return InferResponse(
                 payload.id or str(uuid.uuid4()), self.name, [output],
                 model_version=self.model_version,
+                requested_outputs=answered_outputs(payload, [OUTPUT]),
             )  # fmt: skip
         return {"predictions": proba.astype(np.float64).tolist()}
 

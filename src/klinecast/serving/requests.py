@@ -15,14 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.infer_type import InferRequest, RequestedOutput
 
 from klinecast.serving import payload as parse
+from klinecast.serving.errors import shown
+from klinecast.serving.v2_request import answered_outputs
 
 JSON_TYPES = ("application/json", "application/cloudevents+json")
 #: The most symbols one request may name (each distinct one costs a store read and a predictor
 #: call).
 MAX_SYMBOLS = 20
+#: The longest symbol accepted (Binance's spot symbols are at most about a dozen characters).
+MAX_SYMBOL_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,8 @@ class Asked:
 
     v2: bool
     request_id: str | None = None
-    #: the V2 outputs asked for, in order (empty: all of them)
-    outputs: tuple[str, ...] = ()
+    #: the V2 outputs to answer, in order, each marked binary or not (serving.v2_request)
+    outputs: tuple[RequestedOutput, ...] = ()
     #: a request by symbol: its symbols in order (a symbol may come twice); empty for candles
     symbols: tuple[str, ...] = ()
     #: the symbol named beside candles (a replay of that symbol's past hours)
@@ -63,15 +67,24 @@ def read(payload, headers, *, outputs) -> Asked:
     """
     v2 = isinstance(payload, InferRequest)
     if v2:
-        wanted = tuple(parse.requested_outputs(payload, known=outputs))
+        parse.requested_outputs(payload, known=outputs)
+        wanted = tuple(answered_outputs(payload, list(outputs)))
         symbols = _v2_symbols(payload.inputs)
-        named = None if symbols is not None else _v2_candles_symbol(payload)
+        named = _v2_parameters_symbol(payload)
         request_id = payload.id
     else:
         _check_content_type(payload, headers)
         wanted, request_id = (), None
         symbols = _v1_symbols(payload)
-        named = None if symbols is not None else _v1_candles_symbol(payload)
+        named = _v1_candles_symbol(payload)
+    if symbols is not None and named is not None:  # a symbol request naming a symbol again
+        if any(s != named for s in symbols):
+            where = "parameters.symbol" if v2 else "symbol"
+            raise InvalidInput(
+                f"{where} {named!r} contradicts the symbols asked for, {symbols}: name them "
+                "once, in the request's symbol input (V2) or instances (V1)"
+            )
+        named = None
     if symbols is not None and len(symbols) > MAX_SYMBOLS:
         raise InvalidInput(f"{len(symbols)} symbols in one request; at most {MAX_SYMBOLS}")
     return Asked(
@@ -104,7 +117,7 @@ def _v2_symbols(inputs: list) -> list[str] | None:
         data = data.ravel().tolist()
     if not isinstance(data, list) or not data:
         raise InvalidInput("input symbol: expected one or more values, e.g. ['BTCUSDT']")
-    return [symbol(v.decode() if isinstance(v, bytes) else v) for v in data]
+    return [symbol(v) for v in data]
 
 
 def _v1_candles_symbol(payload) -> str | None:
@@ -114,8 +127,8 @@ def _v1_candles_symbol(payload) -> str | None:
     return None
 
 
-def _v2_candles_symbol(request) -> str | None:
-    """The symbol named in a V2 candle request's parameters, {"symbol": "ETHUSDT"}."""
+def _v2_parameters_symbol(request) -> str | None:
+    """The symbol named in a V2 request's parameters, {"symbol": "ETHUSDT"}: candles' symbol."""
     parameters = getattr(request, "parameters", None) or {}
     if "symbol" not in parameters:
         return None
@@ -124,8 +137,24 @@ def _v2_candles_symbol(request) -> str | None:
 
 
 def symbol(value) -> str:
-    """value, checked to be a symbol: an upper-case pair like BTCUSDT."""
-    if not isinstance(value, str) or not value.isalnum() or value.upper() != value:
+    """value, checked to be a symbol: an upper-case pair like BTCUSDT, of ASCII letters and
+    digits, at most MAX_SYMBOL_LENGTH long (a longer one is refused before it costs a read,
+    and not repeated whole)."""
+    if isinstance(value, bytes):  # a BYTES tensor's element
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise InvalidInput(f"symbol: {shown(value)} is not UTF-8 text") from None
+    if isinstance(value, str) and len(value) > MAX_SYMBOL_LENGTH:
+        raise InvalidInput(
+            f"symbol: {len(value)} characters is longer than a pair's {MAX_SYMBOL_LENGTH}: "
+            f"got {shown(value)!r}"
+        )
+    if (
+        not isinstance(value, str)
+        or not (value.isascii() and value.isalnum())
+        or value.upper() != value
+    ):
         raise InvalidInput(f"symbol: expected an upper-case pair like BTCUSDT, got {value!r}")
     return value
 

@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:
         if not model.load() or getattr(model, "missing", None):
             _retry_load_in_background(model, every_s=args.reload_seconds)
-    protocol.install(app, models)
     server = kserve.ModelServer(
         http_port=args.http_port,
         enable_grpc=False,
@@ -136,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             predictor_request_retries=0,
         ),
     )
+    protocol.install(app, models, dataplane=server.dataplane)
     for model in models:
         server.register_model(model)
     if args.role == "transformer":

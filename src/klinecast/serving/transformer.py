@@ -27,12 +27,14 @@ import pandas as pd
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from klinecast.data.candles import CANDLE_COLUMNS
 from klinecast.serving import lookup, requests
 from klinecast.serving.answer import OUTPUTS, build, forecast, probability
 from klinecast.serving.cache import CACHE_SIZE, AnswerCache
 from klinecast.serving.errors import PredictorAnswerError, StoreUnavailable
 from klinecast.serving.lookup import STALE_AFTER, Item
-from klinecast.serving.models import ServedModels
+from klinecast.serving.models import ServedModels, book_version
+from klinecast.serving.payload import CANDLES, OPEN_TIME
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +117,15 @@ class ForecastTransformer(kserve.Model):
 
     # -- the Open Inference Protocol's model metadata
     def get_input_types(self) -> list[dict]:
-        """Symbols (one or more); or, for clients that bring their own data, one tensor per
-        candle column."""
-        candles = [{"name": "open_time", "datatype": "INT64", "shape": [-1]}] + [
-            {"name": column, "datatype": "FP64", "shape": [-1]} for column in self.required
+        """Symbols (one or more); or, for clients that bring their own data, the candles: their
+        open times and one [n, 9] tensor of the candle columns (serving.payload), or one
+        tensor per column."""
+        candles = [
+            {"name": OPEN_TIME, "datatype": "INT64", "shape": [-1]},
+            {"name": CANDLES, "datatype": "FP64", "shape": [-1, len(CANDLE_COLUMNS)]},
         ]
-        return [{"name": "symbol", "datatype": "BYTES", "shape": [-1]}, *candles]
+        columns = [{"name": c, "datatype": "FP64", "shape": [-1]} for c in self.required]
+        return [{"name": "symbol", "datatype": "BYTES", "shape": [-1]}, *candles, *columns]
 
     def get_output_types(self) -> list[dict]:
         """One value per symbol asked (one for a candle request)."""
@@ -232,9 +237,13 @@ class ForecastTransformer(kserve.Model):
             if item.features is not None:  # asked the predictor now, not from the cache
                 self.cache.keep(item.cache_key, item.prob_up)
             forecasts.append(forecast(item.prob_up, item.model, item.feature_time))
-        return build(
-            result.asked, forecasts, model_name=self.name, model_version=self.model_version
-        )
+        # the versions of the models that answered, each symbol's (each item's model is the
+        # one its row was asked about, even if a newer version was swapped in meanwhile)
+        if self.models.per_symbol:
+            version = book_version({i.symbol: i.model.model_version for i in result.items})
+        else:
+            version = result.items[0].model.model_version
+        return build(result.asked, forecasts, model_name=self.name, model_version=version)
 
 
 def predictor_request(item: Item, *, protocol: str):
