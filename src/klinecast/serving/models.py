@@ -5,6 +5,11 @@ A storage URI names either one model for any symbol the store holds (a plain URI
 per symbol ("BTCUSDT=uri,ETHUSDT=uri"): the predictor then hosts each as its own model
 (`symbol_model_name`), and the transformer asks the one of each symbol. `symbol_models` is the
 one place that reads that string.
+
+A storage URI of the version PRODUCTION follows the registry (`ServedModels.refresh`, every
+poll period): a newly promoted version's metadata is loaded and its features warmed beside the
+served one, and it is swapped in whole once the predictor serves that version too, so every
+answer names the version that produced it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from klinecast.config import INTERVALS, symbol_model_name
 from klinecast.indicators import is_indicator, required_columns
 from klinecast.release import registry
 from klinecast.research import strategy
-from klinecast.serving.errors import ModelMissing, UnknownSymbol
+from klinecast.serving.errors import Absence, ModelMissing, ModelUnavailable, UnknownSymbol
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +44,13 @@ class SymbolModel:
     #: another pair's features (features.cross_asset), which no candle request can make
     foreign: tuple[str, ...] = ()
     model_version: str = ""
+    #: the artifact read: the storage URI, or the version PRODUCTION named when it was read
+    uri: str = ""
 
-    def load(self) -> None:
-        """Reads metadata.json (of the version production names now, for a URI of the version
-        PRODUCTION). Raises RegistryError, OSError or KeyError."""
-        uri = registry.resolve_production(self.storage_uri)
+    def load(self, uri: str | None = None) -> None:
+        """Reads metadata.json of uri (default: of the version production names now, for a
+        storage URI of the version PRODUCTION). Raises RegistryError, OSError or KeyError."""
+        uri = uri or registry.resolve_production(self.storage_uri)
         local = registry.fetch_artifact(uri, Path(tempfile.mkdtemp(prefix="meta-")))
         metadata = registry.read_artifact_metadata(local)
         self.interval = INTERVALS[metadata.interval]
@@ -54,6 +61,7 @@ class SymbolModel:
         self.foreign = tuple(n for n in self.feature_names if not is_indicator(n))
         self.required = required_columns([n for n in self.feature_names if n not in self.foreign])
         self.model_version = registry.version_of(uri, metadata)
+        self.uri = uri
 
 
 def symbol_models(name: str, storage_uri: str) -> dict[str | None, SymbolModel]:
@@ -92,20 +100,29 @@ def symbol_versions(text: str) -> dict[str, str]:
 
 class ServedModels:
     """The models of one service, by symbol (None: one model for any symbol), and why a
-    symbol's model is not loaded yet.
+    symbol's model is not loaded.
 
     With a model per symbol, one loaded model is enough to serve: a symbol whose model is
-    missing (no production version: its gate refused it) is answered 404 naming it, and the
-    server calls load() again until it loads, so one refused symbol does not take the others
-    down. One model for every symbol must load.
+    missing is answered 404 naming it when it has no production version (its gate refused
+    it), 503 with Retry-After when its storage could not be read, and refresh() tries again
+    every poll period, so one refused symbol does not take the others down. One model for
+    every symbol must load.
     """
 
-    def __init__(self, name: str, storage_uri: str):
+    def __init__(self, name: str, storage_uri: str, *, poll_s: float = 30.0):
+        """
+        Args:
+            poll_s: how often the server calls refresh(): what a 503's Retry-After says.
+        """
         self.name = name
+        self.poll_s = poll_s
+        #: symbol -> the model served now (a newer version is swapped in whole)
         self.models = symbol_models(name, storage_uri)
-        #: symbol -> why its model is not loaded (answered 404 until a retry loads it)
-        self.missing: dict[str, str] = {}
+        #: symbol -> why its model is not loaded (until refresh() loads it)
+        self.missing: dict[str | None, Absence] = {}
         self.loaded: set[str | None] = set()
+        #: symbol -> a newer version loaded and warmed, waiting for the predictor to serve it
+        self.pending: dict[str | None, SymbolModel] = {}
 
     @property
     def primary_symbol(self) -> str | None:
@@ -126,14 +143,9 @@ class ServedModels:
     def model_version(self) -> str:
         """The served version; with a model per symbol, each loaded symbol's (book_version),
         which the versioned paths name."""
-        return self.version_of([s for s in self.models if s in self.loaded])
-
-    def version_of(self, symbols: list[str | None]) -> str:
-        """The version an answer about symbols names: the one model's, or with a model per
-        symbol, each symbol's, SYMBOL=VERSION in the order asked (book_version)."""
         if not self.per_symbol:
             return self.primary.model_version
-        return book_version({s: self.models[s].model_version for s in symbols})
+        return book_version({s: m.model_version for s, m in self.models.items() if s in self.loaded})
 
     def served(self) -> list[SymbolModel]:
         """The loaded models, in the storage URI's order."""
@@ -155,7 +167,7 @@ class ServedModels:
                         self.name, model.storage_uri, exc,
                     )  # fmt: skip
                     return False
-                self._miss(symbol, model, str(exc))
+                self._miss(symbol, model, exc)
                 continue
             self.loaded.add(symbol)
         if not self.loaded:
@@ -172,44 +184,101 @@ class ServedModels:
             return False
         return True
 
-    def load_missing(self) -> bool:
-        """Loads the models still missing, each into a fresh SymbolModel swapped in whole, as
-        requests read the served ones meanwhile. True once none is missing."""
-        for symbol in list(self.missing):
-            model = SymbolModel(self.models[symbol].storage_uri, self.models[symbol].predictor_name)
-            try:
-                model.load()
-            except (registry.RegistryError, OSError, KeyError) as exc:
-                self._miss(symbol, model, str(exc))
-                continue
-            if model.feature_names != self.primary.feature_names:
-                self._miss(symbol, model, f"it uses other features than {self.primary_symbol}'s")
-                continue
-            self.models[symbol] = model
-            self.loaded.add(symbol)
-            del self.missing[symbol]
-            log.info(
-                "transformer %s: %s's model loaded, version %s", self.name, symbol,
-                model.model_version,
-            )  # fmt: skip
-        return not self.missing
+    def refresh(self, *, warm, predictor_serves) -> bool:
+        """Loads what changed since: a model still missing, and (a storage URI of the version
+        PRODUCTION) a newly promoted version, read and warmed beside the served one, then
+        swapped in whole once predictor_serves(it). A model that cannot be read keeps the
+        version served, if any.
 
-    def _miss(self, symbol: str, model: SymbolModel, reason: str) -> None:
-        """symbol answered 404 for now; logged once per reason, not on every retry."""
-        if self.missing.get(symbol) != reason:
-            log.error(
-                "transformer %s: the model of %s NOT loaded from %s: %s; %s is answered 404 "
-                "until it loads", self.name, symbol, model.storage_uri, reason, symbol,
+        Args:
+            warm: exercises a model's feature code before it serves.
+            predictor_serves: whether the predictor answers for a model's version yet.
+
+        Returns:
+            Whether a loaded version still waits for the predictor (call again soon).
+        """
+        for symbol, served in list(self.models.items()):
+            waiting = self.pending.get(symbol)
+            if waiting is None:
+                loaded = symbol in self.loaded
+                if loaded and not registry.follows_production(served.storage_uri):
+                    continue
+                waiting = self._read(symbol, served, warm=warm)
+                if waiting is None:
+                    continue
+            if symbol in self.loaded and not predictor_serves(waiting):
+                self.pending[symbol] = waiting  # the served version answers meanwhile
+                continue
+            self.pending.pop(symbol, None)
+            self._swap(symbol, served, waiting)
+        return bool(self.pending)
+
+    def _read(self, symbol, served: SymbolModel, *, warm) -> SymbolModel | None:
+        """The newer model served's storage URI names now, read and warmed; None when it is
+        the served one or cannot be read."""
+        try:
+            uri = registry.resolve_production(served.storage_uri)
+            if symbol in self.loaded and uri == served.uri:
+                self.missing.pop(symbol, None)  # read again: a failure is worth a log line
+                return None
+            model = SymbolModel(served.storage_uri, served.predictor_name)
+            model.load(uri)
+        except (registry.RegistryError, OSError, KeyError) as exc:
+            self._miss(symbol, served, exc)
+            return None
+        if self.loaded - {symbol} and model.feature_names != self.primary.feature_names:
+            self._miss(symbol, served, ValueError(
+                f"it uses other features than {self.primary_symbol}'s"
+            ))  # fmt: skip
+            return None
+        warm(model)
+        return model
+
+    def _swap(self, symbol, served: SymbolModel, model: SymbolModel) -> None:
+        was = served.model_version if symbol in self.loaded else None
+        self.models[symbol] = model  # one assignment: a request reads the old or the new
+        self.loaded.add(symbol)
+        self.missing.pop(symbol, None)
+        named = f"{symbol}'s model" if symbol else "the model"
+        if was is None:
+            log.info("transformer %s: %s loaded, version %s", self.name, named, model.model_version)
+        else:
+            log.info(
+                "transformer %s: %s is version %s from now on (was %s)",
+                self.name, named, model.model_version, was,
             )  # fmt: skip
-        self.missing[symbol] = reason
+
+    def _miss(self, symbol, model: SymbolModel, exc: Exception) -> None:
+        """symbol not loaded (or, loaded, not refreshed) for now; logged once per reason."""
+        absence = Absence.of(exc)
+        if symbol in self.loaded:  # keeps serving the version it has
+            if self.missing.get(symbol) != absence:
+                log.warning(
+                    "transformer %s: %s's production version NOT read from %s: %s; serving "
+                    "version %s meanwhile", self.name, symbol or "the model", model.storage_uri,
+                    absence.reason, model.model_version,
+                )  # fmt: skip
+            self.missing[symbol] = absence  # remembered for the log only: it is served
+            return
+        if self.missing.get(symbol) != absence:
+            status = 503 if absence.transient else 404
+            log.error(
+                "transformer %s: the model of %s NOT loaded from %s: %s; %s is answered %d "
+                "until it loads", self.name, symbol, model.storage_uri, absence.reason, symbol,
+                status,
+            )  # fmt: skip
+        self.missing[symbol] = absence
 
     def model_of(self, symbol: str) -> SymbolModel:
-        """The symbol's model; a symbol this service does not serve, or whose model did not
-        load, is 404, naming it."""
+        """The symbol's model; a symbol this service does not serve is 404, naming it; one
+        whose model is not loaded 404 (no production version) or 503 (retry later)."""
         if symbol not in self.models and None not in self.models:
             raise UnknownSymbol(symbol, list(self.models), served=True)
-        # a retry may load it meanwhile, in its thread: it swaps the model in, then clears this
-        reason = self.missing.get(symbol)
-        if reason is not None:
-            raise ModelMissing(symbol, reason)
-        return self.models.get(symbol, self.models.get(None))
+        key = symbol if symbol in self.models else None
+        if key not in self.loaded:
+            absence = self.missing.get(key)
+            if absence is None or absence.transient:
+                reason = absence.reason if absence else "it is loading"
+                raise ModelUnavailable(f"symbol {symbol!r}'s model", reason, retry_after_s=self.poll_s)
+            raise ModelMissing(symbol, absence.reason)
+        return self.models[key]

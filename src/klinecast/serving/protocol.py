@@ -24,11 +24,14 @@ from __future__ import annotations
 import logging
 import re
 
-from klinecast.serving.errors import shown
+from klinecast.serving.errors import ModelUnavailable, VersionNotServed, shown
 
 log = logging.getLogger("klinecast.serving")
 
 PREDICT_SUFFIXES = (":predict", "/infer")
+#: The version a request asks our predictor for: a versioned path's (set here), or the one
+#: whose metadata our transformer read (V1 has no versioned paths). Other servers ignore it.
+VERSION_HEADER = "klinecast-model-version"
 JSON_TYPES = ("application/json", "application/cloudevents+json")
 #: The longest piece of a request that a log line carries.
 LOGGED_CHARACTERS = 300
@@ -153,16 +156,21 @@ def _install_middleware(app, models: list) -> None:
         about = _MODEL_PATH.match(path)
         if about and not any(m.name == about["name"] for m in models):
             return refuse(404, f"Model with name {shown(about['name'])} does not exist.")
+        model = next((m for m in models if about and m.name == about["name"]), None)
         versioned = _VERSIONED.match(path)
         if versioned:
-            model = next(m for m in models if m.name == about["name"])
-            if versioned["version"] != model.model_version:
-                return refuse(
-                    404,
-                    f"model {model.name} has no version {shown(versioned['version'])!r}; it serves "
-                    f"version {model.model_version!r} (or leave the version out)",
-                )
+            served = model.served_versions()
+            if versioned["version"] not in served:
+                return refuse(404, VersionNotServed(model.name, versioned["version"], served).message)
             request.scope["path"] = versioned["model"] + (versioned["rest"] or "")
+            headers = [(k, v) for k, v in request.scope["headers"] if k != VERSION_HEADER.encode()]
+            request.scope["headers"] = [*headers, (VERSION_HEADER.encode(), versioned["version"].encode())]
+        absent = model.absent if model is not None else None  # why its model did not load
+        if absent is not None and method == "POST" and path.endswith(PREDICT_SUFFIXES):
+            if absent.transient:
+                error = ModelUnavailable(f"model {model.name}", absent.reason, retry_after_s=model.poll_s)
+                return refuse(error.status, error.message, headers=error.headers)
+            return refuse(404, f"model {model.name} has no production version: {absent.reason}")
         if path.endswith(PREDICT_SUFFIXES) and method != "POST":
             return refuse(
                 405, f"{method} is not allowed on {path}; send the request with POST",
@@ -262,7 +270,7 @@ def _install_error_handlers(app) -> None:
         return refuse(502, f"the predictor answered HTTP {status}: {detail}".rstrip(": "))
 
     async def serving_error(_, exc):
-        return refuse(exc.status, exc.message)
+        return refuse(exc.status, exc.message, headers=exc.headers)
 
     app.add_exception_handler(RequestValidationError, not_json)
     app.add_exception_handler(HTTPException, http_error)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 import kserve
@@ -35,6 +36,7 @@ from klinecast.serving.errors import PredictorAnswerError, StoreUnavailable
 from klinecast.serving.lookup import STALE_AFTER, Item
 from klinecast.serving.models import ServedModels, book_version
 from klinecast.serving.payload import CANDLES, OPEN_TIME
+from klinecast.serving.protocol import VERSION_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class ForecastTransformer(kserve.Model):
     the rule) from the same storage URI as the predictor, so both describe one model version.
     """
 
+    #: a symbol whose model is not loaded is refused by itself (ServedModels.model_of); the
+    #: service is never refused whole for it (serving.protocol reads this of every model)
+    absent = None
+
     def __init__(
         self,
         name: str,
@@ -64,6 +70,7 @@ class ForecastTransformer(kserve.Model):
         clock=None,
         cache_size=CACHE_SIZE,
         stale_after: pd.Timedelta = STALE_AFTER,
+        poll_s: float = 30.0,
     ):
         """
         Args:
@@ -73,13 +80,15 @@ class ForecastTransformer(kserve.Model):
             cache_size: answers kept per (symbol or window, candle, model version); 0: none.
             stale_after: a symbol is refused once the candle after its newest row closed this
                 long ago (params' online.stale_after_minutes).
+            poll_s: how often the server calls refresh() (a model not loaded yet answers 503
+                with this Retry-After).
         """
         super().__init__(name)
         self.storage_uri = storage_uri
         self.settings = online
         self.clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self.stale_after = stale_after
-        self.models = ServedModels(name, storage_uri)
+        self.models = ServedModels(name, storage_uri, poll_s=poll_s)
         self.cache = AnswerCache(cache_size)
         self.online: lookup.OnlineRows | None = None
         self.ready = False
@@ -89,14 +98,28 @@ class ForecastTransformer(kserve.Model):
     interval = property(lambda self: self.models.primary.interval)
     required = property(lambda self: self.models.primary.required)
     model_version = property(lambda self: self.models.model_version)
-    #: symbol -> why its model is not loaded yet (the server retries load() while any is)
-    missing = property(lambda self: self.models.missing)
+
+    def served_versions(self) -> list[str]:
+        """The versions a versioned path may name: the one served (each symbol's, for a book)."""
+        return [self.model_version]
+
+    def refresh(self) -> float | None:
+        """What the server calls every poll period: the first load until it succeeds, then the
+        models still missing and newly promoted versions (ServedModels.refresh).
+
+        Returns:
+            Seconds until it wants to be called again when sooner than the poll period (a new
+            version waits for the predictor), else None.
+        """
+        if not self.ready:
+            self.load()
+            return None
+        waiting = self.models.refresh(warm=self._warm, predictor_serves=self._predictor_serves)
+        return 1.0 if waiting else None
 
     def load(self) -> bool:
-        """Reads the metadata of every model not loaded yet (all of them the first time),
-        then warms up before the service reports ready (see ServedModels)."""
-        if self.ready:
-            return self.models.load_missing()
+        """Reads every model's metadata, then warms up before the service reports ready (see
+        ServedModels)."""
         if not self.models.load_all():
             return False
         self.cache.clear()
@@ -130,6 +153,24 @@ class ForecastTransformer(kserve.Model):
     def get_output_types(self) -> list[dict]:
         """One value per symbol asked (one for a candle request)."""
         return [{"name": name, "datatype": kind, "shape": [-1]} for name, kind in OUTPUTS.items()]
+
+    def _warm(self, model) -> None:
+        """A model's feature code exercised before it serves (a new version's)."""
+        lookup.warm_up_row(
+            model, lookup.warm_up_window(min_history=model.min_history, interval=model.interval)
+        )
+
+    def _predictor_serves(self, model) -> bool:
+        """Whether the predictor answers for model's version yet (its versioned ready path)."""
+        config = self.predictor_config
+        if config is None or not config.predictor_host:
+            return True
+        version = quote(model.model_version, safe="")
+        url = f"{config.predictor_base_url}/v2/models/{model.predictor_name}/versions/{version}/ready"
+        try:
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _warm_up(self) -> None:
         """Exercises what the first request would otherwise pay for, before ready: the feature
@@ -217,7 +258,12 @@ class ForecastTransformer(kserve.Model):
                 self.predictor_config.predictor_base_url,
                 model_name=item.model.predictor_name,
                 data=predictor_request(item, protocol=self.predictor_config.predictor_protocol),
-                headers=append_forwardable_headers(headers, {"Content-Type": "application/json"}),
+                # the version whose metadata this item was read with: the predictor answers
+                # with that one, also while a newer one is swapped in
+                headers=append_forwardable_headers(
+                    headers,
+                    {"Content-Type": "application/json", VERSION_HEADER: item.model.model_version},
+                ),
             )
         except (httpx.TransportError, httpx.HTTPStatusError):
             raise  # the server answers these: 503 unreachable, 502 with the predictor's status
