@@ -25,8 +25,9 @@ from tests.support.helpers import MIN_HISTORY, NAME, RULE, free_port
 
 pytestmark = pytest.mark.integration
 POLL_S = 1.0
-#: what loading and warming a version may add to the poll period here (a second or two)
-LOAD_S = 5.0
+#: what loading and warming a version may add to the poll period (about a second here; the
+#: bound is loose for a busy machine)
+LOAD_S = 8.0
 
 
 @pytest.fixture(scope="module")

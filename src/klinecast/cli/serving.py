@@ -21,7 +21,8 @@ def add_serve(commands) -> None:
             "Start the XGBoost predictor and the candle transformer (kserve ModelServer "
             "processes) on 127.0.0.1-reachable ports, wait until both are ready, write example "
             "request bodies from the newest candles and print ready-to-paste curl commands. "
-            "Serves the registry's production version, else the local candidate artifact. "
+            "Serves the registry's production version (and follows it: a newly promoted version "
+            "is served within the servers' poll period), else the local candidate artifact. "
             "Ctrl+C stops both."
         ),
     )
@@ -100,7 +101,7 @@ def run_serve(args) -> int:
             uri = ",".join(f"{symbol}={where}" for symbol, (where, _) in found.items())
             why = "; ".join(f"{symbol}: {reason}" for symbol, (_, reason) in found.items())
     for _symbol, where in _uris(uri):
-        if "://" not in where:
+        if "://" not in where and not registry.follows_production(where):
             registry.read_artifact_metadata(Path(where))  # fail here, clearly, not in two servers
     online = StoreSettings.of(params.online, bounded=True)
     if args.redis:

@@ -333,15 +333,24 @@ def resolve_production(uri: str) -> str:
     return pointer["uri"]
 
 
+def production_uri(registry_uri: str, model_name: str) -> str:
+    """The storage URI of the version PRODUCTION: whichever version the pointer names when a
+    server reads it (the servers follow it, see resolve_production)."""
+    return f"{registry_uri.rstrip('/')}/{model_name}/versions/{PRODUCTION_VERSION}"
+
+
 def resolve_serving_uri(registry_uri: str, model_name: str, *, fallback: Path) -> tuple[str, str]:
-    """The production version's URI, else the local candidate artifact.
+    """The production version, followed (a later promotion is served too), else the local
+    candidate artifact.
 
     Returns:
         (uri, why) where why says which one was chosen, for the log.
     """
     pointer = production(open_store(registry_uri), model_name)
     if pointer is not None:
-        return pointer["uri"], f"production version {pointer['version']}"
+        return production_uri(registry_uri, model_name), (
+            f"production, version {pointer['version']} now; a later promotion is followed"
+        )
     return str(
         fallback
     ), f"no production version in {registry_uri}; serving the candidate {fallback}"

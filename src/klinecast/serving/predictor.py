@@ -169,7 +169,7 @@ class XGBoostPredictor(kserve.Model):
             return current
         if previous is not None and asked == previous.version:
             return previous
-        raise VersionNotServed(self.name, asked, [current.version])
+        raise VersionNotServed(self.name, asked, [v.version for v in (current, previous) if v])
 
 
 def _features(payload, *, expected: int) -> np.ndarray:

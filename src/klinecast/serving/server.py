@@ -14,6 +14,7 @@ is `klinecast.serving.protocol`.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import logging
 import sys
 import threading
@@ -130,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         models = [transformer(args)]
     for model in models:
         model.load()
-        _follow_in_background(model, every_s=args.poll_seconds)
     server = kserve.ModelServer(
         http_port=args.http_port,
         enable_grpc=False,
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     protocol.install(app, models, dataplane=server.dataplane)
     for model in models:
         server.register_model(model)
+        # after ModelServer(), whose predictor config (a context variable) the thread needs
+        _follow_in_background(model, every_s=args.poll_seconds)
     if args.role == "transformer":
         app.router.on_startup.append(models[0].warm_up_predictor)
     _quiet_per_request_output()  # after ModelServer(), which reconfigures logging
@@ -230,7 +232,11 @@ def _follow_in_background(model, *, every_s: float) -> None:
                 log.exception("refreshing model %s failed", model.name)
                 wait = every_s
 
-    threading.Thread(target=follow, name=f"follow-{model.name}", daemon=True).start()
+    # in a copy of this context: kserve keeps the predictor's address in a context variable
+    context = contextvars.copy_context()
+    threading.Thread(
+        target=context.run, args=(follow,), name=f"follow-{model.name}", daemon=True
+    ).start()
 
 
 if __name__ == "__main__":
