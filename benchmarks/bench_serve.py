@@ -249,6 +249,7 @@ def in_process(
     """The floor: parse nothing over HTTP; features + predict as one function call."""
     booster = xgb.Booster()
     booster.load_model(str(artifact / registry.MODEL_FILE))
+    booster.set_param({"nthread": 1})  # as the predictor serves it
     names, interval = list(metadata.feature_names), INTERVALS[metadata.interval]
     windows = []
     for body in candles_bodies:
