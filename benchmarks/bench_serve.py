@@ -1,13 +1,21 @@
 """Serving benchmark: locust (headless CLI) against the real servers, and the in-process floor.
 
-Four paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latency and failures:
-  predictor    HTTP V1 to the XGBoost predictor, one feature row per request;
-  symbol       HTTP V1 to the transformer by symbol: the online store (Redis, through Feast),
-               the hour's cached answer after its first request;
-  full         HTTP V1 to the transformer with min_history raw candles -> features -> predictor
-               (50 windows asked in turn, so after the first round the window cache answers);
-  full_uncached the same with the transformer's cache off: every request computes and asks;
-  in_process   the same work as `full` as a plain function call (features + booster.predict).
+Paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latency and failures:
+  predictor        HTTP V1 to the XGBoost predictor, one feature row per request;
+  symbol           HTTP V1 to the transformer by symbol: the online store (Redis, through
+                   Feast), the hour's cached answer after its first request;
+  candles_*        HTTP to the transformer with min_history raw candles -> features ->
+                   predictor (50 windows asked in turn, so after the first round the window
+                   cache answers), in each form a client may send them:
+                     v1_objects   V1, one object per candle (the form before the compact one);
+                     v1_compact   V1 {"open_time": [...], "instances": [[9 numbers], ...]};
+                     v2_json      V2 open_time INT64 [n] + candles FP64 [n, 9], JSON;
+                     v2_binary    the same as binary tensors (tritonclient's default);
+  *_uncached       the same with the transformer's cache off: every request computes and asks;
+  in_process       the same work as the candle paths as a plain function call (features +
+                   booster.predict), the floor.
+Beside them, `parse_ms`: what reading one body costs in process, for each form and for the way
+kserve read a V2 JSON body before (FastAPI's json.loads, pydantic, lists): the levers apart.
 With --book DIR (default build/example, where `make run-example` leaves the five symbols), one
 service serving every symbol of DIR's params with its own model, by symbol:
   book_mix     each request one symbol, drawn from the five;
@@ -25,6 +33,7 @@ Usage: python benchmarks/bench_serve.py [--artifact models/BTCUSDT/candidate] [-
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import json
 import os
@@ -37,15 +46,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import xgboost as xgb
 
+from klinecast.book import Book
 from klinecast.config import INTERVALS, load_params
 from klinecast.release import registry
 from klinecast.release.metadata import ArtifactMetadata
 from klinecast.research.features import compute_features
 from klinecast.serving import feature_sync, online_store
-from klinecast.serving.client import COLUMNS, v1_request, v1_symbol_request
+from klinecast.serving.client import (
+    COLUMNS,
+    v1_compact_request,
+    v1_request,
+    v1_symbol_request,
+    v2_binary_request,
+    v2_compact_request,
+    v2_request,
+)
 from klinecast.serving.local import LocalServing
 
 
@@ -64,13 +83,64 @@ def bodies(candles: pd.DataFrame, metadata: ArtifactMetadata, n: int) -> dict:
     run = contiguous.groupby((~contiguous).cumsum()).cumsum().to_numpy()
     eligible = np.flatnonzero(run >= history)
     ends = eligible[np.linspace(0, len(eligible) - 1, n).astype(int)]
-    transformer, predictor = [], []
+    made = {kind: [] for kind in ("transformer", "compact", "v2_compact", "binary", "predictor")}
     for end in ends:
         window = candles.iloc[end - history + 1 : end + 1]
-        transformer.append(v1_request(window))
+        made["transformer"].append(v1_request(window))
+        made["compact"].append(v1_compact_request(window))
+        made["v2_compact"].append(v2_compact_request(window))
+        body, headers = v2_binary_request(window)
+        made["binary"].append(
+            {"body": base64.b64encode(body).decode(),
+             "json_length": int(headers["Inference-Header-Content-Length"])}
+        )  # fmt: skip
         row = compute_features(window, indicators=names, interval=interval).frame[names].iloc[-1:]
-        predictor.append({"instances": row.to_numpy().tolist()})
-    return {"transformer": transformer, "predictor": predictor}
+        made["predictor"].append({"instances": row.to_numpy().tolist()})
+    return made
+
+
+def parse_ms(candles: pd.DataFrame, metadata: ArtifactMetadata, *, repeat: int = 30) -> dict:
+    """What reading one window's body costs in process, per form: the JSON or binary decoding
+    and the candle frame, before the features; and kserve's own V2 JSON reading (json.loads,
+    pydantic, lists), which the servers used before."""
+    from kserve.protocol.infer_type import InferRequest
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
+
+    from klinecast.serving import payload
+    from klinecast.serving.v2_request import read
+
+    window = candles.iloc[-metadata.min_history :]
+    required = tuple(COLUMNS)
+    v1_objects = json.dumps(v1_request(window)).encode()
+    v1_compact = json.dumps(v1_compact_request(window)).encode()
+    v2_columns = json.dumps(v2_request(window)).encode()
+    v2_json = json.dumps(v2_compact_request(window)).encode()
+    binary, headers = v2_binary_request(window)
+    headers = {k.lower(): v for k, v in headers.items()}
+
+    def kserve_v2_columns():
+        document = InferenceRequest.model_validate(json.loads(v2_columns))
+        request = InferRequest.from_inference_request(document, "m")
+        return payload.candles_from_v2(request.inputs, required=required)
+
+    cases = {
+        "v1_objects": lambda: payload.candles_from_v1(orjson.loads(v1_objects), required=required),
+        "v1_compact": lambda: payload.candles_from_v1(orjson.loads(v1_compact), required=required),
+        "v2_columns_kserve_json": kserve_v2_columns,
+        "v2_columns": lambda: payload.candles_from_v2(read(v2_columns, {}, model_name="m").inputs, required=required),
+        "v2_json": lambda: payload.candles_from_v2(read(v2_json, {}, model_name="m").inputs),
+        "v2_binary": lambda: payload.candles_from_v2(read(binary, headers, model_name="m").inputs),
+    }  # fmt: skip
+    timings = {}
+    for name, case in cases.items():
+        case()
+        started = time.perf_counter()
+        for _ in range(repeat):
+            case()
+        timings[name] = round((time.perf_counter() - started) / repeat * 1000, 3)
+    sizes = {"v1_objects": len(v1_objects), "v1_compact": len(v1_compact),
+             "v2_columns": len(v2_columns), "v2_json": len(v2_json), "v2_binary": len(binary)}  # fmt: skip
+    return {"ms": timings, "body_bytes": sizes}
 
 
 def synced_store(candles: pd.DataFrame, project: str):
@@ -105,16 +175,18 @@ def book_case(book: Path, project: str):
         def from_frame(_symbol, interval, first, last, frame=frame):
             return frame.loc[first:last]
 
-        feature_sync.sync(params.for_symbol(symbol), settings=settings, source=from_frame, now=now)
-    storage = ",".join(
-        f"{s}={book / 'models' / s / 'candidate'}" for s in params.data.symbols
-    )
+        feature_sync.sync(
+            Book(params).for_symbol(symbol), settings=settings, source=from_frame, now=now
+        )
+    layout = Book(params).files
+    storage = Book(params).storage_string(lambda s: str(book / layout(s).candidate))
+    service = Book(params).service_name
     bodies = {
-        "book_model_name": params.publish.model_name,
+        "book_model_name": service,
         "mix": [v1_symbol_request(s) for s in params.data.symbols],
         "batch": [{"instances": [{"symbol": s} for s in params.data.symbols]}],
     }
-    return storage, settings, now.isoformat(), params.publish.model_name, bodies
+    return storage, settings, now.isoformat(), service, bodies
 
 
 def drop_project(settings) -> None:
@@ -180,6 +252,7 @@ def in_process(
     """The floor: parse nothing over HTTP; features + predict as one function call."""
     booster = xgb.Booster()
     booster.load_model(str(artifact / registry.MODEL_FILE))
+    booster.set_param({"nthread": 1})  # as the predictor serves it
     names, interval = list(metadata.feature_names), INTERVALS[metadata.interval]
     windows = []
     for body in candles_bodies:
@@ -230,6 +303,7 @@ def main() -> int:
     )  # fmt: skip
     args = parser.parse_args()
 
+    started_load = [round(x, 2) for x in os.getloadavg()]
     metadata = registry.read_artifact_metadata(args.artifact)
     candles = pd.read_parquet(args.candles)
     prepared = bodies(candles, metadata, n=50) | {"model_name": metadata.model_name}
@@ -252,8 +326,12 @@ def main() -> int:
         runs = [
             ("predictor", serving, "PredictorUser", "predictor_url"),
             ("symbol", serving, "SymbolUser", "transformer_url"),
-            ("full", serving, "TransformerUser", "transformer_url"),
-            ("full_uncached", uncached, "TransformerUser", "transformer_url"),
+            ("candles_v1_objects", serving, "TransformerUser", "transformer_url"),
+            ("candles_v1_compact", serving, "CompactUser", "transformer_url"),
+            ("candles_v2_json", serving, "V2CompactUser", "transformer_url"),
+            ("candles_v2_binary", serving, "BinaryUser", "transformer_url"),
+            ("candles_v1_objects_uncached", uncached, "TransformerUser", "transformer_url"),
+            ("candles_v2_binary_uncached", uncached, "BinaryUser", "transformer_url"),
         ]
         for servers in (serving, uncached):
             with servers:
@@ -282,12 +360,17 @@ def main() -> int:
                     print(f"{path:13s}", results[path], flush=True)
             drop_project(book_store)
     drop_project(settings)
+    parsing = parse_ms(candles, metadata)
+    print("parse_ms", parsing, flush=True)
     results["in_process"] = in_process(prepared["transformer"], args.artifact, metadata, seconds=10)
     print("in_process", results["in_process"], flush=True)
     floor = results["in_process"]
     document = {
         "what": "serving benchmark: locust against the predictor and the transformer, and the in-process floor",
         "machine": {
+            # how quiet the shared machine was: the load averages when the run began and ended
+            "load_average_at_start": started_load,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
@@ -317,18 +400,33 @@ def main() -> int:
             for path in ("book_mix", "book_batch")
             if path in results
         },
+        "levers": {
+            "compact_vs_objects_rps": _ratio(results, "candles_v1_compact", "candles_v1_objects"),
+            "binary_vs_objects_rps": _ratio(results, "candles_v2_binary", "candles_v1_objects"),
+            "binary_vs_v2_json_rps": _ratio(results, "candles_v2_binary", "candles_v2_json"),
+            "cache_binary_rps": _ratio(results, "candles_v2_binary", "candles_v2_binary_uncached"),
+            "binary_vs_objects_uncached_rps": _ratio(
+                results, "candles_v2_binary_uncached", "candles_v1_objects_uncached"
+            ),
+        },
+        "parse_ms": parsing,
         "targets": {
-            "symbol_rps_at_least_400": results["symbol"]["rps"] >= 400,
-            "symbol_p99_below_50ms": results["symbol"]["p99_ms"] < 50,
-            "full_rps_at_least_250": results["full"]["rps"] >= 250,
-            "full_p99_below_100ms": results["full"]["p99_ms"] < 100,
+            "symbol_rps_at_least_1000": results["symbol"]["rps"] >= 1000,
+            "symbol_p99_below_25ms": results["symbol"]["p99_ms"] < 25,
+            "candles_binary_rps_at_least_300": results["candles_v2_binary"]["rps"] >= 300,
+            "candles_binary_p99_below_50ms": results["candles_v2_binary"]["p99_ms"] < 50,
             "zero_failures": all(r["failures"] == 0 for r in results.values()),
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(json.dumps({k: document[k] for k in ("ratios_vs_in_process", "targets")}, indent=2))
+    print(json.dumps({k: document[k] for k in ("ratios_vs_in_process", "levers", "parse_ms", "targets")}, indent=2))
     return 0
+
+
+def _ratio(results: dict, path: str, against: str) -> float:
+    """path's requests/s over against's, in this run."""
+    return round(results[path]["rps"] / max(results[against]["rps"], 1e-9), 2)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Usage: python benchmarks/fuzz_serving.py [--artifact models/BTCUSDT/candidate] [
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import socket
@@ -164,7 +165,7 @@ def _served_version(url: str, model: str) -> str:
     message = requests.post(
         f"{url}/v2/models/{model}/versions/probe/infer", json={"inputs": []}, timeout=30
     ).json()["error"]
-    return message.split("serves version ")[1].split("'")[1]
+    return ast.literal_eval(message.split("it serves ")[1].split(" (or leave")[0])[0]
 
 
 if __name__ == "__main__":

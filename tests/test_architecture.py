@@ -260,7 +260,7 @@ def count_branches(source: str) -> list[int]:
         counts = [
             side for side in sides
             if isinstance(side, ast.Call) and getattr(side.func, "id", None) == "len"
-            and "symbol" in ast.unparse(side.args[0]).lower()
+            and any(word in ast.unparse(side.args[0]).lower() for word in ("symbol", "models"))
         ]  # fmt: skip
         if counts and any(isinstance(side, ast.Constant) for side in sides):
             found.append(node.lineno)
@@ -283,4 +283,5 @@ def test_no_module_but_the_book_branches_on_how_many_symbols_there_are():
 def test_the_count_check_sees_a_branch():
     assert count_branches("if len(params.data.symbols) == 1:\n    pass\n") == [1]
     assert count_branches("x = len(symbols) > 1 and y\n") == [1]
+    assert count_branches("per_symbol = len(self.models) > 1\n") == [1]
     assert count_branches("if len(histories) != len(symbols):\n    pass\n") == []

@@ -221,7 +221,7 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     from klinecast.config import Params
     from klinecast.serving import feature_sync
     from klinecast.serving.client import v1_request, v2_request
-    from klinecast.serving.transformer import offline_probabilities
+    from klinecast.serving.offline import offline_probabilities
     from tests.support.binance_server import BinanceServer
 
     objects = overlay("prod")
@@ -319,7 +319,7 @@ def test_the_trader_cronjob_trades_one_paper_hour_as_rendered(
     now = pd.Timestamp.now(tz="UTC")
     last = now.floor("h") - pd.Timedelta(hours=1)
     history = moved_to_end(mirror_candles, last)
-    model_name = Params().publish.model_name  # what /app/params.yaml asks the service for
+    model_name = Params().publish.service_name  # what /app/params.yaml asks the service for
     drop_ledger(postgres)
     with BinanceServer(history) as exchange:
         source = feature_sync.binance_source(exchange.url)

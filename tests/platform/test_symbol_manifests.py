@@ -98,7 +98,7 @@ def test_the_trader_and_the_policies_name_the_service(rendered):
 def test_the_manifests_names_are_the_servers_and_the_registrys(artifact, tmp_path):
     """What the servers make of the manifest's --storage-uri: each symbol's model under the
     registry name its publish step writes, resolved to the version production names."""
-    from klinecast.serving.transformer import symbol_models
+    from klinecast.serving.models import symbol_models
 
     params = load_params(EXAMPLE)
     models = symbol_models(SERVICE, MODELS)

@@ -67,7 +67,8 @@ def url(request, serving):
 
 def test_server_and_model_metadata_and_answers_validate(serving, window, url):
     server = valid("metadata_server_response", requests.get(f"{url}/v2", timeout=10))
-    assert server["extensions"] == []  # the repository extension is off: not advertised
+    # the binary tensor data extension is on; the repository extension is off: not advertised
+    assert server["extensions"] == ["binary_tensor_data"]
     model = valid("metadata_model_response", requests.get(f"{url}/v2/models/{NAME}", timeout=10))
     assert model["name"] == NAME
     answer = requests.post(
@@ -166,13 +167,19 @@ def test_a_request_cannot_forge_a_log_line(serving, body):
     assert not any(line.startswith(FORGED[:23]) for line in lines)
 
 
-def test_a_very_long_request_value_is_cut_in_the_log(serving):
+def test_a_very_long_request_value_is_cut_in_the_answer_and_the_log(serving):
+    """A 5,000-character model name: the 404 names it cut, and its log line stays short."""
+    from klinecast.serving.protocol import loggable
+
     log = serving.log_dir / "transformer.log"
     before = log.stat().st_size
-    body = {"parameters": {"k" * 5000: [1, {"a": 2}]}, "inputs": []}
     answer = requests.post(
-        f"{serving.transformer_url}/v2/models/{NAME}/infer", json=body, timeout=10
-    )
-    assert answer.status_code == 400
+        f"{serving.transformer_url}/v2/models/{'k' * 5000}/infer", json={"inputs": []},
+        timeout=10,
+    )  # fmt: skip
+    assert answer.status_code == 404
+    error = valid("inference_error_response", answer)["error"]
+    assert len(error) < 200 and "(5000 characters)" in error, error
     (line,) = new_lines(log, before)
-    assert len(line) < 600 and "more characters)" in line
+    assert len(line) < 600 and "rejected: 404" in line
+    assert loggable("x" * 5000).endswith("... (4700 more characters)")

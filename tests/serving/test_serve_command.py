@@ -135,3 +135,20 @@ def test_each_serve_writes_logs_of_its_own(artifact, tmp_path):
     assert len(folders) == 2
     for folder in folders:
         assert (tmp_path / folder / "transformer.log").is_file(), folder
+
+
+def test_serve_follows_the_registrys_production_version(artifact, tmp_path):
+    """`klinecast serve` serves the version PRODUCTION (whichever the pointer names when the
+    servers read it), so a later promotion is served without a restart; without a production
+    version, the candidate."""
+    from klinecast.release import registry
+
+    store = registry.LocalStore(tmp_path / "registry")
+    fallback = tmp_path / "candidate"
+    uri, why = registry.resolve_serving_uri(str(tmp_path / "registry"), "m", fallback=fallback)
+    assert uri == str(fallback) and "no production version" in why
+    receipt = registry.publish(artifact, store=store, model_name="m", promote=True)
+    uri, why = registry.resolve_serving_uri(str(tmp_path / "registry"), "m", fallback=fallback)
+    assert uri == f"{tmp_path / 'registry'}/m/versions/PRODUCTION"
+    assert registry.follows_production(uri) and registry.resolve_production(uri) == receipt.uri
+    assert receipt.version in why and "followed" in why

@@ -14,9 +14,15 @@ import requests
 from klinecast.config import Params
 from klinecast.research import strategy
 from klinecast.research.features import compute_features
-from klinecast.serving.client import v1_request, v2_request
+from klinecast.serving.client import (
+    v1_compact_request,
+    v1_request,
+    v2_binary_request,
+    v2_compact_request,
+    v2_request,
+)
 from klinecast.serving.local import LocalServing
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.offline import offline_probabilities
 from tests.support.archive_server import wait_for_http
 from tests.support.helpers import NAME, RULE, free_port, v1, v2
 from tests.support.local_http import JsonHandler, LocalServer
@@ -177,7 +183,30 @@ def test_a_gap_is_real_history_unless_the_newest_candle_is_too_soon_after_it(
     assert "the newest candle is 4 candle(s) after a gap (1 missing" in late.json()["error"]
 
 
+def post_candles(session, serving, window, form: str) -> float:
+    """prob_up for window, sent in one of the forms a client may use."""
+    base = serving.transformer_url
+    if form in ("v1 objects", "v1 compact"):
+        body = v1_request(window) if form == "v1 objects" else v1_compact_request(window)
+        answer = session.post(f"{base}/v1/models/{NAME}:predict", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["predictions"][0]["prob_up"]
+    if form == "v2 binary":
+        data, headers = v2_binary_request(window)
+    else:
+        body = v2_request(window) if form == "v2 columns" else v2_compact_request(window)
+        data, headers = json.dumps(body).encode(), JSON
+    answer = session.post(f"{base}/v2/models/{NAME}/infer", data=data, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return next(o for o in answer.json()["outputs"] if o["name"] == "prob_up")["data"][0]
+
+
+FORMS = ("v1 objects", "v1 compact", "v2 columns", "v2 compact", "v2 binary")
+
+
 def test_parity_rest_equals_offline_prediction_on_100_real_hours(serving, artifact, mirror_candles):
+    """Every form a client may send candles in (20 hours each) answers what the batch path
+    does on full history, to 1e-6."""
     offline = offline_probabilities(mirror_candles, artifact)
     stamps = mirror_candles.index
     run = (
@@ -190,16 +219,53 @@ def test_parity_rest_equals_offline_prediction_on_100_real_hours(serving, artifa
     eligible = np.flatnonzero(run.to_numpy() >= 1500)
     eligible = eligible[eligible >= MIN_HISTORY + 1500]
     ends = np.sort(np.random.default_rng(11).choice(eligible, size=100, replace=False))
-    worst = 0.0
+    worst = dict.fromkeys(FORMS, 0.0)
     session = requests.Session()
-    for end in ends:
-        body = v1_request(mirror_candles.iloc[end - MIN_HISTORY + 1 : end + 1])
-        answer = session.post(
-            f"{serving.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30
-        )
-        assert answer.status_code == 200, answer.text
-        worst = max(worst, abs(answer.json()["predictions"][0]["prob_up"] - offline[stamps[end]]))
-    assert worst <= 1e-6, worst
+    for i, end in enumerate(ends):
+        form = FORMS[i % len(FORMS)]
+        prob = post_candles(session, serving, mirror_candles.iloc[end - MIN_HISTORY + 1 : end + 1], form)
+        worst[form] = max(worst[form], abs(prob - offline[stamps[end]]))
+    assert max(worst.values()) <= 1e-6, worst
+
+
+def test_tritonclient_sends_candles_as_binary_tensors_and_gets_the_json_answer(serving, window):
+    """The compact form, [n, 9] candles and INT64 open times, as binary data (tritonclient's
+    default), the outputs asked back as binary too: the same answer as JSON, to 1e-6."""
+    import tritonclient.http as triton
+
+    from klinecast.serving.client import candle_rows, open_times
+
+    client = triton.InferenceServerClient(serving.transformer_url.removeprefix("http://"))
+    metadata = client.get_model_metadata(NAME)
+    assert {"name": "candles", "datatype": "FP64", "shape": [-1, 9]} in metadata["inputs"]
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    expected = v1(serving, v1_request(window)).json()["predictions"][0]
+    for binary in (True, False):
+        times = triton.InferInput("open_time", [len(window)], "INT64")
+        times.set_data_from_numpy(open_times(window), binary_data=binary)
+        rows = triton.InferInput("candles", [len(window), 9], "FP64")
+        rows.set_data_from_numpy(candle_rows(window), binary_data=binary)
+        wanted = [triton.InferRequestedOutput(name, binary_data=binary)
+                  for name in ("prob_up", "model_version", "feature_time")]  # fmt: skip
+        result = client.infer(NAME, [times, rows], outputs=wanted, request_id="c-1")
+        assert result.get_response()["id"] == "c-1"
+        binary_outputs = [o for o in result.get_response()["outputs"] if "parameters" in o]
+        assert len(binary_outputs) == (3 if binary else 0)  # as asked
+        assert float(result.as_numpy("prob_up")[0]) == pytest.approx(expected["prob_up"], abs=1e-6)
+        (version,) = result.as_numpy("model_version")
+        assert (version.decode() if isinstance(version, bytes) else version) == expected["model_version"]
+
+
+@pytest.mark.parametrize("path", ["v1", "v2"])
+def test_both_servers_word_a_body_that_is_not_utf8_alike(serving, path):
+    body = b'{"instances": ["\xff"]}' if path == "v1" else b'{"inputs": ["\xff"]}'
+    errors = []
+    for url in (serving.transformer_url, serving.predictor_url):
+        where = f"{url}/v1/models/{NAME}:predict" if path == "v1" else f"{url}/v2/models/{NAME}/infer"
+        answer = requests.post(where, data=body, headers=JSON, timeout=10)
+        assert answer.status_code == 400, answer.text
+        errors.append(answer.json()["error"])
+    assert errors[0] == errors[1] and "UTF-8" in errors[0], errors
 
 
 def test_missing_model_leaves_the_server_up_but_not_ready(tmp_path):

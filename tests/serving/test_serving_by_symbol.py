@@ -22,7 +22,8 @@ from klinecast.research import strategy
 from klinecast.serving import feature_sync, online_store
 from klinecast.serving.client import v1_request, v1_symbol_request, v2_symbol_request
 from klinecast.serving.local import LocalServing
-from klinecast.serving.transformer import ROW_TTL_S, offline_probabilities
+from klinecast.serving.lookup import ROW_TTL_S
+from klinecast.serving.offline import offline_probabilities
 from tests.support.helpers import NAME, RULE, free_port, v1, v2
 from tests.support.paths import MIRROR
 from tests.support.redis_server import Cutoff, drop_project

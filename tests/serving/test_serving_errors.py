@@ -11,7 +11,9 @@ from klinecast.serving.protocol import install, one_line_for_refusals
 
 
 class _Ready:
+    name = "m"
     ready = True
+    absent = None
 
 
 def test_a_bug_is_500_with_the_details_in_the_log_only(caplog):

@@ -107,9 +107,10 @@ def test_the_predictor_is_ready_without_the_refused_model(server, published):
     ) in log
 
 
-def test_a_later_promotion_is_loaded_by_the_retry(artifact, tmp_path):
-    """What the servers' background retry calls: load() again loads the symbol once its
-    model is promoted, with no restart, in the transformer and in the predictor alike."""
+def test_a_later_promotion_is_loaded_by_the_next_refresh(artifact, tmp_path):
+    """What the servers' background thread calls every poll period: refresh() loads the
+    symbol once its model is promoted, with no restart, in the transformer and the predictor."""
+    from klinecast.serving.errors import Absence
     from klinecast.serving.predictor import XGBoostPredictor
     from klinecast.serving.transformer import ForecastTransformer
 
@@ -120,9 +121,49 @@ def test_a_later_promotion_is_loaded_by_the_retry(artifact, tmp_path):
     predictor = XGBoostPredictor(f"{NAME}-xrpusdt", production_uri(tmp_path, "XRPUSDT"))
     assert transformer.load() and not predictor.load()
     reason = f"no production version of {NAME}-xrpusdt in {tmp_path}"
-    assert transformer.missing == {"XRPUSDT": reason}
+    assert transformer.models.missing == {"XRPUSDT": Absence(reason, transient=False)}
+    assert predictor.absent == Absence(reason, transient=False)  # a 404, not a retry
     receipt = registry.publish(artifact, store=store, model_name=f"{NAME}-xrpusdt", promote=True)
-    assert transformer.load() and predictor.load()
-    assert transformer.missing == {}
-    assert transformer.models["XRPUSDT"].model_version == receipt.version
+    transformer.refresh()
+    predictor.refresh()
+    assert transformer.models.missing == {} and predictor.ready
+    assert transformer.models.models["XRPUSDT"].model_version == receipt.version
     assert predictor.model_version == receipt.version
+
+
+def test_a_refused_symbols_infer_on_the_predictor_is_404_naming_why(server, published):
+    root, _ = published
+    answer = requests.post(
+        f"{server.predictor_url}/v2/models/{NAME}-xrpusdt/infer",
+        json={"inputs": [{"name": "features", "shape": [1, 1], "datatype": "FP64", "data": [0.0]}]},
+        timeout=10,
+    )
+    assert answer.status_code == 404, answer.text
+    assert answer.json() == {
+        "error": f"model {NAME}-xrpusdt has no production version: no production version of "
+        f"{NAME}-xrpusdt in {root}"
+    }
+
+
+def test_an_unreachable_registry_is_a_503_with_retry_after_not_a_404(artifact, monkeypatch):
+    """A registry on S3 whose endpoint refuses connections (a port nothing listens on): the
+    model is not loaded yet, which is a passing fault, answered 503 with Retry-After."""
+    from klinecast.serving.errors import ModelUnavailable
+    from klinecast.serving.predictor import XGBoostPredictor
+    from klinecast.serving.transformer import ForecastTransformer
+    from tests.support.helpers import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    unreachable = f"s3://klinecast-models/registry/{NAME}-xrpusdt/versions/PRODUCTION"
+    predictor = XGBoostPredictor(f"{NAME}-xrpusdt", unreachable, poll_s=7)
+    assert not predictor.load() and predictor.absent.transient
+    transformer = ForecastTransformer(NAME, f"BTCUSDT={artifact},XRPUSDT={unreachable}", poll_s=7)
+    assert transformer.load()
+    with pytest.raises(ModelUnavailable) as refused:
+        transformer.models.model_of("XRPUSDT")
+    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "7"}
+    assert refused.value.message.startswith("symbol 'XRPUSDT''s model is not loaded yet: ")

@@ -202,7 +202,7 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(
     from klinecast.cli import main
     from klinecast.research import strategy
     from klinecast.research.backtest import strategy_returns
-    from klinecast.serving.transformer import offline_probabilities
+    from klinecast.serving.offline import offline_probabilities
     from tests.support.helpers import table, write_params
 
     source = feature_sync.archive_source(
@@ -220,7 +220,7 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(
         tmp_path / "params.yaml",
         {
             "data": {"symbols": ["BTCUSDT", "ETHUSDT"]},
-            "publish": {"model_name": NAME},
+            "publish": {"service_name": NAME},
             "trade": {"inference_url": server.transformer_url, "request": "symbol"},
         },
     )
@@ -254,3 +254,72 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(
     for symbol in ("BTCUSDT", "ETHUSDT"):
         targets = predictions[predictions["symbol"] == symbol].sort_values("hour")["target"]
         assert np.count_nonzero(np.diff(targets.to_numpy())) >= 2, symbol
+
+
+def v2_symbols(symbols, **extra) -> dict:
+    tensor = {"name": "symbol", "datatype": "BYTES", "shape": [len(symbols)], "data": symbols}
+    return {"inputs": [tensor], **extra}
+
+
+def test_a_book_answers_model_version_names_each_symbols_version(server, models):
+    """The versions hold "+00:00" (an artifact's creation time): joined with "+" they could
+    not be told apart; SYMBOL=VERSION,... reads back into each symbol's."""
+    from klinecast.serving.models import symbol_versions
+
+    answer = v2(server, v2_symbols(["ETHUSDT", "BTCUSDT"]))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    per_output = next(o for o in body["outputs"] if o["name"] == "model_version")["data"]
+    versions = {s: registry.read_artifact_metadata(models[s]).created_at for s in models}
+    assert "+00:00" in versions["ETHUSDT"]
+    assert symbol_versions(body["model_version"]) == {
+        "ETHUSDT": versions["ETHUSDT"], "BTCUSDT": versions["BTCUSDT"],
+    }  # fmt: skip
+    assert per_output == [versions["ETHUSDT"], versions["BTCUSDT"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        # the issue's cases: a shape that does not hold its data is not answered
+        (v2_symbols(["BTCUSDT", "BTCUSDT"]) | {"inputs": [{"name": "symbol", "datatype": "BYTES", "shape": [3], "data": ["BTCUSDT", "BTCUSDT"]}]},
+         400, "input 'symbol': shape [3] holds 3 value(s), its data 2"),
+        ({"inputs": [{"name": "symbol", "datatype": "BYTES", "shape": [2, 3], "data": ["BTCUSDT"]}]},
+         400, "input 'symbol': shape [2, 3] holds 6 value(s), its data 1"),
+        (v2_symbols(["BTCUSDT"], parameters={"symbol": "ETHUSDT"}),
+         400, "parameters.symbol 'ETHUSDT' contradicts the symbols asked for, ['BTCUSDT']"),
+        (v2_symbols(["BTCUSDT"], parameters={"symbol": "eth"}),
+         400, "symbol: expected an upper-case pair like BTCUSDT, got 'eth'"),
+        (v2_symbols(["B" * 1_000_000]),
+         400, "symbol: 1000000 characters is longer than a pair's 32: got 'BBBB"),
+    ],
+)  # fmt: skip
+def test_v2_symbol_requests_are_checked_as_the_protocol_and_the_book_say(server, body, status, error):
+    response = v2(server, body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"].startswith(error) or error in response.json()["error"]
+    assert len(response.text) < 500  # a megabyte symbol is not echoed back
+
+
+def test_a_symbol_named_consistently_twice_is_answered(server):
+    response = v2(server, v2_symbols(["BTCUSDT"], parameters={"symbol": "BTCUSDT"}))
+    assert response.status_code == 200, response.text
+
+
+def test_each_requested_output_is_answered_once(server):
+    body = v2_symbols(["BTCUSDT"], outputs=[{"name": "prob_up"}, {"name": "direction"}, {"name": "prob_up"}])
+    response = v2(server, body)
+    assert response.status_code == 200, response.text
+    assert [o["name"] for o in response.json()["outputs"]] == ["prob_up", "direction"]
+
+
+@pytest.mark.parametrize("path", ["ready", "infer", ""])
+def test_an_unknown_model_is_named_on_every_path(server, path):
+    import requests
+
+    for url in (server.transformer_url, server.predictor_url):
+        where = f"{url}/v2/models/nosuch/versions/1" + (f"/{path}" if path else "")
+        method = requests.post if path == "infer" else requests.get
+        response = method(where, json=v2_symbols(["BTCUSDT"]), timeout=10)
+        assert response.status_code == 404, (where, response.text)
+        assert response.json() == {"error": "Model with name nosuch does not exist."}

@@ -7,14 +7,22 @@ import numpy as np
 import pandas as pd
 import pytest
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+)
 
 from klinecast.research.features import compute_features
 from klinecast.research.strategy import StrategyRule
-from klinecast.serving import transformer as module
+from klinecast.serving import lookup
+from klinecast.serving.answer import probability
 from klinecast.serving.client import v1_request, v1_symbol_request
 from klinecast.serving.errors import PredictorAnswerError, StoreUnavailable
-from klinecast.serving.transformer import ForecastTransformer
+from klinecast.serving.models import symbol_models
+from klinecast.serving.transformer import Batch, ForecastTransformer, predictor_request
 from tests.support.model_fixtures import HOUR, tiny_artifact
 
 RULE = StrategyRule("long_short", entry_band=0.02, exit_band=0.01, min_hold_hours=2)
@@ -31,12 +39,18 @@ def loaded(tmp_path_factory):
 
 
 def run(model: ForecastTransformer, body, answer=None, headers=None):
-    """preprocess of body in one event loop, as kserve runs it, then postprocess of the
-    predictor's answer when one is given. Returns (what preprocess made, the result)."""
+    """preprocess of body in one event loop, as kserve runs it, then, when the predictor's
+    answer is given, what predict makes of it for each row asked and postprocess. Returns
+    (what preprocess made, the answer or None)."""
 
     async def request():
         made = await model.preprocess(body, headers or {"content-type": "application/json"})
-        return made, (model.postprocess(answer) if answer is not None else module._request.get())
+        if answer is None:
+            return made, None
+        for item in made.items:
+            if item.prob_up is None:
+                item.prob_up = probability(answer)
+        return made, model.postprocess(made)
 
     return asyncio.run(request())
 
@@ -53,17 +67,19 @@ def test_candles_become_the_training_functions_newest_row(loaded):
     model, candles = loaded
     protocol(model, "v1")
     window = candles.iloc[-model.min_history :]
-    request, context = run(model, v1_request(window))
+    batch, _ = run(model, v1_request(window))
+    (item,) = batch.items
     expected = compute_features(candles, indicators=model.feature_names, interval=HOUR).frame
     row = expected.loc[window.index[-1], model.feature_names].to_numpy(dtype=np.float64)
-    np.testing.assert_allclose(request["instances"][0], row, rtol=0, atol=1e-9)
-    assert context.feature_time == (window.index[-1] + pd.Timedelta(hours=1)).isoformat()
+    np.testing.assert_allclose(item.features[0], row, rtol=0, atol=1e-9)
+    assert item.feature_time == (window.index[-1] + pd.Timedelta(hours=1)).isoformat()
 
 
 def test_v2_predictor_gets_one_fp64_tensor(loaded):
     model, candles = loaded
     protocol(model, "v2")
-    request, _ = run(model, v1_request(candles.iloc[-model.min_history :]))
+    batch, _ = run(model, v1_request(candles.iloc[-model.min_history :]))
+    request = predictor_request(batch.items[0], protocol=model.predictor_config.predictor_protocol)
     assert isinstance(request, InferRequest)
     (tensor,) = request.inputs
     assert tensor.datatype == "FP64" and tensor.shape == [1, len(model.feature_names)]
@@ -101,6 +117,7 @@ def test_malformed_symbol_requests_are_400(loaded, body, message):
 @pytest.mark.parametrize(("prob", "direction"), [(0.53, "up"), (0.5, "flat"), (0.47, "down")])
 def test_the_answer_applies_the_models_rule_from_a_flat_book(loaded, prob, direction):
     model, candles = loaded
+    model.cache.clear()  # the same window each time: not its answer kept from the last
     _, result = run(model, v1_request(candles.iloc[-model.min_history :]), {"predictions": [prob]})
     (answer,) = result["predictions"]
     assert answer["prob_up"] == prob and answer["direction"] == direction
@@ -118,7 +135,7 @@ def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
         for c in model.required
     ]
     request = InferRequest("m", inputs, request_id="r1")
-    request.request_outputs = [type("Out", (), {"name": "prob_up"})()]
+    request.request_outputs = [RequestedOutput("prob_up")]
     _, answer = run(model, request, InferResponse("p", "m", [InferOutput("p", [1], "FP64", [0.6])]))
     assert answer.id == "r1" and [o.name for o in answer.outputs] == ["prob_up"]
 
@@ -128,6 +145,7 @@ def test_the_v2_answer_holds_only_the_requested_outputs(loaded):
 )
 def test_a_malformed_predictor_answer_is_the_predictors_fault(loaded, answer):
     model, candles = loaded
+    model.cache.clear()
     with pytest.raises(PredictorAnswerError):
         run(model, v1_request(candles.iloc[-model.min_history :]), answer)
 
@@ -137,8 +155,9 @@ def test_the_same_window_twice_is_answered_from_the_cache(loaded):
     body = v1_request(candles.iloc[-model.min_history - 1 : -1])
     run(model, body, {"predictions": [0.61]})
     cached, _ = run(model, body)
-    assert isinstance(cached, module.Cached) and cached.prob_up == 0.61
-    assert asyncio.run(model.predict(cached)) is cached  # no predictor is asked
+    assert isinstance(cached, Batch) and cached.items[0].prob_up == 0.61
+    assert cached.items[0].features is None  # no row to ask about
+    assert asyncio.run(model.predict(cached)) is cached  # and no predictor is asked
 
 
 def test_a_missing_artifact_leaves_it_not_ready(tmp_path):
@@ -147,18 +166,17 @@ def test_a_missing_artifact_leaves_it_not_ready(tmp_path):
 
 
 def test_a_storage_uri_names_one_model_or_one_per_symbol():
-    (one,) = module.symbol_models("svc", "s3://bucket/m").items()
+    (one,) = symbol_models("svc", "s3://bucket/m").items()
     assert one[0] is None and one[1].predictor_name == "svc"
-    several = module.symbol_models("svc", "BTCUSDT=/m/btc,ETHUSDT=s3://b/eth")
+    several = symbol_models("svc", "BTCUSDT=/m/btc,ETHUSDT=s3://b/eth")
     assert {s: (m.storage_uri, m.predictor_name) for s, m in several.items()} == {
         "BTCUSDT": ("/m/btc", "svc-btcusdt"), "ETHUSDT": ("s3://b/eth", "svc-ethusdt"),
     }  # fmt: skip
-    # a book of one is named as a book of many is
-    assert module.symbol_models("svc", "BTCUSDT=/m/btc")["BTCUSDT"].predictor_name == "svc-btcusdt"
+    assert symbol_models("svc", "BTCUSDT=/m/btc")["BTCUSDT"].predictor_name == "svc"
     with pytest.raises(ValueError, match="a symbol is named twice"):
-        module.symbol_models("svc", "BTCUSDT=/a,BTCUSDT=/b")
+        symbol_models("svc", "BTCUSDT=/a,BTCUSDT=/b")
     with pytest.raises(ValueError, match="expected SYMBOL=URI"):
-        module.symbol_models("svc", "BTCUSDT=/a,/b")
+        symbol_models("svc", "BTCUSDT=/a,/b")
 
 
 def test_a_cross_asset_model_loads_and_refuses_candles(tmp_path):
@@ -175,7 +193,7 @@ def test_a_cross_asset_model_loads_and_refuses_candles(tmp_path):
     assert model.load() and model.ready
     protocol(model, "v1")
     window = candles.iloc[-model.min_history :]
-    row = model._warm_up_row(window)
+    row = lookup.warm_up_row(model.models.primary, window)
     assert row.shape == (1, len(metadata["feature_names"])) and row[0, -1] == 0.0
     with pytest.raises(InvalidInput) as refused:
         run(model, v1_request(window))

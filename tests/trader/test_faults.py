@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from klinecast.research import strategy
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.offline import offline_probabilities
 from klinecast.trader.ledger import Ledger
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer
 from tests.support.helpers import NAME, RULE, drop_ledger, table, write_params
@@ -60,7 +60,7 @@ def exchange(mirror_candles):
 def trader_params(path: Path, **trade) -> Path:
     """params.yaml for the testnet broker, candles, quantity = the cap, and trade's changes."""
     base = {"broker": "testnet", "request": "candles", "quantity": CAP, "max_quantity": CAP}
-    return write_params(path, {"publish": {"model_name": NAME}, "trade": base | trade})
+    return write_params(path, {"publish": {"service_name": NAME}, "trade": base | trade})
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from klinecast.cli import main
 from klinecast.research import strategy
 from klinecast.research.backtest import strategy_returns
 from klinecast.retries import RetrySettings
-from klinecast.serving.transformer import offline_probabilities
+from klinecast.serving.offline import offline_probabilities
 from klinecast.trader.ledger import Ledger
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer
 from tests.support.helpers import NAME, RULE, drop_ledger, free_port, table, write_params
@@ -38,7 +38,7 @@ def trader_env(request, tmp_path, serving, exchange, monkeypatch):
     """params.yaml for the testnet broker, and the environment a CronJob pod would have."""
     params = write_params(  # candles: these servers have no online store
         tmp_path / "params.yaml",
-        {"publish": {"model_name": NAME}, "trade": {"broker": "testnet", "request": "candles"}},
+        {"publish": {"service_name": NAME}, "trade": {"broker": "testnet", "request": "candles"}},
     )
     ledger = f"sqlite:///{tmp_path}/ledger.db"
     if request.param == "postgresql":
@@ -105,7 +105,8 @@ def test_exchange_5xx_is_retried_then_succeeds(trader_env, exchange):
 def test_exchange_down_fails_loudly_and_a_later_run_trades_once(trader_env, exchange, capsys):
     exchange.fail_next = 100
     assert trade(trader_env, "once") == 1
-    assert "failed 4 times; last: HTTP 503" in capsys.readouterr().err
+    captured = capsys.readouterr()  # (a book of one: the symbol's failure is its line)
+    assert "failed 4 times; last: HTTP 503" in captured.out + captured.err
     exchange.fail_next = 0
     assert trade(trader_env, "once") == 0
     assert exchange.order_posts() == len(table(trader_env["ledger"], "orders"))
@@ -124,7 +125,8 @@ def test_insufficient_balance_fails_at_once_with_binances_message(trader_env, ex
     exchange.insufficient_balance = True
     assert until_an_order_is_sent(trader_env, exchange) == 1
     assert exchange.order_posts() == 1  # a -2010 is not retried
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.out + captured.err
     assert "Binance error -2010: Account has insufficient balance" in err
     (order,) = table(trader_env["ledger"], "orders")
     # what failed is on record; no position change was recorded
@@ -138,7 +140,9 @@ def test_wrong_keys_are_refused_without_logging_them(trader_env, exchange, capsy
     assert until_an_order_is_sent(trader_env, exchange) == 1
     captured = capsys.readouterr()
     # the signed read of the account (reconciling first) is refused: nothing is sent
-    assert "Binance error -1022: Signature for this request is not valid" in captured.err
+    assert "Binance error -1022: Signature for this request is not valid" in (
+        captured.out + captured.err
+    )
     assert "not-the-secret" not in captured.out + captured.err
     assert API_KEY not in captured.out + captured.err
     assert exchange.orders == {}
@@ -348,7 +352,7 @@ def test_the_trader_asks_by_symbol_by_default(
     assert (
         feature_sync.sync(Params(), settings=online_settings, source=source, now=now).written == 1
     )
-    params = write_params(tmp_path / "params.yaml", {"publish": {"model_name": NAME}})
+    params = write_params(tmp_path / "params.yaml", {"publish": {"service_name": NAME}})
     ledger = f"sqlite:///{tmp_path}/ledger.db"
     with LocalServing(
         NAME, str(artifact), free_port(), free_port(), log_dir=tmp_path / "logs",
@@ -384,7 +388,7 @@ def test_readmes_offline_paper_hour(
     params = write_params(
         tmp_path / "params.yaml",
         {
-            "publish": {"model_name": NAME},
+            "publish": {"service_name": NAME},
             "online": {
                 "redis": online_settings.redis,
                 "registry": online_settings.registry,

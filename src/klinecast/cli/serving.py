@@ -21,7 +21,8 @@ def add_serve(commands) -> None:
             "Start the XGBoost predictor and the candle transformer (kserve ModelServer "
             "processes) on 127.0.0.1-reachable ports, wait until both are ready, write example "
             "request bodies from the newest candles and print ready-to-paste curl commands. "
-            "Serves the registry's production version, else the local candidate artifact. "
+            "Serves the registry's production version (and follows it: a newly promoted version "
+            "is served within the servers' poll period), else the local candidate artifact. "
             "Ctrl+C stops both."
         ),
     )
@@ -66,7 +67,9 @@ def run_serve(args) -> int:
     from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.redaction import redact_redis
+    from klinecast.release import registry
     from klinecast.serving.local import LocalServing, write_examples
+    from klinecast.serving.models import symbol_models
     from klinecast.serving.online_store import StoreSettings
 
     book = Book(load_params(args.params))
@@ -74,6 +77,10 @@ def run_serve(args) -> int:
     uri, why = args.storage_uri, "--storage-uri"
     if uri is None:
         uri, why = serving_models(book, args.registry or params.publish.registry)
+    for model in symbol_models(name, uri).values():
+        if "://" not in model.storage_uri and not registry.follows_production(model.storage_uri):
+            # fail here, clearly, not in two servers
+            registry.read_artifact_metadata(Path(model.storage_uri))
     online = StoreSettings.of(params.online, bounded=True)
     if args.redis:
         online = dataclasses.replace(online, redis=args.redis)
@@ -147,9 +154,6 @@ def serving_models(book, registry_uri: str) -> tuple[str, str]:
         )
         for symbol in book.symbols
     }
-    for where, _ in found.values():
-        if "://" not in where:
-            registry.read_artifact_metadata(Path(where))  # fail here, clearly, not in two servers
     why = "; ".join(f"{symbol}: {reason}" for symbol, (_, reason) in found.items())
     return book.storage_string(lambda symbol: found[symbol][0]), why
 

@@ -42,6 +42,10 @@ class RegistryError(KlinecastError):
     """The registry could not be read or written."""
 
 
+class NoProductionVersion(RegistryError):
+    """The model has no production version (its gate never passed): not a passing fault."""
+
+
 def write_artifact(out_dir: Path, booster, metadata: ArtifactMetadata) -> None:
     """Writes model.json + metadata.json into out_dir, replacing it only once complete."""
     out_dir = Path(out_dir)
@@ -165,7 +169,7 @@ class S3Store:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise RegistryError(f"cannot read {self.uri(key)}: {exc}") from None
-        except BotoCoreError as exc:  # no credentials, an endpoint that does not answer
+        except BotoCoreError as exc:  # no credentials, the endpoint unreachable, a cut connection
             raise RegistryError(f"cannot read {self.uri(key)}: {exc}") from None
 
     def keys(self, prefix: str) -> list[str]:
@@ -305,33 +309,48 @@ def fetch_artifact(uri: str, dest: Path) -> Path:
     return dest
 
 
+def follows_production(uri: str) -> bool:
+    """Whether uri names the version PRODUCTION: whichever version the pointer names now."""
+    head, _, version = uri.rstrip("/").rpartition("/versions/")
+    return version == PRODUCTION_VERSION and "/" in head
+
+
 def resolve_production(uri: str) -> str:
     """uri itself, or for `<registry>/<model>/versions/PRODUCTION` the URI of the version the
     model's production pointer names now.
 
     Raises:
-        RegistryError: the model has no production version (its gate never passed), or the
-            pointer could not be read.
+        NoProductionVersion: the model has no production version (its gate never passed).
+        RegistryError: the pointer could not be read (the store unreachable: a passing fault).
     """
-    head, _, version = uri.rstrip("/").rpartition("/versions/")
-    if version != PRODUCTION_VERSION or "/" not in head:
+    if not follows_production(uri):
         return uri
+    head, _, _ = uri.rstrip("/").rpartition("/versions/")
     registry_uri, _, model_name = head.rpartition("/")
     pointer = production(open_store(registry_uri), model_name)
     if pointer is None:
-        raise RegistryError(f"no production version of {model_name} in {registry_uri}")
+        raise NoProductionVersion(f"no production version of {model_name} in {registry_uri}")
     return pointer["uri"]
 
 
+def production_uri(registry_uri: str, model_name: str) -> str:
+    """The storage URI of the version PRODUCTION: whichever version the pointer names when a
+    server reads it (the servers follow it, see resolve_production)."""
+    return f"{registry_uri.rstrip('/')}/{model_name}/versions/{PRODUCTION_VERSION}"
+
+
 def resolve_serving_uri(registry_uri: str, model_name: str, *, fallback: Path) -> tuple[str, str]:
-    """The production version's URI, else the local candidate artifact.
+    """The production version, followed (a later promotion is served too), else the local
+    candidate artifact.
 
     Returns:
         (uri, why) where why says which one was chosen, for the log.
     """
     pointer = production(open_store(registry_uri), model_name)
     if pointer is not None:
-        return pointer["uri"], f"production version {pointer['version']}"
+        return production_uri(registry_uri, model_name), (
+            f"production, version {pointer['version']} now; a later promotion is followed"
+        )
     return str(
         fallback
     ), f"no production version in {registry_uri}; serving the candidate {fallback}"

@@ -37,6 +37,8 @@ class LocalServing:
     stale_after_minutes: int | None = None
     #: more flags for the transformer, e.g. ["--cache-size", "0"]
     transformer_args: list[str] = field(default_factory=list)
+    #: how often both servers read the registry's production pointers (None: their default)
+    poll_seconds: float | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -64,6 +66,8 @@ class LocalServing:
             "--http-port",
             str(port),
         ]
+        if self.poll_seconds is not None:
+            argv += ["--poll-seconds", str(self.poll_seconds)]
         if role == "transformer":
             argv += [
                 "--predictor-host",

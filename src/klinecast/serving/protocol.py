@@ -2,13 +2,16 @@
 Open Inference Protocol's OpenAPI spec says and log what an operator can trust.
 
 - Answers: no null where the spec has an object or an array (`parameters`, `versions`); the
-  server metadata lists only the extensions that are on (none: the model repository extension
-  is off); the served model's own version works in `/versions/{v}` paths, any other is 404
-  naming it; a GET on an inference path is 405; `/v2/health/ready` is false while no model
+  server metadata lists only the extensions that are on (the binary tensor data extension;
+  the model repository extension is off); the served model's own version works in
+  `/versions/{v}` paths, any other is 404 naming it, and an unknown model is 404 naming it on
+  every path; a GET on an inference path is 405; `/v2/health/ready` is false while no model
   is ready (a predictor of a model per symbol is ready once one of them is: a symbol whose
   model is missing must not take the others down; its own model answers 503).
-- Requests: a JSON body without a Content-Type is read as JSON (tritonclient sends none), and
-  V2's binary tensor extension is accepted.
+- Requests: a V2 inference request is read by `serving.v2_request` (orjson; the binary tensor
+  data extension, as tritonclient sends it by default; every input's shape checked against
+  its data), and answered with binary outputs where the request asks for them; a V1 JSON body
+  without a Content-Type is read as JSON (tritonclient sends none).
 - Refusals: every one is `{"error": ...}` with its status and exactly one log line at WARNING,
   kserve's own included; a bug answers 500 "internal error" and its traceback goes to the log
   only.
@@ -21,14 +24,21 @@ from __future__ import annotations
 import logging
 import re
 
+from klinecast.serving.errors import ModelUnavailable, VersionNotServed, shown
+
 log = logging.getLogger("klinecast.serving")
 
 PREDICT_SUFFIXES = (":predict", "/infer")
+#: The version a request asks our predictor for: a versioned path's (set here), or the one
+#: whose metadata our transformer read (V1 has no versioned paths). Other servers ignore it.
+VERSION_HEADER = "klinecast-model-version"
 JSON_TYPES = ("application/json", "application/cloudevents+json")
 #: The longest piece of a request that a log line carries.
 LOGGED_CHARACTERS = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _VERSIONED = re.compile(r"^(?P<model>/v2/models/[^/]+)/versions/(?P<version>[^/]+)(?P<rest>/.*)?$")
+#: A path about one model: /v1/models/{name}[:predict], /v2/models/{name}[/...]
+_MODEL_PATH = re.compile(r"^/v[12]/models/(?P<name>[^/:]+)")
 
 
 def loggable(text: object, *, limit: int = LOGGED_CHARACTERS) -> str:
@@ -77,10 +87,57 @@ def refuse(status: int, message: str, *, headers: dict | None = None):
     return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
 
-def install(app, models) -> None:
-    """Everything of the module docstring, on kserve's app, for the served model or models."""
-    _install_middleware(app, models if isinstance(models, list | tuple) else [models])
+def install(app, models, *, dataplane=None) -> None:
+    """Everything of the module docstring, on kserve's app, for the served model or models.
+
+    Args:
+        dataplane: the ModelServer's kserve DataPlane; with it, V2 inference requests are
+            read and answered here (before kserve's own route, which this one shadows).
+    """
+    models = models if isinstance(models, list | tuple) else [models]
+    _install_middleware(app, models)
     _install_error_handlers(app)
+    if dataplane is not None:
+        _install_infer(app, dataplane)
+
+
+def _install_infer(app, dataplane) -> None:
+    from kserve.errors import ModelNotReady
+
+    from klinecast.serving import v2_request
+
+    async def infer(request):  # a plain Starlette endpoint: the body is read here, raw
+        model_name = request.path_params["model_name"]
+        if not await dataplane.model_ready(model_name, True):  # an unknown one: 404
+            raise ModelNotReady(model_name)
+        headers = dict(request.headers)
+        body = await request.body()
+        asked = v2_request.read(body, headers, model_name=model_name)
+        answer, answer_headers = await dataplane.infer(
+            model_name=model_name, request=asked, headers=headers
+        )
+        return v2_answer(answer, answer_headers)
+
+    # before kserve registers its own route for the path (ModelServer.start), so this one wins
+    app.router.add_route(
+        "/v2/models/{model_name}/infer", infer, methods=["POST"], include_in_schema=False
+    )
+
+
+def v2_answer(answer, headers: dict):
+    """A V2 inference answer on the wire: JSON without nulls, or (binary outputs asked) the
+    JSON object, its length in Inference-Header-Content-Length, then the outputs' bytes."""
+    import orjson
+    from starlette.responses import Response
+
+    from klinecast.serving.v2_request import HEADER
+
+    body, json_length = answer.to_rest()
+    headers = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "content-type")}
+    if json_length is None:
+        return Response(orjson.dumps(_drop_nulls(body)), media_type="application/json", headers=headers)
+    headers[HEADER] = str(json_length)
+    return Response(body, media_type="application/octet-stream", headers=headers)
 
 
 def _install_middleware(app, models: list) -> None:
@@ -95,17 +152,25 @@ def _install_middleware(app, models: list) -> None:
             return JSONResponse(server_metadata())
         if path == "/v2/health/ready" and not any(m.ready for m in models):
             return JSONResponse(status_code=503, content={"ready": False})
+        inference = path.endswith("/infer")  # v2_answer writes these without nulls
+        about = _MODEL_PATH.match(path)
+        if about and not any(m.name == about["name"] for m in models):
+            return refuse(404, f"Model with name {shown(about['name'])} does not exist.")
+        model = next((m for m in models if about and m.name == about["name"]), None)
         versioned = _VERSIONED.match(path)
         if versioned:
-            named = versioned["model"].removeprefix("/v2/models/")
-            model = next((m for m in models if m.name == named), models[0])
-            if versioned["version"] != model.model_version:
-                return refuse(
-                    404,
-                    f"model {model.name} has no version {versioned['version']!r}; it serves "
-                    f"version {model.model_version!r} (or leave the version out)",
-                )
+            served = model.served_versions()
+            if versioned["version"] not in served:
+                return refuse(404, VersionNotServed(model.name, versioned["version"], served).message)
             request.scope["path"] = versioned["model"] + (versioned["rest"] or "")
+            headers = [(k, v) for k, v in request.scope["headers"] if k != VERSION_HEADER.encode()]
+            request.scope["headers"] = [*headers, (VERSION_HEADER.encode(), versioned["version"].encode())]
+        absent = model.absent if model is not None else None  # why its model did not load
+        if absent is not None and method == "POST" and path.endswith(PREDICT_SUFFIXES):
+            if absent.transient:
+                error = ModelUnavailable(f"model {model.name}", absent.reason, retry_after_s=model.poll_s)
+                return refuse(error.status, error.message, headers=error.headers)
+            return refuse(404, f"model {model.name} has no production version: {absent.reason}")
         if path.endswith(PREDICT_SUFFIXES) and method != "POST":
             return refuse(
                 405, f"{method} is not allowed on {path}; send the request with POST",
@@ -130,7 +195,7 @@ def _install_middleware(app, models: list) -> None:
             return JSONResponse(
                 status_code=500, content={"error": "internal error; the server log has details"}
             )
-        if path.startswith("/v2/models") and response.status_code == 200:
+        if path.startswith("/v2/models") and response.status_code == 200 and not inference:
             return await _without_nulls(response)
         return response
 
@@ -138,22 +203,19 @@ def _install_middleware(app, models: list) -> None:
 async def _without_nulls(response):
     """A V2 JSON answer again without its null members: kserve writes `"parameters": null`
     and `"versions": null`, which the spec types as an object and an array."""
-    import json
-
+    import orjson
     from starlette.responses import Response
 
     if response.headers.get("content-type", "").split(";")[0] != "application/json":
-        return response  # V2's binary tensor extension: kserve writes no null there
+        return response  # V2's binary tensor extension: v2_answer writes no null there
     body = b"".join([chunk async for chunk in response.body_iterator])
     headers = {k: v for k, v in response.headers.items() if k != "content-length"}
     try:
-        document = json.loads(body)
-    except ValueError:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return Response(body, status_code=response.status_code, headers=headers)
     return Response(
-        json.dumps(_drop_nulls(document), separators=(",", ":")).encode(),
-        status_code=response.status_code,
-        headers=headers,
+        orjson.dumps(_drop_nulls(document)), status_code=response.status_code, headers=headers
     )
 
 
@@ -167,11 +229,11 @@ def _drop_nulls(value):
 
 
 def server_metadata() -> dict:
-    """The server metadata of the protocol: kserve's name and version, and no extension (the
-    model repository extension is off)."""
+    """The server metadata of the protocol: kserve's name and version, and the extensions
+    that are on: binary tensor data (the model repository extension is off)."""
     from importlib.metadata import version
 
-    return {"name": "kserve", "version": version("kserve"), "extensions": []}
+    return {"name": "kserve", "version": version("kserve"), "extensions": ["binary_tensor_data"]}
 
 
 def _install_error_handlers(app) -> None:
@@ -183,10 +245,14 @@ def _install_error_handlers(app) -> None:
 
     async def not_json(_, exc):
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        # a JSON decode error's location is a character offset: not a field to name
+        where = ".".join(str(p) for p in first.get("loc", ()) if isinstance(p, str))
+        where = "" if where == "body" else where.removeprefix("body.")
         reason = first.get("msg", "invalid body")
         return refuse(
-            400, f"the body is not a valid JSON inference request: {where} {reason}".strip()
+            400,
+            "the body is not a valid JSON inference request: "
+            + (f"{where}: {reason}" if where else reason),
         )
 
     async def http_error(_, exc):
@@ -204,7 +270,7 @@ def _install_error_handlers(app) -> None:
         return refuse(502, f"the predictor answered HTTP {status}: {detail}".rstrip(": "))
 
     async def serving_error(_, exc):
-        return refuse(exc.status, exc.message)
+        return refuse(exc.status, exc.message, headers=exc.headers)
 
     app.add_exception_handler(RequestValidationError, not_json)
     app.add_exception_handler(HTTPException, http_error)

@@ -3,7 +3,9 @@
 kserve's model_server parses sys.argv when it is imported, so main() parses its own flags
 first and clears sys.argv before importing kserve. The model is registered even when it could
 not be loaded: the server then answers 503 (not ready) and retries the load in the background,
-instead of exiting and being restarted in a loop.
+instead of exiting and being restarted in a loop. The same background thread follows the
+registry: every --poll-seconds each model's refresh() loads what is missing and, for a storage
+URI of the version PRODUCTION, a newly promoted version, swapped in without a restart.
 
 What klinecast adds to kserve's REST server (the protocol's answers, refusals and log lines)
 is `klinecast.serving.protocol`.
@@ -12,6 +14,7 @@ is `klinecast.serving.protocol`.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import logging
 import os
 import sys
@@ -21,6 +24,8 @@ import warnings
 from klinecast import environment
 
 log = logging.getLogger("klinecast.serving")
+#: The default poll period of the registry's production pointers, in seconds.
+POLL_SECONDS = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predictor-protocol", choices=["v1", "v2"], default="v1")
     parser.add_argument("--predictor-timeout", type=int, default=5, help="seconds")
     parser.add_argument(
+        "--poll-seconds",
         "--reload-seconds",
         type=float,
-        default=30.0,
-        help="retry interval while the model cannot be loaded",
+        default=POLL_SECONDS,
+        help="how often each model's production pointer is read (a newly promoted version is "
+        "served within it) and a model that could not be loaded is tried again "
+        "(default: %(default)s)",
     )
     # Defaults: params' `online` section with the KLINECAST_* overrides (klinecast.config); the
     # container has no params.yaml, so its ConfigMap's environment is what sets them.
@@ -119,19 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     from klinecast.serving import protocol
 
     if args.role == "predictor":
+        from klinecast.serving.models import symbol_models
         from klinecast.serving.predictor import XGBoostPredictor
-        from klinecast.serving.transformer import symbol_models
 
         models = [  # one model, or one per symbol ("BTCUSDT=uri,ETHUSDT=uri")
-            XGBoostPredictor(m.predictor_name, m.storage_uri)
+            XGBoostPredictor(m.predictor_name, m.storage_uri, poll_s=args.poll_seconds)
             for m in symbol_models(args.model_name, args.storage_uri).values()
         ]
     else:
         models = [transformer(args)]
     for model in models:
-        if not model.load() or getattr(model, "missing", None):
-            _retry_load_in_background(model, every_s=args.reload_seconds)
-    protocol.install(app, models)
+        model.load()
     server = kserve.ModelServer(
         http_port=args.http_port,
         enable_grpc=False,
@@ -143,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             predictor_request_retries=0,
         ),
     )
+    protocol.install(app, models, dataplane=server.dataplane)
     for model in models:
         server.register_model(model)
+        # after ModelServer(), whose predictor config (a context variable) the thread needs
+        _follow_in_background(model, every_s=args.poll_seconds)
     if args.role == "transformer":
         app.router.on_startup.append(models[0].warm_up_predictor)
     _quiet_per_request_output()  # after ModelServer(), which reconfigures logging
@@ -186,6 +195,7 @@ def transformer(args):
         clock=clock,
         cache_size=args.cache_size,
         stale_after=pd.Timedelta(minutes=stale),
+        poll_s=args.poll_seconds,
     )
 
 
@@ -214,17 +224,26 @@ def _quiet_per_request_output() -> None:
     logging.getLogger("kserve").addFilter(one_line_for_refusals)
 
 
-def _retry_load_in_background(model, *, every_s: float) -> None:
-    """load() again every every_s until the model is ready and (a transformer with a model per
-    symbol) no symbol's model is missing."""
+def _follow_in_background(model, *, every_s: float) -> None:
+    """model.refresh() every every_s (sooner when it asks), for the life of the process: the
+    first load until it succeeds, a model still missing, a newly promoted version. A bug in
+    one refresh is logged with its traceback and the next one runs as usual."""
 
-    def retry() -> None:
+    def follow() -> None:
         stop = threading.Event()
-        while not stop.wait(every_s):
-            if model.load() and not getattr(model, "missing", None):
-                return
+        wait = every_s
+        while not stop.wait(wait):
+            try:
+                wait = min(model.refresh() or every_s, every_s)
+            except Exception:
+                log.exception("refreshing model %s failed", model.name)
+                wait = every_s
 
-    threading.Thread(target=retry, name="model-reload", daemon=True).start()
+    # in a copy of this context: kserve keeps the predictor's address in a context variable
+    context = contextvars.copy_context()
+    threading.Thread(
+        target=context.run, args=(follow,), name=f"follow-{model.name}", daemon=True
+    ).start()
 
 
 if __name__ == "__main__":
