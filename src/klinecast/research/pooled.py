@@ -2,7 +2,8 @@
 
 The folds tile one calendar for all symbols. Each fold fits one booster on the training rows of
 every symbol (in symbol order, so the booster is the same whichever symbol is being looked at),
-cut and purged exactly as `backtest.walk_forward` cuts one symbol's: rows [test_start -
+cut and purged by the one fold function a single symbol's walk-forward uses
+(`backtest.walk_forward_folds`, over the union of the symbols' hours): rows [test_start -
 look_back, test_start - (h - 1)h). Each symbol then trades its own test rows with the
 candidate's rule, its position carried from fold to fold. A symbol listed later joins the
 folds from its first row; before it, the others train the model.
@@ -33,6 +34,7 @@ from klinecast.research.backtest import (
     scored_rows,
     settings_of,
     traded_result,
+    walk_forward_folds,
 )
 from klinecast.research.features import horizon_labels
 
@@ -118,31 +120,32 @@ def walk_forward_pooled(
     fold_of = {s: np.full(len(index), -1, dtype=np.int16) for s, (_, index) in tested.items()}
     holding = dict.fromkeys(tested, strategy.FLAT)
     folds = dict.fromkeys(tested, 0)
-    step = pd.Timedelta(days=backtest.step_days)
-    purge = pd.Timedelta(hours=horizon - 1)
-    start, number = test_start, 0
-    while start < test_end:
-        end = min(start + step, test_end)
-        first = pool.first if hp.anchored else start - pd.Timedelta(days=hp.look_back_days)
-        parts = {s: slice(*index.searchsorted([start, end])) for s, (_, index) in tested.items()}
-        parts = {s: part for s, part in parts.items() if part.stop > part.start}
-        train_x, train_y = pool.window(first, start - purge)
-        if parts and len(train_y):
-            booster = model.fit(
-                train_x, train_y, hp, seed=seed, nthread=nthread, feature_names=names
+    # one calendar for every symbol: the folds of the union of their hours, cut and purged by
+    # the one fold function a single symbol's walk-forward uses
+    schedule = walk_forward_folds(
+        _union(index for _, index in tested.values()),
+        train_index=_union(pool.index.values()),
+        test_start=test_start,
+        test_end=test_end,
+        train_hours=None if hp.anchored else hp.look_back_days * 24,
+        step_hours=backtest.step_days * 24,
+        horizon_hours=horizon,
+    )
+    for fold in schedule:
+        train_x, train_y = pool.window(fold.train_start, fold.train_end)
+        booster = model.fit(train_x, train_y, hp, seed=seed, nthread=nthread, feature_names=names)
+        for symbol, (rows, index) in tested.items():
+            part = slice(*index.searchsorted([fold.test_start, fold.test_end]))
+            if part.stop == part.start:
+                continue
+            test = rows.loc[index[part], names].to_numpy(dtype=np.float32)
+            proba[symbol][part] = model.predict_proba(booster, test)
+            decided_at = (index[part] + pd.Timedelta(interval)).hour.to_numpy()
+            position[symbol][part], holding[symbol] = strategy.positions(
+                proba[symbol][part], candidate.rule, holding[symbol], decision_hours=decided_at
             )
-            for symbol, part in parts.items():
-                rows, index = tested[symbol]
-                test = rows.loc[index[part], names].to_numpy(dtype=np.float32)
-                proba[symbol][part] = model.predict_proba(booster, test)
-                decided_at = (index[part] + pd.Timedelta(interval)).hour.to_numpy()
-                position[symbol][part], holding[symbol] = strategy.positions(
-                    proba[symbol][part], candidate.rule, holding[symbol], decision_hours=decided_at
-                )
-                fold_of[symbol][part] = number
-                folds[symbol] += 1
-            number += 1
-        start = end
+            fold_of[symbol][part] = fold.number
+            folds[symbol] += 1
     return {
         symbol: traded_result(
             rows,
@@ -158,6 +161,12 @@ def walk_forward_pooled(
         )  # fmt: skip
         for symbol, (rows, index) in tested.items()
     }
+
+
+def _union(indexes) -> pd.DatetimeIndex:
+    """The sorted hours of several symbols' UTC indexes, each hour once."""
+    stamps = np.unique(np.concatenate([np.asarray(index.asi8) for index in indexes]))
+    return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
 
 
 def walk_forward_pooled_with_params(
