@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from klinecast.errors import KlinecastError
 from klinecast.research import evaluation, stats, training, tuning
+from klinecast.research.model import Candidate
 from klinecast.research.strategy import StrategyRule
 from tests.support.helpers import write_cli_params
 from tests.support.model_fixtures import small_features, small_params
@@ -83,7 +84,7 @@ def test_a_range_of_one_value_fixes_a_lever():
 
 
 def test_a_window_that_is_neither_sliding_nor_anchored_is_refused():
-    values = tuning.Candidate.from_dict(CANDIDATE).as_dict()
+    values = Candidate.from_dict(CANDIDATE).as_dict()
     with pytest.raises(ValueError, match="train_window: expected sliding or anchored"):
         tuning.candidate_of(values | {"train_window": "expanding"})
 
@@ -370,7 +371,7 @@ def test_the_in_sample_span_uses_no_candle_after_it(features, horizon):
     poisoned = frame.copy()
     after = poisoned.index >= pd.Timestamp("2021-03-31 23:00", tz="UTC")
     poisoned.loc[after, ["next_return", "label"]] = [0.5, 1.0]
-    candidate = tuning.Candidate.from_dict(CANDIDATE | {"horizon_hours": horizon})
+    candidate = Candidate.from_dict(CANDIDATE | {"horizon_hours": horizon})
     runs = [
         tuning.in_sample_walk_forward(tuning.in_sample_rows(f, params), params, candidate)
         for f in (frame, poisoned)
@@ -390,7 +391,7 @@ def test_every_trial_is_scored_on_the_same_hours(features, anchored):
         days: tuning.in_sample_walk_forward(
             rows,
             params,
-            tuning.Candidate.from_dict(CANDIDATE | {"look_back_days": days, "anchored": anchored}),
+            Candidate.from_dict(CANDIDATE | {"look_back_days": days, "anchored": anchored}),
         )
         for days in (low, high)
     }
@@ -418,7 +419,7 @@ def test_study_name_changes_with_what_makes_trials_comparable(monkeypatch):
     assert tuning.study_name(fee, data_version="a") != name
     slip = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, slippage_bps=5))
     assert tuning.study_name(slip, data_version="a") != name
-    monkeypatch.setattr(tuning, "SCORING_VERSION", tuning.SCORING_VERSION + 1)
+    monkeypatch.setattr(tuning.study, "SCORING_VERSION", tuning.SCORING_VERSION + 1)
     assert tuning.study_name(base, data_version="a") != name  # trials scored another way
 
 
