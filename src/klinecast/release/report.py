@@ -193,9 +193,10 @@ def _gate_table(metrics: Scorecard) -> str:
         "before the evaluation. p: one-sided, the model does not beat the baseline (stationary "
         "bootstrap of the hourly differences, ± its Monte-Carlo error); the gate passes only if "
         "the largest is small (an intersection-union test: no correction is needed). PSR: the "
-        "probability that the model's true Sharpe ratio is above the baseline's.</p>"
+        "probability that the true Sharpe ratio of the model's hourly excess over the baseline "
+        "is above 0.</p>"
     )
-    header = ["baseline", "excess after costs", "p-value", "PSR vs its Sharpe", "its Sharpe"]
+    header = ["baseline", "excess after costs", "p-value", "PSR of the excess", "its Sharpe"]
     return _table(header, rows) + note
 
 

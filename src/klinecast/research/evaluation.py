@@ -5,7 +5,7 @@ The scorecard (reports/metrics.json, `klinecast.research.scorecard`) holds, for 
 same out-of-sample hours: returns before and after fees, fees paid, turnover, exposure, mean
 holding time, accuracy with its Wilson interval and the probabilistic Sharpe ratio; for the
 model also the deflated Sharpe ratio (from the number of trials the study ran), the bootstrap
-p-value against the best baseline, per-fold and per-month returns and a calibration table.
+p-value against each declared baseline, per-fold and per-month returns and a calibration table.
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ def scorecard(
             excess_return=result.excess_returns[name],
             p_value=p_value,
             mc_error=stats.monte_carlo_error(p_value, reps=reps),
-            psr=stats.probabilistic_sharpe(returns, benchmark=stats.sharpe(benchmark)),
+            # the Sharpe of the hourly differences: the baseline's own Sharpe is an estimate too
+            psr=stats.probabilistic_sharpe(returns - benchmark),
         )
     worst = stats.largest_p_value({n: t.p_value for n, t in declared.items()})
     luck = stats.expected_max_sharpe(trials=trials, sharpe_variance=variance)

@@ -158,6 +158,7 @@ def walk_forward_pooled(
             test_end=test_end,
             backtest=backtest,
             interval=interval,
+            horizon_hours=horizon,
         )  # fmt: skip
         for symbol, (rows, index) in tested.items()
     }

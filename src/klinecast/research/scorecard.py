@@ -73,7 +73,8 @@ class BaselineTest:
     #: stationary bootstrap of the hourly differences (arch's SPA test)
     p_value: float
     mc_error: float  # the p-value's Monte-Carlo standard error, sqrt(p(1-p)/resamples)
-    #: the probabilistic Sharpe ratio against the baseline's Sharpe: P(true SR > its SR)
+    #: the probabilistic Sharpe ratio of the hourly differences with the baseline: P(the true
+    #: Sharpe of the model's excess over it > 0)
     psr: float
 
 
@@ -85,8 +86,8 @@ class Significance:
     the evaluation (`declared`); it passes only when the largest of their p-values is small
     (an intersection-union test: each must be beaten, so no correction for several tests is
     needed). The deflated Sharpe ratio is the chosen trial's in sample, against the best of
-    every trial the study ran; out of sample the probabilistic Sharpe ratio stands against 0
-    and each baseline.
+    every trial run on the same in-sample span; out of sample the probabilistic Sharpe ratio
+    stands against 0, and on the hourly differences with each baseline.
     """
 
     test: str
