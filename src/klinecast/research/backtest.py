@@ -297,6 +297,7 @@ def walk_forward(
     names = list(feature_names)
     train_x = trainable[names].to_numpy(dtype=np.float32)
     train_y = labels[labels.notna()].to_numpy(dtype=np.float32)
+    weights = model.training_weights(hp, trainable.index, horizon_hours=horizon)
     test_x = rows[names].to_numpy(dtype=np.float32)
     next_returns = rows[NEXT_RETURN].to_numpy(dtype=float)
     decided_at = (rows.index + pd.Timedelta(interval)).hour.to_numpy()  # when each row decides
@@ -315,6 +316,7 @@ def walk_forward(
         booster = model.fit(
             train_x[fold.train_rows], train_y[fold.train_rows], hp,
             seed=seed, nthread=nthread, feature_names=names,
+            weights=None if weights is None else weights[fold.train_rows],
         )  # fmt: skip
         part = slice(fold.test_rows.start - offset, fold.test_rows.stop - offset)
         proba[part] = model.predict_proba(booster, test_x[fold.test_rows])

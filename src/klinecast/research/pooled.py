@@ -44,7 +44,13 @@ class _Pool:
     their label at one horizon: what each fold's booster is fitted on."""
 
     def __init__(
-        self, frames: Mapping[str, pd.DataFrame], names: list[str], *, horizon: int, interval
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        names: list[str],
+        *,
+        horizon: int,
+        interval,
+        hp: model.HyperParams,
     ):
         self.labels = {
             symbol: horizon_labels(frame, horizon=horizon, interval=interval)
@@ -54,17 +60,26 @@ class _Pool:
         self.x = {s: rows[names].to_numpy(dtype=np.float32) for s, rows in trainable.items()}
         self.y = {s: self.labels[s].dropna().to_numpy(dtype=np.float32) for s in trainable}
         self.index = {s: rows.index for s, rows in trainable.items()}
+        self.w = {
+            s: model.training_weights(hp, index, horizon_hours=horizon)
+            for s, index in self.index.items()
+        }
         starts = [index[0] for index in self.index.values() if len(index)]
         self.first = min(starts) if starts else None
 
-    def window(self, start: pd.Timestamp, stop: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of every symbol in [start, stop), stacked in symbol order."""
-        xs, ys = [], []
+    def window(
+        self, start: pd.Timestamp, stop: pd.Timestamp
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The rows of every symbol in [start, stop), stacked in symbol order, with their
+        sample weights (None: equal)."""
+        xs, ys, ws = [], [], []
         for symbol in sorted(self.index):
             lo, hi = self.index[symbol].searchsorted([start, stop])
             xs.append(self.x[symbol][lo:hi])
             ys.append(self.y[symbol][lo:hi])
-        return np.concatenate(xs), np.concatenate(ys)
+            if self.w[symbol] is not None:
+                ws.append(self.w[symbol][lo:hi])
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws) if ws else None
 
 
 def walk_forward_pooled(
@@ -95,7 +110,7 @@ def walk_forward_pooled(
     """
     hp, horizon = candidate.hp, candidate.horizon_hours
     names = list(feature_names)
-    pool = _Pool(frames, names, horizon=horizon, interval=interval)
+    pool = _Pool(frames, names, horizon=horizon, interval=interval, hp=hp)
     first_needed = test_start - pd.Timedelta(days=hp.look_back_days)
     if pool.first is None or pool.first > first_needed + pd.Timedelta(days=1):
         raise KlinecastError(
@@ -132,8 +147,10 @@ def walk_forward_pooled(
         horizon_hours=horizon,
     )
     for fold in schedule:
-        train_x, train_y = pool.window(fold.train_start, fold.train_end)
-        booster = model.fit(train_x, train_y, hp, seed=seed, nthread=nthread, feature_names=names)
+        train_x, train_y, weights = pool.window(fold.train_start, fold.train_end)
+        booster = model.fit(
+            train_x, train_y, hp, seed=seed, nthread=nthread, feature_names=names, weights=weights
+        )
         for symbol, (rows, index) in tested.items():
             part = slice(*index.searchsorted([fold.test_start, fold.test_end]))
             if part.stop == part.start:

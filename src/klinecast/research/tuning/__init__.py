@@ -13,6 +13,7 @@ from klinecast.research.tuning.outputs import (
     BestParams,
     SearchRecord,
     TuningFiles,
+    chosen,
     search_record,
     write_outputs,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "candidate_of",
     "capped_exit_band",
     "check_in_sample_span",
+    "chosen",
     "complete_trials",
     "data_span",
     "fail_abandoned_trials",

@@ -101,6 +101,22 @@ class TuningFiles:
         )
 
 
+#: A trial's user attributes that are bookkeeping, not in-sample figures.
+BOOKKEEPING = ("exit_band_traded", "stream")
+
+
+def chosen(study: optuna.Study) -> BestParams:
+    """The study's chosen candidate, its search record and its in-sample figures: what
+    best_params.json holds, without writing it.
+
+    Raises:
+        KlinecastError: the study has no complete trial.
+    """
+    candidate = best_candidate(study)
+    in_sample = {k: v for k, v in study.best_trial.user_attrs.items() if k not in BOOKKEEPING}
+    return BestParams(candidate, search_record(study).as_dict(), in_sample)
+
+
 def write_outputs(
     study: optuna.Study,
     files: TuningFiles,
@@ -114,23 +130,21 @@ def write_outputs(
     Args:
         data_span: `data_span`'s account of where the symbol's rows start.
     """
-    candidate = best_candidate(study)
+    picked = chosen(study)
     trials = study.trials_dataframe(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
     )
     record = search_record(study)
-    bookkeeping = ("exit_band_traded", "stream")
-    in_sample = {k: v for k, v in study.best_trial.user_attrs.items() if k not in bookkeeping}
     summary = {
-        "params": candidate.as_dict(),
+        "params": picked.candidate.as_dict(),
         "value": study.best_value,
         "objective": f"{objective}, in-sample walk-forward",
         "best_trial": study.best_trial.number,
         "study_name": study.study_name,
         "storage": redact(storage_url),
         "trials": {"complete": record.complete, "failed": record.failed},
-        "search": record.as_dict(),
-        "in_sample": in_sample,
+        "search": picked.search,
+        "in_sample": picked.in_sample,
         "data": data_span or {},
     }
     atomic.write_json(files.best_params, summary)

@@ -229,6 +229,7 @@ def tune(
     first_worker: int = 0,
     progress: Callable[[int, int], None] | None = None,
     pool: Pool | None = None,
+    nthread: int | None = None,
 ) -> optuna.Study:
     """Runs (or resumes) the study until it holds n_trials complete trials, `workers` at a time.
 
@@ -241,6 +242,8 @@ def tune(
         pool: tune the pooled model of these symbols (features_path is then not read): one
             study, whatever symbol asks, which the first tune of the pool runs and the others
             find complete.
+        nthread: XGBoost threads per worker (default: the machine's cores over `workers`; a
+            benchmark that runs several studies at once gives each one).
 
     Raises:
         KlinecastError: bad spans, an unreachable storage, or a trial or worker that failed
@@ -264,7 +267,7 @@ def tune(
     fail_abandoned_trials(study, stream=first_worker)
     if complete_trials(study) >= n_trials:
         return study
-    nthread = max(1, (os.cpu_count() or 1) // workers)
+    nthread = nthread or max(1, (os.cpu_count() or 1) // workers)
     source = pool if pool is not None else features_path
     with _scoring_pool(source, params, workers=workers, nthread=nthread) as run:
         while (done := complete_trials(study)) < n_trials:
