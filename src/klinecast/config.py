@@ -474,6 +474,12 @@ class TuneParams(_Checked):
     #: An SQLAlchemy URL; $KLINECAST_OPTUNA_STORAGE or `tune --storage` override it.
     storage: str = "sqlite:///optuna.db"
     search_space: SearchSpace = field(default_factory=SearchSpace)
+    #: The last days of the in-sample span that the search never scores: the chosen trial is
+    #: walked forward over them afterwards (the inner hold-out); 0: none.
+    holdout_days: int = 0
+    #: How many of the search's best trials the hold-out scores; the best there is chosen
+    #: (1: the search's best, confirmed or not by the hold-out).
+    holdout_candidates: int = 1
 
     def problems(self) -> Problems:
         if self.objective not in OBJECTIVES:
@@ -486,6 +492,10 @@ class TuneParams(_Checked):
             yield "workers", f"must be at least 1, got {self.workers}"
         if self.symbols_in_parallel < 1:
             yield "symbols_in_parallel", f"must be at least 1, got {self.symbols_in_parallel}"
+        if self.holdout_days < 0:
+            yield "holdout_days", f"must be >= 0, got {self.holdout_days}"
+        if self.holdout_candidates < 1:
+            yield "holdout_candidates", f"must be at least 1, got {self.holdout_candidates}"
         if "://" not in self.storage:
             yield "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
 

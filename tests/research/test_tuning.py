@@ -441,3 +441,58 @@ def test_processes_opening_one_new_storage_at_once_all_succeed(tmp_path):
         p.join(timeout=120)
     assert [p.exitcode for p in processes] == [0] * 6
     assert optuna.load_study(study_name="race", storage=url).study_name == "race"
+
+
+def test_the_search_never_scores_the_inner_hold_out_and_the_choice_is_confirmed_there(
+    features, tmp_path
+):
+    """With 15 hold-out days the trials are scored before them; poisoning every return and
+    label of the hold-out leaves every trial's value as it was, and only the hold-out figures
+    move. The hold-out walks the search's 3 best trials forward and chooses among them."""
+    params = small_params()
+    params = dataclasses.replace(
+        params, tune=dataclasses.replace(params.tune, holdout_days=15, holdout_candidates=3)
+    )
+    frame = pd.read_parquet(features)
+    poisoned = frame.copy()
+    held = poisoned.index >= pd.Timestamp("2021-03-17", tz="UTC")
+    poisoned.loc[held, "next_return"] = -poisoned.loc[held, "next_return"]
+    poisoned.loc[held, "label"] = 1.0 - poisoned.loc[held, "label"]
+    poisoned.to_parquet(tmp_path / "poisoned.parquet")
+    clean = run_tune(features, f"sqlite:///{tmp_path}/a.db", n_trials=4, params=params)
+    dirty = run_tune(
+        tmp_path / "poisoned.parquet", f"sqlite:///{tmp_path}/b.db", n_trials=4, params=params
+    )
+    assert [t.value for t in clean.trials] == [t.value for t in dirty.trials]
+    picked = tuning.chosen(clean)
+    assert picked.holdout["hours"] == 15 * 24 - 1  # the span's last hour has no next candle
+    assert len(picked.holdout["candidates"]) == 3
+    assert picked.in_sample["trial"] == clean.user_attrs["holdout"]["trial"]
+    assert picked.holdout != tuning.chosen(dirty).holdout
+    last_scored = pd.Timestamp("2021-03-17", tz="UTC")
+    for trial in clean.trials:
+        assert (
+            trial.user_attrs["hours"]
+            <= (last_scored - pd.Timestamp("2021-01-21", tz="UTC")).days * 24
+        )
+
+
+def test_the_deflated_sharpe_counts_every_study_on_the_span_and_the_random_trials_spread(
+    features, tmp_path
+):
+    storage = f"sqlite:///{tmp_path}/one.db"
+    first = run_tune(features, storage, n_trials=3, name="first")
+    record = tuning.search_record(first)
+    assert record.trials_run == 3 and record.variance_trials == 3
+    assert record.variance_from == "random start-up trials"
+    other = dataclasses.replace(small_params(), features=dataclasses.replace(
+        small_params().features, indicators=small_params().features.indicators[:10]
+    ))  # fmt: skip
+    second = run_tune(features, storage, n_trials=2, params=other, name="second")
+    assert tuning.search_record(second).trials_run == 5  # both studies searched these hours
+    elsewhere = dataclasses.replace(small_params(), split=dataclasses.replace(
+        small_params().split, in_sample_start=small_params().split.in_sample_start.replace(day=2)
+    ))  # fmt: skip
+    third = run_tune(features, storage, n_trials=2, params=elsewhere, name="third")
+    assert tuning.search_record(third).trials_run == 2  # another span
+    assert all(t.user_attrs["random"] for t in first.trials)  # fewer than 10: all random

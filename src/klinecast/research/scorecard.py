@@ -174,6 +174,8 @@ class Scorecard:
     slippage_per_side: float = 0.0
     #: the chosen trial's in-sample summary (tune's best_params.json), for the side-by-side
     in_sample: dict = field(default_factory=dict)
+    #: the chosen trial on the inner hold-out (best_params.json's holdout; empty: none)
+    holdout: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -191,6 +193,7 @@ class Scorecard:
             "calibration": [dataclasses.asdict(b) for b in self.calibration],
             "slippage_per_side": self.slippage_per_side,
             "in_sample": dict(self.in_sample),
+            "holdout": dict(self.holdout),
         }
 
     @classmethod
@@ -213,6 +216,7 @@ class Scorecard:
                     _record(CalibrationBin, b) for b in values.get("calibration", ())
                 ),
                 in_sample=dict(values.get("in_sample") or {}),
+                holdout=dict(values.get("holdout") or {}),
             )
         except KeyError as exc:
             raise ScorecardError(

@@ -4,7 +4,7 @@ figures), trials.csv and Optuna's plots."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,43 +16,60 @@ from klinecast.errors import KlinecastError
 from klinecast.redaction import redact
 from klinecast.research import stats
 from klinecast.research.model import Candidate
-from klinecast.research.tuning.study import best_candidate
+from klinecast.research.tuning.study import STARTUP_TRIALS, best_candidate, candidate_of_trial
 
 
 @dataclass(frozen=True)
 class SearchRecord:
-    """How much searching the study did, and the chosen trial's deflated Sharpe ratio."""
+    """How much searching was done on this in-sample span, and the chosen trial's deflated
+    Sharpe ratio."""
 
-    trials_run: int  # every candidate that was scored
-    complete: int
+    #: every trial of every study in the storage on the same symbol and in-sample span (this
+    #: one's included): the deflated Sharpe's N
+    trials_run: int
+    complete: int  # this study's
     failed: int
     trials_that_trade: int  # complete trials whose rule traded at least once in sample
-    sharpe_variance: float  # of every trial's hourly Sharpe ratio
+    #: of the hourly Sharpe ratios of the study's random start-up trials (TPE's later trials
+    #: bunch near the best and would understate the spread that luck has)
+    sharpe_variance: float
     #: the chosen trial's in-sample returns against the Sharpe that the best of trials_run
     #: unskilled trials would show (None when the trials lack their moments)
     deflated_sharpe: float | None
+    #: how many trials the variance came from, and whether they were the random ones
+    variance_trials: int = 0
+    variance_from: str = "random start-up trials"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def search_record(study: optuna.Study) -> SearchRecord:
+def search_record(study: optuna.Study, *, chosen_trial: int | None = None) -> SearchRecord:
+    """The study's search record, the deflated Sharpe of `chosen_trial` (default: the best)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    sharpes = [t.user_attrs["hourly_sharpe"] for t in complete if "hourly_sharpe" in t.user_attrs]
+    moments_of = [t for t in complete if "hourly_sharpe" in t.user_attrs]
+    # trials of an older klinecast lack the mark: the first STARTUP_TRIALS were the random ones
+    random = [t for t in moments_of if t.user_attrs.get("random", t.number < STARTUP_TRIALS)]
+    spread, source = (random, "random start-up trials") if len(random) > 1 else (moments_of, "every trial")
+    sharpes = [t.user_attrs["hourly_sharpe"] for t in spread]
     variance = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    trials = max(int(study.user_attrs.get("trials_on_span", 0)), len(complete) + len(failed))
+    picked = study.best_trial if chosen_trial is None else study.trials[chosen_trial]
     try:
-        moments = stats.SharpeMoments.from_dict(study.best_trial.user_attrs)
-        deflated = stats.deflated_sharpe(moments, trials=len(complete), sharpe_variance=variance)
+        moments = stats.SharpeMoments.from_dict(picked.user_attrs)
+        deflated = stats.deflated_sharpe(moments, trials=trials, sharpe_variance=variance)
     except (KeyError, ValueError):
         deflated = None
     return SearchRecord(
-        trials_run=len(complete),
+        trials_run=trials,
         complete=len(complete),
         failed=len(failed),
         trials_that_trade=sum(t.user_attrs.get("trades", 0) > 0 for t in complete),
         sharpe_variance=variance,
         deflated_sharpe=None if deflated is None or not np.isfinite(deflated) else deflated,
+        variance_trials=len(sharpes),
+        variance_from=source,
     )
 
 
@@ -62,7 +79,9 @@ class BestParams:
 
     candidate: Candidate
     search: dict  # SearchRecord's fields
-    in_sample: dict  # the best trial's in-sample summary
+    in_sample: dict  # the chosen trial's in-sample summary (the search's span)
+    #: the chosen trial on the inner hold-out (tune.holdout_days; empty: none)
+    holdout: dict = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> BestParams:
@@ -70,8 +89,9 @@ class BestParams:
         try:
             document = json.loads(Path(path).read_text())
             return cls(
-                Candidate.from_dict(document["params"]), document["search"], document["in_sample"]
-            )
+                Candidate.from_dict(document["params"]), document["search"],
+                document["in_sample"], document.get("holdout") or {},
+            )  # fmt: skip
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise KlinecastError(
                 f"{path} is not a best_params.json written by tune: {exc}"
@@ -106,15 +126,26 @@ BOOKKEEPING = ("exit_band_traded", "stream")
 
 
 def chosen(study: optuna.Study) -> BestParams:
-    """The study's chosen candidate, its search record and its in-sample figures: what
-    best_params.json holds, without writing it.
+    """The study's chosen candidate, its search record, its in-sample figures and its inner
+    hold-out's: what best_params.json holds, without writing it. With a hold-out
+    (tune.holdout_days), the chosen trial is the one the hold-out chose among the search's best;
+    else the search's best.
 
     Raises:
         KlinecastError: the study has no complete trial.
     """
-    candidate = best_candidate(study)
-    in_sample = {k: v for k, v in study.best_trial.user_attrs.items() if k not in BOOKKEEPING}
-    return BestParams(candidate, search_record(study).as_dict(), in_sample)
+    best_candidate(study)  # (fails clearly when no trial completed)
+    holdout = study.user_attrs.get("holdout") or {}
+    trial = study.trials[holdout["trial"]] if holdout else study.best_trial
+    in_sample = {k: v for k, v in trial.user_attrs.items() if k not in BOOKKEEPING}
+    record = search_record(study, chosen_trial=trial.number)
+    return BestParams(
+        candidate_of_trial(trial),
+        record.as_dict(),
+        in_sample | {"trial": trial.number, "search_value": trial.value},
+        {k: holdout[k] for k in ("value", "candidates")} | holdout.get("summary", {})
+        if holdout else {},
+    )
 
 
 def write_outputs(
@@ -134,17 +165,18 @@ def write_outputs(
     trials = study.trials_dataframe(
         attrs=("number", "value", "state", "params", "user_attrs", "duration")
     )
-    record = search_record(study)
+    record = search_record(study, chosen_trial=picked.in_sample["trial"])
     summary = {
         "params": picked.candidate.as_dict(),
-        "value": study.best_value,
+        "value": picked.in_sample["search_value"],
         "objective": f"{objective}, in-sample walk-forward",
-        "best_trial": study.best_trial.number,
+        "best_trial": picked.in_sample["trial"],
         "study_name": study.study_name,
         "storage": redact(storage_url),
         "trials": {"complete": record.complete, "failed": record.failed},
         "search": picked.search,
         "in_sample": picked.in_sample,
+        "holdout": picked.holdout,
         "data": data_span or {},
     }
     atomic.write_json(files.best_params, summary)

@@ -3,6 +3,8 @@ the in-sample span, after costs; every trial on the same hours."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from collections.abc import Callable
 
 import numpy as np
@@ -242,3 +244,43 @@ def pooled_in_sample(pool: Pool, params: Params) -> dict[str, pd.DataFrame]:
     left out of tuning."""
     frames = {s: in_sample_rows(frame, params) for s, frame in pool.read().items()}
     return {s: rows for s, rows in frames.items() if len(rows)}
+
+
+def search_params(params: Params) -> Params:
+    """params with the in-sample span cut before the inner hold-out (tune.holdout_days): the
+    span the search scores. Without a hold-out, params."""
+    days = params.tune.holdout_days
+    if days == 0:
+        return params
+    split = params.split
+    end = split.in_sample_end - dt.timedelta(days=days)
+    return dataclasses.replace(params, split=dataclasses.replace(split, in_sample_end=end))
+
+
+def holdout_span(params: Params) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[first, stop) of the inner hold-out: the in-sample span's last tune.holdout_days."""
+    stop = pd.Timestamp(params.split.in_sample.stop)
+    return stop - pd.Timedelta(days=params.tune.holdout_days), stop
+
+
+def score_holdout(
+    rows: pd.DataFrame, params: Params, candidate: Candidate, *, nthread: int = 0
+) -> tuple[float, BacktestResult]:
+    """tune.objective of one candidate walked forward over the inner hold-out (which the
+    search never scored), retrained every step as everywhere; its training windows reach back
+    into the search's span, never into the hold-out.
+
+    Args:
+        rows: in_sample_rows of the features (the whole in-sample span).
+    """
+    start, stop = holdout_span(params)
+    result = walk_forward_with_params(
+        rows, params, candidate, test_start=start, test_end=stop, nthread=nthread
+    )
+    predictions = result.predictions
+    value = objective_value(
+        params.tune.objective,
+        predictions["strategy_return"].to_numpy(),
+        predictions[f"{IR_BASELINE}_return"].to_numpy(),
+    )
+    return value, result

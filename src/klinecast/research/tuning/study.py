@@ -45,7 +45,9 @@ from klinecast.research.tuning.scoring import (
     in_sample_summary,
     pooled_in_sample,
     score,
+    score_holdout,
     score_pooled,
+    search_params,
 )
 from klinecast.research.tuning.space import candidate_of, suggest_params
 from klinecast.retries import (
@@ -78,6 +80,8 @@ def study_name(params: Params, *, data_version: str, pooled: Pool | None = None)
     }
     if pooled is not None:  # (absent for a symbol's own model: its studies keep their names)
         relevant["pooled"] = pooled.weights
+    if params.tune.holdout_days:  # (absent without one: those studies keep their names)
+        relevant["holdout_days"] = params.tune.holdout_days
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
     return f"{params.tune.study_name}-{digest[:10]}"
 
@@ -144,6 +148,25 @@ def fail_abandoned_trials(study: optuna.Study, *, stream: int) -> int:
     return len(abandoned)
 
 
+#: TPE's random start-up trials (Optuna's default, named: the deflated Sharpe reads them).
+STARTUP_TRIALS = 10
+
+
+def span_key(params: Params, pool: Pool | None = None) -> str:
+    """What makes two studies looks at the same in-sample hours: the symbol (or the pooled
+    symbols) and the span, whatever the features, search space or code."""
+    who = "pooled " + ",".join(sorted(pool.paths)) if pool is not None else params.data.symbol
+    return f"{who} {params.split.in_sample}"
+
+
+def trials_on_span(storage_url: str, key: str) -> int:
+    """Every trial of every study in the storage on the same in-sample span (`span_key`): the
+    deflated Sharpe's N. A study rerun with other features or another space is one more
+    search of the same hours."""
+    summaries = optuna.get_all_study_summaries(_rdb_storage(storage_url), include_best_trial=False)
+    return sum(s.n_trials for s in summaries if s.user_attrs.get("span_key") == key)
+
+
 def ask_batch(
     study: optuna.Study, params: Params, *, size: int, stream: int = 0
 ) -> list[tuple[optuna.Trial, Candidate]]:
@@ -154,11 +177,17 @@ def ask_batch(
     so one batch does not draw the same point twice.
     """
     seed = params.tune.seed + 1_000_003 * stream + len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed, constant_liar=True, n_startup_trials=STARTUP_TRIALS
+    )
+    # TPE draws at random until it has STARTUP_TRIALS results: those trials are independent
+    # draws of the space, what the deflated Sharpe's spread of Sharpe ratios should come from
+    random = complete_trials(study) < STARTUP_TRIALS
     batch = []
     for _ in range(size):
         trial = study.ask()
         trial.set_user_attr("stream", stream)
+        trial.set_user_attr("random", random)
         candidate = suggest_params(trial, params.tune.search_space)
         trial.set_user_attr("exit_band_traded", candidate.rule.exit_band)
         batch.append((trial, candidate))
@@ -249,26 +278,58 @@ def tune(
         KlinecastError: bad spans, an unreachable storage, or a trial or worker that failed
             (the trials told so far stay in the study, so a re-run resumes).
     """
+    searched = search_params(params)  # the span the search scores, before any hold-out
     if pool is None:
-        check_in_sample_span(in_sample_rows(pd.read_parquet(features_path), params), params)
+        check_in_sample_span(in_sample_rows(pd.read_parquet(features_path), searched), searched)
         version = file_digest(features_path)
     else:
-        frames = pooled_in_sample(pool, params)
+        frames = pooled_in_sample(pool, searched)
         check_in_sample_span(
             max(frames.values(), key=lambda rows: rows.index[-1] - rows.index[0])
             if frames else pd.DataFrame(),
-            params,
+            searched,
         )  # fmt: skip
         del frames
         version = pool.digest()
     name = name or study_name(params, data_version=version, pooled=pool)
     study = open_study(storage_url, name)
+    study.set_user_attr("span_key", span_key(params, pool))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fail_abandoned_trials(study, stream=first_worker)
-    if complete_trials(study) >= n_trials:
-        return study
     nthread = nthread or max(1, (os.cpu_count() or 1) // workers)
-    source = pool if pool is not None else features_path
+    if complete_trials(study) < n_trials:
+        _search(study, pool if pool is not None else features_path, searched, n_trials=n_trials,
+                workers=workers, first_worker=first_worker, nthread=nthread, progress=progress)  # fmt: skip
+    if params.tune.holdout_days and pool is None and "holdout" not in study.user_attrs:
+        study.set_user_attr("holdout", confirm_on_holdout(study, features_path, params, nthread))
+    study.set_user_attr("trials_on_span", trials_on_span(storage_url, span_key(params, pool)))
+    return study
+
+
+def confirm_on_holdout(study: optuna.Study, features_path: Path, params: Params, nthread: int) -> dict:
+    """Walks the search's tune.holdout_candidates best trials forward over the inner hold-out
+    and chooses the best there: which trial, its hold-out figures, and every candidate's."""
+    rows = in_sample_rows(pd.read_parquet(features_path), params)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ranked = sorted(complete, key=lambda t: (-t.value, t.number))[: params.tune.holdout_candidates]
+    scored = []
+    for trial in ranked:
+        value, result = score_holdout(rows, params, candidate_of_trial(trial), nthread=nthread)
+        scored.append((value, trial.number, in_sample_summary(result)))
+    value, number, summary = max(scored, key=lambda s: (s[0], -s[1]))
+    return {
+        "trial": number,
+        "value": value,
+        "summary": summary,
+        "candidates": {str(n): v for v, n, _ in scored},
+    }
+
+
+def _search(
+    study: optuna.Study, source: Path | Pool, params: Params, *, n_trials: int, workers: int,
+    first_worker: int, nthread: int, progress: Callable[[int, int], None] | None,
+) -> None:  # fmt: skip
+    """Asks, scores and tells seeded batches until the study holds n_trials complete trials."""
     with _scoring_pool(source, params, workers=workers, nthread=nthread) as run:
         while (done := complete_trials(study)) < n_trials:
             batch = ask_batch(study, params, size=min(workers, n_trials - done), stream=first_worker)
@@ -289,7 +350,6 @@ def tune(
                 study.tell(trial, outcome.value)
             if progress is not None:
                 progress(complete_trials(study), n_trials)
-    return study
 
 
 class _scoring_pool:
@@ -336,4 +396,11 @@ def best_candidate(study: optuna.Study) -> Candidate:
         raise KlinecastError(
             f"study {study.study_name} has no complete trial; every trial failed"
         ) from None
-    return candidate_of(best.params | {"exit_band": best.user_attrs.get("exit_band_traded", 0.0)})
+    return candidate_of_trial(best)
+
+
+def candidate_of_trial(trial: optuna.trial.FrozenTrial) -> Candidate:
+    """A complete trial's candidate, with the exit band it traded (capped at entry)."""
+    return candidate_of(
+        trial.params | {"exit_band": trial.user_attrs.get("exit_band_traded", 0.0)}
+    )
