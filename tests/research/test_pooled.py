@@ -251,3 +251,25 @@ def test_pooling_and_cross_asset_params_are_checked():
         )
     with pytest.raises(ParamsError, match=r"features.cross_asset: unknown indicator 'close'"):
         params_from_mapping({"features": {"cross_asset": ["close"]}})
+
+
+def test_a_symbol_listed_after_the_in_sample_span_is_in_the_pooled_study_as_it_is_later(
+    tmp_path,
+):
+    """Tuning pools every symbol, as evaluate and train do: one listed after the span brings no
+    row and no trade to the search, and the study scores as it would without it."""
+    params = small_params()
+    paths = {}
+    for seed, symbol, start in ((1, "BTCUSDT", "2021-01-01"), (3, "SOLUSDT", "2021-04-05")):
+        paths[symbol] = tmp_path / f"{symbol}.parquet"
+        features(seed, start=start, days=120 if symbol == "BTCUSDT" else 20).to_parquet(
+            paths[symbol]
+        )
+    both = Pool({s: str(p) for s, p in paths.items()}, {"BTCUSDT": 0.5, "SOLUSDT": 0.5})
+    assert set(tuning.pooled_in_sample(both, params)) == {"BTCUSDT", "SOLUSDT"}
+    assert tuning.pooled_in_sample(both, params)["SOLUSDT"].empty
+    study = tuning.tune(
+        features_path=paths["BTCUSDT"], params=params, storage_url=f"sqlite:///{tmp_path}/p.db",
+        n_trials=2, pool=both,
+    )  # fmt: skip
+    assert study.best_trial.user_attrs["pooled"] == ["BTCUSDT"]  # the only one with results

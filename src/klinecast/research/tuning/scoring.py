@@ -202,7 +202,7 @@ def score_pooled(
         frames: symbol -> in_sample_rows of its features.
     """
     span = params.split.in_sample
-    first = min(rows.index[0] for rows in frames.values())
+    first = min(rows.index[0] for rows in frames.values() if len(rows))
     first_day = max(first.floor("D"), pd.Timestamp(span.start))
     longest = max(params.tune.search_space.look_back_days[1], candidate.hp.look_back_days)
     results = walk_forward_pooled_with_params(
@@ -240,10 +240,10 @@ def in_sample_summary(result: BacktestResult) -> dict:
 
 
 def pooled_in_sample(pool: Pool, params: Params) -> dict[str, pd.DataFrame]:
-    """Each pooled symbol's in-sample rows; a symbol with none (listed after the span) is
-    left out of tuning."""
-    frames = {s: in_sample_rows(frame, params) for s, frame in pool.read().items()}
-    return {s: rows for s, rows in frames.items() if len(rows)}
+    """Each pooled symbol's in-sample rows, every symbol of the pool as evaluate and train pool
+    them: a symbol listed after the span has none, so it trains nothing and its share of the
+    book is flat in sample, as it is out of sample before its first row."""
+    return {s: in_sample_rows(frame, params) for s, frame in pool.read().items()}
 
 
 def search_params(params: Params) -> Params:

@@ -283,9 +283,9 @@ def tune(
         check_in_sample_span(in_sample_rows(pd.read_parquet(features_path), searched), searched)
         version = file_digest(features_path)
     else:
-        frames = pooled_in_sample(pool, searched)
+        frames = [rows for rows in pooled_in_sample(pool, searched).values() if len(rows)]
         check_in_sample_span(
-            max(frames.values(), key=lambda rows: rows.index[-1] - rows.index[0])
+            max(frames, key=lambda rows: rows.index[-1] - rows.index[0])
             if frames else pd.DataFrame(),
             searched,
         )  # fmt: skip
