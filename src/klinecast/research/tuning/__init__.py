@@ -29,7 +29,9 @@ from klinecast.research.tuning.scoring import (
     objective_value,
     pooled_in_sample,
     score,
+    score_holdout,
     score_pooled,
+    search_params,
 )
 from klinecast.research.tuning.space import (
     candidate_of,
@@ -74,7 +76,9 @@ __all__ = [
     "open_study",
     "pooled_in_sample",
     "score",
+    "score_holdout",
     "score_pooled",
+    "search_params",
     "search_levers",
     "search_record",
     "study_name",
