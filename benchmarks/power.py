@@ -239,6 +239,8 @@ def main() -> int:
     ]  # fmt: skip
     if not only or NULL in only:
         jobs += [{"shape": NULL, "strength": 0.0, "seed": seed} for seed in range(args.nulls)]
+    # seed by seed, every shape and the nulls in turn: a run cut short still has a balanced part
+    jobs.sort(key=lambda job: (job["seed"], job["shape"] == NULL, job["shape"], job["strength"]))
     for job in jobs:
         job.update(trials=args.trials, overrides=args.overrides)
     os.environ["OMP_NUM_THREADS"] = "1"  # one thread a series; --jobs series at once

@@ -104,6 +104,12 @@ def test_tune_trial_prints_the_metric_per_fold_for_the_stdout_collector(tmp_path
         "sliding",
         "--cadence-hours",
         "4",
+        "--n-features",
+        "0",
+        "--parallel-trees",
+        "1",
+        "--sample-weights",
+        "equal",
     ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -153,7 +159,8 @@ def test_tune_trial_refuses_a_pooled_model(tmp_path, capsys):
     levers = {"n-estimators": 20, "max-depth": 3, "learning-rate": 0.1, "subsample": 0.8,
               "colsample-bytree": 0.8, "gamma": 0, "look-back-days": 10, "horizon-hours": 3,
               "side": "long_only", "entry-band": 0.01, "exit-band": 0.0, "min-hold-hours": 2,
-              "train-window": "sliding", "cadence-hours": 4}  # fmt: skip
+              "train-window": "sliding", "cadence-hours": 4, "n-features": 0,
+              "parallel-trees": 1, "sample-weights": "equal"}  # fmt: skip
     argv += [part for name, value in levers.items() for part in (f"--{name}", str(value))]
     assert main(argv) == 1
     assert (

@@ -159,7 +159,8 @@ def score(
     on_fold: Callable[[int, float], None] | None = None,
 ) -> tuple[float, BacktestResult]:
     """tune.objective of one candidate over the in-sample walk-forward folds, after costs: the
-    score of an Optuna trial, a Katib trial and `klinecast tune-trial` alike.
+    score of an Optuna trial, a Katib trial and `klinecast tune-trial` alike. With an inner
+    hold-out (tune.holdout_days) the folds stop before it: no trial scores those days.
 
     Args:
         rows: in_sample_rows of the features.
@@ -176,7 +177,13 @@ def score(
             held = strategy_returns(np.ones(len(market)), market, cost=cost)
             on_fold(fold.number, objective_value(name, returns, held))
 
-    result = in_sample_walk_forward(rows, params, candidate, nthread=nthread, after_fold=after_fold)
+    # the search's span: the in-sample span less the inner hold-out, its last row blanked
+    searched = search_params(params)
+    if searched is not params:
+        rows = in_sample_rows(rows, searched)
+    result = in_sample_walk_forward(
+        rows, searched, candidate, nthread=nthread, after_fold=after_fold
+    )
     predictions = result.predictions
     value = objective_value(
         name,
@@ -201,6 +208,8 @@ def score_pooled(
     Args:
         frames: symbol -> in_sample_rows of its features.
     """
+    params = search_params(params)  # the in-sample span less the inner hold-out
+    frames = {s: in_sample_rows(rows, params) for s, rows in frames.items()}
     span = params.split.in_sample
     first = min(rows.index[0] for rows in frames.values() if len(rows))
     first_day = max(first.floor("D"), pd.Timestamp(span.start))

@@ -298,7 +298,7 @@ def tune(
     fail_abandoned_trials(study, stream=first_worker)
     nthread = nthread or max(1, (os.cpu_count() or 1) // workers)
     if complete_trials(study) < n_trials:
-        _search(study, pool if pool is not None else features_path, searched, n_trials=n_trials,
+        _search(study, pool if pool is not None else features_path, params, n_trials=n_trials,
                 workers=workers, first_worker=first_worker, nthread=nthread, progress=progress)  # fmt: skip
     if params.tune.holdout_days and pool is None and "holdout" not in study.user_attrs:
         study.set_user_attr("holdout", confirm_on_holdout(study, features_path, params, nthread))
