@@ -476,7 +476,7 @@ class TuneParams(_Checked):
     search_space: SearchSpace = field(default_factory=SearchSpace)
     #: The last days of the in-sample span that the search never scores: the chosen trial is
     #: walked forward over them afterwards (the inner hold-out); 0: none.
-    holdout_days: int = 0
+    holdout_days: int = 180
     #: How many of the search's best trials the hold-out scores; the best there is chosen
     #: (1: the search's best, confirmed or not by the hold-out).
     holdout_candidates: int = 1
