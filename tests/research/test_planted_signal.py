@@ -5,8 +5,8 @@ The claim "the default search finds an edge of this shape and strength this ofte
 over many series, each a search of minutes: the power benchmark (`make bench-power`,
 docs/research.md) carries it. Here the suite checks the mechanism, as rates over seeds, never
 one chosen seed: the shapes' oracles earn what their strengths say and nothing on null series,
-the interaction needs both of its features, and the benchmark's chain (params.yaml's search
-space and gate, few trials) reports a run with its oracle ceiling.
+and the interaction needs both of its features. (One run of the benchmark's chain takes minutes
+on these seven-year series, too long for the suite: the benchmark runs it.)
 """
 
 import numpy as np
@@ -86,15 +86,3 @@ def test_the_interaction_needs_both_of_its_features():
         alone.append(sharpe_after_costs(frame, frame["volume_ratio_30d"] > 1))
         together.append(sharpe_after_costs(frame, oracle_positions("interaction", frame)))
     assert np.mean(together) > 1.8 and max(alone) < 1 and np.mean(alone) < 0.3, (alone, together)
-
-
-def test_the_benchmark_runs_the_shipped_chain_and_reports_the_oracle_ceiling():
-    from benchmarks.power import run_series
-
-    run = run_series(
-        {"shape": "day_aligned", "strength": 0.008, "seed": 0, "trials": 2, "overrides": []}
-    )
-    assert run["oracle_sharpe"] > 1.5 and 0 <= run["oracle_max_p_value"] <= 1
-    assert run["passed"] == (run["failed"] == [])
-    assert set(run["clock"]) == {"features", "tune", "evaluate", "train", "oracle"}
-    assert 0.4 < run["roc_auc"] < 0.7

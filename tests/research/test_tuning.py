@@ -308,13 +308,15 @@ def test_outputs(features, tmp_path):
     assert set(best["params"]) == {
         "n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree", "gamma",
         "look_back_days", "anchored", "horizon_hours", "side", "entry_band", "exit_band",
-        "min_hold_hours", "cadence_hours",
+        "min_hold_hours", "cadence_hours", "n_features", "parallel_trees", "sample_weights",
     }  # fmt: skip
     assert best["value"] == study.best_value
     assert best["params"]["exit_band"] <= best["params"]["entry_band"]  # the exit it traded
     search = best["search"]
     assert search["trials_run"] == len(study.trials) == search["complete"] + search["failed"]
+    # six trials, all TPE's random start-up ones: the variance is over every one of them
     sharpes = [t.user_attrs["hourly_sharpe"] for t in study.trials]
+    assert search["variance_from"] == "random start-up trials" and search["variance_trials"] == 6
     assert search["sharpe_variance"] == pytest.approx(np.var(sharpes, ddof=1))
     # the deflated Sharpe: the chosen trial's in-sample moments against the best of 6 by luck
     chosen = stats.SharpeMoments.from_dict(study.best_trial.user_attrs)
