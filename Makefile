@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint docs validate-manifests \
-	bench bench-tune bench-workers bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-planted clean
+	bench bench-tune bench-workers bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-power clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
@@ -189,9 +189,11 @@ bench-compare: data
 	dvc repro candles
 	python benchmarks/compare_rules.py
 
-# How weak an edge the default search still finds (the planted-signal chain; about 3 min a run).
-bench-planted: setup
-	python benchmarks/planted_power.py
+# Power and size of the default search and gate: planted edges of three shapes at three
+# strengths (5 seeds each) and 20 null series, 2 at a time (docs/research.md; about an hour).
+# POWER_FLAGS passes options, e.g. POWER_FLAGS='--only null --nulls 40'.
+bench-power: setup
+	python benchmarks/power.py $(POWER_FLAGS)
 
 # Needs a model artifact (models/BTCUSDT/candidate, from make run).
 bench-serve: setup

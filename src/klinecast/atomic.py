@@ -30,6 +30,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def is_partial(path: Path) -> bool:
+    """Whether path is a write still in progress (atomic_write's temporary file)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".part")
+
+
 def write_bytes(path: Path, content: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(content))
 

@@ -53,6 +53,8 @@ Problems = Iterator[tuple[str, str]]
 SIDES = ("long_short", "long_only")
 #: How a fold's training window is cut: its last look_back_days, or all the history before it.
 TRAIN_WINDOWS = ("sliding", "anchored")
+#: How training rows are weighed: equally, or by their label's average uniqueness.
+SAMPLE_WEIGHTS = ("equal", "uniqueness")
 
 
 class _Checked:
@@ -351,9 +353,15 @@ class SearchSpace(_Checked):
     min_hold_hours: tuple[int, int] = (1, 168)
     #: the rule may change position only at hours that are a multiple of this (UTC)
     cadence_hours: tuple[int, ...] = (1, 4, 24)
+    #: the features each fit keeps, ranked on its own training rows; [0, 0]: every feature
+    n_features: tuple[int, int] = (0, 0)
+    #: trees per boosting round, each on its own subsample, averaged (a bag in one model)
+    parallel_trees: tuple[int, int] = (1, 1)
+    #: choices: equal, or uniqueness (each row by its label's average uniqueness)
+    sample_weights: tuple[str, ...] = ("equal",)
 
     #: The levers drawn from a list of choices rather than a range.
-    CHOICES = ("train_window", "side", "cadence_hours")
+    CHOICES = ("train_window", "side", "cadence_hours", "sample_weights")
     #: The ranges drawn on a log scale: each doubling is as likely as the next (1-2 hours as
     #: likely as 84-168), where a uniform draw would put six in seven horizons beyond a day.
     LOG_SCALE = ("learning_rate", "look_back_days", "horizon_hours", "min_hold_hours")
@@ -401,6 +409,19 @@ class SearchSpace(_Checked):
                 yield name, f"must be >= 1, got {list(getattr(self, name))}"
         if self.gamma[0] < 0:
             yield "gamma", f"must be >= 0, got {list(self.gamma)}"
+        if self.n_features[0] < 0 or (self.n_features[0] == 0 and self.n_features[1] != 0):
+            yield (
+                "n_features",
+                f"expected [0, 0] (every feature) or a range of at least 1, got "
+                f"{list(self.n_features)}",
+            )
+        if self.parallel_trees[0] < 1:
+            yield "parallel_trees", f"must be >= 1, got {list(self.parallel_trees)}"
+        if not self.sample_weights or set(self.sample_weights) - set(SAMPLE_WEIGHTS):
+            yield (
+                "sample_weights",
+                f"expected some of {list(SAMPLE_WEIGHTS)}, got {list(self.sample_weights)}",
+            )
         for name in ("subsample", "colsample_bytree"):
             low, high = getattr(self, name)
             if not (0 < low and high <= 1):
@@ -435,6 +456,12 @@ class TuneParams(_Checked):
     #: An SQLAlchemy URL; $KLINECAST_OPTUNA_STORAGE or `tune --storage` override it.
     storage: str = "sqlite:///optuna.db"
     search_space: SearchSpace = field(default_factory=SearchSpace)
+    #: The last days of the in-sample span that the search never scores: the chosen trial is
+    #: walked forward over them afterwards (the inner hold-out); 0: none.
+    holdout_days: int = 180
+    #: How many of the search's best trials the hold-out scores; the best there is chosen
+    #: (1: the search's best, confirmed or not by the hold-out).
+    holdout_candidates: int = 1
 
     def problems(self) -> Problems:
         if self.objective not in OBJECTIVES:
@@ -447,6 +474,10 @@ class TuneParams(_Checked):
             yield "workers", f"must be at least 1, got {self.workers}"
         if self.symbols_in_parallel < 1:
             yield "symbols_in_parallel", f"must be at least 1, got {self.symbols_in_parallel}"
+        if self.holdout_days < 0:
+            yield "holdout_days", f"must be >= 0, got {self.holdout_days}"
+        if self.holdout_candidates < 1:
+            yield "holdout_candidates", f"must be at least 1, got {self.holdout_candidates}"
         if "://" not in self.storage:
             yield "storage", f"expected a URL like sqlite:///optuna.db, got {self.storage!r}"
 

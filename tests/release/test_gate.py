@@ -4,11 +4,13 @@ declared baseline must be beaten (an intersection-union test on the largest p-va
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from klinecast.config import PublishParams
 from klinecast.errors import KlinecastError
-from klinecast.release.gate import gate
+from klinecast.release.gate import book_gates, gate
+from klinecast.research import stats
 from klinecast.research.model import Complexity
 from tests.support.model_fixtures import scorecard as metrics
 
@@ -26,7 +28,8 @@ def test_a_model_that_meets_every_condition_passes():
 @pytest.mark.parametrize(
     ("metric_changes", "complexity", "failed", "detail"),
     [
-        ({"excess": -0.001}, GOOD, "excess_return", "vol_target (-0.10%) (< +0.00%)"),
+        ({"excess": -0.001}, GOOD, "excess_return", "vol_target (-0.10%) (<= +0.00%)"),
+        ({"against": {"trend_200d": (0.0, 0.01)}}, GOOD, "excess_return", "trend_200d (+0.00%)"),
         ({"against": {"trend_200d": (-0.02, 0.01)}}, GOOD, "excess_return", "trend_200d (-2.00%)"),
         ({"p_value": 0.051}, GOOD, "p_value", "(vol_target) 0.051 ± 0.002 > 0.05"),
         ({"against": {"trend_50d": (0.1, 0.2)}}, GOOD, "p_value", "(trend_50d) 0.200 ± 0.002"),
@@ -88,3 +91,47 @@ def test_a_scorecard_without_declared_baselines_is_refused_with_a_reason():
     )
     with pytest.raises(KlinecastError, match="declare no baseline"):
         gate(bare, GOOD, PUBLISH)
+
+
+def test_the_receipt_reports_how_often_the_span_was_looked_at():
+    card = metrics()
+    looked = dataclasses.replace(
+        card, significance=dataclasses.replace(card.significance, span_looks=7)
+    )
+    assert gate(looked, GOOD, PUBLISH).as_dict()["span_looks"] == 7
+
+
+def test_a_book_of_one_is_holm_over_one_p_value():
+    alone = gate(metrics(p_value=0.04), GOOD, PUBLISH)
+    (booked,) = book_gates({"BTCUSDT": alone}, PUBLISH).values()
+    assert booked.passed and booked.condition("book_multiplicity").held
+    refused = gate(metrics(p_value=0.06), GOOD, PUBLISH)
+    assert not book_gates({"BTCUSDT": refused}, PUBLISH)["BTCUSDT"].condition(
+        "book_multiplicity"
+    ).held
+
+
+def test_a_book_holds_its_symbols_to_holm_step_down_levels():
+    """Five symbols at p 0.004, 0.011, 0.04, 0.3, 0.5: Holm holds the smallest to 0.05/5 = 0.01,
+    the next to 0.05/4 = 0.0125, the third to 0.05/3 and stops there. Alone, three would pass."""
+    p_values = {"A": 0.004, "B": 0.011, "C": 0.04, "D": 0.3, "E": 0.5}
+    own = {s: gate(metrics(p_value=p), GOOD, PUBLISH) for s, p in p_values.items()}
+    assert [s for s, g in own.items() if g.passed] == ["A", "B", "C"]
+    booked = book_gates(own, PUBLISH)
+    assert [s for s, g in booked.items() if g.passed] == ["A", "B"]
+    assert "held to 0.05 / 3 = 0.0167" in booked["C"].condition("book_multiplicity").detail
+    assert [c.name for c in booked["A"].conditions][-1] == "book_multiplicity"
+
+
+def test_a_book_of_five_null_symbols_passes_one_by_luck_at_most_alpha_of_the_time():
+    """Five independent null symbols, each p uniform: gated alone, at least one passes in
+    1 - 0.95^5 = 23 % of books; under Holm at most 5 %."""
+    rng = np.random.default_rng(0)
+    alone = holm_passed = 0
+    books = 4000
+    for _ in range(books):
+        p_values = dict(zip("ABCDE", rng.uniform(size=5), strict=True))
+        alone += any(p <= 0.05 for p in p_values.values())
+        holm_passed += any(stats.holm(p_values, alpha=0.05).values())
+    assert 0.2 < alone / books < 0.26
+    assert holm_passed / books <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / books)

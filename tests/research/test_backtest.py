@@ -411,6 +411,21 @@ def test_a_fold_skipped_for_want_of_training_rows_is_flat_and_counted():
     assert np.isfinite(result.model.cumulative_return) and np.isfinite(result.model.log_loss)
 
 
+def test_a_skipped_leading_fold_is_held_flat_not_dropped_from_the_span():
+    """The hole ends where the span starts: the first fold has test hours but nothing in its
+    5-day window to train on. Its hours are in the span, flat and counted, as a later skipped
+    fold's are (they were once dropped, so the span started five days late)."""
+    frame = synthetic_features(60)
+    hole = (frame.index >= T0 + pd.Timedelta(days=12)) & (frame.index < T0 + pd.Timedelta(days=20))
+    result = run(frame[~hole], start_day=20, end_day=40, step_days=5, look_back_days=5)
+    p = result.predictions
+    assert p.index[0] == T0 + pd.Timedelta(days=20)
+    first = p.index < T0 + pd.Timedelta(days=25)
+    assert result.skipped_hours == first.sum() > 0
+    assert (p.loc[first, "position"] == 0).all() and (p.loc[first, "fold"] == -1).all()
+    assert (p.loc[~first, "fold"] >= 0).all()
+
+
 def test_slippage_is_paid_beside_the_fee_on_every_change():
     pos = np.array([1, 1, -1, 0])
     returns = np.array([0.01, 0.02, -0.03, 0.01])

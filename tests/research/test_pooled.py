@@ -99,6 +99,29 @@ def test_the_pooled_walk_forward_fits_one_booster_per_fold_for_every_symbol():
     assert not np.allclose(own.predictions["prob_up"], results["BTCUSDT"].predictions["prob_up"])
 
 
+@pytest.mark.parametrize("anchored", [False, True])
+def test_a_pool_of_one_symbol_walks_forward_as_that_symbol_alone(anchored):
+    """One fold schedule and one purge (`backtest.walk_forward_folds`): pooled over one symbol,
+    with a gap in its rows, the walk-forward is the symbol's own, hour for hour."""
+    candles = synthetic_candles(24 * 60, start="2021-01-01", seed=1).drop(
+        pd.date_range("2021-02-10", periods=24 * 5, freq="1h", tz="UTC")
+    )
+    frame = compute_features(candles, indicators=HOURLY_INDICATORS, interval=HOUR).frame
+    candidate = dataclasses.replace(
+        CANDIDATE, hp=dataclasses.replace(CANDIDATE.hp, anchored=anchored)
+    )
+    settings = dict(
+        candidate=candidate, feature_names=HOURLY_INDICATORS,
+        test_start=pd.Timestamp("2021-02-01", tz="UTC"),
+        test_end=pd.Timestamp("2021-03-01", tz="UTC"),
+        backtest=small_params().backtest, interval=HOUR, seed=7, nthread=1,
+    )  # fmt: skip
+    own = walk_forward(frame, **settings)
+    (one,) = walk_forward_pooled({"BTCUSDT": frame}, **settings).values()
+    pd.testing.assert_frame_equal(one.predictions, own.predictions)
+    assert (one.folds, one.skipped_hours) == (own.folds, own.skipped_hours)
+
+
 def test_labels_that_reach_into_a_test_window_are_purged_for_every_symbol():
     """Rewriting every symbol's returns from the first test hour on changes the labels of the
     h - 1 rows before it, which no fold may train on: the first fold's probabilities stay."""
@@ -228,3 +251,25 @@ def test_pooling_and_cross_asset_params_are_checked():
         )
     with pytest.raises(ParamsError, match=r"features.cross_asset: unknown indicator 'close'"):
         params_from_mapping({"features": {"cross_asset": ["close"]}})
+
+
+def test_a_symbol_listed_after_the_in_sample_span_is_in_the_pooled_study_as_it_is_later(
+    tmp_path,
+):
+    """Tuning pools every symbol, as evaluate and train do: one listed after the span brings no
+    row and no trade to the search, and the study scores as it would without it."""
+    params = small_params()
+    paths = {}
+    for seed, symbol, start in ((1, "BTCUSDT", "2021-01-01"), (3, "SOLUSDT", "2021-04-05")):
+        paths[symbol] = tmp_path / f"{symbol}.parquet"
+        features(seed, start=start, days=120 if symbol == "BTCUSDT" else 20).to_parquet(
+            paths[symbol]
+        )
+    both = Pool({s: str(p) for s, p in paths.items()}, {"BTCUSDT": 0.5, "SOLUSDT": 0.5})
+    assert set(tuning.pooled_in_sample(both, params)) == {"BTCUSDT", "SOLUSDT"}
+    assert tuning.pooled_in_sample(both, params)["SOLUSDT"].empty
+    study = tuning.tune(
+        features_path=paths["BTCUSDT"], params=params, storage_url=f"sqlite:///{tmp_path}/p.db",
+        n_trials=2, pool=both,
+    )  # fmt: skip
+    assert study.best_trial.user_attrs["pooled"] == ["BTCUSDT"]  # the only one with results

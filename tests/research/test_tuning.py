@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from klinecast.book import Layout
 from klinecast.errors import KlinecastError
 from klinecast.research import evaluation, stats, training, tuning
+from klinecast.research.model import Candidate
 from klinecast.research.strategy import StrategyRule
 from tests.support.helpers import write_cli_params
 from tests.support.model_fixtures import small_features, small_params
@@ -85,7 +86,7 @@ def test_a_range_of_one_value_fixes_a_lever():
 
 
 def test_a_window_that_is_neither_sliding_nor_anchored_is_refused():
-    values = tuning.Candidate.from_dict(CANDIDATE).as_dict()
+    values = Candidate.from_dict(CANDIDATE).as_dict()
     with pytest.raises(ValueError, match="train_window: expected sliding or anchored"):
         tuning.candidate_of(values | {"train_window": "expanding"})
 
@@ -318,13 +319,15 @@ def test_outputs(features, tmp_path):
     assert set(best["params"]) == {
         "n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree", "gamma",
         "look_back_days", "anchored", "horizon_hours", "side", "entry_band", "exit_band",
-        "min_hold_hours", "cadence_hours",
+        "min_hold_hours", "cadence_hours", "n_features", "parallel_trees", "sample_weights",
     }  # fmt: skip
     assert best["value"] == study.best_value
     assert best["params"]["exit_band"] <= best["params"]["entry_band"]  # the exit it traded
     search = best["search"]
     assert search["trials_run"] == len(study.trials) == search["complete"] + search["failed"]
+    # six trials, all TPE's random start-up ones: the variance is over every one of them
     sharpes = [t.user_attrs["hourly_sharpe"] for t in study.trials]
+    assert search["variance_from"] == "random start-up trials" and search["variance_trials"] == 6
     assert search["sharpe_variance"] == pytest.approx(np.var(sharpes, ddof=1))
     # the deflated Sharpe: the chosen trial's in-sample moments against the best of 6 by luck
     chosen = stats.SharpeMoments.from_dict(study.best_trial.user_attrs)
@@ -381,7 +384,7 @@ def test_the_in_sample_span_uses_no_candle_after_it(features, horizon):
     poisoned = frame.copy()
     after = poisoned.index >= pd.Timestamp("2021-03-31 23:00", tz="UTC")
     poisoned.loc[after, ["next_return", "label"]] = [0.5, 1.0]
-    candidate = tuning.Candidate.from_dict(CANDIDATE | {"horizon_hours": horizon})
+    candidate = Candidate.from_dict(CANDIDATE | {"horizon_hours": horizon})
     runs = [
         tuning.in_sample_walk_forward(tuning.in_sample_rows(f, params), params, candidate)
         for f in (frame, poisoned)
@@ -401,7 +404,7 @@ def test_every_trial_is_scored_on_the_same_hours(features, anchored):
         days: tuning.in_sample_walk_forward(
             rows,
             params,
-            tuning.Candidate.from_dict(CANDIDATE | {"look_back_days": days, "anchored": anchored}),
+            Candidate.from_dict(CANDIDATE | {"look_back_days": days, "anchored": anchored}),
         )
         for days in (low, high)
     }
@@ -429,7 +432,7 @@ def test_study_name_changes_with_what_makes_trials_comparable(monkeypatch):
     assert tuning.study_name(fee, data_version="a") != name
     slip = dataclasses.replace(base, backtest=dataclasses.replace(base.backtest, slippage_bps=5))
     assert tuning.study_name(slip, data_version="a") != name
-    monkeypatch.setattr(tuning, "SCORING_VERSION", tuning.SCORING_VERSION + 1)
+    monkeypatch.setattr(tuning.study, "SCORING_VERSION", tuning.SCORING_VERSION + 1)
     assert tuning.study_name(base, data_version="a") != name  # trials scored another way
 
 
@@ -451,3 +454,58 @@ def test_processes_opening_one_new_storage_at_once_all_succeed(tmp_path):
         p.join(timeout=120)
     assert [p.exitcode for p in processes] == [0] * 6
     assert optuna.load_study(study_name="race", storage=url).study_name == "race"
+
+
+def test_the_search_never_scores_the_inner_hold_out_and_the_choice_is_confirmed_there(
+    features, tmp_path
+):
+    """With 15 hold-out days the trials are scored before them; poisoning every return and
+    label of the hold-out leaves every trial's value as it was, and only the hold-out figures
+    move. The hold-out walks the search's 3 best trials forward and chooses among them."""
+    params = small_params()
+    params = dataclasses.replace(
+        params, tune=dataclasses.replace(params.tune, holdout_days=15, holdout_candidates=3)
+    )
+    frame = pd.read_parquet(features)
+    poisoned = frame.copy()
+    held = poisoned.index >= pd.Timestamp("2021-03-17", tz="UTC")
+    poisoned.loc[held, "next_return"] = -poisoned.loc[held, "next_return"]
+    poisoned.loc[held, "label"] = 1.0 - poisoned.loc[held, "label"]
+    poisoned.to_parquet(tmp_path / "poisoned.parquet")
+    clean = run_tune(features, f"sqlite:///{tmp_path}/a.db", n_trials=4, params=params)
+    dirty = run_tune(
+        tmp_path / "poisoned.parquet", f"sqlite:///{tmp_path}/b.db", n_trials=4, params=params
+    )
+    assert [t.value for t in clean.trials] == [t.value for t in dirty.trials]
+    picked = tuning.chosen(clean)
+    assert picked.holdout["hours"] == 15 * 24 - 1  # the span's last hour has no next candle
+    assert len(picked.holdout["candidates"]) == 3
+    assert picked.in_sample["trial"] == clean.user_attrs["holdout"]["trial"]
+    assert picked.holdout != tuning.chosen(dirty).holdout
+    last_scored = pd.Timestamp("2021-03-17", tz="UTC")
+    for trial in clean.trials:
+        assert (
+            trial.user_attrs["hours"]
+            <= (last_scored - pd.Timestamp("2021-01-21", tz="UTC")).days * 24
+        )
+
+
+def test_the_deflated_sharpe_counts_every_study_on_the_span_and_the_random_trials_spread(
+    features, tmp_path
+):
+    storage = f"sqlite:///{tmp_path}/one.db"
+    first = run_tune(features, storage, n_trials=3, name="first")
+    record = tuning.search_record(first)
+    assert record.trials_run == 3 and record.variance_trials == 3
+    assert record.variance_from == "random start-up trials"
+    other = dataclasses.replace(small_params(), features=dataclasses.replace(
+        small_params().features, indicators=small_params().features.indicators[:10]
+    ))  # fmt: skip
+    second = run_tune(features, storage, n_trials=2, params=other, name="second")
+    assert tuning.search_record(second).trials_run == 5  # both studies searched these hours
+    elsewhere = dataclasses.replace(small_params(), split=dataclasses.replace(
+        small_params().split, in_sample_start=small_params().split.in_sample_start.replace(day=2)
+    ))  # fmt: skip
+    third = run_tune(features, storage, n_trials=2, params=elsewhere, name="third")
+    assert tuning.search_record(third).trials_run == 2  # another span
+    assert all(t.user_attrs["random"] for t in first.trials)  # fewer than 10: all random

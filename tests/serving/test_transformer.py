@@ -172,7 +172,8 @@ def test_a_storage_uri_names_one_model_or_one_per_symbol():
     assert {s: (m.storage_uri, m.predictor_name) for s, m in several.items()} == {
         "BTCUSDT": ("/m/btc", "svc-btcusdt"), "ETHUSDT": ("s3://b/eth", "svc-ethusdt"),
     }  # fmt: skip
-    assert symbol_models("svc", "BTCUSDT=/m/btc")["BTCUSDT"].predictor_name == "svc"
+    # a book of one is named as a book of many is
+    assert symbol_models("svc", "BTCUSDT=/m/btc")["BTCUSDT"].predictor_name == "svc-btcusdt"
     with pytest.raises(ValueError, match="a symbol is named twice"):
         symbol_models("svc", "BTCUSDT=/a,BTCUSDT=/b")
     with pytest.raises(ValueError, match="expected SYMBOL=URI"):

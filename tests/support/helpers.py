@@ -54,7 +54,10 @@ def write_cli_params(tmp_path: Path, storage: str, n_trials: int) -> Path:
         k: list(v) if isinstance(v, tuple) else v
         for k, v in dataclasses.asdict(params.features).items()
     }
-    raw["tune"].update(n_trials=n_trials, storage=storage, search_space=space)
+    raw["tune"].update(
+        n_trials=n_trials, storage=storage, search_space=space,
+        holdout_days=params.tune.holdout_days,
+    )  # fmt: skip
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -54,8 +54,8 @@ def small_params(**tune_overrides) -> Params:
         min_hold_hours=(1, 6),
         cadence_hours=(1, 4),
     )
-    tune = dataclasses.replace(
-        base.tune, n_trials=6, workers=1, search_space=space, **tune_overrides
+    tune = dataclasses.replace(  # three months in sample: no room for an inner hold-out
+        base.tune, n_trials=6, workers=1, search_space=space, holdout_days=0, **tune_overrides
     )
     return dataclasses.replace(
         base,

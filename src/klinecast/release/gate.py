@@ -5,16 +5,25 @@ The model must beat every baseline its side could hold, declared before the eval
 (`research.baselines.declared`: buy-and-hold, the trend rules and the volatility-targeted one
 for a long-only rule; the short one too for a long-short rule):
 
-- by at least publish.gate_min_excess_return after costs, each;
+- by more than publish.gate_min_excess_return after costs, each;
 - significantly, each: the largest of their one-sided bootstrap p-values is at most
   publish.gate_max_p_value. This is an intersection-union test (the model must beat all of
   them), so no correction for the number of baselines is needed, and none is applied;
 - and the model is not degenerate (enough splits over enough features, and a rule that
   trades).
+
+A book of several symbols is several gates: with five symbols and no edge anywhere, one gate
+in five at p <= 0.05 passes by luck far more often than 5 %. `book_gates` adds one condition
+to each symbol's gate, Holm's step-down test over the symbols' largest p-values at
+publish.gate_max_p_value, which holds the book's family-wise error to that level. A book of
+one is Holm over one p-value: the condition is the p-value condition again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from klinecast.config import PublishParams
@@ -50,6 +59,8 @@ class Gate:
 
     conditions: tuple[Condition, ...]
     baselines: tuple[BaselineVerdict, ...] = ()
+    #: how many times the out-of-sample span has been evaluated (the scorecard's look count)
+    span_looks: int = 1
 
     @property
     def passed(self) -> bool:
@@ -61,11 +72,20 @@ class Gate:
     def reasons(self) -> list[str]:
         return [f"{'held' if c.held else 'FAILED'}: {c.detail}" for c in self.conditions]
 
+    @property
+    def largest_p_value(self) -> float:
+        """The largest of the declared baselines' p-values (NaN if any is NaN)."""
+        values = [b.p_value for b in self.baselines]
+        if not values or any(math.isnan(v) for v in values):
+            return math.nan
+        return max(values)
+
     def as_dict(self) -> dict:
         return {
             "passed": self.passed,
             "conditions": [asdict(c) for c in self.conditions],
             "baselines": [asdict(b) for b in self.baselines],
+            "span_looks": self.span_looks,
         }
 
 
@@ -112,7 +132,36 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
             ),
         ),
         verdicts,
+        span_looks=significance.span_looks,
     )
+
+
+def book_gates(gates: Mapping[str, Gate], params: PublishParams) -> dict[str, Gate]:
+    """Each symbol's gate with the book's multiplicity condition added: Holm's step-down test
+    over the symbols' largest p-values at publish.gate_max_p_value (`stats.holm`). A symbol
+    passes only if its own gate does and Holm rejects its null among the book's.
+
+    Args:
+        gates: symbol -> its own gate (`gate`), every symbol of the book.
+    """
+    largest = {symbol: g.largest_p_value for symbol, g in gates.items()}
+    rejected = stats.holm(largest, alpha=params.gate_max_p_value)
+    ranked = sorted(largest, key=lambda s: (math.inf if math.isnan(largest[s]) else largest[s], s))
+    found = {}
+    for symbol, own in gates.items():
+        rank = ranked.index(symbol)
+        level = params.gate_max_p_value / (len(ranked) - rank)
+        held = rejected[symbol]
+        detail = (
+            f"book of {len(gates)}: Holm's step-down over the symbols' largest p-values; "
+            f"{symbol}'s {largest[symbol]:.3f} is #{rank + 1}, held to "
+            f"{params.gate_max_p_value} / {len(ranked) - rank} = {level:.4f}"
+            + ("" if held else " (or a smaller one failed first)")
+        )
+        found[symbol] = dataclasses.replace(
+            own, conditions=(*own.conditions, Condition("book_multiplicity", held, detail))
+        )
+    return found
 
 
 def significance_conditions(
@@ -126,7 +175,8 @@ def significance_conditions(
             excess_return=test.excess_return,
             p_value=test.p_value,
             mc_error=test.mc_error,
-            excess_held=test.excess_return >= params.gate_min_excess_return,
+            # strictly: a model that only matches a baseline (both flat, say) has not beaten it
+            excess_held=test.excess_return > params.gate_min_excess_return,
             p_held=test.p_value <= params.gate_max_p_value,
         )
         for name, test in declared.items()
@@ -139,12 +189,12 @@ def significance_conditions(
     excess = Condition(
         "excess_return",
         not short_of,
-        f"excess return over every declared baseline >= "
+        f"excess return over every declared baseline > "
         f"{params.gate_min_excess_return:+.2%}: {beaten}"
         if not short_of
         else "excess return short of "
         + ", ".join(f"{v.baseline} ({v.excess_return:+.2%})" for v in short_of)
-        + f" (< {params.gate_min_excess_return:+.2%})",
+        + f" (<= {params.gate_min_excess_return:+.2%})",
     )
     p_value = Condition(
         "p_value",

@@ -7,6 +7,7 @@ Registry layout, under the registry URI:
 
     <model_name>/versions/<version>/model.json, metadata.json, _COMPLETE
     <model_name>/production.json     {"version": ..., "uri": ...}
+    _looks/<symbol>/<span>/<time>-<digest>.json   one evaluation of an out-of-sample span
 
 A version is immutable. `_COMPLETE` is written after every other file of the version and
 `production.json` only after that, so a failed or partial upload never sits behind the pointer;
@@ -15,6 +16,7 @@ readers ignore versions without `_COMPLETE`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -115,7 +117,11 @@ class LocalStore:
         base = self.root / prefix
         if not base.is_dir():
             return []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not atomic.is_partial(p)  # another writer's file, half written
+        )
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -266,6 +272,77 @@ def publish(
         }
         store.put(f"{model_name}/{POINTER_FILE}", json.dumps(pointer, indent=2).encode())
     return PublishReceipt(version, uri, promote, production(store, model_name))
+
+
+LOOKS_PREFIX = "_looks"
+
+
+@dataclass(frozen=True)
+class Look:
+    """One evaluation of a symbol's out-of-sample span: every look is one more chance to tune
+    to those months, by hand or by rerunning until the verdict suits."""
+
+    symbol: str
+    span: str  # "first_day .. last_day"
+    data_version: str  # the features' digest
+    code_version: str  # the klinecast that evaluated (`code_version`)
+    at: str  # UTC, ISO 8601
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def code_version() -> str:
+    """The evaluating code: klinecast's version and the tuning's scoring version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from klinecast.research.tuning import SCORING_VERSION
+
+    try:
+        package = version("klinecast")
+    except PackageNotFoundError:  # a source tree that was never installed
+        package = "unknown"
+    return f"klinecast {package}, scoring {SCORING_VERSION}"
+
+
+def record_look(
+    store: Store,
+    *,
+    symbol: str,
+    span: str,
+    data_version: str,
+    code_version: str,
+    now: dt.datetime | None = None,
+) -> int:
+    """Records one more look at the symbol's out-of-sample span in the registry, with the data
+    and code version, and returns how many looks there have been (this one included).
+
+    Each look is its own object, never an update of a counter, so two evaluations at once
+    (a pipeline's symbol branches) both count, on S3 as on a directory.
+
+    Raises:
+        RegistryError: the registry cannot be written or listed.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    look = Look(symbol, span, data_version, code_version, now.isoformat())
+    content = json.dumps(look.as_dict(), indent=2).encode()
+    digest = hashlib.sha256(content).hexdigest()[:12]
+    store.put(f"{_looks_prefix(symbol, span)}{now:%Y%m%dT%H%M%S%f}-{digest}.json", content)
+    return len(looks(store, symbol=symbol, span=span))
+
+
+def looks(store: Store, *, symbol: str, span: str) -> list[Look]:
+    """Every recorded look at the symbol's span, oldest first."""
+    found = []
+    for key in sorted(store.keys(_looks_prefix(symbol, span))):
+        raw = store.get(key)
+        if raw is not None:
+            found.append(Look(**json.loads(raw)))
+    return found
+
+
+def _looks_prefix(symbol: str, span: str) -> str:
+    return f"{LOOKS_PREFIX}/{symbol}/{span.replace(' .. ', '_')}/"
 
 
 def production(store: Store, model_name: str) -> dict | None:

@@ -193,9 +193,10 @@ def _gate_table(metrics: Scorecard) -> str:
         "before the evaluation. p: one-sided, the model does not beat the baseline (stationary "
         "bootstrap of the hourly differences, ± its Monte-Carlo error); the gate passes only if "
         "the largest is small (an intersection-union test: no correction is needed). PSR: the "
-        "probability that the model's true Sharpe ratio is above the baseline's.</p>"
+        "probability that the true Sharpe ratio of the model's hourly excess over the baseline "
+        "is above 0.</p>"
     )
-    header = ["baseline", "excess after costs", "p-value", "PSR vs its Sharpe", "its Sharpe"]
+    header = ["baseline", "excess after costs", "p-value", "PSR of the excess", "its Sharpe"]
     return _table(header, rows) + note
 
 
@@ -384,7 +385,9 @@ def _fold_table(folds: tuple[FoldReturns, ...]) -> str:
 
 
 def _in_vs_out_table(metrics: Scorecard) -> str:
-    inside, out = metrics.in_sample, metrics.model
+    """The chosen trial in the search, on the inner hold-out (which the search never scored)
+    and out of sample, side by side."""
+    inside, held, out = metrics.in_sample, metrics.holdout, metrics.model
     if not inside:
         return "<p>No in-sample summary (tune's best_params.json predates it).</p>"
     hold = metrics.baselines["buy_and_hold"].cumulative_return
@@ -392,28 +395,33 @@ def _in_vs_out_table(metrics: Scorecard) -> str:
     def number(value, fmt):
         return "–" if value is None else fmt.format(value)
 
+    def cells(key, fmt=None, percent=False):
+        def one(values):
+            if not values:
+                return "–"
+            return _pct(values.get(key)) if percent else number(values.get(key), fmt)
+
+        return [one(inside), one(held)] if held else [one(inside)]
+
     rows = [
-        ("hours", [number(inside.get("hours"), "{:,.0f}"), f"{out.hours:,}"]),
-        ("folds", [number(inside.get("folds"), "{:.0f}"), str(metrics.span.folds)]),
-        ("return before fees", [_pct(inside.get("return_before_fees")), _pct(out.return_before_fees)]),
-        ("return after fees", [_pct(inside.get("return_after_fees")), _pct(out.cumulative_return)]),
-        ("buy and hold after fees", [_pct(inside.get("buy_and_hold_return")), _pct(hold)]),
-        ("Sharpe (annualised)", [number(inside.get("sharpe"), "{:.2f}"), f"{out.sharpe:.2f}"]),
-        ("hit rate", [number(inside.get("accuracy"), "{:.1%}"), number(out.accuracy, "{:.1%}")]),
-        (
-            "classifier accuracy",
-            [
-                number(inside.get("classifier_accuracy"), "{:.1%}"),
-                number(out.classifier_accuracy, "{:.1%}"),
-            ],
-        ),
-        ("trades", [number(inside.get("trades"), "{:,.0f}"), f"{out.trades:,}"]),
-        ("exposure", [number(inside.get("exposure"), "{:.0%}"), f"{out.exposure:.0%}"]),
+        ("hours", [*cells("hours", "{:,.0f}"), f"{out.hours:,}"]),
+        ("folds", [*cells("folds", "{:.0f}"), str(metrics.span.folds)]),
+        ("return before fees", [*cells("return_before_fees", percent=True), _pct(out.return_before_fees)]),
+        ("return after fees", [*cells("return_after_fees", percent=True), _pct(out.cumulative_return)]),
+        ("buy and hold after fees", [*cells("buy_and_hold_return", percent=True), _pct(hold)]),
+        ("Sharpe (annualised)", [*cells("sharpe", "{:.2f}"), f"{out.sharpe:.2f}"]),
+        ("hit rate", [*cells("accuracy", "{:.1%}"), number(out.accuracy, "{:.1%}")]),
+        ("classifier accuracy", [*cells("classifier_accuracy", "{:.1%}"), number(out.classifier_accuracy, "{:.1%}")]),
+        ("trades", [*cells("trades", "{:,.0f}"), f"{out.trades:,}"]),
+        ("exposure", [*cells("exposure", "{:.0%}"), f"{out.exposure:.0%}"]),
     ]  # fmt: skip
-    return (
-        _table(["", "in sample (best trial)", "out of sample"], [(k, v, "") for k, v in rows])
-        + "<p>A large drop from in sample to out of sample is the search fitting noise.</p>"
+    header = ["", "search (chosen trial)", *(["inner hold-out"] if held else []), "out of sample"]
+    note = (
+        "<p>The search's figures are the best of many trials on the same hours, so they flatter; "
+        "the inner hold-out (the in-sample span's last months, which the search never scored) "
+        "and the out-of-sample span do not. A large drop is the search fitting noise.</p>"
     )
+    return _table(header, [(k, v, "") for k, v in rows]) + note
 
 
 def _model_table(metadata: ArtifactMetadata) -> str:

@@ -137,9 +137,14 @@ def strategy_metrics(
     slippage: float = 0.0,
     proba: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    horizon_hours: int = 1,
 ) -> Metrics:
     """Metrics of one strategy, after the fee and the slippage on every change; the
-    classifier's only when proba and its labels are given."""
+    classifier's only when proba and its labels (of horizon_hours each) are given.
+
+    The classifier accuracy's interval counts the labels as the independent ones they are
+    worth (`stats.effective_labels`): consecutive labels of h hours share h - 1 of their hours.
+    """
     pos = np.asarray(positions, dtype=float)
     next_returns = np.asarray(next_returns, dtype=float)
     returns = strategy_returns(pos, next_returns, cost=fee + slippage)
@@ -180,7 +185,8 @@ def strategy_metrics(
     if not len(y):
         return found
     hits = int(np.sum((p > 0.5) == (y > 0.5)))
-    low, high = stats.wilson_interval(hits, len(y))
+    independent = float(stats.label_uniqueness(known, horizon_hours)[known].sum())
+    low, high = stats.wilson_interval(hits / len(y) * independent, independent)
     return dataclasses.replace(
         found,
         log_loss=float(log_loss(y, p, labels=[0, 1])),
@@ -291,10 +297,13 @@ def walk_forward(
     names = list(feature_names)
     train_x = trainable[names].to_numpy(dtype=np.float32)
     train_y = labels[labels.notna()].to_numpy(dtype=np.float32)
+    weights = model.training_weights(hp, trainable.index, horizon_hours=horizon)
     test_x = rows[names].to_numpy(dtype=np.float32)
     next_returns = rows[NEXT_RETURN].to_numpy(dtype=float)
     decided_at = (rows.index + pd.Timedelta(interval)).hour.to_numpy()  # when each row decides
-    offset = folds[0].test_rows.start
+    # from the span's first scored hour: a leading fold skipped for want of training rows is
+    # held flat, as a later one is, not dropped from the span
+    offset = int(rows.index.searchsorted(test_start))
     tested = slice(offset, folds[-1].test_rows.stop)
     hours = tested.stop - offset
     # every hour starts flat and unpredicted: a fold skipped between two traded ones leaves
@@ -307,6 +316,7 @@ def walk_forward(
         booster = model.fit(
             train_x[fold.train_rows], train_y[fold.train_rows], hp,
             seed=seed, nthread=nthread, feature_names=names,
+            weights=None if weights is None else weights[fold.train_rows],
         )  # fmt: skip
         part = slice(fold.test_rows.start - offset, fold.test_rows.stop - offset)
         proba[part] = model.predict_proba(booster, test_x[fold.test_rows])
@@ -320,7 +330,7 @@ def walk_forward(
     return traded_result(
         rows, rows.index[tested], labels,
         proba=proba, position=position, fold_of=fold_of, folds=len(folds),
-        test_end=test_end, backtest=backtest, interval=interval,
+        test_end=test_end, backtest=backtest, interval=interval, horizon_hours=horizon,
     )  # fmt: skip
 
 
@@ -336,9 +346,11 @@ def traded_result(
     test_end: pd.Timestamp,
     backtest: BacktestParams,
     interval: dt.timedelta,
+    horizon_hours: int = 1,
 ) -> BacktestResult:
     """The result of trading `position` over the scored rows at `index` (a fold of -1: an hour
-    no fold traded), beside the baselines on the same hours, after costs."""
+    no fold traded), beside the baselines on the same hours, after costs; `labels` are the
+    model's, of horizon_hours each."""
     cost = backtest.cost
     ret = rows.loc[index, NEXT_RETURN].to_numpy(dtype=float)
     label = labels.reindex(index).to_numpy(dtype=float)
@@ -362,8 +374,9 @@ def traded_result(
     return BacktestResult(
         predictions=predictions,
         model=strategy_metrics(
-            position, ret, fee=fee, slippage=slippage, proba=proba, labels=label
-        ),
+            position, ret, fee=fee, slippage=slippage, proba=proba, labels=label,
+            horizon_hours=horizon_hours,
+        ),  # fmt: skip
         baselines={
             name: strategy_metrics(p, ret, fee=fee, slippage=slippage) for name, p in held.items()
         },

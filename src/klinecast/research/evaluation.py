@@ -5,7 +5,7 @@ The scorecard (reports/metrics.json, `klinecast.research.scorecard`) holds, for 
 same out-of-sample hours: returns before and after fees, fees paid, turnover, exposure, mean
 holding time, accuracy with its Wilson interval and the probabilistic Sharpe ratio; for the
 model also the deflated Sharpe ratio (from the number of trials the study ran), the bootstrap
-p-value against the best baseline, per-fold and per-month returns and a calibration table.
+p-value against each declared baseline, per-fold and per-month returns and a calibration table.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def evaluate(
     result = out_of_sample(frame, params, tuned.candidate, pool=pool)
     card = scorecard(
         result, params, tuned.candidate, search=tuned.search, in_sample=tuned.in_sample,
-        span_looks=span_looks,
+        span_looks=span_looks, holdout=tuned.holdout,
     )  # fmt: skip
     return Evaluation(result, card)
 
@@ -145,6 +145,7 @@ def scorecard(
     search: dict | None = None,
     in_sample: dict | None = None,
     span_looks: int = 1,
+    holdout: dict | None = None,
 ) -> Scorecard:
     """The model and every baseline on the same out-of-sample hours, with the statistics that
     tell an edge from luck.
@@ -152,7 +153,8 @@ def scorecard(
     Args:
         search: tune's search record (trials_run, sharpe_variance, trials_that_trade and the
             chosen trial's in-sample deflated Sharpe).
-        in_sample: the best trial's in-sample summary, for the report's side-by-side.
+        in_sample: the chosen trial's in-sample summary, for the report's side-by-side.
+        holdout: the chosen trial on the inner hold-out (tune.holdout_days), likewise.
         span_looks: how many times this out-of-sample span has been evaluated (this time
             included).
     """
@@ -170,7 +172,8 @@ def scorecard(
             excess_return=result.excess_returns[name],
             p_value=p_value,
             mc_error=stats.monte_carlo_error(p_value, reps=reps),
-            psr=stats.probabilistic_sharpe(returns, benchmark=stats.sharpe(benchmark)),
+            # the Sharpe of the hourly differences: the baseline's own Sharpe is an estimate too
+            psr=stats.probabilistic_sharpe(returns - benchmark),
         )
     worst = stats.largest_p_value({n: t.p_value for n, t in declared.items()})
     luck = stats.expected_max_sharpe(trials=trials, sharpe_variance=variance)
@@ -205,6 +208,7 @@ def scorecard(
         per_year=per_year(p, baselines=list(result.baselines)),
         calibration=calibration(p),
         in_sample=in_sample or {},
+        holdout=holdout or {},
     )
 
 

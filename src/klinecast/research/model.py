@@ -1,5 +1,17 @@
 """The XGBoost direction classifier: hyperparameters, fitting, predicting, complexity.
 
+Three levers for weak signals live here, each a hyperparameter that tuning may search:
+
+- `n_features`: keep only the k features that a small booster fitted on the training rows
+  (and nothing else) finds most useful (total gain), so an edge in a few features is not
+  drowned by many that carry nothing. The other columns are set missing for the fit, so the
+  booster never splits on them and the model still reads (and serving still sends) every
+  feature in the same order;
+- `parallel_trees`: XGBoost's `num_parallel_tree`, a bag of trees per round, each on its own
+  subsample, averaged: steadier probabilities from one model file;
+- `sample_weights`: `uniqueness` weighs each training row by its label's average uniqueness
+  (López de Prado), so overlapping multi-hour labels do not count one market move h times.
+
 A `Candidate` is one point of the whole search space: the classifier's hyperparameters, the
 horizon of its label and the trading rule around it. Tuning picks one, evaluation walks it
 forward, training fits it, and its metadata ships the rule to serving and the trader.
@@ -34,6 +46,12 @@ class HyperParams:
     look_back_days: int
     #: all the history before a fold, not just its last look_back_days
     anchored: bool = False
+    #: the features each fit keeps (chosen on its training rows); 0: every feature
+    n_features: int = 0
+    #: trees per boosting round, each on its own subsample, averaged (num_parallel_tree)
+    parallel_trees: int = 1
+    #: equal, or uniqueness: each row by its label's average uniqueness
+    sample_weights: str = "equal"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -62,7 +80,51 @@ def booster_params(hp: HyperParams, *, seed: int, nthread: int) -> dict:
         "gamma": hp.gamma,
         "seed": seed,
         "nthread": nthread,
-    }
+    } | ({"num_parallel_tree": hp.parallel_trees} if hp.parallel_trees > 1 else {})
+
+
+#: The small booster that ranks the features of a training window (`select_features`).
+RANKING_ROUNDS, RANKING_DEPTH = 50, 3
+
+
+def select_features(
+    features: np.ndarray, labels: np.ndarray, k: int, *, seed: int = 0, nthread: int = 0,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which k columns a small booster fitted on these rows gains most from (total gain; ties
+    and unused features by column order): a boolean mask. Only the rows given are read, so
+    inside a walk-forward fold the choice sees nothing of its test window."""
+    ranking = xgb.train(
+        {
+            "objective": "binary:logistic", "tree_method": "hist", "max_bin": MAX_BIN,
+            "max_depth": RANKING_DEPTH, "eta": 0.1, "subsample": 0.8, "seed": seed,
+            "nthread": nthread,
+        },
+        xgb.QuantileDMatrix(features, label=labels, weight=weights, nthread=nthread, max_bin=MAX_BIN),
+        num_boost_round=RANKING_ROUNDS,
+    )  # fmt: skip
+    gain = ranking.get_score(importance_type="total_gain")
+    scores = np.array([gain.get(f"f{i}", 0.0) for i in range(features.shape[1])])
+    keep = np.zeros(features.shape[1], dtype=bool)
+    keep[np.argsort(-scores, kind="stable")[:k]] = True
+    return keep
+
+
+def training_weights(hp: HyperParams, index, *, horizon_hours: int) -> np.ndarray | None:
+    """The rows' sample weights for hp (None: equal), from their UTC hours and the label's
+    horizon: a row's label's average uniqueness among the labels of consecutive hours,
+    scaled to a mean of 1."""
+    if hp.sample_weights == "equal":
+        return None
+    if not len(index):
+        return np.ones(0, dtype=np.float32)
+    from klinecast.research.stats import label_uniqueness
+
+    hours = (np.asarray(index.asi8) - index.asi8[0]) // 3_600_000_000_000
+    grid = np.zeros(int(hours[-1]) + 1, dtype=bool)
+    grid[hours] = True
+    uniqueness = label_uniqueness(grid, horizon_hours)[hours]
+    return (uniqueness / uniqueness.mean()).astype(np.float32)
 
 
 def fit(
@@ -73,11 +135,22 @@ def fit(
     seed: int = 0,
     nthread: int = 0,
     feature_names: list[str] | None = None,
+    weights: np.ndarray | None = None,
 ) -> xgb.Booster:
-    """Trains a booster on one training window."""
+    """Trains a booster on one training window (its rows only: the feature choice too).
+
+    Args:
+        weights: each row's sample weight (`training_weights`), or None for equal weights.
+    """
+    if 0 < hp.n_features < features.shape[1]:
+        keep = select_features(
+            features, labels, hp.n_features, seed=seed, nthread=nthread, weights=weights
+        )
+        features = np.where(keep, features, np.nan).astype(features.dtype)
     matrix = xgb.QuantileDMatrix(
-        features, label=labels, feature_names=feature_names, nthread=nthread, max_bin=MAX_BIN
-    )
+        features, label=labels, weight=weights, feature_names=feature_names, nthread=nthread,
+        max_bin=MAX_BIN,
+    )  # fmt: skip
     return xgb.train(
         booster_params(hp, seed=seed, nthread=nthread), matrix, num_boost_round=hp.n_estimators
     )

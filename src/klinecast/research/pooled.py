@@ -2,7 +2,8 @@
 
 The folds tile one calendar for all symbols. Each fold fits one booster on the training rows of
 every symbol (in symbol order, so the booster is the same whichever symbol is being looked at),
-cut and purged exactly as `backtest.walk_forward` cuts one symbol's: rows [test_start -
+cut and purged by the one fold function a single symbol's walk-forward uses
+(`backtest.walk_forward_folds`, over the union of the symbols' hours): rows [test_start -
 look_back, test_start - (h - 1)h). Each symbol then trades its own test rows with the
 candidate's rule, its position carried from fold to fold. A symbol listed later joins the
 folds from its first row; before it, the others train the model.
@@ -34,6 +35,7 @@ from klinecast.research.backtest import (
     scored_rows,
     settings_of,
     traded_result,
+    walk_forward_folds,
 )
 from klinecast.research.features import horizon_labels
 
@@ -43,7 +45,13 @@ class _Pool:
     their label at one horizon: what each fold's booster is fitted on."""
 
     def __init__(
-        self, frames: Mapping[str, pd.DataFrame], names: list[str], *, horizon: int, interval
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        names: list[str],
+        *,
+        horizon: int,
+        interval,
+        hp: model.HyperParams,
     ):
         self.labels = {
             symbol: horizon_labels(frame, horizon=horizon, interval=interval)
@@ -53,17 +61,26 @@ class _Pool:
         self.x = {s: rows[names].to_numpy(dtype=np.float32) for s, rows in trainable.items()}
         self.y = {s: self.labels[s].dropna().to_numpy(dtype=np.float32) for s in trainable}
         self.index = {s: rows.index for s, rows in trainable.items()}
+        self.w = {
+            s: model.training_weights(hp, index, horizon_hours=horizon)
+            for s, index in self.index.items()
+        }
         starts = [index[0] for index in self.index.values() if len(index)]
         self.first = min(starts) if starts else None
 
-    def window(self, start: pd.Timestamp, stop: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of every symbol in [start, stop), stacked in symbol order."""
-        xs, ys = [], []
+    def window(
+        self, start: pd.Timestamp, stop: pd.Timestamp
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The rows of every symbol in [start, stop), stacked in symbol order, with their
+        sample weights (None: equal)."""
+        xs, ys, ws = [], [], []
         for symbol in sorted(self.index):
             lo, hi = self.index[symbol].searchsorted([start, stop])
             xs.append(self.x[symbol][lo:hi])
             ys.append(self.y[symbol][lo:hi])
-        return np.concatenate(xs), np.concatenate(ys)
+            if self.w[symbol] is not None:
+                ws.append(self.w[symbol][lo:hi])
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws) if ws else None
 
 
 def walk_forward_pooled(
@@ -94,7 +111,7 @@ def walk_forward_pooled(
     """
     hp, horizon = candidate.hp, candidate.horizon_hours
     names = list(feature_names)
-    pool = _Pool(frames, names, horizon=horizon, interval=interval)
+    pool = _Pool(frames, names, horizon=horizon, interval=interval, hp=hp)
     first_needed = test_start - pd.Timedelta(days=hp.look_back_days)
     if pool.first is None or pool.first > first_needed + pd.Timedelta(days=1):
         raise KlinecastError(
@@ -119,31 +136,34 @@ def walk_forward_pooled(
     fold_of = {s: np.full(len(index), -1, dtype=np.int16) for s, (_, index) in tested.items()}
     holding = dict.fromkeys(tested, strategy.FLAT)
     folds = dict.fromkeys(tested, 0)
-    step = pd.Timedelta(days=backtest.step_days)
-    purge = pd.Timedelta(hours=horizon - 1)
-    start, number = test_start, 0
-    while start < test_end:
-        end = min(start + step, test_end)
-        first = pool.first if hp.anchored else start - pd.Timedelta(days=hp.look_back_days)
-        parts = {s: slice(*index.searchsorted([start, end])) for s, (_, index) in tested.items()}
-        parts = {s: part for s, part in parts.items() if part.stop > part.start}
-        train_x, train_y = pool.window(first, start - purge)
-        if parts and len(train_y):
-            booster = model.fit(
-                train_x, train_y, hp, seed=seed, nthread=nthread, feature_names=names
+    # one calendar for every symbol: the folds of the union of their hours, cut and purged by
+    # the one fold function a single symbol's walk-forward uses
+    schedule = walk_forward_folds(
+        _union(index for _, index in tested.values()),
+        train_index=_union(pool.index.values()),
+        test_start=test_start,
+        test_end=test_end,
+        train_hours=None if hp.anchored else hp.look_back_days * 24,
+        step_hours=backtest.step_days * 24,
+        horizon_hours=horizon,
+    )
+    for fold in schedule:
+        train_x, train_y, weights = pool.window(fold.train_start, fold.train_end)
+        booster = model.fit(
+            train_x, train_y, hp, seed=seed, nthread=nthread, feature_names=names, weights=weights
+        )
+        for symbol, (rows, index) in tested.items():
+            part = slice(*index.searchsorted([fold.test_start, fold.test_end]))
+            if part.stop == part.start:
+                continue
+            test = rows.loc[index[part], names].to_numpy(dtype=np.float32)
+            proba[symbol][part] = model.predict_proba(booster, test)
+            decided_at = (index[part] + pd.Timedelta(interval)).hour.to_numpy()
+            position[symbol][part], holding[symbol] = strategy.positions(
+                proba[symbol][part], candidate.rule, holding[symbol], decision_hours=decided_at
             )
-            for symbol, part in parts.items():
-                rows, index = tested[symbol]
-                test = rows.loc[index[part], names].to_numpy(dtype=np.float32)
-                proba[symbol][part] = model.predict_proba(booster, test)
-                decided_at = (index[part] + pd.Timedelta(interval)).hour.to_numpy()
-                position[symbol][part], holding[symbol] = strategy.positions(
-                    proba[symbol][part], candidate.rule, holding[symbol], decision_hours=decided_at
-                )
-                fold_of[symbol][part] = number
-                folds[symbol] += 1
-            number += 1
-        start = end
+            fold_of[symbol][part] = fold.number
+            folds[symbol] += 1
     return {
         symbol: traded_result(
             rows,
@@ -156,9 +176,16 @@ def walk_forward_pooled(
             test_end=test_end,
             backtest=backtest,
             interval=interval,
+            horizon_hours=horizon,
         )  # fmt: skip
         for symbol, (rows, index) in tested.items()
     }
+
+
+def _union(indexes) -> pd.DatetimeIndex:
+    """The sorted hours of several symbols' UTC indexes, each hour once."""
+    stamps = np.unique(np.concatenate([np.asarray(index.asi8) for index in indexes]))
+    return pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
 
 
 def walk_forward_pooled_with_params(

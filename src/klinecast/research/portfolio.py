@@ -83,7 +83,7 @@ def tests_against_baselines(
             excess_return=model.cumulative_return - book_metrics(benchmark).cumulative_return,
             p_value=p_value,
             mc_error=stats.monte_carlo_error(p_value, reps=reps),
-            psr=stats.probabilistic_sharpe(returns, benchmark=stats.sharpe(benchmark)),
+            psr=stats.probabilistic_sharpe(returns - benchmark),
         )
     return found
 

@@ -73,7 +73,8 @@ class BaselineTest:
     #: stationary bootstrap of the hourly differences (arch's SPA test)
     p_value: float
     mc_error: float  # the p-value's Monte-Carlo standard error, sqrt(p(1-p)/resamples)
-    #: the probabilistic Sharpe ratio against the baseline's Sharpe: P(true SR > its SR)
+    #: the probabilistic Sharpe ratio of the hourly differences with the baseline: P(the true
+    #: Sharpe of the model's excess over it > 0)
     psr: float
 
 
@@ -85,8 +86,8 @@ class Significance:
     the evaluation (`declared`); it passes only when the largest of their p-values is small
     (an intersection-union test: each must be beaten, so no correction for several tests is
     needed). The deflated Sharpe ratio is the chosen trial's in sample, against the best of
-    every trial the study ran; out of sample the probabilistic Sharpe ratio stands against 0
-    and each baseline.
+    every trial run on the same in-sample span; out of sample the probabilistic Sharpe ratio
+    stands against 0, and on the hourly differences with each baseline.
     """
 
     test: str
@@ -173,6 +174,8 @@ class Scorecard:
     slippage_per_side: float = 0.0
     #: the chosen trial's in-sample summary (tune's best_params.json), for the side-by-side
     in_sample: dict = field(default_factory=dict)
+    #: the chosen trial on the inner hold-out (best_params.json's holdout; empty: none)
+    holdout: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -190,6 +193,7 @@ class Scorecard:
             "calibration": [dataclasses.asdict(b) for b in self.calibration],
             "slippage_per_side": self.slippage_per_side,
             "in_sample": dict(self.in_sample),
+            "holdout": dict(self.holdout),
         }
 
     @classmethod
@@ -212,6 +216,7 @@ class Scorecard:
                     _record(CalibrationBin, b) for b in values.get("calibration", ())
                 ),
                 in_sample=dict(values.get("in_sample") or {}),
+                holdout=dict(values.get("holdout") or {}),
             )
         except KeyError as exc:
             raise ScorecardError(

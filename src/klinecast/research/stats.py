@@ -8,6 +8,9 @@
   many trials has to clear a higher bar.
 - `bootstrap_p_value`: the p-value that one strategy's hourly returns beat another's, from
   `arch`'s SPA test with the stationary bootstrap (blocks keep the returns' autocorrelation).
+- `effective_labels`: how many independent labels overlapping multi-hour labels are worth
+  (their average uniqueness), for the classifier accuracy's interval.
+- `holm`: Holm's step-down decisions over several p-values (the book's symbols' gates).
 
 Sharpe ratios here are per hour (not annualised), as the formulas expect.
 """
@@ -116,16 +119,23 @@ def bootstrap_p_value(
 ) -> float:
     """P-value of "returns do not beat benchmark" on average (hour by hour, same hours).
 
-    Hansen's SPA test from `arch` with one model against the benchmark, studentised, with the
-    stationary bootstrap and its optimal mean block length. Identical series get 1.0.
+    Hansen's SPA test from `arch` with one model against the benchmark, the stationary bootstrap
+    and its optimal mean block length. The statistic arch compares is the mean difference, not
+    a studentised one (arch studentises only the recentring threshold; with one model a
+    studentised mean would rank the resamples the same way). The p-value counts the observed
+    statistic among the resamples, (1 + exceedances) / (1 + reps), so it is never 0: a finite
+    bootstrap cannot tell a p-value below 1 / (1 + reps). Identical series get 1.0.
     """
     from arch.bootstrap import SPA, optimal_block_length
 
     returns = np.asarray(returns, dtype=float)
     benchmark = np.asarray(benchmark, dtype=float)
     difference = returns - benchmark
-    if len(difference) < 10 or np.allclose(difference, difference[0]):
-        return 1.0 if len(difference) < 10 or difference[0] <= 0 else 0.0
+    if len(difference) < 10:
+        return 1.0
+    if np.allclose(difference, difference[0]):
+        # every resample has the same mean: it exceeds a positive mean never, another always
+        return 1.0 if difference[0] <= 0 else 1.0 / (1 + reps)
     block = optimal_block_length(difference)["stationary"].iloc[0]
     block = max(1, int(round(block))) if np.isfinite(block) else 1
     spa = SPA(
@@ -133,7 +143,54 @@ def bootstrap_p_value(
         studentize=True, nested=False, seed=seed,
     )  # fmt: skip
     spa.compute()
-    return float(spa.pvalues["consistent"])
+    exceeding = float(spa.pvalues["consistent"]) * reps
+    return (1.0 + round(exceeding)) / (1.0 + reps)
+
+
+def effective_labels(horizon_hours: int, hours: int) -> float:
+    """How many independent labels `hours` consecutive hourly labels of `horizon_hours` each
+    are worth: the sum of their uniqueness (López de Prado's average uniqueness: each hour's
+    return is shared by the labels that span it, and a label counts 1 / that share on
+    average). Overlapping labels at 168 h are worth about hours / 168, not hours; an interval
+    on `hours` would be sqrt(168) times too narrow.
+    """
+    if hours <= 0:
+        return 0.0
+    return float(label_uniqueness(np.ones(hours, dtype=bool), horizon_hours).sum())
+
+
+def label_uniqueness(labelled: np.ndarray, horizon_hours: int) -> np.ndarray:
+    """Each hour's label's average uniqueness among consecutive hourly labels that each span
+    the next `horizon_hours` hours (`labelled` marks the hours with a label; the others count
+    for nothing): 1 for one-hour labels, about 1 / h deep inside a run of h-hour labels."""
+    labelled = np.asarray(labelled, dtype=bool)
+    n, h = len(labelled), int(horizon_hours)
+    if h <= 1 or n == 0:
+        return labelled.astype(float)
+    # concurrency of hour j: the labels i in (j - h, j] that span it
+    starts = np.concatenate([[0], np.cumsum(labelled)])
+    span_end = np.arange(n) + 1
+    concurrency = starts[span_end] - starts[np.maximum(span_end - h, 0)]
+    inverse = np.where(concurrency > 0, 1.0 / np.maximum(concurrency, 1), 0.0)
+    # label i spans hours i .. i + h - 1 (those inside the series)
+    total = np.concatenate([[0.0], np.cumsum(inverse)])
+    last = np.minimum(np.arange(n) + h, n)
+    uniqueness = (total[last] - total[np.arange(n)]) / (last - np.arange(n))
+    return np.where(labelled, uniqueness, 0.0)
+
+
+def holm(p_values: dict[str, float], *, alpha: float) -> dict[str, bool]:
+    """Holm's step-down test over several hypotheses: which are rejected at family-wise error
+    alpha. The smallest p-value is held to alpha / m, the next to alpha / (m - 1), ..., and the
+    first that fails stops the rest. A NaN p-value is never rejected."""
+    order = sorted(p_values, key=lambda n: (math.inf if math.isnan(p_values[n]) else p_values[n], n))
+    m = len(order)
+    rejected = dict.fromkeys(p_values, False)
+    for k, name in enumerate(order):
+        if not p_values[name] <= alpha / (m - k):
+            break
+        rejected[name] = True
+    return rejected
 
 
 def largest_p_value(p_values: dict[str, float]) -> str:

@@ -67,12 +67,17 @@ def train_final(
     windows = [(rows[rows.index >= start], labels) for rows, labels in labelled.values()]
     x = [w[names].to_numpy(dtype="float32") for w, _ in windows]
     y = [labels.reindex(w.index).to_numpy(dtype="float32") for w, labels in windows]
+    weights = [
+        model.training_weights(hp, w.index, horizon_hours=candidate.horizon_hours)
+        for w, _ in windows
+    ]
     booster = model.fit(
         np.concatenate(x),
         np.concatenate(y),
         hp,
         seed=params.tune.seed,
         feature_names=names,
+        weights=None if any(w is None for w in weights) else np.concatenate(weights),
     )
     train_start = min(w.index[0] for w, _ in windows if len(w))
     train_end = max(w.index[-1] for w, _ in windows if len(w))

@@ -7,7 +7,12 @@ import pandas as pd
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
 from klinecast.research.backtest import scored_rows
-from klinecast.research.tuning import check_in_sample_span, in_sample_rows, look_back_shortfall
+from klinecast.research.tuning import (
+    check_in_sample_span,
+    in_sample_rows,
+    look_back_shortfall,
+    search_params,
+)
 
 
 def problems_with_params(params: Params) -> list[str]:
@@ -17,10 +22,15 @@ def problems_with_params(params: Params) -> list[str]:
     """
     problems = []
     split, data = params.split, params.data
-    days = (split.in_sample_end - split.in_sample_start).days + 1
-    shortfall = look_back_shortfall(
-        params, days=days, subject=f"the in-sample span {split.in_sample} has"
-    )
+    searched = search_params(params).split  # the span before the inner hold-out
+    days = (searched.in_sample_end - searched.in_sample_start).days + 1
+    subject = f"the in-sample span {split.in_sample} has"
+    if params.tune.holdout_days:
+        subject = (
+            f"the in-sample span {split.in_sample} less tune.holdout_days "
+            f"({params.tune.holdout_days}) has"
+        )
+    shortfall = look_back_shortfall(params, days=days, subject=subject)
     if shortfall:
         problems.append(shortfall)
     if split.in_sample_start < data.start:
@@ -51,7 +61,8 @@ def problems_with_data(params: Params, features: pd.DataFrame) -> list[str]:
             f"features.indicators {missing} are not in the feature file; rerun `dvc repro features`"
         )
     try:
-        check_in_sample_span(in_sample_rows(rows, params), params)
+        searched = search_params(params)
+        check_in_sample_span(in_sample_rows(rows, searched), searched)
     except KlinecastError as exc:
         problems.append(str(exc))
     if not params.split.out_of_sample.holds(rows.index).any():

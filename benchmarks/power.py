@@ -1,0 +1,284 @@
+"""The power benchmark: how often the shipped search and gate find a planted edge, by shape and
+strength, and how often they pass on series with no edge at all (the size).
+
+Each series (tests/support/planted.py) has four years in sample and three out, as the mirror's
+split: planted edges of three shapes (day-aligned, a trailing window at any hour, two features
+together), each at several strengths and seeds, and null series (GARCH(1,1) with Student-t
+innovations, driftless). Each runs the chain a user runs, in process: the default features,
+`tune` over params.yaml's search space (with --trials trials, one process and one thread per
+series), `evaluate` out of sample, `train`, and the gate (`release.gate.gate`) on the
+scorecard and the final model. A run passes when the gate passes.
+
+Power per shape and strength and the size are proportions with Wilson 95 % intervals. The
+oracle (the one-line rule on the planted feature, after costs) says how strong each edge is, on
+one scale for every shape.
+
+Usage: python benchmarks/power.py [--trials 16] [--seeds 5] [--nulls 20] [--jobs 2]
+       [--set tune.search_space.max_depth=[2,4] ...] [--only day_aligned,null]
+(`make bench-power`; JSON in benchmarks/results/power.json, the plot in
+benchmarks/results/power.png)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, from the repo
+
+#: The strengths of each shape: about an oracle Sharpe of 1, 1.5 and 2.5 after costs over the
+#: three test years (measured on seeds 0-2; each run reports its own oracle).
+STRENGTHS = {
+    "day_aligned": (0.004, 0.0055, 0.008),
+    "trailing": (0.0035, 0.005, 0.008),
+    "interaction": (0.008, 0.011, 0.016),
+}
+NULL = "null"
+#: The oracle's p-values need less precision than the gate's (Monte-Carlo error 0.007 near 0.05).
+ORACLE_REPS = 1000
+
+
+def params_for(workdir: Path, overrides: list[str], trials: int):
+    """params.yaml as committed, the split moved onto the synthetic years, the study inside
+    workdir, and each --set key=value applied."""
+    from klinecast.config import params_from_mapping
+    from tests.support.paths import REPO
+    from tests.support.planted import SPLIT
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["split"] = dict(SPLIT)
+    raw["tune"].update(storage=f"sqlite:///{workdir}/optuna.db", n_trials=trials, workers=1)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *parents, name = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = yaml.safe_load(value)
+    return params_from_mapping(raw)
+
+
+def run_series(job: dict) -> dict:
+    """One series through tune, evaluate, train and the gate; its figures."""
+    from klinecast.release.gate import gate
+    from klinecast.research import evaluation, training, tuning
+    from klinecast.research.features import compute_features
+    from klinecast.research.model import complexity
+    from tests.support.planted import null_candles, oracle_sharpe, shaped_candles
+
+    shape, strength, seed = job["shape"], job["strength"], job["seed"]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="power-") as tmp:
+        work = Path(tmp)
+        params = params_for(work, job["overrides"], job["trials"])
+        candles = (
+            null_candles(seed=seed)
+            if shape == NULL
+            else shaped_candles(shape, strength=strength, seed=seed)
+        )
+        frame = compute_features(
+            candles, indicators=params.features.indicators, interval=candles.index.freq
+        ).frame
+        path = work / "features.parquet"
+        frame.to_parquet(path)
+        clock = {"features": time.perf_counter() - started}
+        study = tuning.tune(
+            features_path=path, params=params, storage_url=params.tune.storage,
+            n_trials=params.tune.n_trials, workers=1, nthread=1,
+        )  # fmt: skip
+        clock["tune"] = time.perf_counter() - started
+        tuned = tuning.chosen(study)
+        evaluated = evaluation.evaluate(frame, params, tuned)
+        scored = evaluated.scorecard
+        clock["evaluate"] = time.perf_counter() - started
+        final = training.train_final(frame, params, tuned.candidate)
+        decided = gate(scored, complexity(final.booster), params.publish)
+        clock["train"] = time.perf_counter() - started
+        ceiling = None if shape == NULL else oracle_gate(shape, frame, evaluated.predictions, params)
+        clock["oracle"] = time.perf_counter() - started
+    model, significance, candidate = scored.model, scored.significance, scored.candidate
+    return {
+        "shape": shape,
+        "strength": strength,
+        "seed": seed,
+        "oracle_sharpe": None if shape == NULL else round(oracle_sharpe(frame, shape), 3),
+        "model_sharpe": round(model.sharpe, 3),
+        "return_after_costs": round(model.cumulative_return, 4),
+        "return_before_costs": round(model.return_before_fees, 4),
+        "changes": model.trades,
+        "roc_auc": None if model.roc_auc is None else round(model.roc_auc, 4),
+        "chosen": {
+            "cadence_hours": candidate.rule.cadence_hours,
+            "horizon_hours": candidate.horizon_hours,
+            "anchored": candidate.hp.anchored,
+            "look_back_days": candidate.hp.look_back_days,
+        },
+        "in_sample_sharpe": tuned.in_sample.get("sharpe"),
+        "max_p_value": significance.max_p_value,
+        "max_p_baseline": significance.max_p_baseline,
+        "deflated_sharpe_in_sample": significance.deflated_sharpe,
+        "oracle_max_p_value": None if ceiling is None else ceiling[0],
+        "oracle_passes": None if ceiling is None else ceiling[1],
+        "failed": [c.name for c in decided.conditions if not c.held],
+        "passed": decided.passed,
+        "seconds": round(time.perf_counter() - started, 1),
+        "clock": {k: round(v, 1) for k, v in clock.items()},
+    }
+
+
+def oracle_gate(shape: str, frame, predictions, params) -> tuple[float, bool]:
+    """The oracle against the same declared baselines on the same hours, after the same costs:
+    its largest p-value and whether it would clear the gate's excess and p-value conditions.
+    No model can pass where the oracle cannot: this is the ceiling of the power."""
+    import numpy as np
+
+    from klinecast.research import baselines, stats
+    from klinecast.research.backtest import strategy_returns
+    from tests.support.planted import oracle_positions
+
+    position = oracle_positions(shape, frame).reindex(predictions.index).to_numpy()
+    market = predictions["next_return"].to_numpy()
+    returns = strategy_returns(position, market, cost=params.backtest.cost)
+    worst, beats = 0.0, True
+    for name in baselines.declared("long_only", params.backtest):
+        benchmark = predictions[f"{name}_return"].to_numpy()
+        worst = max(worst, stats.bootstrap_p_value(
+            returns, benchmark, reps=ORACLE_REPS, seed=params.tune.seed
+        ))  # fmt: skip
+        beats &= bool(np.prod(1 + returns) > np.prod(1 + benchmark))
+    return round(worst, 4), bool(beats and worst <= params.publish.gate_max_p_value)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Power per shape and strength, and the size, each with its Wilson 95 % interval."""
+    from klinecast.research.stats import wilson_interval
+
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["shape"], run["strength"]), []).append(run)
+    table = []
+    for (shape, strength), members in sorted(groups.items()):
+        passed = sum(r["passed"] for r in members)
+        low, high = wilson_interval(passed, len(members))
+        oracles = [r["oracle_sharpe"] for r in members if r["oracle_sharpe"] is not None]
+        table.append(
+            {
+                "shape": shape,
+                "strength": strength,
+                "runs": len(members),
+                "passed": passed,
+                "rate": passed / len(members),
+                "interval": [round(low, 3), round(high, 3)],
+                "mean_oracle_sharpe": round(sum(oracles) / len(oracles), 2) if oracles else None,
+                "mean_model_sharpe": round(sum(r["model_sharpe"] for r in members) / len(members), 2),
+                "oracle_passed": sum(bool(r["oracle_passes"]) for r in members),
+            }
+        )
+    return {"power": [row for row in table if row["shape"] != NULL],
+            "size": [row for row in table if row["shape"] == NULL]}  # fmt: skip
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for shape in STRENGTHS:
+        rows = [r for r in summary["power"] if r["shape"] == shape]
+        if not rows:
+            continue
+        x = [r["mean_oracle_sharpe"] for r in rows]
+        y = [r["rate"] for r in rows]
+        errors = [[r["rate"] - r["interval"][0] for r in rows], [r["interval"][1] - r["rate"] for r in rows]]
+        axis.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=shape)
+    for row in summary["size"]:
+        axis.axhspan(row["interval"][0], row["interval"][1], color="grey", alpha=0.2)
+        axis.axhline(row["rate"], color="grey", linestyle="--", label=f"size (null) {row['rate']:.2f}")
+    axis.axhline(0.8, color="black", linewidth=0.6, linestyle=":")
+    axis.axvline(1.5, color="black", linewidth=0.6, linestyle=":")
+    axis.set(xlabel="oracle Sharpe after costs, out of sample (mean of the seeds)",
+             ylabel="share of runs the gate passed", ylim=(-0.02, 1.02),
+             title="Power of the default search and gate (Wilson 95 % intervals)")  # fmt: skip
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--nulls", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", default="", help="shapes to run (and/or null), comma-separated")
+    parser.add_argument("--strength-index", default="", help="which strengths, e.g. 1 or 0,2")
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/power.json"))
+    args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    picked = [int(i) for i in filter(None, args.strength_index.split(","))]
+    jobs = [
+        {"shape": shape, "strength": strength, "seed": seed}
+        for shape, strengths in STRENGTHS.items() if not only or shape in only
+        for i, strength in enumerate(strengths) if not picked or i in picked
+        for seed in range(args.seeds)
+    ]  # fmt: skip
+    if not only or NULL in only:
+        jobs += [{"shape": NULL, "strength": 0.0, "seed": seed} for seed in range(args.nulls)]
+    # seed by seed, every shape and the nulls in turn: a run cut short still has a balanced part
+    jobs.sort(key=lambda job: (job["seed"], job["shape"] == NULL, job["shape"], job["strength"]))
+    for job in jobs:
+        job.update(trials=args.trials, overrides=args.overrides)
+    os.environ["OMP_NUM_THREADS"] = "1"  # one thread a series; --jobs series at once
+    started = time.perf_counter()
+    runs = []
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        for run in pool.map(run_series, jobs):
+            runs.append(run)
+            print(
+                f"{run['shape']} {run['strength']} seed {run['seed']}: oracle "
+                f"{run['oracle_sharpe']}, model {run['model_sharpe']:.2f} (AUC {run['roc_auc']}, "
+                f"{run['changes']} changes, {run['chosen']}), largest p {run['max_p_value']:.3f}, "
+                f"{'PASSED' if run['passed'] else 'refused: ' + ', '.join(run['failed'])}; "
+                f"{run['seconds']} s",
+                flush=True,
+            )
+    summary = summarise(runs)
+    document = {
+        "what": "power and size of the default search and gate on planted and null series",
+        "trials": args.trials,
+        "overrides": args.overrides,
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cores": os.cpu_count(), "jobs": args.jobs},  # fmt: skip
+        "summary": summary,
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    plot(summary, args.out.with_suffix(".png"))
+    for row in summary["power"] + summary["size"]:
+        print(
+            f"{row['shape']:>12} {row['strength']:<7} oracle {row['mean_oracle_sharpe']}: "
+            f"{row['passed']}/{row['runs']} = {row['rate']:.2f} {row['interval']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
