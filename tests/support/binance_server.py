@@ -28,11 +28,13 @@ The rules it keeps:
   accepted again once that order is done (a market order fills at once), which books a second
   order. `reuse_ids=False` refuses every reused id instead; tests run both.
 
-Faults: `fail_next` 5xx answers to any request and `fail_paths` to one path, before anything
-is done; `delay_s` on every answer; `delay_order_s` before an order reaches the matching engine
-(it lands late: the client may have timed out, and the recvWindow check then decides);
-`clock_offset_ms` moves the exchange's clock against the client's; `refuse_next_order` (a code
-and a message); `insufficient_balance`; `refuse_cancels` 5xx answers to cancels; and after an
+Faults: `fail_next` 5xx answers to any request and `fail_paths` to one ("POST /api/v3/order"),
+before anything is done; `delay_s` on every answer; `delay_order_s` before an order reaches the
+matching engine, or `late_landings` for the next orders one by one (it lands late: the client
+may have timed out, and the recvWindow check then decides; `arrivals` counts the orders that
+reached the engine, booked or refused);
+`clock_offset_ms` moves the exchange's clock against the client's; `refuse_orders` (a code and
+a message for each of the next orders); `insufficient_balance`; `refuse_cancels` 5xx answers to cancels; and after an
 order is booked: `hang_after_order_s` (the answer is held back), `fail_after_booking` (a 5xx),
 `html_after_booking` (a 200 with an HTML page, as a proxy might send).
 """
@@ -127,10 +129,12 @@ class BinanceServer(LocalServer):
         self.partial_share = 0.5  # of a PARTIALLY_FILLED order's quantity, rounded to the step
         self.clock_offset_ms = 0.0
         self.fail_paths: dict[str, int] = {}
-        self.refuse_next_order: tuple[int, str] | None = None
+        self.refuse_orders: list[tuple[int, str]] = []
         self.refuse_cancels = 0
         self.fail_after_booking = 0
         self.delay_order_s = 0.0
+        self.late_landings: list[float] = []
+        self.arrivals = 0
         self.html_after_booking = 0
         self.calls: list[tuple[str, str]] = []
         self.fail_next = 0
@@ -392,11 +396,12 @@ class BinanceServer(LocalServer):
 
             def _faulty(self, path: str) -> bool:
                 time.sleep(server.delay_s)
+                call = f"{self.command} {path}"
                 with server.lock:
                     if server.fail_next > 0:
                         server.fail_next -= 1
-                    elif server.fail_paths.get(path, 0) > 0:
-                        server.fail_paths[path] -= 1
+                    elif server.fail_paths.get(call, 0) > 0:
+                        server.fail_paths[call] -= 1
                     else:
                         return False
                 self._error(server.fail_status, -1001, INTERNAL)
@@ -472,9 +477,12 @@ class BinanceServer(LocalServer):
                 query = self._signed(body)
                 if query is None:
                     return
-                time.sleep(server.delay_order_s)  # on its way to the matching engine
+                with server.lock:
+                    late = server.late_landings.pop(0) if server.late_landings else None
+                time.sleep(server.delay_order_s if late is None else late)  # to the engine
                 window = float(query.get("recvWindow", DEFAULT_RECV_WINDOW_MS))
                 with server.lock:
+                    server.arrivals += 1
                     client_id = query["newClientOrderId"]
                     refusal = self._refusal(query, window)
                     if refusal is not None:
@@ -502,9 +510,8 @@ class BinanceServer(LocalServer):
                 earlier = server.orders.get(query["newClientOrderId"])
                 if earlier is not None and (not server.reuse_ids or earlier["status"] in OPEN):
                     return -2010, "Duplicate order sent."
-                if server.refuse_next_order is not None:
-                    refusal, server.refuse_next_order = server.refuse_next_order, None
-                    return refusal
+                if server.refuse_orders:
+                    return server.refuse_orders.pop(0)
                 if query.get("type") != "MARKET":
                     return -1013, "Only MARKET orders here."
                 return server.refusal(query["symbol"], query["side"], query["quantity"])
