@@ -34,7 +34,8 @@ matching engine, or `late_landings` for the next orders one by one (it lands lat
 may have timed out, and the recvWindow check then decides; `arrivals` counts the orders that
 reached the engine, booked or refused);
 `clock_offset_ms` moves the exchange's clock against the client's; `refuse_orders` (a code and
-a message for each of the next orders); `insufficient_balance`; `refuse_cancels` 5xx answers to cancels; and after an
+a message for each of the next orders); `insufficient_balance`; `refuse_cancels` (the next
+cancels answered 429, Binance's rate limit, which a client does not retry); and after an
 order is booked: `hang_after_order_s` (the answer is held back), `fail_after_booking` (a 5xx),
 `html_after_booking` (a 200 with an HTML page, as a proxy might send).
 """
@@ -59,6 +60,7 @@ DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS = 5000.0, 60000.0
 #: How far ahead of the exchange's clock a request's timestamp may be.
 AHEAD_MS = 1000
 INTERNAL = "Internal error; unable to process your request. Please try again."
+RATE_LIMITED = "Too many requests; current limit is 6000 request weight per 1 MINUTE."
 
 
 @dataclass(frozen=True)
@@ -457,7 +459,7 @@ class BinanceServer(LocalServer):
                 with server.lock:
                     if server.refuse_cancels > 0:
                         server.refuse_cancels -= 1
-                        return self._error(503, -1001, INTERNAL)
+                        return self._error(429, -1003, RATE_LIMITED)
                     order = server.orders.get(query.get("origClientOrderId", ""))
                     if order is None or order["status"] not in OPEN:
                         return self._error(400, -2011, "Unknown order sent.")

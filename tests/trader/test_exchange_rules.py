@@ -98,9 +98,8 @@ def rows(pod, name: str) -> list[dict]:
 
 
 def ledger_position(pod) -> float:
-    """The ledger's holding of the symbol: its position and any dust it keeps."""
-    (row,) = rows(pod, "positions")
-    return row["qty"] + row["dust"]
+    """The ledger's holding of the symbol: its position and any dust it keeps (0: none yet)."""
+    return sum(row["qty"] + row["dust"] for row in rows(pod, "positions"))
 
 
 def hours_of(records: list[dict]) -> set[pd.Timestamp]:

@@ -52,7 +52,9 @@ def trader(params: Params, *, service: str | None = None, ledger: Ledger | None 
                 "(on the cluster, they come from the trader's Binance Secret)"
             )
         binance = market.client(url=url, api_key=key, api_secret=secret, retry=retry)
-        broker = BinanceTestnetBroker(binance, retry=retry)
+        broker = BinanceTestnetBroker(
+            binance, retry=retry, recv_window_ms=params.trade.recv_window_ms
+        )
     else:
         binance = market.client(url=url, retry=retry)
         broker = PaperBroker.charging(params.backtest, engine=ledger.engine)
