@@ -490,7 +490,10 @@ def trade_to(
             keep_dust(ledger, symbol, rules, price=price, hour=at)
     if target == 0:
         return
-    _, dust = ledger.holding(symbol)
+    position, dust = ledger.holding(symbol)
+    if position:  # the close left more than dust (coins not free): no open on top of it
+        reports.append(OrderReport(_side(target), 0.0, "not sent", f"open: {position:+g} is held still"))
+        return
     room = trade.max_quantity - max(target * dust, 0.0)
     qty = rules.round_down(min(position_size(trade, price), room))
     why = rules.refusal(qty, price=price)
