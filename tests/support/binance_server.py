@@ -37,7 +37,8 @@ reached the engine, booked or refused);
 a message for each of the next orders); `insufficient_balance`; `refuse_cancels` (the next
 cancels answered 429, Binance's rate limit, which a client does not retry); and after an
 order is booked: `hang_after_order_s` (the answer is held back), `fail_after_booking` (a 5xx),
-`html_after_booking` (a 200 with an HTML page, as a proxy might send).
+`html_after_booking` (a 200 with an HTML page, as a proxy might send); and
+`fill_before_next_account` (open orders fill between a client's lookup and its balance read).
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ class BinanceServer(LocalServer):
         self.reuse_ids = True
         self.leave_open: str | None = None  # None (fill at once) | NEW | PARTIALLY_FILLED
         self.partial_share = 0.5  # of a PARTIALLY_FILLED order's quantity, rounded to the step
+        #: open orders fill just before the next account read is answered (between a client's
+        #: lookup of them and its read of the balance)
+        self.fill_before_next_account = False
         self.clock_offset_ms = 0.0
         self.fail_paths: dict[str, int] = {}
         self.refuse_orders: list[tuple[int, str]] = []
@@ -137,6 +141,9 @@ class BinanceServer(LocalServer):
         self.delay_order_s = 0.0
         self.late_landings: list[float] = []
         self.arrivals = 0
+        #: symbol -> the largest |exposure| (holding against the start, open orders included)
+        #: the account has had after any order was booked, executed or ended
+        self.peak: dict[str, float] = {}
         self.html_after_booking = 0
         self.calls: list[tuple[str, str]] = []
         self.fail_next = 0
@@ -226,6 +233,10 @@ class BinanceServer(LocalServer):
         )
         return round(self.position(asset=base) + open_orders, 8)
 
+    def _track(self, symbol: str) -> None:
+        peak = max(abs(self.exposure(symbol)), abs(self.position(asset=self.rules[symbol].base)))
+        self.peak[symbol] = max(self.peak.get(symbol, 0.0), peak)
+
     def open_orders(self) -> list[dict]:
         return [o for o in self.orders.values() if o["status"] in OPEN]
 
@@ -284,6 +295,7 @@ class BinanceServer(LocalServer):
             step = Decimal(self.rules[symbol].step)
             part = (Decimal(f"{qty * self.partial_share:.8f}") // step) * step
             self.execute(order, float(part))
+        self._track(symbol)
         return order
 
     def execute(self, order: dict, qty: float) -> list[dict]:
@@ -319,6 +331,7 @@ class BinanceServer(LocalServer):
              "isBuyer": order["side"] == "BUY", "isMaker": False, "isBestMatch": True}
         )  # fmt: skip
         order.setdefault("_fills", []).append(fill)
+        self._track(order["symbol"])
         return [fill]
 
     def end(self, order: dict, status: str) -> None:
@@ -428,6 +441,9 @@ class BinanceServer(LocalServer):
                     return
                 with server.lock:
                     if parts.path == "/api/v3/account":
+                        if server.fill_before_next_account:
+                            server.fill_before_next_account = False
+                            server.fill_open()
                         return self._send(200, server.account())
                     if parts.path == "/api/v3/myTrades":
                         trades = [

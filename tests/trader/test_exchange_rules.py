@@ -229,6 +229,23 @@ def test_4_a_partly_filled_order_moves_the_position_by_what_executed(pod, exchan
     assert ledger_position(pod) == pytest.approx(exchange.position(), abs=1e-12)
 
 
+def test_4_a_halt_that_a_late_fill_explains_clears_itself(pod, exchange):
+    """The open order fills between the cycle's lookup of it and its read of the balance: the
+    balance shows a fill the ledger has not seen, and the symbol halts; the next cycle's
+    lookup records the fill, the two agree, and the halt ends on record."""
+    trader = live.trader(trade_params(pod))
+    exchange.leave_open = "NEW"
+    cycle(trader, exchange, HOURS[0], LONG)
+    exchange.refuse_cancels, exchange.fill_before_next_account = 1, True
+    halted = cycle(trader, exchange, HOURS[1], LONG)
+    assert halted.status == "halted" and exchange.order_posts() == 1
+    later = cycle(trader, exchange, HOURS[2], LONG)
+    assert later.status == "traded" and exchange.order_posts() == 1  # held: nothing more
+    (halt,) = rows(pod, "halts")
+    assert halt["resumed_by"] == "klinecast" and "late fill of kc-BTCUSDT-" in halt["decision"]
+    assert ledger_position(pod) == pytest.approx(exchange.position(), abs=1e-12)
+
+
 def test_5_rerunning_a_traded_hour_after_a_difference_keeps_its_record(pod, exchange):
     trader = live.trader(trade_params(pod))
     cycle(trader, exchange, HOURS[0], LONG)

@@ -83,8 +83,13 @@ class Broker(Protocol):
     def cancel(self, order: Order) -> Order:
         """Cancels an open order; returns it as it ended (what executed of it stays)."""
 
-    def wait_until_unbookable(self, order: Order) -> None:
-        """Returns once no request of the order sent so far can still be booked."""
+    def wait_until_unbookable(self, order: Order, *, ended_by: dt.datetime | None = None) -> None:
+        """Returns once no request of the order sent so far can still be booked.
+
+        Args:
+            ended_by: when the process that sent the order's requests had ended at the latest
+                (None: now), for an order another process sent.
+        """
 
 
 class PaperBroker:
@@ -131,7 +136,7 @@ class PaperBroker:
     def cancel(self, order: Order) -> Order:
         return self.lookup(order) or order  # filled at once: nothing is ever open
 
-    def wait_until_unbookable(self, order: Order) -> None:
+    def wait_until_unbookable(self, order: Order, *, ended_by: dt.datetime | None = None) -> None:
         return None  # a paper order is booked while its POST is made, or never
 
     def _filled(self, order: Order, *, price: float, fee: float) -> Order:
@@ -255,16 +260,17 @@ class BinanceTestnetBroker:
         )
         return float(answer["serverTime"])
 
-    def wait_until_unbookable(self, order: Order) -> None:
+    def wait_until_unbookable(self, order: Order, *, ended_by: dt.datetime | None = None) -> None:
         """Waits until the exchange's clock is past the order's last request's timestamp plus
         recvWindow: Binance checks it on receipt and again just before the matching engine, so
-        that request can no longer be booked. A request another process sent (it died before
-        this cycle took the lock) was stamped by now on its own clock: a pod's clock may be
+        that request can no longer be booked. A request another process sent was stamped, on
+        its own clock, before that process ended (ended_by, or now): a pod's clock may be
         ahead by up to the second Binance tolerates, which is added."""
         if order.client_order_id in self._sent_by:
             stamped_by = self._sent_by[order.client_order_id]
         else:
-            stamped_by = time.time() * 1000 + AHEAD_MS
+            ended = time.time() if ended_by is None else ended_by.timestamp()
+            stamped_by = ended * 1000 + AHEAD_MS
         deadline = stamped_by + self.recv_window_ms
         while (now := self.server_time_ms()) <= deadline:
             self.sleep(min((deadline - now) / 1000 + 0.05, self.recv_window_ms / 1000))

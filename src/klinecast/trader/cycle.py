@@ -182,6 +182,10 @@ def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
 
 def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
     ledger, symbol = trader.ledger, trader.symbol
+    started = f"cycle_started:{symbol}"  # the lock's last holder began then, and ended after
+    previous = ledger.get_state(started)
+    ledger.set_state(started, dt.datetime.now(dt.UTC).isoformat())
+    previous_cycle = None if previous is None else dt.datetime.fromisoformat(previous)
     newest = ledger.newest_hour(symbol)
     if newest is not None and hour.to_pydatetime() < newest:
         reason = (
@@ -196,17 +200,24 @@ def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
     reports: list[OrderReport] = []
     known: dict = {}  # what the cycle learnt before it failed: the close, the prediction
     try:
-        return _cycle(trader, hour, reports, known)
+        return _cycle(trader, hour, reports, known, previous_cycle=previous_cycle)
     except CycleFailure as failure:
         return failed(trader, hour, failure, reports=reports, known=known)
 
 
-def _cycle(trader: Trader, hour: pd.Timestamp, reports: list, known: dict) -> CycleResult:
+def _cycle(
+    trader: Trader,
+    hour: pd.Timestamp,
+    reports: list,
+    known: dict,
+    *,
+    previous_cycle: dt.datetime | None,
+) -> CycleResult:
     ledger, params, symbol = trader.ledger, trader.params, trader.symbol
     at = hour.to_pydatetime()
     rules = current_rules(trader)
     with stage("account"):
-        executed = reconcile_orders(trader)
+        executed = reconcile_orders(trader, previous_cycle=previous_cycle)
         difference, free = reconcile_position(trader, hour, rules, explained_by=executed)
     done = ledger.prediction(at, symbol)
     if done is not None and done["status"] in ("traded", "halted"):  # its record stays
@@ -317,17 +328,24 @@ def current_rules(trader: Trader) -> SymbolRules:
     return rules
 
 
-def reconcile_orders(trader: Trader) -> list[str]:
+def reconcile_orders(trader: Trader, *, previous_cycle: dt.datetime | None = None) -> list[str]:
     """Every order of the symbol whose end is unknown, of any hour, looked up at the exchange
     by its client order id: an intent the exchange has none of is absent once its recvWindow
     has passed (a request still on its way is refused after that); an order still open is
-    cancelled; what executed moves the position. Returns the ids whose execution moved."""
+    cancelled; what executed moves the position. Returns the ids whose execution moved.
+
+    Args:
+        previous_cycle: when the lock's previous holder began. An intent last written before
+            that was sent by a cycle that had ended by then: its requests' windows are
+            counted from then, not from now.
+    """
     ledger, broker = trader.ledger, trader.broker
     moved = []
     for order in ledger.unresolved_orders(trader.symbol):
         found = broker.lookup(order)
-        if found is None and order.status == "intent":
-            broker.wait_until_unbookable(order)  # a crashed cycle's POST may still land
+        if found is None and order.status == "intent":  # a crashed cycle's POST may still land
+            before = previous_cycle is not None and order.updated_at < previous_cycle
+            broker.wait_until_unbookable(order, ended_by=previous_cycle if before else None)
             found = broker.lookup(order)
         if found is None:
             ledger.record_failure(

@@ -73,6 +73,7 @@ class Order:
     #: by the executed quantity less this
     base_fee: float = 0.0
     created_at: dt.datetime | None = None  # when the intent was first recorded (read only)
+    updated_at: dt.datetime | None = None  # when its row last changed (read only)
 
     @property
     def sign(self) -> int:
@@ -89,7 +90,7 @@ class Order:
         return self.sign * max(self.qty - self.executed_qty, 0.0) if self.status in UNRESOLVED else 0.0
 
 
-ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name != "created_at")
+ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name not in ("created_at", "updated_at"))
 #: What an answer of the exchange changes in an order's row.
 STATE_FIELDS = ("status", "exchange_status", "executed_qty", "quote_qty", "fill_price", "fee",
                 "base_fee", "exchange_order_id")  # fmt: skip
@@ -507,7 +508,7 @@ def _now() -> dt.datetime:
 
 def _row(row) -> dict:
     values = dict(row._mapping)
-    for key in ("hour", "checked_at", "halted_at", "resumed_at", "created_at", "at"):
+    for key in ("hour", "checked_at", "halted_at", "resumed_at", "created_at", "updated_at", "at"):
         if values.get(key) is not None:
             values[key] = _utc(values[key])
     return values
@@ -515,7 +516,11 @@ def _row(row) -> dict:
 
 def _order(row) -> Order:
     values = _row(row)
-    return Order(**{k: values[k] for k in ORDER_FIELDS}, created_at=values["created_at"])
+    return Order(
+        **{k: values[k] for k in ORDER_FIELDS},
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+    )
 
 
 def _halt(row) -> Halt:
