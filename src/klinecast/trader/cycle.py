@@ -550,7 +550,7 @@ def _send_leg(
     try:
         placed = send(trader, order, price=price, rules=rules)
     except OrderRejected as exc:
-        reports.append(OrderReport(order.side, qty, "refused", f"({exc})"))
+        reports.append(OrderReport(order.side, qty, "refused", f"({exc.code})" if exc.code else ""))
         raise
     ledger.record_order(placed)
     reports.append(OrderReport.of(placed))
