@@ -140,12 +140,16 @@ def stage(name: str) -> Iterator[None]:
     the refusal; Binance's -1021, the clock's)."""
     try:
         yield
+    except (CycleFailure, LedgerError):
+        raise  # a stage's failure already, or the ledger's: nothing can be recorded
     except OrderRejected as exc:
         raise CycleFailure("refusal", str(exc), code=exc.code) from None
     except ExchangeError as exc:
         raise CycleFailure("clock" if exc.code == CLOCK_CODE else name, str(exc), code=exc.code) from None
     except FiltersError as exc:
         raise CycleFailure("filters", str(exc)) from None
+    except KlinecastError as exc:  # e.g. candles that break the candle rules
+        raise CycleFailure(name, str(exc)) from None
 
 
 @dataclass

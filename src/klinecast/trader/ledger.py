@@ -39,6 +39,8 @@ from klinecast.trader.tables import (
 #: An order's statuses whose end the exchange has not told yet: every cycle looks them up
 #: (intent: its fate is unknown; open: NEW or PARTIALLY_FILLED at the exchange).
 UNRESOLVED = ("intent", "open")
+#: What an hour's record says; a later attempt that says the same adds nothing.
+SAID = ("status", "reason", "target", "stage", "error_code")
 #: Statuses of an order the exchange has booked (its client order id is spent).
 BOOKED = ("open", "filled", "canceled")
 #: The book as a whole, where a halt is not a symbol's.
@@ -173,8 +175,8 @@ class Ledger:
                 newest = _row(newest)
                 if newest["status"] == "traded":
                     raise LedgerError(f"{symbol} {hour:%Y-%m-%d %H:%M} is traded; its record stays")
-                same = ("status", "reason", "target", "stage", "error_code")
-                if all(newest[k] == values.get(k) for k in same):
+                said = {k: values[k] if k in values else None for k in SAID}
+                if all(newest[k] == v for k, v in said.items()):
                     return newest
             attempt = 1 if newest is None else newest["attempt"] + 1
             row = {
