@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint docs validate-manifests \
-	bench bench-tune bench-workers bench-serve bench-faults fuzz-serving bench-pipeline bench-compare bench-power clean
+	bench bench-tune bench-workers bench-serve bench-faults bench-trader-faults fuzz-serving bench-pipeline bench-compare bench-power clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
@@ -167,7 +167,7 @@ images:
 	.ci/images
 
 # Benchmarks write JSON to benchmarks/results/ (not timed tests: the machines are shared).
-bench: bench-tune bench-workers bench-serve bench-faults bench-pipeline bench-compare
+bench: bench-tune bench-workers bench-serve bench-faults bench-trader-faults bench-pipeline bench-compare
 
 # Then the five-symbol case (bench-workers: each symbol's trial, a pooled study's, workers).
 bench-tune: data
@@ -199,6 +199,21 @@ bench-power: setup
 bench-serve: setup
 	test -f models/BTCUSDT/candidate/model.json || $(MAKE) run
 	python benchmarks/bench_serve.py
+
+# Serving while the online store is stopped, then hung, under load (needs models/BTCUSDT/candidate).
+bench-faults: setup
+	test -f models/BTCUSDT/candidate/model.json || $(MAKE) run
+	python benchmarks/bench_faults.py
+
+# The Open Inference Protocol's OpenAPI spec fuzzed against both servers (schemathesis).
+fuzz-serving: setup
+	test -f models/BTCUSDT/candidate/model.json || $(MAKE) run
+	python benchmarks/fuzz_serving.py
+
+# The trader under the exchange's faults (docs/trading.md): kill at each step of an order, late
+# landing, orders left open, base-asset fees over 48 hours, the five-symbol book; on the mirror.
+bench-trader-faults: setup
+	python benchmarks/bench_trader_faults.py
 
 # Local KFP pipeline run vs dvc repro on examples/small-params.yaml.
 bench-pipeline: setup

@@ -620,14 +620,23 @@ class TradeParams(_Checked):
     kill_switch_return: float = -0.20  # halt a symbol when its cumulative return falls below this
     #: halt every symbol when the book's (the weighted symbols') cumulative return falls below this
     book_kill_switch_return: float = -0.20
-    #: The largest difference (base asset) between the ledger's position and the exchange's
-    #: that is not a discrepancy; beyond it the symbol halts until `trade resolve`.
+    #: The smallest tolerance (base asset) of the difference between the ledger's position and
+    #: the exchange's; a symbol's is one step of its LOT_SIZE filter when that is larger.
+    #: Beyond it the symbol halts until `trade resolve`.
     reconcile_tolerance: float = 0.00001
     #: How long a cycle waits for another cycle of the same symbol before it gives up ("busy").
     lock_wait_seconds: float = 120.0
     #: Binance REST: how long one call may take before it counts as failed (an order POST
     #: that times out is looked up, never resent blindly).
     exchange_timeout_seconds: float = 10.0
+    #: Binance's recvWindow, sent with every signed request: the exchange refuses a request that
+    #: reaches its matching engine later than its timestamp plus this. An order POST in doubt
+    #: is sent again only once this has passed (by the exchange's clock) and a second lookup
+    #: still finds nothing. Binance recommends 5000 or less; 60000 at most.
+    recv_window_ms: float = 5000.0
+    #: The symbol's filters (exchangeInfo) are fetched every cycle; when a fetch fails, the
+    #: last ones fetched are used while younger than this.
+    filters_max_age_hours: float = 24.0
     retrain_min_accuracy: float = 0.60
     retrain_window: int = 24  # trades
     retrain_cooldown_hours: int = 24
@@ -667,6 +676,10 @@ class TradeParams(_Checked):
                 "exchange_timeout_seconds",
                 f"expected (0, 120] seconds, got {self.exchange_timeout_seconds}",
             )
+        if not 0 < self.recv_window_ms <= 60000:
+            yield "recv_window_ms", f"expected (0, 60000] ms (Binance's range), got {self.recv_window_ms}"
+        if not self.filters_max_age_hours > 0:
+            yield "filters_max_age_hours", f"must be > 0, got {self.filters_max_age_hours}"
         if not 0 < self.retrain_min_accuracy <= 1 or self.retrain_window < 1:
             yield "retrain_min_accuracy", "expected (0, 1] and retrain_window >= 1"
         if self.drift_min_samples < 10:

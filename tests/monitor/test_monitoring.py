@@ -226,6 +226,7 @@ def test_the_monitor_reports_stuck_intents_halts_and_reconcile_differences(
     tmp_path, monkeypatch, capsys
 ):
     from klinecast.trader.ledger import Order
+    from klinecast.trader.tables import orders
 
     url = f"sqlite:///{tmp_path}/ledger.db"
     monkeypatch.setenv("KLINECAST_LEDGER_URL", url)
@@ -233,6 +234,8 @@ def test_the_monitor_reports_stuck_intents_halts_and_reconcile_differences(
     ledger.migrate()
     hour = pd.Timestamp("2021-12-03 01:00", tz="UTC").to_pydatetime()
     ledger.record_intent(Order("kc-BTCUSDT-2021120301-open", hour, "open", "BTCUSDT", "BUY", 0.001))
+    with ledger.engine.begin() as c:  # made at the hour it is for (stuck is aged from this)
+        c.execute(orders.update().values(created_at=hour))
     ledger.record_reconciliation(
         hour=hour, symbol="BTCUSDT", ledger_position=0.0, exchange_position=0.001,
         difference=0.001, tolerance=0.00001, agree=False,

@@ -84,7 +84,7 @@ def drop_ledger(url: str) -> None:
     with sa.create_engine(url).begin() as c:
         c.execute(sa.text("DROP VIEW IF EXISTS prediction_outcomes"))
         for name in ("predictions", "orders", "positions", "outcomes", "equity", "state", "halts",
-                     "reconciliations", "paper_orders", "schema_version",
+                     "reconciliations", "failures", "paper_orders", "schema_version",
                      "klinecast_ledger_version"):  # fmt: skip
             c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 

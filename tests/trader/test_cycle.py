@@ -1,5 +1,5 @@
-"""The trader's own logic without servers: legs of a position change, the book the rule sees,
-outcomes priced by the backtest's formula, and an hour's orders sent once (a real SQLite
+"""The trader's own logic without servers: the orders of a position change, the book the rule
+sees, outcomes priced by the backtest's formula, and an hour's orders sent once (a real SQLite
 ledger and the paper broker)."""
 
 import re
@@ -12,17 +12,16 @@ from klinecast.book import Book
 from klinecast.config import Params
 from klinecast.research.backtest import strategy_returns
 from klinecast.research.strategy import Holding
+from klinecast.trader import cycle
 from klinecast.trader.brokers import PaperBroker, client_order_id
 from klinecast.trader.cycle import (
     Trader,
     holding,
-    legs,
     reconcile_orders,
     reconcile_position,
     resolve,
     resume,
     settle,
-    trade_to,
 )
 from klinecast.trader.ledger import Ledger, Order
 from tests.support.candle_factory import synthetic_candles
@@ -39,19 +38,47 @@ def ledger(tmp_path):
     return ledger
 
 
+def trade_to(trader: Trader, hour, *, target: int, price: float) -> int:
+    """cycle.trade_to with the broker's rules and all of the position free; the orders sent."""
+    reports = []
+    rules = trader.broker.rules(trader.symbol)
+    position, dust = trader.ledger.holding(trader.symbol)
+    cycle.trade_to(trader, hour, target=target, price=price, rules=rules,
+                   free=position + dust, reports=reports)  # fmt: skip
+    return sum(1 for r in reports if r.sent)
+
+
+def reconciled(trader: Trader, hour) -> float | None:
+    """The difference the reconciliation halts on, or None."""
+    rules = trader.broker.rules(trader.symbol)
+    return reconcile_position(trader, hour, rules, explained_by=[])[0]
+
+
+def booked_behind_the_ledger(trader: Trader, order: Order) -> None:
+    """The paper exchange books the order; the ledger never hears of it."""
+    trader.broker.place(order, price=100.0, rules=trader.broker.rules(trader.symbol))
+
+
 @pytest.mark.parametrize(
-    ("current", "target", "expected"),
+    ("start", "target", "expected"),
     [
-        (0.0, 0.0, []),
-        (0.0, SIZE, [("open", SIZE)]),
-        (SIZE, SIZE, []),
-        (SIZE, 0.0, [("close", -SIZE)]),
-        (SIZE, -SIZE, [("close", -SIZE), ("open", -SIZE)]),
-        (-SIZE, SIZE, [("close", SIZE), ("open", SIZE)]),
+        (0, 0, []),
+        (0, 1, [("open", "BUY")]),
+        (1, 1, []),
+        (1, 0, [("close", "SELL")]),
+        (1, -1, [("close", "SELL"), ("open", "SELL")]),
+        (-1, 1, [("close", "BUY"), ("open", "BUY")]),
     ],
 )
-def test_a_change_of_position_is_a_close_and_or_an_open(current, target, expected):
-    assert legs(current, target) == expected
+def test_a_change_of_side_is_a_close_and_or_an_open(ledger, start, target, expected):
+    candles = synthetic_candles(10)
+    trade = trader(ledger, candles)
+    if start:
+        trade_to(trade, candles.index[0], target=start, price=100.0)
+    before = len(ledger.orders())
+    trade_to(trade, candles.index[1], target=target, price=100.0)
+    assert [(o.leg, o.side) for o in ledger.orders()[before:]] == expected
+    assert ledger.position(SYMBOL) == pytest.approx(target * SIZE)
 
 
 def test_client_order_ids_fit_binances_rule():
@@ -127,11 +154,11 @@ def test_an_intent_the_exchange_booked_is_recorded_filled_before_anything_else(l
     trade = trader(ledger, candles)
     order = order_for(candles.index[2])
     ledger.record_intent(order)
-    trade.broker.place(order, price=100.0)  # booked; the ledger never heard back
+    booked_behind_the_ledger(trade, order)  # booked; the ledger never heard back
     reconcile_orders(trade)
     assert ledger.order(order.client_order_id).status == "filled"
     assert ledger.position(SYMBOL) == pytest.approx(SIZE)
-    assert reconcile_position(trade, candles.index[5]) is None  # they agree now
+    assert reconciled(trade, candles.index[5]) is None  # they agree now
     assert trade_to(trade, candles.index[5], target=1, price=100.0) == 0  # already long
 
 
@@ -149,10 +176,10 @@ def test_an_intent_the_exchange_never_saw_is_recorded_absent(ledger):
 def test_a_difference_with_the_exchange_halts_and_resolve_records_the_decision(ledger):
     candles = synthetic_candles(10)
     trade = trader(ledger, candles)
-    assert reconcile_position(trade, candles.index[1]) is None  # the baseline: 0 held
+    assert reconciled(trade, candles.index[1]) is None  # the baseline: 0 held
     stray = order_for(candles.index[2])
-    trade.broker.place(stray, price=100.0)  # an order the ledger never knew of
-    assert reconcile_position(trade, candles.index[3]) == pytest.approx(SIZE)
+    booked_behind_the_ledger(trade, stray)  # an order the ledger never knew of
+    assert reconciled(trade, candles.index[3]) == pytest.approx(SIZE)
     halt = ledger.open_halt(SYMBOL)
     assert halt.kind == "reconcile" and "the exchange +0.00100000" in halt.reason
     done = resolve(trade, adopt="exchange", by="alice", note="a manual order")
@@ -160,7 +187,7 @@ def test_a_difference_with_the_exchange_halts_and_resolve_records_the_decision(l
     assert ledger.open_halt(SYMBOL) is None and ledger.position(SYMBOL) == pytest.approx(SIZE)
     (closed,) = ledger.halts()
     assert closed.resumed_by == "alice" and "a manual order" in closed.decision
-    assert reconcile_position(trade, candles.index[4]) is None
+    assert reconciled(trade, candles.index[4]) is None
 
 
 def test_resume_measures_the_kill_switch_from_a_new_base(ledger):

@@ -105,8 +105,10 @@ def test_exchange_5xx_is_retried_then_succeeds(trader_env, exchange):
 def test_exchange_down_fails_loudly_and_a_later_run_trades_once(trader_env, exchange, capsys):
     exchange.fail_next = 100
     assert trade(trader_env, "once") == 1
-    captured = capsys.readouterr()  # (a book of one: the symbol's failure is its line)
-    assert "failed 4 times; last: HTTP 503" in captured.out + captured.err
+    out = capsys.readouterr().out  # the cycle's line, and its row, say what failed
+    assert "failed (filters)" in out and "failed 4 times; last: HTTP 503" in out
+    (failed,) = table(trader_env["ledger"], "predictions")
+    assert failed["status"] == "failed" and "HTTP 503" in failed["reason"]
     exchange.fail_next = 0
     assert trade(trader_env, "once") == 0
     assert exchange.order_posts() == len(table(trader_env["ledger"], "orders"))
@@ -125,9 +127,8 @@ def test_insufficient_balance_fails_at_once_with_binances_message(trader_env, ex
     exchange.insufficient_balance = True
     assert until_an_order_is_sent(trader_env, exchange) == 1
     assert exchange.order_posts() == 1  # a -2010 is not retried
-    captured = capsys.readouterr()
-    err = captured.out + captured.err
-    assert "Binance error -2010: Account has insufficient balance" in err
+    out = capsys.readouterr().out
+    assert "failed (refusal)" in out and "Binance error -2010: Account has insufficient balance" in out
     (order,) = table(trader_env["ledger"], "orders")
     # what failed is on record; no position change was recorded
     assert order["status"] == "rejected" and order["error_code"] == -2010
@@ -140,9 +141,7 @@ def test_wrong_keys_are_refused_without_logging_them(trader_env, exchange, capsy
     assert until_an_order_is_sent(trader_env, exchange) == 1
     captured = capsys.readouterr()
     # the signed read of the account (reconciling first) is refused: nothing is sent
-    assert "Binance error -1022: Signature for this request is not valid" in (
-        captured.out + captured.err
-    )
+    assert "Binance error -1022: Signature for this request is not valid" in captured.out
     assert "not-the-secret" not in captured.out + captured.err
     assert API_KEY not in captured.out + captured.err
     assert exchange.orders == {}
@@ -200,7 +199,8 @@ def test_killed_between_order_and_ledger_write_then_rerun(trader_env, exchange):
     ]
     assert order["status"] == "filled" and order["exchange_order_id"] == "1"
     (position,) = table(trader_env["ledger"], "positions")
-    assert position["qty"] == pytest.approx(0.001 if order["side"] == "BUY" else -0.001)
+    # a BUY's commission is taken in BTC (Binance's default): the account holds 0.000999
+    assert position["qty"] == pytest.approx(0.000999 if order["side"] == "BUY" else -0.001)
 
 
 def test_kill_switch_halts_flattens_and_resume_clears_it(trader_env, exchange, capsys):
@@ -236,11 +236,11 @@ def test_ledger_schema_migrates_once_and_keeps_rows(backend, tmp_path, postgres)
     url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
     drop_ledger(url)
     ledger = Ledger(url)
-    assert ledger.migrate() == "0003"
+    assert ledger.migrate() == "0004"
     ledger.record_prediction(
         HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1, status="traded"
     )
-    assert ledger.migrate() == "0003"  # again: nothing recreated, nothing lost
+    assert ledger.migrate() == "0004"  # again: nothing recreated, nothing lost
     assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     rows = table(url, "prediction_outcomes")
     assert rows[0]["prob_up"] == 0.7 and rows[0]["actual_up"] is None
@@ -283,7 +283,7 @@ def test_a_single_symbol_ledger_is_migrated_to_several_symbols_with_nothing_lost
                                         halted_at=HOUR.to_pydatetime()))  # fmt: skip
     engine.dispose()
     ledger = Ledger(url)
-    assert ledger.migrate() == "0003"
+    assert ledger.migrate() == "0004"
     assert [r["strategy_return"] for r in ledger.outcomes("ETHUSDT")] == [0.01, -0.02]
     assert ledger.last_equity("ETHUSDT") == (0.98, 1.0)
     assert [r["hour"] for r in ledger.traded_predictions("ETHUSDT")] == [h.to_pydatetime() for h in hours]
@@ -295,6 +295,58 @@ def test_a_single_symbol_ledger_is_migrated_to_several_symbols_with_nothing_lost
     assert sorted((r["symbol"], r["strategy_return"]) for r in rows) == [
         ("BTCUSDT", None), ("ETHUSDT", -0.02), ("ETHUSDT", 0.01),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_ledger_of_0003_gets_the_exchange_rules_columns_with_nothing_lost(
+    backend, tmp_path, postgres
+):
+    """0003 -> 0004: a filled order's executed quantity is its quantity, every prediction its
+    hour's first attempt, every position without dust; the hour's record can then be
+    corrected by a later attempt, and the view shows the newest."""
+    import sqlalchemy as sa
+
+    from klinecast.trader import schema
+
+    url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
+    drop_ledger(url)
+    engine = sa.create_engine(url)
+    assert schema.upgrade(engine, "0003") == "0003"
+    utc = sa.DateTime(timezone=True)  # the columns of 0003, typed as its code wrote them
+    at = HOUR.to_pydatetime()
+    predictions = sa.table("predictions", sa.column("hour", utc), sa.column("symbol"),
+                           sa.column("target"), sa.column("status"), sa.column("reason"),
+                           sa.column("created_at", utc))  # fmt: skip
+    orders = sa.table("orders", *(sa.column(n) for n in ("client_order_id", "leg", "symbol",
+                      "side", "qty", "status", "fill_price", "fee")), sa.column("hour", utc),
+                      sa.column("created_at", utc), sa.column("updated_at", utc))  # fmt: skip
+    positions = sa.table("positions", sa.column("symbol"), sa.column("qty"), sa.column("hour", utc))
+    with engine.begin() as c:
+        c.execute(predictions.insert().values(hour=at, symbol="BTCUSDT", target=0,
+                                              status="no_trade", reason="model down",
+                                              created_at=at))  # fmt: skip
+        for cid, status in (("kc-BTCUSDT-2021120104-open", "filled"),
+                            ("kc-BTCUSDT-2021120105-open", "intent")):  # fmt: skip
+            c.execute(orders.insert().values(client_order_id=cid, hour=at, leg="open",
+                                             symbol="BTCUSDT", side="BUY", qty=0.001,
+                                             status=status, created_at=at, updated_at=at))  # fmt: skip
+        c.execute(positions.insert().values(symbol="BTCUSDT", qty=0.001, hour=at))
+    engine.dispose()
+    ledger = Ledger(url)
+    assert ledger.migrate() == "0004"
+    filled, intent = sorted(ledger.orders(), key=lambda o: o.client_order_id)
+    assert (filled.status, filled.executed_qty, filled.exchange_status) == ("filled", 0.001, "FILLED")
+    assert (intent.status, intent.executed_qty) == ("intent", 0.0)
+    assert ledger.holding("BTCUSDT") == (0.001, 0.0)
+    (record,) = ledger.hour_records("BTCUSDT")
+    assert (record["attempt"], record["status"], record["reason"]) == (1, "no_trade", "model down")
+    ledger.record_prediction(at, symbol="BTCUSDT", prob_up=0.7, target=1, status="traded")
+    rows = sorted(table(url, "predictions"), key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["status"], r["corrects"]) for r in rows] == [
+        (1, "no_trade", None), (2, "traded", 1),
+    ]  # fmt: skip
+    (shown,) = table(url, "prediction_outcomes")
+    assert shown["status"] == "traded" and shown["prob_up"] == 0.7
 
 
 def test_replay_equals_the_offline_backtest(
@@ -427,7 +479,7 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
     from alembic.script import ScriptDirectory
 
     from klinecast.trader import schema
-    from klinecast.trader.tables import predictions, state
+    from klinecast.trader.tables import state
 
     url = f"sqlite:///{tmp_path}/old.db" if backend == "sqlite" else postgres
     drop_ledger(url)
@@ -449,6 +501,10 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
         connection.execute(sa.text(f"DROP TABLE {schema.VERSION_TABLE}"))
         connection.execute(sa.text("CREATE TABLE schema_version (version INTEGER PRIMARY KEY)"))
         connection.execute(sa.text("INSERT INTO schema_version VALUES (1)"))
+        utc = sa.DateTime(timezone=True)  # revision 0001's table, as its code wrote it
+        predictions = sa.table("predictions", sa.column("hour", utc), sa.column("symbol"),
+                               sa.column("prob_up"), sa.column("target"), sa.column("status"),
+                               sa.column("created_at", utc))  # fmt: skip
         connection.execute(
             predictions.insert().values(
                 hour=HOUR.to_pydatetime(),
@@ -467,10 +523,10 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
             )  # fmt: skip
         )
     ledger = Ledger(url)
-    assert ledger.migrate() == "0003"
+    assert ledger.migrate() == "0004"
     assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     halt = ledger.open_halt("BTCUSDT")
     assert halt.kind == "kill_switch" and "-25%" in halt.reason
     assert ledger.get_state("halted") is None
-    assert ledger.migrate() == "0003"
+    assert ledger.migrate() == "0004"
     engine.dispose()

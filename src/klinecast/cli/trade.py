@@ -29,7 +29,8 @@ def add_trade(commands) -> None:
 
     once = actions.add_parser(
         "once",
-        help="run one hourly cycle (exit 1: no trade; 3: halted; 4: another cycle is running)",
+        help="run one hourly cycle (exit 1: no trade or failed; 3: halted; 4: another cycle is "
+        "running)",
         description=(
             "Trade the newest closed hour. Running twice in one hour sends nothing the second "
             "time; after a crash between an order and its record, the next run finds the order "
@@ -56,7 +57,9 @@ def add_trade(commands) -> None:
         description=(
             "Clear the symbol's kill switch. The ledger keeps who resumed, when and why, and "
             "records a new equity base: later cycles measure the cumulative return from the "
-            "equity now, so the next cycle does not trip the switch again at once."
+            "equity now, so the next cycle does not trip the switch again at once. A halt on a "
+            "difference with the exchange is not cleared here (exit 3): `trade resolve` "
+            "decides it."
         ),
     )
     params_arg(resume)
@@ -157,11 +160,18 @@ def _offline_market(path: Path, symbol: str):
 
 
 def report(result, *, symbol: str = "") -> None:
+    """The cycle's one line: what was decided, what was sent and what it became."""
     where = {1: "long", -1: "short", 0: "flat", None: "-"}[result.target]
-    detail = f"prob_up {result.prob_up:.4f} -> {where}" if result.prob_up is not None else where
-    line = f"trade: {symbol + ': ' if symbol else ''}hour {result.hour:%Y-%m-%d %H:%M} UTC: "
-    line += f"{result.status}, {detail}"
-    line += f", {result.orders_sent} order(s) sent"
+    if result.stage:
+        head = f"{result.status} ({result.stage}), holding {where}"
+    elif result.prob_up is not None:
+        head = f"{result.status}, prob_up {result.prob_up:.4f} -> {where}"
+    else:
+        head = f"{result.status}, holding {where}"
+    sent = [o for o in result.orders if o.sent]
+    orders = f"sent {len(sent)} order{'s' if len(sent) > 1 else ''}: " + ", ".join(map(str, sent))
+    line = f"trade: {symbol + ': ' if symbol else ''}hour {result.hour:%Y-%m-%d %H:%M} UTC: {head}; "
+    line += orders if sent else "no order"
     print(line + (f"; {result.reason}" if result.reason else ""))
 
 
@@ -174,18 +184,21 @@ def _decider(parser) -> None:
 
 
 def run_resume(args) -> int:
+    """Exit 0 when the kill switch is cleared (or none held), 3 when the symbol stays halted
+    by a reconcile difference (`trade resolve` decides that)."""
     from klinecast.book import Book
     from klinecast.config import load_params
-    from klinecast.trader.cycle import resume
+    from klinecast.trader.cycle import KILL_SWITCH, resume
     from klinecast.trader.ledger import Ledger
 
     params = load_params(args.params)
     ledger = Ledger(params.trade.ledger)
     ledger.migrate()
     symbol = args.symbol or params.data.symbol
+    halt = ledger.own_halt(symbol)
     done = resume(ledger, symbol, by=args.by, note=args.note, weights=Book(params).weights)
     print(f"trade resume: {done}")
-    return 0
+    return 3 if halt is not None and halt.kind != KILL_SWITCH else 0
 
 
 def run_resolve(args) -> int:

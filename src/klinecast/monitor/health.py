@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -101,8 +101,10 @@ class Health:
 
 
 def health(outcomes: pd.DataFrame, drift: Drift, params: TradeParams) -> Health:
-    """outcomes: the ledger's outcomes (hour, target, correct, strategy_return, market_return)."""
-    trades = outcomes[outcomes["target"] != 0] if len(outcomes) else outcomes
+    """outcomes: the ledger's outcomes (hour, target, correct, strategy_return, market_return).
+    A trade is an hour the model called (a position, right or wrong); an hour held without a
+    call (no trade, a failure, a halt) counts in the equity only."""
+    trades = outcomes[outcomes["correct"].notna()] if len(outcomes) else outcomes
     recent = trades.tail(params.retrain_window)
     accuracy = float(recent["correct"].astype(float).mean()) if len(recent) else None
     equity = float(np.prod(1.0 + outcomes["strategy_return"])) if len(outcomes) else 1.0
@@ -142,22 +144,38 @@ def retrain_decision(
 
 @dataclass(frozen=True)
 class Trading:
-    """What an operator must see of the trader's safety: orders whose fate is unknown for over
-    an hour, halted symbols, and the last reconciliation of each symbol with the exchange."""
+    """What an operator must see of the trader's safety: orders whose end is unknown for over
+    an hour since they were created, halted symbols, real differences with the exchange, and
+    hours in a row without a trade with the failure behind them."""
 
-    #: client order ids of intents older than STUCK_AFTER that no cycle has resolved
+    #: client order ids of orders created over STUCK_AFTER ago that no cycle has resolved
     stuck_intents: tuple[str, ...]
     #: symbol -> (kind, reason) of each halt that holds
     halted: dict[str, tuple[str, str]]
-    #: symbol -> the exchange's position minus the ledger's at the last reconciliation
+    #: symbol -> the exchange's position minus the ledger's at the last reconciliation, when
+    #: they disagreed beyond its tolerance (0: they agreed)
     reconcile_difference: dict[str, float]
+    #: symbol -> its newest hours in a row recorded no_trade or failed
+    idle_hours: dict[str, int] = field(default_factory=dict)
+    #: symbol -> its last failure since its last traded hour ("stage (code): message")
+    last_failure: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
             "stuck_intents": list(self.stuck_intents),
             "halted": {k: {"kind": v[0], "reason": v[1]} for k, v in self.halted.items()},
             "reconcile_difference": self.reconcile_difference,
+            "idle_hours": self.idle_hours,
+            "last_failure": self.last_failure,
         }
+
+    @property
+    def alarm(self) -> bool:
+        """Something an operator must act on."""
+        return bool(
+            self.halted or self.stuck_intents or any(self.reconcile_difference.values())
+            or any(self.idle_hours.values())
+        )  # fmt: skip
 
     @property
     def summary(self) -> str:
@@ -168,21 +186,44 @@ class Trading:
             for s, d in self.reconcile_difference.items()
             if d
         ]
+        for symbol, hours in self.idle_hours.items():
+            if hours:
+                why = f" (last failure: {self.last_failure[symbol]})" if symbol in self.last_failure else ""
+                parts.append(f"{symbol}: {hours} hour{'s' if hours > 1 else ''} in a row without a trade{why}")
         return "; ".join(parts)
 
 
-#: An intent no cycle resolved for this long is stuck (a cycle resolves every one it meets).
+#: An order no cycle resolved this long after it was created is stuck (a cycle resolves every
+#: one it meets).
 STUCK_AFTER = dt.timedelta(hours=1)
+#: The statuses of an hour without a trade.
+IDLE = ("no_trade", "failed")
 
 
 def trading_state(ledger, *, symbol: str, now: dt.datetime) -> Trading:
     stuck = tuple(
-        o.client_order_id for o in ledger.unresolved_orders() if now - o.hour > STUCK_AFTER
+        o.client_order_id for o in ledger.unresolved_orders() if now - o.created_at > STUCK_AFTER
     )
     halted = {h.symbol: (h.kind, h.reason) for h in ledger.halts() if h.resumed_at is None}
     latest = ledger.latest_reconciliation(symbol)
-    difference = {symbol: float(latest["difference"])} if latest else {}
-    return Trading(stuck, halted, difference)
+    difference = {}
+    if latest is not None:  # a difference within the tolerance (float noise, dust) is none
+        difference[symbol] = 0.0 if latest["agree"] else float(latest["difference"])
+    records = ledger.hour_records(symbol)
+    idle = 0
+    for record in reversed(records):
+        if record["status"] not in IDLE:
+            break
+        idle += 1
+    traded = [r["created_at"] for r in records if r["status"] == "traded"]
+    since = traded[-1] if traded else None
+    failures = [f for f in ledger.cycle_failures(symbol) if since is None or f["at"] > since]
+    last = {}
+    if failures:
+        newest = failures[-1]
+        code = "" if newest["code"] is None else f" {newest['code']}"
+        last[symbol] = f"{newest['stage']}{code}: {newest['message']}"
+    return Trading(stuck, halted, difference, {symbol: idle}, last)
 
 
 @dataclass(frozen=True)
@@ -276,7 +317,7 @@ def prometheus_text(state: Health, *, symbol: str, trading: Trading | None = Non
         drift.labels(symbol, feature).set(value)
     if trading is not None:
         Gauge(
-            "klinecast_stuck_intents", "orders whose fate is unknown for over an hour",
+            "klinecast_stuck_intents", "orders whose end is unknown an hour after they were made",
             registry=registry,
         ).set(len(trading.stuck_intents))  # fmt: skip
         halted = Gauge(
@@ -287,10 +328,19 @@ def prometheus_text(state: Health, *, symbol: str, trading: Trading | None = Non
             halted.labels(held, kind).set(1)
         gap = Gauge(
             "klinecast_reconcile_difference",
-            "the exchange's position minus the ledger's at the last reconciliation",
+            "the exchange's position minus the ledger's at the last reconciliation, when beyond "
+            "its tolerance (else 0)",
             ["symbol"],
             registry=registry,
         )
         for held, difference in trading.reconcile_difference.items():
             gap.labels(held).set(difference)
+        idle = Gauge(
+            "klinecast_hours_without_trade",
+            "the newest hours in a row recorded no_trade or failed",
+            ["symbol"],
+            registry=registry,
+        )
+        for held, hours in trading.idle_hours.items():
+            idle.labels(held).set(hours)
     return generate_latest(registry).decode()

@@ -57,6 +57,5 @@ def _trading(trading: Trading | None) -> str:
     """The trader's safety first: halts, stuck orders and differences with the exchange."""
     if trading is None:
         return ""
-    alarm = trading.halted or trading.stuck_intents or any(trading.reconcile_difference.values())
-    style = "background:#fde8e8;border-left:4px solid #a11" if alarm else "color:#17692b"
+    style = "background:#fde8e8;border-left:4px solid #a11" if trading.alarm else "color:#17692b"
     return f"<p style='padding:0.4em 1em;{style}'>Trading: {html.escape(trading.summary)}</p>"

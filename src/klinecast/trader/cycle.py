@@ -7,26 +7,43 @@ What the cycle guarantees, and how:
   PostgreSQL advisory lock, or an flock beside a SQLite file) from reconciling to recording;
   a second run waits for it (trade.lock_wait_seconds), then finds the hour done; if the first
   does not finish in that time, the second sends nothing and says so (status `busy`).
+- **Hours go forward, and an hour's record stays.** An hour older than the newest on record
+  for the symbol is refused before anything is read or sent (a clock behind); a traded hour is
+  never rewritten: a rerun reconciles and reports, and a later record of a failed hour is an
+  attempt that names the one it corrects.
+- **The exchange's rules.** The symbol's filters (exchangeInfo: LOT_SIZE, NOTIONAL or
+  MIN_NOTIONAL) are fetched every cycle and kept with their age; every quantity is rounded
+  down to the step, and an order the filters would refuse is not sent (the reason is on
+  record). A close sells what is free of the position, to the step; what is left below the
+  smallest order is dust, kept apart from the position.
 - **The exchange is the source of truth, and the cycle reconciles before it acts.** Every
-  unresolved intent of any hour is looked up by its client order id and recorded as filled,
-  rejected or absent; then the ledger's position is compared with what the exchange holds (the
-  testnet's balance of the base asset against its baseline, or the paper broker's own book).
-  A difference beyond trade.reconcile_tolerance halts the symbol: nothing is sent until an
-  operator resolves it (`klinecast trade resolve`).
-- **An order is never resent blindly.** Its intent is committed before it leaves; a POST that
-  failed after it may have reached the exchange is followed by a lookup, and the order is sent
-  again only when the exchange says it has none (at most MAX_SENDS times).
-- **The cap holds at the exchange**: the position checked against trade.max_quantity is the
-  reconciled one.
-- **Failures are on record**: a refused or doubtful order keeps Binance's code, message and
-  whether it may exist; a halt keeps its reason, and its resume who decided what and when.
+  order whose end is unknown (an intent, or an order open at the exchange) is looked up by its
+  client order id; one still open is cancelled; what executed of each moves the position, net
+  of a commission in the base asset. Then the ledger's position and dust are compared with
+  what the exchange holds (the testnet's balance of the base asset against its baseline, or
+  the paper broker's own book): a difference beyond one step (at least
+  trade.reconcile_tolerance) halts the symbol until an operator resolves it (`klinecast trade
+  resolve`); a halt that a late fill explains clears itself.
+- **An order is never resent while it may still be booked.** Its intent is committed before
+  it leaves; a POST that failed after it may have reached the exchange is looked up, and when
+  the exchange has none, the cycle waits until the request's timestamp + recvWindow has passed
+  by the exchange's clock (after it Binance refuses that request wherever it is) and looks it
+  up again: only then is it sent again (at most MAX_SENDS times).
+- **The cap holds at the exchange, open orders included**: orders move from the reconciled
+  position; while an order is open nothing more is sent; an open leg buys at most the cap
+  less any dust on its side.
+- **Failures are on record**: a failed cycle (market data, account, filters, clock, a
+  refusal, an order whose fate stays unknown) is a row of `failures` and its hour's record,
+  with the stage, Binance's code and message; a refused or doubtful order keeps them too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,30 +52,70 @@ import pandas as pd
 from klinecast.book import Book
 from klinecast.config import Params
 from klinecast.data.market import ExchangeError, OrderInDoubt, OrderRejected
+from klinecast.errors import KlinecastError
 from klinecast.indicators import fetch_hours
 from klinecast.research import strategy
 from klinecast.research.backtest import position_return
 from klinecast.serving.client import InferenceError, Prediction
-from klinecast.trader.brokers import Broker, client_order_id
-from klinecast.trader.ledger import BOOK, Ledger, Order
+from klinecast.trader.brokers import Balance, Broker, client_order_id
+from klinecast.trader.filters import FiltersError, SymbolRules
+from klinecast.trader.ledger import BOOK, BOOKED, Ledger, LedgerError, Order
 from klinecast.trader.locks import LockBusy
 
 log = logging.getLogger("klinecast.trader")
-#: How often one order may be sent in a cycle: each resend follows a lookup that found none.
+#: How often one order may be sent in a cycle: each resend follows a lookup that found none
+#: after the previous request's recvWindow had passed.
 MAX_SENDS = 3
+#: How many orders one leg of an hour may take (kc-...-open, then -open2, ...): a leg sent
+#: again after an earlier order of it was booked and ended needs a client order id of its own.
+MAX_LEG_ORDERS = 9
 KILL_SWITCH, RECONCILE = "kill_switch", "reconcile"
 #: The exit codes of `klinecast trade once` by status (what a CronJob's failure shows).
-EXIT_CODES = {"traded": 0, "already_traded": 0, "no_trade": 1, "halted": 3, "busy": 4}
+EXIT_CODES = {"traded": 0, "already_traded": 0, "no_trade": 1, "failed": 1, "halted": 3, "busy": 4}
+#: Binance's code for a request stamped outside its recvWindow (a clock ahead or far behind).
+CLOCK_CODE = -1021
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    """What one order of a cycle became, for the cycle's summary line."""
+
+    side: str
+    qty: float
+    status: str  # filled | partly filled | open | canceled | refused | not sent
+    detail: str = ""
+
+    @property
+    def sent(self) -> bool:
+        return self.status != "not sent"
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.qty:g} {self.status}" + (f" {self.detail}" if self.detail else "")
+
+    @classmethod
+    def of(cls, order: Order) -> OrderReport:
+        if order.status == "filled":
+            return cls(order.side, order.qty, "filled", f"at {order.fill_price:.8g}")
+        executed = f"({order.executed_qty:g} executed)"
+        if order.status == "open":
+            return cls(order.side, order.qty, "partly filled" if order.executed_qty else "open", executed)
+        return cls(order.side, order.qty, order.status, executed)
 
 
 @dataclass(frozen=True)
 class CycleResult:
     hour: pd.Timestamp
-    status: str  # traded | already_traded | no_trade | halted | busy
+    status: str  # traded | already_traded | no_trade | failed | halted | busy
+    #: the side held after the cycle (-1, 0, 1; open orders count), None if unknown
     target: int | None = None
     prob_up: float | None = None
-    orders_sent: int = 0
+    orders: tuple[OrderReport, ...] = ()
     reason: str = ""
+    stage: str = ""  # a failed cycle's stage
+
+    @property
+    def orders_sent(self) -> int:
+        return sum(1 for o in self.orders if o.sent)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +124,33 @@ class CycleResult:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
+
+
+class CycleFailure(KlinecastError):
+    """A step of the cycle failed; its stage and the exchange's code go on record."""
+
+    def __init__(self, stage: str, message: str, *, code: int | None = None):
+        super().__init__(message)
+        self.stage = stage
+        self.code = code
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """An exchange failure inside is the cycle's failure at this stage (a refused order's,
+    the refusal; Binance's -1021, the clock's)."""
+    try:
+        yield
+    except (CycleFailure, LedgerError):
+        raise  # a stage's failure already, or the ledger's: nothing can be recorded
+    except OrderRejected as exc:
+        raise CycleFailure("refusal", str(exc), code=exc.code) from None
+    except ExchangeError as exc:
+        raise CycleFailure("clock" if exc.code == CLOCK_CODE else name, str(exc), code=exc.code) from None
+    except FiltersError as exc:
+        raise CycleFailure("filters", str(exc)) from None
+    except KlinecastError as exc:  # e.g. candles that break the candle rules
+        raise CycleFailure(name, str(exc)) from None
 
 
 @dataclass
@@ -89,7 +173,6 @@ def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
 
     Raises:
         LedgerError: the database is unavailable (before anything is sent).
-        ExchangeError: the exchange failed after the retries, or refused an order.
     """
     ledger, trade = trader.ledger, trader.params.trade
     ledger.migrate()
@@ -103,188 +186,422 @@ def run_once(trader: Trader, *, hour: pd.Timestamp) -> CycleResult:
 
 
 def _locked_cycle(trader: Trader, hour: pd.Timestamp) -> CycleResult:
+    ledger, symbol = trader.ledger, trader.symbol
+    started = f"cycle_started:{symbol}"  # the lock's last holder began then, and ended after
+    previous = ledger.get_state(started)
+    ledger.set_state(started, dt.datetime.now(dt.UTC).isoformat())
+    previous_cycle = None if previous is None else dt.datetime.fromisoformat(previous)
+    newest = ledger.newest_hour(symbol)
+    if newest is not None and hour.to_pydatetime() < newest:
+        reason = (
+            f"hour {hour:%Y-%m-%d %H:%M} is older than {newest:%Y-%m-%d %H:%M}, the newest on "
+            f"record for {symbol} (is the clock behind?); nothing was sent"
+        )
+        log.error("%s: %s", symbol, reason)
+        ledger.record_cycle_failure(
+            symbol=symbol, hour=hour.to_pydatetime(), stage="clock", code=None, message=reason
+        )
+        return CycleResult(hour, "failed", reason=reason, stage="clock")
+    reports: list[OrderReport] = []
+    known: dict = {}  # what the cycle learnt before it failed: the close, the prediction
+    try:
+        return _cycle(trader, hour, reports, known, previous_cycle=previous_cycle)
+    except CycleFailure as failure:
+        return failed(trader, hour, failure, reports=reports, known=known)
+
+
+def _cycle(
+    trader: Trader,
+    hour: pd.Timestamp,
+    reports: list,
+    known: dict,
+    *,
+    previous_cycle: dt.datetime | None,
+) -> CycleResult:
     ledger, params, symbol = trader.ledger, trader.params, trader.symbol
-    reconcile_orders(trader)
-    difference = reconcile_position(trader, hour)
-    done = ledger.prediction(hour.to_pydatetime(), symbol)
-    if done is not None and done["status"] in ("traded", "halted") and difference is None:
+    at = hour.to_pydatetime()
+    rules = current_rules(trader)
+    with stage("account"):
+        executed = reconcile_orders(trader, previous_cycle=previous_cycle)
+        difference, free = reconcile_position(trader, hour, rules, explained_by=executed)
+    done = ledger.prediction(at, symbol)
+    if done is not None and done["status"] in ("traded", "halted"):  # its record stays
+        if difference is not None:
+            return CycleResult(hour, "halted", held_side(ledger, symbol), reason=halt_reason(ledger, symbol))
         return CycleResult(hour, "already_traded", done["target"], done["prob_up"])
-    candles = trader.market(hour, fetch_hours(params.features.min_history))
+    with stage("market_data"):
+        candles = trader.market(hour, fetch_hours(params.features.min_history))
     settle(ledger, candles, params)
-    close = float(candles["close"].iloc[-1])
+    close = known["close"] = float(candles["close"].iloc[-1])
+    keep_dust(ledger, symbol, rules, price=close, hour=at)
     halt = ledger.open_halt(symbol)
     if halt is not None:
-        sent = 0
         if halt.kind == KILL_SWITCH:  # flat while halted; a reconcile halt sends nothing
-            sent = trade_to(trader, hour, target=0, price=close)
-        how = "trade resume" if halt.kind == KILL_SWITCH else "trade resolve"
-        reason = f"halted ({halt.kind}): {halt.reason}; `klinecast {how}` decides what next"
-        ledger.record_prediction(
-            hour.to_pydatetime(), symbol=symbol, target=0 if sent or halt.kind == KILL_SWITCH
-            else None, close=close, status="halted", reason=reason,
-        )  # fmt: skip
-        return CycleResult(hour, "halted", 0, orders_sent=sent, reason=reason)
+            with stage("order"):
+                trade_to(trader, hour, target=0, price=close, rules=rules, free=free, reports=reports)
+        held = held_side(ledger, symbol)
+        reason = halt_reason(ledger, symbol)
+        ledger.record_prediction(at, symbol=symbol, target=held, close=close, status="halted", reason=reason)
+        return CycleResult(hour, "halted", held, orders=tuple(reports), reason=reason)
     try:
         prediction = trader.predict(candles)
     except InferenceError as exc:
         log.error("hour %s: no trade: %s", hour, exc)
+        held = held_side(ledger, symbol)
         ledger.record_prediction(
-            hour.to_pydatetime(), symbol=symbol, close=close, status="no_trade", reason=str(exc),
-        )  # fmt: skip
-        return CycleResult(hour, "no_trade", reason=str(exc))
+            at, symbol=symbol, target=held, close=close, status="no_trade", reason=str(exc)
+        )
+        return CycleResult(hour, "no_trade", held, reason=str(exc))
+    known |= {
+        "prob_up": prediction.prob_up, "model_version": prediction.model_version,
+        "feature_time": prediction.feature_time,
+    }  # fmt: skip
     decided_at = hour + params.data.interval_delta  # when the hour's candle closed
     target = strategy.next_position(
         prediction.prob_up, prediction.rule, holding(ledger, symbol, hour),
         decision_hour=decided_at.hour,
     )  # fmt: skip
-    sent = trade_to(trader, hour, target=target, price=close)
+    with stage("order"):
+        trade_to(trader, hour, target=target, price=close, rules=rules, free=free, reports=reports)
+    held = held_side(ledger, symbol)
+    unsent = "; ".join(f"not sent: {r.detail}" for r in reports if not r.sent)
     ledger.record_prediction(
-        hour.to_pydatetime(), symbol=symbol, prob_up=prediction.prob_up, target=target,
-        model_version=prediction.model_version, feature_time=prediction.feature_time,
-        close=close, status="traded",
+        at, symbol=symbol, target=held, close=close, status="traded", reason=unsent or None,
+        **{k: known[k] for k in ("prob_up", "model_version", "feature_time")},
     )  # fmt: skip
-    return CycleResult(hour, "traded", target, prediction.prob_up, sent)
+    return CycleResult(hour, "traded", held, prediction.prob_up, tuple(reports), unsent)
 
 
-def reconcile_orders(trader: Trader) -> None:
-    """Every unresolved intent of the symbol, of any hour, looked up at the exchange by its
-    client order id and recorded as filled (the position follows), rejected or absent."""
-    ledger = trader.ledger
-    for order in ledger.unresolved_orders():
-        if order.symbol != trader.symbol:
-            continue  # another symbol's: its own cycle, under its own lock, looks it up
-        found = trader.broker.lookup(order)
+def failed(
+    trader: Trader,
+    hour: pd.Timestamp,
+    failure: CycleFailure,
+    *,
+    reports: list | tuple = (),
+    known: dict | None = None,
+) -> CycleResult:
+    """The hour's failure on record (a `failures` row, and the hour's record unless the hour
+    is traded already), with the side held."""
+    ledger, symbol, known = trader.ledger, trader.symbol, known or {}
+    at = hour.to_pydatetime()
+    log.error("hour %s: %s: %s failed: %s", hour, symbol, failure.stage, failure)
+    ledger.record_cycle_failure(
+        symbol=symbol, hour=at, stage=failure.stage, code=failure.code, message=str(failure)
+    )
+    held = held_side(ledger, symbol)
+    done = ledger.prediction(at, symbol)
+    if done is None or done["status"] != "traded":
+        ledger.record_prediction(
+            at, symbol=symbol, target=held, status="failed", reason=str(failure),
+            stage=failure.stage, error_code=failure.code, **known,
+        )  # fmt: skip
+    prob = known["prob_up"] if "prob_up" in known else None
+    return CycleResult(
+        hour, "failed", held, prob, tuple(reports), reason=str(failure), stage=failure.stage
+    )
+
+
+def current_rules(trader: Trader) -> SymbolRules:
+    """The symbol's filters, fetched this cycle and kept in the ledger with their age; when the
+    fetch fails, the kept ones while younger than trade.filters_max_age_hours.
+
+    Raises:
+        CycleFailure: (filters) no usable filters.
+    """
+    ledger, symbol = trader.ledger, trader.symbol
+    key = f"filters:{symbol}"
+    try:
+        with stage("filters"):
+            rules = trader.broker.rules(symbol)
+    except CycleFailure as failure:
+        if failure.stage == "clock":
+            raise
+        kept = ledger.get_state(key)
+        if kept is None:
+            raise
+        rules = SymbolRules.from_json(kept)
+        age = dt.datetime.now(dt.UTC) - rules.fetched_at
+        limit = dt.timedelta(hours=trader.params.trade.filters_max_age_hours)
+        if age > limit:
+            raise CycleFailure(
+                "filters", f"{failure}; the kept filters are {age} old (more than {limit})",
+                code=failure.code,
+            ) from None  # fmt: skip
+        log.warning("%s: %s; using the filters fetched %s ago", symbol, failure, age)
+        return rules
+    ledger.set_state(key, rules.to_json())
+    return rules
+
+
+def reconcile_orders(trader: Trader, *, previous_cycle: dt.datetime | None = None) -> list[str]:
+    """Every order of the symbol whose end is unknown, of any hour, looked up at the exchange
+    by its client order id: an intent the exchange has none of is absent once its recvWindow
+    has passed (a request still on its way is refused after that); an order still open is
+    cancelled; what executed moves the position. Returns the ids whose execution moved.
+
+    Args:
+        previous_cycle: when the lock's previous holder began. An intent last written before
+            that was sent by a cycle that had ended by then: its requests' windows are
+            counted from then, not from now.
+    """
+    ledger, broker = trader.ledger, trader.broker
+    moved = []
+    for order in ledger.unresolved_orders(trader.symbol):
+        found = broker.lookup(order)
+        if found is None and order.status == "intent":  # a crashed cycle's POST may still land
+            before = previous_cycle is not None and order.updated_at < previous_cycle
+            broker.wait_until_unbookable(order, ended_by=previous_cycle if before else None)
+            found = broker.lookup(order)
         if found is None:
             ledger.record_failure(
                 order, status="absent", code=None, may_exist=False,
-                message="the exchange has no such order (looked up while reconciling)",
+                message="the exchange has no such order (looked up after its recvWindow passed)",
             )  # fmt: skip
             log.warning("%s: the exchange has no such order: recorded absent", order.client_order_id)
-        elif found.status == "filled":
-            position = round(ledger.position(order.symbol) + found.holding_change, 8)
-            ledger.record_fill(found, position_after=position)
-            log.warning("%s was filled at the exchange: recorded now", order.client_order_id)
-        elif found.status == "rejected":
+            continue
+        if found.status == "open":  # a market order still open an hour on: end it
+            try:
+                found = broker.cancel(found)
+            except ExchangeError as exc:
+                log.warning("%s is open and could not be cancelled (%s): it stays exposure",
+                            order.client_order_id, exc)  # fmt: skip
+        if found.status == "rejected":
             ledger.record_failure(
                 order, status="rejected", code=None, may_exist=False,
-                message=found.error_message or "the exchange did not fill it",
+                message=found.error_message or "the exchange rejected it",
             )  # fmt: skip
+            continue
+        ledger.record_order(found)
+        if found.executed_qty != order.executed_qty or found.base_fee != order.base_fee:
+            moved.append(order.client_order_id)
+            log.warning("%s: %s at the exchange (%g executed): recorded now",
+                        order.client_order_id, found.exchange_status, found.executed_qty)  # fmt: skip
+    return moved
 
 
-def reconcile_position(trader: Trader, hour: pd.Timestamp) -> float | None:
-    """The ledger's position against the exchange's: recorded every cycle; a difference
-    beyond the tolerance halts the symbol. Returns the difference when it halts, else None.
+def reconcile_position(
+    trader: Trader, hour: pd.Timestamp, rules: SymbolRules, *, explained_by: list[str]
+) -> tuple[float | None, float]:
+    """The ledger's position and dust against what the exchange holds: recorded every cycle; a
+    difference beyond one step (at least trade.reconcile_tolerance) halts the symbol; a
+    reconcile halt is cleared when they agree again after fills recorded this cycle explain
+    it. Returns the difference when it halts (else None) and what of the exchange's free
+    balance is the trader's (what a close may sell).
 
     The exchange's position is its holding of the base asset less a baseline: the holding
     when the ledger first met the exchange with no order on record (an account holds coins of
     its own), moved only by `klinecast trade resolve`.
     """
     ledger, symbol = trader.ledger, trader.symbol
-    holding = trader.broker.holding(symbol)
-    key = f"baseline:{symbol}"
-    baseline = ledger.get_state(key)
-    if baseline is None:
-        if ledger.orders():
-            baseline = holding - ledger.position(symbol)  # a ledger that predates baselines
-        else:
-            baseline = holding
-        ledger.set_state(key, repr(float(baseline)))
-    exchange = holding - float(baseline)
-    ours = ledger.position(symbol)
+    balance = trader.broker.balance(symbol)
+    baseline = _baseline(ledger, symbol, balance)
+    exchange = balance.total - baseline
+    position, dust = ledger.holding(symbol)
+    ours = position + dust
     difference = exchange - ours
-    tolerance = trader.params.trade.reconcile_tolerance
-    agree = abs(difference) <= tolerance
+    tolerance = max(trader.params.trade.reconcile_tolerance, float(rules.step))
+    agree = abs(difference) <= tolerance * (1 + 1e-9)
     ledger.record_reconciliation(
         hour=hour.to_pydatetime(), symbol=symbol, ledger_position=ours, exchange_position=exchange,
         difference=difference, tolerance=tolerance, agree=agree,
     )  # fmt: skip
+    halt = ledger.own_halt(symbol)
     if agree:
-        return None
-    if ledger.own_halt(symbol) is None:
+        if halt is not None and halt.kind == RECONCILE and explained_by:
+            decision = f"cleared: the late fill of {', '.join(explained_by)} explains the difference"
+            ledger.resume(halt, by="klinecast", decision=decision)
+            log.warning("%s: %s", symbol, decision)
+        return None, balance.free - baseline
+    if halt is None:
         reason = (
             f"the ledger holds {ours:+.8f} {symbol} but the exchange {exchange:+.8f} (difference "
-            f"{difference:+.8f}, tolerance {tolerance})"
+            f"{difference:+.8f}, tolerance {tolerance:g})"
         )
         log.error("reconcile: %s; %s halts until `klinecast trade resolve`", reason, symbol)
         ledger.halt(symbol, kind=RECONCILE, reason=reason)
-    return difference
+    return difference, balance.free - baseline
+
+
+def _baseline(ledger: Ledger, symbol: str, balance: Balance) -> float:
+    key = f"baseline:{symbol}"
+    kept = ledger.get_state(key)
+    if kept is not None:
+        return float(kept)
+    position, dust = ledger.holding(symbol)
+    has_orders = any(o.symbol == symbol for o in ledger.orders())
+    baseline = balance.total - (position + dust) if has_orders else balance.total
+    ledger.set_state(key, repr(float(baseline)))
+    return baseline
+
+
+def halt_reason(ledger: Ledger, symbol: str) -> str:
+    halt = ledger.open_halt(symbol)
+    how = "trade resume" if halt.kind == KILL_SWITCH else "trade resolve"
+    return f"halted ({halt.kind}): {halt.reason}; `klinecast {how}` decides what next"
+
+
+def held_side(ledger: Ledger, symbol: str) -> int:
+    """The side held now: the position and what the orders still open would add."""
+    position, _ = ledger.holding(symbol)
+    pending = sum(o.unexecuted for o in ledger.unresolved_orders(symbol))
+    return int(np.sign(round(position + pending, 12)))
 
 
 def holding(ledger: Ledger, symbol: str, hour: pd.Timestamp) -> strategy.Holding:
-    """The book before this hour's decision: the ledger's position, and for how many traded
-    hours in a row it has been held (the rule's minimum hold counts them)."""
-    side = int(np.sign(ledger.position(symbol)))
+    """The book before this hour's decision: the side held (open orders count), and for how
+    many hours in a row it has been held (the rule's minimum hold counts them)."""
+    side = held_side(ledger, symbol)
     if side == 0:
         return strategy.FLAT
-    traded = ledger.traded_predictions(symbol, before=hour.to_pydatetime())
-    targets = [int(r["target"]) for r in traded]
+    targets = [int(r["target"]) for r in ledger.held_hours(symbol, before=hour.to_pydatetime())]
     held = strategy.holding_from_positions(targets)
     return held if held.position == side else strategy.Holding(side, 1)
 
 
-def trade_to(trader: Trader, hour: pd.Timestamp, *, target: int, price: float) -> int:
-    """Moves the position to target * size (`position_size`, at most trade.max_quantity); a
-    position sized by capital is held at its size while the side stays. Returns the
-    orders sent. It moves from the reconciled position, the exchange's, so the cap holds at
-    the exchange.
+def keep_dust(ledger: Ledger, symbol: str, rules: SymbolRules, *, price: float, hour) -> None:
+    """A position no order could move (below the filters' minimums) is dust, not a position;
+    left as it is while an order of the symbol is open."""
+    position, _ = ledger.holding(symbol)
+    if position and not ledger.unresolved_orders(symbol) and not rules.sellable(position, price=price):
+        dust = ledger.move_to_dust(symbol, hour=hour)
+        log.info("%s: %+g is below the smallest order: kept as dust (%+g)", symbol, position, dust)
+
+
+def trade_to(
+    trader: Trader,
+    hour: pd.Timestamp,
+    *,
+    target: int,
+    price: float,
+    rules: SymbolRules,
+    free: float,
+    reports: list,
+) -> None:
+    """Moves the position to the target side: a close of what is held (what is free of it,
+    rounded down to the step), then an open of `position_size` (at most the cap, less dust on
+    that side), each only if the filters allow it. A side already held keeps its size (no
+    top-up of a fee or a partial fill, no hourly re-sizing); nothing is sent while an order of
+    the symbol is open, nor an open while the close has not filled. Appends what became of
+    each order to reports.
 
     Raises:
-        ExchangeError: an order was refused (on record), or its fate stayed unknown.
+        OrderRejected: an order was refused (on record).
+        ExchangeError: an order's fate stayed unknown (on record), or a lookup failed.
     """
-    symbol, trade = trader.symbol, trader.params.trade
-    current = trader.ledger.position(symbol)  # reconciled: the exchange's
-    if trade.capital > 0 and current != 0 and np.sign(current) == target:
-        return 0  # sized by capital: a held position keeps its size (no hourly re-sizing)
-    size = min(position_size(trade, price), trade.max_quantity)
-    sent = 0
-    for leg, delta in legs(current, target * size):
-        order = Order(
-            client_order_id=client_order_id(symbol, hour, leg),
-            hour=hour.to_pydatetime(),
-            leg=leg,
-            symbol=symbol,
-            side="BUY" if delta > 0 else "SELL",
-            qty=round(abs(delta), 8),
-        )
-        known = trader.ledger.order(order.client_order_id)
-        if known is not None and known.status == "filled":
-            continue  # (its fill moved the position already)
-        trader.ledger.record_intent(order)  # committed before the order leaves
-        filled, sends = send(trader, order, price=price)
-        sent += sends
-        current = round(trader.ledger.position(symbol) + filled.holding_change, 8)
-        trader.ledger.record_fill(filled, position_after=current)
-    return sent
+    ledger, symbol, trade = trader.ledger, trader.symbol, trader.params.trade
+    pending = ledger.unresolved_orders(symbol)
+    if pending:
+        ids = ", ".join(o.client_order_id for o in pending)
+        reports.append(OrderReport("-", 0.0, "not sent", f"{ids} still open at the exchange"))
+        return
+    position, dust = ledger.holding(symbol)
+    side = int(np.sign(round(position, 12)))
+    if side == target:
+        return
+    at = hour.to_pydatetime()
+    if side != 0:
+        mine = position + dust
+        qty = rules.round_down(min(mine, max(free, 0.0)) if side > 0 else mine)
+        why = rules.refusal(qty, price=price)
+        if why is not None:
+            ledger.move_to_dust(symbol, hour=at)
+            reports.append(OrderReport(_side(-side), qty, "not sent", f"close: {why}; held as dust"))
+        else:
+            closed = _send_leg(trader, hour, "close", -side, qty, price=price, rules=rules, reports=reports)
+            if closed.status != "filled":
+                return
+            keep_dust(ledger, symbol, rules, price=price, hour=at)
+    if target == 0:
+        return
+    position, dust = ledger.holding(symbol)
+    if position:  # the close left more than dust (coins not free): no open on top of it
+        reports.append(OrderReport(_side(target), 0.0, "not sent", f"open: {position:+g} is held still"))
+        return
+    room = trade.max_quantity - max(target * dust, 0.0)
+    qty = rules.round_down(min(position_size(trade, price), room))
+    why = rules.refusal(qty, price=price)
+    if why is not None:
+        reports.append(OrderReport(_side(target), qty, "not sent", f"open: {why}"))
+        return
+    _send_leg(trader, hour, "open", target, qty, price=price, rules=rules, reports=reports)
+
+
+def _side(sign: int) -> str:
+    return "BUY" if sign > 0 else "SELL"
+
+
+def _send_leg(
+    trader: Trader,
+    hour: pd.Timestamp,
+    leg: str,
+    sign: int,
+    qty: float,
+    *,
+    price: float,
+    rules: SymbolRules,
+    reports: list,
+) -> Order:
+    """One order of a leg: its intent committed, sent, and what the exchange said recorded."""
+    ledger, symbol = trader.ledger, trader.symbol
+    order = Order(
+        client_order_id=leg_order_id(ledger, symbol, hour, leg),
+        hour=hour.to_pydatetime(),
+        leg=leg,
+        symbol=symbol,
+        side=_side(sign),
+        qty=qty,
+    )
+    ledger.record_intent(order)  # committed before the order leaves
+    try:
+        placed = send(trader, order, price=price, rules=rules)
+    except OrderRejected as exc:
+        reports.append(OrderReport(order.side, qty, "refused", f"({exc.code})" if exc.code else ""))
+        raise
+    ledger.record_order(placed)
+    reports.append(OrderReport.of(placed))
+    return placed
+
+
+def leg_order_id(ledger: Ledger, symbol: str, hour: pd.Timestamp, leg: str) -> str:
+    """The leg's client order id: kc-<symbol>-<hour>-<leg>, or -<leg>2, ... when an earlier
+    order of the leg was booked (Binance accepts a reused id once that order ended, and the
+    ledger keeps one row per order)."""
+    for n in range(1, MAX_LEG_ORDERS + 1):
+        found = client_order_id(symbol, hour, leg if n == 1 else f"{leg}{n}")
+        known = ledger.order(found)
+        if known is None or known.status not in BOOKED:
+            return found
+    raise LedgerError(f"{symbol} {hour}: {MAX_LEG_ORDERS} orders of the {leg} leg are on record")
 
 
 def position_size(trade, price: float) -> float:
-    """Base asset per position: trade.quantity, or trade.capital's worth at price (rounded
-    down to 1e-6)."""
+    """Base asset per position: trade.quantity, or trade.capital's worth at price (the
+    symbol's filters round it down to its step)."""
     if trade.capital <= 0:
         return trade.quantity
-    return float(np.floor(trade.capital / price * 1e6) / 1e6)
+    return trade.capital / price
 
 
-def send(trader: Trader, order: Order, *, price: float) -> tuple[Order, int]:
-    """The order placed once, and again only after the exchange said it has none of it.
+def send(trader: Trader, order: Order, *, price: float, rules: SymbolRules) -> Order:
+    """The order placed once, and again only once the exchange can no longer book the
+    earlier request and a lookup still finds none of it.
 
     Returns:
-        The filled order, and how many POSTs were made (0: found filled already).
+        The order as the exchange has it (filled, or open).
 
     Raises:
         OrderRejected: the exchange refused it (recorded rejected, with its code).
-        ExchangeError: its fate is unknown after MAX_SENDS (recorded, may exist).
+        ExchangeError: its fate is unknown after MAX_SENDS, or a lookup failed (recorded,
+            may exist: the next cycle looks it up).
     """
     ledger, broker = trader.ledger, trader.broker
     found = broker.lookup(order)  # a crash after sending: the exchange knows
-    if found is not None and found.status == "filled":
+    if found is not None:
         log.warning("%s was already on the exchange: recorded, not sent again", order.client_order_id)
-        return found, 0
-    posts = 0
-    for _ in range(MAX_SENDS):
-        posts += 1
+        return _accepted(ledger, order, found)
+    for posts in range(1, MAX_SENDS + 1):
         try:
-            return broker.place(order, price=price), posts
+            return _accepted(ledger, order, broker.place(order, price=price, rules=rules))
         except OrderRejected as exc:
             ledger.record_failure(order, status="rejected", code=exc.code, message=str(exc),
                                   may_exist=False)  # fmt: skip
@@ -294,39 +611,38 @@ def send(trader: Trader, order: Order, *, price: float) -> tuple[Order, int]:
                                   may_exist=True)  # fmt: skip
             log.warning("%s; looking it up before anything is sent again", exc)
             found = broker.lookup(order)
-            if found is not None and found.status == "filled":
-                return found, posts
-            if found is not None:  # booked and not filled: the exchange refused it after all
-                ledger.record_failure(order, status="rejected", code=None, may_exist=False,
-                                      message=found.error_message or "not filled")  # fmt: skip
-                raise OrderRejected(f"{order.client_order_id}: {found.error_message}") from None
+            if found is None:  # on its way still, or lost: wait until it cannot be booked
+                broker.wait_until_unbookable(order)
+                found = broker.lookup(order)
+            if found is not None:
+                return _accepted(ledger, order, found)
+            log.warning("%s: none at the exchange after its recvWindow (POST %d of %d)",
+                        order.client_order_id, posts, MAX_SENDS)  # fmt: skip
     raise ExchangeError(
-        f"{order.client_order_id}: sent {posts} times, and each time the exchange said it has "
-        "no such order; recorded, and the next cycle looks it up again"
+        f"{order.client_order_id}: sent {MAX_SENDS} times, and each time the exchange had none "
+        "of it once its recvWindow had passed; recorded, and the next cycle looks it up again"
     )
 
 
-def legs(current: float, target: float) -> list[tuple[str, float]]:
-    """close (to flat) and/or open (from flat) legs: a flip is both."""
-    if np.isclose(current, target, rtol=0, atol=1e-9):
-        return []
-    steps = []
-    if current != 0 and (target == 0 or np.sign(target) != np.sign(current)):
-        steps.append(("close", -current))
-        current = 0.0
-    if target != 0:
-        steps.append(("open", target - current))
-    return steps
+def _accepted(ledger: Ledger, order: Order, found: Order) -> Order:
+    """found, unless the exchange's engine rejected the order (REJECTED)."""
+    if found.status != "rejected":
+        return found
+    message = f"{order.client_order_id}: {found.error_message}"
+    ledger.record_failure(order, status="rejected", code=None, may_exist=False, message=message)
+    raise OrderRejected(message)
 
 
 def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
-    """Outcomes and equity for traded hours whose next candle has closed, then the kill switch,
-    measured from the equity base (1, or the last resume's)."""
+    """Outcomes and equity for the hours held whose next candle has closed, then the kill
+    switch, measured from the equity base (1, or the last resume's). An hour held is one whose
+    record says what was held after it: traded, and no-trade, failed or halted hours too (the
+    position earned or lost through them); only a traded hour's call is right or wrong."""
     cost, symbol = params.backtest.cost, params.data.symbol
     closes = candles["close"]
     settled = ledger.outcome_hours(symbol)
     previous_target = 0
-    for row in ledger.traded_predictions(symbol, before=candles.index[-1].to_pydatetime()):
+    for row in ledger.held_hours(symbol, before=candles.index[-1].to_pydatetime()):
         hour = pd.Timestamp(row["hour"])
         target = int(row["target"])
         if hour not in settled:
@@ -336,12 +652,13 @@ def settle(ledger: Ledger, candles: pd.DataFrame, params: Params) -> None:
                 continue
             market = float(closes[following] / closes[hour] - 1.0)
             earned = float(position_return(target, previous_target, market, cost=cost))
+            called = target != 0 and row["status"] == "traded"
             equity, hold = ledger.last_equity(symbol)
             ledger.record_outcome(
                 {
                     "hour": hour.to_pydatetime(), "symbol": symbol, "close": float(closes[hour]),
                     "next_close": float(closes[following]), "actual_up": market > 0,
-                    "target": target, "correct": None if target == 0 else (market > 0) == (target > 0),
+                    "target": target, "correct": (market > 0) == (target > 0) if called else None,
                     "strategy_return": earned, "market_return": market,
                 },
                 equity_row={
@@ -367,7 +684,8 @@ def resume(
     ledger: Ledger, symbol: str, *, by: str, note: str, weights: dict[str, float] | None = None
 ) -> str:
     """Clears the symbol's (or the book's: BOOK, with the symbols' weights) kill switch; later
-    cycles measure the return from the equity now.
+    cycles measure the return from the equity now. A reconcile halt is not cleared here:
+    `resolve` decides it.
 
     Returns what was done, for the operator.
     """
@@ -378,8 +696,8 @@ def resume(
         return f"{symbol} was not halted{extra}"
     if halt.kind != KILL_SWITCH:
         return (
-            f"{symbol} is halted by a reconcile difference ({halt.reason}); "
-            "`klinecast trade resolve` decides that one"
+            f"{symbol} is halted by a reconcile difference ({halt.reason}), not by its kill "
+            "switch; `klinecast trade resolve --adopt exchange|ledger` decides that one"
         )
     equity = book_equity(ledger, weights or {}) if symbol == BOOK else ledger.last_equity(symbol)[0]
     ledger.resume(halt, by=by, decision=f"resumed: {note}", equity_base=equity)
@@ -403,12 +721,13 @@ def resolve(trader: Trader, *, adopt: str, by: str, note: str) -> str:
     halt = ledger.own_halt(symbol)
     if halt is None or halt.kind != RECONCILE:
         return f"{symbol} has no reconcile difference to resolve"
-    holding = trader.broker.holding(symbol)
+    holding = trader.broker.balance(symbol).total
     key = f"baseline:{symbol}"
     baseline = float(ledger.get_state(key) or 0.0)
-    ours, theirs = ledger.position(symbol), holding - baseline
+    position, dust = ledger.holding(symbol)
+    ours, theirs = position + dust, holding - baseline
     if adopt == "exchange":
-        ledger.set_position(symbol, round(theirs, 8), hour=pd.Timestamp.now(tz="UTC"))
+        ledger.set_position(symbol, round(theirs - dust, 12), dust=dust, hour=pd.Timestamp.now(tz="UTC"))
         done = f"the ledger takes the exchange's position {theirs:+.8f} (it held {ours:+.8f})"
     else:
         ledger.set_state(key, repr(holding - ours))
@@ -469,9 +788,8 @@ def run_book(traders: dict[str, Trader], params: Params, *, hour: pd.Timestamp) 
     for symbol, trader in traders.items():
         try:
             results[symbol] = run_once(trader, hour=hour)
-        except ExchangeError as exc:  # one symbol's exchange failure does not stop the book
-            log.error("hour %s: %s: %s", hour, symbol, exc)
-            results[symbol] = CycleResult(hour, "no_trade", reason=f"exchange: {exc}")
+        except ExchangeError as exc:  # one symbol's failure does not stop the book; on record
+            results[symbol] = failed(trader, hour, CycleFailure("book", str(exc), code=exc.code))
     ledger = next(iter(traders.values())).ledger
     equity = book_equity(ledger, weights)
     base = ledger.equity_base(BOOK)

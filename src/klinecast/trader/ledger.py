@@ -1,11 +1,15 @@
 """The trading ledger (SQLAlchemy 2): SQLite by default, PostgreSQL in production.
 
 Every row a cycle writes is committed before the next step runs: the order intent before the
-order is sent, the fill right after. The schema is Alembic's (`klinecast.trader.schema`); the
-view `prediction_outcomes` puts predictions and outcomes side by side for dashboards. Besides
-what was predicted, ordered and earned, the ledger keeps the halts (a kill switch, or a
-difference with the exchange) with who resumed them and what was decided, and every
-reconciliation with the exchange.
+order is sent, each state the exchange reports right after. The schema is Alembic's
+(`klinecast.trader.schema`); the view `prediction_outcomes` puts predictions and outcomes side
+by side for dashboards. Besides what was predicted, ordered and earned, the ledger keeps the
+halts (a kill switch, or a difference with the exchange) with who resumed them and what was
+decided, every reconciliation with the exchange, and every failure of a cycle.
+
+An hour's record is never rewritten: a later cycle of the hour adds an attempt that names the
+one it corrects (`record_prediction`), and the newest attempt is the hour's record. The position
+moves only by what executed at the exchange, net of a commission taken in the base asset.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from klinecast.redaction import redact
 from klinecast.trader import locks, schema
 from klinecast.trader.tables import (
     equity,
+    failures,
     halts,
     orders,
     outcomes,
@@ -31,8 +36,13 @@ from klinecast.trader.tables import (
     state,
 )
 
-#: An order's statuses whose fate the exchange has not told yet: every cycle looks them up.
-UNRESOLVED = ("intent",)
+#: An order's statuses whose end the exchange has not told yet: every cycle looks them up
+#: (intent: its fate is unknown; open: NEW or PARTIALLY_FILLED at the exchange).
+UNRESOLVED = ("intent", "open")
+#: What an hour's record says; a later attempt that says the same adds nothing.
+SAID = ("status", "reason", "target", "stage", "error_code")
+#: Statuses of an order the exchange has booked (its client order id is spent).
+BOOKED = ("open", "filled", "canceled")
 #: The book as a whole, where a halt is not a symbol's.
 BOOK = "*"
 
@@ -43,34 +53,49 @@ class LedgerError(KlinecastError):
 
 @dataclass(frozen=True)
 class Order:
+    """An order as the ledger (or the exchange's latest answer) knows it."""
+
     client_order_id: str
     hour: dt.datetime
     leg: str
     symbol: str
     side: str
     qty: float
-    status: str = "intent"
+    status: str = "intent"  # intent | open | filled | canceled | rejected | absent
     fill_price: float | None = None
     fee: float | None = None
     exchange_order_id: str | None = None
     error_code: int | None = None
     error_message: str | None = None
     may_exist: bool | None = None
-    #: a fee the exchange took in the base asset (Binance's default on a BUY): the holding
-    #: grows by the quantity less this (not stored: it moves the position once, at the fill)
+    exchange_status: str | None = None
+    executed_qty: float = 0.0
+    quote_qty: float | None = None
+    #: the commission taken in the base asset (Binance's default on a BUY): the holding grows
+    #: by the executed quantity less this
     base_fee: float = 0.0
+    created_at: dt.datetime | None = None  # when the intent was first recorded (read only)
+    updated_at: dt.datetime | None = None  # when its row last changed (read only)
 
     @property
-    def signed_qty(self) -> float:
-        return self.qty if self.side == "BUY" else -self.qty
+    def sign(self) -> int:
+        return 1 if self.side == "BUY" else -1
 
     @property
     def holding_change(self) -> float:
-        """What the fill changes in the holding of the base asset."""
-        return self.signed_qty - self.base_fee
+        """What has executed of it changed in the holding of the base asset."""
+        return self.sign * self.executed_qty - self.base_fee
+
+    @property
+    def unexecuted(self) -> float:
+        """The signed quantity still to execute while it is open (exposure, for the cap)."""
+        return self.sign * max(self.qty - self.executed_qty, 0.0) if self.status in UNRESOLVED else 0.0
 
 
-ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name != "base_fee")
+ORDER_FIELDS = tuple(f.name for f in fields(Order) if f.name not in ("created_at", "updated_at"))
+#: What an answer of the exchange changes in an order's row.
+STATE_FIELDS = ("status", "exchange_status", "executed_qty", "quote_qty", "fill_price", "fee",
+                "base_fee", "exchange_order_id")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,36 +145,104 @@ class Ledger:
     def _begin(self):
         return _Guarded(self)
 
-    # predictions
+    # predictions: an hour's attempts, the newest its record
     def prediction(self, hour: dt.datetime, symbol: str) -> dict | None:
-        query = sa.select(predictions).where(
-            predictions.c.hour == hour, predictions.c.symbol == symbol
+        """The hour's record: its newest attempt."""
+        query = (
+            sa.select(predictions)
+            .where(predictions.c.hour == hour, predictions.c.symbol == symbol)
+            .order_by(predictions.c.attempt.desc())
         )
         with self._begin() as c:
-            row = c.execute(query).first()
+            row = c.execute(query.limit(1)).first()
         return None if row is None else _row(row)
 
-    def record_prediction(self, hour: dt.datetime, *, symbol: str, **values) -> None:
-        row = {"hour": hour, "symbol": symbol, "created_at": _now(), **values}
+    def record_prediction(self, hour: dt.datetime, *, symbol: str, **values) -> dict:
+        """The hour's record, appended: the hour's first attempt, or the next one, naming the
+        attempt it corrects. A record that says what the newest already says adds nothing.
+
+        Raises:
+            LedgerError: the hour is traded already (a traded hour is never corrected).
+        """
         with self._begin() as c:
-            c.execute(
-                predictions.delete().where(
-                    predictions.c.hour == hour, predictions.c.symbol == symbol
-                )
-            )
+            newest = c.execute(
+                sa.select(predictions)
+                .where(predictions.c.hour == hour, predictions.c.symbol == symbol)
+                .order_by(predictions.c.attempt.desc())
+                .limit(1)
+            ).first()
+            if newest is not None:
+                newest = _row(newest)
+                if newest["status"] == "traded":
+                    raise LedgerError(f"{symbol} {hour:%Y-%m-%d %H:%M} is traded; its record stays")
+                said = {k: values[k] if k in values else None for k in SAID}
+                if all(newest[k] == v for k, v in said.items()):
+                    return newest
+            attempt = 1 if newest is None else newest["attempt"] + 1
+            row = {
+                "hour": hour, "symbol": symbol, "attempt": attempt, "created_at": _now(),
+                "corrects": None if newest is None else newest["attempt"], **values,
+            }  # fmt: skip
             c.execute(predictions.insert().values(**row))
+        return row
+
+    def hour_records(self, symbol: str, *, before: dt.datetime | None = None) -> list[dict]:
+        """Each hour's record (its newest attempt) of the symbol, oldest first."""
+        query = sa.select(predictions).where(predictions.c.symbol == symbol)
+        if before is not None:
+            query = query.where(predictions.c.hour < before)
+        with self._begin() as c:
+            rows = c.execute(query.order_by(predictions.c.hour, predictions.c.attempt)).all()
+        newest = {}
+        for row in rows:
+            newest[row.hour] = row  # later attempts replace earlier ones
+        return [_row(r) for r in newest.values()]
 
     def traded_predictions(
         self, symbol: str | None = None, *, before: dt.datetime | None = None
     ) -> list[dict]:
         """The traded hours of the symbol (of every symbol: None), oldest first."""
-        query = sa.select(predictions).where(predictions.c.status == "traded")
-        if symbol is not None:
-            query = query.where(predictions.c.symbol == symbol)
-        if before is not None:
-            query = query.where(predictions.c.hour < before)
+        symbols = [symbol] if symbol is not None else self.symbols()
+        traded = [
+            r for s in symbols for r in self.hour_records(s, before=before) if r["status"] == "traded"
+        ]
+        return sorted(traded, key=lambda r: (r["hour"], r["symbol"]))
+
+    def held_hours(self, symbol: str, *, before: dt.datetime | None = None) -> list[dict]:
+        """The hours whose record says what was held after them (traded, and the no-trade,
+        failed and halted hours that held a position), oldest first: what the equity counts."""
+        return [r for r in self.hour_records(symbol, before=before) if r["target"] is not None]
+
+    def newest_hour(self, symbol: str) -> dt.datetime | None:
+        """The newest hour on record for the symbol: a cycle of an older hour is refused."""
+        query = sa.select(sa.func.max(predictions.c.hour)).where(predictions.c.symbol == symbol)
         with self._begin() as c:
-            return [_row(r) for r in c.execute(query.order_by(predictions.c.hour))]
+            newest = c.execute(query).scalar()
+        return None if newest is None else _utc(newest)
+
+    def symbols(self) -> list[str]:
+        with self._begin() as c:
+            return sorted(r[0] for r in c.execute(sa.select(predictions.c.symbol).distinct()))
+
+    # failures
+    def record_cycle_failure(
+        self, *, symbol: str, hour: dt.datetime, stage: str, code: int | None, message: str
+    ) -> None:
+        with self._begin() as c:
+            c.execute(
+                failures.insert().values(
+                    at=_now(), symbol=symbol, hour=hour, stage=stage, code=code,
+                    message=message[:2000],
+                )  # fmt: skip
+            )
+
+    def cycle_failures(self, symbol: str | None = None) -> list[dict]:
+        """Every failure on record (of the symbol), oldest first."""
+        query = sa.select(failures).order_by(failures.c.id)
+        if symbol is not None:
+            query = query.where(failures.c.symbol == symbol)
+        with self._begin() as c:
+            return [_row(r) for r in c.execute(query)]
 
     # orders and positions
     def order(self, client_order_id: str) -> Order | None:
@@ -163,9 +256,12 @@ class Ledger:
             rows = c.execute(sa.select(orders).order_by(orders.c.created_at)).all()
         return [_order(r) for r in rows]
 
-    def unresolved_orders(self) -> list[Order]:
-        """Every order whose fate the exchange has not told yet, of any hour, oldest first."""
+    def unresolved_orders(self, symbol: str | None = None) -> list[Order]:
+        """Every order whose end the exchange has not told yet (of the symbol), of any hour,
+        oldest first."""
         query = sa.select(orders).where(orders.c.status.in_(UNRESOLVED))
+        if symbol is not None:
+            query = query.where(orders.c.symbol == symbol)
         with self._begin() as c:
             return [_order(r) for r in c.execute(query.order_by(orders.c.created_at))]
 
@@ -180,6 +276,8 @@ class Ledger:
             ).first()
             if known is None:
                 c.execute(orders.insert().values(**values, created_at=now, updated_at=now))
+            elif known.status in BOOKED:
+                raise LedgerError(f"{order.client_order_id} was booked already; not sent again")
             else:
                 c.execute(
                     orders.update()
@@ -187,21 +285,26 @@ class Ledger:
                     .values(status="intent", updated_at=now)
                 )
 
-    def record_fill(self, order: Order, *, position_after: float) -> None:
-        """The fill and the new position, in one transaction."""
+    def record_order(self, order: Order) -> float:
+        """The order's state as the exchange reports it, and the position moved by what
+        executed since the last report (net of a commission in the base asset), in one
+        transaction. Returns the position after."""
         with self._begin() as c:
+            known = c.execute(
+                sa.select(orders).where(orders.c.client_order_id == order.client_order_id)
+            ).first()
+            before = _order(known)
+            change = order.holding_change - before.holding_change
             c.execute(
                 orders.update()
                 .where(orders.c.client_order_id == order.client_order_id)
-                .values(
-                    status="filled",
-                    fill_price=order.fill_price,
-                    fee=order.fee,
-                    exchange_order_id=order.exchange_order_id,
-                    updated_at=_now(),
-                )
+                .values(**{k: getattr(order, k) for k in STATE_FIELDS}, updated_at=_now())
             )
-            _set_position(c, order.symbol, position_after, order.hour)
+            qty, dust = _holding(c, order.symbol)
+            position = round(qty + change, 12)
+            if change:
+                _set_position(c, order.symbol, position, dust, order.hour)
+        return position
 
     def record_failure(
         self, order: Order, *, status: str, code: int | None, message: str, may_exist: bool
@@ -222,13 +325,24 @@ class Ledger:
             )
 
     def position(self, symbol: str) -> float:
-        with self._begin() as c:
-            row = c.execute(sa.select(positions.c.qty).where(positions.c.symbol == symbol)).first()
-        return 0.0 if row is None else float(row[0])
+        return self.holding(symbol)[0]
 
-    def set_position(self, symbol: str, qty: float, *, hour: dt.datetime) -> None:
+    def holding(self, symbol: str) -> tuple[float, float]:
+        """The symbol's position and its dust (base asset)."""
         with self._begin() as c:
-            _set_position(c, symbol, qty, hour)
+            return _holding(c, symbol)
+
+    def set_position(self, symbol: str, qty: float, *, hour: dt.datetime, dust: float = 0.0) -> None:
+        with self._begin() as c:
+            _set_position(c, symbol, qty, dust, hour)
+
+    def move_to_dust(self, symbol: str, *, hour: dt.datetime) -> float:
+        """The position becomes dust (it is below the smallest order the filters allow);
+        returns the dust after."""
+        with self._begin() as c:
+            qty, dust = _holding(c, symbol)
+            _set_position(c, symbol, 0.0, round(dust + qty, 12), hour)
+        return round(dust + qty, 12)
 
     # outcomes and equity
     def record_outcome(self, row: dict, *, equity_row: dict) -> None:
@@ -327,6 +441,7 @@ class Ledger:
             c.execute(reconciliations.insert().values(checked_at=_now(), **values))
 
     def latest_reconciliation(self, symbol: str) -> dict | None:
+        """The symbol's last reconciliation with the exchange, if any."""
         query = (
             sa.select(reconciliations)
             .where(reconciliations.c.symbol == symbol)
@@ -349,9 +464,15 @@ class Ledger:
                 c.execute(state.insert().values(key=key, value=value, updated_at=_now()))
 
 
-def _set_position(connection, symbol: str, qty: float, hour: dt.datetime) -> None:
+def _holding(connection, symbol: str) -> tuple[float, float]:
+    query = sa.select(positions.c.qty, positions.c.dust).where(positions.c.symbol == symbol)
+    row = connection.execute(query).first()
+    return (0.0, 0.0) if row is None else (float(row[0]), float(row[1]))
+
+
+def _set_position(connection, symbol: str, qty: float, dust: float, hour: dt.datetime) -> None:
     connection.execute(positions.delete().where(positions.c.symbol == symbol))
-    connection.execute(positions.insert().values(symbol=symbol, qty=qty, hour=hour))
+    connection.execute(positions.insert().values(symbol=symbol, qty=qty, dust=dust, hour=hour))
 
 
 class _Guarded:
@@ -389,7 +510,7 @@ def _now() -> dt.datetime:
 
 def _row(row) -> dict:
     values = dict(row._mapping)
-    for key in ("hour", "checked_at", "halted_at", "resumed_at"):
+    for key in ("hour", "checked_at", "halted_at", "resumed_at", "created_at", "updated_at", "at"):
         if values.get(key) is not None:
             values[key] = _utc(values[key])
     return values
@@ -397,7 +518,11 @@ def _row(row) -> dict:
 
 def _order(row) -> Order:
     values = _row(row)
-    return Order(**{k: values[k] for k in ORDER_FIELDS})
+    return Order(
+        **{k: values[k] for k in ORDER_FIELDS},
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+    )
 
 
 def _halt(row) -> Halt:

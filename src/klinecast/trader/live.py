@@ -48,7 +48,9 @@ def trader(params: Params, *, ledger: Ledger | None = None) -> Trader:
                 "(on the cluster, they come from the trader's Binance Secret)"
             )
         binance = market.client(url=url, api_key=key, api_secret=secret, retry=retry)
-        broker = BinanceTestnetBroker(binance, retry=retry)
+        broker = BinanceTestnetBroker(
+            binance, retry=retry, recv_window_ms=params.trade.recv_window_ms
+        )
     else:
         binance = market.client(url=url, retry=retry)
         broker = PaperBroker.charging(params.backtest, engine=ledger.engine)

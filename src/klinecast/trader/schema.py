@@ -25,6 +25,7 @@ WAIT_S = 120.0
 
 
 def script():
+    quiet_alembic()
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
@@ -37,7 +38,13 @@ def head() -> str:
     return script()[1].get_current_head()
 
 
+def quiet_alembic() -> None:
+    """Alembic logs a line per plugin at import and per step at every run: not for operators."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def current(connection: sa.Connection) -> str | None:
+    quiet_alembic()
     from alembic.runtime.migration import MigrationContext
 
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
@@ -52,10 +59,10 @@ def upgrade(engine: sa.Engine, destination: str = "head") -> str:
         LockBusy: another process held the schema lock for WAIT_S.
         sqlalchemy.exc.SQLAlchemyError: the database refused (the caller reports it).
     """
+    quiet_alembic()
     from alembic.runtime.environment import EnvironmentContext
     from alembic.runtime.migration import MigrationContext
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per step, every cycle
     config, scripts = script()
     with exclusive(engine, LOCK, wait_s=WAIT_S), engine.begin() as connection:
         tables = set(sa.inspect(connection).get_table_names())

@@ -8,18 +8,28 @@ import sqlalchemy as sa
 metadata = sa.MetaData()
 UTC = sa.DateTime(timezone=True)
 
+#: Append-only: an hour's record is never rewritten. A later cycle of the same hour that finds
+#: something else to say (a failed hour traded after all) adds the next attempt, which names
+#: the one it corrects; the newest attempt of an hour is its record.
 predictions = sa.Table(
     "predictions",
     metadata,
     sa.Column("hour", UTC, primary_key=True),  # open time of the newest closed candle
     sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),  # 1, then 2 for its correction, ...
     sa.Column("prob_up", sa.Float),
-    sa.Column("target", sa.Integer),  # -1 short, 0 flat, 1 long
+    #: the side held after the hour's cycle: -1 short, 0 flat, 1 long (null: unknown)
+    sa.Column("target", sa.Integer),
     sa.Column("model_version", sa.String(200)),
     sa.Column("feature_time", sa.String(40)),
     sa.Column("close", sa.Float),
-    sa.Column("status", sa.String(20), nullable=False),  # traded | no_trade | halted
+    sa.Column("status", sa.String(20), nullable=False),  # traded | no_trade | halted | failed
     sa.Column("reason", sa.Text),
+    #: a failed hour's stage (market_data | account | filters | clock | refusal | order | book)
+    #: and the exchange's code, if it gave one
+    sa.Column("stage", sa.String(20)),
+    sa.Column("error_code", sa.Integer),
+    sa.Column("corrects", sa.Integer),  # the attempt this one corrects
     sa.Column("created_at", UTC, nullable=False),
 )
 orders = sa.Table(
@@ -31,11 +41,18 @@ orders = sa.Table(
     sa.Column("symbol", sa.String(20), nullable=False),
     sa.Column("side", sa.String(4), nullable=False),
     sa.Column("qty", sa.Float, nullable=False),
-    #: intent (sent or about to be, its fate unknown) | filled | rejected (refused: never
-    #: booked) | absent (the exchange has no such order)
+    #: intent (sent or about to be, its fate unknown) | open (NEW or PARTIALLY_FILLED at the
+    #: exchange) | filled | canceled (ended unfilled or part filled: CANCELED, EXPIRED) |
+    #: rejected (refused: never booked) | absent (the exchange has no such order)
     sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("fill_price", sa.Float),
-    sa.Column("fee", sa.Float),
+    sa.Column("exchange_status", sa.String(20)),  # Binance's word for it
+    sa.Column("executed_qty", sa.Float, nullable=False),  # what has executed (base asset)
+    sa.Column("quote_qty", sa.Float),  # what it cost or brought (quote asset)
+    sa.Column("fill_price", sa.Float),  # the average price of what executed
+    sa.Column("fee", sa.Float),  # the commission, in the quote asset's terms
+    #: the commission taken in the base asset (a BUY's, by Binance's default): the holding
+    #: grows by the executed quantity less this
+    sa.Column("base_fee", sa.Float, nullable=False),
     sa.Column("exchange_order_id", sa.String(40)),
     sa.Column("created_at", UTC, nullable=False),
     sa.Column("updated_at", UTC, nullable=False),
@@ -49,7 +66,9 @@ positions = sa.Table(
     "positions",
     metadata,
     sa.Column("symbol", sa.String(20), primary_key=True),
-    sa.Column("qty", sa.Float, nullable=False),
+    sa.Column("qty", sa.Float, nullable=False),  # what the account holds of it, net of fees
+    #: what a close left below the smallest order the filters allow: held, but no position
+    sa.Column("dust", sa.Float, nullable=False),
     sa.Column("hour", UTC, nullable=False),
 )
 outcomes = sa.Table(
@@ -107,6 +126,19 @@ reconciliations = sa.Table(
     sa.Column("tolerance", sa.Float, nullable=False),
     sa.Column("agree", sa.Boolean, nullable=False),
 )
+#: Every failure of a cycle, as it happened (append-only): the failed hour's prediction row
+#: says the same, and an hour refused as older than one on record has only this row.
+failures = sa.Table(
+    "failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTC, nullable=False),
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("hour", UTC, nullable=False),  # the hour the cycle was for
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("code", sa.Integer),  # the exchange's error code, if it gave one
+    sa.Column("message", sa.Text, nullable=False),
+)
 #: The paper broker's own book: what a simulated exchange has booked, apart from the ledger.
 paper_orders = sa.Table(
     "paper_orders",
@@ -123,4 +155,6 @@ paper_orders = sa.Table(
 VIEW = """CREATE VIEW prediction_outcomes AS
 SELECT p.hour, p.symbol, p.prob_up, p.target, p.model_version, p.status,
        o.actual_up, o.correct, o.strategy_return, o.market_return
-FROM predictions p LEFT JOIN outcomes o ON o.hour = p.hour AND o.symbol = p.symbol"""
+FROM predictions p LEFT JOIN outcomes o ON o.hour = p.hour AND o.symbol = p.symbol
+WHERE p.attempt = (SELECT MAX(q.attempt) FROM predictions q
+                   WHERE q.symbol = p.symbol AND q.hour = p.hour)"""
