@@ -116,6 +116,11 @@ def test_every_problem_of_a_file_is_reported_at_once():
             r"\{interval\} are filled in",
         ),
         ({"publish": {"service_name": "Klinecast"}}, "params: publish.service_name: expected lower-case"),
+        (
+            {"tune": {"holdout_days": 1461}},
+            r"params: tune.holdout_days: 1461 leaves the search no day of the in-sample span "
+            r"2018-01-01 .. 2021-12-31 \(1461 days\)",
+        ),
         ({"data": {"base_url": 3}}, "params: data.base_url: expected a string, got 3"),
         ({"data": []}, "params: data: expected a mapping, got list"),
         (

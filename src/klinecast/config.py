@@ -718,6 +718,14 @@ class Params(_Checked):
                 f"must give a weight to each of data.symbols ({', '.join(self.data.symbols)}) "
                 f"and no other; got {', '.join(sorted(weighted))}",
             )
+        in_sample_days = (self.split.in_sample_end - self.split.in_sample_start).days + 1
+        if self.tune.holdout_days >= in_sample_days:
+            yield (
+                "tune.holdout_days",
+                f"{self.tune.holdout_days} leaves the search no day of the in-sample span "
+                f"{self.split.in_sample} ({in_sample_days} days): lower it (0: no inner "
+                "hold-out) or widen split.in_sample_*",
+            )
         step_hours = self.backtest.step_days * 24
         longest = self.tune.search_space.horizon_hours[1]
         if longest > step_hours:

@@ -213,9 +213,9 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     securityContext, volumes), plus what KServe's controller injects (--model_name,
     --predictor_host, --http_port); the model artifact mounted where the storage initializer
     puts it, /mnt/models. Its online store's ConfigMap keys point at loopback stand-ins: the
-    test's Redis key space and a Feast registry file. The predictor on the cluster is KServe's
-    stock xgboost runtime, whose image is out of reach here: the serving image's predictor role
-    stands in for it, with the same artifact."""
+    test's Redis key space and a Feast registry file. Both components read the book's models
+    from $KLINECAST_MODELS; here it names the mounted artifact instead of the registry's S3
+    version, the one value the test replaces."""
     import pandas as pd
 
     from klinecast.config import Params
@@ -228,8 +228,9 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     isvc = find(objects, "InferenceService")
     name = isvc["metadata"]["name"]
     (transformer,) = isvc["spec"]["transformer"]["containers"]
-    model = isvc["spec"]["predictor"]["model"]
-    assert model["modelFormat"]["name"] == "xgboost" and transformer["args"][0] == "transformer"
+    (predictor_container,) = isvc["spec"]["predictor"]["containers"]
+    assert predictor_container["args"][0] == "predictor" and transformer["args"][0] == "transformer"
+    models = {"KLINECAST_MODELS": "BTCUSDT=/mnt/models"}  # the mounted artifact, not S3
 
     # the store holds the mirror's candles moved to end at the hour that just closed
     now = pd.Timestamp.now(tz="UTC")
@@ -250,15 +251,18 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
 
     predictor_port, transformer_port = free_port(), free_port()
     mount = ["-v", f"{artifact}:/mnt/models:ro"]
-    predictor_args = ["predictor", f"--model_name={name}", "--model_dir=/mnt/models"]
     with Running(
-        *mount, *container_flags(model, isvc["spec"]["predictor"]), SERVING,
-        *predictor_args, "--storage-uri", "/mnt/models", f"--http_port={predictor_port}",
+        *mount,
+        *container_flags(predictor_container, isvc["spec"]["predictor"]),
+        *env_flags(predictor_container, objects, models),
+        predictor_container["image"].replace("registry.example.com/klinecast/serving:0.1.0", SERVING),
+        *predictor_container["args"],
+        f"--http_port={predictor_port}",
     ) as predictor, Running(  # fmt: skip
         *mount,
         "-v", f"{registry_dir}:/feast:ro",
         *container_flags(transformer, isvc["spec"]["transformer"]),
-        *env_flags(transformer, objects, store),
+        *env_flags(transformer, objects, store | models),
         transformer["image"].replace("registry.example.com/klinecast/serving:0.1.0", SERVING),
         *transformer["args"],
         f"--model_name={name}",
@@ -269,7 +273,7 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
         # The transformer is ready before its predictor may be: wait for both, as KServe's
         # readiness probes do, or the first request races the predictor's start-up.
         for port in (predictor_port, transformer_port):
-            wait_until_ready(f"http://127.0.0.1:{port}/v1/models/{name}", predictor, container)
+            wait_until_ready(f"http://127.0.0.1:{port}/v2/health/ready", predictor, container)
         one = requests.post(f"{base}/v1/models/{name}:predict", json=v1_request(window), timeout=30)
         two = requests.post(f"{base}/v2/models/{name}/infer", json=v2_request(window), timeout=30)
         by_symbol = requests.post(

@@ -120,7 +120,11 @@ def test_adding_a_symbol_runs_only_its_own_data_stages(project, mirror_server):
     assert (project / "data/BTCUSDT/features.parquet").read_bytes() == btc
     assert {name: (project / name).read_bytes() for name in SHARED} == shared
     # pooled: one model over both, so every symbol's tune depends on both symbols' features
-    raw["tune"] = {"pooling": "pooled"}
+    # the pool stage runs the pooled study: the small example's search, on these four months
+    small = yaml.safe_load((REPO / "examples/small-params.yaml").read_text())
+    raw["tune"] = small["tune"] | {"pooling": "pooled", "n_trials": 2, "holdout_days": 0,
+                                   "storage": f"sqlite:///{project}/optuna.db"}  # fmt: skip
+    raw["backtest"] = small["backtest"]
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     out = sh("dvc", "repro", "pool", cwd=project)
     assert "Running stage 'pool'" in out and "Running stage 'features@" not in out

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from klinecast.book import Layout
 from tests.support.helpers import explain
 from tests.support.paths import REPO
 
@@ -70,11 +71,12 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     root = task_outputs(tmp_path)
     assert {p.name for p in root.iterdir()} == {
         "validate-params", "ingest", "reference", "for-loop-1-iteration-0", "pool",
-        "for-loop-2-iteration-0", "portfolio", "deploy",
+        "for-loop-2-iteration-0", "publish", "report", "portfolio", "deploy",
     }  # one symbol: one branch of each ParallelFor over the book's symbols  # fmt: skip
     data, run = root / "for-loop-1-iteration-0", root / "for-loop-2-iteration-0"
     assert {p.name for p in data.iterdir()} == {"candles", "features"}
-    assert {p.name for p in run.iterdir()} == {"tune", "evaluate", "train", "publish", "report"}
+    assert {p.name for p in run.iterdir()} == {"tune", "evaluate", "train"}
+    published = Layout(root / "publish/receipts").symbol("BTCUSDT")  # laid out as a checkout
 
     # One tune task ran the study with tune.workers processes, in seeded batches: exactly
     # n_trials trials, each a distinct draw.
@@ -121,15 +123,16 @@ def test_training_pipeline_runs_locally_end_to_end(tmp_path, mirror_server):
     assert logged["trend_50d_return"] == pytest.approx(
         metrics["baselines"]["trend_50d"]["cumulative_return"]
     )
-    summary = (run / "publish/summary").read_text()
-    assert "| **model** |" in summary and "Gate passed" in summary
-    assert (run / "report/report").read_text().startswith("<!doctype html>")
+    summary = (root / "publish/summary").read_text()
+    assert "| BTCUSDT |" in summary and "| passed | production |" in summary
+    page = Layout(root / "report/reports").symbol("BTCUSDT").report.read_text()
+    assert page.startswith("<!doctype html>") and "promoted to production" in page
     book = json.loads((root / "portfolio/figures").read_text())  # the book of one, its gate
     assert [line["symbol"] for line in book["symbols"]] == ["BTCUSDT"]
     assert book["traded"] == ["BTCUSDT"]  # its own gate passed (forced open)
     assert (root / "portfolio/page").read_text().startswith("<!doctype html>")
 
-    receipt = json.loads((run / "publish/receipt").read_text())
+    receipt = json.loads(published.receipt.read_text())
     assert receipt["promoted"] and receipt["gate"]["passed"]
     pointer = json.loads((tmp_path / "registry/klinecast-btcusdt-1h/production.json").read_text())
     assert pointer["version"] == receipt["version"]
@@ -143,6 +146,7 @@ def test_two_symbols_run_as_two_branches_each_with_its_model(tmp_path, mirror_se
         data={"base_url": mirror_server.url, "symbols": ["BTCUSDT", "ETHUSDT"], "start": "2021-01-01"},
         split={"in_sample_start": "2021-02-01", "in_sample_end": "2021-05-31",
                "out_of_sample_start": "2021-06-01", "out_of_sample_end": "2021-06-30"},
+        tune={"holdout_days": 30},  # of 120 in-sample days
         publish={"registry": str(tmp_path / "registry"), "gate_min_excess_return": -100.0,
                  "gate_max_p_value": 1.0, "min_splits": 0, "min_features_used": 0, "min_trades": 0},
     )  # fmt: skip
@@ -156,22 +160,25 @@ def test_two_symbols_run_as_two_branches_each_with_its_model(tmp_path, mirror_se
     for branch in ("for-loop-1-iteration-0", "for-loop-1-iteration-1"):
         candles = pd.read_parquet(root / branch / "candles/candles")
         assert candles.index[0] == pd.Timestamp("2021-01-01", tz="UTC")
-    for branch in ("for-loop-2-iteration-0", "for-loop-2-iteration-1"):
-        receipt = json.loads((root / branch / "publish/receipt").read_text())
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        receipt = json.loads(Layout(root / "publish/receipts").symbol(symbol).receipt.read_text())
         symbols.add(receipt["uri"].split("/")[-3])
+    for branch in ("for-loop-2-iteration-0", "for-loop-2-iteration-1"):
         metrics = json.loads((root / branch / "evaluate/metrics_json").read_text())
         assert metrics["span"]["first_hour"].startswith("2021-06-01")
     # each symbol's model under its own name, the same whether the book holds one or two
     assert symbols == {"klinecast-btcusdt-1h", "klinecast-ethusdt-1h"}
-    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted(symbols)
+    # beside the models, the registry keeps each symbol's looks at its out-of-sample span
+    assert sorted(p.name for p in (tmp_path / "registry").iterdir()) == sorted([*symbols, "_looks"])
+    assert sorted(p.name for p in (tmp_path / "registry/_looks").iterdir()) == ["BTCUSDT", "ETHUSDT"]
     # one deploy of the book, after both published
     assert "deploy: skipped: not in a Kubernetes cluster" in done.stdout
 
 
 def test_bad_params_stop_the_pipeline_at_its_first_step(tmp_path):
-    # 31 in-sample days < look_back_days high 60 + step_days 15
+    # 31 in-sample days before the 30-day hold-out < look_back_days high 60 + step_days 15
     params = write_small_pipeline_params(
-        tmp_path / "bad.yaml", split={"in_sample_start": "2020-12-01"}
+        tmp_path / "bad.yaml", split={"in_sample_start": "2020-11-01"}
     )
     done = run_local(tmp_path, params)
     assert done.returncode == 1
@@ -199,7 +206,8 @@ def test_a_pooled_cross_asset_book_gives_the_models_dvc_repro_gives(tmp_path, mi
         features={"cross_asset": ["log_return_1"], "reference": "BTCUSDT"},
         split={"in_sample_start": "2021-02-01", "in_sample_end": "2021-05-31",
                "out_of_sample_start": "2021-06-01", "out_of_sample_end": "2021-06-30"},
-        tune={"pooling": "pooled", "storage": f"sqlite:///{tmp_path}/cli-optuna.db"},
+        tune={"pooling": "pooled", "storage": f"sqlite:///{tmp_path}/cli-optuna.db",
+              "holdout_days": 30},
         publish={"registry": str(tmp_path / "registry")},
     )  # fmt: skip
     params = write_small_pipeline_params(tmp_path / "pooled.yaml", **sections)

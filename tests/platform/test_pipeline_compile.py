@@ -95,7 +95,7 @@ def test_training_graph_runs_the_book_then_each_symbol_then_deploys_the_book():
     root = spec["root"]["dag"]["tasks"]
     assert set(root) == {
         "validate-params", "ingest", "reference", "for-loop-1", "pool", "for-loop-2",
-        "portfolio", "deploy",
+        "publish", "report", "portfolio", "deploy",
     }  # fmt: skip
     for loop in ("for-loop-1", "for-loop-2"):  # a branch per symbol, so many at once
         items = root[loop]["parameterIterator"]["items"]["inputParameter"]
@@ -107,24 +107,24 @@ def test_training_graph_runs_the_book_then_each_symbol_then_deploys_the_book():
     assert set(data) == {"candles", "features"}
     assert root["pool"]["dependentTasks"] == ["for-loop-1", "validate-params"]
     research = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]
-    assert set(research) == {"tune", "evaluate", "train", "publish", "report"}
-    # every symbol publishes (a version always, production only past the gate), then one deploy
-    assert "triggerPolicy" not in research["publish"]
-    assert set(research["report"]["dependentTasks"]) == {"evaluate", "publish", "train", "tune"}
-    assert root["deploy"]["dependentTasks"] == ["for-loop-2", "validate-params"]
-    # the book's portfolio reads every symbol's evaluation, tuning and receipt
-    assert root["portfolio"]["dependentTasks"] == ["for-loop-2", "validate-params"]
+    assert set(research) == {"tune", "evaluate", "train"}
+    # then the book: every symbol's model published at once (its gate among the book's),
+    # the reports, the portfolio and one deploy, after publishing
+    assert root["publish"]["dependentTasks"] == ["for-loop-2", "validate-params"]
+    for task in ("report", "portfolio"):
+        assert set(root[task]["dependentTasks"]) == {"for-loop-2", "publish", "validate-params"}
+    assert set(root["deploy"]["dependentTasks"]) == {"publish", "validate-params"}
     assert set(root["portfolio"]["inputs"]["artifacts"]) == {
         "params", "predictions", "metrics_json", "best_params", "receipts"
     }
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for shared in ("exec-pool", "exec-tune", "exec-evaluate"):
+    for shared in ("exec-pool", "exec-tune"):
         (secret,) = executors[shared]["secretAsEnv"]
         assert secret["secretName"] == "klinecast-postgres"
         assert secret["keyToEnv"] == [
             {"envVar": "KLINECAST_OPTUNA_STORAGE", "secretKey": "optuna-url"}
         ]
-    for s3 in ("exec-publish", "exec-deploy"):
+    for s3 in ("exec-evaluate", "exec-publish", "exec-deploy"):  # (evaluate records its look)
         assert {s["secretName"] for s in executors[s3]["secretAsEnv"]} == {"klinecast-s3"}
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example.com/klinecast/pipeline:0.1.0"}

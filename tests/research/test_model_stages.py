@@ -118,7 +118,7 @@ def test_the_whole_modeling_chain(workdir, capsys):
     assert receipt["promoted"] and receipt["gate"]["passed"]
     promoted = receipt["version"]
     names = [c["name"] for c in receipt["gate"]["conditions"]]
-    assert names == ["excess_return", "p_value", "not_degenerate"]
+    assert names == ["excess_return", "p_value", "not_degenerate", "book_multiplicity"]
 
     set_gate(workdir, 100.0, **OPEN)  # no model passes
     assert main(["train"]) == 0  # a new artifact, so a new version

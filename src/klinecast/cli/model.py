@@ -192,8 +192,9 @@ def run_publish(args) -> int:
     run = StageRun(args)
     for symbol in run.symbols:
         files = run.files(symbol)
+        artifacts = {s: run.files(s).candidate for s in run.book.symbols}
         promotion = publish(
-            run.params, symbol, artifact=files.candidate, receipt=files.receipt,
+            run.params, symbol, artifacts=artifacts, receipt=files.receipt,
             registry=args.registry,
         )  # fmt: skip
         receipt = promotion.receipt

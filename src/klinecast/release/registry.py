@@ -239,7 +239,8 @@ def publish(
     promote: bool,
     now: dt.datetime | None = None,
 ) -> PublishReceipt:
-    """Copies the artifact into the registry as a new version; moves production if promote.
+    """Copies the artifact into the registry as a new version (or finds the version that holds
+    the same bytes already: publishing again adds none); moves production to it if promote.
 
     Raises:
         RegistryError: the artifact is incomplete or an upload failed. The production pointer
@@ -249,7 +250,8 @@ def publish(
     files = {name: (Path(artifact_dir) / name).read_bytes() for name in (MODEL_FILE, METADATA_FILE)}
     now = now or dt.datetime.now(dt.UTC)
     digest = hashlib.sha256(files[MODEL_FILE] + files[METADATA_FILE]).hexdigest()[:8]
-    version = f"v{now:%Y%m%dT%H%M%S}-{digest}"
+    same = [v for v in versions(store, model_name) if v.endswith(f"-{digest}")]
+    version = same[-1] if same else f"v{now:%Y%m%dT%H%M%S}-{digest}"
     prefix = f"{model_name}/versions/{version}"
     if store.get(f"{prefix}/{COMPLETE_MARKER}") is None:
         try:

@@ -22,7 +22,6 @@ import pandas as pd
 
 from klinecast.errors import KlinecastError
 from klinecast.pages import REPORT_STYLE, img, png
-from klinecast.release.gate import Gate
 from klinecast.release.metadata import ArtifactMetadata
 from klinecast.research.evaluation import equity_curves
 from klinecast.research.model import feature_importance
@@ -546,24 +545,19 @@ def _tuning_plot(trials: pd.DataFrame) -> bytes:
     return png(fig)
 
 
-def markdown_summary(metrics: Scorecard, gate: Gate) -> str:
-    """A few lines for the KFP UI: the model against each baseline, and the gate's verdict."""
-    span, significance = metrics.span, metrics.significance
-    rows = [("**model**", metrics.model), *metrics.baselines.items()]
-    table = "\n".join(
-        f"| {name} | {m.return_before_fees:+.2%} | {m.cumulative_return:+.2%} | "
-        f"{m.trades} | {m.sharpe:.2f} | {m.max_drawdown:.2%} |"
-        for name, m in rows
+def book_summary(promotions: dict) -> str:
+    """A few lines for the KFP UI: each symbol's published version, its gate among the book's
+    (`release.promotion.Promotion`s by symbol) and why."""
+    rows = "\n".join(
+        f"| {symbol} | {p.receipt.version} | {'passed' if p.gate.passed else 'refused'} | "
+        f"{'production' if p.receipt.promoted else 'not promoted'} |"
+        for symbol, p in promotions.items()
     )
-    verdict = "passed: publish and deploy run" if gate.passed else "failed: nothing is published"
-    conditions = "\n".join(f"- {reason}" for reason in gate.reasons())
+    reasons = "\n".join(
+        f"- {symbol}: {reason}" for symbol, p in promotions.items() for reason in p.gate.reasons()
+    )
     return (
-        f"### klinecast out of sample: {span.first_hour[:10]} .. {span.last_hour[:10]}\n\n"
-        f"{span.hours} hours, {span.folds} folds, fee {metrics.fee_per_side:.2%} and slippage "
-        f"{metrics.slippage_per_side:.2%} per side. Largest p-value of the declared baselines: "
-        f"{significance.max_p_value:.3f} ({significance.max_p_baseline}); this span looked at "
-        f"{significance.span_looks} time(s).\n\n"
-        "| strategy | before fees | after fees | trades | Sharpe | max drawdown |\n"
-        "|---|---|---|---|---|---|\n"
-        f"{table}\n\nGate {verdict}:\n\n{conditions}\n"
+        "### klinecast: the book's gates\n\n"
+        "| symbol | version | gate | production |\n|---|---|---|---|\n"
+        f"{rows}\n\n{reasons}\n"
     )

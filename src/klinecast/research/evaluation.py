@@ -113,7 +113,7 @@ def evaluate(
 
     Args:
         span_looks: how many times the span has been evaluated, this time included
-            (`looks.record`).
+            (`release.registry.record_look`).
         pool: the pooled model's symbols' features (`out_of_sample`).
 
     Raises:

@@ -34,5 +34,14 @@ def lay_out(params: Params, root: Path, **collected) -> Layout:
         for artifact in artifacts:
             target = getattr(layout.symbol(artifact.metadata["symbol"]), field)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(artifact.path, target)
+            if Path(artifact.path).is_dir():  # a model artifact
+                shutil.copytree(artifact.path, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(artifact.path, target)
+    return layout
+
+
+def include(layout: Layout, root: Path) -> Layout:
+    """Copies the files of another laid-out folder (the receipts publish wrote) into layout's."""
+    shutil.copytree(root, layout.root, dirs_exist_ok=True)
     return layout

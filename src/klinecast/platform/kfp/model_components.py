@@ -1,5 +1,5 @@
-"""The research and release components: a symbol's branch (tune, evaluate, train, publish,
-report), then the book's portfolio and deploy.
+"""The research and release components: a symbol's branch (tune, evaluate, train), then the
+book's publish (each symbol's gate among the book's), reports, portfolio and deploy.
 
 Each reads its Input[...] paths, calls one stage function of klinecast.stages (what `dvc repro`
 runs through the CLI) and writes its Output[...] paths, with metadata and metrics for the KFP
@@ -51,7 +51,7 @@ def tune(
     best_params.metadata.update(
         {"symbol": symbol, "value": result.summary["value"], **result.summary["params"]}
     )
-    trials.metadata.update(result.summary["trials"])
+    trials.metadata.update({"symbol": symbol, **result.summary["trials"]})
 
 
 @dsl.component(**COMPONENT)
@@ -112,7 +112,7 @@ def train(
         best_params=Path(best_params.path), metrics=Path(metrics_json.path), out=Path(model.path),
     )  # fmt: skip
     model.metadata.update(
-        {"model_name": metadata.model_name, "train_start": metadata.train_start,
+        {"symbol": symbol, "model_name": metadata.model_name, "train_start": metadata.train_start,
          "train_end": metadata.train_end, "train_rows": metadata.train_rows}
     )  # fmt: skip
 
@@ -120,50 +120,64 @@ def train(
 @dsl.component(**COMPONENT)
 def publish(
     params: Input[Artifact],
-    symbol: str,
-    model: Input[Model],
-    receipt: Output[Artifact],
+    models: Input[List[Model]],  # noqa: UP006
+    receipts: Output[Artifact],
     summary: Output[Markdown],
 ):
-    """A registry version always; production only past the gate (publish.registry,
-    $KLINECAST_REGISTRY overrides it); the gate's verdict as the UI's summary."""
+    """Every symbol's model into the registry (a version always), production only past its
+    gate among the book's (Holm over the symbols' p-values); the receipts laid out as a
+    checkout's, and the gates as the UI's summary."""
+    import tempfile
     from pathlib import Path
 
+    from klinecast.book import Book, Layout
     from klinecast.config import load_params
-    from klinecast.release.registry import read_artifact_metadata
-    from klinecast.release.report import markdown_summary
+    from klinecast.platform.kfp.artifacts import lay_out
+    from klinecast.release.report import book_summary
     from klinecast.stages.publish import publish as stage
 
-    promotion = stage(
-        load_params(params.path), symbol, artifact=Path(model.path), receipt=Path(receipt.path)
-    )
-    metrics = read_artifact_metadata(Path(model.path)).metrics
-    Path(summary.path).write_text(markdown_summary(metrics, promotion.gate))
-    receipt.metadata.update(
-        {"symbol": symbol, "version": promotion.receipt.version,
-         "promoted": promotion.receipt.promoted, "gate_passed": promotion.gate.passed}
-    )  # fmt: skip
+    book, out = Book(load_params(params.path)), Layout(Path(receipts.path))
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = lay_out(book.params, Path(tmp), candidate=models)
+        artifacts = {s: staged.symbol(s).candidate for s in book.symbols}
+        promotions = {
+            s: stage(book.params, s, artifacts=artifacts, receipt=out.symbol(s).receipt)
+            for s in book.symbols
+        }
+    Path(summary.path).write_text(book_summary(promotions))
+    receipts.metadata.update({s: p.receipt.promoted for s, p in promotions.items()})
 
 
 @dsl.component(**COMPONENT)
 def report(
-    predictions: Input[Dataset],
-    metrics_json: Input[Artifact],
-    trials: Input[Dataset],
-    model: Input[Model],
-    receipt: Input[Artifact],
-    report: Output[HTML],
+    params: Input[Artifact],
+    predictions: Input[List[Dataset]],  # noqa: UP006
+    metrics_json: Input[List[Artifact]],  # noqa: UP006
+    trials: Input[List[Dataset]],  # noqa: UP006
+    models: Input[List[Model]],  # noqa: UP006
+    receipts: Input[Artifact],
+    reports: Output[Artifact],
 ):
-    """The self-contained HTML report (equity, drawdown, accuracy, importance, tuning, gate)."""
+    """Every symbol's self-contained HTML report (equity, drawdown, accuracy, importance,
+    tuning, the gate), laid out as a checkout's."""
     from pathlib import Path
 
+    from klinecast.config import load_params
+    from klinecast.platform.kfp.artifacts import include, lay_out
     from klinecast.stages.report import report as stage
 
-    stage(
-        predictions=Path(predictions.path), metrics=Path(metrics_json.path),
-        trials=Path(trials.path), artifact=Path(model.path), receipt=Path(receipt.path),
-        out=Path(report.path),
+    config = load_params(params.path)
+    layout = lay_out(
+        config, Path(reports.path), predictions=predictions, metrics=metrics_json, trials=trials,
+        candidate=models,
     )  # fmt: skip
+    include(layout, Path(receipts.path))
+    for symbol in config.data.symbols:
+        files = layout.symbol(symbol)
+        stage(
+            predictions=files.predictions, metrics=files.metrics, trials=files.trials,
+            artifact=files.candidate, receipt=files.receipt, out=files.report,
+        )  # fmt: skip
 
 
 @dsl.component(**COMPONENT)
@@ -172,7 +186,7 @@ def portfolio(
     predictions: Input[List[Dataset]],  # noqa: UP006
     metrics_json: Input[List[Artifact]],  # noqa: UP006
     best_params: Input[List[Artifact]],  # noqa: UP006
-    receipts: Input[List[Artifact]],  # noqa: UP006
+    receipts: Input[Artifact],
     reports: Output[Artifact],
     figures: Output[Artifact],
     equity: Output[Dataset],
@@ -184,15 +198,16 @@ def portfolio(
     from pathlib import Path
 
     from klinecast.config import load_params
-    from klinecast.platform.kfp.artifacts import lay_out
+    from klinecast.platform.kfp.artifacts import include, lay_out
     from klinecast.stages.portfolio import PortfolioFiles
     from klinecast.stages.portfolio import portfolio as stage
 
     config = load_params(params.path)
     layout = lay_out(
         config, Path(reports.path), predictions=predictions, metrics=metrics_json,
-        best_params=best_params, receipt=receipts,
+        best_params=best_params,
     )  # fmt: skip
+    include(layout, Path(receipts.path))
     out = PortfolioFiles(Path(figures.path), Path(equity.path), Path(page.path))
     book = stage(config, files_of=layout.symbol, out=out)
     metrics.log_metric("book_return", book.model.cumulative_return)
@@ -202,7 +217,7 @@ def portfolio(
 
 
 @dsl.component(**COMPONENT)
-def deploy(params: Input[Artifact], receipts: Input[List[Artifact]], namespace: str):  # noqa: UP006
+def deploy(params: Input[Artifact], receipts: Input[Artifact], namespace: str):
     """Pins the book's InferenceService to each symbol's production version, once every symbol
     has published (`receipts` only orders it after them); outside a cluster it says so."""
     from klinecast.book import Book

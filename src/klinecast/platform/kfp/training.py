@@ -1,6 +1,7 @@
 """The training pipeline: the book's data (each symbol's candles and features), the pool, then
 for each symbol (a ParallelFor of tune.symbols_in_parallel branches at once): tune -> evaluate
--> train -> publish -> report; then the book's portfolio and one deploy of the book. Every step is a component over the
+-> train; then the book's publish (each symbol's gate among the book's: Holm over their
+p-values), reports, portfolio and one deploy. Every step is a component over the
 stage function `dvc repro` runs.
 
 Compile with `klinecast pipeline compile` (writes training_pipeline.yaml next to this file);
@@ -28,25 +29,38 @@ TUNE_CPUS = str(DEFAULTS["tune"]["workers"])
 
 
 def symbol_research(params, book, symbol) -> dict:
-    """One symbol: tune, evaluate, train, publish (and the gate), report; returns the outputs
-    the book's portfolio reads."""
+    """One symbol: tune, evaluate, train; returns the outputs the book's steps read."""
     tuned = share_study(c.tune(params=params, book=book, symbol=symbol))
     tuned.set_cpu_request(TUNE_CPUS).set_memory_limit("4Gi")
     best = tuned.outputs["best_params"]
-    # the study's storage counts how often the out-of-sample span has been evaluated
-    evaluation = share_study(c.evaluate(params=params, book=book, symbol=symbol, best_params=best))
+    # the registry records each look at the out-of-sample span
+    evaluation = with_s3(c.evaluate(params=params, book=book, symbol=symbol, best_params=best))
     metrics = evaluation.outputs["metrics_json"]
     trained = c.train(params=params, book=book, symbol=symbol, best_params=best, metrics_json=metrics)
-    published = with_s3(c.publish(params=params, symbol=symbol, model=trained.outputs["model"]))
-    c.report(
-        predictions=evaluation.outputs["predictions"], metrics_json=metrics,
-        trials=tuned.outputs["trials"], model=trained.outputs["model"],
-        receipt=published.outputs["receipt"],
-    )  # fmt: skip
     return {
         "predictions": evaluation.outputs["predictions"], "metrics_json": metrics,
-        "best_params": best, "receipts": published.outputs["receipt"],
+        "best_params": best, "trials": tuned.outputs["trials"], "models": trained.outputs["model"],
     }  # fmt: skip
+
+
+def book_release(params, outputs: dict, namespace):
+    """The book: publish (each symbol's gate among the book's), the reports, the portfolio and
+    one deploy, each over every symbol's outputs."""
+    def collected(*names):  # (a Collected per consumer: KFP's compiler takes none twice)
+        return {name: dsl.Collected(outputs[name]) for name in names}
+
+    published = with_s3(c.publish(params=params, **collected("models")))
+    receipts = published.outputs["receipts"]
+    c.report(
+        params=params, receipts=receipts,
+        **collected("predictions", "metrics_json", "trials", "models"),
+    )  # fmt: skip
+    c.portfolio(
+        params=params, receipts=receipts,
+        **collected("predictions", "metrics_json", "best_params"),
+    )  # fmt: skip
+    deploy = with_s3(c.deploy(params=params, receipts=receipts, namespace=namespace))
+    deploy.set_caching_options(False)
 
 
 @dsl.pipeline(
@@ -65,11 +79,4 @@ def training_pipeline(values: dict):
     pooled.set_cpu_request(TUNE_CPUS).set_memory_limit("4Gi")
     with each_symbol(symbols, "symbol-research") as symbol:
         outputs = symbol_research(params, pooled.outputs["book"], symbol)
-    c.portfolio(params=params, **{name: dsl.Collected(o) for name, o in outputs.items()})
-    deploy = with_s3(
-        c.deploy(
-            params=params, receipts=dsl.Collected(outputs["receipts"]),
-            namespace=values["namespace"],
-        )
-    )  # fmt: skip
-    deploy.set_caching_options(False)
+    book_release(params, outputs, values["namespace"])
