@@ -118,13 +118,13 @@ pipeline-submit: $(SETUP)
 
 # The main job. It changes no tracked file but dvc.lock (and data.dvc when new data arrived);
 # a second run with nothing new is a no-op. To try other params without editing params.yaml:
-# `dvc exp run -S key=value` (README, "Trying other params").
+# `dvc exp run -S key=value` (docs/getting-started.md#trying-other-params).
 run: data
 	dvc repro
 
 # The main job on another params file, in a git worktree of HEAD under build/example (this
 # checkout and its params.yaml stay as they are; the outputs are in build/example/reports):
-#   make run-example                                    the five symbols (README: several symbols)
+#   make run-example                                    the five symbols (docs/concepts.md#several-symbols)
 #   make run-example EXAMPLE=examples/seed-params.yaml  any other params file
 EXAMPLE ?= examples/five-symbols.yaml
 EXAMPLE_DIR := $(CURDIR)/build/example

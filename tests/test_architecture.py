@@ -2,6 +2,10 @@
 
 Every import counts here, also those inside functions and under `if TYPE_CHECKING:`: a lazy
 import is still a dependency, only a later one.
+
+The packages by stage, no stage importing a later one, no import cycle between modules or stages
+(every import counts, lazy ones too), a docstring in every module; and that each check sees a
+planted violation.
 """
 
 import ast

@@ -94,19 +94,19 @@ def test_app_params_is_the_repos(images):
     assert shown == (REPO / "params.yaml").read_text()
 
 
-def test_the_images_stay_within_the_size_readme_states(images):
+def test_the_images_stay_within_the_size_the_docs_state(images):
     stated = {
         name: float(size.replace(",", ""))
         for name, size in re.findall(
             r"^\| (pipeline|serving) image \| ([\d,.]+) MB \|",
-            (REPO / "README.md").read_text(),
+            (REPO / "docs/deploying.md").read_text(),
             re.M,
         )
     }
-    assert set(stated) == {"pipeline", "serving"}, "README states both image sizes"
+    assert set(stated) == {"pipeline", "serving"}, "docs/deploying.md states both image sizes"
     for name in stated:
         megabytes = images[name]["bytes"] / 1e6
-        assert megabytes <= 1.10 * stated[name], f"{name}: {megabytes:.0f} MB > 110 % of README"
+        assert megabytes <= 1.10 * stated[name], f"{name}: {megabytes:.0f} MB > 110 % of docs/deploying.md"
 
 
 def container_flags(container: dict, pod: dict) -> list[str]:

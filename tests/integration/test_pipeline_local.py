@@ -1,4 +1,8 @@
-"""The whole training pipeline, run by kfp.local on the mirror (served over HTTP), small config."""
+"""The whole training pipeline, run by kfp.local on the mirror (served over HTTP), small config.
+
+The whole training pipeline through `kfp.local` on the mirror (2 tuning workers on one study,
+every task's outputs, publish and deploy), and bad params stopping it at its first step.
+"""
 
 import json
 import os

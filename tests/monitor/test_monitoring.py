@@ -1,4 +1,10 @@
-"""Live monitoring: PSI, the retrain rule and its cooldown, outputs, and the trigger targets."""
+"""Live monitoring: PSI, the retrain rule and its cooldown, outputs, and the trigger targets.
+
+PSI, the retrain rule and its cooldown (parametrized), the outputs (the Prometheus file is
+parsed back), stuck intents, halts and reconcile differences reported, drift on real feature
+rows, and the triggers against a local GitLab trigger endpoint, the local KFP API endpoint and a
+real command.
+"""
 
 import base64
 import datetime as dt

@@ -1,5 +1,10 @@
 """The kustomize overlays, rendered offline: every object validated, the container policy held,
-RBAC as small as it can be, and only the trader admitted to the model."""
+RBAC as small as it can be, and only the trader admitted to the model.
+
+Both overlays rendered with `kubectl kustomize` and validated (strict kubernetes-validate, the
+CRD schemas), the container policy, RBAC, the NetworkPolicy, Secret references, dev vs prod,
+`.ci/pin-images`.
+"""
 
 import copy
 import re

@@ -1,4 +1,8 @@
-"""The InferenceService manifest, the serving image's Dockerfile, and what serving imports."""
+"""The InferenceService manifest, the serving image's Dockerfile, and what serving imports.
+
+The InferenceService against the CRD schema (and that the check can fail), stale manifests,
+container policy, the Dockerfile's targets and stages.
+"""
 
 import copy
 import re

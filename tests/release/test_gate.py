@@ -1,5 +1,10 @@
 """The publish gate: each of its three conditions alone refuses a model, and says why; every
-declared baseline must be beaten (an intersection-union test on the largest p-value)."""
+declared baseline must be beaten (an intersection-union test on the largest p-value).
+
+Each of the gate's conditions alone refuses a model (the excess over any one declared baseline,
+the largest p-value, NaN included, too few splits, too few features, no trade) and says which;
+four p-values of 0.04 pass (no correction), and every baseline is listed with its verdict.
+"""
 
 import dataclasses
 import math

@@ -1,3 +1,11 @@
+"""Fold counts and edge cases, no leakage (label timing per fold, the purge for multi-hour labels,
+and poisoned test-period candles that must not change predictions), fee and slippage arithmetic
+and before/after-cost metrics against hand-computed examples, the baselines (the trend rule by
+hand, decided once a day, without look-ahead; the volatility target's exposure; the baselines
+each side declares), a skipped fold held flat and counted, the rule's book carried across folds,
+determinism.
+"""
+
 import dataclasses
 import datetime as dt
 

@@ -19,6 +19,12 @@ that never trades scores 0, below the best of 16 lucky ones): an earlier version
 bounded the loss by 5 % and the changes by 50, and the chosen rule changed position 98 times
 in the quarter (10.8 % in costs) and happened to gain 12.7 % after them. No bound on the loss
 holds by construction; the refusal does, and so does the absence of an edge before costs.
+
+The whole modeling chain on a driftless random walk (the default features, levers and objective,
+smaller trees and fewer trials for time): the gate refuses, the largest p-value is not
+significant, and the return before costs lies within three standard deviations of the noise (no
+leak; the docstring says why no bound on the loss after costs holds by construction: the search
+picks its luckiest trial, and it trades).
 """
 
 import json

@@ -1,4 +1,11 @@
-"""The statistics that tell an edge from luck, against known answers."""
+"""The statistics that tell an edge from luck, against known answers.
+
+The Wilson interval against statsmodels, the probabilistic Sharpe against its formula, the
+deflated Sharpe's luck bar against a Monte Carlo of the best of N trials, the deflated Sharpe in
+sample against out of sample (a true Sharpe of 2 passes about half the time on four in-sample
+years, one time in seven on five months), and the bootstrap p-value on series with and without
+an edge.
+"""
 
 import math
 

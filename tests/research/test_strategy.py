@@ -1,4 +1,8 @@
-"""The trading rule: sides, hysteresis, minimum hold, and one function for every caller."""
+"""The trading rule: sides, hysteresis, minimum hold, and one function for every caller.
+
+The rule's sides, bands, hysteresis, minimum hold and decision cadence, and that one decision at
+a time from a ledger's book equals the backtest's single pass.
+"""
 
 import numpy as np
 import pytest

@@ -1,6 +1,13 @@
 """`klinecast features sync` into a real Redis through Feast: from the mirror's archives over
 HTTP and from a Binance REST endpoint, idempotent, equal to training's features, and intact
-when Redis or the exchange fails midway."""
+when Redis or the exchange fails midway.
+
+`klinecast features sync` into a real Redis through Feast, from the mirror's archives over HTTP
+and from a Binance REST endpoint: idempotent, equal to training's rows, an exchange failure that
+writes nothing, Redis lost midway (a TCP cut-off in front of Redis) with the rows written kept
+and the gap filled by the next sync, the command's exit codes, and `feast apply` on
+`feature_repo/`.
+"""
 
 import numpy as np
 import pandas as pd

@@ -11,6 +11,15 @@ After every case the orders at the stand-in equal the ledger's filled orders, on
 order id, the ledger's position equals the exchange's, and the exchange never holds more than
 the cap. $KLINECAST_FAULT_TRIALS sets the number of concurrent trials (default 3; the closing
 note's fault run used 20).
+
+The paths that once left the exchange holding twice what the ledger recorded, against the
+Binance stand-in (its documented client-id reuse rule, and the stricter one) and PostgreSQL: the
+trader killed at each step of an order (held there by a table lock or the stand-in), then run in
+the same hour or the next; an order POST failing after the exchange booked it (5xx, an HTML 200,
+a read timeout); two cycles of one hour at once on a fresh database ($KLINECAST_FAULT_TRIALS
+trials, 3 by default); a second cycle that gives up (busy, exit 4); a difference with the
+exchange halting until `trade resolve`. After every case the stand-in's orders equal the
+ledger's, one per client id, and the exchange holds no more than the cap.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 manifests, the pipelines and Katib's trials all refer to them through here.
 
 A Secret template (in manifests/base) lists its keys and holds no values; `kubectl create
-secret` fills them (README, "Deploying to Kubeflow").
+secret` fills them (docs/deploying.md).
 """
 
 from __future__ import annotations

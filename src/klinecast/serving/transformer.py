@@ -8,7 +8,7 @@ metadata, is `models`.
 
 One transformer answers for every configured symbol. A request may name several symbols (V1
 instances, a V2 BYTES tensor); they are answered in order, and one symbol that cannot be
-answered fails the whole request, naming it (README: why no partial results).
+answered fails the whole request, naming it (docs/decisions.md#why-no-partial-results).
 
 Requests are answered from a cache per (symbol, candle, model version), or per (window,
 model version) for candles, when the same question was asked before, without the store or the
