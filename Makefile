@@ -22,7 +22,7 @@ INGEST_FLAGS ?= --base-url $(MIRROR) --end $(MIRROR_END)
 endif
 endif
 
-.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test lint docs validate-manifests \
+.PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test test-fast lint docs validate-manifests \
 	bench bench-tune bench-workers bench-serve bench-faults bench-trader-faults fuzz-serving bench-pipeline bench-compare bench-power clean
 
 # Debian packages the tests use, installed only when missing:
@@ -154,8 +154,16 @@ validate-manifests: $(SETUP)
 docs: $(SETUP)
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
 
+# Two workers, a test module each at a time (pytest-xdist): most tests wait on servers and
+# subprocesses, so two share the two cores well; a module's fixtures stay in one process.
 test: lint docs
-	pytest
+	pytest -n 2 --dist loadfile
+
+# For development: the suite without the end-to-end jobs and the slow studies (markers e2e and
+# slow, pyproject.toml); `make test` and .ci/run still run everything.
+test-fast: $(SETUP)
+	ruff check src tests benchmarks
+	pytest -m "not e2e and not slow"
 
 # Both images built for real with Debian's podman, as root, on a local Debian base (.ci/images):
 # podman, buildah, debootstrap and runc are installed when missing.

@@ -4,9 +4,6 @@ and the lint and test jobs run for real with the shell executor.
 The test job runs `make test`, the README's test command. Here it runs with PYTEST_ADDOPTS
 naming a few tests (the mirror over HTTP, a PostgreSQL ledger, the config), because the whole
 suite is what is running this very test.
-
-`.gitlab-ci.yml` through gitlab-ci-local (schema, DAG, `rules: changes`, the lint, test and
-pipeline jobs run for real).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from tests.support.paths import REPO
 from tests.support.tcp_relay import TcpRelay
 
 # a cold `make images` (debootstrap, two builds) may take longer than the suite's 600 s per test
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(1800)]
 IMAGES = REPO / "build" / "images"
 PIPELINE, SERVING = "localhost/klinecast/pipeline:dev", "localhost/klinecast/serving:dev"
 #: Environment values and history lines that would be a leaked credential.
@@ -274,8 +274,17 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
         # readiness probes do, or the first request races the predictor's start-up.
         for port in (predictor_port, transformer_port):
             wait_until_ready(f"http://127.0.0.1:{port}/v2/health/ready", predictor, container)
-        one = requests.post(f"{base}/v1/models/{name}:predict", json=v1_request(window), timeout=30)
-        two = requests.post(f"{base}/v2/models/{name}/infer", json=v2_request(window), timeout=30)
+        # the book's service: candles name their symbol (V1 beside instances, V2 in parameters)
+        one = requests.post(
+            f"{base}/v1/models/{name}:predict",
+            json={"symbol": "BTCUSDT"} | v1_request(window),
+            timeout=30,
+        )
+        two = requests.post(
+            f"{base}/v2/models/{name}/infer",
+            json={"parameters": {"symbol": "BTCUSDT"}} | v2_request(window),
+            timeout=30,
+        )
         by_symbol = requests.post(
             f"{base}/v1/models/{name}:predict",
             json={"instances": [{"symbol": "BTCUSDT"}]},

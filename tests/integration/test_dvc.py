@@ -16,7 +16,7 @@ from tests.support.paths import REPO
 
 BIN = Path(sys.executable).parent
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 DATA_TARGETS = ("data.dvc", "candles", "reference", "features")  # the model stages have not run here
 #: What the shared stages write without cross-asset features or pooling: the same every time.
 SHARED = ("data/reference.parquet", "reports/pool.json")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.paths import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def install_commands(dockerfile: Path, target: str) -> list[str]:

@@ -18,7 +18,7 @@ from tests.support.helpers import explain
 from tests.support.paths import REPO, SHARED
 
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def run(argv, *, cwd: Path) -> str:

@@ -20,7 +20,7 @@ from tests.support.helpers import explain
 from tests.support.paths import REPO
 
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SMALL = yaml.safe_load((REPO / "examples/small-params.yaml").read_text())
 

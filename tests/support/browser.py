@@ -32,24 +32,51 @@ class Visit:
     broken_images: int = 0
 
 
-def visit(page_file: Path, *, screenshot: Path, count: tuple[str, ...] = ()) -> Visit:
+def visit(
+    page_file: Path | str, *, screenshot: Path, count: tuple[str, ...] = (), origin: str = ""
+) -> Visit:
     """Opens page_file offline, waits for it to draw, takes a full-page screenshot.
 
     Args:
+        page_file: a file, or a URL under `origin`.
         count: CSS selectors whose matches are counted after drawing (e.g. "svg.main-svg").
+        origin: a loopback server the page may also reach (a site served as a host serves it).
     """
-    from playwright.sync_api import sync_playwright
+    with Browser(origin=origin) as browser:
+        return browser.visit(page_file, screenshot=screenshot, count=count)
 
-    if not CHROMIUM.is_file():
-        raise AssertionError(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
-    seen = Visit()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+
+class Browser:
+    """One headless Chromium for several visits (a launch costs seconds)."""
+
+    def __init__(self, *, origin: str = ""):
+        self.allowed = ("file:", "data:", "blob:", origin or "file:")
+
+    def __enter__(self) -> Browser:
+        from playwright.sync_api import sync_playwright
+
+        if not CHROMIUM.is_file():
+            raise AssertionError(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
+        self._playwright = sync_playwright().start()
+        self._browser = self._playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._browser.close()
+        self._playwright.stop()
+
+    def visit(
+        self, page_file: Path | str, *, screenshot: Path, count: tuple[str, ...] = ()
+    ) -> Visit:
+        """One page in a fresh tab: what visit() says."""
+        seen = Visit()
+        page = self._browser.new_page(viewport={"width": 1200, "height": 900})
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
 
             def refuse_outside(route):
-                if route.request.url.startswith(("file:", "data:", "blob:")):
+                if route.request.url.startswith(self.allowed):
                     route.continue_()
                 else:
                     seen.outside_requests.append(route.request.url)
@@ -61,7 +88,8 @@ def visit(page_file: Path, *, screenshot: Path, count: tuple[str, ...] = ()) -> 
                 "console",
                 lambda message: message.type == "error" and seen.errors.append(message.text),
             )
-            page.goto(page_file.resolve().as_uri(), wait_until="load")
+            url = page_file if isinstance(page_file, str) else page_file.resolve().as_uri()
+            page.goto(url, wait_until="load")
             page.wait_for_timeout(1000)  # vega-embed and plotly draw after load
             seen.counts = {selector: page.locator(selector).count() for selector in count}
             seen.broken_images = page.evaluate(
@@ -69,8 +97,8 @@ def visit(page_file: Path, *, screenshot: Path, count: tuple[str, ...] = ()) -> 
             )
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
-            browser.close()
-    return seen
+            page.close()
+        return seen
 
 
 def inked_share(png: Path) -> float:
