@@ -26,6 +26,7 @@ TOOLS = REPO / "build" / "ci-tools" / "node_modules" / ".bin"
 # test session's) PostgreSQL and Redis stand in for the job's `postgres` and `redis` services.
 TEST_JOB_SUBSET = " ".join(
     [
+        "-rA",  # a PASSED line per test in the summary, whether make test runs workers or not
         "tests/test_config.py",
         "tests/test_cli.py::test_stages_end_to_end_on_the_mirror",
         "tests/trader/test_trader.py::test_ledger_schema_migrates_once_and_keeps_rows",
@@ -208,6 +209,7 @@ def test_every_credential_comes_from_ci_variables():
     assert image == "$CI_REGISTRY_IMAGE/pipeline:$CI_COMMIT_SHORT_SHA"
 
 
+@pytest.mark.e2e
 def test_the_lint_and_test_jobs_pass(project, postgres, redis):
     variables = {
         "KLINECAST_TEST_POSTGRES": postgres,
@@ -222,11 +224,13 @@ def test_the_lint_and_test_jobs_pass(project, postgres, redis):
     assert not [line for line in lint if "test_trader.py" in line]  # ... and only that
     # the test job ran ruff and the chosen tests, against the given PostgreSQL
     assert "test > All checks passed!" in output
-    assert "tests/trader/test_trader.py ..  " in output
-    assert "tests/serving/test_online_sync.py .  " in output  # against the given Redis
+    assert "PASSED tests/trader/test_trader.py::test_ledger_schema_migrates_once_and_keeps_rows" in output
+    assert "PASSED tests/serving/test_online_sync.py::test_the_sync_command" in output  # given Redis
+    assert "FAILED" not in output
 
 
 @pytest.mark.integration
+@pytest.mark.e2e
 def test_the_pipeline_job_pulls_the_data_and_submits_the_commits_image(
     tmp_path, mirror_server, moto_s3
 ):

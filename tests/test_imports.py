@@ -73,6 +73,7 @@ for name in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_every_library_module_imports_alone_without_the_cli_or_what_it_does_not_need():
     # two probes side by side (the machines have two cores), each over half of the modules
     probes = [

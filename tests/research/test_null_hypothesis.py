@@ -50,6 +50,8 @@ START, IN_SAMPLE, OUT_OF_SAMPLE, REST, END = (
     "2022-05-01",
 )
 
+pytestmark = pytest.mark.slow  # whole studies on null series: about 25 s
+
 
 def hours_from_start(day: str) -> int:
     return 24 * (pd.Timestamp(day) - pd.Timestamp(START)).days

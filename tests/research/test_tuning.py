@@ -164,6 +164,7 @@ def model_and_metrics(study, features) -> tuple[bytes, bytes]:
     return bytes(trained.booster.save_raw("json")), json.dumps(card.as_dict()).encode()
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_study_model_and_metrics_twice(features, tmp_path):
     """Two processes score each batch, in whatever order they finish; the study, the chosen
     trial and the outputs are the same on every run."""
@@ -267,6 +268,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes(features, tmp_path):
     storage = f"sqlite:///{tmp_path}/crash.db"
     params_path = write_cli_params(tmp_path, storage, n_trials=30)

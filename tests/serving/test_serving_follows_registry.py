@@ -95,6 +95,7 @@ class Load:
             thread.join(timeout=60)
 
 
+@pytest.mark.slow
 def test_a_promotion_under_load_moves_answers_to_the_new_version_without_a_failure(
     artifact, second_artifact, mirror_candles, tmp_path
 ):

@@ -283,6 +283,7 @@ def test_a_second_cycle_that_waits_too_long_sends_nothing_and_says_busy(
     assert_consistent(setup, exchange)
 
 
+@pytest.mark.slow
 def test_a_difference_with_the_exchange_halts_until_an_operator_resolves_it(
     setup, exchange, trading_hour
 ):
