@@ -163,7 +163,7 @@ test: lint docs
 # slow, pyproject.toml); `make test` and .ci/run still run everything.
 test-fast: $(SETUP)
 	ruff check src tests benchmarks
-	pytest -m "not e2e and not slow"
+	pytest -n 2 --dist loadfile -m "not e2e and not slow"
 
 # Both images built for real with Debian's podman, as root, on a local Debian base (.ci/images):
 # podman, buildah, debootstrap and runc are installed when missing.
