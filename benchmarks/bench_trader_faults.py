@@ -43,7 +43,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, from the repo
 
@@ -55,7 +54,7 @@ from klinecast.trader import live  # noqa: E402
 from klinecast.trader.cycle import run_book, run_once  # noqa: E402
 from klinecast.trader.ledger import BOOKED, Ledger  # noqa: E402
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer  # noqa: E402
-from tests.support.helpers import drop_ledger, free_port, table  # noqa: E402
+from tests.support.helpers import drop_ledger, free_port, table, table_locked  # noqa: E402
 from tests.support.paths import MIRROR  # noqa: E402
 from tests.support.pg_server import postgres_url  # noqa: E402
 
@@ -213,19 +212,6 @@ def wait_until(condition, *, seconds: float = 60) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("the cycle never reached the step")
         time.sleep(0.05)
-
-
-@contextmanager
-def table_locked(url: str, name: str, mode: str):
-    engine = sa.create_engine(url)
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        connection.execute(sa.text(f"LOCK TABLE {name} IN {mode} MODE"))
-        try:
-            yield
-        finally:
-            transaction.rollback()
-    engine.dispose()
 
 
 def kill_case(candles, ledger: str, env: dict, step: str, follow: str) -> dict:

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -95,6 +96,23 @@ def table(url: str, name: str) -> list[dict]:
 
     with sa.create_engine(url).connect() as c:
         return [dict(r._mapping) for r in c.execute(sa.text(f"SELECT * FROM {name}"))]
+
+
+@contextmanager
+def table_locked(url: str, name: str, mode: str):
+    """Another session holds the table: the trader waits at its next access of that mode (an
+    EXCLUSIVE lock lets reads pass and holds writes; ACCESS EXCLUSIVE holds both)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        connection.execute(sa.text(f"LOCK TABLE {name} IN {mode} MODE"))
+        try:
+            yield
+        finally:
+            transaction.rollback()
+    engine.dispose()
 
 
 def create_remote_bucket(moto_s3: dict) -> None:

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +38,7 @@ from klinecast.research import strategy
 from klinecast.serving.offline import offline_probabilities
 from klinecast.trader.ledger import Ledger
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer
-from tests.support.helpers import NAME, RULE, drop_ledger, table, write_params
+from tests.support.helpers import NAME, RULE, drop_ledger, table, table_locked, write_params
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -121,21 +120,6 @@ def wait_until(condition, *, seconds: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the trader never reached the step"
         time.sleep(0.05)
-
-
-@contextmanager
-def table_locked(url: str, name: str, mode: str):
-    """Another session holds the table: the trader waits at its next access of that mode (an
-    EXCLUSIVE lock lets reads pass and holds writes; ACCESS EXCLUSIVE holds both)."""
-    engine = sa.create_engine(url)
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        connection.execute(sa.text(f"LOCK TABLE {name} IN {mode} MODE"))
-        try:
-            yield
-        finally:
-            transaction.rollback()
-    engine.dispose()
 
 
 def ledger_orders(setup) -> list[dict]:
