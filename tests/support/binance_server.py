@@ -461,15 +461,22 @@ class BinanceServer(LocalServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length).decode()
 
-            def do_DELETE(self):
+            def _order_request(self, method: str) -> dict | None:
+                """A signed request to /api/v3/order, its parameters read from the body (or
+                the query string); None once a fault, an unknown path or a bad signature has
+                been answered."""
                 parts = urlsplit(self.path)
-                body = self._body() or parts.query
-                server.calls.append(("DELETE", parts.path))
+                body = self._body() or (parts.query if method == "DELETE" else "")
+                server.calls.append((method, parts.path))
                 if self._faulty(parts.path):
-                    return
+                    return None
                 if parts.path != "/api/v3/order":
-                    return self._error(404, -1000, f"unknown path {parts.path}")
-                query = self._signed(body)
+                    self._error(404, -1000, f"unknown path {parts.path}")
+                    return None
+                return self._signed(body)
+
+            def do_DELETE(self):
+                query = self._order_request("DELETE")
                 if query is None:
                     return
                 with server.lock:
@@ -485,14 +492,7 @@ class BinanceServer(LocalServer):
                 self._send(200, answer)
 
             def do_POST(self):
-                parts = urlsplit(self.path)
-                body = self._body()
-                server.calls.append(("POST", parts.path))
-                if self._faulty(parts.path):
-                    return
-                if parts.path != "/api/v3/order":
-                    return self._error(404, -1000, f"unknown path {parts.path}")
-                query = self._signed(body)
+                query = self._order_request("POST")
                 if query is None:
                     return
                 with server.lock:
