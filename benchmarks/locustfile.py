@@ -27,109 +27,72 @@ BOOK = BODIES.get("book_model_name", MODEL)
 HEADERS = {"Content-Type": "application/json"}
 
 
-class TransformerUser(FastHttpUser):
+class _Post(FastHttpUser):
+    """One request per task, as fast as the server answers: a body of ENCODED[kind] to path."""
+
+    abstract = True
+    wait_time = constant(0)
+    path = f"/v1/models/{MODEL}:predict"
+    kind = ""
+    label = ""
+
+    def request(self) -> tuple[bytes, dict]:
+        return random.choice(ENCODED[self.kind]), HEADERS
+
+    @task
+    def predict(self):
+        data, headers = self.request()
+        self.client.post(self.path, data=data, headers=headers, name=self.label)
+
+
+class TransformerUser(_Post):
     """The full path: raw candles -> transformer -> predictor -> answer."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        body = random.choice(ENCODED["transformer"])
-        self.client.post(
-            f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="transformer v1"
-        )
+    kind, label = "transformer", "transformer v1"
 
 
-class CompactUser(FastHttpUser):
+class CompactUser(_Post):
     """Raw candles in V1's compact form: open times and one row of nine columns per candle."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        body = random.choice(ENCODED["compact"])
-        self.client.post(
-            f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="transformer v1 compact"
-        )
+    kind, label = "compact", "transformer v1 compact"
 
 
-class V2CompactUser(FastHttpUser):
+class V2CompactUser(_Post):
     """Raw candles in V2's compact form as JSON: open_time [n] and candles [n, 9]."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        body = random.choice(ENCODED["v2_compact"])
-        self.client.post(
-            f"/v2/models/{MODEL}/infer", data=body, headers=HEADERS, name="transformer v2 compact"
-        )
+    path, kind, label = f"/v2/models/{MODEL}/infer", "v2_compact", "transformer v2 compact"
 
 
-class BinaryUser(FastHttpUser):
+class BinaryUser(_Post):
     """Raw candles in V2's compact form as binary tensors (tritonclient's default)."""
 
-    wait_time = constant(0)
+    path, label = f"/v2/models/{MODEL}/infer", "transformer v2 binary"
 
-    @task
-    def predict(self):
+    def request(self) -> tuple[bytes, dict]:
         body, json_length = random.choice(BINARY)
-        headers = {"Content-Type": "application/octet-stream",
-                   "Inference-Header-Content-Length": json_length}  # fmt: skip
-        self.client.post(
-            f"/v2/models/{MODEL}/infer", data=body, headers=headers, name="transformer v2 binary"
-        )
+        return body, {"Content-Type": "application/octet-stream",
+                      "Inference-Header-Content-Length": json_length}  # fmt: skip
 
 
-class SymbolUser(FastHttpUser):
+class SymbolUser(_Post):
     """By symbol: the online store's features -> predictor (cached for the hour) -> answer."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        self.client.post(
-            f"/v1/models/{MODEL}:predict",
-            data=ENCODED["symbol"][0],
-            headers=HEADERS,
-            name="transformer v1 symbol",
-        )
+    kind, label = "symbol", "transformer v1 symbol"
 
 
-class PredictorUser(FastHttpUser):
+class PredictorUser(_Post):
     """The predictor alone: one feature row per request."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        body = random.choice(ENCODED["predictor"])
-        self.client.post(
-            f"/v1/models/{MODEL}:predict", data=body, headers=HEADERS, name="predictor v1"
-        )
+    kind, label = "predictor", "predictor v1"
 
 
-class MixUser(FastHttpUser):
+class MixUser(_Post):
     """Several symbols served by one service: each request one symbol, drawn from the mix."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        body = random.choice(ENCODED["mix"])
-        self.client.post(
-            f"/v1/models/{BOOK}:predict", data=body, headers=HEADERS, name="book v1 one symbol"
-        )
+    path, kind, label = f"/v1/models/{BOOK}:predict", "mix", "book v1 one symbol"
 
 
-class BatchUser(FastHttpUser):
+class BatchUser(_Post):
     """Several symbols served by one service: each request a batch of all of them."""
 
-    wait_time = constant(0)
-
-    @task
-    def predict(self):
-        self.client.post(
-            f"/v1/models/{BOOK}:predict", data=ENCODED["batch"][0], headers=HEADERS,
-            name="book v1 batch",
-        )
+    path, kind, label = f"/v1/models/{BOOK}:predict", "batch", "book v1 batch"
