@@ -229,6 +229,11 @@ class Span:
         """Midnight after the last day (exclusive)."""
         return dt.datetime.combine(self.last_day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
+    @property
+    def days(self) -> int:
+        """How many days the span holds, both ends included."""
+        return (self.last_day - self.first_day).days + 1
+
     def holds(self, index):
         """Which timestamps of a UTC index fall inside the span (a boolean array)."""
         return (index >= self.start) & (index < self.stop)
@@ -718,7 +723,7 @@ class Params(_Checked):
                 f"must give a weight to each of data.symbols ({', '.join(self.data.symbols)}) "
                 f"and no other; got {', '.join(sorted(weighted))}",
             )
-        in_sample_days = (self.split.in_sample_end - self.split.in_sample_start).days + 1
+        in_sample_days = self.split.in_sample.days
         if self.tune.holdout_days >= in_sample_days:
             yield (
                 "tune.holdout_days",

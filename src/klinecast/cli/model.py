@@ -190,9 +190,9 @@ def run_publish(args) -> int:
     from klinecast.stages.publish import publish
 
     run = StageRun(args)
+    artifacts = {s: run.files(s).candidate for s in run.book.symbols}  # the book's gate reads all
     for symbol in run.symbols:
         files = run.files(symbol)
-        artifacts = {s: run.files(s).candidate for s in run.book.symbols}
         promotion = publish(
             run.params, symbol, artifacts=artifacts, receipt=files.receipt,
             registry=args.registry,

@@ -23,7 +23,7 @@ def problems_with_params(params: Params) -> list[str]:
     problems = []
     split, data = params.split, params.data
     searched = search_params(params).split  # the span before the inner hold-out
-    days = (searched.in_sample_end - searched.in_sample_start).days + 1
+    days = searched.in_sample.days
     subject = f"the in-sample span {split.in_sample} has"
     if params.tune.holdout_days:
         subject = (
