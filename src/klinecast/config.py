@@ -558,7 +558,7 @@ class PortfolioParams(_Checked):
     """How the symbols' books combine: the share of capital each gets.
 
     The portfolio's hourly return is the weighted sum of the symbols' after-cost returns
-    (rebalanced to the weights every hour); the baselines combine the same way, and the
+    (capital split at the start, never rebalanced); the baselines combine the same way, and the
     portfolio passes its own gate (publish.gate_*), beside each symbol's.
     """
 

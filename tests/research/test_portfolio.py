@@ -17,15 +17,31 @@ def frame(start: str, hours: int, *, seed: int, drift: float = 0.0) -> pd.DataFr
     )
 
 
-def test_the_book_is_the_weighted_sum_and_a_missing_hour_is_flat():
+def test_the_book_splits_its_capital_once_and_a_missing_hour_is_flat():
+    """Never rebalanced: the book's equity is the weighted sum of the sleeves' equities, and an
+    hour's return weighs each symbol by its sleeve's share of the book at the hour's start."""
     btc = frame("2022-01-01", 48, seed=1)
     eth = frame("2022-01-02", 24, seed=2)  # listed a day later
     book = portfolio.combine({"BTC": btc, "ETH": eth}, {"BTC": 0.25, "ETH": 0.75}, ["buy_and_hold"])
     assert len(book) == 48 and list(book.columns) == ["model", "buy_and_hold"]
-    first_day, second_day = book.index[:24], book.index[24:]
-    assert np.allclose(book.loc[first_day, "model"], 0.25 * btc.loc[first_day, "strategy_return"])
-    expected = 0.25 * btc.loc[second_day, "strategy_return"] + 0.75 * eth["strategy_return"]
-    assert np.allclose(book.loc[second_day, "model"], expected)
+    for column, source in (("model", "strategy_return"), ("buy_and_hold", "buy_and_hold_return")):
+        sleeves = 0.25 * (1 + btc[source]).cumprod() + 0.75 * (1 + eth[source]).cumprod().reindex(
+            book.index
+        ).fillna(1.0)  # ETH's sleeve waits in cash for its listing
+        assert np.allclose((1 + book[column]).cumprod(), sleeves, rtol=1e-12)
+    # the second day's first hour by hand: BTC's sleeve has grown, ETH's has not
+    grown = 0.25 * (1 + btc["strategy_return"].iloc[:24]).prod()
+    hour = book.index[24]
+    by_hand = (grown * btc.loc[hour, "strategy_return"] + 0.75 * eth.loc[hour, "strategy_return"]) / (
+        grown + 0.75
+    )
+    assert book.loc[hour, "model"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_a_book_of_one_is_its_symbol_exactly():
+    btc = frame("2022-01-01", 100, seed=5)
+    book = portfolio.combine({"BTC": btc}, {"BTC": 1.0}, ["buy_and_hold"])
+    assert (book["model"].to_numpy() == btc["strategy_return"].to_numpy()).all()
 
 
 def test_book_metrics_of_a_known_series():

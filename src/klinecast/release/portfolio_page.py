@@ -168,7 +168,8 @@ def render(book: BookResult, returns: pd.DataFrame) -> str:
 {REPORT_STYLE}</head><body>
 <h1>klinecast: the book of {len(book.symbols)} symbol(s)</h1>
 <p>Out of sample {book.first_hour[:10]} .. {book.last_hour[:10]}, after costs, each symbol
-with its own model and rule, capital split as portfolio.weights says and rebalanced hourly.</p>
+with its own model and rule, capital split at the start as portfolio.weights says, each symbol's share then compounding
+on its own (never rebalanced).</p>
 <p class="{'pass' if book.gate.passed else 'fail'}">The portfolio gate <b>{verdict}</b>.
 The trader trades only the symbols whose own model passed its gate: <b>{html.escape(traded)}</b>.</p>
 <ul>{reasons}</ul>

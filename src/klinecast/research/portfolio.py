@@ -1,11 +1,14 @@
 """The book: the symbols' out-of-sample returns after costs, combined at their capital shares,
 against the baselines combined the same way.
 
-Each symbol keeps its own model, rule and costs (its evaluate stage); the book holds
-portfolio.weights of capital in each and is rebalanced to them every hour, so its hourly return
-is the weighted sum of the symbols' returns. An hour a symbol has no row (before its listing,
-or an exchange outage) counts as flat for it: its share earns nothing. The baselines combine
-the same way, and the book is tested against each with the same bootstrap as one symbol.
+Each symbol keeps its own model, rule and costs (its evaluate stage); the book splits its
+capital at the start as portfolio.weights says and never rebalances: each symbol's sleeve
+compounds on its own, so the book's equity is the weighted sum of the sleeves' equities and its
+hourly return weighs each symbol by its sleeve's share of the book at the hour's start. (A book
+rebalanced to the weights every hour would trade between the sleeves each hour, at a cost the
+symbols' returns do not carry.) An hour a symbol has no row (before its listing, or an exchange
+outage) counts as flat for it: its sleeve earns nothing. The baselines combine the same way,
+and the book is tested against each with the same bootstrap as one symbol.
 """
 
 from __future__ import annotations
@@ -48,12 +51,32 @@ def combine(
     """
     columns = {MODEL: "strategy_return"} | {name: f"{name}_return" for name in baselines}
     hours = pd.DatetimeIndex(sorted(set().union(*(p.index for p in predictions.values()))))
-    book = pd.DataFrame(0.0, index=hours, columns=list(columns))
-    for symbol, frame in predictions.items():
-        part = frame[list(columns.values())].set_axis(list(columns), axis=1)
-        book += weights[symbol] * part.reindex(hours).fillna(0.0)
+    shares = np.array([weights[symbol] for symbol in predictions], dtype=float)
+    book = pd.DataFrame(
+        {
+            column: drifting_book(
+                np.column_stack(
+                    [frame[source].reindex(hours).fillna(0.0) for frame in predictions.values()]
+                ),
+                shares,
+            )
+            for column, source in columns.items()
+        },
+        index=hours,
+    )
     book.index.name = "open_time"
     return book
+
+
+def drifting_book(returns: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """A book's hourly returns from its sleeves' (hours x sleeves), capital split by shares at
+    the start and never rebalanced: each hour weighs a sleeve by its value at the hour's start
+    over the book's. (A book of one returns its sleeve's returns exactly: its weight is 1.)"""
+    growth = np.cumprod(1.0 + returns, axis=0)
+    values = shares * np.vstack([np.ones((1, returns.shape[1])), growth])[: len(returns)]
+    total = values.sum(axis=1, keepdims=True)
+    weights = np.divide(values, total, out=np.zeros_like(values), where=total > 0)
+    return (weights * returns).sum(axis=1)
 
 
 def book_metrics(returns: np.ndarray) -> BookMetrics:

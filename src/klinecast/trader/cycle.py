@@ -745,13 +745,13 @@ def with_params(trader: Trader, **trade_changes) -> Trader:
 
 
 def book_equity(ledger: Ledger, weights: dict[str, float]) -> float:
-    """The book's equity (1 = start): each settled hour's return is the weighted sum of the
-    symbols' after-cost returns that hour, as the research's portfolio combines them."""
-    returns: dict = {}
+    """The book's equity (1 = start): capital split at the weights, never rebalanced, so the
+    weighted sum of each symbol's equity over its settled hours, as the research's portfolio
+    combines them (`research.portfolio.drifting_book`)."""
+    growth: dict[str, float] = {}
     for row in ledger.outcomes():
-        weight = weights.get(row["symbol"], 0.0)
-        returns[row["hour"]] = returns.get(row["hour"], 0.0) + weight * row["strategy_return"]
-    return float(np.prod([1.0 + r for r in returns.values()])) if returns else 1.0
+        growth[row["symbol"]] = growth.get(row["symbol"], 1.0) * (1.0 + row["strategy_return"])
+    return float(sum(share * growth.get(symbol, 1.0) for symbol, share in weights.items()))
 
 
 @dataclass(frozen=True)
