@@ -1,6 +1,7 @@
 """Serving benchmark: locust (headless CLI) against the real servers, and the in-process floor.
 
-Paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latency and failures:
+Paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latency and failures (as
+fast as the server answers, except the *_at_rate paths):
   predictor        HTTP V1 to the XGBoost predictor, one feature row per request;
   symbol           HTTP V1 to the transformer by symbol: the online store (Redis, through
                    Feast), the hour's cached answer after its first request;
@@ -12,6 +13,8 @@ Paths, at a fixed user count, each reporting requests/s, p50/p95/p99 latency and
                      v2_json      V2 open_time INT64 [n] + candles FP64 [n, 9], JSON;
                      v2_binary    the same as binary tensors (tritonclient's default);
   *_uncached       the same with the transformer's cache off: every request computes and asks;
+  *_at_rate        by symbol at 1,000 requests/s and V2 binary candles at 300 offered (AT_RATE):
+                   the latency at the issue's target rates, where the others show saturation;
   in_process       the same work as the candle paths as a plain function call (features +
                    booster.predict), the floor.
 Beside them, `parse_ms`: what reading one body costs in process, for each form and for the way
@@ -66,6 +69,11 @@ from klinecast.serving.client import (
     v2_request,
 )
 from klinecast.serving.local import LocalServing
+
+#: The latency targets are for a rate: the issue's p99 at the rate it asks for. At saturation a
+#: closed loop's latency is its user count over its rate (Little's law), set by the benchmark's
+#: 16 users, not by the server; so these paths offer the target rate and read p99 there.
+AT_RATE = {"symbol_at_rate": 1000.0, "candles_v2_binary_at_rate": 300.0}
 
 
 def free_port() -> int:
@@ -199,7 +207,11 @@ def drop_project(settings) -> None:
             client.delete(key)
 
 
-def run_locust(user_class: str, host: str, bodies_path: Path, *, users: int, seconds: int) -> dict:
+def run_locust(
+    user_class: str, host: str, bodies_path: Path, *, users: int, seconds: int, rate: float = 0
+) -> dict:
+    """One path under locust: as fast as the server answers, or offering `rate` requests/s in
+    all (each user rate/users)."""
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "stats"
         locust = Path(sys.executable).parent / "locust"
@@ -224,7 +236,7 @@ def run_locust(user_class: str, host: str, bodies_path: Path, *, users: int, sec
                 "--loglevel",
                 "WARNING",
             ],
-            env={**os.environ, "BENCH_BODIES": str(bodies_path)},
+            env={**os.environ, "BENCH_BODIES": str(bodies_path), "BENCH_USER_RATE": str(rate / users)},
             check=False,
             capture_output=True,
             timeout=seconds + 60,
@@ -330,6 +342,8 @@ def main() -> int:
             ("candles_v1_compact", serving, "CompactUser", "transformer_url"),
             ("candles_v2_json", serving, "V2CompactUser", "transformer_url"),
             ("candles_v2_binary", serving, "BinaryUser", "transformer_url"),
+            ("symbol_at_rate", serving, "SymbolUser", "transformer_url"),
+            ("candles_v2_binary_at_rate", serving, "BinaryUser", "transformer_url"),
             ("candles_v1_objects_uncached", uncached, "TransformerUser", "transformer_url"),
             ("candles_v2_binary_uncached", uncached, "BinaryUser", "transformer_url"),
         ]
@@ -339,7 +353,7 @@ def main() -> int:
                     if used is servers:
                         results[path] = run_locust(
                             user, getattr(servers, url), bodies_path,
-                            users=args.users, seconds=args.seconds,
+                            users=args.users, seconds=args.seconds, rate=AT_RATE.get(path, 0),
                         )  # fmt: skip
                         print(f"{path:13s}", results[path], flush=True)
         if (args.book / "models").is_dir():
@@ -410,11 +424,13 @@ def main() -> int:
             ),
         },
         "parse_ms": parsing,
+        # the rate at saturation; p99 while the target rate is offered, and that it was served
+        "offered_rps": AT_RATE,
         "targets": {
             "symbol_rps_at_least_1000": results["symbol"]["rps"] >= 1000,
-            "symbol_p99_below_25ms": results["symbol"]["p99_ms"] < 25,
+            "symbol_p99_below_25ms_at_1000": _at_rate(results, "symbol_at_rate", 25),
             "candles_binary_rps_at_least_300": results["candles_v2_binary"]["rps"] >= 300,
-            "candles_binary_p99_below_50ms": results["candles_v2_binary"]["p99_ms"] < 50,
+            "candles_binary_p99_below_50ms_at_300": _at_rate(results, "candles_v2_binary_at_rate", 50),
             "zero_failures": all(r["failures"] == 0 for r in results.values()),
         },
     }
@@ -422,6 +438,12 @@ def main() -> int:
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(json.dumps({k: document[k] for k in ("ratios_vs_in_process", "levers", "parse_ms", "targets")}, indent=2))
     return 0
+
+
+def _at_rate(results: dict, path: str, p99_ms: float) -> bool:
+    """path served (within 2 %) the rate offered to it, with a p99 under p99_ms."""
+    served = results[path]["rps"] >= 0.98 * AT_RATE[path]
+    return served and results[path]["p99_ms"] < p99_ms
 
 
 def _ratio(results: dict, path: str, against: str) -> float:

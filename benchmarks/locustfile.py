@@ -9,7 +9,7 @@ import json
 import os
 import random
 
-from locust import FastHttpUser, constant, task
+from locust import FastHttpUser, constant, constant_throughput, task
 
 BODIES = json.load(open(os.environ["BENCH_BODIES"]))  # noqa: SIM115
 MODEL = BODIES["model_name"]
@@ -25,13 +25,17 @@ BINARY = [(base64.b64decode(b["body"]), str(b["json_length"])) for b in BODIES.g
 #: the five-symbol service's name (bench_serve.py's book case)
 BOOK = BODIES.get("book_model_name", MODEL)
 HEADERS = {"Content-Type": "application/json"}
+#: requests/s each user offers ($BENCH_USER_RATE, bench_serve.py's at-rate runs); unset: as fast
+#: as the server answers (a closed loop at saturation)
+USER_RATE = float(os.environ.get("BENCH_USER_RATE") or 0)
 
 
 class _Post(FastHttpUser):
-    """One request per task, as fast as the server answers: a body of ENCODED[kind] to path."""
+    """One request per task, a body of ENCODED[kind] to path: as fast as the server answers, or
+    at USER_RATE requests/s per user."""
 
     abstract = True
-    wait_time = constant(0)
+    wait_time = constant_throughput(USER_RATE) if USER_RATE else constant(0)
     path = f"/v1/models/{MODEL}:predict"
     kind = ""
     label = ""
