@@ -45,6 +45,8 @@ FEAST_S3_ENDPOINT_URL = "FEAST_S3_ENDPOINT_URL"
 #: Where a process finds the Kubernetes API: in a pod, else a kubeconfig file.
 KUBERNETES_SERVICE_HOST = "KUBERNETES_SERVICE_HOST"
 KUBECONFIG = "KUBECONFIG"
+#: Who runs a command (a rollback's decision names them unless --by does).
+USER = "USER"
 #: GitLab CI's short commit sha, in a run's default name.
 CI_COMMIT_SHORT_SHA = "CI_COMMIT_SHORT_SHA"
 

@@ -7,23 +7,14 @@ import uuid
 
 import boto3
 import pytest
-import xgboost as xgb
 import yaml
 
 from klinecast.cli import main
 from klinecast.release import registry
 from tests.support.helpers import write_params
-from tests.support.model_fixtures import scorecard, small_metadata
+from tests.support.model_fixtures import small_artifact
 
 DAY = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def artifact_at(path, name: str, trees: int):
-    booster = xgb.train(
-        {"objective": "binary:logistic"}, xgb.DMatrix([[0.0], [1.0]], label=[0, 1]), trees
-    )
-    registry.write_artifact(path, booster, small_metadata(model_name=name, metrics=scorecard()))
-    return path
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -41,7 +32,7 @@ def published(store, tmp_path, name: str, *, versions: int, promoted: int | None
     """versions of name, each a different model, the promoted-th (0-based) production."""
     receipts = []
     for k in range(versions):
-        folder = artifact_at(tmp_path / f"{name}-{k}", name, trees=k + 1)
+        folder = small_artifact(tmp_path / f"{name}-{k}", name, trees=k + 1)
         receipts.append(
             registry.publish(folder, store=store, model_name=name, promote=k == promoted,
                              now=DAY + dt.timedelta(hours=k))  # fmt: skip

@@ -98,6 +98,20 @@ def small_metadata(**changes) -> ArtifactMetadata:
     return ArtifactMetadata(**values | changes)
 
 
+def small_artifact(path: Path, name: str, trees: int) -> Path:
+    """A registry-ready artifact of a one-feature model named name; another tree count is
+    other bytes, so another version."""
+    import xgboost as xgb
+
+    from klinecast.release import registry
+
+    booster = xgb.train(
+        {"objective": "binary:logistic"}, xgb.DMatrix([[0.0], [1.0]], label=[0, 1]), trees
+    )
+    registry.write_artifact(path, booster, small_metadata(model_name=name, metrics=scorecard()))
+    return path
+
+
 def strategy_metrics(**changes) -> Metrics:
     """A strategy's metrics with every figure 0 (changes override)."""
     values = {f.name: 0 for f in dataclasses.fields(Metrics) if f.default is dataclasses.MISSING}

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_manifest(commands)
     serving.add_deploy(commands)
     registry.add_registry(commands)
+    registry.add_rollback(commands)
     pipeline.add_pipeline(commands)
     trade.add_trade(commands)
     monitor.add_monitor(commands)

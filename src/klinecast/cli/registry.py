@@ -1,4 +1,5 @@
-"""`klinecast registry migrate`: the registry's models under the book's names."""
+"""`klinecast registry migrate`: the registry's models under the book's names; `klinecast
+rollback SYMBOL`: a symbol's production back one version, on the registry and the cluster."""
 
 from __future__ import annotations
 
@@ -68,4 +69,61 @@ def run_migrate(args) -> int:
         )
     if refused:
         raise KlinecastError(f"{', '.join(refused)} not migrated (see above); the others were")
+    return 0
+
+
+def add_rollback(commands) -> None:
+    parser = commands.add_parser(
+        "rollback",
+        help="move a symbol's production back to its previous version (registry and cluster)",
+        description=(
+            "Point SYMBOL's production at the version it pointed at before the current one "
+            "(a second rollback goes one further back), record the decision in the registry "
+            "(who, when, from which version, why), then pin the book's InferenceService to the "
+            "production versions as `klinecast deploy` does. Outside a cluster the registry "
+            "moves and deploy says it skips; a server that follows the registry picks the "
+            "version up within its poll period. Only SYMBOL's pointer moves."
+        ),
+    )
+    parser.add_argument("symbol", help="one of data.symbols, e.g. BTCUSDT")
+    params_arg(parser)
+    parser.add_argument(
+        "--registry",
+        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
+    )
+    parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
+    parser.add_argument("--reason", default="operator rollback", help="why, for the record")
+    parser.add_argument("--by", help="who, for the record (default: $USER)")
+    parser.set_defaults(run=run_rollback)
+
+
+def run_rollback(args) -> int:
+    import os
+
+    from klinecast import environment
+    from klinecast.book import Book
+    from klinecast.config import load_params
+    from klinecast.errors import KlinecastError
+    from klinecast.platform import deploy
+    from klinecast.release import registry
+
+    book = Book(load_params(args.params))
+    symbol = args.symbol.upper()
+    if symbol not in book.symbols:
+        raise KlinecastError(f"{symbol} is not in the book ({', '.join(book.symbols)})")
+    registry_uri = args.registry or book.params.publish.registry
+    store = registry.open_store(registry_uri)
+    name = book.model_name(symbol)
+    by = args.by or os.environ.get(environment.USER) or "unknown"
+    before = registry.production(store, name)
+    pointer = registry.rollback(store, name, by=by, reason=args.reason)
+    print(f"rollback: {symbol}: production {before['version']} -> {pointer['version']} ({by})")
+    try:
+        _, done = deploy.deploy_book(book, registry_uri=registry_uri, namespace=args.namespace)
+    except KlinecastError as exc:
+        raise KlinecastError(
+            f"the registry's production of {symbol} is {pointer['version']}, but the "
+            f"cluster was not changed ({exc}); run `klinecast deploy` when it answers"
+        ) from exc
+    print(f"rollback: {done or deploy.NO_CLUSTER}")
     return 0

@@ -6,12 +6,17 @@ xgboost runtime loads from a storageUri directory) and `metadata.json`.
 Registry layout, under the registry URI:
 
     <model_name>/versions/<version>/model.json, metadata.json, _COMPLETE
-    <model_name>/production.json     {"version": ..., "uri": ...}
+    <model_name>/production.json     {"version": ..., "uri": ..., "earlier": [...]}
+    <model_name>/decisions/<time>-<action>.json   who moved production, when, from what, why
     _looks/<symbol>/<span>/<time>-<digest>.json   one evaluation of an out-of-sample span
 
 A version is immutable. `_COMPLETE` is written after every other file of the version and
 `production.json` only after that, so a failed or partial upload never sits behind the pointer;
 readers ignore versions without `_COMPLETE`.
+
+The pointer remembers the versions it pointed at before (`earlier`, newest first, up to
+EARLIER_KEPT), so `rollback` returns to the last one in one step, and a second rollback to the
+one before. Every move of the pointer is also recorded as a decision of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ POINTER_FILE = "production.json"
 #: pointer names when a server loads it (the InferenceService of several symbols names its
 #: models so, since nothing patches a version into it per symbol).
 PRODUCTION_VERSION = "PRODUCTION"
+#: How many earlier production versions a pointer remembers: how far rollback can go back.
+EARLIER_KEPT = 20
+DECISIONS = "decisions"
 
 
 class RegistryError(KlinecastError):
@@ -238,9 +246,11 @@ def publish(
     model_name: str,
     promote: bool,
     now: dt.datetime | None = None,
+    by: str = "klinecast publish",
 ) -> PublishReceipt:
     """Copies the artifact into the registry as a new version (or finds the version that holds
-    the same bytes already: publishing again adds none); moves production to it if promote.
+    the same bytes already: publishing again adds none); moves production to it if promote
+    (`move_production`: the decision recorded as by's).
 
     Raises:
         RegistryError: the artifact is incomplete or an upload failed. The production pointer
@@ -266,14 +276,98 @@ def publish(
             raise
     uri = store.uri(prefix)
     if promote:
-        pointer = {
-            "version": version,
-            "uri": uri,
-            "promoted_at": now.isoformat(),
-            "evaluation": metadata.metrics.excess_return if metadata.metrics else None,
-        }
-        store.put(f"{model_name}/{POINTER_FILE}", json.dumps(pointer, indent=2).encode())
+        evaluation = metadata.metrics.excess_return if metadata.metrics else None
+        move_production(
+            store, model_name, {"version": version, "uri": uri, "evaluation": evaluation},
+            action="promote", by=by, reason=f"passed its gate (excess return {evaluation})",
+            now=now,
+        )  # fmt: skip
     return PublishReceipt(version, uri, promote, production(store, model_name))
+
+
+def move_production(
+    store: Store, model_name: str, target: dict, *, action: str, by: str, reason: str,
+    now: dt.datetime, earlier: list[dict] | None = None,
+) -> dict:  # fmt: skip
+    """Points production at target (its version, uri, evaluation), remembering the version it
+    pointed at before (or `earlier` as given: a rollback's), and records the decision: who,
+    when, from which version to which, and why. Returns the new pointer (the current one,
+    unmoved and unrecorded, when it names target's version already).
+
+    Raises:
+        RegistryError: the registry cannot be written; the pointer is put back as it was.
+    """
+    current = production(store, model_name)
+    if current is not None and current["version"] == target["version"]:
+        return current  # already production (a rerun publishing the same bytes): no move
+    if earlier is None:
+        kept = [{k: v for k, v in current.items() if k != "earlier"}] if current else []
+        earlier = (kept + list(current.get("earlier", []) if current else []))[:EARLIER_KEPT]
+    pointer = {
+        "version": target["version"],
+        "uri": target["uri"],
+        "promoted_at": now.isoformat(),
+        "evaluation": target.get("evaluation"),
+        "earlier": earlier,
+    }
+    decision = {
+        "at": now.isoformat(), "action": action, "version": target["version"],
+        "from": current["version"] if current else None, "by": by, "reason": reason,
+    }  # fmt: skip
+    pointer_key = f"{model_name}/{POINTER_FILE}"
+    store.put(pointer_key, json.dumps(pointer, indent=2).encode())
+    try:
+        content = json.dumps(decision, indent=2).encode()
+        store.put(f"{model_name}/{DECISIONS}/{now:%Y%m%dT%H%M%S%f}-{action}.json", content)
+    except RegistryError:  # no move without its record: the pointer goes back
+        if current is None:
+            store.delete([pointer_key])
+        else:
+            store.put(pointer_key, json.dumps(current, indent=2).encode())
+        raise
+    return pointer
+
+
+def rollback(
+    store: Store, model_name: str, *, by: str, reason: str, now: dt.datetime | None = None
+) -> dict:
+    """Moves production back to the version it pointed at before the current one (a second
+    rollback goes one further back), and records the decision. Returns the new pointer.
+
+    Raises:
+        RegistryError: there is no production version, or none before it is remembered, or
+            the earlier version is no longer complete; the pointer is as it was.
+    """
+    current = production(store, model_name)
+    if current is None:
+        raise NoProductionVersion(f"{model_name} has no production version to roll back")
+    earlier = current.get("earlier") or []
+    if not earlier:
+        raise RegistryError(
+            f"{model_name}: production {current['version']} has no earlier production version "
+            "on record (promoted before the registry remembered them, or the first); promote "
+            "the version you want with `klinecast publish`"
+        )
+    target = earlier[0]
+    if target["version"] not in versions(store, model_name):
+        raise RegistryError(
+            f"{model_name}: the earlier production version {target['version']} is no longer "
+            "complete in the registry; nothing was changed"
+        )
+    return move_production(
+        store, model_name, target, action="rollback", by=by, reason=reason,
+        now=now or dt.datetime.now(dt.UTC), earlier=earlier[1:],
+    )  # fmt: skip
+
+
+def decisions(store: Store, model_name: str) -> list[dict]:
+    """Every recorded move of the model's production pointer, oldest first."""
+    found = []
+    for key in sorted(store.keys(f"{model_name}/{DECISIONS}/")):
+        raw = store.get(key)
+        if raw is not None:
+            found.append(json.loads(raw))
+    return found
 
 
 LOOKS_PREFIX = "_looks"

@@ -1,0 +1,171 @@
+"""Production's history: every move of a model's production pointer is a recorded decision
+(who, when, from which version, why), and `rollback` returns to the version before in one step,
+on a directory and on S3. `klinecast rollback SYMBOL` against a local endpoint speaking the
+Kubernetes API: the registry moves, and the book's InferenceService serves the version before."""
+
+import datetime as dt
+import uuid
+
+import boto3
+import pytest
+import yaml
+
+from klinecast.book import Book, parse_storage
+from klinecast.cli import main
+from klinecast.config import params_from_mapping
+from klinecast.platform.inference_service import inference_service, placeholder_models
+from klinecast.release import registry
+from klinecast.release.registry import NoProductionVersion, RegistryError
+from tests.support.helpers import write_params
+from tests.support.kube_api_server import KubeApiServer
+from tests.support.model_fixtures import small_artifact
+
+DAY = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+BOOK = Book(params_from_mapping({"data": {"symbols": SYMBOLS}}))
+BTC, ETH = BOOK.model_name("BTCUSDT"), BOOK.model_name("ETHUSDT")
+PATH = "/apis/serving.kserve.io/v1beta1/namespaces/klinecast/inferenceservices/klinecast"
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "local":
+        return registry.open_store(str(tmp_path / "registry"))
+    for key, value in request.getfixturevalue("moto_s3").items():
+        monkeypatch.setenv(key, value)
+    bucket = f"registry-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return registry.open_store(f"s3://{bucket}/models")
+
+
+def promote_three(store, tmp_path, name: str = "m") -> list[registry.PublishReceipt]:
+    """Three versions promoted a day apart: the first, the second, the third in production."""
+    return [
+        registry.publish(
+            small_artifact(tmp_path / f"{name}-{trees}", name, trees), store=store,
+            model_name=name, promote=True, now=DAY + dt.timedelta(days=trees),
+        )  # fmt: skip
+        for trees in (1, 2, 3)
+    ]
+
+
+def test_rollback_steps_back_one_version_at_a_time_and_every_move_is_on_record(store, tmp_path):
+    first, second, third = promote_three(store, tmp_path)
+    assert registry.production(store, "m")["version"] == third.version
+    back = registry.rollback(store, "m", by="ana", reason="p99 breach", now=DAY + dt.timedelta(days=9))
+    assert back["version"] == second.version and back["uri"] == second.uri
+    assert registry.production(store, "m")["version"] == second.version
+    registry.rollback(store, "m", by="ana", reason="still bad", now=DAY + dt.timedelta(days=10))
+    assert registry.production(store, "m")["version"] == first.version
+    with pytest.raises(RegistryError, match=f"m: production {first.version} has no earlier"):
+        registry.rollback(store, "m", by="ana", reason="again")
+    assert registry.production(store, "m")["version"] == first.version  # as it was
+    moves = [(d["action"], d["from"], d["version"], d["by"]) for d in registry.decisions(store, "m")]
+    assert moves == [
+        ("promote", None, first.version, "klinecast publish"),
+        ("promote", first.version, second.version, "klinecast publish"),
+        ("promote", second.version, third.version, "klinecast publish"),
+        ("rollback", third.version, second.version, "ana"),
+        ("rollback", second.version, first.version, "ana"),
+    ]
+    decisions = registry.decisions(store, "m")
+    assert decisions[3]["reason"] == "p99 breach" and decisions[3]["at"].startswith("2026-01-10")
+    assert "passed its gate" in decisions[0]["reason"]
+
+
+def test_publishing_production_again_moves_nothing_and_records_nothing(store, tmp_path):
+    first, second, _ = promote_three(store, tmp_path)
+    again = registry.publish(
+        tmp_path / "m-3", store=store, model_name="m", promote=True, now=DAY + dt.timedelta(days=30)
+    )  # a rerun: the same bytes, already production
+    assert len(registry.decisions(store, "m")) == 3
+    assert again.production["promoted_at"].startswith("2026-01-04")
+    assert registry.rollback(store, "m", by="b", reason="r")["version"] == second.version
+
+
+def test_a_rollback_to_a_version_no_longer_complete_changes_nothing(store, tmp_path):
+    _, second, third = promote_three(store, tmp_path)
+    store.delete([f"m/versions/{second.version}/{registry.COMPLETE_MARKER}"])
+    with pytest.raises(RegistryError, match=f"{second.version} is no longer complete"):
+        registry.rollback(store, "m", by="b", reason="r")
+    assert registry.production(store, "m")["version"] == third.version
+    assert len(registry.decisions(store, "m")) == 3
+
+
+def test_no_production_version_is_no_rollback(store):
+    with pytest.raises(NoProductionVersion, match="m has no production version to roll back"):
+        registry.rollback(store, "m", by="b", reason="r")
+
+
+@pytest.fixture()
+def book(tmp_path):
+    """A book of two on a directory registry: BTCUSDT with three promoted versions, ETHUSDT
+    one; the InferenceService pinned to the newest of each, behind a local Kubernetes API."""
+    where = tmp_path / "registry"
+    store = registry.open_store(str(where))
+    btc = promote_three(store, tmp_path, BTC)
+    eth = registry.publish(
+        small_artifact(tmp_path / "eth", ETH, 4), store=store, model_name=ETH, promote=True, now=DAY
+    )
+    isvc = inference_service(
+        service_name="klinecast", models=placeholder_models(BOOK), image="example/serving:1",
+        stale_after_minutes=15, namespace="klinecast",
+    )  # fmt: skip
+    isvc["metadata"]["resourceVersion"] = "7"
+    params = write_params(
+        tmp_path / "params.yaml", {"data": {"symbols": SYMBOLS}, "publish": {"registry": str(where)}}
+    )
+    return params, store, btc, eth, isvc
+
+
+def served(kube, component: str) -> dict[str, str]:
+    (container,) = kube.objects[PATH]["spec"][component]["containers"]
+    (models,) = [e for e in container["env"] if e["name"] == "KLINECAST_MODELS"]
+    return parse_storage(models["value"])
+
+
+def test_klinecast_rollback_moves_the_registry_and_the_cluster_for_that_symbol_only(
+    book, tmp_path, monkeypatch, capsys
+):
+    params, store, btc, eth, isvc = book
+    with KubeApiServer({PATH: isvc}) as kube:
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump(kube.kubeconfig()))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        assert main(["deploy", "--params", str(params)]) == 0  # serving the newest of each
+        assert served(kube, "predictor")["BTCUSDT"] == btc[2].uri
+        capsys.readouterr()
+        assert main(["rollback", "btcusdt", "--params", str(params), "--by", "ana"]) == 0
+        out = capsys.readouterr().out
+        assert f"rollback: BTCUSDT: production {btc[2].version} -> {btc[1].version} (ana)" in out
+        for component in ("predictor", "transformer"):
+            assert served(kube, component) == {"BTCUSDT": btc[1].uri, "ETHUSDT": eth.uri}
+    assert registry.production(store, BTC)["version"] == btc[1].version
+    assert registry.production(store, ETH)["version"] == eth.version  # untouched
+    last = registry.decisions(store, BTC)[-1]
+    assert (last["action"], last["by"], last["reason"]) == ("rollback", "ana", "operator rollback")
+
+
+def test_rollback_where_the_cluster_refuses_says_the_registry_moved_and_what_to_run(
+    book, tmp_path, monkeypatch, capsys
+):
+    params, store, btc, _, isvc = book
+    with KubeApiServer({PATH: isvc}) as kube:
+        kube.forbid_patch = True
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump(kube.kubeconfig()))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        assert main(["rollback", "BTCUSDT", "--params", str(params)]) != 0
+    error = capsys.readouterr().err
+    assert f"the registry's production of BTCUSDT is {btc[1].version}, but the cluster" in error
+    assert "run `klinecast deploy` when it answers" in error and "Traceback" not in error
+    assert registry.production(store, BTC)["version"] == btc[1].version
+
+
+def test_rollback_of_a_symbol_outside_the_book_is_refused(book, capsys):
+    params, store, btc, *_ = book
+    assert main(["rollback", "SOLUSDT", "--params", str(params)]) != 0
+    assert "SOLUSDT is not in the book (BTCUSDT, ETHUSDT)" in capsys.readouterr().err
+    assert registry.production(store, BTC)["version"] == btc[2].version
