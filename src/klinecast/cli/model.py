@@ -101,9 +101,9 @@ def add_evaluate(commands) -> None:
         help="walk-forward the best params over the out-of-sample span, against baselines",
         description=(
             "Retrain every backtest.step_days over the out-of-sample span with the tuned "
-            "hyperparameters, as the seed did, and score the model and the naive baselines "
-            "(buy-and-hold, always short, last-hour momentum, coin flip) on the same hours, "
-            "after fees."
+            "hyperparameters, and score the model and every baseline (buy-and-hold, always "
+            "short, last-hour momentum, coin flip, the trend rules, volatility targeting) on "
+            "the same hours, after costs, with the gate's bootstrap p-value against each."
         ),
     )
     stage_args(parser)
@@ -174,8 +174,11 @@ def add_publish(commands) -> None:
         description=(
             "Copy the artifact into the registry (a directory or s3://bucket/prefix) as a new "
             "immutable version. The production pointer moves only when the evaluation gate "
-            "passes: the model's out-of-sample return after fees beats publish.gate_baseline "
-            "by publish.gate_min_excess_return. A failed upload never moves the pointer."
+            "passes: out of sample and after costs, the model beats every baseline its side "
+            "could hold by more than publish.gate_min_excess_return, the largest of their "
+            "p-values (Holm-adjusted across the book) is at most publish.gate_max_p_value, and "
+            "the model is not degenerate. A failed upload never moves the pointer; the move "
+            "is recorded as a decision (`klinecast rollback` steps back)."
         ),
     )
     stage_args(parser)
