@@ -29,6 +29,8 @@ BINANCE_API_SECRET = "BINANCE_API_SECRET"
 PIPELINE_IMAGE = "KLINECAST_PIPELINE_IMAGE"
 #: Why a local retrain command was started (the monitor sets it for the command).
 RETRAIN_REASON = "KLINECAST_RETRAIN_REASON"
+#: Which symbol's model decayed (set with the reason).
+RETRAIN_SYMBOL = "KLINECAST_RETRAIN_SYMBOL"
 #: GitLab's pipeline trigger token (the monitor's gitlab: retrain target).
 GITLAB_TRIGGER_TOKEN = "GITLAB_TRIGGER_TOKEN"
 #: The book's models, SYMBOL=URI[,SYMBOL=URI...] (`klinecast.book.storage_string`): what both

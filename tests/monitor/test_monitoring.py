@@ -68,7 +68,7 @@ def test_retrain_rule_and_cooldown(correct, trades, last_hours_ago, fires):
     assert decision.retrain is fires, decision.reason
 
 
-def seed_ledger(url: str, correct: list[bool]) -> None:
+def seed_ledger(url: str, correct: list[bool], *, symbol: str = "BTCUSDT") -> None:
     ledger = Ledger(url)
     ledger.migrate()
     equity = 1.0
@@ -76,9 +76,9 @@ def seed_ledger(url: str, correct: list[bool]) -> None:
         hour = (START + pd.Timedelta(hours=i)).to_pydatetime()
         ret = 0.002 if right else -0.002
         equity *= 1 + ret
-        ledger.record_prediction(hour, symbol="BTCUSDT", prob_up=0.6, target=1, status="traded")
+        ledger.record_prediction(hour, symbol=symbol, prob_up=0.6, target=1, status="traded")
         ledger.record_outcome(
-            {"hour": hour, "symbol": "BTCUSDT", "close": 1.0, "next_close": 1.0, "actual_up": right, "target": 1,
+            {"hour": hour, "symbol": symbol, "close": 1.0, "next_close": 1.0, "actual_up": right, "target": 1,
              "correct": right, "strategy_return": ret, "market_return": ret},
             equity_row={"hour": hour, "equity": equity, "buy_and_hold": equity},
         )  # fmt: skip
@@ -115,6 +115,32 @@ def test_monitor_writes_outputs_and_triggers_once_per_cooldown(tmp_path, monkeyp
     (png,) = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     width, height = struct.unpack(">II", base64.b64decode(png)[16:24])  # the IHDR chunk
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" and width > 500 and height > 300
+
+
+def test_each_symbol_has_its_own_cooldown_and_its_trigger_names_it(tmp_path, monkeypatch, capsys):
+    """Both symbols decayed: both fire (one's retrain delays no other's), each told which;
+    then each waits out its own cooldown. A cooldown from before symbols had their own (the
+    book's one state) still holds."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    monkeypatch.setenv("KLINECAST_LEDGER_URL", url)
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        seed_ledger(url, [True] * 10 + [False] * 14, symbol=symbol)
+    params = write_params(tmp_path / "params.yaml", {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}})
+    marker = tmp_path / "fired"
+    write = f"open('{marker}', 'a').write(os.environ['KLINECAST_RETRAIN_SYMBOL'] + ' ')"
+    argv = ["monitor", "--params", str(params), "--out-dir", str(tmp_path / "out")]
+    argv += ["--features", str(tmp_path / "none.parquet")]
+    argv += ["--trigger", f'local:{sys.executable} -c "import os; {write}"']
+    Ledger(url).set_state(monitoring.RETRAIN_STATE, "2021-12-02T23:00:00+00:00")  # the old key
+    assert main([*argv, "--now", "2021-12-03T00:00:00Z"]) == 0
+    assert not marker.exists() and capsys.readouterr().out.count("cooldown") == 2
+    assert main([*argv, "--now", "2021-12-04T00:00:00Z"]) == 0
+    assert marker.read_text() == "BTCUSDT ETHUSDT "
+    assert main([*argv, "--now", "2021-12-04T05:00:00Z"]) == 0  # each within its own cooldown
+    assert marker.read_text() == "BTCUSDT ETHUSDT "
+    ledger = Ledger(url)
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        assert ledger.get_state(monitoring.retrain_state_key(symbol)).startswith("2021-12-04T00")
 
 
 def monitor_traded_hours(tmp_path, monkeypatch, traded: int) -> pd.DataFrame:
@@ -203,29 +229,33 @@ def test_gitlab_trigger_speaks_the_pipeline_trigger_api(monkeypatch):
         project = f"{server.url}/api/v4/projects/42"
         monkeypatch.setenv("GITLAB_TRIGGER_TOKEN", "trigger-token")
         assert (
-            retrain.trigger(f"gitlab:{project}@main", reason="58 %") == "GitLab pipeline 77 on main"
+            retrain.trigger(f"gitlab:{project}@main", reason="58 %", symbol="BTCUSDT")
+            == "GitLab pipeline 77 on main"
         )
         path, body = _GitLab.received[-1]
         assert path == "/api/v4/projects/42/trigger/pipeline"
         assert body["ref"] == ["main"] and body["variables[RETRAIN_REASON]"] == ["58 %"]
+        assert body["variables[RETRAIN_SYMBOL]"] == ["BTCUSDT"]
         monkeypatch.setenv("GITLAB_TRIGGER_TOKEN", "wrong")
         with pytest.raises(KlinecastError, match="GitLab refused the trigger: HTTP 404"):
-            retrain.trigger(f"gitlab:{project}@main", reason="x")
+            retrain.trigger(f"gitlab:{project}@main", reason="x", symbol="BTCUSDT")
 
 
 def test_kfp_trigger_submits_a_training_run(monkeypatch):
     with KfpApiServer() as server:
-        fired = retrain.trigger(f"kfp:{server.url}", reason="x")
+        fired = retrain.trigger(f"kfp:{server.url}", reason="x", symbol="BTCUSDT")
         (run,) = server.bodies("POST", "/apis/v2beta1/runs")
-        assert fired == f"KFP run retrain (run-1) in experiment klinecast on {server.url}"
-        assert run["display_name"] == "retrain"
+        assert fired == f"KFP run retrain-btcusdt (run-1) in experiment klinecast on {server.url}"
+        assert run["display_name"] == "retrain-btcusdt"
 
 
 def test_unknown_target_and_failing_command_are_clear():
     with pytest.raises(KlinecastError, match="unknown retrain target"):
-        retrain.trigger("email:ops@example.com", reason="x")
+        retrain.trigger("email:ops@example.com", reason="x", symbol="BTCUSDT")
     with pytest.raises(KlinecastError, match="exited 3"):
-        retrain.trigger(f"local:{sys.executable} -c 'raise SystemExit(3)'", reason="x")
+        retrain.trigger(
+            f"local:{sys.executable} -c 'raise SystemExit(3)'", reason="x", symbol="BTCUSDT"
+        )
 
 
 def test_the_monitor_reports_stuck_intents_halts_and_reconcile_differences(

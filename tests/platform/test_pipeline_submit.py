@@ -100,8 +100,10 @@ def test_the_retrain_trigger_submits_the_compiled_pipeline(kfp_api):
     from klinecast.platform import retrain
     from klinecast.platform.kfp.runs import compiled
 
-    started = retrain.trigger(f"kfp:{kfp_api.url}", reason="accuracy 40 % < 60 %")
-    assert started.startswith("KFP run retrain")
+    started = retrain.trigger(
+        f"kfp:{kfp_api.url}", reason="accuracy 40 % < 60 %", symbol="ETHUSDT"
+    )
+    assert started.startswith("KFP run retrain-ethusdt")
     (run,) = kfp_api.bodies("POST", "/apis/v2beta1/runs")
     spec, _ = yaml.safe_load_all(compiled("training").read_text())
     assert run["pipeline_spec"]["pipeline_spec"] == spec

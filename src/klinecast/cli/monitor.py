@@ -15,10 +15,12 @@ def add_monitor(commands) -> None:
         description=(
             "Read the ledger and write monitor.json, monitor.html (plots) and metrics.prom "
             "(Prometheus text format) into --out-dir. When fewer than trade.retrain_min_accuracy "
-            "of the last trade.retrain_window trades were right, and no retrain fired within "
-            "trade.retrain_cooldown_hours, fire --trigger: local:<command>, kfp:<KFP host> "
-            "(a training run) or gitlab:<project API URL>@<ref> (a pipeline trigger; token in "
-            "$GITLAB_TRIGGER_TOKEN)."
+            "of a symbol's last trade.retrain_window trades were right, and no retrain fired "
+            "for that symbol within trade.retrain_cooldown_hours (each symbol has its own), "
+            "fire --trigger for it: local:<command> ($KLINECAST_RETRAIN_SYMBOL and "
+            "$KLINECAST_RETRAIN_REASON set), kfp:<KFP host> (a training run named "
+            "retrain-<symbol>) or gitlab:<project API URL>@<ref> (a pipeline trigger with "
+            "RETRAIN_SYMBOL and RETRAIN_REASON; token in $GITLAB_TRIGGER_TOKEN)."
         ),
     )
     params_arg(parser)
@@ -77,7 +79,7 @@ def _monitor_symbol(args, book, symbol: str, ledger, out_dir: Path) -> None:
         features=features,
         reference_days=args.reference_days,
         now=pd.Timestamp(args.now or dt.datetime.now(dt.UTC)).to_pydatetime(),
-        retrain=(lambda reason: retrain.trigger(args.trigger, reason=reason))
+        retrain=(lambda s, reason: retrain.trigger(args.trigger, reason=reason, symbol=s))
         if args.trigger
         else None,
     )

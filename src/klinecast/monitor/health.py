@@ -12,7 +12,14 @@ import pandas as pd
 
 from klinecast.config import Params, TradeParams
 
+#: The ledger state that held the one retrain time of the whole book before each symbol had
+#: its own; read as a symbol's last trigger when the symbol has none yet (no cooldown lost).
 RETRAIN_STATE = "retrain_triggered_at"
+
+
+def retrain_state_key(symbol: str) -> str:
+    """The ledger state holding when symbol's retrain last fired: each symbol's cooldown."""
+    return f"{RETRAIN_STATE}:{symbol}"
 
 
 def psi(reference: np.ndarray, live: np.ndarray, *, bins: int = 10) -> float:
@@ -254,17 +261,18 @@ def check(
     features: pd.DataFrame | None,
     reference_days: int,
     now: dt.datetime,
-    retrain: Callable[[str], str] | None = None,
+    retrain: Callable[[str, str], str] | None = None,
 ) -> Check:
     """Reads the ledger's outcomes of params' one symbol, measures drift against the features' training window,
-    decides on a retrain and, with a trigger target, fires it (then waits out the cooldown).
+    decides on a retrain and, with a trigger target, fires it (then waits out the symbol's own
+    cooldown: one symbol's retrain delays no other's).
 
     Args:
         ledger: the trader's Ledger.
         features: the feature rows (None: no drift is measured).
         reference_days: the training window before the first traded hour that PSI compares with.
-        retrain: fires a retrain with the decision's reason and says what it started (the
-            platform's retrain.trigger for a target); None only reports.
+        retrain: fires a retrain for (symbol, the decision's reason) and says what it started
+            (the platform's retrain.trigger for a target); None only reports.
     """
     symbol = params.data.symbol
     outcomes = pd.DataFrame(
@@ -282,13 +290,13 @@ def check(
             min_samples=params.trade.drift_min_samples,
         )
     state = health(outcomes, drift, params.trade)
-    last = ledger.get_state(RETRAIN_STATE)
+    last = ledger.get_state(retrain_state_key(symbol)) or ledger.get_state(RETRAIN_STATE)
     last_trigger = dt.datetime.fromisoformat(last) if last else None
     decision = retrain_decision(state, params.trade, last_trigger=last_trigger, now=now)
     fired = None
     if decision.retrain and retrain is not None:
-        fired = retrain(decision.reason)
-        ledger.set_state(RETRAIN_STATE, now.isoformat())
+        fired = retrain(symbol, decision.reason)
+        ledger.set_state(retrain_state_key(symbol), now.isoformat())
     trading = trading_state(ledger, symbol=params.data.symbol, now=now)
     return Check(state, decision, outcomes, fired, trading)
 

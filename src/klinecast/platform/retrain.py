@@ -1,6 +1,8 @@
 """Where a retrain goes: a KFP run, a GitLab pipeline trigger, or a local command.
 
 Each is a named function; `trigger` picks one from a target string (the monitor's --trigger).
+Each is told which symbol's model decayed, and why. The training it starts is the book's (the
+gate's multiplicity control runs across the book), named for the symbol that asked.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from klinecast.errors import KlinecastError
 GITLAB_TOKEN_ENV = environment.GITLAB_TRIGGER_TOKEN
 
 
-def run_local_command(command: str, *, reason: str) -> str:
-    """Runs command (with $KLINECAST_RETRAIN_REASON set); what was started, for the log."""
+def run_local_command(command: str, *, reason: str, symbol: str) -> str:
+    """Runs command (with $KLINECAST_RETRAIN_SYMBOL and $KLINECAST_RETRAIN_REASON set); what
+    was started, for the log."""
     done = subprocess.run(
         shlex.split(command),
         capture_output=True,
         text=True,
-        env={**os.environ, environment.RETRAIN_REASON: reason},
+        env={**os.environ, environment.RETRAIN_REASON: reason, environment.RETRAIN_SYMBOL: symbol},
     )
     if done.returncode != 0:
         raise KlinecastError(
@@ -32,7 +35,7 @@ def run_local_command(command: str, *, reason: str) -> str:
     return f"local command {command!r}"
 
 
-def trigger_gitlab_pipeline(where: str, *, reason: str) -> str:
+def trigger_gitlab_pipeline(where: str, *, reason: str, symbol: str) -> str:
     """POSTs GitLab's pipeline trigger; where is `<project API URL>@<ref>`, the token comes
     from $GITLAB_TRIGGER_TOKEN."""
     project, _, ref = where.rpartition("@")
@@ -43,7 +46,10 @@ def trigger_gitlab_pipeline(where: str, *, reason: str) -> str:
         )
     answer = requests.post(
         f"{project.rstrip('/')}/trigger/pipeline",
-        data={"token": token, "ref": ref, "variables[RETRAIN_REASON]": reason},
+        data={
+            "token": token, "ref": ref,
+            "variables[RETRAIN_REASON]": reason, "variables[RETRAIN_SYMBOL]": symbol,
+        },  # fmt: skip
         timeout=30,
     )
     if answer.status_code != 201:
@@ -53,11 +59,13 @@ def trigger_gitlab_pipeline(where: str, *, reason: str) -> str:
     return f"GitLab pipeline {answer.json().get('id')} on {ref}"
 
 
-def submit_training_run(host: str, *, reason: str) -> str:
-    """Submits the compiled training pipeline (the package's YAML) to the KFP API at host."""
+def submit_training_run(host: str, *, reason: str, symbol: str) -> str:
+    """Submits the compiled training pipeline (the package's YAML) to the KFP API at host, as
+    a run named retrain-<symbol>."""
     from klinecast.platform.kfp.runs import compiled, submit
 
-    return f"KFP {submit(None, host=host, run_name='retrain', package=compiled('training'))}"
+    name = f"retrain-{symbol.lower()}"
+    return f"KFP {submit(None, host=host, run_name=name, package=compiled('training'))}"
 
 
 #: target kind -> the function it names
@@ -68,8 +76,9 @@ TRIGGERS = {
 }
 
 
-def trigger(target: str, *, reason: str) -> str:
-    """Fires target, one of `local:<command>`, `kfp:<host>`, `gitlab:<project API URL>@<ref>`.
+def trigger(target: str, *, reason: str, symbol: str) -> str:
+    """Fires target for symbol, one of `local:<command>`, `kfp:<host>`, `gitlab:<project API
+    URL>@<ref>`.
 
     Returns what was started, for the log.
 
@@ -79,4 +88,4 @@ def trigger(target: str, *, reason: str) -> str:
     kind, _, where = target.partition(":")
     if kind not in TRIGGERS:
         raise KlinecastError(f"unknown retrain target {target!r}; expected local:, kfp: or gitlab:")
-    return TRIGGERS[kind](where, reason=reason)
+    return TRIGGERS[kind](where, reason=reason, symbol=symbol)
