@@ -13,7 +13,7 @@ fast as the server answers, except the *_at_rate paths):
                      v2_json      V2 open_time INT64 [n] + candles FP64 [n, 9], JSON;
                      v2_binary    the same as binary tensors (tritonclient's default);
   *_uncached       the same with the transformer's cache off: every request computes and asks;
-  *_at_rate        by symbol at 1,000 requests/s and V2 binary candles at 300 offered (AT_RATE)
+  *_at_rate        by symbol at 1,040 requests/s and V2 binary candles at 312 offered (AT_RATE)
                    by --rate-users users: the latency at the issue's target rates, where the
                    others show saturation;
   in_process       the same work as the candle paths as a plain function call (features +
@@ -79,7 +79,9 @@ from klinecast.serving.local import LocalServing
 #: requests/s its own scheduling of many users is what the tail measures (by symbol at 1,000
 #: offered, 2026-12-05, 20 s each: p99 6 ms with 6 users, 9 with 8, 21 with 12, 28 with 16, 50
 #: with 64, the server and the rate the same).
-AT_RATE = {"symbol_at_rate": 1000.0, "candles_v2_binary_at_rate": 300.0}
+#: path -> (the target rate, the rate offered: 4 % more, as locust serves about 98 % of what it
+#: offers over a run, its ramp-up included)
+AT_RATE = {"symbol_at_rate": (1000.0, 1040.0), "candles_v2_binary_at_rate": (300.0, 312.0)}
 
 
 def free_port() -> int:
@@ -363,7 +365,7 @@ def main() -> int:
                         results[path] = run_locust(
                             user, getattr(servers, url), bodies_path,
                             users=args.rate_users if path in AT_RATE else args.users,
-                            seconds=args.seconds, rate=AT_RATE.get(path, 0),
+                            seconds=args.seconds, rate=AT_RATE.get(path, (0, 0))[1],
                         )  # fmt: skip
                         print(f"{path:13s}", results[path], flush=True)
         if (args.book / "models").is_dir():
@@ -436,7 +438,7 @@ def main() -> int:
         },
         "parse_ms": parsing,
         # the rate at saturation; p99 while the target rate is offered, and that it was served
-        "offered_rps": AT_RATE,
+        "offered_rps": {path: offered for path, (_, offered) in AT_RATE.items()},
         "targets": {
             "symbol_rps_at_least_1000": results["symbol"]["rps"] >= 1000,
             "symbol_p99_below_25ms_at_1000": _at_rate(results, "symbol_at_rate", 25),
@@ -452,9 +454,9 @@ def main() -> int:
 
 
 def _at_rate(results: dict, path: str, p99_ms: float) -> bool:
-    """path served (within 2 %) the rate offered to it, with a p99 under p99_ms."""
-    served = results[path]["rps"] >= 0.98 * AT_RATE[path]
-    return served and results[path]["p99_ms"] < p99_ms
+    """path served at least its target rate, with a p99 under p99_ms."""
+    target, _ = AT_RATE[path]
+    return results[path]["rps"] >= target and results[path]["p99_ms"] < p99_ms
 
 
 def _ratio(results: dict, path: str, against: str) -> float:
