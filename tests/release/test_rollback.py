@@ -92,6 +92,15 @@ def test_a_rollback_to_a_version_no_longer_complete_changes_nothing(store, tmp_p
     assert len(registry.decisions(store, "m")) == 3
 
 
+def test_a_migrated_model_rolls_back_to_its_own_copy(store, tmp_path):
+    """`registry migrate` copies the pointer with its memory of URIs under the old name."""
+    _, second, _ = promote_three(store, tmp_path, "old")
+    registry.copy_model(store, old="old", new="new", take_production=False)
+    back = registry.rollback(store, "new", by="b", reason="r")
+    assert back["version"] == second.version
+    assert back["uri"] == store.uri(f"new/versions/{second.version}") != second.uri
+
+
 def test_no_production_version_is_no_rollback(store):
     with pytest.raises(NoProductionVersion, match="m has no production version to roll back"):
         registry.rollback(store, "m", by="b", reason="r")

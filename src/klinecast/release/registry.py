@@ -348,7 +348,9 @@ def rollback(
             "on record (promoted before the registry remembered them, or the first); promote "
             "the version you want with `klinecast publish`"
         )
-    target = earlier[0]
+    # its uri as this model's own copy: a pointer copied by `registry migrate` remembers URIs
+    # under the old name
+    target = dict(earlier[0], uri=store.uri(f"{model_name}/versions/{earlier[0]['version']}"))
     if target["version"] not in versions(store, model_name):
         raise RegistryError(
             f"{model_name}: the earlier production version {target['version']} is no longer "
