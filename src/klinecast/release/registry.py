@@ -279,7 +279,9 @@ def publish(
         evaluation = metadata.metrics.excess_return if metadata.metrics else None
         move_production(
             store, model_name, {"version": version, "uri": uri, "evaluation": evaluation},
-            action="promote", by=by, reason=f"passed its gate (excess return {evaluation})",
+            action="promote", by=by, reason="passed its gate" + (
+                f" (excess return {evaluation:+.2%})" if evaluation is not None else ""
+            ),
             now=now,
         )  # fmt: skip
     return PublishReceipt(version, uri, promote, production(store, model_name))
