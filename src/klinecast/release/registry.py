@@ -279,9 +279,7 @@ def publish(
         evaluation = metadata.metrics.excess_return if metadata.metrics else None
         move_production(
             store, model_name, {"version": version, "uri": uri, "evaluation": evaluation},
-            action="promote", by=by, reason="passed its gate" + (
-                f" (excess return {evaluation:+.2%})" if evaluation is not None else ""
-            ),
+            action="promote", by=by, reason="passed its gate (the pointer's evaluation)",
             now=now,
         )  # fmt: skip
     return PublishReceipt(version, uri, promote, production(store, model_name))
