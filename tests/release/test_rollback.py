@@ -70,7 +70,9 @@ def test_rollback_steps_back_one_version_at_a_time_and_every_move_is_on_record(s
     ]
     decisions = registry.decisions(store, "m")
     assert decisions[3]["reason"] == "p99 breach" and decisions[3]["at"].startswith("2026-01-10")
-    assert "passed its gate" in decisions[0]["reason"]
+    assert decisions[0]["reason"] == "passed its gate"
+    evaluation = registry.production(store, "m")["evaluation"]
+    assert decisions[0]["evidence"] == decisions[4]["evidence"] == evaluation is not None
 
 
 def test_publishing_production_again_moves_nothing_and_records_nothing(store, tmp_path):

@@ -279,7 +279,7 @@ def publish(
         evaluation = metadata.metrics.excess_return if metadata.metrics else None
         move_production(
             store, model_name, {"version": version, "uri": uri, "evaluation": evaluation},
-            action="promote", by=by, reason="passed its gate (the pointer's evaluation)",
+            action="promote", by=by, reason="passed its gate",
             now=now,
         )  # fmt: skip
     return PublishReceipt(version, uri, promote, production(store, model_name))
@@ -313,6 +313,7 @@ def move_production(
     decision = {
         "at": now.isoformat(), "action": action, "version": target["version"],
         "from": current["version"] if current else None, "by": by, "reason": reason,
+        "evidence": target.get("evaluation"),  # the gate's excess return over each baseline
     }  # fmt: skip
     pointer_key = f"{model_name}/{POINTER_FILE}"
     store.put(pointer_key, json.dumps(pointer, indent=2).encode())
