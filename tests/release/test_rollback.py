@@ -180,3 +180,45 @@ def test_rollback_of_a_symbol_outside_the_book_is_refused(book, capsys):
     assert main(["rollback", "SOLUSDT", "--params", str(params)]) != 0
     assert "SOLUSDT is not in the book (BTCUSDT, ETHUSDT)" in capsys.readouterr().err
     assert registry.production(store, BTC)["version"] == btc[2].version
+
+
+def test_an_operator_promotes_a_refused_version_on_record_and_rollback_undoes_it(store, tmp_path):
+    production = registry.publish(
+        small_artifact(tmp_path / "a", "m", 1), store=store, model_name="m", promote=True, now=DAY
+    )
+    refused = registry.publish(
+        small_artifact(tmp_path / "b", "m", 2), store=store, model_name="m", promote=False, now=DAY
+    )
+    pointer = registry.promote_version(store, "m", refused.version, by="ana", reason="shadowed well")
+    assert pointer["version"] == registry.production(store, "m")["version"] == refused.version
+    last = registry.decisions(store, "m")[-1]
+    assert (last["action"], last["from"], last["by"]) == ("promote", production.version, "ana")
+    assert last["reason"] == "shadowed well" and last["evidence"] == pointer["evaluation"] is not None
+    assert registry.rollback(store, "m", by="ana", reason="r")["version"] == production.version
+    with pytest.raises(RegistryError, match=f"m has no complete version 'v1'; it has: {production.version}"):
+        registry.promote_version(store, "m", "v1", by="ana", reason="r")
+    assert registry.production(store, "m")["version"] == production.version
+
+
+def test_klinecast_promote_then_rollback_on_the_registry_and_the_cluster(
+    book, tmp_path, monkeypatch, capsys
+):
+    params, store, btc, eth, isvc = book
+    with KubeApiServer({PATH: isvc}) as kube:
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump(kube.kubeconfig()))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        argv = ["--params", str(params), "--by", "ana"]
+        assert main(["promote", "BTCUSDT", btc[0].version, *argv]) == 0
+        assert f"promote: BTCUSDT: production {btc[2].version} -> {btc[0].version} (ana)" in (
+            capsys.readouterr().out
+        )
+        assert served(kube, "transformer") == {"BTCUSDT": btc[0].uri, "ETHUSDT": eth.uri}
+        assert main(["rollback", "BTCUSDT", *argv]) == 0  # undoes the promotion
+        assert served(kube, "predictor") == {"BTCUSDT": btc[2].uri, "ETHUSDT": eth.uri}
+        assert main(["promote", "BTCUSDT", "v0-nosuch", *argv]) != 0
+        assert "has no complete version 'v0-nosuch'" in capsys.readouterr().err
+    assert registry.production(store, BTC)["version"] == btc[2].version
+    actions = [(d["action"], d["reason"]) for d in registry.decisions(store, BTC)[3:]]
+    assert actions == [("promote", "operator promotion"), ("rollback", "operator rollback")]

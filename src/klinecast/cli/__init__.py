@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_deploy(commands)
     registry.add_registry(commands)
     registry.add_rollback(commands)
+    registry.add_promote(commands)
     pipeline.add_pipeline(commands)
     trade.add_trade(commands)
     monitor.add_monitor(commands)

@@ -1,5 +1,6 @@
 """`klinecast registry migrate`: the registry's models under the book's names; `klinecast
-rollback SYMBOL`: a symbol's production back one version, on the registry and the cluster."""
+rollback SYMBOL` and `klinecast promote SYMBOL VERSION`: an operator moves a symbol's
+production, on the registry and the cluster."""
 
 from __future__ import annotations
 
@@ -86,18 +87,57 @@ def add_rollback(commands) -> None:
         ),
     )
     parser.add_argument("symbol", help="one of data.symbols, e.g. BTCUSDT")
+    _move_args(parser, default_reason="operator rollback")
+    parser.set_defaults(run=run_rollback)
+
+
+def add_promote(commands) -> None:
+    parser = commands.add_parser(
+        "promote",
+        help="move a symbol's production to a version in the registry (registry and cluster)",
+        description=(
+            "An operator's promotion: point SYMBOL's production at VERSION, a version already "
+            "in the registry (one its gate refused, or an earlier one), record the decision "
+            "(who, when, from which version, why, the version's evaluation as evidence), then "
+            "pin the book's InferenceService as `klinecast deploy` does. `klinecast rollback` "
+            "undoes it."
+        ),
+    )
+    parser.add_argument("symbol", help="one of data.symbols, e.g. BTCUSDT")
+    parser.add_argument("version", help="a version in the registry, e.g. v20261205T041000-1f2e3d4c")
+    _move_args(parser, default_reason="operator promotion")
+    parser.set_defaults(run=run_promote)
+
+
+def _move_args(parser, *, default_reason: str) -> None:
     params_arg(parser)
     parser.add_argument(
         "--registry",
         help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
     )
     parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
-    parser.add_argument("--reason", default="operator rollback", help="why, for the record")
+    parser.add_argument("--reason", default=default_reason, help="why, for the record")
     parser.add_argument("--by", help="who, for the record (default: $USER)")
-    parser.set_defaults(run=run_rollback)
 
 
 def run_rollback(args) -> int:
+    from klinecast.release import registry
+
+    return _move_production(args, "rollback", registry.rollback)
+
+
+def run_promote(args) -> int:
+    from klinecast.release import registry
+
+    def promote(store, name, **record):
+        return registry.promote_version(store, name, args.version, **record)
+
+    return _move_production(args, "promote", promote)
+
+
+def _move_production(args, command: str, move) -> int:
+    """Moves SYMBOL's production pointer with move(store, model_name, by=, reason=), then pins
+    the cluster as deploy does; a refused patch says the registry moved already."""
     import os
 
     from klinecast import environment
@@ -116,8 +156,9 @@ def run_rollback(args) -> int:
     name = book.model_name(symbol)
     by = args.by or os.environ.get(environment.USER) or "unknown"
     before = registry.production(store, name)
-    pointer = registry.rollback(store, name, by=by, reason=args.reason)
-    print(f"rollback: {symbol}: production {before['version']} -> {pointer['version']} ({by})")
+    pointer = move(store, name, by=by, reason=args.reason)
+    was = before["version"] if before else "none"
+    print(f"{command}: {symbol}: production {was} -> {pointer['version']} ({by})")
     try:
         _, done = deploy.deploy_book(book, registry_uri=registry_uri, namespace=args.namespace)
     except KlinecastError as exc:
@@ -125,5 +166,5 @@ def run_rollback(args) -> int:
             f"the registry's production of {symbol} is {pointer['version']}, but the "
             f"cluster was not changed ({exc}); run `klinecast deploy` when it answers"
         ) from exc
-    print(f"rollback: {done or deploy.NO_CLUSTER}")
+    print(f"{command}: {done or deploy.NO_CLUSTER}")
     return 0

@@ -363,6 +363,41 @@ def rollback(
     )  # fmt: skip
 
 
+def promote_version(
+    store: Store, model_name: str, version: str, *, by: str, reason: str,
+    now: dt.datetime | None = None,
+) -> dict:  # fmt: skip
+    """An operator's promotion: production moves to a version already in the registry (one
+    its gate refused, or an earlier one), recorded as by's decision with the version's own
+    evaluation as evidence. Returns the new pointer (the current one when it names version).
+
+    Raises:
+        RegistryError: the version is not complete in the registry (the versions there are
+            named), or its metadata is unreadable; the pointer is as it was.
+    """
+    known = versions(store, model_name)
+    if version not in known:
+        raise RegistryError(
+            f"{model_name} has no complete version {version!r}; it has: "
+            f"{', '.join(known[-5:]) or 'none'}{' (the last 5)' if len(known) > 5 else ''}"
+        )
+    raw = store.get(f"{model_name}/versions/{version}/{METADATA_FILE}")
+    try:
+        metadata = ArtifactMetadata.from_dict(json.loads(raw or b"null"), source=version)
+    except (MetadataError, TypeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{model_name} {version}: unreadable metadata ({exc})") from None
+    evaluation = metadata.metrics.excess_return if metadata.metrics else None
+    target = {
+        "version": version,
+        "uri": store.uri(f"{model_name}/versions/{version}"),
+        "evaluation": evaluation,
+    }
+    return move_production(
+        store, model_name, target, action="promote", by=by, reason=reason,
+        now=now or dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+
+
 def decisions(store: Store, model_name: str) -> list[dict]:
     """Every recorded move of the model's production pointer, oldest first."""
     found = []
