@@ -129,6 +129,18 @@ def book(tmp_path):
     return params, store, btc, eth, isvc
 
 
+@pytest.fixture()
+def kube(book, tmp_path, monkeypatch):
+    """The book's InferenceService behind a local endpoint speaking the Kubernetes API, and a
+    kubeconfig that points at it."""
+    with KubeApiServer({PATH: book[-1]}) as server:
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump(server.kubeconfig()))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        yield server
+
+
 def served(kube, component: str) -> dict[str, str]:
     (container,) = kube.objects[PATH]["spec"][component]["containers"]
     (models,) = [e for e in container["env"] if e["name"] == "KLINECAST_MODELS"]
@@ -136,22 +148,17 @@ def served(kube, component: str) -> dict[str, str]:
 
 
 def test_klinecast_rollback_moves_the_registry_and_the_cluster_for_that_symbol_only(
-    book, tmp_path, monkeypatch, capsys
+    book, kube, capsys
 ):
-    params, store, btc, eth, isvc = book
-    with KubeApiServer({PATH: isvc}) as kube:
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump(kube.kubeconfig()))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(config))
-        assert main(["deploy", "--params", str(params)]) == 0  # serving the newest of each
-        assert served(kube, "predictor")["BTCUSDT"] == btc[2].uri
-        capsys.readouterr()
-        assert main(["rollback", "btcusdt", "--params", str(params), "--by", "ana"]) == 0
-        out = capsys.readouterr().out
-        assert f"rollback: BTCUSDT: production {btc[2].version} -> {btc[1].version} (ana)" in out
-        for component in ("predictor", "transformer"):
-            assert served(kube, component) == {"BTCUSDT": btc[1].uri, "ETHUSDT": eth.uri}
+    params, store, btc, eth, _ = book
+    assert main(["deploy", "--params", str(params)]) == 0  # serving the newest of each
+    assert served(kube, "predictor")["BTCUSDT"] == btc[2].uri
+    capsys.readouterr()
+    assert main(["rollback", "btcusdt", "--params", str(params), "--by", "ana"]) == 0
+    out = capsys.readouterr().out
+    assert f"rollback: BTCUSDT: production {btc[2].version} -> {btc[1].version} (ana)" in out
+    for component in ("predictor", "transformer"):
+        assert served(kube, component) == {"BTCUSDT": btc[1].uri, "ETHUSDT": eth.uri}
     assert registry.production(store, BTC)["version"] == btc[1].version
     assert registry.production(store, ETH)["version"] == eth.version  # untouched
     last = registry.decisions(store, BTC)[-1]
@@ -159,16 +166,11 @@ def test_klinecast_rollback_moves_the_registry_and_the_cluster_for_that_symbol_o
 
 
 def test_rollback_where_the_cluster_refuses_says_the_registry_moved_and_what_to_run(
-    book, tmp_path, monkeypatch, capsys
+    book, kube, capsys
 ):
-    params, store, btc, _, isvc = book
-    with KubeApiServer({PATH: isvc}) as kube:
-        kube.forbid_patch = True
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump(kube.kubeconfig()))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(config))
-        assert main(["rollback", "BTCUSDT", "--params", str(params)]) != 0
+    params, store, btc, *_ = book
+    kube.forbid_patch = True
+    assert main(["rollback", "BTCUSDT", "--params", str(params)]) != 0
     error = capsys.readouterr().err
     assert f"the registry's production of BTCUSDT is {btc[1].version}, but the cluster" in error
     assert "run `klinecast deploy` when it answers" in error and "Traceback" not in error
@@ -200,25 +202,18 @@ def test_an_operator_promotes_a_refused_version_on_record_and_rollback_undoes_it
     assert registry.production(store, "m")["version"] == production.version
 
 
-def test_klinecast_promote_then_rollback_on_the_registry_and_the_cluster(
-    book, tmp_path, monkeypatch, capsys
-):
-    params, store, btc, eth, isvc = book
-    with KubeApiServer({PATH: isvc}) as kube:
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump(kube.kubeconfig()))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(config))
-        argv = ["--params", str(params), "--by", "ana"]
-        assert main(["promote", "BTCUSDT", btc[0].version, *argv]) == 0
-        assert f"promote: BTCUSDT: production {btc[2].version} -> {btc[0].version} (ana)" in (
-            capsys.readouterr().out
-        )
-        assert served(kube, "transformer") == {"BTCUSDT": btc[0].uri, "ETHUSDT": eth.uri}
-        assert main(["rollback", "BTCUSDT", *argv]) == 0  # undoes the promotion
-        assert served(kube, "predictor") == {"BTCUSDT": btc[2].uri, "ETHUSDT": eth.uri}
-        assert main(["promote", "BTCUSDT", "v0-nosuch", *argv]) != 0
-        assert "has no complete version 'v0-nosuch'" in capsys.readouterr().err
+def test_klinecast_promote_then_rollback_on_the_registry_and_the_cluster(book, kube, capsys):
+    params, store, btc, eth, _ = book
+    argv = ["--params", str(params), "--by", "ana"]
+    assert main(["promote", "BTCUSDT", btc[0].version, *argv]) == 0
+    assert f"promote: BTCUSDT: production {btc[2].version} -> {btc[0].version} (ana)" in (
+        capsys.readouterr().out
+    )
+    assert served(kube, "transformer") == {"BTCUSDT": btc[0].uri, "ETHUSDT": eth.uri}
+    assert main(["rollback", "BTCUSDT", *argv]) == 0  # undoes the promotion
+    assert served(kube, "predictor") == {"BTCUSDT": btc[2].uri, "ETHUSDT": eth.uri}
+    assert main(["promote", "BTCUSDT", "v0-nosuch", *argv]) != 0
+    assert "has no complete version 'v0-nosuch'" in capsys.readouterr().err
     assert registry.production(store, BTC)["version"] == btc[2].version
     actions = [(d["action"], d["reason"]) for d in registry.decisions(store, BTC)[3:]]
     assert actions == [("promote", "operator promotion"), ("rollback", "operator rollback")]
