@@ -3,26 +3,11 @@ version of each look; looks made at once all count, on a directory and on S3."""
 
 import concurrent.futures
 import datetime as dt
-import uuid
-
-import boto3
-import pytest
 
 from klinecast.release import registry
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 SPAN = "2022-01-01 .. 2022-05-31"
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return registry.open_store(str(tmp_path / "registry"))
-    for key, value in request.getfixturevalue("moto_s3").items():
-        monkeypatch.setenv(key, value)
-    bucket = f"looks-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return registry.open_store(f"s3://{bucket}/models")
 
 
 def look(store, symbol="BTCUSDT", *, data="sha256:aa", at=NOW):

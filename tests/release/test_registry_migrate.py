@@ -3,10 +3,7 @@ the book's size) copied to the book's names, byte for byte, on a directory and o
 
 import datetime as dt
 import json
-import uuid
 
-import boto3
-import pytest
 import yaml
 
 from klinecast.cli import main
@@ -15,17 +12,6 @@ from tests.support.helpers import write_params
 from tests.support.model_fixtures import small_artifact
 
 DAY = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-@pytest.fixture(params=["local", "s3"])
-def store_uri(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return str(tmp_path / "registry")
-    for key, value in request.getfixturevalue("moto_s3").items():
-        monkeypatch.setenv(key, value)
-    bucket = f"registry-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return f"s3://{bucket}/models"
 
 
 def published(store, tmp_path, name: str, *, versions: int, promoted: int | None):
@@ -40,13 +26,14 @@ def published(store, tmp_path, name: str, *, versions: int, promoted: int | None
     return receipts
 
 
-def test_a_book_of_several_moves_each_symbols_versions_and_pointer(store_uri, tmp_path, capsys):
-    store = registry.open_store(store_uri)
+def test_a_book_of_several_moves_each_symbols_versions_and_pointer(
+    registry_uri, store, tmp_path, capsys
+):
     eth = published(store, tmp_path, "klinecast-1h-ethusdt", versions=2, promoted=1)
     btc = published(store, tmp_path, "klinecast-1h-btcusdt", versions=1, promoted=None)
     params = write_params(
         tmp_path / "params.yaml",
-        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "publish": {"registry": store_uri}},
+        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "publish": {"registry": registry_uri}},
     )
     argv = ["registry", "migrate", "--params", str(params), "--old-name", "klinecast-1h"]
     assert main([*argv, "--dry-run"]) == 0
@@ -64,9 +51,8 @@ def test_a_book_of_several_moves_each_symbols_versions_and_pointer(store_uri, tm
     pointer = registry.production(store, "klinecast-ethusdt-1h")
     assert pointer["version"] == eth[1].version
     assert pointer["uri"] == store.uri(f"klinecast-ethusdt-1h/versions/{eth[1].version}")
-    assert registry.resolve_production(f"{store_uri}/klinecast-ethusdt-1h/versions/PRODUCTION") == (
-        pointer["uri"]
-    )
+    production_uri = f"{registry_uri}/klinecast-ethusdt-1h/versions/PRODUCTION"
+    assert registry.resolve_production(production_uri) == pointer["uri"]
     assert registry.production(store, "klinecast-btcusdt-1h") is None  # none to copy
     assert registry.production(store, "klinecast-1h-ethusdt")["version"] == eth[1].version  # kept
 
@@ -74,16 +60,17 @@ def test_a_book_of_several_moves_each_symbols_versions_and_pointer(store_uri, tm
     assert "0 version(s) copied" in capsys.readouterr().out
 
 
-def test_a_book_that_grew_from_one_symbol_asks_which_production_wins(store_uri, tmp_path, capsys):
+def test_a_book_that_grew_from_one_symbol_asks_which_production_wins(
+    registry_uri, store, tmp_path, capsys
+):
     """BTCUSDT alone was klinecast-btcusdt-1h; among several it became
     klinecast-btcusdt-1h-btcusdt; the book's name for it is klinecast-btcusdt-1h again."""
-    store = registry.open_store(store_uri)
     alone = published(store, tmp_path, "klinecast-btcusdt-1h", versions=1, promoted=0)
     grown = published(store, tmp_path, "klinecast-btcusdt-1h-btcusdt", versions=1, promoted=0)
     eth = published(store, tmp_path, "klinecast-btcusdt-1h-ethusdt", versions=1, promoted=0)
     params = write_params(
         tmp_path / "params.yaml",
-        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "publish": {"registry": store_uri}},
+        {"data": {"symbols": ["BTCUSDT", "ETHUSDT"]}, "publish": {"registry": registry_uri}},
     )
     argv = ["registry", "migrate", "--params", str(params), "--old-name", "klinecast-btcusdt-1h"]
     assert main(argv) == 1  # BTCUSDT refused, ETHUSDT moved all the same

@@ -4,9 +4,7 @@ on a directory and on S3. `klinecast rollback SYMBOL` against a local endpoint s
 Kubernetes API: the registry moves, and the book's InferenceService serves the version before."""
 
 import datetime as dt
-import uuid
 
-import boto3
 import pytest
 import yaml
 
@@ -25,17 +23,6 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 BOOK = Book(params_from_mapping({"data": {"symbols": SYMBOLS}}))
 BTC, ETH = BOOK.model_name("BTCUSDT"), BOOK.model_name("ETHUSDT")
 PATH = "/apis/serving.kserve.io/v1beta1/namespaces/klinecast/inferenceservices/klinecast"
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return registry.open_store(str(tmp_path / "registry"))
-    for key, value in request.getfixturevalue("moto_s3").items():
-        monkeypatch.setenv(key, value)
-    bucket = f"registry-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return registry.open_store(f"s3://{bucket}/models")
 
 
 def promote_three(store, tmp_path, name: str = "m") -> list[registry.PublishReceipt]:
