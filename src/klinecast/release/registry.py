@@ -276,13 +276,17 @@ def publish(
             raise
     uri = store.uri(prefix)
     if promote:
-        evaluation = metadata.metrics.excess_return if metadata.metrics else None
+        target = {"version": version, "uri": uri, "evaluation": _evaluation(metadata)}
         move_production(
-            store, model_name, {"version": version, "uri": uri, "evaluation": evaluation},
-            action="promote", by=by, reason="passed its gate",
-            now=now,
-        )  # fmt: skip
+            store, model_name, target, action="promote", by=by, reason="passed its gate", now=now
+        )
     return PublishReceipt(version, uri, promote, production(store, model_name))
+
+
+def _evaluation(metadata: ArtifactMetadata) -> dict | None:
+    """What a pointer and a decision keep of a version's gate: its excess return over each
+    baseline (None for a model evaluated by nothing)."""
+    return metadata.metrics.excess_return if metadata.metrics else None
 
 
 def move_production(
@@ -300,9 +304,11 @@ def move_production(
     current = production(store, model_name)
     if current is not None and current["version"] == target["version"]:
         return current  # already production (a rerun publishing the same bytes): no move
-    if earlier is None:
-        kept = [{k: v for k, v in current.items() if k != "earlier"}] if current else []
-        earlier = (kept + list(current.get("earlier", []) if current else []))[:EARLIER_KEPT]
+    if earlier is None:  # the current version first, then what it remembered
+        earlier = []
+        if current is not None:
+            former = {k: v for k, v in current.items() if k != "earlier"}
+            earlier = [former, *current.get("earlier", [])][:EARLIER_KEPT]
     pointer = {
         "version": target["version"],
         "uri": target["uri"],
@@ -386,11 +392,10 @@ def promote_version(
         metadata = ArtifactMetadata.from_dict(json.loads(raw or b"null"), source=version)
     except (MetadataError, TypeError, json.JSONDecodeError) as exc:
         raise RegistryError(f"{model_name} {version}: unreadable metadata ({exc})") from None
-    evaluation = metadata.metrics.excess_return if metadata.metrics else None
     target = {
         "version": version,
         "uri": store.uri(f"{model_name}/versions/{version}"),
-        "evaluation": evaluation,
+        "evaluation": _evaluation(metadata),
     }
     return move_production(
         store, model_name, target, action="promote", by=by, reason=reason,
