@@ -488,6 +488,40 @@ class TuneParams(_Checked):
 
 
 @dataclass(frozen=True)
+class ChallengerParams(_Checked):
+    """A version's way into production beside a champion: it trades in shadow first (the
+    trader asks the challenger's InferenceService each hour and books its calls on paper,
+    after the same costs), and `klinecast challenger decide` promotes it once its shadow hours
+    say it did not do worse.
+
+    The rule: over the settled days the challenger and the champion both traded (at least
+    min_hours), d is the challenger's daily return less the champion's. Promote when the
+    one-sided lower bound of d's mean at `confidence` is at least -max_daily_shortfall; reject
+    when the upper bound is below it (worse, and sure of it); else keep shadowing.
+    """
+
+    #: A version that passes its gate becomes the challenger while a production version exists
+    #: (false: production moves to it at once). The first version of a model has no champion to
+    #: shadow: it is promoted when it passes.
+    shadow_passed: bool = True
+    #: A version its gate refused becomes the challenger too, to gather live evidence for the
+    #: next decision (its shadow hours are one more look at unseen data).
+    shadow_refused: bool = False
+    min_hours: int = 168  # settled shadow hours before the rule decides
+    #: How much less a day the challenger may earn than the champion, on average (0.0005: 0.05 %)
+    max_daily_shortfall: float = 0.0
+    confidence: float = 0.90  # of the one-sided bounds of the mean daily difference
+
+    def problems(self) -> Problems:
+        if self.min_hours < 48:
+            yield "min_hours", f"must be >= 48 (the rule needs two whole days), got {self.min_hours}"
+        if self.max_daily_shortfall < 0:
+            yield "max_daily_shortfall", f"must be >= 0, got {self.max_daily_shortfall}"
+        if not 0.5 <= self.confidence < 1:
+            yield "confidence", f"expected [0.5, 1), got {self.confidence}"
+
+
+@dataclass(frozen=True)
 class PublishParams(_Checked):
     """Where models go, and the gate a model must pass to become `production`.
 
@@ -511,6 +545,8 @@ class PublishParams(_Checked):
     min_features_used: int = 3
     #: ... and a rule that trades: at least this many position changes out of sample.
     min_trades: int = 1
+    #: How a version beside a production one gets there: shadow, then the promotion rule.
+    challenger: ChallengerParams = field(default_factory=ChallengerParams)
 
     def problems(self) -> Problems:
         if not 0 < self.gate_max_p_value <= 1:
@@ -608,6 +644,10 @@ class TradeParams(_Checked):
     broker: str = "paper"  # paper | testnet
     #: The InferenceService's (transformer's) base URL; $KLINECAST_INFERENCE_URL overrides it.
     inference_url: str = "http://klinecast-transformer.klinecast.svc"
+    #: The challenger's InferenceService (`klinecast manifest` renders it as
+    #: <service_name>-challenger), asked each hour for the shadow book; "" asks none.
+    #: $KLINECAST_CHALLENGER_URL overrides it.
+    challenger_url: str = ""
     protocol: str = "v1"
     #: symbol: ask by symbol (the online store's features); candles: send the recent candles.
     request: str = "symbol"

@@ -16,6 +16,7 @@ PARAMS_OVERRIDES = {
     "KLINECAST_FEAST_PROJECT": "online.project",
     "KLINECAST_BROKER": "trade.broker",
     "KLINECAST_INFERENCE_URL": "trade.inference_url",
+    "KLINECAST_CHALLENGER_URL": "trade.challenger_url",
     "KLINECAST_LEDGER_URL": "trade.ledger",
 }
 

@@ -111,7 +111,7 @@ def test_the_manifests_names_are_the_servers_and_the_registrys(artifact, tmp_pat
     name = book.model_name("ETHUSDT")
     local = models["ETHUSDT"].storage_uri.replace(REGISTRY, str(tmp_path))
     with pytest.raises(registry.RegistryError) as refused:
-        registry.resolve_production(local)
+        registry.resolve_pointer(local)
     assert str(refused.value) == f"no production version of {name} in {tmp_path}"
     receipt = registry.publish(
         artifact,
@@ -121,7 +121,7 @@ def test_the_manifests_names_are_the_servers_and_the_registrys(artifact, tmp_pat
         now=dt.datetime(2022, 1, 1, tzinfo=dt.UTC),
     )
     assert (
-        registry.resolve_production(local)
+        registry.resolve_pointer(local)
         == receipt.uri
         == store.uri(f"{name}/versions/{receipt.version}")
     )

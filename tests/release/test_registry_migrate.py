@@ -52,7 +52,7 @@ def test_a_book_of_several_moves_each_symbols_versions_and_pointer(
     assert pointer["version"] == eth[1].version
     assert pointer["uri"] == store.uri(f"klinecast-ethusdt-1h/versions/{eth[1].version}")
     production_uri = f"{registry_uri}/klinecast-ethusdt-1h/versions/PRODUCTION"
-    assert registry.resolve_production(production_uri) == pointer["uri"]
+    assert registry.resolve_pointer(production_uri) == pointer["uri"]
     assert registry.production(store, "klinecast-btcusdt-1h") is None  # none to copy
     assert registry.production(store, "klinecast-1h-ethusdt")["version"] == eth[1].version  # kept
 

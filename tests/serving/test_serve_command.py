@@ -150,5 +150,5 @@ def test_serve_follows_the_registrys_production_version(artifact, tmp_path):
     receipt = registry.publish(artifact, store=store, model_name="m", promote=True)
     uri, why = registry.resolve_serving_uri(str(tmp_path / "registry"), "m", fallback=fallback)
     assert uri == f"{tmp_path / 'registry'}/m/versions/PRODUCTION"
-    assert registry.follows_production(uri) and registry.resolve_production(uri) == receipt.uri
+    assert registry.follows_pointer(uri) and registry.resolve_pointer(uri) == receipt.uri
     assert receipt.version in why and "followed" in why

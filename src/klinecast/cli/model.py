@@ -201,8 +201,7 @@ def run_publish(args) -> int:
             registry=args.registry,
         )  # fmt: skip
         receipt = promotion.receipt
-        outcome = "promoted to production" if receipt.promoted else "NOT promoted (gate failed)"
-        print(f"publish: {symbol}: {receipt.version} -> {receipt.uri}: {outcome}")
+        print(f"publish: {symbol}: {receipt.version} -> {receipt.uri}: {promotion.outcome}")
         for reason in promotion.gate.reasons():
             print(f"publish:   {reason}")
     return 0

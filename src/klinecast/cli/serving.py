@@ -78,7 +78,7 @@ def run_serve(args) -> int:
     if uri is None:
         uri, why = serving_models(book, args.registry or params.publish.registry)
     for model in symbol_models(name, uri).values():
-        if "://" not in model.storage_uri and not registry.follows_production(model.storage_uri):
+        if "://" not in model.storage_uri and not registry.follows_pointer(model.storage_uri):
             # fail here, clearly, not in two servers
             registry.read_artifact_metadata(Path(model.storage_uri))
     online = StoreSettings.of(params.online, bounded=True)

@@ -7,7 +7,8 @@ Registry layout, under the registry URI:
 
     <model_name>/versions/<version>/model.json, metadata.json, _COMPLETE
     <model_name>/production.json     {"version": ..., "uri": ..., "earlier": [...]}
-    <model_name>/decisions/<time>-<action>.json   who moved production, when, from what, why
+    <model_name>/challenger.json     {"version": ..., "uri": ..., "since": ...}: in shadow
+    <model_name>/decisions/<time>-<action>.json   who moved a pointer, when, from what, why
     _looks/<symbol>/<span>/<time>-<digest>.json   one evaluation of an out-of-sample span
 
 A version is immutable. `_COMPLETE` is written after every other file of the version and
@@ -17,6 +18,12 @@ readers ignore versions without `_COMPLETE`.
 The pointer remembers the versions it pointed at before (`earlier`, newest first, up to
 EARLIER_KEPT), so `rollback` returns to the last one in one step, and a second rollback to the
 one before. Every move of the pointer is also recorded as a decision of its own.
+
+A challenger is a version the trader asks in shadow beside production (the champion): its
+calls are booked on paper, never traded, until `klinecast challenger decide` promotes it
+(`promote_challenger`), rejects it (`end_challenger`), or a newer challenger replaces it. A
+storage URI of the version CHALLENGER follows its pointer as one of PRODUCTION follows
+production's, so the challenger's InferenceService serves whichever version is in shadow.
 """
 
 from __future__ import annotations
@@ -39,10 +46,15 @@ MODEL_FILE = "model.json"
 METADATA_FILE = "metadata.json"
 COMPLETE_MARKER = "_COMPLETE"
 POINTER_FILE = "production.json"
+CHALLENGER_FILE = "challenger.json"
 #: The version a storage URI may name instead of a real one: whichever the model's production
 #: pointer names when a server loads it (the InferenceService of several symbols names its
 #: models so, since nothing patches a version into it per symbol).
 PRODUCTION_VERSION = "PRODUCTION"
+#: ... and the one the challenger's pointer names (the challenger's InferenceService).
+CHALLENGER_VERSION = "CHALLENGER"
+#: Each pointer a storage URI may follow, by the version name that follows it.
+POINTERS = {PRODUCTION_VERSION: POINTER_FILE, CHALLENGER_VERSION: CHALLENGER_FILE}
 #: How many earlier production versions a pointer remembers: how far rollback can go back.
 EARLIER_KEPT = 20
 DECISIONS = "decisions"
@@ -53,7 +65,8 @@ class RegistryError(KlinecastError):
 
 
 class NoProductionVersion(RegistryError):
-    """The model has no production version (its gate never passed): not a passing fault."""
+    """The model has no production version (its gate never passed), or no challenger where one
+    was followed: not a passing fault."""
 
 
 def write_artifact(out_dir: Path, booster, metadata: ArtifactMetadata) -> None:
@@ -229,6 +242,7 @@ class PublishReceipt:
     uri: str  # the version directory: what an InferenceService's storageUri points at
     promoted: bool
     production: dict | None  # the pointer after publishing
+    challenger: dict | None = None  # the challenger's pointer after publishing
 
     def as_dict(self) -> dict:
         return {
@@ -236,6 +250,7 @@ class PublishReceipt:
             "uri": self.uri,
             "promoted": self.promoted,
             "production": self.production,
+            "challenger": self.challenger,
         }
 
 
@@ -245,12 +260,14 @@ def publish(
     store: Store,
     model_name: str,
     promote: bool,
+    challenge: str = "",
     now: dt.datetime | None = None,
     by: str = "klinecast publish",
 ) -> PublishReceipt:
     """Copies the artifact into the registry as a new version (or finds the version that holds
     the same bytes already: publishing again adds none); moves production to it if promote
-    (`move_production`: the decision recorded as by's).
+    (`move_production`: the decision recorded as by's), or else names it the challenger when
+    `challenge` gives the reason (`set_challenger`).
 
     Raises:
         RegistryError: the artifact is incomplete or an upload failed. The production pointer
@@ -275,12 +292,16 @@ def publish(
                 pass  # the version stays incomplete, which readers ignore
             raise
     uri = store.uri(prefix)
+    target = {"version": version, "uri": uri, "evaluation": _evaluation(metadata)}
     if promote:
-        target = {"version": version, "uri": uri, "evaluation": _evaluation(metadata)}
         move_production(
             store, model_name, target, action="promote", by=by, reason="passed its gate", now=now
         )
-    return PublishReceipt(version, uri, promote, production(store, model_name))
+    elif challenge:
+        set_challenger(store, model_name, target, by=by, reason=challenge, now=now)
+    return PublishReceipt(
+        version, uri, promote, production(store, model_name), challenger(store, model_name)
+    )
 
 
 def _evaluation(metadata: ArtifactMetadata) -> dict | None:
@@ -291,12 +312,14 @@ def _evaluation(metadata: ArtifactMetadata) -> dict | None:
 
 def move_production(
     store: Store, model_name: str, target: dict, *, action: str, by: str, reason: str,
-    now: dt.datetime, earlier: list[dict] | None = None,
+    now: dt.datetime, earlier: list[dict] | None = None, evidence: dict | None = None,
 ) -> dict:  # fmt: skip
     """Points production at target (its version, uri, evaluation), remembering the version it
     pointed at before (or `earlier` as given: a rollback's), and records the decision: who,
-    when, from which version to which, and why. Returns the new pointer (the current one,
-    unmoved and unrecorded, when it names target's version already).
+    when, from which version to which, why, and the evidence (default: target's evaluation).
+    A challenger of target's version is shadowed no more: its pointer is removed. Returns the
+    new pointer (the current one, unmoved and unrecorded, when it names target's version
+    already).
 
     Raises:
         RegistryError: the registry cannot be written; the pointer is put back as it was.
@@ -319,20 +342,113 @@ def move_production(
     decision = {
         "at": now.isoformat(), "action": action, "version": target["version"],
         "from": current["version"] if current else None, "by": by, "reason": reason,
-        "evidence": target.get("evaluation"),  # the gate's excess return over each baseline
+        # the gate's excess return over each baseline, or a challenger's shadow evidence
+        "evidence": evidence if evidence is not None else target.get("evaluation"),
     }  # fmt: skip
-    pointer_key = f"{model_name}/{POINTER_FILE}"
-    store.put(pointer_key, json.dumps(pointer, indent=2).encode())
+    _move(store, f"{model_name}/{POINTER_FILE}", pointer, current, decision)
+    shadowed = challenger(store, model_name)
+    if shadowed is not None and shadowed["version"] == target["version"]:
+        store.delete([f"{model_name}/{CHALLENGER_FILE}"])
+    return pointer
+
+
+def _move(store: Store, key: str, pointer: dict | None, current: dict | None, decision: dict) -> None:
+    """Writes a pointer (None: removes it), then its decision; when the decision cannot be
+    written the pointer is put back as it was (current), since no move stands unrecorded.
+
+    Raises:
+        RegistryError: the registry cannot be written.
+    """
+    if pointer is None:
+        store.delete([key])
+    else:
+        store.put(key, json.dumps(pointer, indent=2).encode())
+    model_name = key.rsplit("/", 1)[0]
+    at = dt.datetime.fromisoformat(decision["at"])
     try:
         content = json.dumps(decision, indent=2).encode()
-        store.put(f"{model_name}/{DECISIONS}/{now:%Y%m%dT%H%M%S%f}-{action}.json", content)
-    except RegistryError:  # no move without its record: the pointer goes back
+        store.put(f"{model_name}/{DECISIONS}/{at:%Y%m%dT%H%M%S%f}-{decision['action']}.json", content)
+    except RegistryError:
         if current is None:
-            store.delete([pointer_key])
+            store.delete([key])
         else:
-            store.put(pointer_key, json.dumps(current, indent=2).encode())
+            store.put(key, json.dumps(current, indent=2).encode())
         raise
+
+
+def challenger(store: Store, model_name: str) -> dict | None:
+    """The challenger's pointer (the version in shadow), or None."""
+    raw = store.get(f"{model_name}/{CHALLENGER_FILE}")
+    return json.loads(raw) if raw is not None else None
+
+
+def set_challenger(
+    store: Store, model_name: str, target: dict, *, by: str, reason: str, now: dt.datetime
+) -> dict | None:
+    """Names target (its version, uri, evaluation) the model's challenger, in shadow from now
+    (a newer one replaces the challenger before it, whose shadow book ends), and records the
+    decision. Returns the pointer; None when target is production already (nothing to shadow).
+
+    Raises:
+        RegistryError: the registry cannot be written; the challenger is as it was.
+    """
+    champion, current = production(store, model_name), challenger(store, model_name)
+    if champion is not None and champion["version"] == target["version"]:
+        return None
+    if current is not None and current["version"] == target["version"]:
+        return current  # a rerun publishing the same bytes: its shadow goes on
+    pointer = {
+        "version": target["version"], "uri": target["uri"], "since": now.isoformat(),
+        "evaluation": target.get("evaluation"),
+    }  # fmt: skip
+    decision = {
+        "at": now.isoformat(), "action": "challenge", "version": target["version"],
+        "from": current["version"] if current else None, "by": by, "reason": reason,
+        "evidence": target.get("evaluation"),
+    }  # fmt: skip
+    _move(store, f"{model_name}/{CHALLENGER_FILE}", pointer, current, decision)
     return pointer
+
+
+def promote_challenger(
+    store: Store, model_name: str, *, by: str, reason: str, evidence: dict,
+    now: dt.datetime | None = None,
+) -> dict:  # fmt: skip
+    """Production moves to the challenger (whose shadow ends), recorded with its shadow
+    evidence. Returns the new production pointer.
+
+    Raises:
+        RegistryError: there is no challenger, or the registry cannot be written.
+    """
+    current = challenger(store, model_name)
+    if current is None:
+        raise RegistryError(f"{model_name} has no challenger to promote")
+    return move_production(
+        store, model_name, current, action="promote", by=by, reason=reason,
+        now=now or dt.datetime.now(dt.UTC), evidence=evidence,
+    )  # fmt: skip
+
+
+def end_challenger(
+    store: Store, model_name: str, *, by: str, reason: str, evidence: dict | None = None,
+    now: dt.datetime | None = None,
+) -> dict:  # fmt: skip
+    """Rejects the challenger: its shadow ends and production stays, recorded with the
+    evidence. Returns the pointer that was removed.
+
+    Raises:
+        RegistryError: there is no challenger, or the registry cannot be written.
+    """
+    current = challenger(store, model_name)
+    if current is None:
+        raise RegistryError(f"{model_name} has no challenger to reject")
+    now = now or dt.datetime.now(dt.UTC)
+    decision = {
+        "at": now.isoformat(), "action": "reject", "version": current["version"],
+        "from": None, "by": by, "reason": reason, "evidence": evidence,
+    }  # fmt: skip
+    _move(store, f"{model_name}/{CHALLENGER_FILE}", None, current, decision)
+    return current
 
 
 def rollback(
@@ -404,7 +520,7 @@ def promote_version(
 
 
 def decisions(store: Store, model_name: str) -> list[dict]:
-    """Every recorded move of the model's production pointer, oldest first."""
+    """Every recorded move of the model's production and challenger pointers, oldest first."""
     found = []
     for key in sorted(store.keys(f"{model_name}/{DECISIONS}/")):
         raw = store.get(key)
@@ -525,33 +641,36 @@ def fetch_artifact(uri: str, dest: Path) -> Path:
     return dest
 
 
-def follows_production(uri: str) -> bool:
-    """Whether uri names the version PRODUCTION: whichever version the pointer names now."""
+def follows_pointer(uri: str) -> bool:
+    """Whether uri names the version PRODUCTION or CHALLENGER: whichever version that pointer
+    names now."""
     head, _, version = uri.rstrip("/").rpartition("/versions/")
-    return version == PRODUCTION_VERSION and "/" in head
+    return version in POINTERS and "/" in head
 
 
-def resolve_production(uri: str) -> str:
-    """uri itself, or for `<registry>/<model>/versions/PRODUCTION` the URI of the version the
-    model's production pointer names now.
+def resolve_pointer(uri: str) -> str:
+    """uri itself, or for `<registry>/<model>/versions/PRODUCTION` (or CHALLENGER) the URI of
+    the version the model's production (or challenger) pointer names now.
 
     Raises:
-        NoProductionVersion: the model has no production version (its gate never passed).
+        NoProductionVersion: the model has no such version (its gate never passed, or no
+            challenger is in shadow).
         RegistryError: the pointer could not be read (the store unreachable: a passing fault).
     """
-    if not follows_production(uri):
+    if not follows_pointer(uri):
         return uri
-    head, _, _ = uri.rstrip("/").rpartition("/versions/")
+    head, _, version = uri.rstrip("/").rpartition("/versions/")
     registry_uri, _, model_name = head.rpartition("/")
-    pointer = production(open_store(registry_uri), model_name)
-    if pointer is None:
-        raise NoProductionVersion(f"no production version of {model_name} in {registry_uri}")
-    return pointer["uri"]
+    raw = open_store(registry_uri).get(f"{model_name}/{POINTERS[version]}")
+    if raw is None:
+        what = "production version" if version == PRODUCTION_VERSION else "challenger"
+        raise NoProductionVersion(f"no {what} of {model_name} in {registry_uri}")
+    return json.loads(raw)["uri"]
 
 
 def production_uri(registry_uri: str, model_name: str) -> str:
     """The storage URI of the version PRODUCTION: whichever version the pointer names when a
-    server reads it (the servers follow it, see resolve_production)."""
+    server reads it (the servers follow it, see resolve_pointer)."""
     return f"{registry_uri.rstrip('/')}/{model_name}/versions/{PRODUCTION_VERSION}"
 
 

@@ -550,7 +550,7 @@ def book_summary(promotions: dict) -> str:
     (`release.promotion.Promotion`s by symbol) and why."""
     rows = "\n".join(
         f"| {symbol} | {p.receipt.version} | {'passed' if p.gate.passed else 'refused'} | "
-        f"{'production' if p.receipt.promoted else 'not promoted'} |"
+        f"{'production' if p.receipt.promoted else 'challenger' if p.shadowed else 'not promoted'} |"
         for symbol, p in promotions.items()
     )
     reasons = "\n".join(

@@ -52,7 +52,7 @@ class SymbolModel:
     def load(self, uri: str | None = None) -> None:
         """Reads metadata.json of uri (default: of the version production names now, for a
         storage URI of the version PRODUCTION). Raises RegistryError, OSError or KeyError."""
-        uri = uri or registry.resolve_production(self.storage_uri)
+        uri = uri or registry.resolve_pointer(self.storage_uri)
         local = registry.fetch_artifact(uri, Path(tempfile.mkdtemp(prefix="meta-")))
         metadata = registry.read_artifact_metadata(local)
         self.interval = INTERVALS[metadata.interval]
@@ -200,7 +200,7 @@ class ServedModels:
             waiting = self.pending.get(symbol)
             if waiting is None:
                 loaded = symbol in self.loaded
-                if loaded and not registry.follows_production(served.storage_uri):
+                if loaded and not registry.follows_pointer(served.storage_uri):
                     continue
                 waiting = self._read(symbol, served, warm=warm)
                 if waiting is None:
@@ -216,7 +216,7 @@ class ServedModels:
         """The newer model served's storage URI names now, read and warmed; None when it is
         the served one or cannot be read."""
         try:
-            uri = registry.resolve_production(served.storage_uri)
+            uri = registry.resolve_pointer(served.storage_uri)
             if symbol in self.loaded and uri == served.uri:
                 self.missing.pop(symbol, None)  # read again: a failure is worth a log line
                 return None

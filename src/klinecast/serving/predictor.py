@@ -97,7 +97,7 @@ class XGBoostPredictor(kserve.Model):
         the version served, if any.
         """
         try:
-            uri = registry.resolve_production(self.storage_uri)
+            uri = registry.resolve_pointer(self.storage_uri)
             if self.current is not None and uri == self.current.uri:
                 self._failure = None
                 return None
