@@ -8,7 +8,8 @@ once:
 - **names**: a symbol's model in the registry is publish.model_name with `{symbol}` (lower
   case) and `{interval}` filled in, so adding a symbol never renames another's model. The
   InferenceService of the whole book is publish.service_name; its predictor hosts each
-  symbol's model as `predictor_model_name`.
+  symbol's model as `predictor_model_name`; the challengers' InferenceService is
+  `challenger_service` of it.
 - **capital**: each symbol's weight (portfolio.weights, else equal), its share of
   trade.capital and its cap (trade.max_quantities, else trade.max_quantity), applied by
   `Book.for_symbol`, the params one symbol's stages run with.
@@ -214,6 +215,12 @@ def model_name(pattern: str, symbol: str, interval: str) -> str:
 def predictor_model_name(service_name: str, symbol: str) -> str:
     """What the book's predictor calls a symbol's model (and the transformer asks it for)."""
     return f"{service_name}-{symbol.lower()}"
+
+
+def challenger_service(service_name: str) -> str:
+    """The InferenceService that serves each symbol's challenger (the version CHALLENGER of
+    its model, `release.registry`), beside the book's own: the trader's shadow book asks it."""
+    return f"{service_name}-challenger"
 
 
 def storage_string(uris: Mapping[str, str]) -> str:

@@ -29,21 +29,25 @@ class Visit:
     outside_requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    #: the text a person reads in the first match of each selector asked (`read`)
+    texts: dict[str, str] = field(default_factory=dict)
     broken_images: int = 0
 
 
 def visit(
-    page_file: Path | str, *, screenshot: Path, count: tuple[str, ...] = (), origin: str = ""
-) -> Visit:
+    page_file: Path | str, *, screenshot: Path, count: tuple[str, ...] = (), origin: str = "",
+    read: tuple[str, ...] = (),
+) -> Visit:  # fmt: skip
     """Opens page_file offline, waits for it to draw, takes a full-page screenshot.
 
     Args:
         page_file: a file, or a URL under `origin`.
         count: CSS selectors whose matches are counted after drawing (e.g. "svg.main-svg").
+        read: CSS selectors whose first match's rendered text is kept.
         origin: a loopback server the page may also reach (a site served as a host serves it).
     """
     with Browser(origin=origin) as browser:
-        return browser.visit(page_file, screenshot=screenshot, count=count)
+        return browser.visit(page_file, screenshot=screenshot, count=count, read=read)
 
 
 class Browser:
@@ -68,8 +72,9 @@ class Browser:
         self._playwright.stop()
 
     def visit(
-        self, page_file: Path | str, *, screenshot: Path, count: tuple[str, ...] = ()
-    ) -> Visit:
+        self, page_file: Path | str, *, screenshot: Path, count: tuple[str, ...] = (),
+        read: tuple[str, ...] = (),
+    ) -> Visit:  # fmt: skip
         """One page in a fresh tab: what visit() says."""
         seen = Visit()
         page = self._browser.new_page(viewport={"width": 1200, "height": 900})
@@ -92,6 +97,7 @@ class Browser:
             page.goto(url, wait_until="load")
             page.wait_for_timeout(1000)  # vega-embed and plotly draw after load
             seen.counts = {selector: page.locator(selector).count() for selector in count}
+            seen.texts = {selector: page.locator(selector).first.inner_text() for selector in read}
             seen.broken_images = page.evaluate(
                 "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length"
             )

@@ -85,7 +85,8 @@ def drop_ledger(url: str) -> None:
     with sa.create_engine(url).begin() as c:
         c.execute(sa.text("DROP VIEW IF EXISTS prediction_outcomes"))
         for name in ("predictions", "orders", "positions", "outcomes", "equity", "state", "halts",
-                     "reconciliations", "failures", "paper_orders", "schema_version",
+                     "reconciliations", "failures", "paper_orders", "shadow_calls",
+                     "shadow_outcomes", "schema_version",
                      "klinecast_ledger_version"):  # fmt: skip
             c.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
 

@@ -236,11 +236,11 @@ def test_ledger_schema_migrates_once_and_keeps_rows(backend, tmp_path, postgres)
     url = f"sqlite:///{tmp_path}/l.db" if backend == "sqlite" else postgres
     drop_ledger(url)
     ledger = Ledger(url)
-    assert ledger.migrate() == "0004"
+    assert ledger.migrate() == "0005"
     ledger.record_prediction(
         HOUR.to_pydatetime(), symbol="BTCUSDT", prob_up=0.7, target=1, status="traded"
     )
-    assert ledger.migrate() == "0004"  # again: nothing recreated, nothing lost
+    assert ledger.migrate() == "0005"  # again: nothing recreated, nothing lost
     assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     rows = table(url, "prediction_outcomes")
     assert rows[0]["prob_up"] == 0.7 and rows[0]["actual_up"] is None
@@ -283,7 +283,7 @@ def test_a_single_symbol_ledger_is_migrated_to_several_symbols_with_nothing_lost
                                         halted_at=HOUR.to_pydatetime()))  # fmt: skip
     engine.dispose()
     ledger = Ledger(url)
-    assert ledger.migrate() == "0004"
+    assert ledger.migrate() == "0005"
     assert [r["strategy_return"] for r in ledger.outcomes("ETHUSDT")] == [0.01, -0.02]
     assert ledger.last_equity("ETHUSDT") == (0.98, 1.0)
     assert [r["hour"] for r in ledger.traded_predictions("ETHUSDT")] == [h.to_pydatetime() for h in hours]
@@ -333,7 +333,7 @@ def test_a_ledger_of_0003_gets_the_exchange_rules_columns_with_nothing_lost(
         c.execute(positions.insert().values(symbol="BTCUSDT", qty=0.001, hour=at))
     engine.dispose()
     ledger = Ledger(url)
-    assert ledger.migrate() == "0004"
+    assert ledger.migrate() == "0005"
     filled, intent = sorted(ledger.orders(), key=lambda o: o.client_order_id)
     assert (filled.status, filled.executed_qty, filled.exchange_status) == ("filled", 0.001, "FILLED")
     assert (intent.status, intent.executed_qty) == ("intent", 0.0)
@@ -523,10 +523,10 @@ def test_a_ledger_of_the_earlier_schema_is_upgraded_in_place(backend, tmp_path, 
             )  # fmt: skip
         )
     ledger = Ledger(url)
-    assert ledger.migrate() == "0004"
+    assert ledger.migrate() == "0005"
     assert ledger.prediction(HOUR.to_pydatetime(), "BTCUSDT")["prob_up"] == 0.7
     halt = ledger.open_halt("BTCUSDT")
     assert halt.kind == "kill_switch" and "-25%" in halt.reason
     assert ledger.get_state("halted") is None
-    assert ledger.migrate() == "0004"
+    assert ledger.migrate() == "0005"
     engine.dispose()

@@ -7,7 +7,17 @@ import logging
 import sys
 from importlib.metadata import version as package_version
 
-from klinecast.cli import data, model, monitor, pipeline, portfolio, registry, serving, trade
+from klinecast.cli import (
+    challenger,
+    data,
+    model,
+    monitor,
+    pipeline,
+    portfolio,
+    registry,
+    serving,
+    trade,
+)
 from klinecast.errors import KlinecastError
 
 log = logging.getLogger("klinecast")
@@ -72,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry.add_registry(commands)
     registry.add_rollback(commands)
     registry.add_promote(commands)
+    challenger.add_challenger(commands)
     pipeline.add_pipeline(commands)
     trade.add_trade(commands)
     monitor.add_monitor(commands)

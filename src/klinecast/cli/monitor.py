@@ -14,7 +14,8 @@ def add_monitor(commands) -> None:
         help="live accuracy, equity vs buy-and-hold, feature drift; trigger retraining",
         description=(
             "Read the ledger and write monitor.json, monitor.html (plots) and metrics.prom "
-            "(Prometheus text format) into --out-dir. When fewer than trade.retrain_min_accuracy "
+            "(Prometheus text format) into --out-dir, per symbol, with the challenger's shadow "
+            "book beside the champion where there is one (klinecast challenger). When fewer than trade.retrain_min_accuracy "
             "of a symbol's last trade.retrain_window trades were right, and no retrain fired "
             "for that symbol within trade.retrain_cooldown_hours (each symbol has its own), "
             "fire --trigger for it: local:<command> ($KLINECAST_RETRAIN_SYMBOL and "
@@ -67,7 +68,7 @@ def _monitor_symbol(args, book, symbol: str, ledger, out_dir: Path) -> None:
     import pandas as pd
 
     from klinecast import atomic
-    from klinecast.monitor import health, page
+    from klinecast.monitor import health, page, shadow_view
     from klinecast.platform import retrain
 
     params = book.for_symbol(symbol)
@@ -84,10 +85,14 @@ def _monitor_symbol(args, book, symbol: str, ledger, out_dir: Path) -> None:
         else None,
     )
     state, decision = result.health, result.decision
-    atomic.write_json(out_dir / "monitor.json", result.as_dict())
-    html = page.render(state, result.outcomes, decision, result.trading)
+    shadow = shadow_view.shadow_view(params, ledger, model_name=book.model_name(symbol))
+    report = result.as_dict() | {"shadow": shadow.as_dict() if shadow else None}
+    atomic.write_json(out_dir / "monitor.json", report)
+    html = page.render(state, result.outcomes, decision, result.trading, shadow)
     atomic.atomic_write(out_dir / "monitor.html", lambda tmp: tmp.write_text(html))
-    prom = health.prometheus_text(state, symbol=params.data.symbol, trading=result.trading)
+    prom = health.prometheus_text(
+        state, symbol=params.data.symbol, trading=result.trading, shadow=shadow
+    )
     atomic.atomic_write(out_dir / "metrics.prom", lambda tmp: tmp.write_text(prom))
     accuracy = "-" if state.accuracy is None else f"{state.accuracy:.0%}"
     fired = f"; triggered {result.triggered}" if result.triggered else ""
@@ -95,4 +100,5 @@ def _monitor_symbol(args, book, symbol: str, ledger, out_dir: Path) -> None:
         f"monitor: {params.data.symbol}: {state.trades} trades, accuracy {accuracy}, equity "
         f"{state.equity:.4f} (buy and hold {state.buy_and_hold:.4f}); drift: {state.drift_note}; "
         f"retrain: {decision.reason}{fired}; trading: {result.trading.summary}"
+        + (f"; {shadow_view.summary(shadow)}" if shadow else "")
     )

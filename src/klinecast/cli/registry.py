@@ -123,7 +123,7 @@ def _move_args(parser, *, default_reason: str) -> None:
 def run_rollback(args) -> int:
     from klinecast.release import registry
 
-    return _move_production(args, "rollback", registry.rollback)
+    return _run_move(args, "rollback", registry.rollback)
 
 
 def run_promote(args) -> int:
@@ -132,39 +132,52 @@ def run_promote(args) -> int:
     def promote(store, name, **record):
         return registry.promote_version(store, name, args.version, **record)
 
-    return _move_production(args, "promote", promote)
+    return _run_move(args, "promote", promote)
 
 
-def _move_production(args, command: str, move) -> int:
-    """Moves SYMBOL's production pointer with move(store, model_name, by=, reason=), then pins
-    the cluster as deploy does; a refused patch says the registry moved already."""
+def _run_move(args, command: str, move) -> int:
     import os
 
     from klinecast import environment
     from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.errors import KlinecastError
-    from klinecast.platform import deploy
-    from klinecast.release import registry
 
     book = Book(load_params(args.params))
     symbol = args.symbol.upper()
     if symbol not in book.symbols:
         raise KlinecastError(f"{symbol} is not in the book ({', '.join(book.symbols)})")
-    registry_uri = args.registry or book.params.publish.registry
+    move_and_pin(
+        book, symbol, args.registry or book.params.publish.registry, move, command=command,
+        by=args.by or os.environ.get(environment.USER) or "unknown", reason=args.reason,
+        namespace=args.namespace,
+    )  # fmt: skip
+    return 0
+
+
+def move_and_pin(
+    book, symbol: str, registry_uri: str, move, *, command: str, by: str, reason: str,
+    namespace: str,
+) -> dict:  # fmt: skip
+    """Moves the symbol's production pointer with move(store, model_name, by=, reason=), then
+    pins the cluster as deploy does; a refused patch says the registry moved already. Returns
+    the new pointer."""
+    from klinecast.errors import KlinecastError
+    from klinecast.platform import deploy
+    from klinecast.release import registry
+
     store = registry.open_store(registry_uri)
     name = book.model_name(symbol)
-    by = args.by or os.environ.get(environment.USER) or "unknown"
     before = registry.production(store, name)
-    pointer = move(store, name, by=by, reason=args.reason)
+    pointer = move(store, name, by=by, reason=reason)
     was = before["version"] if before else "none"
     print(f"{command}: {symbol}: production {was} -> {pointer['version']} ({by})")
     try:
-        _, done = deploy.deploy_book(book, registry_uri=registry_uri, namespace=args.namespace)
+        _, done = deploy.deploy_book(book, registry_uri=registry_uri, namespace=namespace)
     except KlinecastError as exc:
         raise KlinecastError(
             f"the registry's production of {symbol} is {pointer['version']}, but the "
             f"cluster was not changed ({exc}); run `klinecast deploy` when it answers"
         ) from exc
     print(f"{command}: {done or deploy.NO_CLUSTER}")
-    return 0
+    return pointer

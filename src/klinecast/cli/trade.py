@@ -244,10 +244,14 @@ def run_replay(args) -> int:
             # past hours: the store holds only the newest, so the candles are sent, named as
             # the symbol's, and its own model answers
             predict=live.predictor(params, by_symbol=False),
+            shadow=live.challenger_predictor(params, by_symbol=False),
         )
         print(
             f"trade replay: {symbol}: {summary['hours']} hours, {summary['traded']} traded, "
             f"{summary['orders']} orders; equity {summary['equity']:.4f} "
             f"(buy and hold {summary['buy_and_hold']:.4f}) -> {args.ledger}"
         )
+        if summary["shadow"] is not None:
+            version, equity = summary["shadow"]
+            print(f"trade replay: {symbol}: shadow book of the challenger {version}: equity {equity:.4f}")
     return 0

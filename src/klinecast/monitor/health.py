@@ -301,8 +301,11 @@ def check(
     return Check(state, decision, outcomes, fired, trading)
 
 
-def prometheus_text(state: Health, *, symbol: str, trading: Trading | None = None) -> str:
-    """The state in Prometheus' text exposition format (for a textfile collector or a scrape)."""
+def prometheus_text(
+    state: Health, *, symbol: str, trading: Trading | None = None, shadow=None
+) -> str:
+    """The state in Prometheus' text exposition format (for a textfile collector or a scrape),
+    with the challenger's shadow book beside the champion (a `monitor.shadow_view.ShadowView`)."""
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
     registry = CollectorRegistry()
@@ -351,4 +354,8 @@ def prometheus_text(state: Health, *, symbol: str, trading: Trading | None = Non
         )
         for held, hours in trading.idle_hours.items():
             idle.labels(held).set(hours)
+    if shadow is not None:
+        from klinecast.monitor.shadow_view import gauges
+
+        gauges(shadow, symbol=symbol, registry_=registry)
     return generate_latest(registry).decode()

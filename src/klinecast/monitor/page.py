@@ -1,4 +1,5 @@
-"""The monitor's page (monitor.html): equity against buy-and-hold, rolling accuracy, drift."""
+"""The monitor's page (monitor.html): equity against buy-and-hold, rolling accuracy, the
+challenger's shadow book, drift."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import numpy as np
 import pandas as pd
 
 from klinecast.monitor.health import Decision, Health, Trading
+from klinecast.monitor.shadow_view import ShadowView, section
 from klinecast.pages import img, png
 
 
 def render(
-    state: Health, outcomes: pd.DataFrame, decision: Decision, trading: Trading | None = None
-) -> str:
-    """The live monitoring page: equity against buy-and-hold, rolling accuracy, drift."""
+    state: Health, outcomes: pd.DataFrame, decision: Decision, trading: Trading | None = None,
+    shadow: ShadowView | None = None,
+) -> str:  # fmt: skip
+    """The live monitoring page: equity against buy-and-hold, rolling accuracy, the champion
+    beside its challenger's shadow book, drift."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,7 +49,7 @@ def render(
         f"<body><h1>klinecast live</h1><p>{state.trades} trades; accuracy of the last "
         f"{state.window}: {accuracy}; equity {state.equity:.4f} vs buy and hold "
         f"{state.buy_and_hold:.4f}. Retrain: <b>{'yes' if decision.retrain else 'no'}</b>"
-        f" ({html.escape(decision.reason)}).</p>{_trading(trading)}{plots}"
+        f" ({html.escape(decision.reason)}).</p>{_trading(trading)}{plots}{section(shadow)}"
         "<h2>Feature drift (PSI, live vs training window)</h2>"
         f"<p>{html.escape(state.drift_note)}</p>"
         + (f"<table><tr><th>feature</th><th>PSI</th></tr>{drift}</table>" if drift else "")

@@ -57,6 +57,7 @@ from klinecast.indicators import fetch_hours
 from klinecast.research import strategy
 from klinecast.research.backtest import position_return
 from klinecast.serving.client import InferenceError, Prediction
+from klinecast.trader import shadow as shadow_book
 from klinecast.trader.brokers import Balance, Broker, client_order_id
 from klinecast.trader.filters import FiltersError, SymbolRules
 from klinecast.trader.ledger import BOOK, BOOKED, Ledger, LedgerError, Order
@@ -162,6 +163,8 @@ class Trader:
     market: Callable[[pd.Timestamp, int], pd.DataFrame]
     #: candles -> Prediction (raises InferenceError)
     predict: Callable[[pd.DataFrame], Prediction]
+    #: the challenger's predict, for the shadow book (`trader.shadow`); None: no shadow
+    shadow: Callable[[pd.DataFrame], Prediction] | None = None
 
     @property
     def symbol(self) -> str:
@@ -232,8 +235,11 @@ def _cycle(
     with stage("market_data"):
         candles = trader.market(hour, fetch_hours(params.features.min_history))
     settle(ledger, candles, params)
+    shadow_book.settle(ledger, candles, params)
     close = known["close"] = float(candles["close"].iloc[-1])
     keep_dust(ledger, symbol, rules, price=close, hour=at)
+    if trader.shadow is not None:  # on paper, whatever the traded book does this hour
+        shadow_book.call(ledger, trader.shadow, params, hour=hour, candles=candles)
     halt = ledger.open_halt(symbol)
     if halt is not None:
         if halt.kind == KILL_SWITCH:  # flat while halted; a reconcile halt sends nothing

@@ -33,6 +33,8 @@ from klinecast.trader.tables import (
     positions,
     predictions,
     reconciliations,
+    shadow_calls,
+    shadow_outcomes,
     state,
 )
 
@@ -374,6 +376,32 @@ class Ledger:
         with self._begin() as c:
             row = c.execute(query.limit(1)).first()
         return (1.0, 1.0) if row is None else (float(row[0]), float(row[1]))
+
+    # the shadow book: the challenger's calls, never traded, and their paper outcomes
+    def record_shadow_call(self, row: dict) -> None:
+        """The challenger's call of row["hour"] (kept: a rerun of the hour adds nothing)."""
+        with self._begin() as c:
+            c.execute(shadow_calls.insert().values(created_at=_now(), **row))
+
+    def shadow_calls(self, symbol: str, *, before: dt.datetime | None = None) -> list[dict]:
+        """The symbol's shadow calls, oldest first."""
+        query = sa.select(shadow_calls).where(shadow_calls.c.symbol == symbol)
+        if before is not None:
+            query = query.where(shadow_calls.c.hour < before)
+        with self._begin() as c:
+            return [_row(r) for r in c.execute(query.order_by(shadow_calls.c.hour))]
+
+    def record_shadow_outcome(self, row: dict) -> None:
+        with self._begin() as c:
+            c.execute(shadow_outcomes.insert().values(**row))
+
+    def shadow_outcomes(self, symbol: str | None = None) -> list[dict]:
+        """The settled shadow hours of the symbol (of every symbol: None), oldest first."""
+        query = sa.select(shadow_outcomes).order_by(shadow_outcomes.c.hour, shadow_outcomes.c.symbol)
+        if symbol is not None:
+            query = query.where(shadow_outcomes.c.symbol == symbol)
+        with self._begin() as c:
+            return [_row(r) for r in c.execute(query)]
 
     # halts: the kill switch and differences with the exchange
     def open_halt(self, symbol: str) -> Halt | None:

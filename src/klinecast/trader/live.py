@@ -8,7 +8,7 @@ import dataclasses
 import os
 
 from klinecast import environment
-from klinecast.book import Book
+from klinecast.book import Book, challenger_service
 from klinecast.config import Params
 from klinecast.data import market
 from klinecast.errors import KlinecastError
@@ -67,18 +67,21 @@ def trader(params: Params, *, ledger: Ledger | None = None) -> Trader:
 
     by_symbol = params.trade.request == "symbol"
     return Trader(
-        params, ledger, broker, closed_candles, predictor(params, by_symbol=by_symbol)
-    )
+        params, ledger, broker, closed_candles, predictor(params, by_symbol=by_symbol),
+        shadow=challenger_predictor(params, by_symbol=by_symbol),
+    )  # fmt: skip
 
 
-def predictor(params: Params, *, by_symbol: bool):
-    """Asks the book's InferenceService (publish.service_name) about params' one symbol: by
-    symbol (its online store), or with the candles, named as the symbol's so that the
-    symbol's own model answers."""
-    url = params.trade.inference_url
+def predictor(params: Params, *, by_symbol: bool, challenger: bool = False):
+    """Asks the book's InferenceService (publish.service_name; the challenger's,
+    trade.challenger_url, if challenger) about params' one symbol: by symbol (its online
+    store), or with the candles, named as the symbol's so that the symbol's own model answers."""
+    url = params.trade.challenger_url if challenger else params.trade.inference_url
     symbol = params.data.symbol if by_symbol else None
     named = None if by_symbol else params.data.symbol
     name = params.publish.service_name
+    if challenger:
+        name = challenger_service(name)
 
     def ask(candles):
         return predict(
@@ -86,3 +89,11 @@ def predictor(params: Params, *, by_symbol: bool):
         )
 
     return ask
+
+
+def challenger_predictor(params: Params, *, by_symbol: bool):
+    """The challenger's predictor for the shadow book, or None when trade.challenger_url is
+    empty (no shadow)."""
+    if not params.trade.challenger_url:
+        return None
+    return predictor(params, by_symbol=by_symbol, challenger=True)

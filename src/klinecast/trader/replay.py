@@ -8,6 +8,7 @@ import pandas as pd
 
 from klinecast.config import Params, Span
 from klinecast.data.market import ExchangeError
+from klinecast.trader import shadow as shadow_book
 from klinecast.trader.brokers import PaperBroker
 from klinecast.trader.cycle import Trader, run_once, settle
 from klinecast.trader.ledger import Ledger
@@ -33,8 +34,10 @@ def replay(
     end: dt.date,
     ledger_url: str,
     predict,
+    shadow=None,
 ) -> dict:
-    """Runs the cycle for every candle hour in [start, end]; settles the last one if possible."""
+    """Runs the cycle for every candle hour in [start, end], asking the challenger too when
+    shadow is given (the shadow book); settles the last one if possible."""
     ledger = Ledger(ledger_url)
     ledger.migrate()
     trader = Trader(
@@ -43,16 +46,22 @@ def replay(
         PaperBroker.charging(params.backtest, engine=ledger.engine),
         frame_market(candles),
         predict,
+        shadow,
     )
     span = Span(start, end)
     hours = candles.index[span.holds(candles.index)]
     results = [run_once(trader, hour=hour) for hour in hours]
-    settle(ledger, candles.loc[: span.stop].iloc[-params.features.min_history :], params)
+    last = candles.loc[: span.stop].iloc[-params.features.min_history :]
+    settle(ledger, last, params)
+    shadow_book.settle(ledger, last, params)
     equity, hold = ledger.last_equity(params.data.symbol)
+    shadowed = ledger.shadow_outcomes(params.data.symbol)
     return {
         "hours": len(results),
         "traded": sum(r.status == "traded" for r in results),
         "orders": sum(o.symbol == params.data.symbol for o in ledger.orders()),
         "equity": equity,
         "buy_and_hold": hold,
+        # the newest challenger's shadow book: its version and equity (None without one)
+        "shadow": (shadowed[-1]["version"], shadowed[-1]["equity"]) if shadowed else None,
     }

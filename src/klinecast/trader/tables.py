@@ -151,6 +151,33 @@ paper_orders = sa.Table(
     sa.Column("fee", sa.Float, nullable=False),
     sa.Column("booked_at", UTC, nullable=False),
 )
+#: The shadow book: the challenger's call each hour (never traded), and what the position its
+#: rule would hold earned once the next candle closed, after the same costs. A symbol's rows of
+#: one version are one shadow book; a newer challenger starts its own, flat.
+shadow_calls = sa.Table(
+    "shadow_calls",
+    metadata,
+    sa.Column("hour", UTC, primary_key=True),
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("version", sa.String(200), nullable=False),  # the challenger's, as it answered
+    sa.Column("prob_up", sa.Float),
+    sa.Column("target", sa.Integer, nullable=False),  # the side its rule would hold after the hour
+    sa.Column("status", sa.String(20), nullable=False),  # called | no_call (it held on)
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", UTC, nullable=False),
+)
+shadow_outcomes = sa.Table(
+    "shadow_outcomes",
+    metadata,
+    sa.Column("hour", UTC, primary_key=True),
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("target", sa.Integer, nullable=False),
+    sa.Column("correct", sa.Boolean),  # null while flat
+    sa.Column("strategy_return", sa.Float, nullable=False),
+    sa.Column("market_return", sa.Float, nullable=False),
+    sa.Column("equity", sa.Float, nullable=False),  # growth of 1 of this version's shadow book
+)
 
 VIEW = """CREATE VIEW prediction_outcomes AS
 SELECT p.hour, p.symbol, p.prob_up, p.target, p.model_version, p.status,
