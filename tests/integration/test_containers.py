@@ -225,7 +225,7 @@ def test_the_serving_containers_run_as_the_inferenceservice_renders_them(
     from tests.support.binance_server import BinanceServer
 
     objects = overlay("prod")
-    isvc = find(objects, "InferenceService")
+    isvc = find(objects, "InferenceService", "klinecast")
     name = isvc["metadata"]["name"]
     (transformer,) = isvc["spec"]["transformer"]["containers"]
     (predictor_container,) = isvc["spec"]["predictor"]["containers"]

@@ -55,7 +55,7 @@ def test_every_rendered_object_validates(name):
         lambda o: find(o, "NetworkPolicy", f"{MODEL}-ingress")["spec"].update(
             policyTypes="Ingress"
         ),
-        lambda o: find(o, "InferenceService")["spec"]["predictor"].update(scaleMetric="gpu"),
+        lambda o: find(o, "InferenceService", "klinecast")["spec"]["predictor"].update(scaleMetric="gpu"),
         lambda o: find(o, "Experiment")["spec"].update(maxTrialCount="many"),
     ],
 )
@@ -77,8 +77,9 @@ def test_the_validation_can_fail(breakage):
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_no_container_breaks_the_policy(name):
     objects = overlay(name)
-    # predictor, transformer, trader, monitor, trial, Redis, feature sync
-    assert sum(1 for o in objects for _ in containers(o)) == 7
+    # predictor, transformer (the book's and the challengers'), trader, monitor, trial, Redis,
+    # feature sync
+    assert sum(1 for o in objects for _ in containers(o)) == 9
     assert [p for o in objects for p in problems(o)] == []
 
 
@@ -152,7 +153,7 @@ def test_only_the_trader_reaches_the_model():
     assert all(set(s) == {"podSelector"} for s in rule["from"])  # no namespace is admitted
     trader_pod = find(objects, "CronJob", TRADER)["spec"]["jobTemplate"]["spec"]["template"]
     assert trader_pod["metadata"]["labels"] == {"app.kubernetes.io/component": "trader"}
-    isvc = find(objects, "InferenceService")
+    isvc = find(objects, "InferenceService", "klinecast")
     # Pods reached directly, not through Knative's activator, for the selector to hold.
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     trader_url = next(
@@ -171,16 +172,19 @@ def test_only_the_transformer_and_the_sync_reach_redis():
     (rule,) = policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
     sources = [s["podSelector"]["matchLabels"] for s in rule["from"]]
-    transformer = {"serving.kserve.io/inferenceservice": MODEL, "component": "transformer"}
+    transformers = [
+        {"serving.kserve.io/inferenceservice": name, "component": "transformer"}
+        for name in (MODEL, f"{MODEL}-challenger")
+    ]
     sync = find(objects, "CronJob", "klinecast-features-sync")
     sync_pod = sync["spec"]["jobTemplate"]["spec"]["template"]
-    assert sources == [transformer, sync_pod["metadata"]["labels"]]
+    assert sources == [*transformers, sync_pod["metadata"]["labels"]]
     assert all(set(s) == {"podSelector"} for s in rule["from"])  # no namespace is admitted
     # both read where the store is from the same ConfigMap; the registry needs S3's keys
     config = find(objects, "ConfigMap", "klinecast-online")["data"]
     assert config["KLINECAST_REDIS"] == "klinecast-redis.klinecast.svc.cluster.local:6379"
     assert config["KLINECAST_FEAST_REGISTRY"].startswith("s3://")
-    isvc = find(objects, "InferenceService")["spec"]["transformer"]["containers"][0]
+    isvc = find(objects, "InferenceService", "klinecast")["spec"]["transformer"]["containers"][0]
     (sync_container,) = sync_pod["spec"]["containers"]
     for container in (isvc, sync_container):
         refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
@@ -229,8 +233,9 @@ def test_dev_trades_on_paper_with_small_resources():
         assert cpu(container["resources"]["limits"]["cpu"]) <= cpu(
             twin["resources"]["limits"]["cpu"]
         ), where
-    isvc = find(dev, "InferenceService")["spec"]
-    assert isvc["predictor"]["maxReplicas"] == isvc["transformer"]["maxReplicas"] == 1
+    for name in ("klinecast", "klinecast-challenger"):  # the challengers' service is small too
+        isvc = find(dev, "InferenceService", name)["spec"]
+        assert isvc["predictor"]["maxReplicas"] == isvc["transformer"]["maxReplicas"] == 1
     assert find(dev, "Experiment")["spec"]["parallelTrialCount"] == 1
 
 
@@ -243,7 +248,7 @@ def test_prod_trades_on_the_testnet_and_autoscales():
         "optional": False,
     }
     assert env["BINANCE_API_SECRET"]["secretKeyRef"]["optional"] is False
-    isvc = find(overlay("prod"), "InferenceService")["spec"]
+    isvc = find(overlay("prod"), "InferenceService", "klinecast")["spec"]
     for component in ("predictor", "transformer"):
         scaling = {k: isvc[component][k] for k in ("minReplicas", "maxReplicas", "scaleMetric")}
         assert scaling == {"minReplicas": 2, "maxReplicas": 6, "scaleMetric": "cpu"}

@@ -76,6 +76,28 @@ def test_inference_service_validates_against_the_crd(isvc_validator):
     )
 
 
+def test_the_challengers_service_follows_each_symbols_challenger(isvc_validator):
+    """A second InferenceService, the same servers, each symbol's version CHALLENGER: what the
+    trader asks for the shadow book (the trader's KLINECAST_CHALLENGER_URL names it)."""
+    isvc = load("challenger-inferenceservice.yaml")
+    assert list(isvc_validator.iter_errors(isvc)) == []
+    assert isvc["metadata"]["name"] == "klinecast-challenger"
+    book = Book(Params())
+    for component in ("predictor", "transformer"):
+        (container,) = isvc["spec"][component]["containers"]
+        (models,) = container["env"]
+        assert models["value"] == manifest.placeholder_models(book, "CHALLENGER") == (
+            "BTCUSDT=s3://klinecast-models/registry/klinecast-btcusdt-1h/versions/CHALLENGER"
+        )
+    (predictor,) = isvc["spec"]["predictor"]["containers"]
+    assert predictor["args"] == ["predictor", "--model-name", "klinecast-challenger"]
+    trader = load("trader-cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in trader["containers"][0]["env"]}
+    assert env["KLINECAST_CHALLENGER_URL"] == (
+        "http://klinecast-challenger-transformer.klinecast.svc.cluster.local"
+    )
+
+
 @pytest.mark.parametrize(
     "breakage",
     [

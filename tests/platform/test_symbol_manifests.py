@@ -54,13 +54,14 @@ def test_every_rendered_object_validates_and_keeps_the_policy(rendered):
         "Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding", "InferenceService",
         "NetworkPolicy", "CronJob", "Experiment", "ConfigMap", "Deployment", "Service",
     }  # fmt: skip
-    # predictor, transformer, trader, monitor, a trial per symbol, Redis, feature sync
-    assert sum(1 for o in rendered for _ in containers(o)) == 6 + len(SYMBOLS)
+    # predictor, transformer (the book's and the challengers'), trader, monitor, a trial per
+    # symbol, Redis, feature sync
+    assert sum(1 for o in rendered for _ in containers(o)) == 8 + len(SYMBOLS)
     assert [p for o in rendered for p in problems(o)] == []
 
 
 def test_one_service_hosts_every_symbols_production_version(rendered):
-    isvc = find(rendered, "InferenceService")
+    isvc = find(rendered, "InferenceService", SERVICE)
     assert isvc["metadata"]["name"] == SERVICE
     spec = isvc["spec"]
     (predictor,) = spec["predictor"]["containers"]
@@ -132,7 +133,7 @@ def test_printed_manifests_need_no_registry(capsys):
     same service as --base, whatever the registry holds."""
     assert main(["manifest", "--params", str(EXAMPLE)]) == 0
     printed = capsys.readouterr().out
-    assert f"value: {MODELS}\n" in printed and printed.count("kind: InferenceService\n") == 1
+    assert f"value: {MODELS}\n" in printed and printed.count("kind: InferenceService\n") == 2  # the challengers' too
 
 
 def test_a_book_of_one_has_the_same_shape():

@@ -9,6 +9,7 @@ value in a Secret of your own and reference it the same way.
 
 from __future__ import annotations
 
+from klinecast.book import challenger_service
 from klinecast.platform.k8s import (
     NAMESPACE,
     PIPELINE_IMAGE,
@@ -94,8 +95,14 @@ def redis_service(*, namespace: str = NAMESPACE) -> dict:
 
 
 def redis_network_policy(*, service_name: str, namespace: str = NAMESPACE) -> dict:
-    """Only the model's transformer (which reads) and the sync job (which writes) reach Redis."""
-    transformer = {"serving.kserve.io/inferenceservice": service_name, "component": "transformer"}
+    """Only the models' transformers (the book's and the challengers', which read) and the sync
+    job (which writes) reach Redis."""
+    readers = [
+        {"podSelector": {"matchLabels": {
+            "serving.kserve.io/inferenceservice": name, "component": "transformer",
+        }}}
+        for name in (service_name, challenger_service(service_name))
+    ]  # fmt: skip
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -106,7 +113,7 @@ def redis_network_policy(*, service_name: str, namespace: str = NAMESPACE) -> di
             "ingress": [
                 {
                     "from": [
-                        {"podSelector": {"matchLabels": transformer}},
+                        *readers,
                         {"podSelector": {"matchLabels": SYNC_LABEL}},
                     ],
                     "ports": [{"protocol": "TCP", "port": 6379}],

@@ -13,20 +13,23 @@ from klinecast.platform.k8s import (
     secret_template,
 )
 from klinecast.platform.names import S3_KEYS, S3_SECRET
+from klinecast.release.registry import PRODUCTION_VERSION
 
 SERVICE_ACCOUNT = "klinecast-models"
 PORT = 8080
 
 
-def placeholder_uri(model_name: str) -> str:
+def placeholder_uri(model_name: str, version: str = PRODUCTION_VERSION) -> str:
     """A symbol's model in the committed base manifest: the version its production pointer
-    names when a server loads it (`klinecast deploy` pins a version instead)."""
-    return f"s3://klinecast-models/registry/{model_name}/versions/PRODUCTION"
+    (or its challenger's: CHALLENGER) names when a server loads it (`klinecast deploy` pins a
+    production version instead)."""
+    return f"s3://klinecast-models/registry/{model_name}/versions/{version}"
 
 
-def placeholder_models(book: Book) -> str:
-    """The book's models in the committed base manifest: each symbol's production version."""
-    return book.storage_string(lambda symbol: placeholder_uri(book.model_name(symbol)))
+def placeholder_models(book: Book, version: str = PRODUCTION_VERSION) -> str:
+    """The book's models in the committed base manifest: each symbol's production version
+    (or challenger)."""
+    return book.storage_string(lambda symbol: placeholder_uri(book.model_name(symbol), version))
 
 
 def inference_service(

@@ -3,6 +3,7 @@ generated from one place."""
 
 from __future__ import annotations
 
+from klinecast.book import challenger_service
 from klinecast.environment import variable_of
 from klinecast.platform import k8s
 from klinecast.platform.cluster import TRADER_ACCOUNT, TRADER_LABEL
@@ -13,7 +14,13 @@ from klinecast.platform.k8s import (
     resources,
     restricted_security_context,
 )
-from klinecast.platform.names import BINANCE_KEYS, BINANCE_SECRET, POSTGRES_KEYS, POSTGRES_SECRET
+from klinecast.platform.names import (
+    BINANCE_KEYS,
+    BINANCE_SECRET,
+    POSTGRES_KEYS,
+    POSTGRES_SECRET,
+    S3_SECRET,
+)
 
 
 def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, service_name: str) -> dict:
@@ -21,12 +28,10 @@ def cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE, service_
     # The paper broker needs no keys, so the pod starts without them; testnet refuses to.
     env = [_secret_env(name, BINANCE_SECRET, name, optional=True) for name in BINANCE_KEYS]
     env.append(_secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"]))
-    env.append(
-        {
-            "name": variable_of("trade.inference_url"),
-            "value": f"http://{service_name}-transformer.{namespace}.svc.cluster.local",
-        }
-    )
+    for key, service in (("trade.inference_url", service_name),
+                         ("trade.challenger_url", challenger_service(service_name))):  # fmt: skip
+        url = f"http://{service}-transformer.{namespace}.svc.cluster.local"
+        env.append({"name": variable_of(key), "value": url})
     # Missed after minute 11 rather than traded late; reruns are safe (the ledger and the
     # client order ids dedupe).
     return _ledger_cronjob(
@@ -39,11 +44,15 @@ def monitor_cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE) 
     """`klinecast monitor` at minute 15 of every hour, after the trader: a report per symbol
     and the book's, from the trader's ledger (it reads; it sends nothing anywhere)."""
     env = [_secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"])]
-    return _ledger_cronjob(
+    job = _ledger_cronjob(
         "monitor", ["monitor", "--params", "/app/params.yaml", "--out-dir", "/tmp/monitor"], env,
         image=image, namespace=namespace, minute=15,
         labels={"app.kubernetes.io/component": "monitor"}, backoff_limit=1,
     )  # fmt: skip
+    # the registry's decisions about each challenger, for its page (without them it says so)
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    container["envFrom"] = [{"secretRef": {"name": S3_SECRET, "optional": True}}]
+    return job
 
 
 def _ledger_cronjob(
