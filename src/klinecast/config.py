@@ -522,6 +522,45 @@ class ChallengerParams(_Checked):
 
 
 @dataclass(frozen=True)
+class RolloutParams(_Checked):
+    """How `klinecast deploy` (and rollback, promote, challenger promote) moves the book's
+    InferenceService to new versions: at once, or as a canary.
+
+    A canary follows KServe's rollout strategy, which KServe supports in Serverless mode only,
+    so canary_steps renders the InferenceService in Serverless mode with tag routing. Each step
+    sets canaryTrafficPercent on both components, waits (watching the object) until KServe
+    reports the new revision ready and the traffic split, then sends probe_requests to the new
+    revision's own URL (tag `latest`): an error rate above max_error_rate or a p99 above
+    max_p99_ms rolls back (canaryTrafficPercent 0, then the previous versions), else the next
+    step; after the last, the new revision takes all traffic.
+    """
+
+    #: The new revision's share of traffic at each step, in percent, e.g. [10, 50]; [] deploys
+    #: at once (the InferenceService stays in RawDeployment mode).
+    canary_steps: tuple[int, ...] = ()
+    probe_requests: int = 40  # sent to the new revision at each step
+    max_error_rate: float = 0.02  # of the probe's requests that failed (not 200)
+    max_p99_ms: float = 500.0  # of the probe's requests
+    #: How long a step waits for KServe to report the revision ready and the split applied.
+    ready_timeout_seconds: float = 600.0
+
+    def problems(self) -> Problems:
+        steps = list(self.canary_steps)
+        if steps != sorted(set(steps)) or not all(0 < s < 100 for s in steps):
+            yield "canary_steps", f"expected increasing percents in (0, 100), got {steps}"
+        if self.probe_requests < 1:
+            yield "probe_requests", f"must be >= 1, got {self.probe_requests}"
+        if not 0 <= self.max_error_rate < 1:
+            yield "max_error_rate", f"expected [0, 1), got {self.max_error_rate}"
+        if self.max_p99_ms <= 0 or self.ready_timeout_seconds <= 0:
+            yield "max_p99_ms", "max_p99_ms and ready_timeout_seconds must be > 0"
+
+    @property
+    def canary(self) -> bool:
+        return bool(self.canary_steps)
+
+
+@dataclass(frozen=True)
 class PublishParams(_Checked):
     """Where models go, and the gate a model must pass to become `production`.
 
@@ -547,6 +586,8 @@ class PublishParams(_Checked):
     min_trades: int = 1
     #: How a version beside a production one gets there: shadow, then the promotion rule.
     challenger: ChallengerParams = field(default_factory=ChallengerParams)
+    #: How deploy moves the book's InferenceService: at once, or a canary in steps.
+    rollout: RolloutParams = field(default_factory=RolloutParams)
 
     def problems(self) -> Problems:
         if not 0 < self.gate_max_p_value <= 1:

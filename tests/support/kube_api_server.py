@@ -1,13 +1,23 @@
 """A local HTTP endpoint speaking the Kubernetes API's wire format for custom objects.
 
 Only what `klinecast deploy` uses: GET and JSON-merge-patch PATCH of namespaced objects, with
-resourceVersion conflicts (409) and Status bodies for errors, as the real API server sends them.
+resourceVersion conflicts (409) and Status bodies for errors, as the real API server sends them;
+and a watch of a collection (`?watch=true`, with a fieldSelector on metadata.name): one JSON
+event per line, ADDED for the object as it is, then MODIFIED for each change, until
+timeoutSeconds.
+
+A controller (`controller`: the object after a patch -> its new status, or None) stands in for
+the operator that reconciles the object: it writes the status shortly after each patch, as
+KServe's controller does, and the watchers see that change too.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
+from urllib.parse import parse_qs, urlparse
 
 from tests.support.local_http import JsonHandler, LocalServer
 
@@ -32,7 +42,55 @@ class KubeApiServer(LocalServer):
         self.token = token
         self.requests: list[dict] = []
         self.forbid_patch = False
+        #: object after a patch -> its status as the operator would write it (None: no change)
+        self.controller = None
+        self.changed = threading.Condition()
         super().__init__(self._handler())
+
+    def reconcile(self, path: str) -> None:
+        """What the operator does after a patch: writes the object's status (a new
+        resourceVersion), a moment later, and wakes the watchers."""
+        time.sleep(0.05)
+        with self.changed:
+            status = self.controller(copy.deepcopy(self.objects[path]))
+            if status is not None:
+                current = self.objects[path]
+                current["status"] = status
+                current["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
+            self.changed.notify_all()
+
+    def watch(self, handler, path: str, query: dict) -> None:
+        """Streams the named object's events on the collection path until timeoutSeconds."""
+        name = query.get("fieldSelector", [""])[0].removeprefix("metadata.name=")
+        key = f"{path}/{name}"
+        deadline = time.monotonic() + float(query.get("timeoutSeconds", ["30"])[0])
+        handler.protocol_version = "HTTP/1.1"  # chunked, as the API server streams a watch
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.close_connection = True
+        seen, kind = None, "ADDED"
+        while time.monotonic() < deadline:
+            with self.changed:
+                current = self.objects.get(key)
+                version = current["metadata"]["resourceVersion"] if current else None
+                if version == seen:
+                    self.changed.wait(timeout=0.2)
+                    continue
+                event = {"type": kind, "object": copy.deepcopy(current)}
+            line = json.dumps(event).encode() + b"\n"
+            try:
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                handler.wfile.flush()
+            except OSError:  # the client stopped watching
+                return
+            seen, kind = version, "MODIFIED"
+        try:
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
 
     def kubeconfig(self) -> dict:
         return {
@@ -62,6 +120,10 @@ class KubeApiServer(LocalServer):
                 server.requests.append({"method": "GET", "path": self.path})
                 if not self._authorized():
                     return
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                if query.get("watch", [""])[0].lower() in ("true", "1"):
+                    return server.watch(self, url.path, query)
                 if self.path not in server.objects:
                     return self._status(404, "NotFound", f"{self.path} not found")
                 self._send(200, server.objects[self.path])
@@ -89,7 +151,11 @@ class KubeApiServer(LocalServer):
                 updated["metadata"]["resourceVersion"] = str(
                     int(current["metadata"]["resourceVersion"]) + 1
                 )
-                server.objects[self.path] = updated
+                with server.changed:
+                    server.objects[self.path] = updated
+                    server.changed.notify_all()
                 self._send(200, updated)
+                if server.controller is not None:
+                    threading.Thread(target=server.reconcile, args=(self.path,), daemon=True).start()
 
         return Handler

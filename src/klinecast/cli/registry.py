@@ -164,6 +164,7 @@ def move_and_pin(
     the new pointer."""
     from klinecast.errors import KlinecastError
     from klinecast.platform import deploy
+    from klinecast.platform.canary import CanaryBreach
     from klinecast.release import registry
 
     store = registry.open_store(registry_uri)
@@ -174,6 +175,10 @@ def move_and_pin(
     print(f"{command}: {symbol}: production {was} -> {pointer['version']} ({by})")
     try:
         _, done = deploy.deploy_book(book, registry_uri=registry_uri, namespace=namespace)
+    except CanaryBreach as breach:
+        raise KlinecastError(
+            f"{breach}; production of {symbol} is back at {was} in the registry too"
+        ) from breach
     except KlinecastError as exc:
         raise KlinecastError(
             f"the registry's production of {symbol} is {pointer['version']}, but the "

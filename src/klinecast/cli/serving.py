@@ -250,7 +250,7 @@ def run_deploy(args) -> int:
         document = inference_service.inference_service(
             service_name=book.service_name, models=pinned.models, image=args.image,
             stale_after_minutes=book.params.online.stale_after_minutes,
-            namespace=args.namespace,
+            namespace=args.namespace, canary=book.params.publish.rollout.canary,
         )  # fmt: skip
         print(yaml.safe_dump(document, sort_keys=False), end="")
         return 0

@@ -8,6 +8,8 @@ from klinecast.platform.names import POSTGRES_KEYS, POSTGRES_SECRET
 PIPELINE_ACCOUNT = "klinecast-pipeline"
 TRADER_ACCOUNT = "klinecast-trader"
 TRADER_LABEL = {"app.kubernetes.io/component": "trader"}
+#: Where a Serverless InferenceService's calls come from: Knative's activator and the mesh gateway.
+KNATIVE_NAMESPACES = ("knative-serving", "istio-system")
 
 
 def namespace(name: str = NAMESPACE) -> dict:
@@ -57,14 +59,23 @@ def role_binding(account: str, namespace: str = NAMESPACE) -> dict:
     }
 
 
-def model_network_policy(*, service_name: str, namespace: str = NAMESPACE) -> dict:
+def model_network_policy(
+    *, service_name: str, namespace: str = NAMESPACE, serverless: bool = False
+) -> dict:
     """Only the trader reaches the InferenceService's pods (and its transformer the predictor).
 
-    The InferenceService runs in RawDeployment mode, so callers connect to the pods directly
-    and a pod selector is the whole truth. (In Knative mode every call arrives from the
-    activator or the mesh gateway, and this policy would have to admit those instead.)
+    In RawDeployment mode callers connect to the pods directly and a pod selector is the whole
+    truth. In Serverless mode (a canary rollout) every call arrives from Knative's activator or
+    the mesh's gateway, so their namespaces (KNATIVE_NAMESPACES) are admitted too: the trader
+    still reaches the pods only through them.
     """
     model_pods = {"serving.kserve.io/inferenceservice": service_name}
+    sources = [{"podSelector": {"matchLabels": TRADER_LABEL}}, {"podSelector": {"matchLabels": model_pods}}]
+    if serverless:
+        sources += [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+            for name in KNATIVE_NAMESPACES
+        ]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -74,10 +85,7 @@ def model_network_policy(*, service_name: str, namespace: str = NAMESPACE) -> di
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [
-                        {"podSelector": {"matchLabels": TRADER_LABEL}},
-                        {"podSelector": {"matchLabels": model_pods}},
-                    ],
+                    "from": sources,
                     "ports": [{"protocol": "TCP", "port": 8080}],
                 }
             ],

@@ -57,17 +57,48 @@ def production_models(book: Book, registry_uri: str) -> PinnedModels:
 
 def deploy_book(book: Book, *, registry_uri: str, namespace: str):
     """Pins the book's InferenceService to each symbol's production version (`deploy` where
-    there are credentials; outside a cluster, nothing).
+    there are credentials; outside a cluster, nothing), at once or as a canary in steps
+    (publish.rollout). A canary that breaches is rolled back on the cluster, and each symbol
+    whose version it brought is rolled back in the registry too (its decision names the breach),
+    so the next deploy does not try it again.
 
     Returns:
         The pinned models, and the Deployment (None outside a cluster).
 
     Raises:
+        CanaryBreach: a canary step failed; the cluster and the registry were rolled back.
         KlinecastError: the registry or the Kubernetes API failed; nothing is half-changed.
     """
+    from klinecast.platform.canary import CanaryBreach
+
     pinned = production_models(book, registry_uri)
-    done = deploy_where_possible(name=book.service_name, namespace=namespace, models=pinned.models)
+    try:
+        done = deploy_where_possible(
+            name=book.service_name, namespace=namespace, models=pinned.models,
+            rollout=book.params.publish.rollout, symbols=book.symbols,
+        )  # fmt: skip
+    except CanaryBreach as breach:
+        _roll_back_registry(book, registry_uri, breach)
+        raise
     return pinned, done
+
+
+def _roll_back_registry(book: Book, registry_uri: str, breach) -> None:
+    """Each symbol whose version the breached canary brought goes back to its previous one."""
+    from klinecast.release import registry
+
+    store = registry.open_store(registry_uri)
+    before = parse_storage(breach.previous) if breach.previous else {}
+    for symbol, uri in parse_storage(breach.models).items():
+        served = before.get(symbol)
+        if served == uri:
+            continue
+        version = (served or "").rstrip("/").rpartition("/versions/")[2]
+        name, record = book.model_name(symbol), {"by": "klinecast deploy", "reason": str(breach)}
+        if version in registry.versions(store, name):  # the version served before the canary
+            registry.promote_version(store, name, version, action="rollback", **record)
+        else:  # it served a pointer's placeholder: the version before in the registry
+            registry.rollback(store, name, **record)
 
 
 @dataclass(frozen=True)
@@ -162,11 +193,11 @@ def deploy(api, *, name: str, namespace: str, models: str) -> Deployment:
                 GROUP, VERSION, namespace, PLURAL, name, models_patch(isvc, models)
             )
     except ApiException as exc:
-        raise KlinecastError(f"{where}: {_explain(exc)}") from None
+        raise KlinecastError(f"{where}: {explain(exc)}") from None
     return Deployment(name, namespace, models, previous)
 
 
-def _explain(exc) -> str:
+def explain(exc) -> str:
     reasons = {
         404: "not found; apply manifests/base first (kubectl apply -k manifests/base)",
         403: "forbidden; the service account needs get and patch on inferenceservices",
@@ -176,11 +207,21 @@ def _explain(exc) -> str:
     return reasons.get(exc.status, f"the API server answered {exc.status} {exc.reason}")
 
 
-def deploy_where_possible(*, name: str, namespace: str, models: str) -> Deployment | None:
-    """deploy() with the credentials at hand; None outside a cluster and without $KUBECONFIG
-    (a laptop or a local pipeline run), where there is nothing to patch."""
+def deploy_where_possible(
+    *, name: str, namespace: str, models: str, rollout=None, symbols: tuple[str, ...] = ()
+) -> Deployment | None:
+    """deploy() with the credentials at hand, or a canary (`canary.roll_out`) when rollout
+    (publish.rollout) has steps; None outside a cluster and without $KUBECONFIG (a laptop or a
+    local pipeline run), where there is nothing to patch."""
     api = api_client()
     if api is None:
         return None
     with api:
+        if rollout is not None and rollout.canary:
+            from klinecast.platform.canary import roll_out
+
+            return roll_out(
+                api, name=name, namespace=namespace, models=models, rollout=rollout,
+                symbols=symbols,
+            )  # fmt: skip
         return deploy(api, name=name, namespace=namespace, models=models)

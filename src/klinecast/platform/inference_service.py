@@ -39,6 +39,7 @@ def inference_service(
     image: str,
     stale_after_minutes: int,
     namespace: str = NAMESPACE,
+    canary: bool = False,
 ) -> dict:
     """The book's InferenceService: our image's predictor hosts each symbol's model (as
     `klinecast.book.predictor_model_name`), and one transformer answers for every symbol,
@@ -54,6 +55,9 @@ def inference_service(
     Args:
         models: the book's storage string (`klinecast.book.Book.storage_string`).
         stale_after_minutes: params' online.stale_after_minutes, the transformer's tolerance.
+        canary: rendered for KServe's canary rollout (publish.rollout.canary_steps), which
+            KServe supports in Serverless mode only: that mode, with tag routing, so each
+            revision has a URL of its own (`latest`, `prev`) that deploy's probe can reach.
     """
     env = [{"name": environment.MODELS, "value": models}]
     predictor = _our_server(
@@ -72,10 +76,24 @@ def inference_service(
         env_from=store_env(),
         ready_path=f"/v1/models/{service_name}",
     )
-    return _service(service_name, namespace, predictor=predictor, transformer=transformer)
+    return _service(
+        service_name, namespace, predictor=predictor, transformer=transformer, canary=canary
+    )
 
 
-def _service(service_name: str, namespace: str, *, predictor: dict, transformer: dict) -> dict:
+#: Plain Deployments + HPA: callers reach the pods directly, so the NetworkPolicy that admits
+#: only the trader means what it says (no Knative activator between).
+RAW = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+#: KServe's canary rollout needs Knative's revisions; tag routing gives each its own URL.
+SERVERLESS = {
+    "serving.kserve.io/deploymentMode": "Serverless",
+    "serving.kserve.io/enable-tag-routing": "true",
+}
+
+
+def _service(
+    service_name: str, namespace: str, *, predictor: dict, transformer: dict, canary: bool
+) -> dict:
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -86,9 +104,7 @@ def _service(service_name: str, namespace: str, *, predictor: dict, transformer:
                 "app.kubernetes.io/name": "klinecast",
                 "app.kubernetes.io/component": "model",
             },
-            # Plain Deployments + HPA: callers reach the pods directly, so the NetworkPolicy
-            # that admits only the trader means what it says (no Knative activator between).
-            "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
+            "annotations": dict(SERVERLESS if canary else RAW),
         },
         "spec": {"predictor": predictor, "transformer": transformer},
     }

@@ -32,9 +32,11 @@ def base(
     name = book.service_name
     ns = {"namespace": namespace}
     trader_secrets = [names.BINANCE_SECRET, names.POSTGRES_SECRET]
+    canary = params.publish.rollout.canary
     isvc = serving.inference_service(
         service_name=name, models=models or serving.placeholder_models(book),
-        image=serving_image, stale_after_minutes=params.online.stale_after_minutes, **ns,
+        image=serving_image, stale_after_minutes=params.online.stale_after_minutes,
+        canary=canary, **ns,
     )  # fmt: skip
     # the challengers' own service: each symbol's version CHALLENGER, asked for the shadow book
     challenger = challenger_service(name)
@@ -55,7 +57,9 @@ def base(
         "trader-role.yaml": cluster.trader_role(secrets=trader_secrets, **ns),
         "trader-rolebinding.yaml": cluster.role_binding(cluster.TRADER_ACCOUNT, **ns),
         "inferenceservice.yaml": isvc,
-        "model-networkpolicy.yaml": cluster.model_network_policy(service_name=name, **ns),
+        "model-networkpolicy.yaml": cluster.model_network_policy(
+            service_name=name, serverless=canary, **ns
+        ),
         "challenger-inferenceservice.yaml": challengers,
         "challenger-networkpolicy.yaml": cluster.model_network_policy(service_name=challenger, **ns),
         "online-configmap.yaml": store.config_map(**ns),

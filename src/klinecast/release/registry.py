@@ -487,11 +487,12 @@ def rollback(
 
 def promote_version(
     store: Store, model_name: str, version: str, *, by: str, reason: str,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, action: str = "promote",
 ) -> dict:  # fmt: skip
     """An operator's promotion: production moves to a version already in the registry (one
-    its gate refused, or an earlier one), recorded as by's decision with the version's own
-    evaluation as evidence. Returns the new pointer (the current one when it names version).
+    its gate refused, or an earlier one), recorded as by's decision (`action`: a canary's
+    breach records a rollback) with the version's own evaluation as evidence. Returns the new
+    pointer (the current one when it names version).
 
     Raises:
         RegistryError: the version is not complete in the registry (the versions there are
@@ -514,7 +515,7 @@ def promote_version(
         "evaluation": _evaluation(metadata),
     }
     return move_production(
-        store, model_name, target, action="promote", by=by, reason=reason,
+        store, model_name, target, action=action, by=by, reason=reason,
         now=now or dt.datetime.now(dt.UTC),
     )  # fmt: skip
 
