@@ -23,7 +23,7 @@ endif
 endif
 
 .PHONY: setup venv lock images debian-packages data data-push data-pull pipeline-submit run run-example serve test test-fast lint docs validate-manifests \
-	bench bench-tune bench-workers bench-serve bench-faults bench-trader-faults fuzz-serving bench-pipeline bench-compare bench-power clean
+	bench bench-tune bench-workers bench-serve bench-faults bench-trader-faults fuzz-serving bench-pipeline bench-compare bench-power check-shadow clean
 
 # Debian packages the tests use, installed only when missing:
 #   postgresql         a private server when none answers on 127.0.0.1:5432
@@ -222,6 +222,11 @@ fuzz-serving: setup
 # landing, orders left open, base-asset fees over 48 hours, the five-symbol book; on the mirror.
 bench-trader-faults: setup
 	python benchmarks/bench_trader_faults.py
+
+# A model's life replayed on the five-symbol example (docs/model-life.md): a fortnight through the
+# book's and the challengers' servers; each shadow book against its offline backtest.
+check-shadow: setup
+	python benchmarks/shadow_replay.py
 
 # Local KFP pipeline run vs dvc repro on examples/small-params.yaml.
 bench-pipeline: setup

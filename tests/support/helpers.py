@@ -155,3 +155,35 @@ def explain(done, *, tail: int = 1500) -> str:
             (done.stdout or "")[-tail:],
         ]
     )
+
+
+#: The paper broker's cost of a change of position (the fee and the slippage of params.yaml),
+#: which the shadow book pays too.
+PAPER_COST = 0.001 + 0.0001
+
+
+def offline_book(candles, artifact, hours, *, cost: float = PAPER_COST):
+    """A model's offline backtest over the replayed hours, as the trader books them: its
+    probabilities, its rule's positions, and each hour's return after costs of a book that holds
+    on after the last hour (its close is not paid yet).
+
+    Returns:
+        (probabilities, positions, returns), one of each per hour.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from klinecast.release import registry
+    from klinecast.research import strategy
+    from klinecast.research.backtest import strategy_returns
+    from klinecast.serving.offline import offline_probabilities
+
+    rule = registry.read_artifact_metadata(artifact).rule
+    proba = offline_probabilities(candles, artifact).reindex(hours).to_numpy()
+    decided = (hours + pd.Timedelta(hours=1)).hour.to_numpy()  # the rule's cadence reads them
+    position, _ = strategy.positions(proba, rule, decision_hours=decided)
+    closes = candles["close"]
+    next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
+    returns = strategy_returns(position, next_return, cost=cost)
+    returns[-1] += cost * abs(position[-1])
+    return proba, np.asarray(position), returns

@@ -21,13 +21,11 @@ from klinecast.release.gate import Condition, Gate
 from klinecast.release.metadata import artifact_metadata
 from klinecast.release.promotion import publish_artifact
 from klinecast.research import strategy, training
-from klinecast.research.backtest import strategy_returns
 from klinecast.research.features import compute_features
 from klinecast.research.model import Candidate, HyperParams
 from klinecast.serving.local import LocalServing
-from klinecast.serving.offline import offline_probabilities
 from tests.support.browser import inked_share, visit
-from tests.support.helpers import NAME, free_port, table, write_params
+from tests.support.helpers import NAME, free_port, offline_book, table, write_params
 
 pytestmark = pytest.mark.integration
 MODEL = "klinecast-btcusdt-1h"  # publish.model_name's pattern for BTCUSDT 1h
@@ -35,7 +33,6 @@ MODEL = "klinecast-btcusdt-1h"  # publish.model_name's pattern for BTCUSDT 1h
 CHALLENGER_RULE = strategy.StrategyRule("long_short", entry_band=0.01, exit_band=0.0, min_hold_hours=1)
 #: the rule over three days: a margin wide enough that their interval can decide
 RULE = {"min_hours": 48, "max_daily_shortfall": 0.10}
-COST = 0.001 + 0.0001  # the fee and the slippage, as the paper broker fills and the shadow pays
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +76,6 @@ def challenger_serving(published, tmp_path_factory):
         yield local
 
 
-def offline_book(candles, artifact, hours, rule):
-    """The backtest of a model over the hours: probabilities, positions, and the equity after
-    costs of a book that holds on after the last hour (its close is not paid yet)."""
-    proba = offline_probabilities(candles, artifact).reindex(hours).to_numpy()
-    decided = (hours + pd.Timedelta(hours=1)).hour.to_numpy()
-    position, _ = strategy.positions(proba, rule, decision_hours=decided)
-    closes = candles["close"]
-    next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
-    returns = strategy_returns(position, next_return, cost=COST)
-    returns[-1] += COST * abs(position[-1])
-    return proba, position, returns
-
-
 def test_the_shadow_book_equals_the_challengers_backtest_and_the_rule_decides_on_it(
     serving, challenger_serving, published, artifact, challenger_artifact, mirror_candles,
     tmp_path, capsys,
@@ -120,7 +104,7 @@ def test_the_shadow_book_equals_the_challengers_backtest_and_the_rule_decides_on
     hours = pd.DatetimeIndex(pd.to_datetime(calls.index, utc=True))
     assert len(hours) == 72 and (calls["status"] == "called").all()
     assert (calls["version"] == challenger_version).all()
-    proba, position, returns = offline_book(history, challenger_artifact, hours, CHALLENGER_RULE)
+    proba, position, returns = offline_book(history, challenger_artifact, hours)
     np.testing.assert_allclose(calls["prob_up"].to_numpy(), proba, atol=1e-6)
     assert (calls["target"].to_numpy() == position).all()
     assert np.count_nonzero(np.diff(position)) > 3  # the challenger's rule trades in shadow
@@ -129,9 +113,7 @@ def test_the_shadow_book_equals_the_challengers_backtest_and_the_rule_decides_on
 
     # the champion traded its own calls, never the challenger's
     predictions = pd.DataFrame(table(ledger, "predictions")).set_index("hour").sort_index()
-    champion_proba, champion_position, champion_returns = offline_book(
-        history, artifact, hours, registry.read_artifact_metadata(artifact).rule
-    )
+    _, champion_position, champion_returns = offline_book(history, artifact, hours)
     assert (predictions["target"].to_numpy() == champion_position).all()
     assert (champion_position != position).any()
     orders = table(ledger, "orders")
