@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, f
 from klinecast.book import Book, challenger_service  # noqa: E402
 from klinecast.cli import main  # noqa: E402
 from klinecast.config import load_params  # noqa: E402
+from klinecast.monitor.promotion_rule import decide  # noqa: E402
 from klinecast.release import registry  # noqa: E402
-from klinecast.release.challenger import decide  # noqa: E402
 from klinecast.release.metadata import artifact_metadata  # noqa: E402
 from klinecast.research import training  # noqa: E402
 from klinecast.research.features import compute_features  # noqa: E402

@@ -180,6 +180,8 @@ def test_a_canary_renders_the_service_as_kserve_supports_it():
     namespaces = [s["namespaceSelector"]["matchLabels"] for s in rule["from"] if "namespaceSelector" in s]
     assert namespaces == [{"kubernetes.io/metadata.name": "knative-serving"},
                           {"kubernetes.io/metadata.name": "istio-system"}]  # fmt: skip
+    (isvc_rule, *_) = rendered["pipeline-role.yaml"]["rules"]  # deploy watches it, by name
+    assert (isvc_rule["verbs"], isvc_rule["resourceNames"]) == (["get", "patch", "watch"], [NAME])
     raw = {"serving.kserve.io/deploymentMode": "RawDeployment"}
     assert rendered["challenger-inferenceservice.yaml"]["metadata"]["annotations"] == raw
     assert base(params_from_mapping({}))["inferenceservice.yaml"]["metadata"]["annotations"] == raw

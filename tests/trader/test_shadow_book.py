@@ -80,7 +80,7 @@ def test_the_shadow_book_equals_the_challengers_backtest_and_the_rule_decides_on
     serving, challenger_serving, published, artifact, challenger_artifact, mirror_candles,
     tmp_path, capsys,
 ):  # fmt: skip
-    from klinecast.release.challenger import decide
+    from klinecast.monitor.promotion_rule import decide
     from klinecast.trader.ledger import Ledger
     from klinecast.trader.shadow import compare
 

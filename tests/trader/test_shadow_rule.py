@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from klinecast.config import ChallengerParams, Params
-from klinecast.release.challenger import decide
+from klinecast.monitor.promotion_rule import decide
 from klinecast.research.strategy import StrategyRule
 from klinecast.serving.client import InferenceError, Prediction
 from klinecast.trader import shadow

@@ -1,5 +1,5 @@
 """`klinecast challenger status|decide|promote|reject`: each symbol's challenger in shadow
-beside its champion, and the decisions about it (`klinecast.release.challenger`)."""
+beside its champion, and the decisions about it (`klinecast.monitor.promotion_rule`)."""
 
 from __future__ import annotations
 
@@ -86,14 +86,15 @@ class _Context:
 
     def shadow(self, symbol: str):
         """(the challenger's pointer, the rule's decision over its shadow book), or (None, None)."""
-        from klinecast.release import challenger, registry
+        from klinecast.monitor import promotion_rule
+        from klinecast.release import registry
         from klinecast.trader.shadow import compare
 
         pointer = registry.challenger(self.store, self.book.model_name(symbol))
         if pointer is None:
             return None, None
         side = compare(self.ledger, symbol, pointer["version"])
-        return pointer, challenger.decide(side, self.rule)
+        return pointer, promotion_rule.decide(side, self.rule)
 
 
 def run_status(args) -> int:
@@ -126,7 +127,7 @@ def side_by_side(evidence: dict) -> list[str]:
 
 
 def run_decide(args) -> int:
-    from klinecast.release.challenger import PROMOTE, REJECT
+    from klinecast.monitor.promotion_rule import PROMOTE, REJECT
 
     context = _Context(args)
     for symbol in context.symbols(args.symbol):

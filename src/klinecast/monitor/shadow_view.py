@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
-from klinecast.release import challenger, registry
+from klinecast.monitor import promotion_rule
+from klinecast.release import registry
 from klinecast.trader.shadow import SideBySide, compare
 
 #: The registry's actions about a challenger (rollbacks and operators' promotions aside).
@@ -20,7 +21,7 @@ CHALLENGER_ACTIONS = ("challenge", "promote", "reject")
 @dataclass(frozen=True)
 class ShadowView:
     side: SideBySide | None  # the newest shadow book beside the champion (None: no shadow hour)
-    rule: challenger.Decision  # what the promotion rule says over it now
+    rule: promotion_rule.Decision  # what the promotion rule says over it now
     #: the registry's newest decision about a challenger, or why it could not be read
     recorded: dict | None
     registry_note: str = ""
@@ -43,7 +44,7 @@ def shadow_view(params: Params, ledger, *, model_name: str) -> ShadowView | None
     side = compare(ledger, params.data.symbol)
     if side is None and not ledger.shadow_calls(params.data.symbol):
         return None
-    rule = challenger.decide(side, params.publish.challenger)
+    rule = promotion_rule.decide(side, params.publish.challenger)
     recorded, note = None, ""
     try:
         store = registry.open_store(params.publish.registry)

@@ -20,7 +20,7 @@ import numpy as np
 
 from klinecast.config import RolloutParams
 from klinecast.errors import KlinecastError
-from klinecast.platform.deploy import (
+from klinecast.platform.isvc_objects import (
     COMPONENTS,
     GROUP,
     PLURAL,

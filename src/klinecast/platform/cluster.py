@@ -29,14 +29,16 @@ def postgres_secret_template(namespace: str = NAMESPACE) -> dict:
     return secret_template(POSTGRES_SECRET, list(POSTGRES_KEYS.values()), namespace=namespace)
 
 
-def pipeline_role(*, service_name: str, namespace: str = NAMESPACE) -> dict:
-    """Deploy may read and patch this one InferenceService; the rest is what a KFP v2 pod needs.
+def pipeline_role(*, service_name: str, namespace: str = NAMESPACE, canary: bool = False) -> dict:
+    """Deploy may read and patch this one InferenceService (and, for a canary, watch it: a
+    watch by its name, which RBAC allows by resourceNames); the rest is what a KFP v2 pod needs.
 
     The KFP driver reads the kfp-launcher ConfigMap, and Argo's executor reports a step's
     outputs as WorkflowTaskResults. Nothing may list, create or delete InferenceServices.
     """
+    verbs = ["get", "patch", "watch"] if canary else ["get", "patch"]
     rules = [
-        _rule("serving.kserve.io", "inferenceservices", ["get", "patch"], [service_name]),
+        _rule("serving.kserve.io", "inferenceservices", verbs, [service_name]),
         _rule("", "configmaps", ["get"], ["kfp-launcher"]),
         _rule("argoproj.io", "workflowtaskresults", ["create", "patch"]),
     ]

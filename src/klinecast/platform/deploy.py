@@ -9,17 +9,23 @@ overwritten.
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 
 from klinecast import environment
 from klinecast.book import Book, parse_storage
 from klinecast.errors import KlinecastError
+from klinecast.platform.canary import CanaryBreach, roll_out
+from klinecast.platform.isvc_objects import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Deployment,
+    explain,
+    models_patch,
+    served_models,
+)
 
-GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
-#: The components whose containers read the book's models.
-COMPONENTS = ("predictor", "transformer")
 #: What deploy says where it has nothing to patch.
 NO_CLUSTER = "skipped: not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST) and no $KUBECONFIG"
 
@@ -69,8 +75,6 @@ def deploy_book(book: Book, *, registry_uri: str, namespace: str):
         CanaryBreach: a canary step failed; the cluster and the registry were rolled back.
         KlinecastError: the registry or the Kubernetes API failed; nothing is half-changed.
     """
-    from klinecast.platform.canary import CanaryBreach
-
     pinned = production_models(book, registry_uri)
     try:
         done = deploy_where_possible(
@@ -101,30 +105,6 @@ def _roll_back_registry(book: Book, registry_uri: str, breach) -> None:
             registry.rollback(store, name, **record)
 
 
-@dataclass(frozen=True)
-class Deployment:
-    name: str
-    namespace: str
-    models: str
-    previous: str | None
-
-    @property
-    def changed(self) -> bool:
-        return self.models != self.previous
-
-    def __str__(self) -> str:
-        where = f"InferenceService {self.namespace}/{self.name}"
-        if not self.changed:
-            return f"{where}: already serving {self.models}"
-        before = parse_storage(self.previous) if self.previous else {}
-        moves = [
-            f"{symbol} {before.get(symbol, '-')} -> {uri}"
-            for symbol, uri in parse_storage(self.models).items()
-            if before.get(symbol) != uri
-        ]
-        return f"{where}: {'; '.join(moves)}"
-
-
 def api_client():
     """A client from in-cluster credentials, else $KUBECONFIG; None when there are neither."""
     from kubernetes import client, config
@@ -135,41 +115,6 @@ def api_client():
     if os.environ.get(environment.KUBECONFIG):
         return config.new_client_from_config(config_file=os.environ[environment.KUBECONFIG])
     return None
-
-
-def served_models(isvc: dict) -> str | None:
-    """The book's models the InferenceService serves now (its predictor's $KLINECAST_MODELS)."""
-    for container in ((isvc.get("spec") or {}).get("predictor") or {}).get("containers") or []:
-        for env in container.get("env") or []:
-            if env.get("name") == environment.MODELS:
-                return env.get("value")
-    return None
-
-
-def models_patch(isvc: dict, models: str) -> dict:
-    """A merge patch that moves both components' $KLINECAST_MODELS to models (a merge patch
-    replaces a list whole: each container is sent back complete, with only that value new).
-
-    Raises:
-        KlinecastError: a component has no container that reads $KLINECAST_MODELS.
-    """
-    spec = isvc.get("spec") or {}
-    patch: dict = {
-        "metadata": {"resourceVersion": isvc.get("metadata", {}).get("resourceVersion")},
-        "spec": {},
-    }
-    for component in COMPONENTS:
-        containers = copy.deepcopy((spec.get(component) or {}).get("containers") or [])
-        found = [e for c in containers for e in c.get("env") or [] if e.get("name") == environment.MODELS]
-        if not found:
-            raise KlinecastError(
-                f"the InferenceService's {component} reads no ${environment.MODELS}: it was not "
-                "made by `klinecast manifest`; apply manifests/base"
-            )
-        for env in found:
-            env["value"] = models
-        patch["spec"][component] = {"containers": containers}
-    return patch
 
 
 def deploy(api, *, name: str, namespace: str, models: str) -> Deployment:
@@ -197,16 +142,6 @@ def deploy(api, *, name: str, namespace: str, models: str) -> Deployment:
     return Deployment(name, namespace, models, previous)
 
 
-def explain(exc) -> str:
-    reasons = {
-        404: "not found; apply manifests/base first (kubectl apply -k manifests/base)",
-        403: "forbidden; the service account needs get and patch on inferenceservices",
-        401: "unauthorized; the credentials were rejected",
-        409: "changed while it was being patched; rerun deploy",
-    }
-    return reasons.get(exc.status, f"the API server answered {exc.status} {exc.reason}")
-
-
 def deploy_where_possible(
     *, name: str, namespace: str, models: str, rollout=None, symbols: tuple[str, ...] = ()
 ) -> Deployment | None:
@@ -218,8 +153,6 @@ def deploy_where_possible(
         return None
     with api:
         if rollout is not None and rollout.canary:
-            from klinecast.platform.canary import roll_out
-
             return roll_out(
                 api, name=name, namespace=namespace, models=models, rollout=rollout,
                 symbols=symbols,

@@ -51,7 +51,7 @@ def base(
         "binance-secret.template.yaml": trader.secret_template(**ns),
         "serviceaccount.yaml": serving.service_account(**ns),
         "pipeline-serviceaccount.yaml": cluster.pipeline_service_account(**ns),
-        "pipeline-role.yaml": cluster.pipeline_role(service_name=name, **ns),
+        "pipeline-role.yaml": cluster.pipeline_role(service_name=name, canary=canary, **ns),
         "pipeline-rolebinding.yaml": cluster.role_binding(cluster.PIPELINE_ACCOUNT, **ns),
         "trader-serviceaccount.yaml": trader.service_account(**ns),
         "trader-role.yaml": cluster.trader_role(secrets=trader_secrets, **ns),

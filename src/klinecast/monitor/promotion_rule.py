@@ -13,7 +13,8 @@ days, not hours, are the independent draws):
 - else **shadow** on: the hours cannot tell yet.
 
 The decision's evidence (both books' figures, the interval, the rule's params) is what the
-registry records with it (`release.registry.promote_challenger`, `end_challenger`).
+registry records with it (`release.registry.promote_challenger`, `end_challenger`), and the
+monitor shows (`monitor.shadow_view`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from klinecast.config import ChallengerParams
-
-if TYPE_CHECKING:
-    from klinecast.trader.shadow import SideBySide
+from klinecast.trader.shadow import SideBySide
 
 PROMOTE, REJECT, SHADOW = "promote", "reject", "shadow"
 
