@@ -156,7 +156,11 @@ docs: $(SETUP)
 
 # Two workers, a test module each at a time (pytest-xdist): most tests wait on servers and
 # subprocesses, so two share the two cores well; a module's fixtures stay in one process.
+# The images the container tests run are built first, as a build step of their own (a cold
+# build takes about 5 minutes: build/images/images.json); their tests then find them built.
+# podman builds as root only: elsewhere those tests say why they skip.
 test: lint docs
+	if [ "$$(id -u)" = 0 ]; then $(MAKE) images; fi
 	pytest -n 2 --dist loadfile
 
 # For development: the suite without the end-to-end jobs and the slow studies (markers e2e and
