@@ -4,6 +4,7 @@ its own book, flat; the rule promotes, rejects or keeps shadowing by the interva
 daily difference, as computed by hand."""
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -68,11 +69,18 @@ def test_a_challenger_that_does_not_answer_holds_its_position_and_rerun_hours_st
     assert [o["correct"] for o in outcomes][1] is None  # a no-call is no call
 
 
-def test_no_shadow_book_starts_while_the_challenger_does_not_answer(tmp_path):
+def test_no_shadow_book_starts_while_the_challenger_does_not_answer(tmp_path, caplog):
+    """No challenger in shadow is the usual state (its service answers 404 every hour): a
+    note, not a warning; a book in progress that loses its challenger is a warning."""
     ledger = Ledger(f"sqlite:///{tmp_path}/l.db")
     ledger.migrate()
-    run(ledger, answers([None, None]), candles(2), 2)
-    assert ledger.shadow_calls("BTCUSDT") == []
+    with caplog.at_level(logging.INFO, logger="klinecast.trader"):
+        run(ledger, answers([None, None]), candles(2), 2)
+        assert ledger.shadow_calls("BTCUSDT") == []
+        assert [r.levelno for r in caplog.records] == [logging.INFO, logging.INFO]
+        caplog.clear()
+        run(ledger, answers([0.9, None]), candles(4).iloc[2:], 2)
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
 
 def test_a_newer_challenger_starts_its_own_book_flat(tmp_path):

@@ -41,7 +41,10 @@ def call(ledger: Ledger, ask, params: Params, *, hour: pd.Timestamp, candles: pd
     try:
         prediction = ask(candles)
     except KlinecastError as exc:
-        log.warning("%s: hour %s: the challenger did not answer: %s", symbol, hour, exc)
+        # a warning while a shadow book is in progress; before one (no challenger in shadow:
+        # the service answers 404 every hour) only a note
+        level = logging.WARNING if calls else logging.INFO
+        log.log(level, "%s: hour %s: the challenger did not answer: %s", symbol, hour, exc)
         if calls:  # a shadow book in progress holds its position through the hour
             last = calls[-1]
             ledger.record_shadow_call({
