@@ -77,9 +77,9 @@ def test_the_validation_can_fail(breakage):
 @pytest.mark.parametrize("name", OVERLAYS)
 def test_no_container_breaks_the_policy(name):
     objects = overlay(name)
-    # predictor, transformer (the book's and the challengers'), trader, monitor, trial, Redis,
-    # feature sync
-    assert sum(1 for o in objects for _ in containers(o)) == 9
+    # predictor, transformer (the book's and the challengers'), trader, monitor, the challenger
+    # rule, trial, Redis, feature sync
+    assert sum(1 for o in objects for _ in containers(o)) == 10
     assert [p for o in objects for p in problems(o)] == []
 
 

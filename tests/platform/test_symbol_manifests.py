@@ -54,9 +54,9 @@ def test_every_rendered_object_validates_and_keeps_the_policy(rendered):
         "Namespace", "ServiceAccount", "Secret", "Role", "RoleBinding", "InferenceService",
         "NetworkPolicy", "CronJob", "Experiment", "ConfigMap", "Deployment", "Service",
     }  # fmt: skip
-    # predictor, transformer (the book's and the challengers'), trader, monitor, a trial per
-    # symbol, Redis, feature sync
-    assert sum(1 for o in rendered for _ in containers(o)) == 8 + len(SYMBOLS)
+    # predictor, transformer (the book's and the challengers'), trader, monitor, the challenger
+    # rule, a trial per symbol, Redis, feature sync
+    assert sum(1 for o in rendered for _ in containers(o)) == 9 + len(SYMBOLS)
     assert [p for o in rendered for p in problems(o)] == []
 
 

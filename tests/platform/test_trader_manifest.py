@@ -71,7 +71,7 @@ def test_cronjob_runs_once_an_hour_safely():
 
 
 def test_core_manifests_cover_the_base():
-    assert len(CORE) == 20 and {"trader-cronjob.yaml", "monitor-cronjob.yaml"} <= set(CORE)
+    assert len(CORE) == 21 and {"trader-cronjob.yaml", "monitor-cronjob.yaml"} <= set(CORE)
     assert {"features-sync-cronjob.yaml", "redis-deployment.yaml", "online-configmap.yaml"} < set(
         CORE
     )
@@ -96,3 +96,21 @@ def test_the_monitor_runs_hourly_after_the_trader_reading_only_the_ledger():
     assert env["name"] == "KLINECAST_LEDGER_URL"
     assert env["valueFrom"]["secretKeyRef"]["name"] == "klinecast-postgres"
     assert container["securityContext"]["readOnlyRootFilesystem"]
+    assert container["envFrom"] == [{"secretRef": {"name": "klinecast-s3", "optional": True}}]
+
+
+def test_the_promotion_rule_runs_hourly_after_the_monitor_as_the_pipeline():
+    """`klinecast challenger decide` reads the ledger and the registry and deploys a promotion,
+    so it runs as the account that may patch the InferenceService (its token mounted)."""
+    spec = load("challenger-cronjob.yaml")["spec"]
+    assert spec["schedule"] == "20 * * * *" and spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "klinecast-pipeline"
+    assert pod["automountServiceAccountToken"] is True
+    (container,) = pod["containers"]
+    assert container["args"] == ["challenger", "decide", "--params", "/app/params.yaml"]
+    (env,) = container["env"]
+    assert env["valueFrom"]["secretKeyRef"]["name"] == "klinecast-postgres"
+    assert container["envFrom"] == [{"secretRef": {"name": "klinecast-s3"}}]
+    trader = load("trader-cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert trader["automountServiceAccountToken"] is False  # the trader's stays unmounted

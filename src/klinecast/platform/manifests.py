@@ -69,6 +69,7 @@ def base(
         "features-sync-cronjob.yaml": store.sync_cronjob(image=PIPELINE_IMAGE, **ns),
         "trader-cronjob.yaml": trader.cronjob(service_name=name, image=PIPELINE_IMAGE, **ns),
         "monitor-cronjob.yaml": trader.monitor_cronjob(image=PIPELINE_IMAGE, **ns),
+        "challenger-cronjob.yaml": trader.challenger_cronjob(image=PIPELINE_IMAGE, **ns),
         **{
             f"katib-{document['metadata']['name']}.yaml": document
             for document in katib.experiments(params, image=PIPELINE_IMAGE)

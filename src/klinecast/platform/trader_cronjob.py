@@ -6,7 +6,7 @@ from __future__ import annotations
 from klinecast.book import challenger_service
 from klinecast.environment import variable_of
 from klinecast.platform import k8s
-from klinecast.platform.cluster import TRADER_ACCOUNT, TRADER_LABEL
+from klinecast.platform.cluster import PIPELINE_ACCOUNT, TRADER_ACCOUNT, TRADER_LABEL
 from klinecast.platform.k8s import (
     NAMESPACE,
     PIPELINE_IMAGE,
@@ -55,12 +55,30 @@ def monitor_cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE) 
     return job
 
 
+def challenger_cronjob(*, image: str = PIPELINE_IMAGE, namespace: str = NAMESPACE) -> dict:
+    """`klinecast challenger decide` at minute 20 of every hour, after the monitor: the
+    promotion rule over each symbol's shadow book (the ledger), recorded in the registry (S3's
+    keys), and a promotion deployed as `klinecast deploy` does, so it runs as the pipeline's
+    service account, the one that may patch the book's InferenceService."""
+    env = [_secret_env(variable_of("trade.ledger"), POSTGRES_SECRET, POSTGRES_KEYS["ledger"])]
+    job = _ledger_cronjob(
+        "challenger", ["challenger", "decide", "--params", "/app/params.yaml"], env,
+        image=image, namespace=namespace, minute=20,
+        labels={"app.kubernetes.io/component": "challenger"}, backoff_limit=1,
+        account=PIPELINE_ACCOUNT,
+    )  # fmt: skip
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    container["envFrom"] = [{"secretRef": {"name": S3_SECRET}}]
+    return job
+
+
 def _ledger_cronjob(
     role: str, args: list[str], env: list[dict], *, image: str, namespace: str, minute: int,
-    labels: dict, backoff_limit: int,
+    labels: dict, backoff_limit: int, account: str = TRADER_ACCOUNT,
 ) -> dict:  # fmt: skip
     """klinecast-<role> at `minute` of every hour, as the trader's service account (it may read
-    the Binance and ledger Secrets, nothing else), in the restricted container both share."""
+    the Binance and ledger Secrets, nothing else) or the pipeline's (`account`: it may patch
+    the InferenceService, so its token is mounted), in the restricted container all share."""
     container = {
         "name": role,
         "image": image,
@@ -79,8 +97,8 @@ def _ledger_cronjob(
         container=container,
         backoff_limit=backoff_limit,
         pod={
-            "serviceAccountName": TRADER_ACCOUNT,
-            "automountServiceAccountToken": False,
+            "serviceAccountName": account,
+            "automountServiceAccountToken": account != TRADER_ACCOUNT,
             "securityContext": {"runAsNonRoot": True, "fsGroup": UID},
         },
     )
