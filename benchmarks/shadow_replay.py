@@ -39,9 +39,6 @@ from klinecast.cli import main  # noqa: E402
 from klinecast.config import load_params  # noqa: E402
 from klinecast.monitor.promotion_rule import decide  # noqa: E402
 from klinecast.release import registry  # noqa: E402
-from klinecast.release.metadata import artifact_metadata  # noqa: E402
-from klinecast.research import training  # noqa: E402
-from klinecast.research.features import compute_features  # noqa: E402
 from klinecast.research.model import Candidate, HyperParams  # noqa: E402
 from klinecast.research.strategy import StrategyRule  # noqa: E402
 from klinecast.serving import feature_sync  # noqa: E402
@@ -49,6 +46,7 @@ from klinecast.serving.local import LocalServing  # noqa: E402
 from klinecast.trader.ledger import Ledger  # noqa: E402
 from klinecast.trader.shadow import compare  # noqa: E402
 from tests.support.helpers import free_port, offline_book, table  # noqa: E402
+from tests.support.model_fixtures import trained_artifact  # noqa: E402
 from tests.support.paths import MIRROR, REPO  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "five-symbols.yaml"
@@ -79,17 +77,6 @@ def candles_of(symbols, root: Path, end: dt.date) -> dict[str, pd.DataFrame]:
     }  # fmt: skip
 
 
-def train(params, symbol: str, candles: pd.DataFrame, candidate: Candidate, out: Path) -> Path:
-    one = Book(params).for_symbol(symbol)
-    frame = compute_features(
-        candles, indicators=one.features.indicators, interval=one.data.interval_delta
-    ).frame
-    trained = training.train_final(frame, one, candidate)
-    metadata = artifact_metadata(trained, params=one, candidate=candidate, metrics=None, data_version={})
-    registry.write_artifact(out, trained.booster, metadata)
-    return out
-
-
 def main_(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", default="2021-12-01", type=dt.date.fromisoformat)
@@ -108,7 +95,7 @@ def main_(argv=None) -> int:
             candles[symbol].to_parquet(root / "data" / symbol / "candles.parquet")
             before = candles[symbol].loc[: pd.Timestamp(args.start, tz="UTC") - pd.Timedelta(hours=1)]
             artifacts[symbol] = {  # on the hours before the replay only
-                role: train(params, symbol, before, candidate, root / role / symbol)
+                role: trained_artifact(before, book.for_symbol(symbol), candidate, root / role / symbol)
                 for role, candidate in MODELS.items()
             }
             name = book.model_name(symbol)

@@ -7,7 +7,6 @@ injected between steps rolls the service and the registry back."""
 import datetime as dt
 
 import pytest
-import yaml
 
 from klinecast.book import Book, parse_storage
 from klinecast.cli import main
@@ -90,10 +89,7 @@ def kube(published, tmp_path, monkeypatch):
     )  # fmt: skip
     document["metadata"]["resourceVersion"] = "1"
     with KubeApiServer({PATH: document}) as server:
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump(server.kubeconfig()))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(config))
+        server.point_at(tmp_path, monkeypatch)
         yield server
 
 

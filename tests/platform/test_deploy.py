@@ -5,7 +5,6 @@ import copy
 import datetime as dt
 
 import pytest
-import yaml
 
 from klinecast.book import Book, parse_storage
 from klinecast.cli import main
@@ -37,10 +36,7 @@ def isvc():
 @pytest.fixture()
 def kube(isvc, tmp_path, monkeypatch):
     with KubeApiServer({PATH: isvc}) as server:
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump(server.kubeconfig()))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(config))
+        server.point_at(tmp_path, monkeypatch)
         yield server
 
 

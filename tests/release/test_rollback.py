@@ -6,7 +6,6 @@ Kubernetes API: the registry moves, and the book's InferenceService serves the v
 import datetime as dt
 
 import pytest
-import yaml
 
 from klinecast.book import Book, parse_storage
 from klinecast.cli import main
@@ -121,10 +120,7 @@ def kube(book, tmp_path, monkeypatch):
     """The book's InferenceService behind a local endpoint speaking the Kubernetes API, and a
     kubeconfig that points at it."""
     with KubeApiServer({PATH: book[-1]}) as server:
-        config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump(server.kubeconfig()))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(config))
+        server.point_at(tmp_path, monkeypatch)
         yield server
 
 

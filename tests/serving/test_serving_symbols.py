@@ -200,10 +200,7 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(
     rows are its own model's offline probabilities, its rule's positions, and its backtest's
     equity after the paper broker's costs."""
     from klinecast.cli import main
-    from klinecast.research import strategy
-    from klinecast.research.backtest import strategy_returns
-    from klinecast.serving.offline import offline_probabilities
-    from tests.support.helpers import table, write_params
+    from tests.support.helpers import offline_book, table, write_params
 
     source = feature_sync.archive_source(
         str(MIRROR), tmp_path / "archives", today=pd.Timestamp("2022-01-01").date()
@@ -237,17 +234,10 @@ def test_replay_over_two_symbols_equals_each_ones_backtest(
     for symbol in ("BTCUSDT", "ETHUSDT"):
         mine = predictions[predictions["symbol"] == symbol].set_index("hour").sort_index()
         hours = pd.DatetimeIndex(pd.to_datetime(mine.index, utc=True))
-        offline = offline_probabilities(candles[symbol], models[symbol]).reindex(hours)
-        np.testing.assert_allclose(mine["prob_up"].to_numpy(), offline.to_numpy(), atol=1e-6)
-        rule = registry.read_artifact_metadata(models[symbol]).rule
-        decided = (hours + pd.Timedelta(hours=1)).hour.to_numpy()
-        position, _ = strategy.positions(offline.to_numpy(), rule, decision_hours=decided)
+        # its own model's probabilities and rule; the book holds on after the last hour
+        proba, position, returns = offline_book(candles[symbol], models[symbol], hours)
+        np.testing.assert_allclose(mine["prob_up"].to_numpy(), proba, atol=1e-6)
         assert (mine["target"].to_numpy() == position).all()
-        closes = candles[symbol]["close"]
-        next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
-        cost = 0.001 + 0.0001  # the fee and the slippage, as the paper broker fills
-        returns = strategy_returns(position, next_return, cost=cost)
-        returns[-1] += cost * abs(position[-1])  # the trader holds on after the last hour
         curve = curves[curves["symbol"] == symbol].sort_values("hour")["equity"].to_numpy()
         np.testing.assert_allclose(curve, np.cumprod(1.0 + returns), rtol=1e-12)
     # each rule traded: positions changed within the hours, so the book and costs matter

@@ -92,6 +92,16 @@ class KubeApiServer(LocalServer):
         except OSError:
             pass
 
+    def point_at(self, tmp_path, monkeypatch) -> None:
+        """Makes this endpoint the cluster a test's commands find: a kubeconfig file in
+        tmp_path named by $KUBECONFIG, and no in-cluster credentials."""
+        import yaml
+
+        config = tmp_path / "kubeconfig"
+        config.write_text(yaml.safe_dump(self.kubeconfig()))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(config))
+
     def kubeconfig(self) -> dict:
         return {
             "apiVersion": "v1",

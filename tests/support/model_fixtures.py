@@ -193,3 +193,31 @@ def tiny_artifact(out: Path, *, rule: StrategyRule | None = None, seed: int = 5)
         ),
     )
     return candles
+
+
+#: params.yaml's defaults with the mirror's split: in sample 2018-2020, out of sample 2021 (the
+#: models the serving and trader tests train on the shared mirror).
+MIRROR_PARAMS = dataclasses.replace(
+    Params(),
+    split=SplitParams(
+        dt.date(2018, 1, 1), dt.date(2020, 12, 31), dt.date(2021, 1, 1), dt.date(2021, 12, 31)
+    ),
+)
+
+
+def trained_artifact(candles: pd.DataFrame, params: Params, candidate: Candidate, out: Path) -> Path:
+    """A model artifact as `klinecast train` writes it: params' features on candles, the
+    candidate trained on its final window, no evaluation attached. Returns out."""
+    from klinecast.release.metadata import artifact_metadata
+    from klinecast.release.registry import write_artifact
+    from klinecast.research import training
+
+    frame = compute_features(
+        candles, indicators=params.features.indicators, interval=params.data.interval_delta
+    ).frame
+    trained = training.train_final(frame, params, candidate)
+    metadata = artifact_metadata(
+        trained, params=params, candidate=candidate, metrics=None, data_version={}
+    )
+    write_artifact(out, trained.booster, metadata)
+    return out

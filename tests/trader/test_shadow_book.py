@@ -6,7 +6,6 @@ offline backtest of the challenger over the same hours; `klinecast challenger de
 decides on the same figures computed offline, and records them in the registry."""
 
 import dataclasses
-import datetime as dt
 import json
 
 import numpy as np
@@ -15,17 +14,16 @@ import pytest
 
 from klinecast.book import challenger_service
 from klinecast.cli import main
-from klinecast.config import Params, PublishParams, SplitParams
+from klinecast.config import Params, PublishParams
 from klinecast.release import registry
 from klinecast.release.gate import Condition, Gate
-from klinecast.release.metadata import artifact_metadata
 from klinecast.release.promotion import publish_artifact
-from klinecast.research import strategy, training
-from klinecast.research.features import compute_features
+from klinecast.research import strategy
 from klinecast.research.model import Candidate, HyperParams
 from klinecast.serving.local import LocalServing
 from tests.support.browser import inked_share, visit
 from tests.support.helpers import NAME, free_port, offline_book, table, write_params
+from tests.support.model_fixtures import MIRROR_PARAMS, trained_artifact
 
 pytestmark = pytest.mark.integration
 MODEL = "klinecast-btcusdt-1h"  # publish.model_name's pattern for BTCUSDT 1h
@@ -38,20 +36,9 @@ RULE = {"min_hours": 48, "max_daily_shortfall": 0.10}
 @pytest.fixture(scope="module")
 def challenger_artifact(mirror_candles, tmp_path_factory):
     """A model retrained on the same span with other trees and its own rule."""
-    params = dataclasses.replace(
-        Params(),
-        split=SplitParams(
-            dt.date(2018, 1, 1), dt.date(2020, 12, 31), dt.date(2021, 1, 1), dt.date(2021, 12, 31)
-        ),
-    )
-    frame = compute_features(
-        mirror_candles, indicators=params.features.indicators, interval=params.data.interval_delta
-    ).frame
     candidate = Candidate(HyperParams(30, 3, 0.2, 0.7, 0.9, 0, 45), CHALLENGER_RULE, horizon_hours=1)
-    trained = training.train_final(frame, params, candidate)
-    metadata = artifact_metadata(trained, params=params, candidate=candidate, metrics=None, data_version={})
     out = tmp_path_factory.mktemp("challenger") / "candidate"
-    registry.write_artifact(out, trained.booster, metadata)
+    trained_artifact(mirror_candles, MIRROR_PARAMS, candidate, out)
     return out
 
 

@@ -13,13 +13,20 @@ import pandas as pd
 import pytest
 
 from klinecast.cli import main
-from klinecast.research import strategy
-from klinecast.research.backtest import strategy_returns
+from klinecast.release import registry
 from klinecast.retries import RetrySettings
 from klinecast.serving.offline import offline_probabilities
 from klinecast.trader.ledger import Ledger
 from tests.support.binance_server import API_KEY, API_SECRET, BinanceServer
-from tests.support.helpers import NAME, RULE, drop_ledger, free_port, table, write_params
+from tests.support.helpers import (
+    NAME,
+    RULE,
+    drop_ledger,
+    free_port,
+    offline_book,
+    table,
+    write_params,
+)
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -369,21 +376,15 @@ def test_replay_equals_the_offline_backtest(
 
     predictions = pd.DataFrame(table(ledger, "predictions")).set_index("hour").sort_index()
     hours = pd.DatetimeIndex(pd.to_datetime(predictions.index, utc=True))
-    offline = offline_probabilities(history, artifact).reindex(hours)
-    np.testing.assert_allclose(predictions["prob_up"].to_numpy(), offline.to_numpy(), atol=1e-6)
-
-    # the backtest's one pass of the model's rule (hysteresis, minimum hold) over the hours,
-    # against the trader's hour-by-hour decisions with its ledger's book
-    decided = (hours + pd.Timedelta(hours=1)).hour.to_numpy()  # the rule's cadence reads them
-    position, _ = strategy.positions(offline.to_numpy(), RULE, decision_hours=decided)
+    # the backtest's one pass of the model's rule (RULE: hysteresis, minimum hold, cadence) over
+    # the hours, against the trader's hour-by-hour decisions with its ledger's book; the
+    # backtest's book holds on after the last hour, as the trader's does (offline_book)
+    assert registry.read_artifact_metadata(artifact).rule == RULE
+    proba, position, returns = offline_book(history, artifact, hours)
+    np.testing.assert_allclose(predictions["prob_up"].to_numpy(), proba, atol=1e-6)
     assert (predictions["target"].to_numpy() == position).all()
     assert len(set(position)) == 3 and (np.diff(position) != 0).sum() > 3  # the rule is exercised
-    closes = history["close"]
-    next_return = (closes.shift(-1) / closes - 1.0).reindex(hours).to_numpy()
-    cost = 0.001 + 0.0001  # the fee and the slippage, as the paper broker fills
-    returns = strategy_returns(position, next_return, cost=cost)
-    returns[-1] += cost * abs(position[-1])  # the backtest closes its book after the last hour;
-    backtest = np.cumprod(1.0 + returns)  # the trader holds on, so that fee is not paid yet
+    backtest = np.cumprod(1.0 + returns)
     curve = pd.DataFrame(table(ledger, "equity")).sort_values("hour")["equity"].to_numpy()
     np.testing.assert_allclose(curve, backtest, rtol=1e-12)
     assert len(table(ledger, "orders")) == np.count_nonzero(np.diff(position, prepend=0)) + sum(
