@@ -3,7 +3,7 @@ beside its champion, and the decisions about it (`klinecast.monitor.promotion_ru
 
 from __future__ import annotations
 
-from klinecast.cli.common import params_arg
+from klinecast.cli.common import decided_by, decision_args, params_arg, registry_arg
 
 
 def add_challenger(commands) -> None:
@@ -28,14 +28,14 @@ def add_challenger(commands) -> None:
     status.set_defaults(run=run_status)
     decide = actions.add_parser("decide", help="apply the promotion rule to each challenger")
     _common(decide)
-    _record(decide, default_reason="")
+    decision_args(decide, default_reason="")
     decide.set_defaults(run=run_decide)
     for action, helped in (("promote", "promote the challenger now, whatever the rule says"),
                            ("reject", "end the challenger's shadow; production stays")):  # fmt: skip
         one = actions.add_parser(action, help=helped)
         one.add_argument("symbol", help="one of data.symbols, e.g. BTCUSDT")
         _common(one, symbols=False)
-        _record(one, default_reason=f"operator {action}")
+        decision_args(one, default_reason=f"operator {action}")
         one.set_defaults(run=run_operator)
 
 
@@ -45,18 +45,10 @@ def _common(parser, *, symbols: bool = True) -> None:
         parser.add_argument(
             "--symbol", action="append", help="repeatable (default: every symbol of the book)"
         )
-    parser.add_argument(
-        "--registry", help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)"
-    )
+    registry_arg(parser)
     parser.add_argument(
         "--ledger", help="the ledger's URL (default: trade.ledger; $KLINECAST_LEDGER_URL overrides it)"
     )
-
-
-def _record(parser, *, default_reason: str) -> None:
-    parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
-    parser.add_argument("--reason", default=default_reason, help="why, for the record")
-    parser.add_argument("--by", help="who, for the record (default: $USER)")
 
 
 class _Context:
@@ -157,14 +149,11 @@ def run_operator(args) -> int:
 def _apply(args, context: _Context, symbol: str, action: str, reason: str, evidence: dict) -> None:
     """Promotes (registry, then the cluster pinned as deploy does) or rejects the symbol's
     challenger, recorded with the evidence; the shadow span counts as one more look."""
-    import os
-
-    from klinecast import environment
     from klinecast.cli.registry import move_and_pin
     from klinecast.release import registry
 
     name = context.book.model_name(symbol)
-    by = args.by or os.environ.get(environment.USER) or "unknown"
+    by = decided_by(args)
     if evidence:
         looks = registry.record_look(
             context.store, symbol=symbol,

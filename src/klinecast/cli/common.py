@@ -15,6 +15,29 @@ def params_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def registry_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
+    )
+
+
+def decision_args(parser: argparse.ArgumentParser, *, default_reason: str) -> None:
+    """What a command that moves a model's pointer records, and where it pins the cluster."""
+    parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
+    parser.add_argument("--reason", default=default_reason, help="why, for the record")
+    parser.add_argument("--by", help="who, for the record (default: $USER)")
+
+
+def decided_by(args) -> str:
+    """Who decides: --by, else $USER."""
+    import os
+
+    from klinecast import environment
+
+    return args.by or os.environ.get(environment.USER) or "unknown"
+
+
 def path(parser: argparse.ArgumentParser, flag: str, default: str, what: str) -> None:
     parser.add_argument(
         flag, type=Path, default=Path(default), help=f"{what} (default: %(default)s)"

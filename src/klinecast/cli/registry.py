@@ -4,7 +4,7 @@ production, on the registry and the cluster."""
 
 from __future__ import annotations
 
-from klinecast.cli.common import params_arg
+from klinecast.cli.common import decided_by, decision_args, params_arg, registry_arg
 
 
 def add_registry(commands) -> None:
@@ -26,10 +26,7 @@ def add_registry(commands) -> None:
     migrate.add_argument(
         "--old-name", required=True, help="publish.model_name as it was, e.g. klinecast-btcusdt-1h"
     )
-    migrate.add_argument(
-        "--registry",
-        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
-    )
+    registry_arg(migrate)
     migrate.add_argument(
         "--take-production",
         action="store_true",
@@ -111,13 +108,8 @@ def add_promote(commands) -> None:
 
 def _move_args(parser, *, default_reason: str) -> None:
     params_arg(parser)
-    parser.add_argument(
-        "--registry",
-        help="registry URI (default: publish.registry; $KLINECAST_REGISTRY overrides it)",
-    )
-    parser.add_argument("--namespace", default="klinecast", help="default: %(default)s")
-    parser.add_argument("--reason", default=default_reason, help="why, for the record")
-    parser.add_argument("--by", help="who, for the record (default: $USER)")
+    registry_arg(parser)
+    decision_args(parser, default_reason=default_reason)
 
 
 def run_rollback(args) -> int:
@@ -136,9 +128,7 @@ def run_promote(args) -> int:
 
 
 def _run_move(args, command: str, move) -> int:
-    import os
 
-    from klinecast import environment
     from klinecast.book import Book
     from klinecast.config import load_params
     from klinecast.errors import KlinecastError
@@ -149,7 +139,7 @@ def _run_move(args, command: str, move) -> int:
         raise KlinecastError(f"{symbol} is not in the book ({', '.join(book.symbols)})")
     move_and_pin(
         book, symbol, args.registry or book.params.publish.registry, move, command=command,
-        by=args.by or os.environ.get(environment.USER) or "unknown", reason=args.reason,
+        by=decided_by(args), reason=args.reason,
         namespace=args.namespace,
     )  # fmt: skip
     return 0

@@ -109,7 +109,7 @@ def roll_out(
     from kubernetes import client
 
     objects = client.CustomObjectsApi(api)
-    isvc = _call(objects.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+    isvc = _get(objects, name, namespace)
     previous = served_models(isvc)
     done = Rollout(name, namespace, models, previous)
     if previous == models:
@@ -181,14 +181,14 @@ def _patch(objects, name: str, namespace: str, build) -> dict:
     from kubernetes.client.exceptions import ApiException
 
     for attempt in range(PATCH_ATTEMPTS):
-        isvc = _call(objects.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        isvc = _get(objects, name, namespace)
         try:
             return objects.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, build(isvc)
             )
         except ApiException as exc:
             if exc.status != 409 or attempt == PATCH_ATTEMPTS - 1:
-                raise KlinecastError(f"InferenceService {namespace}/{name}: {explain(exc)}") from None
+                raise _refused(exc, name, namespace) from None
     raise AssertionError("unreachable")
 
 
@@ -196,6 +196,7 @@ def _watch_until(objects, name: str, namespace: str, percent: int, timeout: floa
     """Watches the InferenceService until both components report the newest revision ready
     with percent of the traffic; None when that does not happen within timeout seconds."""
     from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
 
     watcher = watch.Watch()
     try:
@@ -206,6 +207,8 @@ def _watch_until(objects, name: str, namespace: str, percent: int, timeout: floa
             isvc = event["object"]
             if event["type"] in ("ADDED", "MODIFIED") and _split_applied(isvc, percent):
                 return copy.deepcopy(isvc)
+    except ApiException as exc:
+        raise _refused(exc, name, namespace) from None
     finally:
         watcher.stop()
     return None
@@ -235,10 +238,15 @@ def _latest_url(isvc: dict) -> str:
     return latest["url"].rstrip("/")
 
 
-def _call(method, *args):
+def _get(objects, name: str, namespace: str) -> dict:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return method(*args)
+        return objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as exc:
-        raise KlinecastError(f"InferenceService {args[2]}/{args[4]}: {explain(exc)}") from None
+        raise _refused(exc, name, namespace) from None
+
+
+def _refused(exc, name: str, namespace: str) -> KlinecastError:
+    """The API server's refusal in words (`isvc_objects.explain`), naming the service."""
+    return KlinecastError(f"InferenceService {namespace}/{name}: {explain(exc)}")

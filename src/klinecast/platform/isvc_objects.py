@@ -77,7 +77,7 @@ def models_patch(isvc: dict, models: str) -> dict:
 def explain(exc) -> str:
     reasons = {
         404: "not found; apply manifests/base first (kubectl apply -k manifests/base)",
-        403: "forbidden; the service account needs get and patch on inferenceservices",
+        403: "forbidden; the service account needs get and patch on inferenceservices (and watch, for a canary)",
         401: "unauthorized; the credentials were rejected",
         409: "changed while it was being patched; rerun deploy",
     }

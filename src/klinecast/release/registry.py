@@ -345,25 +345,29 @@ def move_production(
         # the gate's excess return over each baseline, or a challenger's shadow evidence
         "evidence": evidence if evidence is not None else target.get("evaluation"),
     }  # fmt: skip
-    _move(store, f"{model_name}/{POINTER_FILE}", pointer, current, decision)
+    _move(store, model_name, POINTER_FILE, pointer, current, decision)
     shadowed = challenger(store, model_name)
     if shadowed is not None and shadowed["version"] == target["version"]:
         store.delete([f"{model_name}/{CHALLENGER_FILE}"])
     return pointer
 
 
-def _move(store: Store, key: str, pointer: dict | None, current: dict | None, decision: dict) -> None:
-    """Writes a pointer (None: removes it), then its decision; when the decision cannot be
-    written the pointer is put back as it was (current), since no move stands unrecorded.
+def _move(
+    store: Store, model_name: str, pointer_file: str, pointer: dict | None, current: dict | None,
+    decision: dict,
+) -> None:  # fmt: skip
+    """Writes the model's pointer_file (None: removes it), then its decision; when the
+    decision cannot be written the pointer is put back as it was (current), since no move
+    stands unrecorded.
 
     Raises:
         RegistryError: the registry cannot be written.
     """
+    key = f"{model_name}/{pointer_file}"
     if pointer is None:
         store.delete([key])
     else:
         store.put(key, json.dumps(pointer, indent=2).encode())
-    model_name = key.rsplit("/", 1)[0]
     at = dt.datetime.fromisoformat(decision["at"])
     try:
         content = json.dumps(decision, indent=2).encode()
@@ -378,8 +382,7 @@ def _move(store: Store, key: str, pointer: dict | None, current: dict | None, de
 
 def challenger(store: Store, model_name: str) -> dict | None:
     """The challenger's pointer (the version in shadow), or None."""
-    raw = store.get(f"{model_name}/{CHALLENGER_FILE}")
-    return json.loads(raw) if raw is not None else None
+    return _pointer(store, model_name, CHALLENGER_FILE)
 
 
 def set_challenger(
@@ -406,7 +409,7 @@ def set_challenger(
         "from": current["version"] if current else None, "by": by, "reason": reason,
         "evidence": target.get("evaluation"),
     }  # fmt: skip
-    _move(store, f"{model_name}/{CHALLENGER_FILE}", pointer, current, decision)
+    _move(store, model_name, CHALLENGER_FILE, pointer, current, decision)
     return pointer
 
 
@@ -447,7 +450,7 @@ def end_challenger(
         "at": now.isoformat(), "action": "reject", "version": current["version"],
         "from": None, "by": by, "reason": reason, "evidence": evidence,
     }  # fmt: skip
-    _move(store, f"{model_name}/{CHALLENGER_FILE}", None, current, decision)
+    _move(store, model_name, CHALLENGER_FILE, None, current, decision)
     return current
 
 
@@ -603,7 +606,11 @@ def _looks_prefix(symbol: str, span: str) -> str:
 
 def production(store: Store, model_name: str) -> dict | None:
     """The production pointer, or None before the first promotion."""
-    raw = store.get(f"{model_name}/{POINTER_FILE}")
+    return _pointer(store, model_name, POINTER_FILE)
+
+
+def _pointer(store: Store, model_name: str, pointer_file: str) -> dict | None:
+    raw = store.get(f"{model_name}/{pointer_file}")
     return json.loads(raw) if raw is not None else None
 
 
@@ -662,11 +669,11 @@ def resolve_pointer(uri: str) -> str:
         return uri
     head, _, version = uri.rstrip("/").rpartition("/versions/")
     registry_uri, _, model_name = head.rpartition("/")
-    raw = open_store(registry_uri).get(f"{model_name}/{POINTERS[version]}")
-    if raw is None:
+    pointer = _pointer(open_store(registry_uri), model_name, POINTERS[version])
+    if pointer is None:
         what = "production version" if version == PRODUCTION_VERSION else "challenger"
         raise NoProductionVersion(f"no {what} of {model_name} in {registry_uri}")
-    return json.loads(raw)["uri"]
+    return pointer["uri"]
 
 
 def production_uri(registry_uri: str, model_name: str) -> str:
