@@ -102,7 +102,8 @@ def run_series(job: dict) -> dict:
         scored = evaluated.scorecard
         clock["evaluate"] = time.perf_counter() - started
         final = training.train_final(frame, params, tuned.candidate)
-        decided = gate(scored, complexity(final.booster), params.publish)
+        learned = complexity(final.booster)
+        decided = gate(scored, learned, params.publish)
         clock["train"] = time.perf_counter() - started
         ceiling = None if shape == NULL else oracle_gate(shape, frame, evaluated.predictions, params)
         clock["oracle"] = time.perf_counter() - started
@@ -122,7 +123,9 @@ def run_series(job: dict) -> dict:
             "horizon_hours": candidate.horizon_hours,
             "anchored": candidate.hp.anchored,
             "look_back_days": candidate.hp.look_back_days,
+            "booster": candidate.hp.booster,
         },
+        "features_used": list(learned.features_used),
         "in_sample_sharpe": tuned.in_sample.get("sharpe"),
         "max_p_value": significance.max_p_value,
         "max_p_baseline": significance.max_p_baseline,

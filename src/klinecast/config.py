@@ -55,6 +55,8 @@ SIDES = ("long_short", "long_only")
 TRAIN_WINDOWS = ("sliding", "anchored")
 #: How training rows are weighed: equally, or by their label's average uniqueness.
 SAMPLE_WEIGHTS = ("equal", "uniqueness")
+#: The classifier: XGBoost's trees, or its linear booster on standardised features.
+BOOSTERS = ("gbtree", "gblinear")
 
 
 class _Checked:
@@ -341,12 +343,19 @@ class SearchSpace(_Checked):
     capped at the trial's entry_band.
     """
 
+    #: choices: gbtree (trees), gblinear (a logistic regression fitted by coordinate descent
+    #: on features standardised on each fit's training rows)
+    booster: tuple[str, ...] = ("gbtree",)
     n_estimators: tuple[int, int] = (100, 400)
     max_depth: tuple[int, int] = (2, 6)
     learning_rate: tuple[float, float] = (0.01, 0.10)
     subsample: tuple[float, float] = (0.5, 0.9)
     colsample_bytree: tuple[float, float] = (0.5, 0.9)
     gamma: tuple[float, float] = (0.0, 5.0)
+    #: the linear booster's L1 and L2 penalties on its weights, per row of standardised
+    #: features (XGBoost's reg_alpha, reg_lambda); the trees keep XGBoost's defaults
+    reg_alpha: tuple[float, float] = (0.0, 0.0)
+    reg_lambda: tuple[float, float] = (0.0, 0.0)
     #: sliding: the last look_back_days before each fold; anchored: all the history before it
     #: (look_back_days is then how much the first fold needs at least)
     train_window: tuple[str, ...] = ("sliding", "anchored")
@@ -366,7 +375,7 @@ class SearchSpace(_Checked):
     sample_weights: tuple[str, ...] = ("equal",)
 
     #: The levers drawn from a list of choices rather than a range.
-    CHOICES = ("train_window", "side", "cadence_hours", "sample_weights")
+    CHOICES = ("booster", "train_window", "side", "cadence_hours", "sample_weights")
     #: The ranges drawn on a log scale: each doubling is as likely as the next (1-2 hours as
     #: likely as 84-168), where a uniform draw would put six in seven horizons beyond a day.
     LOG_SCALE = ("learning_rate", "look_back_days", "horizon_hours", "min_hold_hours")
@@ -412,8 +421,11 @@ class SearchSpace(_Checked):
         for name in ("look_back_days", "n_estimators", "max_depth"):
             if getattr(self, name)[0] < 1:
                 yield name, f"must be >= 1, got {list(getattr(self, name))}"
-        if self.gamma[0] < 0:
-            yield "gamma", f"must be >= 0, got {list(self.gamma)}"
+        for name in ("gamma", "reg_alpha", "reg_lambda"):
+            if getattr(self, name)[0] < 0:
+                yield name, f"must be >= 0, got {list(getattr(self, name))}"
+        if not self.booster or set(self.booster) - set(BOOSTERS):
+            yield "booster", f"expected some of {list(BOOSTERS)}, got {list(self.booster)}"
         if self.n_features[0] < 0 or (self.n_features[0] == 0 and self.n_features[1] != 0):
             yield (
                 "n_features",
@@ -579,9 +591,12 @@ class PublishParams(_Checked):
     service_name: str = "klinecast"
     gate_min_excess_return: float = 0.0
     gate_max_p_value: float = 0.05
-    #: Below either, the final model is degenerate: it has learned next to nothing.
+    #: Below either, the final tree model is degenerate: it has learned next to nothing.
     min_splits: int = 50
     min_features_used: int = 3
+    #: A linear model (no splits) is degenerate with a weight on fewer features than this: one
+    #: weight is already a rule (the planted edges' oracles are one-feature rules).
+    min_weights: int = 1
     #: ... and a rule that trades: at least this many position changes out of sample.
     min_trades: int = 1
     #: How a version beside a production one gets there: shadow, then the promotion rule.
@@ -592,7 +607,7 @@ class PublishParams(_Checked):
     def problems(self) -> Problems:
         if not 0 < self.gate_max_p_value <= 1:
             yield "gate_max_p_value", f"expected (0, 1], got {self.gate_max_p_value}"
-        for name in ("min_splits", "min_features_used", "min_trades"):
+        for name in ("min_splits", "min_features_used", "min_weights", "min_trades"):
             if getattr(self, name) < 0:
                 yield name, f"must be >= 0, got {getattr(self, name)}"
         yield from _model_name_problems(self.model_name)

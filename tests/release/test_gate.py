@@ -57,6 +57,22 @@ def test_each_condition_alone_refuses(metric_changes, complexity, failed, detail
     assert detail in decided.condition(failed).detail
 
 
+def test_a_linear_model_has_no_splits_and_is_judged_on_the_features_it_weighs():
+    linear = Complexity(trees=0, trees_that_split=0, splits=0, features_used=("a", "b", "c"),
+                        booster="gblinear")  # fmt: skip
+    decided = gate(metrics(), linear, PUBLISH)
+    assert decided.passed
+    assert "a linear model with a weight on 3 feature(s)" in decided.condition("not_degenerate").detail
+    assert gate(metrics(), dataclasses.replace(linear, features_used=("a",)), PUBLISH).passed
+    constant = gate(metrics(), dataclasses.replace(linear, features_used=()), PUBLISH)
+    assert not constant.passed
+    assert constant.condition("not_degenerate").detail == "degenerate: 0 feature(s) weighed (none) < 1"
+    two = gate(metrics(), linear, dataclasses.replace(PUBLISH, min_weights=4))
+    assert two.condition("not_degenerate").detail == "degenerate: 3 feature(s) weighed (a, b, c) < 4"
+    trees = gate(metrics(), dataclasses.replace(linear, booster="gbtree"), PUBLISH)
+    assert "0 splits < 50" in trees.condition("not_degenerate").detail
+
+
 def test_the_thresholds_come_from_params():
     loose = dataclasses.replace(
         PUBLISH, gate_min_excess_return=-0.5, gate_max_p_value=0.5, min_splits=1,

@@ -227,3 +227,34 @@ def test_a_study_where_no_trial_trades_says_so_and_is_not_an_error(workdir, caps
     assert "no tuning trial traded in sample either" in degenerate["detail"]
     page = (workdir / "reports/symbols/BTCUSDT/report.html").read_text()
     assert "No tuning trial traded in sample" in page and "This is a finding, not an error" in page
+
+
+def test_a_linear_search_runs_the_whole_chain_and_says_it_is_linear(workdir):
+    """booster: [gblinear] through tune, evaluate, train, publish and report: the artifact is a
+    linear model, the gate judges its weights (not its splits) and the report says so."""
+    path = workdir / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["tune"]["search_space"].update(booster=["gblinear"], reg_alpha=[0.0, 0.01])
+    path.write_text(yaml.safe_dump(raw))
+    for stage in ("tune", "evaluate", "train"):
+        assert main([stage] + (["--no-progress"] if stage == "tune" else [])) == 0, stage
+    best = json.loads((workdir / "reports/symbols/BTCUSDT/tune/best_params.json").read_text())
+    assert best["params"]["booster"] == "gblinear" and 0 <= best["params"]["reg_alpha"] <= 0.01
+    metadata = json.loads((workdir / "models/BTCUSDT/candidate/metadata.json").read_text())
+    shape = metadata["complexity"]
+    assert shape["booster"] == "gblinear" and shape["trees"] == shape["splits"] == 0
+    booster = xgb.Booster(model_file=str(workdir / "models/BTCUSDT/candidate/model.json"))
+    weights = booster.get_score(importance_type="weight")
+    assert sorted(n for n, w in weights.items() if w != 0) == shape["features_used"]
+    set_gate(workdir, -100.0, gate_max_p_value=1.0, min_trades=0)  # min_splits stays 50
+    assert main(["publish"]) == 0
+    receipt = json.loads((workdir / "reports/symbols/BTCUSDT/publish.json").read_text())
+    degenerate = next(c for c in receipt["gate"]["conditions"] if c["name"] == "not_degenerate")
+    assert shape["features_used"] and degenerate["held"]
+    assert f"a linear model with a weight on {len(shape['features_used'])} feature(s)" in (
+        degenerate["detail"]
+    )
+    assert main(["report"]) == 0
+    page = (workdir / "reports/symbols/BTCUSDT/report.html").read_text()
+    assert "Feature importance (the size of each weight on standardised features)" in page
+    assert "rounds of coordinate descent on standardised features" in page

@@ -10,7 +10,8 @@ for a long-only rule; the short one too for a long-short rule):
   publish.gate_max_p_value. This is an intersection-union test (the model must beat all of
   them), so no correction for the number of baselines is needed, and none is applied;
 - and the model is not degenerate (enough splits over enough features, and a rule that
-  trades).
+  trades). A linear model has no splits: it must carry a weight on enough features
+  (publish.min_weights).
 
 A book of several symbols is several gates: with five symbols and no edge anywhere, one gate
 in five at p <= 0.05 passes by luck far more often than 5 %. `book_gates` adds one condition
@@ -104,12 +105,15 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
     beat, significant, verdicts = significance_conditions(significance.declared, params)
     trades = metrics.model.trades
     thin = []
-    if complexity.splits < params.min_splits:
+    linear = complexity.booster == model.LINEAR
+    if not linear and complexity.splits < params.min_splits:
         thin.append(f"{complexity.splits} splits < {params.min_splits}")
-    if len(complexity.features_used) < params.min_features_used:
+    least = params.min_weights if linear else params.min_features_used
+    if len(complexity.features_used) < least:
         used = ", ".join(complexity.features_used) or "none"
         thin.append(
-            f"{len(complexity.features_used)} feature(s) used ({used}) < {params.min_features_used}"
+            f"{len(complexity.features_used)} feature(s) "
+            f"{'weighed' if linear else 'used'} ({used}) < {least}"
         )
     if trades < params.min_trades:
         searched = significance.trials_that_trade
@@ -118,8 +122,12 @@ def gate(metrics: Scorecard | None, complexity: model.Complexity, params: Publis
             + ("; no tuning trial traded in sample either" if searched == 0 else "")
         )
     shape = (
-        f"{complexity.splits} splits in {complexity.trees_that_split} of {complexity.trees} "
-        f"trees over {len(complexity.features_used)} feature(s), {trades} trades"
+        f"a linear model with a weight on {len(complexity.features_used)} feature(s), "
+        f"{trades} trades"
+        if linear
+        else f"{complexity.splits} splits in {complexity.trees_that_split} of "
+        f"{complexity.trees} trees over {len(complexity.features_used)} feature(s), "
+        f"{trades} trades"
     )
     return Gate(
         (

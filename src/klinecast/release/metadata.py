@@ -151,6 +151,7 @@ def _complexity(values: dict) -> Complexity:
         trees_that_split=int(values["trees_that_split"]),
         splits=int(values["splits"]),
         features_used=tuple(values["features_used"]),
+        booster=str(values.get("booster", "gbtree")),
     )
 
 

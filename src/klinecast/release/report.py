@@ -24,7 +24,7 @@ from klinecast.errors import KlinecastError
 from klinecast.pages import REPORT_STYLE, img, png
 from klinecast.release.metadata import ArtifactMetadata
 from klinecast.research.evaluation import equity_curves
-from klinecast.research.model import feature_importance
+from klinecast.research.model import LINEAR, feature_importance
 from klinecast.research.scorecard import (
     CalibrationBin,
     FoldReturns,
@@ -146,8 +146,11 @@ def render(inputs: ReportInputs) -> str:
     ]
     if inputs.trials is not None and not inputs.trials.empty:
         sections.append("<h2>Tuning history</h2>" + img(_tuning_plot(inputs.trials)))
+    linear = inputs.metadata.candidate.hp.booster == LINEAR
+    measure = "the size of each weight on standardised features" if linear else "gain"
     sections.append(
-        "<h2>Feature importance (gain)</h2>" + img(_importance_plot(inputs.importance))
+        f"<h2>Feature importance ({measure})</h2>"
+        + img(_importance_plot(inputs.importance, linear=linear))
     )
     sections.append("<h2>Model</h2>" + _model_table(inputs.metadata))
     span = metrics.span
@@ -423,6 +426,23 @@ def _in_vs_out_table(metrics: Scorecard) -> str:
     return _table(header, [(k, v, "") for k, v in rows]) + note
 
 
+def _learner_row(hp) -> tuple[str, str]:
+    if hp.booster == LINEAR:
+        return ("linear", f"{hp.n_estimators:,} rounds of coordinate descent on standardised "
+                          f"features, learning rate {hp.learning_rate:.3f}, L1 {hp.reg_alpha:g}, "
+                          f"L2 {hp.reg_lambda:g}")  # fmt: skip
+    return ("trees", f"{hp.n_estimators:,} rounds, depth ≤ {hp.max_depth}, learning rate "
+                     f"{hp.learning_rate:.3f}, subsample {hp.subsample:.2f}, columns "
+                     f"{hp.colsample_bytree:.2f}, gamma {hp.gamma}")  # fmt: skip
+
+
+def _complexity_text(shape, features: int) -> str:
+    if shape.booster == LINEAR:
+        return f"a weight on {len(shape.features_used)} of {features} features"
+    return (f"{shape.splits:,} splits in {shape.trees_that_split:,} of {shape.trees:,} trees, "
+            f"over {len(shape.features_used)} of {features} features")  # fmt: skip
+
+
 def _model_table(metadata: ArtifactMetadata) -> str:
     hp, rule, shape = metadata.candidate.hp, metadata.rule, metadata.complexity
     rows = [
@@ -435,13 +455,9 @@ def _model_table(metadata: ArtifactMetadata) -> str:
         ("rule", f"{rule.side.replace('_', ' ')}; enter beyond 0.5 ± {rule.entry_band:.3f}, "
                  f"leave inside 0.5 ± {rule.exit_band:.3f}; hold at least "
                  f"{rule.min_hold_hours} h"),
-        ("trees", f"{hp.n_estimators:,} rounds, depth ≤ {hp.max_depth}, learning rate "
-                  f"{hp.learning_rate:.3f}, subsample {hp.subsample:.2f}, columns "
-                  f"{hp.colsample_bytree:.2f}, gamma {hp.gamma}"),
+        _learner_row(hp),
         ("look back", f"{hp.look_back_days} days"),
-        ("complexity", f"{shape.splits:,} splits in {shape.trees_that_split:,} of "
-                       f"{shape.trees:,} trees, over {len(shape.features_used)} of "
-                       f"{len(metadata.feature_names)} features"),
+        ("complexity", _complexity_text(shape, len(metadata.feature_names))),
         ("features used", ", ".join(shape.features_used) or "none"),
         ("data version", ", ".join(f"{k} {str(v)[:12]}" for k, v in metadata.data_version.items())
                          or "–"),
@@ -514,13 +530,13 @@ def _calibration_plot(table: tuple[CalibrationBin, ...]) -> bytes:
     return png(fig)
 
 
-def _importance_plot(importance: dict[str, float]) -> bytes:
+def _importance_plot(importance: dict[str, float], *, linear: bool = False) -> bytes:
     import matplotlib.pyplot as plt
 
     items = sorted(importance.items(), key=lambda kv: kv[1])
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(items) + 1))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#4a7bd0")
-    ax.set_xlabel("total gain share")
+    ax.set_xlabel("share of |weight| x the feature's spread" if linear else "total gain share")
     return png(fig)
 
 

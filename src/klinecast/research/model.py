@@ -1,7 +1,12 @@
 """The XGBoost direction classifier: hyperparameters, fitting, predicting, complexity.
 
-Three levers for weak signals live here, each a hyperparameter that tuning may search:
+Four levers for weak signals live here, each a hyperparameter that tuning may search:
 
+- `booster`: XGBoost's trees (`gbtree`) or its linear booster (`gblinear`): a logistic
+  regression with L1 and L2 penalties, fitted by coordinate descent on features standardised
+  on the training rows, its weights then written back on the features' own scale, so the
+  model reads (and serving sends) the raw features as a tree model does. A weak edge that is
+  monotone in a feature is one weight to a linear model and many noisy splits to trees;
 - `n_features`: keep only the k features that a small booster fitted on the training rows
   (and nothing else) finds most useful (total gain), so an edge in a few features is not
   drowned by many that carry nothing. The other columns are set missing for the fit, so the
@@ -20,12 +25,19 @@ forward, training fits it, and its metadata ships the rule to serving and the tr
 from __future__ import annotations
 
 import dataclasses
+import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
 
 from klinecast.research.strategy import StrategyRule
+
+#: XGBoost's name of the linear booster (the other is gbtree)
+LINEAR = "gblinear"
+#: The booster attribute that records the linear model's standardisation (`_fit_linear`)
+SCALE_ATTRIBUTE = "klinecast_feature_scale"
 
 #: Histogram bins per feature (XGBoost's default is 256): 64 trains about a third faster on
 #: these noisy features, and a quantile matrix built straight from them skips a copy.
@@ -52,6 +64,12 @@ class HyperParams:
     parallel_trees: int = 1
     #: equal, or uniqueness: each row by its label's average uniqueness
     sample_weights: str = "equal"
+    #: gbtree or gblinear
+    booster: str = "gbtree"
+    #: the linear booster's L1 and L2 penalties per row of standardised features (XGBoost's
+    #: reg_alpha and reg_lambda; the trees keep XGBoost's defaults)
+    reg_alpha: float = 0.0
+    reg_lambda: float = 0.0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -67,19 +85,27 @@ class HyperParams:
 
 
 def booster_params(hp: HyperParams, *, seed: int, nthread: int) -> dict:
-    """The xgb.train parameters for hp. `hist` is what makes walk-forward tuning affordable."""
-    return {
+    """The xgb.train parameters for hp. `hist` is what makes walk-forward tuning affordable;
+    the linear booster's cyclic coordinate descent is deterministic (shotgun is not)."""
+    common = {
         "objective": "binary:logistic",
         "eval_metric": "logloss",
+        "eta": hp.learning_rate,
+        "seed": seed,
+        "nthread": nthread,
+    }
+    if hp.booster == LINEAR:
+        return common | {
+            "booster": LINEAR, "updater": "coord_descent", "feature_selector": "cyclic",
+            "alpha": hp.reg_alpha, "lambda": hp.reg_lambda,
+        }  # fmt: skip
+    return common | {
         "tree_method": "hist",
         "max_bin": MAX_BIN,
         "max_depth": hp.max_depth,
-        "eta": hp.learning_rate,
         "subsample": hp.subsample,
         "colsample_bytree": hp.colsample_bytree,
         "gamma": hp.gamma,
-        "seed": seed,
-        "nthread": nthread,
     } | ({"num_parallel_tree": hp.parallel_trees} if hp.parallel_trees > 1 else {})
 
 
@@ -147,6 +173,9 @@ def fit(
             features, labels, hp.n_features, seed=seed, nthread=nthread, weights=weights
         )
         features = np.where(keep, features, np.nan).astype(features.dtype)
+    if hp.booster == LINEAR:
+        return _fit_linear(features, labels, hp, seed=seed, nthread=nthread,
+                           feature_names=feature_names, weights=weights)  # fmt: skip
     matrix = xgb.QuantileDMatrix(
         features, label=labels, weight=weights, feature_names=feature_names, nthread=nthread,
         max_bin=MAX_BIN,
@@ -154,6 +183,42 @@ def fit(
     return xgb.train(
         booster_params(hp, seed=seed, nthread=nthread), matrix, num_boost_round=hp.n_estimators
     )
+
+
+def _fit_linear(
+    features: np.ndarray, labels: np.ndarray, hp: HyperParams, *, seed: int, nthread: int,
+    feature_names: list[str] | None, weights: np.ndarray | None,
+) -> xgb.Booster:  # fmt: skip
+    """The linear booster, fitted on the features standardised by their training rows' mean
+    and standard deviation (so one L1 and L2 penalty means the same for every feature), its
+    weights then mapped back onto the raw features: w / s, and the bias less the sum of
+    w * m / s. A column with no spread (or none known: a feature the fit does not keep) is
+    left as it is and missing values stay missing, so it keeps a weight of 0."""
+    with warnings.catch_warnings():  # an all-missing column: "mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(features, axis=0, dtype=np.float64))
+        spread = np.nanstd(features, axis=0, dtype=np.float64)
+    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
+    standard = ((features - mean) / spread).astype(np.float32)
+    matrix = xgb.DMatrix(
+        standard, label=labels, weight=weights, feature_names=feature_names, nthread=nthread
+    )
+    fitted = xgb.train(
+        booster_params(hp, seed=seed, nthread=nthread), matrix, num_boost_round=hp.n_estimators
+    )
+    model = json.loads(fitted.save_raw("json"))
+    linear = model["learner"]["gradient_booster"]["model"]
+    *weight, bias = np.asarray(linear["weights"], dtype=np.float64)
+    weight = np.asarray(weight) / spread
+    linear["weights"] = [*map(float, weight), float(bias - weight @ mean)]
+    booster = xgb.Booster(model_file=bytearray(json.dumps(model).encode()))
+    booster.set_param({"nthread": nthread})
+    booster.set_attr(**{SCALE_ATTRIBUTE: json.dumps([round(float(s), 12) for s in spread])})
+    return booster
+
+
+def is_linear(booster: xgb.Booster) -> bool:
+    return json.loads(booster.save_config())["learner"]["gradient_booster"]["name"] == LINEAR
 
 
 def predict_proba(booster: xgb.Booster, features: np.ndarray) -> np.ndarray:
@@ -188,19 +253,27 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Complexity:
-    """What the trees hold: a model with a handful of splits has learned next to nothing."""
+    """What the model holds: trees with a handful of splits, or a linear model with a weight
+    on one or two features, have learned next to nothing."""
 
     trees: int
     trees_that_split: int
     splits: int
+    #: the features a split reads, or that carry a weight other than 0
     features_used: tuple[str, ...]
+    booster: str = "gbtree"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self) | {"features_used": list(self.features_used)}
 
 
 def complexity(booster: xgb.Booster) -> Complexity:
-    """Counts the trees, the trees with at least one split, the splits and the features used."""
+    """Counts the trees, the trees with at least one split, the splits and the features used
+    (a linear model: no trees, and the features whose weight is not 0)."""
+    if is_linear(booster):
+        weights = booster.get_score(importance_type="weight")
+        used = tuple(sorted(name for name, w in weights.items() if w != 0))
+        return Complexity(trees=0, trees_that_split=0, splits=0, features_used=used, booster=LINEAR)
     nodes = booster.trees_to_dataframe()
     splits = nodes[nodes["Feature"] != "Leaf"]
     return Complexity(
@@ -212,7 +285,14 @@ def complexity(booster: xgb.Booster) -> Complexity:
 
 
 def feature_importance(booster: xgb.Booster, names: list[str]) -> dict[str, float]:
-    """Each feature's share of the trees' total gain (0 for a feature no tree splits on)."""
+    """Each feature's share of the trees' total gain (0 for a feature no tree splits on); of a
+    linear model, its share of the weights' sizes on standardised features."""
+    if is_linear(booster):
+        weights = booster.get_score(importance_type="weight")
+        scale = json.loads(booster.attr(SCALE_ATTRIBUTE) or "[]") or [1.0] * len(names)
+        sizes = {n: abs(weights.get(n, 0.0)) * s for n, s in zip(names, scale, strict=False)}
+        total = sum(sizes.values()) or 1.0
+        return {name: sizes.get(name, 0.0) / total for name in names}
     gain = booster.get_score(importance_type="total_gain")
     total = sum(gain.values()) or 1.0
     return {name: gain.get(name, 0.0) / total for name in names}
