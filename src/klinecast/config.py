@@ -57,6 +57,11 @@ TRAIN_WINDOWS = ("sliding", "anchored")
 SAMPLE_WEIGHTS = ("equal", "uniqueness")
 #: The classifier: XGBoost's trees, or its linear booster on standardised features.
 BOOSTERS = ("gbtree", "gblinear")
+#: A rule with no primary: the model proposes every bet itself (no meta-labels).
+NO_PRIMARY = "none"
+#: The indicator family whose rules may be a primary (`trend_50d`: long above the 50-day
+#: average, decided daily).
+PRIMARY_FAMILY = "trend"
 
 
 class _Checked:
@@ -373,9 +378,12 @@ class SearchSpace(_Checked):
     parallel_trees: tuple[int, int] = (1, 1)
     #: choices: equal, or uniqueness (each row by its label's average uniqueness)
     sample_weights: tuple[str, ...] = ("equal",)
+    #: choices: none, or a trend rule among features.indicators (e.g. trend_50d) that proposes
+    #: each bet, the model learning which to take (meta-labels; side must be long_only)
+    primary: tuple[str, ...] = (NO_PRIMARY,)
 
     #: The levers drawn from a list of choices rather than a range.
-    CHOICES = ("booster", "train_window", "side", "cadence_hours", "sample_weights")
+    CHOICES = ("booster", "train_window", "side", "cadence_hours", "sample_weights", "primary")
     #: The ranges drawn on a log scale: each doubling is as likely as the next (1-2 hours as
     #: likely as 84-168), where a uniform draw would put six in seven horizons beyond a day.
     LOG_SCALE = ("learning_rate", "look_back_days", "horizon_hours", "min_hold_hours")
@@ -443,6 +451,28 @@ class SearchSpace(_Checked):
             low, high = getattr(self, name)
             if not (0 < low and high <= 1):
                 yield name, f"must lie in (0, 1], got [{low}, {high}]"
+        yield from _primary_problems(self.primary, self.side)
+
+
+def _primary_problems(primary: tuple[str, ...], sides: tuple[str, ...]) -> Problems:
+    rules = [name for name in primary if name != NO_PRIMARY]
+    wrong = [name for name in rules if not _is_primary(name)]
+    if not primary or wrong:
+        yield (
+            "primary",
+            f"expected {NO_PRIMARY} or {PRIMARY_FAMILY} rules such as trend_50d, got "
+            f"{list(wrong or primary)}",
+        )
+    if rules and set(sides) != {"long_only"}:
+        yield (
+            "side",
+            f"a primary ({', '.join(rules)}) proposes long bets only: side must be "
+            f"[long_only], got {list(sides)}",
+        )
+
+
+def _is_primary(name: str) -> bool:
+    return is_indicator(name) and parse_indicator(name)[0] == PRIMARY_FAMILY
 
 
 #: What tuning maximises over the in-sample walk-forward, after costs: the annualised Sharpe
@@ -834,6 +864,16 @@ class Params(_Checked):
                 "tune.search_space.horizon_hours",
                 f"high {longest} is longer than a walk-forward step (backtest.step_days "
                 f"{self.backtest.step_days} = {step_hours} hours): the purge would eat the fold",
+            )
+        unlisted = [
+            name for name in self.tune.search_space.primary
+            if name != NO_PRIMARY and name not in self.features.indicators
+        ]  # fmt: skip
+        if unlisted:
+            yield (
+                "tune.search_space.primary",
+                f"{unlisted} must be among features.indicators: the model reads its primary's "
+                "bets from its own feature row, in training and in serving",
             )
         in_days = [name for name in self.features.indicators if spans_gaps(name)]
         if in_days and self.data.interval != "1h":

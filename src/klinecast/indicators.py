@@ -47,6 +47,18 @@ def _volume_ratio(c: dict[str, np.ndarray], n: int) -> np.ndarray:
     return _ratio(day, talib.SMA(c["volume"], timeperiod=n), empty=1.0)
 
 
+def _trend(c: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """The trend rule: 1 when the close was above its n-candle average at the day's decision
+    (the candle that closes at 00:00 UTC), 0 when not, held until the next day's decision;
+    NaN before the first decision with an average (a rule that trades a few times a year)."""
+    average = talib.SMA(c["close"], timeperiod=n)
+    above = np.where(np.isnan(average), np.nan, (c["close"] > average).astype(float))
+    decides = (c["decided_at"] // _HOUR_NS) % 24 == 0
+    at = np.arange(len(above))
+    last = np.maximum.accumulate(np.where(decides & ~np.isnan(above), at, -1))
+    return np.where(last >= 0, above[np.maximum(last, 0)], np.nan)
+
+
 def _cyclic(c: dict[str, np.ndarray], *, period_hours: int, wave, offset_hours: int = 0):
     """A sine or cosine of the decision time (when the row's candle closes) over a cycle."""
     hours = c["decided_at"] // _HOUR_NS + offset_hours
@@ -84,6 +96,9 @@ FAMILIES: dict[str, _Indicator] = {
     "rally": lambda c, n: c["close"] / talib.MIN(c["low"], timeperiod=n) - 1,
     # the last day's mean volume (24 candles) against the n-candle mean
     "volume_ratio": _volume_ratio,
+    # 1 above the n-candle average at the day's 00:00 UTC decision, else 0: the trend
+    # baseline's rule as a feature, and what a meta-labelled model's primary proposes
+    "trend": _trend,
 }
 #: Hourly candles in a day: what a `d` period counts in.
 CANDLES_PER_DAY = 24
@@ -172,7 +187,9 @@ def indicator_lookback(name: str) -> int:
         "decided_at": np.arange(1, length + 1, dtype=np.int64) * _HOUR_NS,
     }
     values = indicator_values(family, period, arrays)
-    return int(np.argmax(~np.isnan(values))) + 1
+    first = int(np.argmax(~np.isnan(values))) + 1
+    # the first decision after the window fills may come up to a day less one candle later
+    return first + (CANDLES_PER_DAY - 1 if family == "trend" else 0)
 
 
 def indicator_values(family: str, period: int, arrays: dict[str, np.ndarray]) -> np.ndarray:

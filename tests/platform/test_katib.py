@@ -27,7 +27,7 @@ LEVERS = {"n-estimators": 20, "max-depth": 3, "learning-rate": 0.1, "subsample":
           "side": "long_short", "entry-band": 0.01, "exit-band": 0.02, "min-hold-hours": 2,
           "train-window": "sliding", "cadence-hours": 4, "n-features": 0,
           "parallel-trees": 1, "sample-weights": "equal", "booster": "gbtree", "reg-alpha": 0.0,
-          "reg-lambda": 0.0}  # fmt: skip
+          "reg-lambda": 0.0, "primary": "none"}  # fmt: skip
 #: LEVERS as tune-trial reads them (exit-band above the entry band is capped at it, as in tune)
 CANDIDATE = Candidate(
     HyperParams(20, 3, 0.1, 0.8, 0.8, 0, 10),

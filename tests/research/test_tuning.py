@@ -322,7 +322,7 @@ def test_outputs(features, tmp_path):
         "n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree", "gamma",
         "look_back_days", "anchored", "horizon_hours", "side", "entry_band", "exit_band",
         "min_hold_hours", "cadence_hours", "n_features", "parallel_trees", "sample_weights",
-        "booster", "reg_alpha", "reg_lambda",
+        "booster", "reg_alpha", "reg_lambda", "primary",
     }  # fmt: skip
     assert best["value"] == study.best_value
     assert best["params"]["exit_band"] <= best["params"]["entry_band"]  # the exit it traded

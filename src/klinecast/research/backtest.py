@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from klinecast.config import BacktestParams, Params
+from klinecast.config import NO_PRIMARY, BacktestParams, Params
 from klinecast.errors import KlinecastError
 from klinecast.research import baselines, model, stats, strategy
 from klinecast.research.features import CLOSE, NEXT_RETURN, horizon_labels
@@ -265,18 +265,25 @@ def walk_forward(
         raise KlinecastError(
             "the feature rows lack the close the baselines need; rerun `dvc repro features`"
         )
-    hp, horizon = candidate.hp, candidate.horizon_hours
+    hp, horizon, rule = candidate.hp, candidate.horizon_hours, candidate.rule
     cost = backtest.cost
     labels = horizon_labels(frame, horizon=horizon, interval=interval)
-    trainable = frame[labels.notna()]
+    labelled = frame[labels.notna()]
+    # a meta-labelled model learns only from the hours its primary proposes a bet
+    trainable = labelled[strategy.proposed(strategy.primary_of(labelled, rule))]
     rows = scored_rows(frame)
     first_needed = test_start - pd.Timedelta(days=hp.look_back_days)
-    if trainable.empty or trainable.index[0] > first_needed + pd.Timedelta(days=1):
-        first = trainable.index[0] if len(trainable) else "none"
+    if labelled.empty or labelled.index[0] > first_needed + pd.Timedelta(days=1):
+        first = labelled.index[0] if len(labelled) else "none"
         raise KlinecastError(
             f"look_back_days={hp.look_back_days} needs features from {first_needed:%Y-%m-%d} "
             f"to train the first fold before {test_start:%Y-%m-%d}, but they start at {first}; "
             "lower look_back_days or move the span later"
+        )
+    if trainable.empty:
+        raise KlinecastError(
+            f"the primary {rule.primary} proposes no bet on any labelled row; choose another "
+            "primary (tune.search_space.primary) or none"
         )
     folds = list(
         walk_forward_folds(
@@ -296,9 +303,10 @@ def walk_forward(
         )
     names = list(feature_names)
     train_x = trainable[names].to_numpy(dtype=np.float32)
-    train_y = labels[labels.notna()].to_numpy(dtype=np.float32)
+    train_y = labels.reindex(trainable.index).to_numpy(dtype=np.float32)
     weights = model.training_weights(hp, trainable.index, horizon_hours=horizon)
     test_x = rows[names].to_numpy(dtype=np.float32)
+    test_primary = strategy.primary_of(rows, rule)
     next_returns = rows[NEXT_RETURN].to_numpy(dtype=float)
     decided_at = (rows.index + pd.Timedelta(interval)).hour.to_numpy()  # when each row decides
     # from the span's first scored hour: a leading fold skipped for want of training rows is
@@ -319,9 +327,12 @@ def walk_forward(
             weights=None if weights is None else weights[fold.train_rows],
         )  # fmt: skip
         part = slice(fold.test_rows.start - offset, fold.test_rows.stop - offset)
-        proba[part] = model.predict_proba(booster, test_x[fold.test_rows])
+        proba[part] = strategy.meta_probability(
+            model.predict_proba(booster, test_x[fold.test_rows]), rule,
+            test_primary[fold.test_rows],
+        )  # fmt: skip
         position[part], holding = strategy.positions(
-            proba[part], candidate.rule, holding, decision_hours=decided_at[fold.test_rows]
+            proba[part], rule, holding, decision_hours=decided_at[fold.test_rows]
         )
         fold_of[part] = fold.number
         if after_fold is not None:
@@ -331,6 +342,7 @@ def walk_forward(
         rows, rows.index[tested], labels,
         proba=proba, position=position, fold_of=fold_of, folds=len(folds),
         test_end=test_end, backtest=backtest, interval=interval, horizon_hours=horizon,
+        primary=rule.primary,
     )  # fmt: skip
 
 
@@ -347,15 +359,16 @@ def traded_result(
     backtest: BacktestParams,
     interval: dt.timedelta,
     horizon_hours: int = 1,
+    primary: str = NO_PRIMARY,
 ) -> BacktestResult:
     """The result of trading `position` over the scored rows at `index` (a fold of -1: an hour
     no fold traded), beside the baselines on the same hours, after costs; `labels` are the
-    model's, of horizon_hours each."""
+    model's, of horizon_hours each; a primary's own rule is one of the baselines."""
     cost = backtest.cost
     ret = rows.loc[index, NEXT_RETURN].to_numpy(dtype=float)
     label = labels.reindex(index).to_numpy(dtype=float)
     held = baselines.positions(
-        rows[rows.index < test_end], index, params=backtest, interval=interval
+        rows[rows.index < test_end], index, params=backtest, interval=interval, primary=primary
     )
     predictions = pd.DataFrame(
         {

@@ -12,9 +12,13 @@ Every rule at a row uses only candles closed by that row's decision time (its ca
 so a baseline has no look-ahead either. A trend rule needs its N days of history: the caller
 passes the rows before the test span too, and the rule is flat until it has them.
 
+- `primary_<feature>`: a meta-labelled model's primary rule itself (`trend_50d`: the trend
+  rule as the feature computes it), so the gate asks whether the model improves on the rule
+  whose bets it takes or skips.
+
 A gate holds a model to the baselines its side could hold (`declared`): a long-only rule is
 held to buy-and-hold, the trend rules and the volatility-targeted one; a long-short rule to the
-short one too.
+short one too; a model with a primary to that primary too.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from klinecast.config import BacktestParams
+from klinecast.config import NO_PRIMARY, BacktestParams
 from klinecast.research.features import CLOSE, NEXT_RETURN
 from klinecast.research.stats import HOURS_PER_YEAR
 
@@ -41,9 +45,16 @@ def trend_name(days: int) -> str:
     return f"trend_{days}d"
 
 
-def declared(side: str, params: BacktestParams) -> tuple[str, ...]:
-    """The baselines a rule of that side must beat: those it could hold itself."""
+def primary_name(primary: str) -> str:
+    """The baseline that holds a primary rule's own positions."""
+    return f"primary_{primary}"
+
+
+def declared(side: str, params: BacktestParams, *, primary: str = NO_PRIMARY) -> tuple[str, ...]:
+    """The baselines a rule of that side (and primary) must beat: those it could hold itself."""
     long_only = ("buy_and_hold", *(trend_name(n) for n in params.trend_days), VOL_TARGET)
+    if primary != NO_PRIMARY:
+        long_only = (*long_only, primary_name(primary))
     return long_only if side == "long_only" else (*long_only, "always_short")
 
 
@@ -53,6 +64,7 @@ def positions(
     *,
     params: BacktestParams,
     interval: dt.timedelta,
+    primary: str = NO_PRIMARY,
 ) -> dict[str, np.ndarray]:
     """Each baseline's position at every hour of `index`.
 
@@ -60,6 +72,7 @@ def positions(
         rows: scored feature rows with `close` and `next_return`, from well before index (the
             history the trend rules and the volatility need) through its last hour.
         index: the hours to trade, a subset of rows.index.
+        primary: a meta-labelled model's primary, a feature of rows: its rule is held too.
     """
     n = len(index)
     at = rows.index.get_indexer(index)
@@ -89,6 +102,8 @@ def positions(
     ).std() * np.sqrt(HOURS_PER_YEAR * pd.Timedelta(hours=1) / pd.Timedelta(interval))
     exposure = (params.vol_target / volatility).clip(upper=1.0).where(volatility > 0, 0.0)
     found[VOL_TARGET] = _held_daily(exposure.fillna(0.0), decided)[at]
+    if primary != NO_PRIMARY:
+        found[primary_name(primary)] = np.nan_to_num(rows[primary].to_numpy(dtype=float)[at])
     return found
 
 

@@ -165,7 +165,7 @@ def scorecard(
     side = candidate.rule.side
     reps = params.backtest.bootstrap_reps
     declared = {}
-    for name in baselines.declared(side, params.backtest):
+    for name in baselines.declared(side, params.backtest, primary=candidate.rule.primary):
         benchmark = p[f"{name}_return"].to_numpy()
         p_value = stats.bootstrap_p_value(returns, benchmark, reps=reps, seed=params.tune.seed)
         declared[name] = BaselineTest(

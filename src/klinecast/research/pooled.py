@@ -52,20 +52,29 @@ class _Pool:
         horizon: int,
         interval,
         hp: model.HyperParams,
+        rule: strategy.StrategyRule = strategy.SEED_RULE,
     ):
         self.labels = {
             symbol: horizon_labels(frame, horizon=horizon, interval=interval)
             for symbol, frame in frames.items()
         }
-        trainable = {s: frames[s][self.labels[s].notna()] for s in frames}
+        labelled = {s: frames[s][self.labels[s].notna()] for s in frames}
+        # a meta-labelled model learns only from the hours its primary proposes a bet
+        trainable = {
+            s: rows[strategy.proposed(strategy.primary_of(rows, rule))]
+            for s, rows in labelled.items()
+        }
         self.x = {s: rows[names].to_numpy(dtype=np.float32) for s, rows in trainable.items()}
-        self.y = {s: self.labels[s].dropna().to_numpy(dtype=np.float32) for s in trainable}
+        self.y = {
+            s: self.labels[s].reindex(rows.index).to_numpy(dtype=np.float32)
+            for s, rows in trainable.items()
+        }
         self.index = {s: rows.index for s, rows in trainable.items()}
         self.w = {
             s: model.training_weights(hp, index, horizon_hours=horizon)
             for s, index in self.index.items()
         }
-        starts = [index[0] for index in self.index.values() if len(index)]
+        starts = [rows.index[0] for rows in labelled.values() if len(rows)]
         self.first = min(starts) if starts else None
 
     def window(
@@ -111,7 +120,8 @@ def walk_forward_pooled(
     """
     hp, horizon = candidate.hp, candidate.horizon_hours
     names = list(feature_names)
-    pool = _Pool(frames, names, horizon=horizon, interval=interval, hp=hp)
+    rule = candidate.rule
+    pool = _Pool(frames, names, horizon=horizon, interval=interval, hp=hp, rule=rule)
     first_needed = test_start - pd.Timedelta(days=hp.look_back_days)
     if pool.first is None or pool.first > first_needed + pd.Timedelta(days=1):
         raise KlinecastError(
@@ -156,11 +166,14 @@ def walk_forward_pooled(
             part = slice(*index.searchsorted([fold.test_start, fold.test_end]))
             if part.stop == part.start:
                 continue
-            test = rows.loc[index[part], names].to_numpy(dtype=np.float32)
-            proba[symbol][part] = model.predict_proba(booster, test)
+            test = rows.loc[index[part]]
+            proba[symbol][part] = strategy.meta_probability(
+                model.predict_proba(booster, test[names].to_numpy(dtype=np.float32)), rule,
+                strategy.primary_of(test, rule),
+            )  # fmt: skip
             decided_at = (index[part] + pd.Timedelta(interval)).hour.to_numpy()
             position[symbol][part], holding[symbol] = strategy.positions(
-                proba[symbol][part], candidate.rule, holding[symbol], decision_hours=decided_at
+                proba[symbol][part], rule, holding[symbol], decision_hours=decided_at
             )
             fold_of[symbol][part] = fold.number
             folds[symbol] += 1
@@ -177,6 +190,7 @@ def walk_forward_pooled(
             backtest=backtest,
             interval=interval,
             horizon_hours=horizon,
+            primary=rule.primary,
         )  # fmt: skip
         for symbol, (rows, index) in tested.items()
     }

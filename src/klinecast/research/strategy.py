@@ -19,6 +19,13 @@ The rule, for a probability p that the price is higher `horizon_hours` from now:
 
 The seed's rule (long above 0.5, short below, every hour) is `long_short` with both bands 0
 and min_hold_hours 1.
+
+Meta-labels: a rule may have a `primary`, a trend rule among the features (`trend_50d`: long
+when the close is above its 50-day average, decided daily). The primary proposes each bet and
+the classifier, trained only on the hours the primary proposes one, learns which bets to take.
+`meta_probability` is where the two meet: the classifier's probability where the primary
+proposes a long, and 0.5 (no view, so flat) where it proposes none. The backtest, the
+transformer and so the trader act on that one probability.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from klinecast.config import SIDES
+from klinecast.config import NO_PRIMARY, SIDES
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,18 @@ class StrategyRule:
     #: the position may change only at decision times whose UTC hour is a multiple of this
     #: (24: once a day, at 00:00)
     cadence_hours: int = 1
+    #: the feature whose rule proposes the bets the model takes or skips (meta-labels), e.g.
+    #: trend_50d; "none": the model proposes every bet itself
+    primary: str = NO_PRIMARY
 
     def __post_init__(self) -> None:
         if self.side not in SIDES:
             raise ValueError(f"side: expected one of {list(SIDES)}, got {self.side!r}")
+        if self.primary != NO_PRIMARY and self.side != "long_only":
+            raise ValueError(
+                f"primary {self.primary}: a primary proposes long bets only, so the side must "
+                f"be long_only, got {self.side}"
+            )
         if not 0 <= self.exit_band <= self.entry_band < 0.5:
             raise ValueError(
                 f"bands: expected 0 <= exit_band <= entry_band < 0.5, got exit {self.exit_band} "
@@ -75,6 +90,34 @@ class StrategyRule:
 
 
 SEED_RULE = StrategyRule()
+
+
+def primary_of(frame, rule: StrategyRule) -> np.ndarray:
+    """The rule's primary feature, row by row, from a feature frame (1 everywhere for a rule
+    without a primary: the model proposes every bet itself)."""
+    if rule.primary == NO_PRIMARY:
+        return np.ones(len(frame))
+    return frame[rule.primary].to_numpy(dtype=float)
+
+
+def proposed(primary: np.ndarray) -> np.ndarray:
+    """Where a primary feature proposes a (long) bet: 1; 0 or missing propose none."""
+    return np.nan_to_num(np.asarray(primary, dtype=float)) > 0.5
+
+
+def meta_probability(proba, rule: StrategyRule, primary=None):
+    """The probability the rule acts on: the classifier's where the primary proposes a bet,
+    0.5 (no view: flat) where it proposes none; the classifier's everywhere without a primary.
+    The backtest and the transformer both call it.
+
+    Raises:
+        ValueError: the rule has a primary and its values were not given.
+    """
+    if rule.primary == NO_PRIMARY:
+        return proba
+    if primary is None:
+        raise ValueError(f"a rule with the primary {rule.primary} needs that feature's values")
+    return np.where(proposed(primary), proba, 0.5)
 
 
 @dataclass(frozen=True)

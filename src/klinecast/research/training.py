@@ -11,7 +11,7 @@ import xgboost as xgb
 
 from klinecast.config import Params
 from klinecast.errors import KlinecastError
-from klinecast.research import model
+from klinecast.research import model, strategy
 from klinecast.research.features import horizon_labels
 
 
@@ -64,7 +64,15 @@ def train_final(
             f"first feature row {first:%Y-%m-%d}; lower look_back_days"
         )
     names = list(params.features.names)
+    rule = candidate.rule
     windows = [(rows[rows.index >= start], labels) for rows, labels in labelled.values()]
+    # a meta-labelled model learns only from the hours its primary proposes a bet
+    windows = [(w[strategy.proposed(strategy.primary_of(w, rule))], y) for w, y in windows]
+    if not any(len(w) for w, _ in windows):
+        raise KlinecastError(
+            f"the primary {rule.primary} proposes no bet in the training window from "
+            f"{start:%Y-%m-%d}; widen look_back_days or choose another primary"
+        )
     x = [w[names].to_numpy(dtype="float32") for w, _ in windows]
     y = [labels.reindex(w.index).to_numpy(dtype="float32") for w, labels in windows]
     weights = [

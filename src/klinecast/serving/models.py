@@ -21,8 +21,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from klinecast.book import parse_storage, predictor_model_name
-from klinecast.config import INTERVALS
+from klinecast.config import INTERVALS, NO_PRIMARY
 from klinecast.indicators import is_indicator, required_columns
 from klinecast.release import registry
 from klinecast.research import strategy
@@ -48,6 +50,15 @@ class SymbolModel:
     model_version: str = ""
     #: the artifact read: the storage URI, or the version PRODUCTION named when it was read
     uri: str = ""
+
+    def acted_on(self, prob: float, features: np.ndarray) -> float:
+        """The probability its rule acts on, for the predictor's prob of a [1, n] feature row:
+        0.5 (no view) where a meta-labelled model's primary proposes no bet
+        (strategy.meta_probability, as the backtest does)."""
+        if self.rule.primary == NO_PRIMARY:
+            return prob
+        primary = features[:, self.feature_names.index(self.rule.primary)]
+        return float(strategy.meta_probability(np.array([prob]), self.rule, primary)[0])
 
     def load(self, uri: str | None = None) -> None:
         """Reads metadata.json of uri (default: of the version production names now, for a

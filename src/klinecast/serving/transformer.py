@@ -244,7 +244,7 @@ class ForecastTransformer(kserve.Model):
         answers = await asyncio.gather(*(self._ask(item, headers) for item in asked))
         for item, answer in zip(asked, answers, strict=True):
             try:
-                item.prob_up = probability(answer)
+                item.prob_up = item.model.acted_on(probability(answer), item.features)
             except PredictorAnswerError as exc:
                 raise PredictorAnswerError(exc.message + _for(item)) from None
         return payload
