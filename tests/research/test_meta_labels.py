@@ -16,7 +16,13 @@ from klinecast.research.features import LABEL, compute_features
 from klinecast.research.model import Candidate, HyperParams
 from klinecast.research.strategy import SEED_RULE, StrategyRule, meta_probability, positions
 from tests.support.candle_factory import synthetic_candles
-from tests.support.model_fixtures import HOUR, HOURLY_INDICATORS, SMALL_FEATURES, small_params
+from tests.support.model_fixtures import (
+    HOUR,
+    HOURLY_INDICATORS,
+    SMALL_FEATURES,
+    small_metadata,
+    small_params,
+)
 
 PRIMARY = "trend_2d"
 FEATURES = (*HOURLY_INDICATORS, PRIMARY)
@@ -124,3 +130,33 @@ def test_a_primary_must_be_a_trend_rule_among_the_features_on_a_long_only_side()
         dataclasses.replace(small_params(), tune=tune)
     chosen = dataclasses.replace(meta_params(), tune=tune).tune.search_space.primary
     assert chosen == ("none", PRIMARY)
+
+
+def test_the_metadata_and_the_report_carry_the_primary():
+    from klinecast.release import report
+    from klinecast.release.metadata import ArtifactMetadata
+
+    meta = small_metadata(candidate=Candidate(HP, RULE, 1), feature_names=FEATURES)
+    assert ArtifactMetadata.from_dict(meta.as_dict()).rule.primary == PRIMARY
+    assert "trend_2d proposes each bet; the model takes or skips it" in report._model_table(meta)
+    assert "proposes" not in report._model_table(small_metadata())
+
+
+def test_a_search_tries_the_primary_beside_none(frame, tmp_path):
+    from klinecast.research import tuning
+
+    path = tmp_path / "features.parquet"
+    frame.to_parquet(path)
+    params = meta_params(bootstrap_reps=200)
+    space = dataclasses.replace(
+        params.tune.search_space, primary=("none", PRIMARY), side=("long_only",)
+    )
+    params = dataclasses.replace(
+        params, tune=dataclasses.replace(params.tune, search_space=space, holdout_days=0)
+    )
+    study = tuning.tune(
+        features_path=path, params=params, storage_url=f"sqlite:///{tmp_path}/t.db", name="m",
+        n_trials=6, workers=1,
+    )  # fmt: skip
+    tried = {t.params["primary"] for t in study.trials if t.value is not None}
+    assert tried == {"none", PRIMARY}

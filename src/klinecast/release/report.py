@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from klinecast.config import NO_PRIMARY
 from klinecast.errors import KlinecastError
 from klinecast.pages import REPORT_STYLE, img, png
 from klinecast.release.metadata import ArtifactMetadata
@@ -455,6 +456,9 @@ def _model_table(metadata: ArtifactMetadata) -> str:
         ("rule", f"{rule.side.replace('_', ' ')}; enter beyond 0.5 ± {rule.entry_band:.3f}, "
                  f"leave inside 0.5 ± {rule.exit_band:.3f}; hold at least "
                  f"{rule.min_hold_hours} h"),
+        *([("primary", f"{rule.primary} proposes each bet; the model takes or skips it "
+                       "(meta-labels), trained on its bets only")]
+          if rule.primary != NO_PRIMARY else []),
         _learner_row(hp),
         ("look back", f"{hp.look_back_days} days"),
         ("complexity", _complexity_text(shape, len(metadata.feature_names))),
