@@ -155,19 +155,20 @@ docs: $(SETUP)
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
 
 # Two workers, a test module each at a time (pytest-xdist): most tests wait on servers and
-# subprocesses, so two share the two cores well; a module's fixtures stay in one process.
+# subprocesses, so two share the two cores well; a module's fixtures stay in one process. They
+# take the modules in tests/conftest.py's order, the longest first (--no-loadscope-reorder).
 # The images the container tests run are built first, as a build step of their own (a cold
 # build takes about 5 minutes: build/images/images.json); their tests then find them built.
 # podman builds as root only: elsewhere those tests say why they skip.
 test: lint docs
 	if [ "$$(id -u)" = 0 ]; then $(MAKE) images; fi
-	pytest -n 2 --dist loadfile
+	pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # For development: the suite without the end-to-end jobs and the slow studies (markers e2e and
 # slow, pyproject.toml); `make test` and .ci/run still run everything.
 test-fast: $(SETUP)
 	ruff check src tests benchmarks
-	pytest -n 2 --dist loadfile -m "not e2e and not slow"
+	pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not e2e and not slow"
 
 # Both images built for real with Debian's podman, as root, on a local Debian base (.ci/images):
 # podman, buildah, debootstrap and runc are installed when missing.

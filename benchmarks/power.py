@@ -124,6 +124,7 @@ def run_series(job: dict) -> dict:
             "anchored": candidate.hp.anchored,
             "look_back_days": candidate.hp.look_back_days,
             "booster": candidate.hp.booster,
+            "primary": candidate.rule.primary,
         },
         "features_used": list(learned.features_used),
         "in_sample_sharpe": tuned.in_sample.get("sharpe"),

@@ -16,6 +16,29 @@ from tests.support.paths import MIRROR, MIRROR_MONTHLY
 pytest_plugins = ["tests.support.served_model"]
 
 
+#: The longest modules, longest first (their time on 2 cores, `--durations`, 2026-12-05): the
+#: main job (make run twice, about 200 s), kfp.local's runs (110 s), GitLab CI's jobs (100 s),
+#: dvc (80 s) and the containers (70 s).
+LONGEST = ("test_main_job.py", "test_pipeline_local.py", "test_gitlab_ci.py", "test_dvc.py",
+           "test_containers.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest modules first, then the other end-to-end ones, then the rest in their own
+    order. `make test`'s two workers take a module at a time in this order (`--dist loadfile
+    --no-loadscope-reorder`; xdist's own order, by test count, ran GitLab CI's few long tests
+    last, alone): the long ones start first and the short ones fill in after them."""
+
+    end_to_end = {item.path for item in items if item.get_closest_marker("e2e")}
+
+    def rank(item: pytest.Item) -> int:
+        if item.path.name in LONGEST:
+            return LONGEST.index(item.path.name)
+        return len(LONGEST) + (item.path not in end_to_end)
+
+    items.sort(key=rank)  # a stable sort: within a rank, the collection's order
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     if not MIRROR_MONTHLY.is_dir():
