@@ -2,8 +2,9 @@
 candles it needs.
 
 A params.yaml entry `<family>_<period>` (e.g. `rsi_14`) names one indicator over `period`
-candles; a period with a `d` suffix counts days of hourly candles (`ma_ratio_200d` is the close
-against its 4,800-candle average). A calendar name (`hour_sin`, ...) names one without a period. config.py checks the names against this
+candles; a period with a `d` suffix counts days of hourly candles on the clock (`ma_ratio_200d`
+is the close against its average over the last 4,800 hours, an hour without a candle counted
+flat at the last close: `klinecast.research.features`). A calendar name (`hour_sin`, ...) names one without a period. config.py checks the names against this
 catalogue when params.yaml is loaded; `klinecast.research.features.compute_features` computes
 them. Nothing here knows about labels, gaps or training.
 """
@@ -156,9 +157,9 @@ def parse_indicator(name: str) -> tuple[str, int]:
 
 
 def spans_gaps(name: str) -> bool:
-    """Whether the indicator is computed across gaps: a day-scale one counts the candles
-    present (an exchange outage of a few hours is a small part of its days), while an hourly
-    one restarts after every gap (see `klinecast.research.features`)."""
+    """Whether the indicator is computed across gaps: a day-scale one counts its days on the
+    clock (an exchange outage of a few hours is a small part of them), while an hourly one
+    restarts after every gap (see `klinecast.research.features`)."""
     return bool(DAY_PERIOD.search(name))
 
 

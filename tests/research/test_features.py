@@ -119,7 +119,12 @@ def test_too_short_input_gives_no_rows():
 )
 def test_every_family_computes(name):
     frame = features(synthetic_candles(200), (name,)).frame
-    assert len(frame) == 200 - indicator_lookback(name) + 1
+    if name.startswith("trend_"):  # its first value waits for a 00:00 UTC decision: the
+        # lookback is the most that can take (the window, then up to a day less one candle)
+        first = 24 - 1  # these candles start at 00:00: the first decision closes at 00:00 next
+        assert len(frame) == 200 - first and 200 - len(frame) < indicator_lookback(name)
+    else:
+        assert len(frame) == 200 - indicator_lookback(name) + 1
     assert np.isfinite(frame[name]).all()
 
 
@@ -192,23 +197,28 @@ def test_min_history_window_equals_full_history_on_real_data(mirror_candles):
         ).frame
         assert window.index[-1] == stamps[end]
         worst = max(worst, np.max(np.abs(window[names].to_numpy()[-1] - reference)))
-        short = features(mirror_candles.iloc[end - longest + 2 : end + 1], DEFAULT_INDICATORS)
-        assert stamps[end] not in short.frame.index  # one candle short of 200 days: no row
+        # one hour short of 200 days on the clock (whatever its outages): no row
+        short = features(
+            mirror_candles.loc[stamps[end] - pd.Timedelta(hours=longest - 2) : stamps[end]],
+            DEFAULT_INDICATORS,
+        )
+        assert stamps[end] not in short.frame.index
     assert worst <= 1e-9
 
 
 def test_day_scale_indicators_span_gaps_and_hourly_ones_restart():
-    """A 3-hour outage: a day-scale window counts the candles present across it (computed as
-    if the candles were contiguous), an hourly one restarts after it."""
+    """A 3-hour outage: a day-scale window spans it and counts its days on the clock (the
+    outage's hours flat at the last close before it), an hourly one restarts after it."""
     candles = synthetic_candles(24 * 12)
     holey = candles.drop(candles.index[150:153])
-    closes = holey["close"].to_numpy()
-    t = holey.index.get_loc(candles.index[160])  # 8 candles after the outage
-    day_only = features(holey, ("ma_ratio_2d",))
-    assert day_only.frame.loc[candles.index[160], "ma_ratio_2d"] == pytest.approx(
-        closes[t - 47 : t + 1].mean() / closes[t], rel=1e-12
-    )
-    assert day_only.dropped_after_gaps == 0 and day_only.dropped_at_start == 47
+    closes = candles["close"].to_numpy().copy()
+    closes[150:153] = closes[149]  # the outage: flat at the last close
+    day_only = features(holey, ("ma_ratio_2d", "log_return_2d"))
+    row = day_only.frame.loc[candles.index[160]]  # 8 candles after the outage
+    assert row["ma_ratio_2d"] == pytest.approx(closes[113:161].mean() / closes[160], rel=1e-12)
+    assert row["log_return_2d"] == pytest.approx(np.log(closes[160] / closes[112]), rel=1e-12)
+    assert day_only.dropped_after_gaps == 0
+    assert day_only.dropped_at_start == indicator_lookback("log_return_2d") - 1 == 48
     both = features(holey, ("ma_ratio_2d", "rsi_14"))
     assert candles.index[160] not in both.frame.index  # the hourly one is still restarting
     assert candles.index[170] in both.frame.index

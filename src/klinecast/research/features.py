@@ -12,10 +12,12 @@ the label h candles ahead, from the same frame.
 Hourly indicators are computed separately on every run of contiguous candles: a gap (an
 exchange outage) restarts them, and rows whose indicator window would reach across a gap or
 before the first candle are dropped and counted, never forward-filled. Day-scale indicators
-(`ma_ratio_200d`) are computed over the candles present, across gaps: an outage of a few
-hours is a sliver of 200 days, and restarting them would drop 200 days after every outage
-(the mirror has one every few months). Either way a row depends only on candles present up
-to its own, so a window of min_history candles ending at it gives the same row in serving.
+(`ma_ratio_200d`) span gaps, and their windows count days on the clock: an hour without a
+candle counts as a flat hour at the last close, with no volume (`_on_the_clock`), so 200 days
+are 4,800 hours whatever the outages. Restarting them would drop 200 days after every outage
+(the mirror has one every few months), and counting only the candles present would stretch a
+window by its outages. Either way a row depends only on candles up to its own, so a window of
+min_history candles ending at it gives the same row in serving.
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ def compute_features(
     arrays = {c: candles[c].to_numpy(dtype=np.float64) for c in INPUTS if c in candles}
     arrays["decided_at"] = stamps + step  # the row is known when its candle closes
     columns = {name: np.full(len(candles), np.nan) for name in indicators}
-    for name in indicators:  # day-scale: over the candles present, across gaps
-        if spans_gaps(name) and len(candles) >= indicator_lookback(name):
-            columns[name] = indicator_values(*parse_indicator(name), arrays)
+    clock, at = _on_the_clock(arrays, stamps, step)
+    for name in indicators:  # day-scale: on the clock's hours, across gaps
+        if spans_gaps(name) and len(clock["close"]) >= indicator_lookback(name):
+            columns[name] = indicator_values(*parse_indicator(name), clock)[at]
     hourly = [name for name in indicators if not spans_gaps(name)]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):  # hourly: run by run
         segment = {c: np.ascontiguousarray(a[lo:hi]) for c, a in arrays.items()}
@@ -122,13 +125,38 @@ def compute_features(
     complete = np.isfinite(frame[list(indicators)].to_numpy()).all(axis=1)
     # before the first run's end or the longest day-scale window: short of history, not a gap
     longest_day = max((indicator_lookback(n) for n in indicators if spans_gaps(n)), default=0)
-    at_start = np.arange(len(candles)) < max(bounds[1], longest_day - 1)
+    at_start = (np.arange(len(candles)) < bounds[1]) | (at < longest_day - 1)
     return FeatureSet(
         frame=frame[complete],
         dropped_at_start=int((~complete & at_start).sum()),
         dropped_after_gaps=int((~complete & ~at_start).sum()),
         unlabeled=int((complete & ~has_next).sum()),
     )
+
+
+def _on_the_clock(
+    arrays: dict[str, np.ndarray], stamps: np.ndarray, step: np.int64
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The candles on every interval from the first to the last, and where each candle sits
+    there: an interval without a candle (an outage) is a flat one at the last close, with no
+    volume, so a day-scale window spans its days on the clock."""
+    if not len(stamps):
+        return arrays, np.arange(0)
+    at = (stamps - stamps[0]) // step
+    hours = int(at[-1]) + 1
+    if hours == len(stamps):  # no gap: the candles are the clock
+        return arrays, at
+    present = np.zeros(hours, dtype=bool)
+    present[at] = True
+    close = arrays["close"][np.cumsum(present) - 1]  # the last candle's close at or before
+    clock = {"decided_at": stamps[0] + (np.arange(hours, dtype=np.int64) + 1) * step}
+    for column, values in arrays.items():
+        if column == "decided_at":
+            continue
+        filled = close.copy() if column in ("open", "high", "low", "close") else np.zeros(hours)
+        filled[at] = values
+        clock[column] = filled
+    return clock, at
 
 
 def symbol_features(
