@@ -160,3 +160,23 @@ def test_a_search_tries_the_primary_beside_none(frame, tmp_path):
     )  # fmt: skip
     tried = {t.params["primary"] for t in study.trials if t.value is not None}
     assert tried == {"none", PRIMARY}
+
+
+def test_a_pooled_meta_labelled_model_takes_each_symbol_s_bets_only(frame):
+    from klinecast.research.pooled import walk_forward_pooled
+
+    other = compute_features(
+        synthetic_candles(24 * 90, seed=5), indicators=FEATURES, interval=HOUR
+    ).frame
+    first_test = frame.index[0] + pd.Timedelta(days=40)
+    results = walk_forward_pooled(
+        {"AAA": frame, "BBB": other}, candidate=Candidate(HP, RULE, 1), feature_names=FEATURES,
+        test_start=first_test, test_end=first_test + pd.Timedelta(days=30),
+        backtest=meta_params().backtest, interval=HOUR, seed=3, nthread=1,
+    )  # fmt: skip
+    for symbol, rows in (("AAA", frame), ("BBB", other)):
+        p = results[symbol].predictions
+        primary = rows.loc[p.index, PRIMARY].to_numpy()
+        assert (p.loc[primary == 0, "prob_up"] == 0.5).all()
+        assert (p.loc[primary == 0, "position"] == 0).all() and p["position"].sum() > 0
+        np.testing.assert_array_equal(p["primary_trend_2d_position"], primary)

@@ -270,7 +270,7 @@ def walk_forward(
     labels = horizon_labels(frame, horizon=horizon, interval=interval)
     labelled = frame[labels.notna()]
     # a meta-labelled model learns only from the hours its primary proposes a bet
-    trainable = labelled[strategy.proposed(strategy.primary_of(labelled, rule))]
+    trainable = strategy.bets_of(labelled, rule)
     rows = scored_rows(frame)
     first_needed = test_start - pd.Timedelta(days=hp.look_back_days)
     if labelled.empty or labelled.index[0] > first_needed + pd.Timedelta(days=1):

@@ -60,10 +60,7 @@ class _Pool:
         }
         labelled = {s: frames[s][self.labels[s].notna()] for s in frames}
         # a meta-labelled model learns only from the hours its primary proposes a bet
-        trainable = {
-            s: rows[strategy.proposed(strategy.primary_of(rows, rule))]
-            for s, rows in labelled.items()
-        }
+        trainable = {s: strategy.bets_of(rows, rule) for s, rows in labelled.items()}
         self.x = {s: rows[names].to_numpy(dtype=np.float32) for s, rows in trainable.items()}
         self.y = {
             s: self.labels[s].reindex(rows.index).to_numpy(dtype=np.float32)

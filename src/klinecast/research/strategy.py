@@ -105,6 +105,12 @@ def proposed(primary: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.asarray(primary, dtype=float)) > 0.5
 
 
+def bets_of(frame, rule: StrategyRule):
+    """The rows of a feature frame on which the rule's primary proposes a bet (every row for a
+    rule without a primary): what a meta-labelled model learns from."""
+    return frame[proposed(primary_of(frame, rule))]
+
+
 def meta_probability(proba, rule: StrategyRule, primary=None):
     """The probability the rule acts on: the classifier's where the primary proposes a bet,
     0.5 (no view: flat) where it proposes none; the classifier's everywhere without a primary.

@@ -67,7 +67,7 @@ def train_final(
     rule = candidate.rule
     windows = [(rows[rows.index >= start], labels) for rows, labels in labelled.values()]
     # a meta-labelled model learns only from the hours its primary proposes a bet
-    windows = [(w[strategy.proposed(strategy.primary_of(w, rule))], y) for w, y in windows]
+    windows = [(strategy.bets_of(w, rule), y) for w, y in windows]
     if not any(len(w) for w, _ in windows):
         raise KlinecastError(
             f"the primary {rule.primary} proposes no bet in the training window from "
