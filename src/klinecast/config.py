@@ -343,8 +343,8 @@ class SearchSpace(_Checked):
     """What tuning searches: the classifier, its training window, the label's horizon and the
     trading rule.
 
-    A range is [low, high], inclusive; a range of one value ([x, x]) fixes a lever. `side`,
-    `train_window` and `cadence_hours` list the choices. exit_band is drawn in its range and
+    A range is [low, high], inclusive; a range of one value ([x, x]) fixes a lever. `booster`,
+    `side`, `train_window`, `cadence_hours`, `sample_weights` and `primary` list the choices. exit_band is drawn in its range and
     capped at the trial's entry_band.
     """
 
