@@ -460,7 +460,7 @@ def _primary_problems(primary: tuple[str, ...], sides: tuple[str, ...]) -> Probl
     if not primary or wrong:
         yield (
             "primary",
-            f"expected {NO_PRIMARY} or {PRIMARY_FAMILY} rules such as trend_50d, got "
+            f"expected {NO_PRIMARY} or day-scale {PRIMARY_FAMILY} rules such as trend_50d, got "
             f"{list(wrong or primary)}",
         )
     if rules and set(sides) != {"long_only"}:
@@ -472,7 +472,8 @@ def _primary_problems(primary: tuple[str, ...], sides: tuple[str, ...]) -> Probl
 
 
 def _is_primary(name: str) -> bool:
-    return is_indicator(name) and parse_indicator(name)[0] == PRIMARY_FAMILY
+    """A day-scale trend rule (trend_50d): decided daily over days on the clock."""
+    return is_indicator(name) and parse_indicator(name)[0] == PRIMARY_FAMILY and spans_gaps(name)
 
 
 #: What tuning maximises over the in-sample walk-forward, after costs: the annualised Sharpe
@@ -607,7 +608,8 @@ class PublishParams(_Checked):
     """Where models go, and the gate a model must pass to become `production`.
 
     All three must hold, out of sample and after costs: the model beats every baseline its
-    side could hold (klinecast.research.baselines.declared) by gate_min_excess_return; the
+    side could hold, its primary's own rule included (klinecast.research.baselines.declared),
+    by gate_min_excess_return; the
     largest of their one-sided bootstrap p-values is at most gate_max_p_value (an
     intersection-union test); and the model is not degenerate (enough splits over enough
     features, and a rule that trades).

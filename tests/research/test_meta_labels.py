@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from klinecast.config import Params, SearchSpace
-from klinecast.errors import ParamsError
+from klinecast.errors import KlinecastError, ParamsError
 from klinecast.research import baselines, evaluation, training
 from klinecast.research.backtest import walk_forward
 from klinecast.research.features import LABEL, compute_features
@@ -65,6 +65,17 @@ def test_the_rule_acts_on_the_classifier_only_where_the_primary_proposes_a_bet()
     np.testing.assert_array_equal(acted, [0.9, 0.5, 0.2, 0.5])
     np.testing.assert_array_equal(positions(acted, RULE)[0], [1, 0, 0, 0])
     assert meta_probability(proba, SEED_RULE) is proba  # no primary: the classifier's own
+    # the primary turning off ends a bet at once, whatever the minimum hold and the cadence
+    held = dataclasses.replace(RULE, min_hold_hours=48, cadence_hours=4)
+    primary = np.array([1.0] * 3 + [0.0] * 10)
+    hours = np.arange(13) % 24
+    acted = meta_probability(np.full(13, 0.9), held, primary)
+    np.testing.assert_array_equal(
+        positions(acted, held, decision_hours=hours)[0], [1] * 3 + [0] * 10
+    )
+    # without a primary the same 0.5 is held through the minimum hold, as before
+    plain = dataclasses.replace(held, primary="none")
+    assert positions(acted, plain, decision_hours=hours)[0].tolist() == [1] * 13
     with pytest.raises(ValueError, match="trend_2d needs that feature's values"):
         meta_probability(proba, RULE)
     with pytest.raises(ValueError, match="side must be long_only"):
@@ -100,6 +111,12 @@ def test_it_holds_nothing_the_primary_does_not_propose_and_is_held_to_the_primar
     assert (p.loc[primary == 0, "position"] == 0).all()
     assert (p.loc[primary == 0, "prob_up"] == 0.5).all()
     assert p.loc[primary == 1, "prob_up"].nunique() > 10  # the classifier's own view
+    # the classifier is scored on its bets only, not on the rule's 0.5 elsewhere
+    np.testing.assert_array_equal(p["proposed"], primary == 1)
+    bets = p[(primary == 1) & p["label"].notna()]
+    right = ((bets["prob_up"] > 0.5) == (bets["label"] > 0.5)).mean()
+    assert result.model.classifier_accuracy == pytest.approx(right)
+    assert sum(b.count for b in evaluation.calibration(p)) == len(bets)
     assert 0 < p["position"].sum() < (primary == 1).sum()  # it took some bets and skipped some
     np.testing.assert_array_equal(p["primary_trend_2d_position"], primary)
     card = evaluation.scorecard(result, meta_params(bootstrap_reps=200), Candidate(HP, RULE, 1))
@@ -180,3 +197,38 @@ def test_a_pooled_meta_labelled_model_takes_each_symbol_s_bets_only(frame):
         assert (p.loc[primary == 0, "prob_up"] == 0.5).all()
         assert (p.loc[primary == 0, "position"] == 0).all() and p["position"].sum() > 0
         np.testing.assert_array_equal(p["primary_trend_2d_position"], primary)
+
+
+def test_a_primary_with_no_bet_in_any_training_window_says_so(frame):
+    """Bets only after the last fold's test start: the folds have none to learn from."""
+    never = frame.copy()
+    late = never.index >= never.index[0] + pd.Timedelta(days=79)
+    never[PRIMARY] = late.astype(float)
+    with pytest.raises(KlinecastError, match="proposes no bet in any fold's training window"):
+        walk(never, Candidate(HP, RULE, 1))
+
+
+def test_a_book_whose_symbols_chose_different_primaries_is_held_to_what_they_share(tmp_path):
+    """One symbol meta-labelled on trend_2d, one without a primary: the book is held to the
+    baselines both have, not to the one symbol's primary (which the other lacks)."""
+    from klinecast import atomic
+    from klinecast.book import Layout
+    from klinecast.release.portfolio_page import evaluate_book
+
+    params = dataclasses.replace(meta_params(bootstrap_reps=200), data=dataclasses.replace(
+        meta_params().data, symbols=("AAA", "BBB")))  # fmt: skip
+    layout = Layout(tmp_path)
+    for symbol, rule, seed in (("AAA", RULE, 4), ("BBB", SEED_RULE, 5)):
+        features = compute_features(
+            synthetic_candles(24 * 90, seed=seed), indicators=FEATURES, interval=HOUR
+        ).frame
+        candidate = Candidate(HP, dataclasses.replace(rule, side="long_only"), 1)
+        result = walk(features, candidate, bootstrap_reps=200)
+        card = evaluation.scorecard(result, params, candidate)
+        files = layout.symbol(symbol)
+        atomic.write_parquet(files.predictions, result.predictions)
+        atomic.write_json(files.metrics, card.as_dict())
+        atomic.write_json(files.receipt, {"gate": {"passed": False}})
+        atomic.write_json(files.best_params, {"data": {}})
+    book = evaluate_book(params, layout.symbol)[0]
+    assert "primary_trend_2d" not in book.tests and "buy_and_hold" in book.tests

@@ -3,7 +3,8 @@ and what its trees hold.
 
 The model must beat every baseline its side could hold, declared before the evaluation
 (`research.baselines.declared`: buy-and-hold, the trend rules and the volatility-targeted one
-for a long-only rule; the short one too for a long-short rule):
+for a long-only rule; the short one too for a long-short rule; a meta-labelled model's
+primary rule itself, `primary_<feature>`, too):
 
 - by more than publish.gate_min_excess_return after costs, each;
 - significantly, each: the largest of their one-sided bootstrap p-values is at most

@@ -3,7 +3,8 @@ against the baselines combined the same way, and the portfolio's own gate
 (reports/portfolio.json, reports/portfolio.html).
 
 The portfolio gate asks of the book what the publish gate asks of one model: that it beat
-every baseline declared for any of its symbols by publish.gate_min_excess_return, with the
+every baseline declared for any of its symbols (a meta-labelled symbol's own primary only when
+every symbol has it) by publish.gate_min_excess_return, with the
 largest one-sided bootstrap p-value at most publish.gate_max_p_value. It is reported beside
 the symbols' gates, never instead of them: a symbol is traded only when its own model passed
 (`traded`), whatever the book did.
@@ -116,8 +117,12 @@ def evaluate_book(
                 passed=bool(receipt["gate"]["passed"]),
             )
         )
-    declared = sorted({name for card in cards.values() for name in card.significance.declared})
     combined = sorted(set.intersection(*(set(card.baselines) for card in cards.values())))
+    # a meta-labelled symbol's own primary (primary_<feature>) is a baseline of that symbol
+    # alone when the others chose another or none: the book is held to those all of them have
+    declared = sorted(
+        {name for card in cards.values() for name in card.significance.declared} & set(combined)
+    )
     returns = portfolio.combine(predictions, weights, combined)
     tests = portfolio.tests_against_baselines(
         returns, declared, reps=params.backtest.bootstrap_reps, seed=params.tune.seed

@@ -200,7 +200,8 @@ def strategy_metrics(
 @dataclass(frozen=True)
 class BacktestResult:
     #: per test hour: prob_up, position, label (the model's horizon), next_return, fold,
-    #: strategy_return (after fees), and <baseline>_position / <baseline>_return
+    #: strategy_return (after fees), proposed (a meta-labelled model's: its primary proposed
+    #: a bet), and <baseline>_position / <baseline>_return
     predictions: pd.DataFrame
     model: Metrics
     baselines: dict[str, Metrics]
@@ -259,7 +260,8 @@ def walk_forward(
 
     Raises:
         KlinecastError: no fold has test rows, the data before test_start is shorter than
-            look_back_days, or the frame lacks the close (features made by an older klinecast).
+            look_back_days, the frame lacks the close (features made by an older klinecast),
+            or a primary proposes no bet in any training window.
     """
     if CLOSE not in frame.columns:
         raise KlinecastError(
@@ -285,17 +287,16 @@ def walk_forward(
             f"the primary {rule.primary} proposes no bet on any labelled row; choose another "
             "primary (tune.search_space.primary) or none"
         )
-    folds = list(
-        walk_forward_folds(
-            rows.index,
-            train_index=trainable.index,
-            test_start=test_start,
-            test_end=test_end,
-            train_hours=None if hp.anchored else hp.look_back_days * 24,
-            step_hours=backtest.step_days * 24,
-            horizon_hours=horizon,
+    window = {
+        "test_start": test_start, "test_end": test_end, "step_hours": backtest.step_days * 24,
+        "train_hours": None if hp.anchored else hp.look_back_days * 24, "horizon_hours": horizon,
+    }  # fmt: skip
+    folds = list(walk_forward_folds(rows.index, train_index=trainable.index, **window))
+    if not folds and next(walk_forward_folds(rows.index, train_index=labelled.index, **window), None):
+        raise KlinecastError(
+            f"the primary {rule.primary} proposes no bet in any fold's training window before "
+            f"{test_end:%Y-%m-%d}; widen look_back_days, or choose another primary or none"
         )
-    )
     if not folds:
         raise KlinecastError(
             f"no labelled feature rows between {test_start:%Y-%m-%d} and {test_end:%Y-%m-%d} "
@@ -363,10 +364,13 @@ def traded_result(
 ) -> BacktestResult:
     """The result of trading `position` over the scored rows at `index` (a fold of -1: an hour
     no fold traded), beside the baselines on the same hours, after costs; `labels` are the
-    model's, of horizon_hours each; a primary's own rule is one of the baselines."""
+    model's, of horizon_hours each; a primary's own rule is one of the baselines, and the
+    classifier is scored only on the hours its primary proposed a bet (`proposed`)."""
     cost = backtest.cost
     ret = rows.loc[index, NEXT_RETURN].to_numpy(dtype=float)
     label = labels.reindex(index).to_numpy(dtype=float)
+    meta = {} if primary == NO_PRIMARY else {"proposed": strategy.proposed(rows.loc[index, primary])}
+    scored = np.where(meta["proposed"], proba, np.nan) if meta else proba
     held = baselines.positions(
         rows[rows.index < test_end], index, params=backtest, interval=interval, primary=primary
     )
@@ -378,6 +382,7 @@ def traded_result(
             "next_return": ret,
             "fold": fold_of,
             "strategy_return": strategy_returns(position, ret, cost=cost),
+            **meta,
             **{f"{name}_position": p for name, p in held.items()},
             **{f"{name}_return": strategy_returns(p, ret, cost=cost) for name, p in held.items()},
         },
@@ -387,7 +392,7 @@ def traded_result(
     return BacktestResult(
         predictions=predictions,
         model=strategy_metrics(
-            position, ret, fee=fee, slippage=slippage, proba=proba, labels=label,
+            position, ret, fee=fee, slippage=slippage, proba=scored, labels=label,
             horizon_hours=horizon_hours,
         ),  # fmt: skip
         baselines={

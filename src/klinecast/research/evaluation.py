@@ -270,9 +270,15 @@ def per_month(predictions: pd.DataFrame, *, baselines: list[str]) -> tuple[Month
     )
 
 
+def _classified(predictions: pd.DataFrame) -> pd.Series:
+    """The hours the classifier is scored on: labelled, and for a meta-labelled model those
+    its primary proposed a bet (elsewhere prob_up is the rule's 0.5, not the classifier's)."""
+    return predictions["label"].notna() & predictions.get("proposed", True)
+
+
 def calibration(predictions: pd.DataFrame, *, bins: int = 10) -> tuple[CalibrationBin, ...]:
     """prob_up in deciles: the mean predicted probability against how often it went up."""
-    known = predictions[predictions["label"].notna()]
+    known = predictions[_classified(predictions)]
     if len(known) < bins:
         return ()
     edges = np.unique(np.quantile(known["prob_up"], np.linspace(0, 1, bins + 1)))
@@ -293,7 +299,7 @@ def classification_summary(predictions: pd.DataFrame, *, roc_points: int = 101) 
     """Confusion matrix (rows: actual down/up) and a ROC curve thinned to ~roc_points points."""
     from sklearn.metrics import confusion_matrix, roc_curve
 
-    known = predictions[predictions["label"].notna()]
+    known = predictions[_classified(predictions)]
     actual = known["label"].to_numpy() > 0.5
     predicted = known["prob_up"].to_numpy() > 0.5
     matrix = confusion_matrix(actual, predicted, labels=[False, True])

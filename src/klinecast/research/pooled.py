@@ -133,6 +133,11 @@ def walk_forward_pooled(
         index = rows.index[rows.index >= test_start]
         if len(index):
             tested[symbol] = (rows, index)
+    if not any(len(index) for index in pool.index.values()):
+        raise KlinecastError(
+            f"the primary {rule.primary} proposes no bet on any symbol's labelled rows; choose "
+            "another primary (tune.search_space.primary) or none"
+        )
     if not tested:
         raise KlinecastError(
             f"no symbol has labelled feature rows between {test_start:%Y-%m-%d} and "

@@ -24,8 +24,9 @@ Meta-labels: a rule may have a `primary`, a trend rule among the features (`tren
 when the close is above its 50-day average, decided daily). The primary proposes each bet and
 the classifier, trained only on the hours the primary proposes one, learns which bets to take.
 `meta_probability` is where the two meet: the classifier's probability where the primary
-proposes a long, and 0.5 (no view, so flat) where it proposes none. The backtest, the
-transformer and so the trader act on that one probability.
+proposes a long, and 0.5 (`NO_BET`) where it proposes none, which `step` reads as flat at once,
+ahead of the minimum hold and the cadence. The backtest, the transformer and so the trader act
+on that one probability.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ class StrategyRule:
 SEED_RULE = StrategyRule()
 
 
+#: The probability a meta-labelled rule acts on where its primary proposes no bet. `step`
+#: reads it, for a rule with a primary, as "flat at once", ahead of the minimum hold and the
+#: cadence: the model only takes or skips the primary's bets. (A classifier's own 0.5 never
+#: enters a position either; only the hold would have kept one.)
+NO_BET = 0.5
+
+
 def primary_of(frame, rule: StrategyRule) -> np.ndarray:
     """The rule's primary feature, row by row, from a feature frame (1 everywhere for a rule
     without a primary: the model proposes every bet itself)."""
@@ -123,7 +131,7 @@ def meta_probability(proba, rule: StrategyRule, primary=None):
         return proba
     if primary is None:
         raise ValueError(f"a rule with the primary {rule.primary} needs that feature's values")
-    return np.where(proposed(primary), proba, 0.5)
+    return np.where(proposed(primary), proba, NO_BET)
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,8 @@ def step(
     """The position for the next hour, given the probability, what is held now and the UTC hour
     of the decision (the time the row's candle closed)."""
     position = holding.position
+    if rule.primary != NO_PRIMARY and prob == NO_BET:
+        return FLAT  # the primary proposes no bet: flat at once, whatever the hold or cadence
     if decision_hour is None:
         if rule.cadence_hours != 1:
             raise ValueError("a rule with a cadence needs the decision's hour")

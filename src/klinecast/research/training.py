@@ -38,7 +38,8 @@ def train_final(
             window, stacked in symbol order (`frame` is then not read).
 
     Raises:
-        KlinecastError: fewer than look_back_days of data before the cut-off.
+        KlinecastError: fewer than look_back_days of data before the cut-off, or a primary
+            that proposes no bet in the training window.
     """
     cutoff = params.split.out_of_sample.stop
     hp = candidate.hp

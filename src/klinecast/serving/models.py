@@ -70,6 +70,8 @@ class SymbolModel:
         self.feature_names = list(metadata.feature_names)
         self.min_history = metadata.min_history
         self.rule = metadata.rule
+        if self.rule.primary != NO_PRIMARY and self.rule.primary not in self.feature_names:
+            raise KeyError(f"the rule's primary {self.rule.primary} is not among its features")
         self.horizon_hours = metadata.horizon_hours
         self.foreign = tuple(n for n in self.feature_names if not is_indicator(n))
         self.required = required_columns([n for n in self.feature_names if n not in self.foreign])
