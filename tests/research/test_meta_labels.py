@@ -137,6 +137,8 @@ def test_the_final_model_trains_on_the_primary_s_bets_only(frame):
 def test_a_primary_must_be_a_trend_rule_among_the_features_on_a_long_only_side():
     with pytest.raises(ParamsError, match="primary.*rsi_14"):
         SearchSpace(primary=("rsi_14",), side=("long_only",))
+    with pytest.raises(ParamsError, match="day-scale trend rules.*trend_48"):
+        SearchSpace(primary=("trend_48",), side=("long_only",))  # counts candles, not days
     with pytest.raises(ParamsError, match=r"side must be \[long_only\]"):
         SearchSpace(primary=("none", PRIMARY), side=("long_only", "long_short"))
     space = dataclasses.replace(
@@ -232,3 +234,24 @@ def test_a_book_whose_symbols_chose_different_primaries_is_held_to_what_they_sha
         atomic.write_json(files.best_params, {"data": {}})
     book = evaluate_book(params, layout.symbol)[0]
     assert "primary_trend_2d" not in book.tests and "buy_and_hold" in book.tests
+
+
+def test_a_served_model_whose_primary_is_not_among_its_features_does_not_load(tmp_path):
+    """Refused when its metadata is read, not on every request (the transformer keeps serving
+    what it had, or says the model is unavailable)."""
+    import xgboost as xgb
+
+    from klinecast.release.registry import write_artifact
+    from klinecast.serving.models import SymbolModel
+
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix([[0.0], [1.0]], label=[0, 1]))
+    meta = small_metadata(candidate=Candidate(HP, RULE, 1))  # its one feature is ma_ratio_5
+    write_artifact(tmp_path / "m", booster, meta)
+    with pytest.raises(KeyError, match="trend_2d is not among its features"):
+        SymbolModel(str(tmp_path / "m"), "m").load()
+    write_artifact(tmp_path / "ok", booster, small_metadata(candidate=Candidate(HP, RULE, 1),
+                   feature_names=(PRIMARY,)))  # fmt: skip
+    served = SymbolModel(str(tmp_path / "ok"), "ok")
+    served.load()
+    assert served.acted_on(0.8, np.array([[0.0]])) == 0.5
+    assert served.acted_on(0.8, np.array([[1.0]])) == 0.8
