@@ -7,13 +7,10 @@ ones (`research.model._fit_linear`), so serving sends the raw features it always
 
 import numpy as np
 import pytest
-import requests
 
 from klinecast.research.model import Candidate, HyperParams, complexity
-from klinecast.serving.client import v1_request
-from klinecast.serving.local import LocalServing
 from klinecast.serving.offline import offline_probabilities
-from tests.support.helpers import NAME, RULE, free_port
+from tests.support.helpers import RULE, served_forecasts
 from tests.support.model_fixtures import MIRROR_PARAMS, trained_artifact
 
 pytestmark = pytest.mark.integration
@@ -34,16 +31,10 @@ def test_a_linear_model_is_served_as_the_batch_path_reads_it(mirror_candles, tmp
     offline = offline_probabilities(mirror_candles, out)
     window = MIRROR_PARAMS.features.min_history  # converged features, as in production
     ends = np.linspace(len(mirror_candles) - 400, len(mirror_candles) - 1, 8).astype(int)
-    with LocalServing(NAME, str(out), free_port(), free_port(), log_dir=tmp_path / "logs") as served:
-        session = requests.Session()
-        answers = []
-        for end in ends:
-            body = v1_request(mirror_candles.iloc[end - window + 1 : end + 1])
-            answer = session.post(
-                f"{served.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30
-            )
-            assert answer.status_code == 200, answer.text
-            answers.append(answer.json()["predictions"][0]["prob_up"])
+    answers = [
+        a["prob_up"]
+        for a in served_forecasts(mirror_candles, out, ends, window=window, log_dir=tmp_path / "logs")
+    ]
     expected = offline[mirror_candles.index[ends]].to_numpy()
     np.testing.assert_allclose(answers, expected, atol=1e-6)
     assert np.ptp(answers) > 0  # the weights move the forecast

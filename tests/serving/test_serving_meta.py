@@ -7,15 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-import requests
 
 from klinecast.research.features import compute_features
 from klinecast.research.model import Candidate, HyperParams
 from klinecast.research.strategy import StrategyRule
-from klinecast.serving.client import v1_request
-from klinecast.serving.local import LocalServing
 from klinecast.serving.offline import offline_probabilities
-from tests.support.helpers import NAME, free_port
+from tests.support.helpers import served_forecasts
 from tests.support.model_fixtures import MIRROR_PARAMS, trained_artifact
 
 pytestmark = pytest.mark.integration
@@ -41,16 +38,7 @@ def test_a_meta_labelled_model_is_served_as_the_batch_path_reads_it(mirror_candl
     hours = [*primary[primary == 1].index[-4:], *primary[primary == 0].index[-4:]]
     ends = [mirror_candles.index.get_loc(hour) for hour in hours]
     window = PARAMS.features.min_history  # converged features, as in production
-    with LocalServing(NAME, str(out), free_port(), free_port(), log_dir=tmp_path / "logs") as served:
-        session = requests.Session()
-        answers = []
-        for end in ends:
-            body = v1_request(mirror_candles.iloc[end - window + 1 : end + 1])
-            answer = session.post(
-                f"{served.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30
-            )
-            assert answer.status_code == 200, answer.text
-            answers.append(answer.json()["predictions"][0])
+    answers = served_forecasts(mirror_candles, out, ends, window=window, log_dir=tmp_path / "logs")
     prob_up = [a["prob_up"] for a in answers]
     np.testing.assert_allclose(prob_up, offline[hours].to_numpy(), atol=1e-6)
     assert all(p != 0.5 for p in prob_up[:4])  # the classifier's own view on the bets

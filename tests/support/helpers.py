@@ -187,3 +187,22 @@ def offline_book(candles, artifact, hours, *, cost: float = PAPER_COST):
     returns = strategy_returns(position, next_return, cost=cost)
     returns[-1] += cost * abs(position[-1])
     return proba, np.asarray(position), returns
+
+
+def served_forecasts(candles, artifact: Path, ends, *, window: int, log_dir: Path) -> list[dict]:
+    """The forecasts the real model servers answer for `artifact`, one V1 candle request per
+    end row (the window of candles ending at it), each asserted to be a 200."""
+    from klinecast.serving.client import v1_request
+    from klinecast.serving.local import LocalServing
+
+    answers = []
+    with LocalServing(NAME, str(artifact), free_port(), free_port(), log_dir=log_dir) as served:
+        session = requests.Session()
+        for end in ends:
+            body = v1_request(candles.iloc[end - window + 1 : end + 1])
+            answer = session.post(
+                f"{served.transformer_url}/v1/models/{NAME}:predict", json=body, timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json()["predictions"][0])
+    return answers
