@@ -9,12 +9,17 @@ innovations, driftless). Each runs the chain a user runs, in process: the defaul
 series), `evaluate` out of sample, `train`, and the gate (`release.gate.gate`) on the
 scorecard and the final model. A run passes when the gate passes.
 
+With --symbols K, each run is a book of K symbols, each its own series of the same shape and
+strength (the first is the one-symbol run's series): researched per symbol, or with
+`--set tune.pooling=pooled` as one model on every symbol's rows (`run_book`). The book passes
+when any symbol passes its gate and Holm's condition over the book.
+
 Power per shape and strength and the size are proportions with Wilson 95 % intervals. The
 oracle (the one-line rule on the planted feature, after costs) says how strong each edge is, on
 one scale for every shape.
 
 Usage: python benchmarks/power.py [--trials 16] [--seeds 5] [--nulls 20] [--jobs 2]
-       [--set tune.search_space.max_depth=[2,4] ...] [--only day_aligned,null]
+       [--set tune.search_space.max_depth=[2,4] ...] [--only day_aligned,null] [--symbols 3]
 (`make bench-power`; JSON in benchmarks/results/power.json, the plot in
 benchmarks/results/power.png)
 """
@@ -32,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, from the repo
@@ -68,43 +74,66 @@ def params_for(workdir: Path, overrides: list[str], trials: int):
     return params_from_mapping(raw)
 
 
+def planted_series(shape: str, strength: float, seed: int):
+    """One symbol's candles: a planted edge of shape and strength, or a null series."""
+    from tests.support.planted import null_candles, shaped_candles
+
+    if shape == NULL:
+        return null_candles(seed=seed)
+    return shaped_candles(shape, strength=strength, seed=seed)
+
+
+def book_symbols(count: int) -> list[str]:
+    """The names of a planted book's symbols; symbol j's series is seeded seed + SEED_STEP * j,
+    so the first is the one-symbol run's series of the same seed."""
+    return [f"PLANTED{chr(ord('A') + j)}USDT" for j in range(count)]
+
+
+#: Apart enough that a book's symbols never share a series with another seed's.
+SEED_STEP = 1000
+
+
+def research(frame, params, work: Path, *, pool=None, frames=None):
+    """tune (one process, one thread), the chosen trial, the final model and its complexity:
+    the chain's in-sample half. A pooled model's pool and every symbol's features go in pool
+    and frames."""
+    from klinecast.research import training, tuning
+    from klinecast.research.model import complexity
+
+    path = work / f"{params.data.symbol}.parquet"
+    frame.to_parquet(path)
+    study = tuning.tune(
+        features_path=path, params=params, storage_url=params.tune.storage,
+        n_trials=params.tune.n_trials, workers=1, nthread=1, pool=pool,
+    )  # fmt: skip
+    tuned = tuning.chosen(study)
+    final = training.train_final(frame, params, tuned.candidate, pool=frames)
+    return tuned, complexity(final.booster)
+
+
 def run_series(job: dict) -> dict:
     """One series through tune, evaluate, train and the gate; its figures."""
     from klinecast.release.gate import gate
-    from klinecast.research import evaluation, training, tuning
+    from klinecast.research import evaluation
     from klinecast.research.features import compute_features
-    from klinecast.research.model import complexity
-    from tests.support.planted import null_candles, oracle_sharpe, shaped_candles
+    from tests.support.planted import oracle_sharpe
 
     shape, strength, seed = job["shape"], job["strength"], job["seed"]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="power-") as tmp:
         work = Path(tmp)
         params = params_for(work, job["overrides"], job["trials"])
-        candles = (
-            null_candles(seed=seed)
-            if shape == NULL
-            else shaped_candles(shape, strength=strength, seed=seed)
-        )
+        candles = planted_series(shape, strength, seed)
         frame = compute_features(
             candles, indicators=params.features.indicators, interval=candles.index.freq
         ).frame
-        path = work / "features.parquet"
-        frame.to_parquet(path)
         clock = {"features": time.perf_counter() - started}
-        study = tuning.tune(
-            features_path=path, params=params, storage_url=params.tune.storage,
-            n_trials=params.tune.n_trials, workers=1, nthread=1,
-        )  # fmt: skip
-        clock["tune"] = time.perf_counter() - started
-        tuned = tuning.chosen(study)
+        tuned, learned = research(frame, params, work)
+        clock["tune and train"] = time.perf_counter() - started
         evaluated = evaluation.evaluate(frame, params, tuned)
         scored = evaluated.scorecard
-        clock["evaluate"] = time.perf_counter() - started
-        final = training.train_final(frame, params, tuned.candidate)
-        learned = complexity(final.booster)
         decided = gate(scored, learned, params.publish)
-        clock["train"] = time.perf_counter() - started
+        clock["evaluate"] = time.perf_counter() - started
         ceiling = None if shape == NULL else oracle_gate(shape, frame, evaluated.predictions, params)
         clock["oracle"] = time.perf_counter() - started
     model, significance, candidate = scored.model, scored.significance, scored.candidate
@@ -118,14 +147,7 @@ def run_series(job: dict) -> dict:
         "return_before_costs": round(model.return_before_fees, 4),
         "changes": model.trades,
         "roc_auc": None if model.roc_auc is None else round(model.roc_auc, 4),
-        "chosen": {
-            "cadence_hours": candidate.rule.cadence_hours,
-            "horizon_hours": candidate.horizon_hours,
-            "anchored": candidate.hp.anchored,
-            "look_back_days": candidate.hp.look_back_days,
-            "booster": candidate.hp.booster,
-            "primary": candidate.rule.primary,
-        },
+        "chosen": chosen_shape(candidate),
         "features_used": list(learned.features_used),
         "in_sample_sharpe": tuned.in_sample.get("sharpe"),
         "max_p_value": significance.max_p_value,
@@ -137,6 +159,112 @@ def run_series(job: dict) -> dict:
         "passed": decided.passed,
         "seconds": round(time.perf_counter() - started, 1),
         "clock": {k: round(v, 1) for k, v in clock.items()},
+    }
+
+
+def chosen_shape(candidate) -> dict:
+    """The levers of the chosen trial that tell one model's shape from another's."""
+    return {
+        "cadence_hours": candidate.rule.cadence_hours,
+        "horizon_hours": candidate.horizon_hours,
+        "anchored": candidate.hp.anchored,
+        "look_back_days": candidate.hp.look_back_days,
+        "booster": candidate.hp.booster,
+        "n_features": candidate.hp.n_features,
+        "parallel_trees": candidate.hp.parallel_trees,
+        "sample_weights": candidate.hp.sample_weights,
+        "primary": candidate.rule.primary,
+    }
+
+
+def run_book(job: dict) -> dict:
+    """A book of job["symbols"] symbols, each its own series of the same shape and strength:
+    researched per symbol (a study, model and gate each) or pooled (one study and model on
+    every symbol's rows, each symbol's rule scored and gated on its own), as tune.pooling
+    says; then the book's gates (Holm over the symbols). The book passes when any symbol
+    passes its book gate: what the trader would trade."""
+    from klinecast.book import Book
+    from klinecast.release.gate import book_gates, gate
+    from klinecast.research import evaluation
+    from klinecast.research.features import compute_features
+    from klinecast.research.pooled import Pool, walk_forward_pooled_with_params
+    from tests.support.planted import oracle_sharpe
+
+    shape, strength, seed = job["shape"], job["strength"], job["seed"]
+    names = book_symbols(job["symbols"])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="power-") as tmp:
+        work = Path(tmp)
+        overrides = [f"data.symbols=[{','.join(names)}]", *job["overrides"]]
+        book = Book(params_for(work, overrides, job["trials"]))
+        frames = {}
+        for j, name in enumerate(names):
+            candles = planted_series(shape, strength, seed + SEED_STEP * j)
+            frames[name] = compute_features(
+                candles, indicators=book.params.features.indicators, interval=candles.index.freq
+            ).frame
+        settings = {name: book.for_symbol(name) for name in names}
+        cards, learned, tuned = {}, {}, {}
+        if book.params.tune.pooling == "pooled":
+            for name, frame in frames.items():
+                frame.to_parquet(work / f"{name}.parquet")
+            pool = Pool({n: str(work / f"{n}.parquet") for n in names}, book.weights)
+            first = settings[names[0]]
+            found, shaped = research(frames[names[0]], first, work, pool=pool, frames=frames)
+            span = first.split.out_of_sample
+            stop = pd.Timestamp(span.stop)
+            results = walk_forward_pooled_with_params(
+                {n: f[f.index < stop] for n, f in frames.items()}, first, found.candidate,
+                test_start=pd.Timestamp(span.start), test_end=stop,
+            )  # fmt: skip
+            for name in names:
+                tuned[name], learned[name] = found, shaped
+                cards[name] = evaluation.scorecard(
+                    results[name], settings[name], found.candidate, search=found.search,
+                    in_sample=found.in_sample, holdout=found.holdout,
+                )  # fmt: skip
+        else:
+            for name in names:
+                tuned[name], learned[name] = research(frames[name], settings[name], work)
+                cards[name] = evaluation.evaluate(frames[name], settings[name], tuned[name]).scorecard
+        own = {n: gate(cards[n], learned[n], book.params.publish) for n in names}
+        booked = book_gates(own, book.params.publish)
+        oracles = {
+            n: None if shape == NULL else round(oracle_sharpe(frames[n], shape), 3) for n in names
+        }
+    symbols = {
+        n: {
+            "seed": seed + SEED_STEP * j,
+            "oracle_sharpe": oracles[n],
+            "model_sharpe": round(cards[n].model.sharpe, 3),
+            "return_after_costs": round(cards[n].model.cumulative_return, 4),
+            "changes": cards[n].model.trades,
+            "roc_auc": None if cards[n].model.roc_auc is None else round(cards[n].model.roc_auc, 4),
+            "chosen": chosen_shape(cards[n].candidate),
+            "max_p_value": cards[n].significance.max_p_value,
+            "own_gate_passed": own[n].passed,
+            "passed": booked[n].passed,
+        }
+        for j, n in enumerate(names)
+    }
+    planted = [o for o in oracles.values() if o is not None]
+    return {
+        "shape": shape,
+        "strength": strength,
+        "seed": seed,
+        "pooling": book.params.tune.pooling,
+        "oracle_sharpe": round(sum(planted) / len(planted), 3) if planted else None,
+        "model_sharpe": round(sum(s["model_sharpe"] for s in symbols.values()) / len(names), 3),
+        "roc_auc": symbols[names[0]]["roc_auc"],
+        "changes": sum(s["changes"] for s in symbols.values()),
+        "chosen": symbols[names[0]]["chosen"],
+        "max_p_value": min(s["max_p_value"] for s in symbols.values()),
+        "oracle_passes": None,
+        "failed": [] if any(s["passed"] for s in symbols.values()) else ["every symbol's book gate"],
+        "passed": any(s["passed"] for s in symbols.values()),
+        "first_passed_own_gate": symbols[names[0]]["own_gate_passed"],
+        "symbols": symbols,
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -230,6 +358,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", default="", help="shapes to run (and/or null), comma-separated")
     parser.add_argument("--strength-index", default="", help="which strengths, e.g. 1 or 0,2")
+    parser.add_argument(
+        "--symbols", type=int, default=1,
+        help="symbols per series: a book of that many planted series (run_book)",
+    )  # fmt: skip
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/power.json"))
     args = parser.parse_args()
@@ -246,13 +378,13 @@ def main() -> int:
     # seed by seed, every shape and the nulls in turn: a run cut short still has a balanced part
     jobs.sort(key=lambda job: (job["seed"], job["shape"] == NULL, job["shape"], job["strength"]))
     for job in jobs:
-        job.update(trials=args.trials, overrides=args.overrides)
+        job.update(trials=args.trials, overrides=args.overrides, symbols=args.symbols)
     os.environ["OMP_NUM_THREADS"] = "1"  # one thread a series; --jobs series at once
     started = time.perf_counter()
     runs = []
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        for run in pool.map(run_series, jobs):
+        for run in pool.map(run_series if args.symbols == 1 else run_book, jobs):
             runs.append(run)
             print(
                 f"{run['shape']} {run['strength']} seed {run['seed']}: oracle "
@@ -267,6 +399,7 @@ def main() -> int:
         "what": "power and size of the default search and gate on planted and null series",
         "trials": args.trials,
         "overrides": args.overrides,
+        "symbols": args.symbols,
         "minutes": round((time.perf_counter() - started) / 60, 1),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cores": os.cpu_count(), "jobs": args.jobs},  # fmt: skip
