@@ -90,3 +90,24 @@ def test_the_interaction_needs_both_of_its_features():
         alone.append(sharpe_after_costs(frame, frame["volume_ratio_30d"] > 1))
         together.append(sharpe_after_costs(frame, oracle_positions("interaction", frame)))
     assert np.mean(together) > 1.8 and max(alone) < 1 and np.mean(alone) < 0.3, (alone, together)
+
+
+def test_a_planted_book_holds_the_one_symbol_series_first_then_independent_ones_of_its_edge():
+    """The benchmark's books (`--symbols K`, for the pooled model): the first symbol's series
+    is the one-symbol run's of the same seed, so the two can be compared series by series; the
+    others are series of their own (returns uncorrelated) that carry the same edge."""
+    from benchmarks.power import SEED_STEP, book_symbols, planted_series
+
+    names = book_symbols(3)
+    assert len(set(names)) == 3 and all(n.endswith("USDT") and n.isalnum() for n in names)
+    shape, strength = "trailing", 0.005
+    book = [planted_series(shape, strength, 1 + SEED_STEP * j) for j in range(3)]
+    assert book[0].equals(shaped_candles(shape, strength=strength, seed=1))
+    returns = np.log(np.stack([candles["close"].to_numpy() for candles in book])).T
+    correlation = np.corrcoef(np.diff(returns, axis=0).T)
+    assert np.abs(correlation[np.triu_indices(3, 1)]).max() < 0.05, correlation
+    oracles = [
+        oracle_sharpe(features(planted_series(shape, strength, seed + SEED_STEP * j)), shape)
+        for seed in (0, 1) for j in range(3)
+    ]  # fmt: skip
+    assert min(oracles) > 0 and np.mean(oracles) > 0.8, oracles
