@@ -20,7 +20,8 @@ one scale for every shape.
 
 Usage: python benchmarks/power.py [--trials 16] [--seeds 5] [--nulls 20] [--jobs 2]
        [--set tune.search_space.max_depth=[2,4] ...] [--only day_aligned,null] [--symbols 3]
-(`make bench-power`; JSON in benchmarks/results/power.json, the plot in
+(`make bench-power`; JSON in benchmarks/results/power.json, rewritten after every series and
+marked partial until the last, the plot in
 benchmarks/results/power.png)
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import platform
@@ -348,6 +348,28 @@ def plot(summary: dict, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def write(args: argparse.Namespace, runs: list[dict], *, minutes: float, of: int) -> dict:
+    """The JSON of the runs so far (`partial` until all `of` are in), atomically; the summary."""
+    from klinecast import atomic
+
+    summary = summarise(runs)
+    document = {
+        "what": "power and size of the default search and gate on planted and null series",
+        "trials": args.trials,
+        "overrides": args.overrides,
+        "symbols": args.symbols,
+        "minutes": round(minutes, 1),
+        "partial": len(runs) < of,
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cores": os.cpu_count(), "jobs": args.jobs},  # fmt: skip
+        "summary": summary,
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(args.out, document)
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -394,20 +416,9 @@ def main() -> int:
                 f"{run['seconds']} s",
                 flush=True,
             )
-    summary = summarise(runs)
-    document = {
-        "what": "power and size of the default search and gate on planted and null series",
-        "trials": args.trials,
-        "overrides": args.overrides,
-        "symbols": args.symbols,
-        "minutes": round((time.perf_counter() - started) / 60, 1),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cores": os.cpu_count(), "jobs": args.jobs},  # fmt: skip
-        "summary": summary,
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+            # after every series: a run stopped early keeps what it measured (marked partial)
+            write(args, runs, minutes=(time.perf_counter() - started) / 60, of=len(jobs))
+    summary = write(args, runs, minutes=(time.perf_counter() - started) / 60, of=len(jobs))
     plot(summary, args.out.with_suffix(".png"))
     for row in summary["power"] + summary["size"]:
         print(
