@@ -313,7 +313,10 @@ def summarise(runs: list[dict]) -> dict:
                 "interval": [round(low, 3), round(high, 3)],
                 "mean_oracle_sharpe": round(sum(oracles) / len(oracles), 2) if oracles else None,
                 "mean_model_sharpe": round(sum(r["model_sharpe"] for r in members) / len(members), 2),
-                "oracle_passed": sum(bool(r["oracle_passes"]) for r in members),
+                # (a book's runs have no oracle gate: None, not 0)
+                "oracle_passed": None
+                if all(r["oracle_passes"] is None for r in members)
+                else sum(bool(r["oracle_passes"]) for r in members),
             }
         )
     return {"power": [row for row in table if row["shape"] != NULL],
