@@ -20,8 +20,8 @@ one scale for every shape.
 
 Usage: python benchmarks/power.py [--trials 16] [--seeds 5] [--nulls 20] [--jobs 2]
        [--set tune.search_space.max_depth=[2,4] ...] [--only day_aligned,null] [--symbols 3]
-(`make bench-power`; JSON in benchmarks/results/power.json, rewritten after every series and
-marked partial until the last, the plot in
+(`make bench-power`; JSON in benchmarks/results/power.json, rewritten after every series (in
+the order they were submitted) and marked partial until the last, the plot in
 benchmarks/results/power.png)
 """
 
@@ -83,14 +83,27 @@ def planted_series(shape: str, strength: float, seed: int):
     return shaped_candles(shape, strength=strength, seed=seed)
 
 
+#: Apart enough that a book's symbols never share a series with another seed's.
+SEED_STEP = 1000
+#: A book's symbols are named by letter: PLANTEDAUSDT, PLANTEDBUSDT, ...
+MAX_SYMBOLS = 26
+
+
 def book_symbols(count: int) -> list[str]:
-    """The names of a planted book's symbols; symbol j's series is seeded seed + SEED_STEP * j,
-    so the first is the one-symbol run's series of the same seed."""
+    """The names of a planted book's symbols.
+
+    Raises:
+        ValueError: count is not 1..MAX_SYMBOLS.
+    """
+    if not 1 <= count <= MAX_SYMBOLS:
+        raise ValueError(f"a planted book holds 1 to {MAX_SYMBOLS} symbols, not {count}")
     return [f"PLANTED{chr(ord('A') + j)}USDT" for j in range(count)]
 
 
-#: Apart enough that a book's symbols never share a series with another seed's.
-SEED_STEP = 1000
+def book_seeds(seed: int, count: int) -> list[int]:
+    """The seeds of a planted book's series: symbol j's is seed + SEED_STEP * j, so the first
+    is the one-symbol run's series of the same seed."""
+    return [seed + SEED_STEP * j for j in range(count)]
 
 
 def research(frame, params, work: Path, *, pool=None, frames=None):
@@ -192,14 +205,15 @@ def run_book(job: dict) -> dict:
 
     shape, strength, seed = job["shape"], job["strength"], job["seed"]
     names = book_symbols(job["symbols"])
+    seeds = dict(zip(names, book_seeds(seed, len(names)), strict=True))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="power-") as tmp:
         work = Path(tmp)
         overrides = [f"data.symbols=[{','.join(names)}]", *job["overrides"]]
         book = Book(params_for(work, overrides, job["trials"]))
         frames = {}
-        for j, name in enumerate(names):
-            candles = planted_series(shape, strength, seed + SEED_STEP * j)
+        for name in names:
+            candles = planted_series(shape, strength, seeds[name])
             frames[name] = compute_features(
                 candles, indicators=book.params.features.indicators, interval=candles.index.freq
             ).frame
@@ -234,7 +248,7 @@ def run_book(job: dict) -> dict:
         }
     symbols = {
         n: {
-            "seed": seed + SEED_STEP * j,
+            "seed": seeds[n],
             "oracle_sharpe": oracles[n],
             "model_sharpe": round(cards[n].model.sharpe, 3),
             "return_after_costs": round(cards[n].model.cumulative_return, 4),
@@ -245,7 +259,7 @@ def run_book(job: dict) -> dict:
             "own_gate_passed": own[n].passed,
             "passed": booked[n].passed,
         }
-        for j, n in enumerate(names)
+        for n in names
     }
     planted = [o for o in oracles.values() if o is not None]
     return {
@@ -258,7 +272,11 @@ def run_book(job: dict) -> dict:
         "roc_auc": symbols[names[0]]["roc_auc"],
         "changes": sum(s["changes"] for s in symbols.values()),
         "chosen": symbols[names[0]]["chosen"],
-        "max_p_value": min(s["max_p_value"] for s in symbols.values()),
+        "max_p_value": symbols[names[0]]["max_p_value"],  # the first symbol's, as roc_auc
+        "smallest_max_p_value": min(
+            (s["max_p_value"] for s in symbols.values() if s["max_p_value"] == s["max_p_value"]),
+            default=float("nan"),
+        ),  # the book's closest symbol to its gate's p-value condition (NaNs left out)
         "oracle_passes": None,
         "failed": [] if any(s["passed"] for s in symbols.values()) else ["every symbol's book gate"],
         "passed": any(s["passed"] for s in symbols.values()),
@@ -390,6 +408,12 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/power.json"))
     args = parser.parse_args()
+    try:
+        book_symbols(args.symbols)  # 1..MAX_SYMBOLS, before any series runs
+    except ValueError as error:
+        parser.error(str(error))
+    if args.symbols == 1 and any(o.startswith("tune.pooling=") for o in args.overrides):
+        parser.error("tune.pooling needs a book: pass --symbols 2 or more")
     only = set(filter(None, args.only.split(",")))
     picked = [int(i) for i in filter(None, args.strength_index.split(","))]
     jobs = [

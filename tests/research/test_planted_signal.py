@@ -96,18 +96,16 @@ def test_a_planted_book_holds_the_one_symbol_series_first_then_independent_ones_
     """The benchmark's books (`--symbols K`, for the pooled model): the first symbol's series
     is the one-symbol run's of the same seed, so the two can be compared series by series; the
     others are series of their own (returns uncorrelated) that carry the same edge."""
-    from benchmarks.power import SEED_STEP, book_symbols, planted_series
+    from benchmarks.power import book_seeds, planted_series
 
-    names = book_symbols(3)
-    assert len(set(names)) == 3 and all(n.endswith("USDT") and n.isalnum() for n in names)
     shape, strength = "trailing", 0.005
-    book = [planted_series(shape, strength, 1 + SEED_STEP * j) for j in range(3)]
+    book = [planted_series(shape, strength, seed) for seed in book_seeds(1, 3)]
     assert book[0].equals(shaped_candles(shape, strength=strength, seed=1))
     returns = np.log(np.stack([candles["close"].to_numpy() for candles in book])).T
     correlation = np.corrcoef(np.diff(returns, axis=0).T)
     assert np.abs(correlation[np.triu_indices(3, 1)]).max() < 0.05, correlation
     oracles = [
-        oracle_sharpe(features(planted_series(shape, strength, seed + SEED_STEP * j)), shape)
-        for seed in (0, 1) for j in range(3)
+        oracle_sharpe(features(planted_series(shape, strength, each)), shape)
+        for seed in (0, 1) for each in book_seeds(seed, 3)
     ]  # fmt: skip
     assert min(oracles) > 0 and np.mean(oracles) > 0.8, oracles
