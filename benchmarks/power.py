@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support, from the repo
@@ -106,15 +105,20 @@ def book_seeds(seed: int, count: int) -> list[int]:
     return [seed + SEED_STEP * j for j in range(count)]
 
 
-def research(frame, params, work: Path, *, pool=None, frames=None):
-    """tune (one process, one thread), the chosen trial, the final model and its complexity:
-    the chain's in-sample half. A pooled model's pool and every symbol's features go in pool
-    and frames."""
+def saved(frame, work: Path, symbol: str) -> Path:
+    """A symbol's features written where the study reads them."""
+    path = work / f"{symbol}.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def research(frame, params, path: Path, *, pool=None, frames=None):
+    """tune (one process, one thread) on the features at path, the chosen trial, the final
+    model and its complexity: the chain's in-sample half. A pooled model's pool and every
+    symbol's features go in pool and frames."""
     from klinecast.research import training, tuning
     from klinecast.research.model import complexity
 
-    path = work / f"{params.data.symbol}.parquet"
-    frame.to_parquet(path)
     study = tuning.tune(
         features_path=path, params=params, storage_url=params.tune.storage,
         n_trials=params.tune.n_trials, workers=1, nthread=1, pool=pool,
@@ -141,7 +145,7 @@ def run_series(job: dict) -> dict:
             candles, indicators=params.features.indicators, interval=candles.index.freq
         ).frame
         clock = {"features": time.perf_counter() - started}
-        tuned, learned = research(frame, params, work)
+        tuned, learned = research(frame, params, saved(frame, work, params.data.symbol))
         clock["tune and train"] = time.perf_counter() - started
         evaluated = evaluation.evaluate(frame, params, tuned)
         scored = evaluated.scorecard
@@ -200,7 +204,7 @@ def run_book(job: dict) -> dict:
     from klinecast.release.gate import book_gates, gate
     from klinecast.research import evaluation
     from klinecast.research.features import compute_features
-    from klinecast.research.pooled import Pool, walk_forward_pooled_with_params
+    from klinecast.research.pooled import Pool
     from tests.support.planted import oracle_sharpe
 
     shape, strength, seed = job["shape"], job["strength"], job["seed"]
@@ -220,17 +224,13 @@ def run_book(job: dict) -> dict:
         settings = {name: book.for_symbol(name) for name in names}
         cards, learned, tuned = {}, {}, {}
         if book.params.tune.pooling == "pooled":
-            for name, frame in frames.items():
-                frame.to_parquet(work / f"{name}.parquet")
-            pool = Pool({n: str(work / f"{n}.parquet") for n in names}, book.weights)
+            paths = {n: saved(f, work, n) for n, f in frames.items()}
+            pool = Pool({n: str(p) for n, p in paths.items()}, book.weights)
             first = settings[names[0]]
-            found, shaped = research(frames[names[0]], first, work, pool=pool, frames=frames)
-            span = first.split.out_of_sample
-            stop = pd.Timestamp(span.stop)
-            results = walk_forward_pooled_with_params(
-                {n: f[f.index < stop] for n, f in frames.items()}, first, found.candidate,
-                test_start=pd.Timestamp(span.start), test_end=stop,
-            )  # fmt: skip
+            found, shaped = research(
+                frames[names[0]], first, paths[names[0]], pool=pool, frames=frames
+            )
+            results = evaluation.pooled_out_of_sample(frames, first, found.candidate)
             for name in names:
                 tuned[name], learned[name] = found, shaped
                 cards[name] = evaluation.scorecard(
@@ -239,7 +239,9 @@ def run_book(job: dict) -> dict:
                 )  # fmt: skip
         else:
             for name in names:
-                tuned[name], learned[name] = research(frames[name], settings[name], work)
+                tuned[name], learned[name] = research(
+                    frames[name], settings[name], saved(frames[name], work, name)
+                )
                 cards[name] = evaluation.evaluate(frames[name], settings[name], tuned[name]).scorecard
         own = {n: gate(cards[n], learned[n], book.params.publish) for n in names}
         booked = book_gates(own, book.params.publish)

@@ -74,12 +74,23 @@ def out_of_sample(
             raise KlinecastError(
                 f"{params.data.symbol} is not one of the pooled symbols ({', '.join(pool)})"
             )
-        frames = {s: features[features.index < end] for s, features in pool.items()}
-        return walk_forward_pooled_with_params(
-            frames, params, candidate, test_start=start, test_end=end
-        )[params.data.symbol]
+        return pooled_out_of_sample(pool, params, candidate)[params.data.symbol]
     return walk_forward_with_params(
         frame[frame.index < end], params, candidate, test_start=start, test_end=end
+    )
+
+
+def pooled_out_of_sample(
+    pool: dict[str, pd.DataFrame], params: Params, candidate: model.Candidate
+) -> dict[str, BacktestResult]:
+    """Every pooled symbol's walk-forward over the out-of-sample span: the pooled model
+    retrained every step_days on all of them (each training window reaching back before the
+    span, never into it), each symbol trading its own rows."""
+    span = params.split.out_of_sample
+    start, end = pd.Timestamp(span.start), pd.Timestamp(span.stop)
+    frames = {s: features[features.index < end] for s, features in pool.items()}
+    return walk_forward_pooled_with_params(
+        frames, params, candidate, test_start=start, test_end=end
     )
 
 
